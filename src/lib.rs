@@ -1,0 +1,1 @@
+//! Mask2Former on a vendor-neutral GPU engine.
