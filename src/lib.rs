@@ -1,1 +1,14 @@
 //! Mask2Former on a vendor-neutral GPU engine.
+//!
+//! Layers, each depending only on those above it: [`runtime`] (adapter, buffers, kernels),
+//! [`ops`] (WGSL kernels with launchers and plain-Rust references), then the graph, the model,
+//! data, evaluation and training.
+
+pub mod error;
+pub mod ops;
+pub mod runtime;
+#[doc(hidden)]
+pub mod testing;
+
+pub use error::{Error, Result};
+pub use runtime::{DType, Runtime, RuntimeOptions, Tensor};

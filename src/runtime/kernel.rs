@@ -1,0 +1,220 @@
+//! WGSL kernels: the shader registry, the compiled-pipeline cache and recorded dispatches.
+//!
+//! Binding convention for every kernel in `shaders/`: group 0; when the kernel takes parameters
+//! they are a uniform struct at binding 0 and the storage buffers follow at bindings 1, 2, …
+//! in the order the launcher passes them; a kernel without parameters starts its storage
+//! buffers at binding 0. Variants of one shader differ by WGSL `override` constants.
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use super::tensor::Binding;
+use crate::error::{Error, Result};
+
+/// A WGSL source file from `shaders/`.
+#[derive(Clone, Copy, Debug)]
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// `shader!("matmul")` embeds `shaders/matmul.wgsl`.
+#[macro_export]
+macro_rules! shader {
+    ($name:literal) => {
+        $crate::runtime::Shader {
+            name: $name,
+            source: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/shaders/",
+                $name,
+                ".wgsl"
+            )),
+        }
+    };
+}
+
+/// A compiled compute pipeline for one shader entry point and one set of override constants.
+pub struct Kernel {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) label: String,
+}
+
+impl Kernel {
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct KernelKey {
+    shader: &'static str,
+    entry: String,
+    constants: Vec<(String, u64)>,
+}
+
+/// One recorded kernel launch: pipeline, bound resources, and workgroup count.
+///
+/// Bind groups are created when the dispatch is made, so a plan can record the same
+/// dispatches into many command buffers without re-creating anything.
+pub struct Dispatch {
+    pub(crate) kernel: Arc<Kernel>,
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) workgroups: [u32; 3],
+}
+
+impl Dispatch {
+    pub fn label(&self) -> &str {
+        &self.kernel.label
+    }
+    pub fn workgroups(&self) -> [u32; 3] {
+        self.workgroups
+    }
+}
+
+/// Validates WGSL with naga, with every capability on (the adapter decides which kernels run).
+pub fn validate_wgsl(name: &str, source: &str) -> Result<naga::Module> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| Error::Shader {
+        name: name.into(),
+        entry: "*".into(),
+        message: e.emit_to_string(source),
+    })?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| Error::Shader {
+        name: name.into(),
+        entry: "*".into(),
+        message: e.emit_to_string(source),
+    })?;
+    Ok(module)
+}
+
+pub(crate) fn key(shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> KernelKey {
+    KernelKey {
+        shader: shader.name,
+        entry: entry.to_string(),
+        constants: constants
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_bits()))
+            .collect(),
+    }
+}
+
+pub(crate) fn compile(
+    device: &wgpu::Device,
+    shader: &Shader,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> Result<Kernel> {
+    // naga first: its messages point at the WGSL line, and a bad shader must not reach the
+    // device's uncaptured-error handler (which panics by default).
+    validate_wgsl(shader.name, shader.source)?;
+    let label = if constants.is_empty() {
+        format!("{}::{entry}", shader.name)
+    } else {
+        let c: Vec<String> = constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{}::{entry}[{}]", shader.name, c.join(","))
+    };
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(shader.name),
+        source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(&label),
+        layout: None,
+        module: &module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    });
+    if let Some(err) = pollster::block_on(scope.pop()) {
+        return Err(Error::Shader {
+            name: shader.name.into(),
+            entry: entry.into(),
+            message: err.to_string(),
+        });
+    }
+    Ok(Kernel { pipeline, label })
+}
+
+pub(crate) fn make_dispatch(
+    device: &wgpu::Device,
+    kernel: &Arc<Kernel>,
+    params: Option<&[u8]>,
+    storage: &[Binding<'_>],
+    workgroups: [u32; 3],
+) -> Dispatch {
+    let layout = kernel.pipeline.get_bind_group_layout(0);
+    // Uniform buffers are padded to 16 bytes: WGSL rounds uniform struct sizes up to that.
+    let uniform = params.map(|bytes| {
+        let mut padded = bytes.to_vec();
+        padded.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: &padded,
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    });
+    let first = uniform.is_some() as u32;
+    let mut entries = Vec::with_capacity(storage.len() + 1);
+    if let Some(u) = &uniform {
+        entries.push(wgpu::BindGroupEntry {
+            binding: 0,
+            resource: u.as_entire_binding(),
+        });
+    }
+    for (i, b) in storage.iter().enumerate() {
+        entries.push(wgpu::BindGroupEntry {
+            binding: first + i as u32,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: b.buffer,
+                offset: b.offset,
+                size: wgpu::BufferSize::new(b.size),
+            }),
+        });
+    }
+    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(&kernel.label),
+        layout: &layout,
+        entries: &entries,
+    });
+    Dispatch {
+        kernel: kernel.clone(),
+        bind_group,
+        workgroups,
+    }
+}
+
+/// Splits a 1-D workgroup count over x and y so that neither exceeds `max_per_dim`.
+/// Kernels recover the linear index as `wid.x + wid.y * num_workgroups.x` and return past the end.
+pub fn grid_1d(workgroups: u64, max_per_dim: u32) -> [u32; 3] {
+    let max = max_per_dim as u64;
+    if workgroups <= max {
+        return [workgroups.max(1) as u32, 1, 1];
+    }
+    let y = workgroups.div_ceil(max);
+    let x = workgroups.div_ceil(y);
+    [x as u32, y as u32, 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid_1d;
+
+    #[test]
+    fn grid_covers_all_workgroups() {
+        for n in [0u64, 1, 65535, 65536, 1 << 20, 4_000_000_001] {
+            let [x, y, z] = grid_1d(n, 65535);
+            assert!(x <= 65535 && y <= 65535 && z == 1);
+            assert!(x as u64 * y as u64 >= n);
+        }
+    }
+}

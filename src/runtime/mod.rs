@@ -1,0 +1,454 @@
+//! The tensor runtime: adapter choice and capabilities, pooled buffers, the kernel cache,
+//! upload/download, and recording dispatches into one pass and one submit.
+//!
+//! ```no_run
+//! use mask2former::runtime::Runtime;
+//! let rt = Runtime::new()?;               // best adapter; M2F_BACKEND / M2F_ADAPTER override
+//! let x = rt.upload(&[1.0, 2.0, 3.0], &[3])?;
+//! assert_eq!(rt.download(&x)?, vec![1.0, 2.0, 3.0]);
+//! # Ok::<(), mask2former::Error>(())
+//! ```
+
+mod device;
+mod kernel;
+mod pool;
+mod tensor;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use device::{parse_backend, Capabilities, RuntimeOptions};
+pub use kernel::{grid_1d, validate_wgsl, Dispatch, Kernel, Shader};
+pub use pool::{MemoryStats, PooledBuffer};
+pub use tensor::{Binding, DType, Tensor};
+
+use crate::error::{Error, Result};
+use pool::BufferPool;
+
+/// A device, its queue, the buffer pool and the compiled-kernel cache. Cheap to clone; safe to
+/// share between threads. Several runtimes may exist in one process.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    _adapter: wgpu::Adapter,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    caps: Capabilities,
+    features: wgpu::Features,
+    pool: Arc<BufferPool>,
+    kernels: Mutex<HashMap<kernel::KernelKey, Arc<Kernel>>>,
+}
+
+impl Runtime {
+    /// Opens the best adapter, honouring `M2F_BACKEND` and `M2F_ADAPTER`.
+    pub fn new() -> Result<Self> {
+        Self::with_options(&RuntimeOptions::from_env()?)
+    }
+
+    pub fn with_options(opts: &RuntimeOptions) -> Result<Self> {
+        let o = device::open(opts)?;
+        let pool = BufferPool::new(o.device.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                _adapter: o.adapter,
+                device: o.device,
+                queue: o.queue,
+                info: o.info,
+                caps: o.caps,
+                features: o.features,
+                pool,
+                kernels: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+    pub fn caps(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.features
+    }
+    /// One line naming the adapter, backend and optional features, for logs and CLIs.
+    pub fn describe(&self) -> String {
+        let i = &self.inner.info;
+        let c = &self.inner.caps;
+        format!(
+            "{} ({:?}, {:?}; f16={} subgroups={} f32-atomics={} timestamps={}; max binding {} MiB)",
+            i.name,
+            i.backend,
+            i.device_type,
+            c.f16,
+            c.subgroups,
+            c.f32_atomics,
+            c.timestamps,
+            c.max_storage_binding >> 20
+        )
+    }
+
+    // ---- kernels -------------------------------------------------------------------------
+
+    /// The compiled pipeline for `entry` of `shader` with the given override constants (cached).
+    pub fn kernel(
+        &self,
+        shader: &Shader,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<Kernel>> {
+        let key = kernel::key(shader, entry, constants);
+        if let Some(k) = self.inner.kernels.lock().unwrap().get(&key) {
+            return Ok(k.clone());
+        }
+        // Compile outside the lock: pipelines can take milliseconds and tests share runtimes.
+        let k = Arc::new(kernel::compile(
+            &self.inner.device,
+            shader,
+            entry,
+            constants,
+        )?);
+        Ok(self
+            .inner
+            .kernels
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_insert(k)
+            .clone())
+    }
+
+    /// Binds `params` (uniform, binding 0) and `storage` (bindings 1..) to `kernel`.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: &Arc<Kernel>,
+        params: &P,
+        storage: &[Binding<'_>],
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        kernel::make_dispatch(
+            &self.inner.device,
+            kernel,
+            Some(bytemuck::bytes_of(params)),
+            storage,
+            workgroups,
+        )
+    }
+
+    /// Like [`Runtime::dispatch`] for kernels without a parameter struct (storage from binding 0).
+    pub fn dispatch_no_params(
+        &self,
+        kernel: &Arc<Kernel>,
+        storage: &[Binding<'_>],
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        kernel::make_dispatch(&self.inner.device, kernel, None, storage, workgroups)
+    }
+
+    /// A 1-D launch of `n` threads in workgroups of `wg` threads, split over x/y past the limit.
+    pub fn grid(&self, n: u64, wg: u32) -> [u32; 3] {
+        grid_1d(
+            n.div_ceil(wg as u64),
+            self.inner.caps.max_workgroups_per_dim,
+        )
+    }
+
+    /// Records all dispatches into one compute pass and submits once (does not wait).
+    pub fn run(&self, dispatches: &[Dispatch]) {
+        let mut enc = self
+            .inner
+            .device
+            .create_command_encoder(&Default::default());
+        record(&mut enc, dispatches, None);
+        self.inner.queue.submit([enc.finish()]);
+    }
+
+    /// Waits until all submitted work has finished.
+    pub fn sync(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(e.to_string()))
+    }
+
+    /// Runs the dispatches with a GPU timestamp around each one and returns each one's time.
+    /// Needs `Capabilities::timestamps`; otherwise an `Unsupported` error.
+    pub fn run_timed(&self, dispatches: &[Dispatch]) -> Result<Vec<Duration>> {
+        if !self.inner.caps.timestamps {
+            return Err(Error::Unsupported {
+                op: "run_timed",
+                what: "timestamp queries on this adapter".into(),
+            });
+        }
+        let dev = &self.inner.device;
+        let period = self.inner.queue.get_timestamp_period() as f64;
+        let mut out = Vec::with_capacity(dispatches.len());
+        // A query set holds at most 4096 queries: time the dispatches in chunks.
+        for chunk in dispatches.chunks(2047) {
+            let count = chunk.len() as u32 + 1;
+            let qs = dev.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            let bytes = count as u64 * 8;
+            let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps.resolve"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let mut enc = dev.create_command_encoder(&Default::default());
+            record(&mut enc, chunk, Some(&qs));
+            enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+            self.inner.queue.submit([enc.finish()]);
+            let raw = self.read_buffer(&resolve, 0, bytes)?;
+            let ticks: &[u64] = bytemuck::cast_slice(&raw);
+            for w in ticks.windows(2) {
+                out.push(Duration::from_nanos(
+                    (w[1].saturating_sub(w[0]) as f64 * period) as u64,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- memory --------------------------------------------------------------------------
+
+    /// An uninitialised tensor from the pool.
+    pub fn empty(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let bytes = (shape.iter().product::<usize>() * dtype.size()) as u64;
+        if bytes > self.inner.caps.max_buffer {
+            return Err(Error::TooLarge {
+                op: "empty",
+                what: format!("a {dtype:?} tensor of shape {shape:?}"),
+                bytes,
+                limit: self.inner.caps.max_buffer,
+                limit_name: "max_buffer_size",
+            });
+        }
+        if dtype == DType::F16 && !self.inner.caps.f16 {
+            return Err(Error::Unsupported {
+                op: "empty",
+                what: "f16 storage on this adapter".into(),
+            });
+        }
+        Ok(Tensor::new(
+            self.inner.pool.get(bytes, "tensor"),
+            shape.to_vec(),
+            dtype,
+        ))
+    }
+
+    /// Uploads f32 data with the given shape.
+    pub fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        self.upload_bytes(
+            bytemuck::cast_slice(data),
+            data.len(),
+            shape,
+            DType::F32,
+            "upload",
+        )
+    }
+
+    /// Uploads u32 data (indices, labels, masks) with the given shape.
+    pub fn upload_u32(&self, data: &[u32], shape: &[usize]) -> Result<Tensor> {
+        self.upload_bytes(
+            bytemuck::cast_slice(data),
+            data.len(),
+            shape,
+            DType::U32,
+            "upload_u32",
+        )
+    }
+
+    fn upload_bytes(
+        &self,
+        bytes: &[u8],
+        len: usize,
+        shape: &[usize],
+        dtype: DType,
+        op: &'static str,
+    ) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if n != len {
+            return Err(crate::shape_err!(
+                op,
+                "{len} values do not fill shape {shape:?} ({n} elements)"
+            ));
+        }
+        let t = self.empty(shape, dtype)?;
+        if !bytes.is_empty() {
+            // write_buffer needs a multiple of 4 bytes; f16 data of odd length gets one pad element.
+            if bytes.len() % 4 == 0 {
+                self.inner.queue.write_buffer(t.buffer(), 0, bytes);
+            } else {
+                let mut padded = bytes.to_vec();
+                padded.resize(bytes.len().div_ceil(4) * 4, 0);
+                self.inner.queue.write_buffer(t.buffer(), 0, &padded);
+            }
+        }
+        Ok(t)
+    }
+
+    /// A tensor filled with `value` (f32 bit pattern for F32, the integer for U32/I32).
+    pub fn full(&self, shape: &[usize], value: f32) -> Result<Tensor> {
+        let t = self.empty(shape, DType::F32)?;
+        self.fill(&t, value)?;
+        Ok(t)
+    }
+
+    /// Overwrites every element of an f32 tensor with `value` (e.g. NaN to poison outputs in tests).
+    pub fn fill(&self, t: &Tensor, value: f32) -> Result<()> {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: "fill",
+                expected: DType::F32,
+                got: t.dtype(),
+            });
+        }
+        let words = t.numel() as u64;
+        if words == 0 {
+            return Ok(());
+        }
+        let k = self.kernel(&crate::shader!("fill"), "main", &[])?;
+        // Bind at most max_storage_binding bytes at a time so tensors past the limit still fill.
+        let max_words = (self.inner.caps.max_storage_binding / 4) & !63;
+        let mut dispatches = Vec::new();
+        let mut start = 0u64;
+        while start < words {
+            let n = (words - start).min(max_words);
+            #[repr(C)]
+            #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+            struct P {
+                n: u32,
+                value: u32,
+            }
+            let p = P {
+                n: n as u32,
+                value: value.to_bits(),
+            };
+            dispatches.push(self.dispatch(
+                &k,
+                &p,
+                &[t.binding_range(start * 4, n * 4)],
+                self.grid(n, 256),
+            ));
+            start += n;
+        }
+        self.run(&dispatches);
+        Ok(())
+    }
+
+    /// Reads an f32 tensor back to the host (waits for all submitted work).
+    pub fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: "download",
+                expected: DType::F32,
+                got: t.dtype(),
+            });
+        }
+        let raw = self.read_buffer(t.buffer(), 0, t.size_bytes())?;
+        Ok(bytemuck::cast_slice(&raw).to_vec())
+    }
+
+    /// Reads a u32 tensor back to the host.
+    pub fn download_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
+        if t.dtype() != DType::U32 {
+            return Err(Error::DType {
+                op: "download_u32",
+                expected: DType::U32,
+                got: t.dtype(),
+            });
+        }
+        let raw = self.read_buffer(t.buffer(), 0, t.size_bytes())?;
+        Ok(bytemuck::cast_slice(&raw).to_vec())
+    }
+
+    /// Copies `bytes` bytes at `offset` of `buffer` into host memory (rounded up to 4 bytes).
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.div_ceil(4) * 4;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        // MAP_READ buffers may only be COPY_DST, so the data goes through a staging buffer.
+        let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .inner
+            .device
+            .create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+        self.inner.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.sync()?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(format!("readback channel: {e}")))?
+            .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading mapped buffer: {e}")))?;
+        let mut out = view.to_vec();
+        drop(view);
+        staging.unmap();
+        out.truncate(bytes as usize);
+        Ok(out)
+    }
+
+    /// Device memory used by tensors (live, peak) and held by the pool.
+    pub fn memory(&self) -> MemoryStats {
+        self.inner.pool.stats()
+    }
+
+    /// Releases pooled buffers that no tensor uses.
+    pub fn trim_pool(&self) {
+        self.inner.pool.trim()
+    }
+}
+
+fn record(
+    enc: &mut wgpu::CommandEncoder,
+    dispatches: &[Dispatch],
+    timestamps: Option<&wgpu::QuerySet>,
+) {
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: None,
+        timestamp_writes: None,
+    });
+    if let Some(qs) = timestamps {
+        pass.write_timestamp(qs, 0);
+    }
+    for (i, d) in dispatches.iter().enumerate() {
+        let [x, y, z] = d.workgroups;
+        if x == 0 || y == 0 || z == 0 {
+            continue;
+        }
+        pass.set_pipeline(&d.kernel.pipeline);
+        pass.set_bind_group(0, &d.bind_group, &[]);
+        pass.dispatch_workgroups(x, y, z);
+        if let Some(qs) = timestamps {
+            pass.write_timestamp(qs, i as u32 + 1);
+        }
+    }
+}

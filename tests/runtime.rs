@@ -1,0 +1,134 @@
+//! Runtime behaviour on the headless adapter: round trips, fills, large tensors, parallel devices.
+
+use mask2former::runtime::{DType, Runtime};
+use mask2former::testing;
+
+#[test]
+fn upload_download_round_trip() {
+    let rt = testing::runtime();
+    let data: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5 - 7.0).collect();
+    let t = rt.upload(&data, &[10, 100]).unwrap();
+    assert_eq!(t.shape(), &[10, 100]);
+    assert_eq!(rt.download(&t).unwrap(), data);
+    let u = rt.upload_u32(&[1, 2, 3], &[3]).unwrap();
+    assert_eq!(rt.download_u32(&u).unwrap(), vec![1, 2, 3]);
+}
+
+#[test]
+fn shape_and_dtype_errors_name_the_op() {
+    let rt = testing::runtime();
+    let err = rt.upload(&[1.0, 2.0], &[3]).unwrap_err().to_string();
+    assert!(err.contains("upload") && err.contains("[3]"), "{err}");
+    let u = rt.upload_u32(&[1], &[1]).unwrap();
+    let err = rt.download(&u).unwrap_err().to_string();
+    assert!(err.contains("download") && err.contains("U32"), "{err}");
+    let t = rt.upload(&[1.0; 6], &[2, 3]).unwrap();
+    assert!(t.reshape(&[4, 2]).is_err());
+    assert_eq!(t.reshape(&[3, 2]).unwrap().shape(), &[3, 2]);
+}
+
+#[test]
+fn fill_odd_sizes_and_nan() {
+    let rt = testing::runtime();
+    for n in [1usize, 255, 256, 257, 70_001] {
+        let t = rt.full(&[n], 3.5).unwrap();
+        assert!(rt.download(&t).unwrap().iter().all(|&v| v == 3.5), "n={n}");
+        rt.fill(&t, f32::NAN).unwrap();
+        assert!(rt.download(&t).unwrap().iter().all(|v| v.is_nan()), "n={n}");
+    }
+}
+
+/// A tensor just over the 128 MiB storage-binding limit is filled in chunks and read back whole.
+#[test]
+fn fill_tensor_past_binding_limit() {
+    let rt = testing::runtime();
+    let limit = rt.caps().max_storage_binding;
+    let n = (limit / 4 + 1000) as usize;
+    let t = rt.full(&[n], 1.25).unwrap();
+    let host = rt.download(&t).unwrap();
+    assert_eq!(host.len(), n);
+    assert!(host.iter().all(|&v| v == 1.25));
+    assert!(host[n - 1] == 1.25);
+}
+
+#[test]
+fn pool_reuses_buffers_and_counts_peak() {
+    let rt = Runtime::new().unwrap();
+    let before = rt.memory();
+    {
+        let _a = rt.empty(&[1000], DType::F32).unwrap();
+        let _b = rt.empty(&[1000], DType::F32).unwrap();
+    }
+    let mid = rt.memory();
+    assert_eq!(mid.live_bytes, before.live_bytes);
+    assert!(mid.peak_bytes >= before.live_bytes + 8000);
+    let _c = rt.empty(&[1000], DType::F32).unwrap();
+    assert_eq!(
+        rt.memory().allocated_bytes,
+        mid.allocated_bytes,
+        "a freed buffer is reused"
+    );
+}
+
+#[test]
+fn several_devices_in_parallel_threads() {
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let rt = Runtime::new().unwrap();
+                let t = rt.full(&[4096], i as f32).unwrap();
+                rt.download(&t).unwrap().iter().all(|&v| v == i as f32)
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap());
+    }
+}
+
+#[test]
+fn portable_runtime_has_no_optional_features() {
+    let rt = testing::portable_runtime();
+    let c = rt.caps();
+    assert!(!c.f16 && !c.subgroups && !c.f32_atomics && !c.timestamps);
+    let t = rt.full(&[10], 2.0).unwrap();
+    assert_eq!(rt.download(&t).unwrap(), vec![2.0; 10]);
+}
+
+#[test]
+fn timestamps_time_each_dispatch_when_present() {
+    let rt = testing::runtime();
+    if !rt.caps().timestamps {
+        return;
+    }
+    let k = rt
+        .kernel(&mask2former::shader!("fill"), "main", &[])
+        .unwrap();
+    let t = rt.empty(&[1 << 16], DType::F32).unwrap();
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct P {
+        n: u32,
+        v: u32,
+    }
+    let d: Vec<_> = (0..3)
+        .map(|_| {
+            rt.dispatch(
+                &k,
+                &P { n: 1 << 16, v: 0 },
+                &[t.binding()],
+                rt.grid(1 << 16, 256),
+            )
+        })
+        .collect();
+    let times = rt.run_timed(&d).unwrap();
+    assert_eq!(times.len(), 3);
+}
+
+#[test]
+fn bad_backend_name_is_a_clear_error() {
+    let err = mask2former::runtime::parse_backend("cuda")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("M2F_BACKEND") && err.contains("cuda"), "{err}");
+}
