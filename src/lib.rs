@@ -5,6 +5,7 @@
 //! data, evaluation and training.
 
 pub mod error;
+pub mod model;
 pub mod ops;
 pub mod runtime;
 #[doc(hidden)]
