@@ -10,6 +10,7 @@ pub mod ops;
 pub mod runtime;
 #[doc(hidden)]
 pub mod testing;
+pub mod visualize;
 
 pub use error::{Error, Result};
 pub use runtime::{DType, Runtime, RuntimeOptions, Tensor};
