@@ -1,1 +1,3 @@
 //! Mask2Former on a vendor-neutral GPU engine.
+
+pub mod model;
