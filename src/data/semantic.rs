@@ -75,8 +75,8 @@ pub fn write_label_png(path: &Path, map: &LabelMap) -> Result<(), DataError> {
 #[derive(Clone, Debug)]
 pub struct SemanticFolder {
     dir: PathBuf,
-    /// `(image file name, label file name)`, sorted by name.
-    items: Vec<(String, String)>,
+    /// Label file names, sorted.
+    items: Vec<String>,
     class_names: Option<Vec<String>>,
     reduce_labels: bool,
 }
@@ -104,28 +104,13 @@ fn stem(name: &str) -> &str {
 }
 
 impl SemanticFolder {
-    /// Pairs every image in `DIR/images` with `DIR/labels/<stem>.png`.
+    /// Lists `DIR/labels/*.png`; the image of `labels/<stem>.png` is `images/<stem>.<ext>`, looked
+    /// up when a sample is loaded (evaluation needs only the labels).
     pub fn open(dir: &Path, reduce_labels: bool) -> Result<Self, DataError> {
-        let label_dir = dir.join("labels");
-        let mut items = Vec::new();
-        for name in list_dir(&dir.join("images"))? {
-            let ext = Path::new(&name)
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(|e| e.to_ascii_lowercase());
-            if !ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str())) {
-                continue;
-            }
-            let label = format!("{}.png", stem(&name));
-            if !label_dir.join(&label).is_file() {
-                return Err(DataError::record(
-                    &dir.join("images").join(&name),
-                    "image",
-                    format!("no label file {}", label_dir.join(&label).display()),
-                ));
-            }
-            items.push((name, label));
-        }
+        let items: Vec<String> = list_dir(&dir.join("labels"))?
+            .into_iter()
+            .filter(|n| n.to_ascii_lowercase().ends_with(".png"))
+            .collect();
         let classes_path = dir.join("classes.txt");
         let class_names = if classes_path.is_file() {
             let text = String::from_utf8_lossy(&read_file(&classes_path)?).into_owned();
@@ -159,16 +144,24 @@ impl SemanticFolder {
     }
     /// File stem of item `i` (predictions are matched by it).
     pub fn stem(&self, i: usize) -> &str {
-        stem(&self.items[i].0)
+        stem(&self.items[i])
     }
 
     pub fn ground_truth(&self, i: usize) -> Result<LabelMap, DataError> {
-        read_label_png(&self.dir.join("labels").join(&self.items[i].1), self.reduce_labels)
+        read_label_png(&self.dir.join("labels").join(&self.items[i]), self.reduce_labels)
     }
 
     /// Image, one target mask per class present, and the label map. `image_id` is `i`.
     pub fn sample(&self, i: usize) -> Result<Sample, DataError> {
-        let path = self.dir.join("images").join(&self.items[i].0);
+        let label_path = self.dir.join("labels").join(&self.items[i]);
+        let path = IMAGE_EXTENSIONS
+            .iter()
+            .flat_map(|e| [e.to_string(), e.to_ascii_uppercase()])
+            .map(|e| self.dir.join("images").join(format!("{}.{e}", self.stem(i))))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                DataError::record(&label_path, "label", format!("no image {}/images/{}.*", self.dir.display(), self.stem(i)))
+            })?;
         let image = load_rgb(&path)?;
         let map = self.ground_truth(i)?;
         if (image.height() as usize, image.width() as usize) != (map.height, map.width) {
@@ -187,7 +180,7 @@ impl SemanticFolder {
         let (masks, class_ids) = semantic_targets(&map);
         Ok(Sample {
             image_id: i as u64,
-            file_name: self.items[i].0.clone(),
+            file_name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             valid: (map.height, map.width),
             image,
             masks,
