@@ -4,7 +4,9 @@
 //! [`ops`] (WGSL kernels with launchers and plain-Rust references), then the graph, the model,
 //! data, evaluation and training.
 
+pub mod data;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod ops;
 pub mod runtime;
