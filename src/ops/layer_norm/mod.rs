@@ -122,7 +122,7 @@ pub fn layer_norm_into(
         check::operand(rt, OP, "mean", mean, &[rows])?;
         check::operand(rt, OP, "rstd", rstd, &[rows])?;
     }
-    if !(opts.eps >= 0.0) {
+    if opts.eps.is_nan() || opts.eps < 0.0 {
         return Err(crate::shape_err!(OP, "eps must be >= 0, got {}", opts.eps));
     }
     let rows32 = check::u32_range(OP, "rows", rows as u64)?;
@@ -201,11 +201,11 @@ fn chunking(rows: usize) -> (usize, usize) {
 /// Elements of the f32 workspace [`layer_norm_backward_into`] needs for an input of this shape.
 pub fn layer_norm_backward_workspace_len(x_shape: &[usize]) -> usize {
     let cols = x_shape.last().copied().unwrap_or(0);
-    let rows = if cols == 0 {
-        0
-    } else {
-        x_shape.iter().product::<usize>() / cols
-    };
+    let rows = x_shape
+        .iter()
+        .product::<usize>()
+        .checked_div(cols)
+        .unwrap_or(0);
     2 * chunking(rows).1 * cols
 }
 
