@@ -58,14 +58,15 @@ mod tests {
         let (h, w, f) = (3, 5, 4);
         let pe = sine_position_embedding(h, w, f);
         assert_eq!(pe.len(), h * w * 2 * f);
-        // Token (y=2, x=4), the last one: normalised coords are 2π·(1/(1+ε)) for both axes.
+        // Token (y=2, x=4), the last one: coordinates are (i+1)/(n+eps)·2π.
         let t = &pe[(2 * w + 4) * 8..];
-        let v = 2.0 * std::f32::consts::PI / (1.0 + 1e-6);
-        assert!((t[0] - v.sin()).abs() < 1e-6);
-        assert!((t[1] - v.cos()).abs() < 1e-6);
+        let two_pi = 2.0 * std::f32::consts::PI;
+        let (vy, vx) = (3.0 / (3.0 + 1e-6) * two_pi, 5.0 / (5.0 + 1e-6) * two_pi);
+        assert!((t[0] - vy.sin()).abs() < 1e-6);
+        assert!((t[1] - vy.cos()).abs() < 1e-6);
         let d2 = 10000f32.powf(2.0 / 4.0);
-        assert!((t[2] - (v / d2).sin()).abs() < 1e-6);
-        assert!((t[4] - v.sin()).abs() < 1e-6, "x half starts at num_feats");
+        assert!((t[2] - (vy / d2).sin()).abs() < 1e-6);
+        assert!((t[4] - vx.sin()).abs() < 1e-6, "x half starts at num_feats");
     }
 
     #[test]
