@@ -403,3 +403,112 @@ pub fn masked_attention(
     // The workspace may go back to the pool now: the queue runs later users after this submit.
     Ok((out, lse))
 }
+
+/// Gradients of masked attention (the masks are not differentiable). Overwritten by backward.
+pub struct MaskedAttentionGrads {
+    /// [B, Q, heads·d]
+    pub dq: Tensor,
+    /// [B, K, heads·d] each.
+    pub dk: Tensor,
+    pub dv: Tensor,
+}
+
+impl MaskedAttentionGrads {
+    /// Uninitialised gradient tensors for these inputs.
+    pub fn new(rt: &Runtime, x: &MaskedAttentionInputs) -> Result<Self> {
+        Ok(Self {
+            dq: rt.empty(x.q.shape(), DType::F32)?,
+            dk: rt.empty(x.k.shape(), DType::F32)?,
+            dv: rt.empty(x.v.shape(), DType::F32)?,
+        })
+    }
+}
+
+/// Records the backward pass: from the forward's inputs, its `out` and `lse`, and the output
+/// gradient `dout`, overwrites `grads`. `ws` must have been made for the same inputs and options.
+#[allow(clippy::too_many_arguments)]
+pub fn masked_attention_backward_into(
+    rt: &Runtime,
+    x: &MaskedAttentionInputs,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    grads: &MaskedAttentionGrads,
+    ws: &MaskedAttentionWorkspace,
+    opts: &MaskedAttentionOptions,
+) -> Result<Vec<Dispatch>> {
+    let g = geometry(rt, x, opts)?;
+    ws.check(&g)?;
+    let f32s = &[DType::F32];
+    check_shape(out, "out", x.q.shape(), f32s)?;
+    check_shape(dout, "dout", x.q.shape(), f32s)?;
+    check_shape(lse, "lse", &[g.batch, g.heads, g.nq], f32s)?;
+    check_shape(&grads.dq, "dq", x.q.shape(), f32s)?;
+    check_shape(&grads.dk, "dk", x.k.shape(), f32s)?;
+    check_shape(&grads.dv, "dv", x.v.shape(), f32s)?;
+    let shader = crate::shader!("masked_attention_backward");
+    let c = g.constants();
+    let mut ds: Vec<Dispatch> = flag_dispatch(rt, &g, x, ws)?.into_iter().collect();
+    ds.push(rt.dispatch(
+        &rt.kernel(&shader, "bwd_rowdot", &c)?,
+        &g.params(g.rows()),
+        &[out.binding(), dout.binding(), ws.row_dot.binding()],
+        rt.grid(g.rows() as u64, WG),
+    ));
+    let mask = x.mask.unwrap_or(x.q);
+    let additive = x.additive.unwrap_or(x.q);
+    let shared = [
+        x.q.binding(),
+        x.k.binding(),
+        x.v.binding(),
+        mask.binding(),
+        additive.binding(),
+        ws.flags.binding(),
+        dout.binding(),
+        lse.binding(),
+        ws.row_dot.binding(),
+    ];
+    let n = g.splits * g.rows();
+    let mut b = shared.to_vec();
+    b.push(ws.part_acc.binding());
+    ds.push(rt.dispatch(
+        &rt.kernel(&shader, "bwd_dq_split", &c)?,
+        &g.params(n),
+        &b,
+        rt.grid(n as u64, WG),
+    ));
+    ds.push(rt.dispatch(
+        &rt.kernel(&shader, "bwd_dq_combine", &c)?,
+        &g.params(g.rows()),
+        &[ws.part_acc.binding(), grads.dq.binding()],
+        rt.grid(g.rows() as u64, WG),
+    ));
+    let n = g.batch * g.heads * g.nk;
+    let mut b = shared.to_vec();
+    b.push(grads.dk.binding());
+    b.push(grads.dv.binding());
+    ds.push(rt.dispatch(
+        &rt.kernel(&shader, "bwd_kv", &c)?,
+        &g.params(n),
+        &b,
+        rt.grid(n as u64, WG),
+    ));
+    Ok(ds)
+}
+
+/// Backward pass; returns fresh gradients (see [`masked_attention_backward_into`]).
+pub fn masked_attention_backward(
+    rt: &Runtime,
+    x: &MaskedAttentionInputs,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    opts: &MaskedAttentionOptions,
+) -> Result<MaskedAttentionGrads> {
+    let ws = MaskedAttentionWorkspace::new(rt, x, opts)?;
+    let grads = MaskedAttentionGrads::new(rt, x)?;
+    rt.run(&masked_attention_backward_into(
+        rt, x, out, lse, dout, &grads, &ws, opts,
+    )?);
+    Ok(grads)
+}
