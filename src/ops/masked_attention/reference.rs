@@ -115,8 +115,8 @@ pub fn backward(g: &Geometry, x: &Inputs, dout: &[f64]) -> Grads {
                 let row: f64 = (0..g.nk).map(|j| p[j] * dp[j]).sum();
                 for j in 0..g.nk {
                     let ds = p[j] * (dp[j] - row) * g.scale;
-                    for e in 0..d {
-                        gr.dv[key(j) + e] += p[j] * d_o[e];
+                    for (e, &g_o) in d_o.iter().enumerate() {
+                        gr.dv[key(j) + e] += p[j] * g_o;
                         gr.dq[o + e] += ds * x.k[key(j) + e];
                         gr.dk[key(j) + e] += ds * x.q[o + e];
                     }
