@@ -5,6 +5,7 @@
 //! data, evaluation and training.
 
 pub mod error;
+pub mod graph;
 pub mod ops;
 pub mod runtime;
 #[doc(hidden)]
