@@ -297,7 +297,10 @@ impl Graph {
     /// The gradient of parameter `param` after [`Graph::backward`] (`None` when the loss does
     /// not depend on it).
     pub fn grad(&self, param: Value) -> Option<Value> {
-        self.grads.iter().find(|(p, _)| *p == param).map(|(_, g)| *g)
+        self.grads
+            .iter()
+            .find(|(p, _)| *p == param)
+            .map(|(_, g)| *g)
     }
 
     /// All (parameter, gradient) pairs from the last [`Graph::backward`].

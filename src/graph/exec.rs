@@ -211,11 +211,13 @@ impl Executable {
                 outputs: node.outputs.iter().map(bound).collect(),
                 inplace: plan.inplace[s],
             };
-            let ds = op.dispatches(rt, &io).map_err(|source| GraphError::Kernel {
-                node: node.label.clone(),
-                op: op.name().into(),
-                source,
-            })?;
+            let ds = op
+                .dispatches(rt, &io)
+                .map_err(|source| GraphError::Kernel {
+                    node: node.label.clone(),
+                    op: op.name().into(),
+                    source,
+                })?;
             for d in ds {
                 owners.push((op.name().to_string(), node.label.clone()));
                 dispatches.push(d);
@@ -378,10 +380,7 @@ impl Executable {
     }
 
     /// Sets the inputs, runs, and reads back every requested output, in request order.
-    pub fn run_with<'a>(
-        &mut self,
-        inputs: &[(&str, HostData<'a>)],
-    ) -> Result<Vec<Vec<f32>>> {
+    pub fn run_with<'a>(&mut self, inputs: &[(&str, HostData<'a>)]) -> Result<Vec<Vec<f32>>> {
         for (name, data) in inputs {
             self.set_input(name, *data)?;
         }
@@ -481,7 +480,11 @@ impl Profile {
 
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<40} {:>6} {:>12} {:>7}", "op", "count", "time", "share")?;
+        writeln!(
+            f,
+            "{:<40} {:>6} {:>12} {:>7}",
+            "op", "count", "time", "share"
+        )?;
         for r in self.by_op() {
             writeln!(
                 f,

@@ -205,7 +205,11 @@ impl Plan {
                         matches!(storage[r.index()], Storage::Slot(_))
                             && last[r.index()] == s
                             && bytes_of(g, x) == need
-                            && node.inputs().iter().filter(|&&y| root[y.index()] == r).count()
+                            && node
+                                .inputs()
+                                .iter()
+                                .filter(|&&y| root[y.index()] == r)
+                                .count()
                                 == 1
                     });
                 let (slot, took) = if let Some(i) = donor {
