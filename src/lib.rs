@@ -7,6 +7,7 @@
 pub mod error;
 pub mod graph;
 pub mod ops;
+pub mod optim;
 pub mod runtime;
 #[doc(hidden)]
 pub mod testing;

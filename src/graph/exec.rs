@@ -107,7 +107,9 @@ pub struct Executable {
     plan: Plan,
     infos: Vec<super::ir::TensorInfo>,
     tensors: Vec<Option<Tensor>>,
+    /// The graph's dispatches, then any appended ones (the optimizer's).
     dispatches: Vec<Dispatch>,
+    graph_dispatches: usize,
     /// (op name, node label) of each dispatch, for profiles.
     owners: Vec<(String, String)>,
     params: Vec<(Leaf, ParamKind, Option<Value>)>,
@@ -216,7 +218,7 @@ impl Executable {
                 .map_err(|source| GraphError::Kernel {
                     node: node.label.clone(),
                     op: op.name().into(),
-                    source,
+                    source: Box::new(source),
                 })?;
             for d in ds {
                 owners.push((op.name().to_string(), node.label.clone()));
@@ -229,6 +231,7 @@ impl Executable {
             plan,
             infos: g.values.iter().map(|v| v.info.clone()).collect(),
             tensors,
+            graph_dispatches: dispatches.len(),
             dispatches,
             owners,
             params,
@@ -379,7 +382,15 @@ impl Executable {
         Ok(())
     }
 
-    /// Sets the inputs, runs, and reads back every requested output, in request order.
+    /// Runs the graph's own dispatches without the appended ones (e.g. the loss without an
+    /// optimizer update): one pass, one submit.
+    pub fn run_graph(&self) -> Result<()> {
+        self.check_ready()?;
+        self.rt.run(&self.dispatches[..self.graph_dispatches]);
+        Ok(())
+    }
+
+    /// Sets the inputs, runs (appended dispatches included), and reads back every requested output, in request order.
     pub fn run_with<'a>(&mut self, inputs: &[(&str, HostData<'a>)]) -> Result<Vec<Vec<f32>>> {
         for (name, data) in inputs {
             self.set_input(name, *data)?;
@@ -463,7 +474,7 @@ impl Profile {
         for r in &mut rows {
             r.share = r.time.as_secs_f64() / total;
         }
-        rows.sort_by(|a, b| b.time.cmp(&a.time));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.time));
         rows
     }
 

@@ -91,11 +91,17 @@ pub enum GraphError {
         node: String,
         op: String,
         #[source]
-        source: crate::Error,
+        source: Box<crate::Error>,
     },
 
     #[error(transparent)]
-    Runtime(#[from] crate::Error),
+    Runtime(Box<crate::Error>),
+}
+
+impl From<crate::Error> for GraphError {
+    fn from(e: crate::Error) -> Self {
+        GraphError::Runtime(Box::new(e))
+    }
 }
 
 pub type Result<T, E = GraphError> = std::result::Result<T, E>;
