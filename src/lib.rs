@@ -8,7 +8,9 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod graph;
 pub mod ops;
+pub mod optim;
 pub mod runtime;
 #[doc(hidden)]
 pub mod testing;

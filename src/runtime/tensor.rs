@@ -45,6 +45,18 @@ impl Tensor {
             dtype,
         }
     }
+    /// Another tensor over the same buffer, for the graph planner's shared buffers. The caller
+    /// guarantees the buffer holds `shape`'s bytes (checked in debug builds).
+    pub(crate) fn view_as(&self, shape: &[usize], dtype: DType) -> Self {
+        debug_assert!(
+            (shape.iter().product::<usize>() * dtype.size()) as u64 <= self.buf.capacity()
+        );
+        Self {
+            buf: self.buf.clone(),
+            shape: shape.to_vec(),
+            dtype,
+        }
+    }
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }

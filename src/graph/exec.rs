@@ -1,0 +1,517 @@
+//! The executor: a plan bound to device buffers. Buffers, pipelines and bind groups are made
+//! once in [`Executable::compile`]; each run writes the inputs, records every dispatch into one
+//! compute pass, submits once, and reads back only what the caller asks for.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::builder::Graph;
+use super::ir::{Io, NodeKind, ParamKind, Value};
+use super::plan::{Plan, PlanOptions, Storage};
+use super::{GraphError, Result};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+
+/// Host data for an input or parameter.
+#[derive(Clone, Copy, Debug)]
+pub enum HostData<'a> {
+    F32(&'a [f32]),
+    U32(&'a [u32]),
+}
+
+impl HostData<'_> {
+    fn len(&self) -> usize {
+        match self {
+            HostData::F32(d) => d.len(),
+            HostData::U32(d) => d.len(),
+        }
+    }
+    fn dtype(&self) -> DType {
+        match self {
+            HostData::F32(_) => DType::F32,
+            HostData::U32(_) => DType::U32,
+        }
+    }
+    fn bytes(&self) -> &[u8] {
+        match self {
+            HostData::F32(d) => bytemuck::cast_slice(d),
+            HostData::U32(d) => bytemuck::cast_slice(d),
+        }
+    }
+}
+
+impl<'a> From<&'a [f32]> for HostData<'a> {
+    fn from(d: &'a [f32]) -> Self {
+        HostData::F32(d)
+    }
+}
+impl<'a> From<&'a Vec<f32>> for HostData<'a> {
+    fn from(d: &'a Vec<f32>) -> Self {
+        HostData::F32(d)
+    }
+}
+impl<'a> From<&'a [u32]> for HostData<'a> {
+    fn from(d: &'a [u32]) -> Self {
+        HostData::U32(d)
+    }
+}
+impl<'a> From<&'a Vec<u32>> for HostData<'a> {
+    fn from(d: &'a Vec<u32>) -> Self {
+        HostData::U32(d)
+    }
+}
+
+/// What to compile a graph for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompileOptions {
+    pub plan: PlanOptions,
+    /// Keep every parameter gradient of the last `Graph::backward` as an output (training).
+    pub keep_grads: bool,
+}
+
+impl CompileOptions {
+    pub fn inference() -> Self {
+        Self::default()
+    }
+    pub fn training() -> Self {
+        Self {
+            keep_grads: true,
+            ..Self::default()
+        }
+    }
+    pub fn with_plan(mut self, plan: PlanOptions) -> Self {
+        self.plan = plan;
+        self
+    }
+}
+
+struct Leaf {
+    name: String,
+    value: Value,
+    /// Bound by the plan (a leaf nothing requested depends on has no buffer).
+    live: bool,
+    set: bool,
+}
+
+/// A parameter with a gradient, as the optimizer sees it.
+pub struct Trainable<'a> {
+    pub name: &'a str,
+    pub kind: ParamKind,
+    pub param: &'a Tensor,
+    pub grad: &'a Tensor,
+}
+
+/// A compiled graph: device buffers, dispatches and parameter state.
+pub struct Executable {
+    rt: Runtime,
+    plan: Plan,
+    infos: Vec<super::ir::TensorInfo>,
+    tensors: Vec<Option<Tensor>>,
+    /// The graph's dispatches, then any appended ones (the optimizer's).
+    dispatches: Vec<Dispatch>,
+    graph_dispatches: usize,
+    /// (op name, node label) of each dispatch, for profiles.
+    owners: Vec<(String, String)>,
+    params: Vec<(Leaf, ParamKind, Option<Value>)>,
+    inputs: Vec<Leaf>,
+    by_name: HashMap<String, (bool, usize)>,
+}
+
+impl Executable {
+    /// Plans `g` for `outputs` (plus the parameter gradients when `opts.keep_grads`), allocates
+    /// every buffer and builds every dispatch.
+    pub fn compile(
+        rt: &Runtime,
+        g: &Graph,
+        outputs: &[Value],
+        opts: &CompileOptions,
+    ) -> Result<Self> {
+        let mut wanted = outputs.to_vec();
+        if opts.keep_grads {
+            wanted.extend(g.grads().iter().map(|(_, grad)| *grad));
+        }
+        let plan = Plan::new(g, &wanted, opts.plan)?;
+        let nv = g.num_values();
+
+        // Shared buffers, then a tensor for every materialised value.
+        let slots = plan
+            .slot_bytes
+            .iter()
+            .map(|&b| rt.empty(&[(b / 4) as usize], DType::U32))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let mut tensors: Vec<Option<Tensor>> = vec![None; nv];
+        let mut params = Vec::new();
+        let mut inputs = Vec::new();
+        let mut by_name = HashMap::new();
+        for node in g.nodes() {
+            let v = node.outputs[0];
+            let info = g.info(v);
+            let live = plan.storage(v) == Storage::Leaf;
+            match &node.kind {
+                NodeKind::Param { name, kind } => {
+                    // Parameters are state: every one gets a buffer, used or not.
+                    tensors[v.index()] = Some(rt.empty(&info.shape, info.dtype)?);
+                    by_name.insert(name.clone(), (true, params.len()));
+                    let leaf = Leaf {
+                        name: name.clone(),
+                        value: v,
+                        live,
+                        set: false,
+                    };
+                    params.push((leaf, *kind, g.grad(v)));
+                }
+                NodeKind::Input { name } => {
+                    if live {
+                        tensors[v.index()] = Some(rt.empty(&info.shape, info.dtype)?);
+                    }
+                    by_name.insert(name.clone(), (false, inputs.len()));
+                    inputs.push(Leaf {
+                        name: name.clone(),
+                        value: v,
+                        live,
+                        set: false,
+                    });
+                }
+                NodeKind::Const { data } if live => {
+                    tensors[v.index()] = Some(rt.upload(data, &info.shape)?);
+                }
+                _ => {}
+            }
+        }
+        for &id in plan.steps() {
+            for &v in &g.node(id).outputs {
+                let info = g.info(v);
+                tensors[v.index()] = match plan.storage(v) {
+                    Storage::Slot(s) => Some(slots[s].view_as(&info.shape, info.dtype)),
+                    Storage::View(root) => Some(
+                        tensors[root.index()]
+                            .as_ref()
+                            .expect("a view's root is bound before the view")
+                            .view_as(&info.shape, info.dtype),
+                    ),
+                    Storage::Dead | Storage::Leaf => None,
+                };
+            }
+        }
+
+        // Dispatches, once.
+        let mut dispatches = Vec::new();
+        let mut owners = Vec::new();
+        for (s, &id) in plan.steps().iter().enumerate() {
+            let node = g.node(id);
+            let op = node.op().expect("steps are op nodes");
+            if op.view_of().is_some() {
+                continue;
+            }
+            let bound = |v: &Value| {
+                tensors[v.index()]
+                    .as_ref()
+                    .expect("inputs and outputs of a step are bound")
+            };
+            let io = Io {
+                inputs: node.inputs().iter().map(bound).collect(),
+                outputs: node.outputs.iter().map(bound).collect(),
+                inplace: plan.inplace[s],
+            };
+            let ds = op
+                .dispatches(rt, &io)
+                .map_err(|source| GraphError::Kernel {
+                    node: node.label.clone(),
+                    op: op.name().into(),
+                    source: Box::new(source),
+                })?;
+            for d in ds {
+                owners.push((op.name().to_string(), node.label.clone()));
+                dispatches.push(d);
+            }
+        }
+
+        Ok(Self {
+            rt: rt.clone(),
+            plan,
+            infos: g.values.iter().map(|v| v.info.clone()).collect(),
+            tensors,
+            graph_dispatches: dispatches.len(),
+            dispatches,
+            owners,
+            params,
+            inputs,
+            by_name,
+        })
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    /// Dispatches per run (the optimizer's included once appended).
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    // ---- state -----------------------------------------------------------------------------
+
+    fn leaf(&self, name: &str, param: bool) -> Result<&Leaf> {
+        match self.by_name.get(name) {
+            Some(&(true, i)) if param => Ok(&self.params[i].0),
+            Some(&(false, i)) if !param => Ok(&self.inputs[i]),
+            _ => Err(GraphError::UnknownName {
+                kind: if param { "parameter" } else { "input" },
+                name: name.into(),
+            }),
+        }
+    }
+
+    fn write(&self, what: &'static str, leaf: &Leaf, data: HostData<'_>) -> Result<()> {
+        let info = &self.infos[leaf.value.index()];
+        if data.dtype() != info.dtype {
+            return Err(GraphError::DType {
+                what,
+                name: leaf.name.clone(),
+                expected: info.dtype,
+                got: data.dtype(),
+            });
+        }
+        if data.len() != info.numel() {
+            return Err(GraphError::Length {
+                what,
+                name: leaf.name.clone(),
+                got: data.len(),
+                expected: info.numel(),
+                shape: info.shape.clone(),
+            });
+        }
+        if let (Some(t), false) = (&self.tensors[leaf.value.index()], data.len() == 0) {
+            self.rt.queue().write_buffer(t.buffer(), 0, data.bytes());
+        }
+        Ok(())
+    }
+
+    /// Writes input `name` for the following runs (ignored when nothing requested uses it).
+    pub fn set_input<'a>(&mut self, name: &str, data: impl Into<HostData<'a>>) -> Result<()> {
+        let leaf = self.leaf(name, false)?;
+        self.write("input", leaf, data.into())?;
+        let (_, i) = self.by_name[name];
+        self.inputs[i].set = true;
+        Ok(())
+    }
+
+    /// Writes parameter `name`.
+    pub fn set_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
+        let leaf = self.leaf(name, true)?;
+        self.write("parameter", leaf, HostData::F32(data))?;
+        let (_, i) = self.by_name[name];
+        self.params[i].0.set = true;
+        Ok(())
+    }
+
+    /// The device tensor of parameter `name`.
+    pub fn param(&self, name: &str) -> Result<&Tensor> {
+        let leaf = self.leaf(name, true)?;
+        Ok(self.tensors[leaf.value.index()]
+            .as_ref()
+            .expect("parameters always have buffers"))
+    }
+
+    /// Parameter names in build order.
+    pub fn param_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.params.iter().map(|(l, _, _)| l.name.as_str())
+    }
+
+    /// Reads parameter `name` back.
+    pub fn read_param(&self, name: &str) -> Result<Vec<f32>> {
+        Ok(self.rt.download(self.param(name)?)?)
+    }
+
+    /// The gradient tensor of parameter `name` after a run (`None` when the loss does not
+    /// depend on it or the plan was compiled without `keep_grads`).
+    pub fn grad(&self, name: &str) -> Result<Option<&Tensor>> {
+        let (true, i) = *self.by_name.get(name).unwrap_or(&(false, usize::MAX)) else {
+            return Err(GraphError::UnknownName {
+                kind: "parameter",
+                name: name.into(),
+            });
+        };
+        Ok(self.params[i]
+            .2
+            .and_then(|g| self.tensors[g.index()].as_ref()))
+    }
+
+    /// Parameters with gradients, for the optimizer.
+    pub fn trainables(&self) -> Vec<Trainable<'_>> {
+        self.params
+            .iter()
+            .filter_map(|(leaf, kind, grad)| {
+                let grad = self.tensors[(*grad)?.index()].as_ref()?;
+                Some(Trainable {
+                    name: &leaf.name,
+                    kind: *kind,
+                    param: self.tensors[leaf.value.index()].as_ref()?,
+                    grad,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds dispatches (e.g. the optimizer's) that run after the graph in the same submit.
+    pub fn append_dispatches(&mut self, label: &str, dispatches: Vec<Dispatch>) {
+        for d in dispatches {
+            self.owners.push((d.label().to_string(), label.to_string()));
+            self.dispatches.push(d);
+        }
+    }
+
+    // ---- running ---------------------------------------------------------------------------
+
+    fn check_ready(&self) -> Result<()> {
+        if let Some((l, _, _)) = self.params.iter().find(|(l, _, _)| l.live && !l.set) {
+            return Err(GraphError::ParamNotSet(l.name.clone()));
+        }
+        if let Some(l) = self.inputs.iter().find(|l| l.live && !l.set) {
+            return Err(GraphError::InputNotSet(l.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Runs every dispatch: one compute pass, one submit (does not wait).
+    pub fn run(&self) -> Result<()> {
+        self.check_ready()?;
+        self.rt.run(&self.dispatches);
+        Ok(())
+    }
+
+    /// Runs the graph's own dispatches without the appended ones (e.g. the loss without an
+    /// optimizer update): one pass, one submit.
+    pub fn run_graph(&self) -> Result<()> {
+        self.check_ready()?;
+        self.rt.run(&self.dispatches[..self.graph_dispatches]);
+        Ok(())
+    }
+
+    /// Sets the inputs, runs (appended dispatches included), and reads back every requested output, in request order.
+    pub fn run_with<'a>(&mut self, inputs: &[(&str, HostData<'a>)]) -> Result<Vec<Vec<f32>>> {
+        for (name, data) in inputs {
+            self.set_input(name, *data)?;
+        }
+        self.run()?;
+        let outs = self.plan.outputs.clone();
+        outs.iter().map(|&v| self.read(v)).collect()
+    }
+
+    /// Reads a requested output (or parameter/input) of the last run (waits for the GPU).
+    pub fn read(&self, v: Value) -> Result<Vec<f32>> {
+        Ok(self.rt.download(self.tensor(v)?)?)
+    }
+
+    /// The tensor holding a requested output (valid until the next run).
+    pub fn tensor(&self, v: Value) -> Result<&Tensor> {
+        let readable = self.plan.outputs.contains(&v)
+            || matches!(self.plan.storage(v), Storage::Leaf)
+            || self.params.iter().any(|(l, _, _)| l.value == v);
+        match (readable, self.tensors.get(v.index())) {
+            (true, Some(Some(t))) => Ok(t),
+            _ => Err(GraphError::NotAnOutput { value: v }),
+        }
+    }
+
+    /// Runs once with a GPU timestamp around every dispatch (needs `Capabilities::timestamps`).
+    pub fn profile(&self) -> Result<Profile> {
+        self.check_ready()?;
+        let times = self.rt.run_timed(&self.dispatches)?;
+        Ok(Profile {
+            entries: self
+                .owners
+                .iter()
+                .zip(times)
+                .map(|((op, label), t)| (op.clone(), label.clone(), t))
+                .collect(),
+        })
+    }
+}
+
+/// Per-dispatch GPU times of one run.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// (op, node label, time) per dispatch, in run order.
+    pub entries: Vec<(String, String, Duration)>,
+}
+
+/// One line of a profile table.
+#[derive(Clone, Debug)]
+pub struct ProfileRow {
+    pub name: String,
+    pub count: usize,
+    pub time: Duration,
+    /// Fraction of the total time.
+    pub share: f64,
+}
+
+impl Profile {
+    pub fn total(&self) -> Duration {
+        self.entries.iter().map(|e| e.2).sum()
+    }
+
+    fn group(&self, key: impl Fn(&(String, String, Duration)) -> String) -> Vec<ProfileRow> {
+        let total = self.total().as_secs_f64().max(1e-12);
+        let mut rows: Vec<ProfileRow> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for e in &self.entries {
+            let k = key(e);
+            let i = *index.entry(k.clone()).or_insert_with(|| {
+                rows.push(ProfileRow {
+                    name: k,
+                    count: 0,
+                    time: Duration::ZERO,
+                    share: 0.0,
+                });
+                rows.len() - 1
+            });
+            rows[i].count += 1;
+            rows[i].time += e.2;
+        }
+        for r in &mut rows {
+            r.share = r.time.as_secs_f64() / total;
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.time));
+        rows
+    }
+
+    /// Time per op name, most expensive first.
+    pub fn by_op(&self) -> Vec<ProfileRow> {
+        self.group(|e| e.0.clone())
+    }
+
+    /// Time per module: the node label cut to its first `depth` dot-separated parts.
+    pub fn by_scope(&self, depth: usize) -> Vec<ProfileRow> {
+        self.group(|e| e.1.split('.').take(depth).collect::<Vec<_>>().join("."))
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<40} {:>6} {:>12} {:>7}",
+            "op", "count", "time", "share"
+        )?;
+        for r in self.by_op() {
+            writeln!(
+                f,
+                "{:<40} {:>6} {:>9.3} ms {:>6.1}%",
+                r.name,
+                r.count,
+                r.time.as_secs_f64() * 1e3,
+                r.share * 100.0
+            )?;
+        }
+        write!(
+            f,
+            "{:<40} {:>6} {:>9.3} ms",
+            "total",
+            self.entries.len(),
+            self.total().as_secs_f64() * 1e3
+        )
+    }
+}

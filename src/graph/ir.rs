@@ -1,0 +1,204 @@
+//! The graph IR: values with static shapes, nodes that produce them, and the [`Op`] trait that
+//! every operation implements once (shape rule, dispatches, backward rule).
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::builder::Graph;
+use crate::runtime::{Dispatch, Runtime, Tensor};
+use crate::DType;
+
+/// A tensor-valued result in a graph (an input, parameter, constant or op output). Cheap handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Value(pub(crate) u32);
+
+impl Value {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "%{}", self.0)
+    }
+}
+
+/// Index of a node in build order (which is a topological order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) u32);
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Shape and element type of a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+impl TensorInfo {
+    pub fn f32(shape: &[usize]) -> Self {
+        Self {
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+        }
+    }
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn bytes(&self) -> u64 {
+        (self.numel() * self.dtype.size()) as u64
+    }
+}
+
+/// A value's type and where it comes from.
+#[derive(Clone, Debug)]
+pub struct ValueInfo {
+    pub info: TensorInfo,
+    pub producer: NodeId,
+    /// Which output of the producer this is.
+    pub output: usize,
+}
+
+/// What a parameter is, which decides its optimizer group (weight decay, lr multiplier).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamKind {
+    /// Matrices and kernels of linear and conv layers: weight decay applies.
+    Weight,
+    Bias,
+    /// Scale and shift of layer/group norms.
+    Norm,
+    /// Embedding tables (queries, level embeddings).
+    Embedding,
+    /// Relative-position bias tables and absolute position embeddings.
+    PositionTable,
+}
+
+impl ParamKind {
+    /// The kind a Hugging Face checkpoint key implies: norms by module name, biases by suffix,
+    /// embeddings and position tables by name. Use `Graph::param_of_kind` where a name misleads
+    /// (Mask2Former's group norms are `input_projections.0.1.weight`).
+    pub fn from_name(name: &str) -> Self {
+        const EMBEDDINGS: [&str; 5] = [
+            "queries_embedder",
+            "queries_features",
+            "query_embed",
+            "query_feat",
+            "level_embed",
+        ];
+        let lower = name.to_ascii_lowercase();
+        let segments: Vec<&str> = lower.split('.').collect();
+        let (leaf, module) = segments.split_last().unwrap_or((&"", &[]));
+        if lower.contains("relative_position_bias_table")
+            || lower.contains("absolute_pos_embed")
+            || lower.contains("position_embeddings")
+        {
+            ParamKind::PositionTable
+        } else if module.iter().any(|m| m.contains("norm")) {
+            ParamKind::Norm
+        } else if segments.iter().any(|s| EMBEDDINGS.contains(s)) {
+            ParamKind::Embedding
+        } else if *leaf == "bias" {
+            ParamKind::Bias
+        } else {
+            ParamKind::Weight
+        }
+    }
+}
+
+/// How a node came to be.
+#[derive(Clone, Debug)]
+pub enum NodeKind {
+    /// Data given to every run.
+    Input { name: String },
+    /// Trained state, kept on the device across runs.
+    Param { name: String, kind: ParamKind },
+    /// Data fixed when the graph is built (uploaded once per plan).
+    Const { data: Vec<f32> },
+    /// An operation on earlier values.
+    Op { op: Arc<dyn Op>, inputs: Vec<Value> },
+}
+
+/// One node: its kind, the values it produces and a label (the checkpoint key prefix of the
+/// module that built it, used in profiles and errors).
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub outputs: Vec<Value>,
+    pub label: String,
+}
+
+impl Node {
+    /// The op name (`input`, `param`, `const`, or the op's own name).
+    pub fn op_name(&self) -> &str {
+        match &self.kind {
+            NodeKind::Input { .. } => "input",
+            NodeKind::Param { .. } => "param",
+            NodeKind::Const { .. } => "const",
+            NodeKind::Op { op, .. } => op.name(),
+        }
+    }
+    pub fn inputs(&self) -> &[Value] {
+        match &self.kind {
+            NodeKind::Op { inputs, .. } => inputs,
+            _ => &[],
+        }
+    }
+    pub fn op(&self) -> Option<&Arc<dyn Op>> {
+        match &self.kind {
+            NodeKind::Op { op, .. } => Some(op),
+            _ => None,
+        }
+    }
+}
+
+/// The bound tensors of one node, handed to [`Op::dispatches`].
+pub struct Io<'a> {
+    pub inputs: Vec<&'a Tensor>,
+    pub outputs: Vec<&'a Tensor>,
+    /// `Some(i)` when the planner gave output 0 the buffer of input `i` (see [`Op::inplace`]):
+    /// the op must then bind that buffer once, read-write.
+    pub inplace: Option<usize>,
+}
+
+/// One operation of the graph: shape rule, kernel launch and backward rule side by side.
+///
+/// Outputs are always overwritten in full by the dispatches (the planner hands out buffers that
+/// hold stale data), so an op whose kernel accumulates must clear its output first.
+pub trait Op: fmt::Debug + Send + Sync {
+    /// Short name for profiles and errors (`matmul`, `layer_norm_backward`).
+    fn name(&self) -> &str;
+
+    /// Output types from input types. `Err` carries a sentence naming what does not fit; the
+    /// builder adds the node, op and input shapes.
+    fn infer(&self, inputs: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String>;
+
+    /// The dispatches that compute the outputs from the inputs (built once per plan).
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>>;
+
+    /// Gradients of the inputs given the gradients of the outputs (`None` where an output does
+    /// not reach the loss), built as new nodes of `g`. Return one entry per input; `None` for
+    /// inputs without a gradient (indices, masks).
+    fn backward(
+        &self,
+        g: &mut Graph,
+        inputs: &[Value],
+        outputs: &[Value],
+        grads: &[Option<Value>],
+    ) -> super::Result<Vec<Option<Value>>>;
+
+    /// Output 0 is input `i` seen with another shape: no dispatch, no buffer of its own.
+    fn view_of(&self) -> Option<usize> {
+        None
+    }
+
+    /// The kernel can write output 0 over input `i` (same size) when `i` is not used later.
+    fn inplace(&self) -> Option<usize> {
+        None
+    }
+}

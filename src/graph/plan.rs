@@ -1,0 +1,344 @@
+//! The buffer planner: which nodes run, in what order, and which buffer holds each value.
+//!
+//! Leaves (inputs, parameters, constants) own their buffers. Every other value lives in one of
+//! a set of shared buffers ("slots"): a value takes a free slot when its node runs and gives it
+//! back after its last reader, so values whose lifetimes do not overlap share memory. A value a
+//! node may overwrite in place ([`Op::inplace`](super::Op::inplace)) hands its slot straight to
+//! that node's output when nothing reads it later. Requested outputs stay live to the end.
+
+use super::builder::Graph;
+use super::ir::{NodeId, NodeKind, Value};
+use super::Result;
+
+/// Planner switches; turning reuse off gives every value its own buffer (the reference the
+/// planned memory is compared with, and a way to rule the planner out when debugging).
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    /// Share buffers between values whose lifetimes do not overlap.
+    pub reuse: bool,
+    /// Let ops that support it write their output over a dying input.
+    pub inplace: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            reuse: true,
+            inplace: true,
+        }
+    }
+}
+
+/// Where a value's data lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// Not computed: nothing requested depends on it.
+    Dead,
+    /// A leaf with its own buffer (input, parameter, constant).
+    Leaf,
+    /// Shared buffer `slot`.
+    Slot(usize),
+    /// The buffer of another value (a reshape or detach).
+    View(Value),
+}
+
+/// Memory the plan needs, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanStats {
+    /// Sum of the shared buffers: the planned peak for intermediate values.
+    pub planned_bytes: u64,
+    /// What the same values would need with a buffer each (no reuse).
+    pub unshared_bytes: u64,
+    /// The largest total of values live at one step: no assignment can do better.
+    pub live_peak_bytes: u64,
+    /// Inputs, parameters and constants (outside the shared buffers).
+    pub leaf_bytes: u64,
+    /// Number of shared buffers.
+    pub slots: usize,
+    /// Op nodes run (views included) and values that ran in place.
+    pub steps: usize,
+    pub inplace: usize,
+}
+
+impl std::fmt::Display for PlanStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        write!(
+            f,
+            "{} steps, {} shared buffers: {:.2} MiB planned vs {:.2} MiB unshared (live peak {:.2} MiB, {} in place); leaves {:.2} MiB",
+            self.steps,
+            self.slots,
+            mib(self.planned_bytes),
+            mib(self.unshared_bytes),
+            mib(self.live_peak_bytes),
+            self.inplace,
+            mib(self.leaf_bytes)
+        )
+    }
+}
+
+/// Lifetime of a value that owns a slot: written at step `def`, last read at step `last`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lifetime {
+    pub value: Value,
+    pub slot: usize,
+    pub def: usize,
+    pub last: usize,
+    /// Took its slot from a dying input of the same step.
+    pub inplace: bool,
+}
+
+/// The static schedule and buffer assignment of a graph for a set of requested values.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Op nodes to run, in order.
+    pub(crate) steps: Vec<NodeId>,
+    /// `Some(i)` where step's output 0 overwrites its input `i`.
+    pub(crate) inplace: Vec<Option<usize>>,
+    pub(crate) storage: Vec<Storage>,
+    pub(crate) slot_bytes: Vec<u64>,
+    pub(crate) lifetimes: Vec<Lifetime>,
+    pub(crate) outputs: Vec<Value>,
+    stats: PlanStats,
+}
+
+/// Bytes a value takes in a buffer (binding sizes are multiples of 4, never 0).
+fn bytes_of(g: &Graph, v: Value) -> u64 {
+    g.info(v).bytes().div_ceil(4).max(1) * 4
+}
+
+impl Plan {
+    /// Plans the nodes that `outputs` depend on.
+    pub fn new(g: &Graph, outputs: &[Value], opts: PlanOptions) -> Result<Plan> {
+        for &v in outputs {
+            g.check(v)?;
+        }
+        let nv = g.num_values();
+
+        // Which nodes run: those that some requested value depends on.
+        let mut wanted = vec![false; nv];
+        for &v in outputs {
+            wanted[v.index()] = true;
+        }
+        let mut live_node = vec![false; g.nodes.len()];
+        for (i, node) in g.nodes.iter().enumerate().rev() {
+            if node.outputs.iter().any(|v| wanted[v.index()]) {
+                live_node[i] = true;
+                for v in node.inputs() {
+                    wanted[v.index()] = true;
+                }
+            }
+        }
+
+        // Storage kind of every value of a live node; views point at their root.
+        let mut storage = vec![Storage::Dead; nv];
+        let mut steps = Vec::new();
+        let mut root: Vec<Value> = (0..nv as u32).map(Value).collect();
+        for (i, node) in g.nodes.iter().enumerate() {
+            if !live_node[i] {
+                continue;
+            }
+            match &node.kind {
+                NodeKind::Op { op, inputs } => {
+                    steps.push(NodeId(i as u32));
+                    let view = op.view_of();
+                    for (k, &v) in node.outputs.iter().enumerate() {
+                        if let (0, Some(j)) = (k, view) {
+                            let r = root[inputs[j].index()];
+                            root[v.index()] = r;
+                            storage[v.index()] = Storage::View(r);
+                        } else {
+                            storage[v.index()] = Storage::Slot(usize::MAX);
+                        }
+                    }
+                }
+                _ => storage[node.outputs[0].index()] = Storage::Leaf,
+            }
+        }
+
+        // Lifetimes of slot-owning values, in steps.
+        let end = steps.len();
+        let mut def = vec![usize::MAX; nv];
+        let mut last = vec![0usize; nv];
+        for (s, id) in steps.iter().enumerate() {
+            let node = g.node(*id);
+            for v in &node.outputs {
+                def[v.index()] = s;
+                last[v.index()] = last[v.index()].max(s);
+            }
+            for v in node.inputs() {
+                let r = root[v.index()];
+                last[r.index()] = last[r.index()].max(s);
+            }
+        }
+        for &v in outputs {
+            last[root[v.index()].index()] = end;
+        }
+
+        // Walk the steps: allocate outputs (best fit, growing a free slot if none fits), hand
+        // dying inputs to in-place outputs, then free what dies at this step.
+        let mut dies_at: Vec<Vec<Value>> = vec![Vec::new(); end + 1];
+        for v in 0..nv {
+            if matches!(storage[v], Storage::Slot(_)) {
+                dies_at[last[v]].push(Value(v as u32));
+            }
+        }
+        let mut slot_bytes: Vec<u64> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let mut lifetimes = Vec::new();
+        let mut inplace = vec![None; end];
+        for (s, id) in steps.iter().enumerate() {
+            let node = g.node(*id);
+            let op = node.op().expect("steps are op nodes");
+            let mut handed_over = None;
+            for (k, &v) in node.outputs.iter().enumerate() {
+                if storage[v.index()] != Storage::Slot(usize::MAX) {
+                    continue;
+                }
+                let need = bytes_of(g, v);
+                let donor = (k == 0 && opts.inplace)
+                    .then(|| op.inplace())
+                    .flatten()
+                    .filter(|&i| {
+                        let x = node.inputs()[i];
+                        let r = root[x.index()];
+                        matches!(storage[r.index()], Storage::Slot(_))
+                            && last[r.index()] == s
+                            && bytes_of(g, x) == need
+                            && node
+                                .inputs()
+                                .iter()
+                                .filter(|&&y| root[y.index()] == r)
+                                .count()
+                                == 1
+                    });
+                let (slot, took) = if let Some(i) = donor {
+                    let r = root[node.inputs()[i].index()];
+                    let Storage::Slot(slot) = storage[r.index()] else {
+                        unreachable!("donor checked to own a slot")
+                    };
+                    inplace[s] = Some(i);
+                    handed_over = Some(r);
+                    (slot, true)
+                } else if opts.reuse && !free.is_empty() {
+                    let fit = free
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &f)| slot_bytes[f] >= need)
+                        .min_by_key(|(_, &f)| slot_bytes[f]);
+                    let pos = match fit {
+                        Some((pos, _)) => pos,
+                        None => {
+                            free.iter()
+                                .enumerate()
+                                .max_by_key(|(_, &f)| slot_bytes[f])
+                                .expect("free is not empty")
+                                .0
+                        }
+                    };
+                    let slot = free.swap_remove(pos);
+                    slot_bytes[slot] = slot_bytes[slot].max(need);
+                    (slot, false)
+                } else {
+                    slot_bytes.push(need);
+                    (slot_bytes.len() - 1, false)
+                };
+                storage[v.index()] = Storage::Slot(slot);
+                lifetimes.push(Lifetime {
+                    value: v,
+                    slot,
+                    def: s,
+                    last: last[v.index()],
+                    inplace: took,
+                });
+            }
+            for r in &dies_at[s] {
+                if Some(*r) == handed_over {
+                    continue;
+                }
+                if let Storage::Slot(slot) = storage[r.index()] {
+                    free.push(slot);
+                }
+            }
+        }
+
+        // Memory report.
+        let mut live = vec![0u64; end + 1];
+        let mut unshared = 0;
+        for lt in &lifetimes {
+            let b = bytes_of(g, lt.value);
+            unshared += b;
+            // A value that took its input's slot in place does not add to the live total.
+            let from = if lt.inplace { lt.def + 1 } else { lt.def };
+            for l in live.iter_mut().take(lt.last + 1).skip(from) {
+                *l += b;
+            }
+        }
+        let leaf_bytes = (0..nv)
+            .filter(|&v| storage[v] == Storage::Leaf)
+            .map(|v| bytes_of(g, Value(v as u32)))
+            .sum();
+        let stats = PlanStats {
+            planned_bytes: slot_bytes.iter().sum(),
+            unshared_bytes: unshared,
+            live_peak_bytes: live.iter().copied().max().unwrap_or(0),
+            leaf_bytes,
+            slots: slot_bytes.len(),
+            steps: steps.len(),
+            inplace: inplace.iter().filter(|i| i.is_some()).count(),
+        };
+        Ok(Plan {
+            steps,
+            inplace,
+            storage,
+            slot_bytes,
+            lifetimes,
+            outputs: outputs.to_vec(),
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> PlanStats {
+        self.stats
+    }
+
+    /// The op nodes that run, in order.
+    pub fn steps(&self) -> &[NodeId] {
+        &self.steps
+    }
+
+    /// Where value `v` lives.
+    pub fn storage(&self, v: Value) -> Storage {
+        self.storage[v.index()]
+    }
+
+    /// Checks that no two values that are live at the same step share a buffer (an in-place
+    /// output may take the slot of the input that dies at its own step). `Err` names the pair.
+    pub fn check_no_overlap(&self) -> std::result::Result<(), String> {
+        let mut by_slot: Vec<Vec<&Lifetime>> = vec![Vec::new(); self.slot_bytes.len()];
+        for lt in &self.lifetimes {
+            by_slot[lt.slot].push(lt);
+        }
+        for (slot, lts) in by_slot.iter_mut().enumerate() {
+            lts.sort_by_key(|lt| lt.def);
+            for (i, a) in lts.iter().enumerate() {
+                for b in &lts[i + 1..] {
+                    let disjoint = a.last < b.def || (a.last == b.def && b.inplace);
+                    if !disjoint {
+                        return Err(format!(
+                            "slot {slot}: {} (steps {}..={}) overlaps {} (steps {}..={}{})",
+                            a.value,
+                            a.def,
+                            a.last,
+                            b.value,
+                            b.def,
+                            b.last,
+                            if b.inplace { ", in place" } else { "" }
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

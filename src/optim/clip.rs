@@ -1,0 +1,115 @@
+//! Global gradient-norm clipping (`torch.nn.utils.clip_grad_norm_` with norm type 2 over all
+//! parameters): the norm is reduced on the device by `shaders/grad_norm.wgsl` and the clip
+//! scale is applied inside the AdamW kernel, so nothing is read back during a step.
+
+use super::{binding_chunks, Result};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+
+/// ‖(g₁, g₂, …)‖₂ over all gradients, in f64 (the specification of the device reduction).
+pub fn global_norm_reference(grads: &[&[f32]]) -> f64 {
+    grads
+        .iter()
+        .flat_map(|g| g.iter())
+        .map(|&x| x as f64 * x as f64)
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The factor gradients are multiplied by: `min(1, max_norm / (norm + 1e-6))`, as PyTorch.
+pub fn clip_coefficient(norm: f64, max_norm: f64) -> f64 {
+    (max_norm / (norm + 1e-6)).min(1.0)
+}
+
+/// Workgroups of 256 threads per gradient chunk: enough to keep the adapter busy, few enough
+/// that the final single-workgroup sum stays short.
+fn workgroups_for(n: usize) -> u32 {
+    n.div_ceil(256 * 8).clamp(1, 64) as u32
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    base: u32,
+}
+
+/// The device reduction of the global sum of squares over a fixed set of gradient tensors.
+pub struct GradNorm {
+    partials: Tensor,
+    sumsq: Tensor,
+    rt: Runtime,
+}
+
+impl GradNorm {
+    /// Buffers and dispatches for `grads`: partial sums per chunk, then one final sum.
+    pub fn new(rt: &Runtime, grads: &[&Tensor]) -> Result<(Self, Vec<Dispatch>)> {
+        let max = rt.caps().max_storage_binding;
+        let mut pieces = Vec::new();
+        let mut count = 0u32;
+        for g in grads {
+            if g.dtype() != DType::F32 {
+                return Err(crate::Error::DType {
+                    op: "grad_norm",
+                    expected: DType::F32,
+                    got: g.dtype(),
+                }
+                .into());
+            }
+            for (start, len) in binding_chunks(g.numel(), max) {
+                let wg = workgroups_for(len);
+                pieces.push((*g, start, len, count, wg));
+                count += wg;
+            }
+        }
+        let partials = rt.full(&[count.max(1) as usize], 0.0)?;
+        let sumsq = rt.full(&[1], 0.0)?;
+        let partial = rt.kernel(&crate::shader!("grad_norm"), "partial", &[])?;
+        let finish = rt.kernel(&crate::shader!("grad_norm"), "finish", &[])?;
+        let mut ds = Vec::with_capacity(pieces.len() + 1);
+        for (g, start, len, base, wg) in pieces {
+            let p = Params {
+                n: len as u32,
+                base,
+            };
+            ds.push(rt.dispatch(
+                &partial,
+                &p,
+                &[
+                    g.binding_range(start as u64 * 4, len as u64 * 4),
+                    partials.binding(),
+                ],
+                [wg, 1, 1],
+            ));
+        }
+        ds.push(rt.dispatch(
+            &finish,
+            &Params { n: count, base: 0 },
+            &[partials.binding(), sumsq.binding()],
+            [1, 1, 1],
+        ));
+        Ok((
+            Self {
+                partials,
+                sumsq,
+                rt: rt.clone(),
+            },
+            ds,
+        ))
+    }
+
+    /// The one-element tensor holding the sum of squares after the dispatches ran.
+    pub fn sum_of_squares(&self) -> &Tensor {
+        &self.sumsq
+    }
+
+    /// The global norm from the last run (waits for the device).
+    pub fn read(&self) -> Result<f64> {
+        let s = self.rt.download(&self.sumsq)?;
+        Ok((s[0] as f64).sqrt())
+    }
+
+    /// Bytes of device memory held.
+    pub fn bytes(&self) -> u64 {
+        self.partials.size_bytes() + self.sumsq.size_bytes()
+    }
+}
