@@ -42,6 +42,17 @@ pub enum DataSpec {
     Semantic(PathBuf),
 }
 
+impl std::fmt::Display for DataSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataSpec::Synthetic { count, seed } => write!(f, "synthetic:{count}:{seed}"),
+            DataSpec::CocoPanoptic(d) => write!(f, "coco-panoptic:{}", d.display()),
+            DataSpec::CocoInstance(d) => write!(f, "coco-instance:{}", d.display()),
+            DataSpec::Semantic(d) => write!(f, "semantic:{}", d.display()),
+        }
+    }
+}
+
 /// Default size of the synthetic validation split.
 pub const SYNTHETIC_VAL_COUNT: usize = 64;
 
@@ -191,7 +202,7 @@ pub fn run_model(
 /// Evaluates predictions (read, or produced by the model) against a dataset.
 /// `progress(done, total)` is called after each image.
 pub fn run(opts: &EvalOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Report, EvalError> {
-    let name = format!("{:?}", opts.data);
+    let name = opts.data.to_string();
     match &opts.data {
         DataSpec::Synthetic { count, seed } => {
             let ds = synthetic::Dataset::new(*seed, Split::Val, *count);
