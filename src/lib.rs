@@ -4,13 +4,17 @@
 //! [`ops`] (WGSL kernels with launchers and plain-Rust references), then the graph, the model,
 //! data, evaluation and training.
 
+pub mod data;
 pub mod error;
+pub mod eval;
 pub mod graph;
+pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod runtime;
 #[doc(hidden)]
 pub mod testing;
+pub mod visualize;
 
 pub use error::{Error, Result};
 pub use runtime::{DType, Runtime, RuntimeOptions, Tensor};

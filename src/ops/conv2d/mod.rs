@@ -1,1 +1,359 @@
-//! (in progress)
+//! 2-D convolution, NCHW (Swin's 4×4/4 patch embedding, the pixel decoder's 1×1 projections
+//! and 3×3 output convolution).
+//!
+//! `x [N, Cin, H, W]`, `weight [Cout, Cin/groups, KH, KW]`, optional `bias [Cout]`, per-axis
+//! stride, zero padding and dilation, and `groups` (depthwise when `groups = Cin = Cout`):
+//! `out [N, Cout, Ho, Wo]` with `Ho = (H + 2·ph − dh·(KH − 1) − 1) / sh + 1` (and `Wo` alike),
+//! exactly PyTorch's `nn.Conv2d` with `padding_mode="zeros"`.
+//!
+//! Kernels (`shaders/conv2d.wgsl`, `shaders/conv2d_backward.wgsl`) are register-blocked direct
+//! convolutions without workgroup memory: each invocation owns a block of output channels ×
+//! output pixels (8×8 on CPU adapters, 4×4 on GPUs; [`Conv2dOptions::block`] overrides). 1×1
+//! convolutions with stride 1 and no padding take a GEMM-shaped path over the flattened plane.
+//! The backward computes `dinput` as the transposed convolution (same blocking over input
+//! pixels), `dweight` with one invocation per block of weights reducing over batch and pixels,
+//! and `dbias` per channel — deterministic, no atomics.
+//!
+//! Every tensor must fit one storage binding (128 MiB on lavapipe); larger ones are a
+//! [`crate::Error::TooLarge`].
+
+pub mod reference;
+#[cfg(test)]
+mod tests;
+
+use crate::error::{Error, Result};
+use crate::ops::layer_norm::check;
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+
+/// Which kernel computes the forward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Path {
+    /// `Pointwise` where it applies, else `Direct`.
+    #[default]
+    Auto,
+    /// The general direct convolution.
+    Direct,
+    /// The 1×1 / stride 1 / no padding GEMM path; an error for other convolutions.
+    Pointwise,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    /// `[sh, sw]`, each ≥ 1.
+    pub stride: [usize; 2],
+    /// Zero padding `[ph, pw]` on both sides.
+    pub padding: [usize; 2],
+    /// `[dh, dw]`, each ≥ 1.
+    pub dilation: [usize; 2],
+    /// Divides `Cin` and `Cout`.
+    pub groups: usize,
+    pub path: Path,
+    /// `[channels, pixels]` per invocation, each in `1..=8`; `None` picks by adapter.
+    pub block: Option<[u32; 2]>,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Self {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+            path: Path::Auto,
+            block: None,
+        }
+    }
+}
+
+impl Conv2dOptions {
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = [s, s];
+        self
+    }
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = [p, p];
+        self
+    }
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = [d, d];
+        self
+    }
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+}
+
+/// Gradients of [`conv2d`] with respect to the input, the weight and (when present) the bias.
+pub struct Conv2dGrads {
+    pub dx: Tensor,
+    pub dweight: Tensor,
+    pub dbias: Option<Tensor>,
+}
+
+/// Validated sizes of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvDims {
+    pub n: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl ConvDims {
+    pub fn out_shape(&self) -> [usize; 4] {
+        [self.n, self.cout, self.ho, self.wo]
+    }
+    /// Multiply-adds ×2 of the forward (also of each of the two backward products).
+    pub fn flops(&self, groups: usize) -> f64 {
+        2.0 * (self.n * self.cout * self.ho * self.wo) as f64
+            * (self.cin / groups * self.kh * self.kw) as f64
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    ho: u32,
+    wo: u32,
+    groups: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+    cin_g: u32,
+    cout_g: u32,
+    has_bias: u32,
+    _pad: u32,
+}
+
+const OP: &str = "conv2d";
+const OP_BACK: &str = "conv2d_backward";
+const WG: u32 = 64;
+
+/// Output size along one axis, or `None` when the dilated kernel does not fit the padded input.
+fn out_len(len: usize, k: usize, s: usize, p: usize, d: usize) -> Option<usize> {
+    let span = d * (k - 1) + 1;
+    (len + 2 * p).checked_sub(span).map(|r| r / s + 1)
+}
+
+/// Checks the shapes of `x` and `weight` against the options and returns the sizes.
+pub fn conv_dims(x_shape: &[usize], w_shape: &[usize], opts: &Conv2dOptions) -> Result<ConvDims> {
+    conv_dims_op(OP, x_shape, w_shape, opts)
+}
+
+fn conv_dims_op(
+    op: &'static str,
+    x_shape: &[usize],
+    w_shape: &[usize],
+    opts: &Conv2dOptions,
+) -> Result<ConvDims> {
+    let (&[n, cin, h, w], &[cout, cin_g, kh, kw]) = (x_shape, w_shape) else {
+        return Err(crate::shape_err!(
+            op,
+            "x must be [N, Cin, H, W] and weight [Cout, Cin/groups, KH, KW], got {x_shape:?} and {w_shape:?}"
+        ));
+    };
+    let g = opts.groups;
+    if g == 0 || cin % g != 0 || cout % g != 0 {
+        return Err(crate::shape_err!(
+            op,
+            "groups = {g} must divide Cin = {cin} and Cout = {cout} (x {x_shape:?}, weight {w_shape:?})"
+        ));
+    }
+    if cin_g != cin / g {
+        return Err(crate::shape_err!(
+            op,
+            "weight {w_shape:?} has {cin_g} input channels per group, expected Cin/groups = {cin}/{g} = {}",
+            cin / g
+        ));
+    }
+    if opts.stride.contains(&0) || opts.dilation.contains(&0) || kh == 0 || kw == 0 {
+        return Err(crate::shape_err!(
+            op,
+            "stride {:?}, dilation {:?} and kernel [{kh}, {kw}] must all be >= 1",
+            opts.stride,
+            opts.dilation
+        ));
+    }
+    let [sh, sw] = opts.stride;
+    let [ph, pw] = opts.padding;
+    let [dh, dw] = opts.dilation;
+    let (Some(ho), Some(wo)) = (out_len(h, kh, sh, ph, dh), out_len(w, kw, sw, pw, dw)) else {
+        return Err(crate::shape_err!(
+            op,
+            "kernel [{kh}, {kw}] with dilation {:?} does not fit input [{h}, {w}] padded by {:?}",
+            opts.dilation,
+            opts.padding
+        ));
+    };
+    let d = ConvDims {
+        n,
+        cin,
+        h,
+        w,
+        cout,
+        kh,
+        kw,
+        ho,
+        wo,
+    };
+    for (what, v) in [
+        ("x elements", (n * cin * h * w) as u64),
+        ("out elements", (n * cout * ho * wo) as u64),
+        ("weight elements", (cout * cin_g * kh * kw) as u64),
+    ] {
+        check::u32_range(op, what, v)?;
+    }
+    if (h + 2 * ph).max(w + 2 * pw) > i32::MAX as usize / 4 {
+        return Err(Error::Unsupported {
+            op,
+            what: format!("padded input extent {:?} + {:?}", [h, w], opts.padding),
+        });
+    }
+    Ok(d)
+}
+
+fn params(d: &ConvDims, opts: &Conv2dOptions, has_bias: bool) -> Params {
+    let g = opts.groups;
+    Params {
+        n: d.n as u32,
+        cin: d.cin as u32,
+        h: d.h as u32,
+        w: d.w as u32,
+        cout: d.cout as u32,
+        ho: d.ho as u32,
+        wo: d.wo as u32,
+        groups: g as u32,
+        kh: d.kh as u32,
+        kw: d.kw as u32,
+        sh: opts.stride[0] as u32,
+        sw: opts.stride[1] as u32,
+        ph: opts.padding[0] as u32,
+        pw: opts.padding[1] as u32,
+        dh: opts.dilation[0] as u32,
+        dw: opts.dilation[1] as u32,
+        cin_g: (d.cin / g) as u32,
+        cout_g: (d.cout / g) as u32,
+        has_bias: has_bias as u32,
+        _pad: 0,
+    }
+}
+
+/// `[channels, pixels]` per invocation: the requested block or the adapter's default, with the
+/// channel block no larger than the channels of a group (depthwise convs would waste the rest).
+fn block(
+    rt: &Runtime,
+    op: &'static str,
+    opts: &Conv2dOptions,
+    channels: usize,
+) -> Result<[u32; 2]> {
+    let [c, px] = match opts.block {
+        Some(b) => b,
+        None if rt.caps().is_cpu => [8, 8],
+        None => [4, 4],
+    };
+    if !(1..=8).contains(&c) || !(1..=8).contains(&px) {
+        return Err(crate::shape_err!(
+            op,
+            "block {:?} must have both entries in 1..=8",
+            [c, px]
+        ));
+    }
+    Ok([c.min(channels.max(1) as u32), px])
+}
+
+fn is_pointwise(d: &ConvDims, opts: &Conv2dOptions) -> bool {
+    d.kh == 1 && d.kw == 1 && opts.stride == [1, 1] && opts.padding == [0, 0]
+}
+
+/// Records the forward into `out` (`[N, Cout, Ho, Wo]`, overwritten).
+pub fn conv2d_into(
+    rt: &Runtime,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    opts: &Conv2dOptions,
+) -> Result<Vec<Dispatch>> {
+    let d = conv_dims_op(OP, x.shape(), weight.shape(), opts)?;
+    check::operand(rt, OP, "x", x, x.shape())?;
+    check::operand(rt, OP, "weight", weight, weight.shape())?;
+    if let Some(b) = bias {
+        check::operand(rt, OP, "bias", b, &[d.cout])?;
+    }
+    check::operand(rt, OP, "out", out, &d.out_shape())?;
+    let pointwise = match opts.path {
+        Path::Auto => is_pointwise(&d, opts),
+        Path::Direct => false,
+        Path::Pointwise if is_pointwise(&d, opts) => true,
+        Path::Pointwise => {
+            return Err(Error::Unsupported {
+                op: OP,
+                what: format!(
+                    "the pointwise path for kernel [{}, {}], stride {:?}, padding {:?}",
+                    d.kh, d.kw, opts.stride, opts.padding
+                ),
+            })
+        }
+    };
+    let [cb, pb] = block(rt, OP, opts, d.cout / opts.groups)?;
+    if out.numel() == 0 {
+        return Ok(Vec::new());
+    }
+    let (cb_u, pb_u) = (cb as usize, pb as usize);
+    let channel_blocks = opts.groups * (d.cout / opts.groups).div_ceil(cb_u);
+    let (entry, threads) = if pointwise {
+        (
+            "pointwise",
+            d.n * channel_blocks * (d.h * d.w).div_ceil(pb_u),
+        )
+    } else {
+        ("direct", d.n * channel_blocks * d.ho * d.wo.div_ceil(pb_u))
+    };
+    let k = rt.kernel(
+        &crate::shader!("conv2d"),
+        entry,
+        &[("CO_B", cb as f64), ("PX_B", pb as f64)],
+    )?;
+    let p = params(&d, opts, bias.is_some());
+    Ok(vec![rt.dispatch(
+        &k,
+        &p,
+        &[
+            x.binding(),
+            weight.binding(),
+            bias.unwrap_or(weight).binding(),
+            out.binding(),
+        ],
+        rt.grid(threads as u64, WG),
+    )])
+}
+
+/// Forward: returns `out [N, Cout, Ho, Wo]`.
+pub fn conv2d(
+    rt: &Runtime,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    opts: &Conv2dOptions,
+) -> Result<Tensor> {
+    let d = conv_dims_op(OP, x.shape(), weight.shape(), opts)?;
+    let out = rt.empty(&d.out_shape(), DType::F32)?;
+    rt.run(&conv2d_into(rt, x, weight, bias, &out, opts)?);
+    Ok(out)
+}

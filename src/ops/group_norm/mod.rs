@@ -1,1 +1,348 @@
-//! (in progress)
+//! GroupNorm on `[N, C, *spatial]` (NCHW), as in the pixel decoder: `GroupNorm(32, 256)` after
+//! the input projections, the lateral 1×1 and the output 3×3 convolutions.
+//!
+//! The `C` channels form `G` groups of `C/G`; every `(n, g)` segment of `(C/G)·H·W` values is
+//! normalised with its own mean and rstd (`1/√(var + eps)`, biased variance), then scaled and
+//! shifted per channel: `y = xhat · weight[c] + bias[c]`, optionally followed by a fused ReLU
+//! (the FPN's `layer_1` is Conv → GN → ReLU). The statistics are written to `mean`/`rstd`
+//! `[N, G]`, which the backward reads.
+//!
+//! Kernels (`shaders/group_norm.wgsl`, `shaders/group_norm_backward.wgsl`): the per-segment and
+//! per-channel reductions run one invocation per segment on CPU adapters (no workgroup memory)
+//! and one workgroup per segment on GPUs ([`Variant`] forces either); the elementwise passes run
+//! one invocation per element. All reductions are deterministic; no atomics.
+
+pub mod reference;
+#[cfg(test)]
+mod tests;
+
+use crate::error::Result;
+use crate::ops::layer_norm::check;
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+
+/// Which reduction shape to use; `Auto` picks from the adapter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Auto,
+    /// One invocation per reduced segment, no workgroup memory (fast on CPU adapters).
+    SegmentPerThread,
+    /// One 256-invocation workgroup per reduced segment (fast on GPUs).
+    SegmentPerWorkgroup,
+}
+
+impl Variant {
+    fn resolve(self, rt: &Runtime) -> Variant {
+        match self {
+            Variant::Auto if rt.caps().is_cpu => Variant::SegmentPerThread,
+            Variant::Auto => Variant::SegmentPerWorkgroup,
+            v => v,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupNormOptions {
+    pub groups: usize,
+    pub eps: f32,
+    /// Apply ReLU to the output (and mask the gradient accordingly in the backward).
+    pub relu: bool,
+    pub variant: Variant,
+}
+
+impl GroupNormOptions {
+    /// `groups` groups, `eps = 1e-5` (PyTorch's default, used by Mask2Former), no ReLU.
+    pub fn new(groups: usize) -> Self {
+        Self {
+            groups,
+            eps: 1e-5,
+            relu: false,
+            variant: Variant::Auto,
+        }
+    }
+}
+
+/// Gradients of [`group_norm`] with respect to `x`, `weight` and `bias`.
+pub struct GroupNormGrads {
+    pub dx: Tensor,
+    pub dweight: Tensor,
+    pub dbias: Tensor,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    c: u32,
+    s: u32,
+    groups: u32,
+    eps: f32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BackwardParams {
+    n: u32,
+    c: u32,
+    s: u32,
+    groups: u32,
+}
+
+const OP: &str = "group_norm";
+const OP_BACK: &str = "group_norm_backward";
+const WG: u32 = 64;
+
+/// `(n, c, spatial)` of `x`, checked against the options.
+fn dims(op: &'static str, x: &Tensor, opts: &GroupNormOptions) -> Result<(usize, usize, usize)> {
+    let shape = x.shape();
+    if shape.len() < 2 {
+        return Err(crate::shape_err!(
+            op,
+            "x must be [N, C, *spatial], got shape {shape:?}"
+        ));
+    }
+    let (n, c) = (shape[0], shape[1]);
+    let s: usize = shape[2..].iter().product();
+    if opts.groups == 0 || c % opts.groups != 0 {
+        return Err(crate::shape_err!(
+            op,
+            "{} groups do not divide the {c} channels of x {shape:?}",
+            opts.groups
+        ));
+    }
+    if s == 0 {
+        return Err(crate::shape_err!(
+            op,
+            "x has shape {shape:?}: cannot normalise over an empty spatial extent"
+        ));
+    }
+    if opts.eps.is_nan() || opts.eps < 0.0 {
+        return Err(crate::shape_err!(op, "eps must be >= 0, got {}", opts.eps));
+    }
+    check::u32_range(op, "elements of x", x.numel() as u64)?;
+    Ok((n, c, s))
+}
+
+/// Records the forward into `out` (shape of `x`) and the statistics into `mean`, `rstd`
+/// (`[N, G]`, needed in between even for inference). Overwrites all three.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_into(
+    rt: &Runtime,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    out: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    opts: &GroupNormOptions,
+) -> Result<Vec<Dispatch>> {
+    let (n, c, s) = dims(OP, x, opts)?;
+    let g = opts.groups;
+    check::operand(rt, OP, "x", x, x.shape())?;
+    check::operand(rt, OP, "weight", weight, &[c])?;
+    check::operand(rt, OP, "bias", bias, &[c])?;
+    check::operand(rt, OP, "out", out, x.shape())?;
+    check::operand(rt, OP, "mean", mean, &[n, g])?;
+    check::operand(rt, OP, "rstd", rstd, &[n, g])?;
+    if n == 0 || c == 0 {
+        return Ok(Vec::new());
+    }
+    let params = Params {
+        n: n as u32,
+        c: c as u32,
+        s: s as u32,
+        groups: g as u32,
+        eps: opts.eps,
+        _pad: [0; 3],
+    };
+    let shader = crate::shader!("group_norm");
+    let segments = (n * g) as u64;
+    let (entry, grid) = match opts.variant.resolve(rt) {
+        Variant::SegmentPerThread => ("stats_thread", rt.grid(segments, WG)),
+        // One workgroup per segment.
+        _ => ("stats_wg", rt.grid(segments, 1)),
+    };
+    let stats = rt.kernel(&shader, entry, &[])?;
+    let apply = rt.kernel(&shader, "apply", &[("RELU", opts.relu as u32 as f64)])?;
+    Ok(vec![
+        rt.dispatch(
+            &stats,
+            &params,
+            &[x.binding(), mean.binding(), rstd.binding()],
+            grid,
+        ),
+        rt.dispatch(
+            &apply,
+            &params,
+            &[
+                x.binding(),
+                weight.binding(),
+                bias.binding(),
+                mean.binding(),
+                rstd.binding(),
+                out.binding(),
+            ],
+            rt.grid(x.numel() as u64, WG),
+        ),
+    ])
+}
+
+/// Training forward: returns `(y, mean, rstd)`, the statistics shaped `[N, G]`.
+pub fn group_norm_train(
+    rt: &Runtime,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    opts: &GroupNormOptions,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (n, _, _) = dims(OP, x, opts)?;
+    let out = rt.empty(x.shape(), DType::F32)?;
+    let mean = rt.empty(&[n, opts.groups], DType::F32)?;
+    let rstd = rt.empty(&[n, opts.groups], DType::F32)?;
+    rt.run(&group_norm_into(
+        rt, x, weight, bias, &out, &mean, &rstd, opts,
+    )?);
+    Ok((out, mean, rstd))
+}
+
+/// Inference forward: returns `y`.
+pub fn group_norm(
+    rt: &Runtime,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    opts: &GroupNormOptions,
+) -> Result<Tensor> {
+    Ok(group_norm_train(rt, x, weight, bias, opts)?.0)
+}
+
+/// Elements of the f32 workspace [`group_norm_backward_into`] needs: `2·N·C + 2·N·G`.
+pub fn group_norm_backward_workspace_len(x_shape: &[usize], groups: usize) -> usize {
+    let n = x_shape.first().copied().unwrap_or(0);
+    let c = x_shape.get(1).copied().unwrap_or(0);
+    2 * n * c + 2 * n * groups
+}
+
+/// Records the backward: overwrites `dx` (shape of `x`), `dweight`, `dbias` (`[C]`) from the
+/// upstream gradient `dy`, the forward input `x`, `weight`, `bias` (read only with the fused
+/// ReLU, to recover its mask) and the saved `mean`/`rstd`. `workspace` is an f32 tensor of at
+/// least [`group_norm_backward_workspace_len`] elements that must stay alive until the
+/// dispatches have run.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward_into(
+    rt: &Runtime,
+    dy: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    dx: &Tensor,
+    dweight: &Tensor,
+    dbias: &Tensor,
+    workspace: &Tensor,
+    opts: &GroupNormOptions,
+) -> Result<Vec<Dispatch>> {
+    let (n, c, s) = dims(OP_BACK, x, opts)?;
+    let g = opts.groups;
+    check::operand(rt, OP_BACK, "x", x, x.shape())?;
+    check::operand(rt, OP_BACK, "dy", dy, x.shape())?;
+    check::operand(rt, OP_BACK, "weight", weight, &[c])?;
+    check::operand(rt, OP_BACK, "bias", bias, &[c])?;
+    check::operand(rt, OP_BACK, "mean", mean, &[n, g])?;
+    check::operand(rt, OP_BACK, "rstd", rstd, &[n, g])?;
+    check::operand(rt, OP_BACK, "dx", dx, x.shape())?;
+    check::operand(rt, OP_BACK, "dweight", dweight, &[c])?;
+    check::operand(rt, OP_BACK, "dbias", dbias, &[c])?;
+    check::f32_dtype(OP_BACK, workspace)?;
+    check::binding(rt, OP_BACK, "workspace", workspace)?;
+    let need = group_norm_backward_workspace_len(x.shape(), g);
+    if workspace.numel() < need {
+        return Err(crate::shape_err!(
+            OP_BACK,
+            "workspace has {} elements, needs {need} for x of shape {:?} with {g} groups",
+            workspace.numel(),
+            x.shape()
+        ));
+    }
+    if c == 0 {
+        return Ok(Vec::new());
+    }
+    let params = BackwardParams {
+        n: n as u32,
+        c: c as u32,
+        s: s as u32,
+        groups: g as u32,
+    };
+    let shader = crate::shader!("group_norm_backward");
+    let relu = [("RELU", opts.relu as u32 as f64)];
+    let nc = (n * c) as u64;
+    let (entry, grid) = match opts.variant.resolve(rt) {
+        Variant::SegmentPerThread => ("channel_sums_thread", rt.grid(nc, WG)),
+        _ => ("channel_sums_wg", rt.grid(nc, 1)),
+    };
+    let sums = rt.kernel(&shader, entry, &relu)?;
+    let params_k = rt.kernel(&shader, "param_grads", &[])?;
+    let groups_k = rt.kernel(&shader, "group_sums", &[])?;
+    let dx_k = rt.kernel(&shader, "dx_apply", &relu)?;
+    let fwd = [
+        dy.binding(),
+        x.binding(),
+        weight.binding(),
+        bias.binding(),
+        mean.binding(),
+        rstd.binding(),
+        workspace.binding(),
+    ];
+    let mut out = Vec::with_capacity(4);
+    // With N = 0 the channel sums are empty and param_grads writes exact zeros.
+    if n > 0 {
+        out.push(rt.dispatch(&sums, &params, &fwd, grid));
+    }
+    out.push(rt.dispatch(
+        &params_k,
+        &params,
+        &[workspace.binding(), dweight.binding(), dbias.binding()],
+        rt.grid(c as u64, WG),
+    ));
+    if n > 0 {
+        out.push(rt.dispatch(
+            &groups_k,
+            &params,
+            &[weight.binding(), workspace.binding()],
+            rt.grid((n * g) as u64, WG),
+        ));
+        let mut b = fwd.to_vec();
+        b.push(dx.binding());
+        out.push(rt.dispatch(&dx_k, &params, &b, rt.grid(x.numel() as u64, WG)));
+    }
+    Ok(out)
+}
+
+/// Backward: returns `dx`, `dweight`, `dbias`.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward(
+    rt: &Runtime,
+    dy: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    opts: &GroupNormOptions,
+) -> Result<GroupNormGrads> {
+    let (_, c, _) = dims(OP_BACK, x, opts)?;
+    let dx = rt.empty(x.shape(), DType::F32)?;
+    let dweight = rt.empty(&[c], DType::F32)?;
+    let dbias = rt.empty(&[c], DType::F32)?;
+    let workspace = rt.empty(
+        &[group_norm_backward_workspace_len(x.shape(), opts.groups)],
+        DType::F32,
+    )?;
+    rt.run(&group_norm_backward_into(
+        rt, dy, x, weight, bias, mean, rstd, &dx, &dweight, &dbias, &workspace, opts,
+    )?);
+    // `workspace` is dropped only after the submit above, so the pool cannot hand it out first.
+    Ok(GroupNormGrads { dx, dweight, dbias })
+}

@@ -1,1 +1,333 @@
-//! (in progress)
+//! Swin window attention, fused: the attention core of one Swin block (HF `SwinLayer` between
+//! the q/k/v linears and the output projection).
+//!
+//! Inputs `q`, `k`, `v`: [B, H, W, C] channels-last token maps (the q/k/v linears applied to the
+//! layer-normed tokens, one matmul each), C = heads · head_dim with channel `h·head_dim + e`
+//! belonging to head `h`; `table`: relative_position_bias_table [(2w−1)², heads]. Output
+//! [B, H, W, C] and, for backward, `lse` [B, nW, heads, w²] (the log-sum-exp of each softmax row,
+//! windows numbered row-major in the shifted padded frame, nW = ⌈H/w⌉·⌈W/w⌉).
+//!
+//! What it computes, step for step as HF does (modeling_swin.py, `always_partition=True`):
+//! 1. pad the map bottom/right to multiples of w (also when the map is smaller than the window);
+//!    HF pads the layer-normed tokens *before* the linears, so a padding token's key and value
+//!    are the key/value linear biases: pass them as `pad_k` / `pad_v` (`None` = zero tokens, as
+//!    for linears without bias);
+//! 2. roll by (−s, −s) (s = 0 or w/2; the shift is kept even when the map is smaller than w);
+//! 3. per window and head: softmax(q·kᵀ·scale + table[relative_position_index] + shift_mask)·v
+//!    where shift_mask is −100 between tokens of different regions of the padded map, regions
+//!    given by the slices (0,−w), (−w,−s), (−s,None) on each axis (no mask when s = 0);
+//! 4. window reverse, roll by (+s, +s), crop the padding.
+//!
+//! Limits: head_dim a multiple of 4 and at most 64 (Swin uses 32), window ≤ 16 (Swin uses 7
+//! and 12), every tensor within one storage binding (128 MiB on lavapipe).
+//!
+//! Kernels: one thread per (batch, window, head, query token), scores of one window row at a
+//! time in registers with an online softmax across rows, no workgroup memory (fast on CPU
+//! adapters; on GPUs the WIN²-token windows fit a thread's registers for w = 7). Backward is
+//! deterministic (no atomics): a query pass (dq, and p / dscore per pair into a workspace), a
+//! key pass (dk, dv), and gathers for the bias table and the padding-token gradients.
+
+pub mod reference;
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+
+#[cfg(test)]
+mod tests;
+
+const OP: &str = "window_attention";
+const WG: u32 = 64;
+/// Largest head_dim / 4 the kernels hold in registers (`MAX_D4` in the shader).
+const MAX_D4: usize = 16;
+/// Largest window (`MAX_WIN` in the shader).
+const MAX_WINDOW: usize = 16;
+
+/// Settings of one window-attention call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WindowAttentionOptions {
+    pub heads: usize,
+    /// Window size w.
+    pub window: usize,
+    /// Cyclic shift s, 0 ≤ s < w (Swin: 0 for even blocks, w/2 for odd ones).
+    pub shift: usize,
+    /// Logit scale; `None` = 1/√head_dim.
+    pub scale: Option<f32>,
+}
+
+/// The tensors window attention reads.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowAttentionInputs<'a> {
+    pub q: &'a Tensor,
+    pub k: &'a Tensor,
+    pub v: &'a Tensor,
+    /// relative_position_bias_table [(2w−1)², heads].
+    pub table: &'a Tensor,
+    /// Key of a padding token [C] (HF: the key linear's bias); `None` = zeros.
+    pub pad_k: Option<&'a Tensor>,
+    /// Value of a padding token [C] (HF: the value linear's bias); `None` = zeros.
+    pub pad_v: Option<&'a Tensor>,
+}
+
+/// Derived sizes of one call; also the shader's parameter block.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    height: usize,
+    width: usize,
+    channels: usize,
+    heads: usize,
+    head_dim: usize,
+    window: usize,
+    shift: usize,
+    scale: f32,
+    hp: usize,
+    wp: usize,
+    nww: usize,
+    nw: usize,
+    /// Tokens per window, w².
+    n: usize,
+    /// Padding tokens per image.
+    n_pad: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    batch: u32,
+    height: u32,
+    width: u32,
+    c4: u32,
+    heads: u32,
+    hp: u32,
+    wp: u32,
+    nww: u32,
+    nw: u32,
+    shift: u32,
+    has_pad: u32,
+    scale: f32,
+    n_rows: u32,
+    n_pad: u32,
+    _r: [u32; 2],
+}
+
+impl Geometry {
+    /// Query rows: one per (batch, window, head, token).
+    fn rows(&self) -> usize {
+        self.batch * self.nw * self.heads * self.n
+    }
+    fn lse_shape(&self) -> [usize; 4] {
+        [self.batch, self.nw, self.heads, self.n]
+    }
+    fn table_len(&self) -> usize {
+        (2 * self.window - 1) * (2 * self.window - 1)
+    }
+    fn params(&self, has_pad: bool) -> Params {
+        Params {
+            batch: self.batch as u32,
+            height: self.height as u32,
+            width: self.width as u32,
+            c4: (self.channels / 4) as u32,
+            heads: self.heads as u32,
+            hp: self.hp as u32,
+            wp: self.wp as u32,
+            nww: self.nww as u32,
+            nw: self.nw as u32,
+            shift: self.shift as u32,
+            has_pad: has_pad as u32,
+            scale: self.scale,
+            n_rows: self.rows() as u32,
+            n_pad: self.n_pad as u32,
+            _r: [0; 2],
+        }
+    }
+    fn constants(&self) -> [(&'static str, f64); 2] {
+        [
+            ("WIN", self.window as f64),
+            ("D4", (self.head_dim / 4) as f64),
+        ]
+    }
+}
+
+fn check_f32(t: &Tensor, name: &str) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!("{name} must be F32, got {:?}", t.dtype()),
+        });
+    }
+    Ok(())
+}
+
+fn check_shape(t: &Tensor, name: &str, want: &[usize]) -> Result<()> {
+    check_f32(t, name)?;
+    if t.shape() != want {
+        return Err(crate::shape_err!(
+            OP,
+            "{name} has shape {:?}, expected {want:?}",
+            t.shape()
+        ));
+    }
+    Ok(())
+}
+
+fn check_binding(rt: &Runtime, name: &str, shape: &[usize], bytes_per: usize) -> Result<()> {
+    let bytes = (shape.iter().product::<usize>() * bytes_per) as u64;
+    let limit = rt.caps().max_storage_binding;
+    if bytes > limit {
+        return Err(Error::TooLarge {
+            op: OP,
+            what: format!("{name} of shape {shape:?}"),
+            bytes,
+            limit,
+            limit_name: "max_storage_buffer_binding_size",
+        });
+    }
+    Ok(())
+}
+
+/// Validates the inputs and derives the geometry.
+fn geometry(
+    rt: &Runtime,
+    x: &WindowAttentionInputs,
+    o: &WindowAttentionOptions,
+) -> Result<Geometry> {
+    check_f32(x.q, "q")?;
+    let s = x.q.shape();
+    if s.len() != 4 || s.contains(&0) {
+        return Err(crate::shape_err!(
+            OP,
+            "q must be a non-empty [B, H, W, C] map, got {s:?}"
+        ));
+    }
+    let (batch, height, width, channels) = (s[0], s[1], s[2], s[3]);
+    check_shape(x.k, "k", s)?;
+    check_shape(x.v, "v", s)?;
+    if o.heads == 0 || channels % o.heads != 0 {
+        return Err(crate::shape_err!(
+            OP,
+            "C = {channels} (q shape {s:?}) is not a multiple of heads = {}",
+            o.heads
+        ));
+    }
+    let head_dim = channels / o.heads;
+    if !head_dim.is_multiple_of(4) || head_dim / 4 > MAX_D4 {
+        return Err(Error::Unsupported {
+            op: OP,
+            what: format!(
+                "head_dim {head_dim} (C {channels} / {} heads): needs a multiple of 4 up to {}",
+                o.heads,
+                MAX_D4 * 4
+            ),
+        });
+    }
+    if o.window == 0 || o.window > MAX_WINDOW {
+        return Err(Error::Unsupported {
+            op: OP,
+            what: format!("window size {} (supported: 1..={MAX_WINDOW})", o.window),
+        });
+    }
+    if o.shift >= o.window {
+        return Err(crate::shape_err!(
+            OP,
+            "shift {} must be smaller than the window {}",
+            o.shift,
+            o.window
+        ));
+    }
+    let w = o.window;
+    let hp = height.div_ceil(w) * w;
+    let wp = width.div_ceil(w) * w;
+    let g = Geometry {
+        batch,
+        height,
+        width,
+        channels,
+        heads: o.heads,
+        head_dim,
+        window: w,
+        shift: o.shift,
+        scale: o.scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
+        hp,
+        wp,
+        nww: wp / w,
+        nw: (hp / w) * (wp / w),
+        n: w * w,
+        n_pad: hp * wp - height * width,
+    };
+    check_shape(
+        x.table,
+        "relative_position_bias_table",
+        &[g.table_len(), o.heads],
+    )?;
+    for (t, name) in [(x.pad_k, "pad_k"), (x.pad_v, "pad_v")] {
+        if let Some(t) = t {
+            check_shape(t, name, &[channels])?;
+        }
+    }
+    if x.pad_k.is_some() != x.pad_v.is_some() {
+        return Err(crate::shape_err!(
+            OP,
+            "pad_k and pad_v must be given together (got pad_k: {}, pad_v: {})",
+            x.pad_k.is_some(),
+            x.pad_v.is_some()
+        ));
+    }
+    check_binding(rt, "q", s, 4)?;
+    check_binding(rt, "lse", &g.lse_shape(), 4)?;
+    if g.rows() as u64 >= u32::MAX as u64 {
+        return Err(crate::shape_err!(OP, "too many query rows for q {s:?}"));
+    }
+    Ok(g)
+}
+
+/// Records the forward pass into `out` ([B, H, W, C]) and `lse` ([B, nW, heads, w²]).
+/// Overwrites both.
+pub fn window_attention_into(
+    rt: &Runtime,
+    x: &WindowAttentionInputs,
+    out: &Tensor,
+    lse: &Tensor,
+    opts: &WindowAttentionOptions,
+) -> Result<Vec<Dispatch>> {
+    let g = geometry(rt, x, opts)?;
+    check_shape(out, "out", x.q.shape())?;
+    check_shape(lse, "lse", &g.lse_shape())?;
+    let kernel = rt.kernel(
+        &crate::shader!("window_attention"),
+        "forward",
+        &g.constants(),
+    )?;
+    // Without padding values any bound buffer will do: the kernel reads them only when has_pad = 1.
+    let pad_k = x.pad_k.unwrap_or(x.k);
+    let pad_v = x.pad_v.unwrap_or(x.v);
+    Ok(vec![rt.dispatch(
+        &kernel,
+        &g.params(x.pad_k.is_some()),
+        &[
+            x.q.binding(),
+            x.k.binding(),
+            x.v.binding(),
+            x.table.binding(),
+            pad_k.binding(),
+            pad_v.binding(),
+            out.binding(),
+            lse.binding(),
+        ],
+        rt.grid(g.rows() as u64, WG),
+    )])
+}
+
+/// Forward pass: returns (out [B, H, W, C], lse [B, nW, heads, w²]).
+pub fn window_attention(
+    rt: &Runtime,
+    x: &WindowAttentionInputs,
+    opts: &WindowAttentionOptions,
+) -> Result<(Tensor, Tensor)> {
+    let g = geometry(rt, x, opts)?;
+    let out = rt.empty(x.q.shape(), DType::F32)?;
+    let lse = rt.empty(&g.lse_shape(), DType::F32)?;
+    rt.run(&window_attention_into(rt, x, &out, &lse, opts)?);
+    Ok((out, lse))
+}

@@ -1,0 +1,151 @@
+// Conv2d forward, NCHW: out[n, co, oy, ox] = bias[co] + sum_{ci, ky, kx} w[co, ci, ky, kx] ·
+//   x[n, g·Cin_g + ci, oy·sh + ky·dh − ph, ox·sw + kx·dw − pw]   (zero outside x; g = co / Cout_g)
+// with x [N, Cin, H, W], w [Cout, Cin_g, KH, KW], out [N, Cout, Ho, Wo].
+//
+// Register-blocked direct convolution without workgroup memory (the fast shape on CPU adapters,
+// and reasonable on GPUs with a smaller block): each invocation owns CO_B output channels of one
+// group × PX_B output pixels and keeps CO_B·PX_B accumulators in registers, so every loaded input
+// value is used CO_B times and every weight PX_B times.
+// - `direct`: any kernel/stride/padding/dilation/groups; pixels run along one output row.
+// - `pointwise`: 1×1, stride 1, no padding: a batched GEMM whose pixels run over the flattened
+//   H·W plane (no tap bounds checks; small maps do not waste a partial block on every row).
+// Overrides CO_B, PX_B ≤ MAXB choose the block; the launcher picks them per adapter.
+
+struct Params {
+    n: u32, cin: u32, h: u32, w: u32,
+    cout: u32, ho: u32, wo: u32, groups: u32,
+    kh: u32, kw: u32, sh: u32, sw: u32,
+    ph: u32, pw: u32, dh: u32, dw: u32,
+    cin_g: u32, cout_g: u32, has_bias: u32, _pad: u32,
+}
+
+override CO_B: u32 = 8u;
+override PX_B: u32 = 8u;
+const MAXB: u32 = 8u;
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;   // the weight again when there is no bias
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+// A block of CO_B output channels inside one group: (group, first channel, channels in use).
+struct ChannelBlock {
+    g: u32,
+    c0: u32,
+    count: u32,
+}
+
+fn channel_block(cb: u32) -> ChannelBlock {
+    let per_group = (p.cout_g + CO_B - 1u) / CO_B;
+    let g = cb / per_group;
+    let first = (cb % per_group) * CO_B;
+    return ChannelBlock(g, g * p.cout_g + first, min(CO_B, p.cout_g - first));
+}
+
+fn blocks_per_batch() -> u32 {
+    return p.groups * ((p.cout_g + CO_B - 1u) / CO_B);
+}
+
+@compute @workgroup_size(WG)
+fn direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // Invocation order (n, channel block, oy, pixel block): neighbours share weights.
+    let xblocks = (p.wo + PX_B - 1u) / PX_B;
+    let nb = blocks_per_batch();
+    let t = gid.x + gid.y * nwg.x * WG;
+    if (t >= p.n * nb * p.ho * xblocks) {
+        return;
+    }
+    let ox0 = (t % xblocks) * PX_B;
+    var r = t / xblocks;
+    let oy = r % p.ho;
+    r /= p.ho;
+    let blk = channel_block(r % nb);
+    let nn = r / nb;
+
+    let taps = p.kh * p.kw;
+    let wstride = p.cin_g * taps; // between output channels in wt
+    var acc: array<array<f32, MAXB>, MAXB>;
+    for (var ci = 0u; ci < p.cin_g; ci += 1u) {
+        let xc = (nn * p.cin + blk.g * p.cin_g + ci) * p.h;
+        let wc = blk.c0 * wstride + ci * taps;
+        for (var ky = 0u; ky < p.kh; ky += 1u) {
+            let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+            if (iy < 0 || iy >= i32(p.h)) {
+                continue;
+            }
+            let xrow = (xc + u32(iy)) * p.w;
+            for (var kx = 0u; kx < p.kw; kx += 1u) {
+                var xv: array<f32, MAXB>;
+                for (var j = 0u; j < PX_B; j += 1u) {
+                    let ix = i32((ox0 + j) * p.sw + kx * p.dw) - i32(p.pw);
+                    let inside = ix >= 0 && ix < i32(p.w);
+                    // Clamped index: the load stays in bounds and the value is discarded outside.
+                    xv[j] = select(0.0, x[xrow + u32(clamp(ix, 0, i32(p.w) - 1))], inside);
+                }
+                let wk = wc + ky * p.kw + kx;
+                for (var i = 0u; i < CO_B; i += 1u) {
+                    let wv = wt[wk + min(i, blk.count - 1u) * wstride];
+                    for (var j = 0u; j < PX_B; j += 1u) {
+                        acc[i][j] = fma(wv, xv[j], acc[i][j]);
+                    }
+                }
+            }
+        }
+    }
+    for (var i = 0u; i < CO_B; i += 1u) {
+        if (i < blk.count) {
+            let c = blk.c0 + i;
+            let b = select(0.0, bias[c], p.has_bias != 0u);
+            let base = ((nn * p.cout + c) * p.ho + oy) * p.wo;
+            for (var j = 0u; j < PX_B; j += 1u) {
+                if (ox0 + j < p.wo) {
+                    out[base + ox0 + j] = acc[i][j] + b;
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn pointwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = p.h * p.w;
+    let qblocks = (s + PX_B - 1u) / PX_B;
+    let nb = blocks_per_batch();
+    let t = gid.x + gid.y * nwg.x * WG;
+    if (t >= p.n * nb * qblocks) {
+        return;
+    }
+    let q0 = (t % qblocks) * PX_B;
+    let r = t / qblocks;
+    let blk = channel_block(r % nb);
+    let nn = r / nb;
+
+    var acc: array<array<f32, MAXB>, MAXB>;
+    for (var ci = 0u; ci < p.cin_g; ci += 1u) {
+        let xc = (nn * p.cin + blk.g * p.cin_g + ci) * s;
+        var xv: array<f32, MAXB>;
+        for (var j = 0u; j < PX_B; j += 1u) {
+            xv[j] = x[xc + min(q0 + j, s - 1u)];
+        }
+        for (var i = 0u; i < CO_B; i += 1u) {
+            let wv = wt[(blk.c0 + min(i, blk.count - 1u)) * p.cin_g + ci];
+            for (var j = 0u; j < PX_B; j += 1u) {
+                acc[i][j] = fma(wv, xv[j], acc[i][j]);
+            }
+        }
+    }
+    for (var i = 0u; i < CO_B; i += 1u) {
+        if (i < blk.count) {
+            let c = blk.c0 + i;
+            let b = select(0.0, bias[c], p.has_bias != 0u);
+            let base = (nn * p.cout + c) * s;
+            for (var j = 0u; j < PX_B; j += 1u) {
+                if (q0 + j < s) {
+                    out[base + q0 + j] = acc[i][j] + b;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+// GroupNorm forward on x [N, C, S] (S = H·W, row-major): channels split into G groups of C/G; each
+// (n, g) segment of (C/G)·S contiguous values is normalised with its own mean and rstd (biased
+// variance), then y = xhat · w[c] + b[c], optionally followed by ReLU (override RELU).
+//
+// Two dispatches: statistics into mean/rstd [N, G], then `apply` (one invocation per element).
+// Statistics variants with the same bindings:
+// - `stats_thread`: one invocation per segment, no workgroup memory (CPU adapters).
+// - `stats_wg`: one workgroup of 256 per segment, tree reduction in workgroup memory (GPUs).
+
+struct Params {
+    n: u32,        // batch
+    c: u32,        // channels
+    s: u32,        // spatial size H·W
+    groups: u32,
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+override RELU: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+// stats_* bindings
+@group(0) @binding(2) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> rstd_out: array<f32>;
+// apply bindings: x, then
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read> mean_in: array<f32>;
+@group(0) @binding(5) var<storage, read> rstd_in: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+
+const WG: u32 = 64u;
+const WG_SEG: u32 = 256u;
+// Values summed into a block's partial before it joins the running total: the rounding error
+// grows with BLOCK + len/BLOCK instead of len (segments reach ~10^5 values in the FPN).
+const BLOCK: u32 = 256u;
+
+fn seg_len() -> u32 {
+    return (p.c / p.groups) * p.s;
+}
+
+// ---- statistics, one segment per invocation -----------------------------------------------------
+
+fn seg_sum(base: u32, len: u32, centre: f32, squares: bool) -> f32 {
+    var total = 0.0;
+    for (var b0 = 0u; b0 < len; b0 += BLOCK) {
+        let end = min(b0 + BLOCK, len);
+        var acc = vec4<f32>(0.0);
+        var i = b0;
+        for (; i + 4u <= end; i += 4u) {
+            let v = vec4<f32>(x[base + i], x[base + i + 1u], x[base + i + 2u], x[base + i + 3u]) - centre;
+            acc += select(v, v * v, squares);
+        }
+        var t = (acc.x + acc.y) + (acc.z + acc.w);
+        for (; i < end; i += 1u) {
+            let v = x[base + i] - centre;
+            t += select(v, v * v, squares);
+        }
+        total += t;
+    }
+    return total;
+}
+
+@compute @workgroup_size(WG)
+fn stats_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let seg = gid.x + gid.y * nwg.x * WG;
+    if (seg >= p.n * p.groups) {
+        return;
+    }
+    let len = seg_len();
+    let base = seg * len;
+    let mean = seg_sum(base, len, 0.0, false) / f32(len);
+    let var_ = seg_sum(base, len, mean, true) / f32(len);
+    mean_out[seg] = mean;
+    rstd_out[seg] = inverseSqrt(var_ + p.eps);
+}
+
+// ---- statistics, one segment per workgroup ------------------------------------------------------
+
+var<workgroup> red: array<f32, WG_SEG>;
+
+fn wg_sum(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var k = WG_SEG / 2u; k > 0u; k >>= 1u) {
+        if (lid < k) {
+            red[lid] += red[lid + k];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WG_SEG)
+fn stats_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let seg = wid.x + wid.y * nwg.x;
+    if (seg >= p.n * p.groups) {
+        return;
+    }
+    let len = seg_len();
+    let base = seg * len;
+    var t = 0.0;
+    for (var i = lid; i < len; i += WG_SEG) {
+        t += x[base + i];
+    }
+    let mean = wg_sum(t, lid) / f32(len);
+    var q = 0.0;
+    for (var i = lid; i < len; i += WG_SEG) {
+        let d = x[base + i] - mean;
+        q += d * d;
+    }
+    let var_ = wg_sum(q, lid) / f32(len);
+    if (lid == 0u) {
+        mean_out[seg] = mean;
+        rstd_out[seg] = inverseSqrt(var_ + p.eps);
+    }
+}
+
+// ---- normalise, scale, shift (and ReLU) ---------------------------------------------------------
+
+@compute @workgroup_size(WG)
+fn apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.n * p.c * p.s) {
+        return;
+    }
+    let nc = i / p.s;
+    let ch = nc % p.c;
+    let seg = nc / (p.c / p.groups); // = n·G + g
+    var v = (x[i] - mean_in[seg]) * rstd_in[seg] * w[ch] + b[ch];
+    if (RELU) {
+        v = max(v, 0.0);
+    }
+    y[i] = v;
+}

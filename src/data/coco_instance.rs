@@ -1,0 +1,265 @@
+//! COCO instance format: `images`, `annotations` (polygons, uncompressed RLE with a list of
+//! counts, or compressed RLE with a string; `iscrowd`), `categories`. Masks are turned into RLE
+//! exactly as pycocotools' `annToRLE` does.
+//!
+//! Directory layout used by [`CocoInstance::open_dir`]: `DIR/instances.json`, `DIR/images/*`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::coco_panoptic::ImageInfo;
+use super::{
+    de_bool_or_int, load_rgb, read_json, Categories, Category, DataError, GroundTruth, Instance,
+    Rle, Sample,
+};
+use crate::eval::ap::Detection;
+
+#[derive(Deserialize)]
+struct AnnotationJson {
+    id: u64,
+    image_id: u64,
+    category_id: u32,
+    segmentation: Value,
+    #[serde(default)]
+    area: Option<f64>,
+    #[serde(default, deserialize_with = "de_bool_or_int")]
+    iscrowd: bool,
+}
+
+#[derive(Deserialize)]
+struct InstanceJson {
+    images: Vec<ImageInfo>,
+    annotations: Vec<AnnotationJson>,
+    categories: Vec<Category>,
+}
+
+/// Converts a COCO `segmentation` value to RLE; `(height, width)` is the image size (polygons).
+pub fn segmentation_to_rle(seg: &Value, height: usize, width: usize) -> Result<Rle, String> {
+    match seg {
+        Value::Array(parts) => {
+            let polys = parts
+                .iter()
+                .map(|p| {
+                    p.as_array()
+                        .ok_or("polygon is not a list")?
+                        .iter()
+                        .map(|v| v.as_f64().ok_or("polygon coordinate is not a number"))
+                        .collect::<Result<Vec<f64>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if polys.is_empty() {
+                return Err("empty polygon list".into());
+            }
+            if polys.iter().any(|p| p.len() % 2 != 0) {
+                return Err("polygon with an odd number of coordinates".into());
+            }
+            // pycocotools' frPyObjects reads a list whose first entry has 4 numbers as boxes
+            if polys[0].len() == 4 {
+                let boxes: Vec<Rle> = polys
+                    .iter()
+                    .map(|b| {
+                        let (x0, y0, x1, y1) = (b[0], b[1], b[0] + b[2], b[1] + b[3]);
+                        Rle::from_polygon(&[x0, y0, x0, y1, x1, y1, x1, y0], height, width)
+                    })
+                    .collect();
+                return Ok(Rle::merge(&boxes, false).expect("non-empty, same size"));
+            }
+            Ok(Rle::from_polygons(&polys, height, width))
+        }
+        Value::Object(obj) => {
+            let size = obj
+                .get("size")
+                .and_then(|s| s.as_array())
+                .filter(|s| s.len() == 2)
+                .and_then(|s| Some((s[0].as_u64()? as usize, s[1].as_u64()? as usize)))
+                .ok_or("RLE without a [height, width] `size`")?;
+            match obj.get("counts") {
+                Some(Value::String(s)) => {
+                    Rle::from_compressed(s, size.0, size.1).map_err(|e| e.to_string())
+                }
+                Some(Value::Array(c)) => {
+                    let counts = c
+                        .iter()
+                        .map(|v| v.as_u64().and_then(|v| u32::try_from(v).ok()))
+                        .collect::<Option<Vec<u32>>>()
+                        .ok_or("RLE counts are not non-negative integers")?;
+                    Rle::from_counts(size.0, size.1, counts).map_err(|e| e.to_string())
+                }
+                _ => Err("RLE without `counts`".into()),
+            }
+        }
+        _ => Err("segmentation is neither a polygon list nor an RLE object".into()),
+    }
+}
+
+/// A COCO instance dataset; annotations are parsed (to RLE) when opened.
+#[derive(Clone, Debug)]
+pub struct CocoInstance {
+    json_path: PathBuf,
+    image_dir: PathBuf,
+    categories: Categories,
+    images: Vec<ImageInfo>,
+    /// Per image (same order as `images`).
+    instances: Vec<Vec<Instance>>,
+}
+
+impl CocoInstance {
+    /// Opens `DIR/instances.json` with `DIR/images/`.
+    pub fn open_dir(dir: &Path) -> Result<Self, DataError> {
+        Self::open(&dir.join("instances.json"), &dir.join("images"))
+    }
+
+    pub fn open(json_path: &Path, image_dir: &Path) -> Result<Self, DataError> {
+        let json: InstanceJson = read_json(json_path)?;
+        let categories = Categories::new(json.categories)
+            .map_err(|e| DataError::record(json_path, "categories", e.to_string()))?;
+        let index: HashMap<u64, usize> =
+            json.images.iter().enumerate().map(|(i, im)| (im.id, i)).collect();
+        let mut instances = vec![Vec::new(); json.images.len()];
+        for ann in json.annotations {
+            let rec = format!("annotation id {} (image_id {})", ann.id, ann.image_id);
+            let &i = index
+                .get(&ann.image_id)
+                .ok_or_else(|| DataError::record(json_path, &rec, "no entry in `images`"))?;
+            if categories.get(ann.category_id).is_none() {
+                return Err(DataError::record(
+                    json_path,
+                    &rec,
+                    format!("unknown category_id {}", ann.category_id),
+                ));
+            }
+            let info = &json.images[i];
+            let rle = segmentation_to_rle(&ann.segmentation, info.height, info.width)
+                .map_err(|m| DataError::record(json_path, &rec, m))?;
+            if (rle.height, rle.width) != (info.height, info.width) {
+                return Err(DataError::record(
+                    json_path,
+                    &rec,
+                    format!(
+                        "mask is {}x{}, the image is {}x{}",
+                        rle.height, rle.width, info.height, info.width
+                    ),
+                ));
+            }
+            let area = ann.area.unwrap_or(rle.area() as f64);
+            instances[i].push(Instance {
+                id: ann.id,
+                category_id: ann.category_id,
+                iscrowd: ann.iscrowd,
+                area,
+                rle,
+            });
+        }
+        Ok(CocoInstance {
+            json_path: json_path.to_path_buf(),
+            image_dir: image_dir.to_path_buf(),
+            categories,
+            images: json.images,
+            instances,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+    pub fn categories(&self) -> &Categories {
+        &self.categories
+    }
+    pub fn image_info(&self, i: usize) -> &ImageInfo {
+        &self.images[i]
+    }
+    pub fn images(&self) -> &[ImageInfo] {
+        &self.images
+    }
+    /// The instances of image `i`, in file order.
+    pub fn ground_truth(&self, i: usize) -> &[Instance] {
+        &self.instances[i]
+    }
+
+    /// Image, training targets (non-crowd instances) and ground truth of image `i`.
+    pub fn sample(&self, i: usize) -> Result<Sample, DataError> {
+        let info = &self.images[i];
+        let path = self.image_dir.join(&info.file_name);
+        let image = load_rgb(&path)?;
+        if (image.height() as usize, image.width() as usize) != (info.height, info.width) {
+            return Err(DataError::record(
+                &path,
+                format!("image_id {}", info.id),
+                format!(
+                    "image is {}x{}, `images` in {} says {}x{}",
+                    image.height(),
+                    image.width(),
+                    self.json_path.display(),
+                    info.height,
+                    info.width
+                ),
+            ));
+        }
+        let mut masks = Vec::new();
+        let mut class_ids = Vec::new();
+        for inst in self.instances[i].iter().filter(|x| !x.iscrowd) {
+            masks.push(inst.rle.decode()?);
+            class_ids.push(
+                self.categories
+                    .index_of(inst.category_id)
+                    .expect("categories checked at open"),
+            );
+        }
+        Ok(Sample {
+            image_id: info.id,
+            file_name: info.file_name.clone(),
+            valid: (info.height, info.width),
+            image,
+            masks,
+            class_ids,
+            ground_truth: GroundTruth::Instance(self.instances[i].clone()),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ResultJson {
+    image_id: u64,
+    category_id: u32,
+    segmentation: Value,
+    score: f64,
+}
+
+/// Reads a COCO results JSON (a list of `{image_id, category_id, segmentation, score}`).
+/// `sizes` gives `(height, width)` per image id, needed for polygon results.
+pub fn read_results(
+    path: &Path,
+    sizes: &HashMap<u64, (usize, usize)>,
+) -> Result<Vec<Detection>, DataError> {
+    let list: Vec<ResultJson> = read_json(path)?;
+    list.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rec = format!("result #{i} (image_id {})", r.image_id);
+            let &(h, w) = sizes
+                .get(&r.image_id)
+                .ok_or_else(|| DataError::record(path, &rec, "image_id not in the ground truth"))?;
+            let rle = segmentation_to_rle(&r.segmentation, h, w)
+                .map_err(|m| DataError::record(path, &rec, m))?;
+            if (rle.height, rle.width) != (h, w) {
+                return Err(DataError::record(
+                    path,
+                    &rec,
+                    format!("mask is {}x{}, the image is {h}x{w}", rle.height, rle.width),
+                ));
+            }
+            Ok(Detection {
+                image_id: r.image_id,
+                category_id: r.category_id,
+                rle,
+                score: r.score,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,284 @@
+//! COCO panoptic format: an annotation JSON (`images`, `annotations` with `segments_info`,
+//! `categories` with `isthing`) and a folder of PNGs whose colour encodes the segment id
+//! (`id = R + 256 G + 256² B`, 0 = VOID).
+//!
+//! Directory layout used by [`CocoPanoptic::open_dir`] (and written by [`write_coco_panoptic`]):
+//! `DIR/panoptic.json`, `DIR/panoptic/*.png`, `DIR/images/*`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    create_dir, id_to_rgb, load_rgb, open_image, panoptic_targets, read_json, rgb_to_id, write_json,
+    Categories, Category, DataError, GroundTruth, Panoptic, Sample, SegmentInfo,
+};
+
+/// An `images` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub id: u64,
+    pub file_name: String,
+    #[serde(default)]
+    pub height: usize,
+    #[serde(default)]
+    pub width: usize,
+}
+
+/// An `annotations` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PanopticAnnotation {
+    pub image_id: u64,
+    /// PNG file name inside the segmentation folder.
+    pub file_name: String,
+    pub segments_info: Vec<SegmentInfo>,
+}
+
+/// The annotation JSON. `images` and `categories` may be absent in prediction files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PanopticJson {
+    #[serde(default)]
+    pub images: Vec<ImageInfo>,
+    pub annotations: Vec<PanopticAnnotation>,
+    #[serde(default)]
+    pub categories: Vec<Category>,
+}
+
+/// Reads a panoptic PNG and pairs it with its segment list.
+pub fn read_panoptic_png(path: &Path, segments: Vec<SegmentInfo>) -> Result<Panoptic, DataError> {
+    let img = open_image(path)?.to_rgb8();
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    let ids = img.pixels().map(|p| rgb_to_id(p.0)).collect();
+    Ok(Panoptic {
+        height,
+        width,
+        ids,
+        segments,
+    })
+}
+
+/// Writes the segment ids of a panoptic segmentation as a COCO panoptic PNG.
+pub fn write_panoptic_png(path: &Path, pan: &Panoptic) -> Result<(), DataError> {
+    let mut img = RgbImage::new(pan.width as u32, pan.height as u32);
+    for (p, &id) in img.pixels_mut().zip(&pan.ids) {
+        p.0 = id_to_rgb(id);
+    }
+    img.save(path).map_err(|source| DataError::Image {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A COCO panoptic dataset on disk.
+#[derive(Clone, Debug)]
+pub struct CocoPanoptic {
+    json_path: PathBuf,
+    png_dir: PathBuf,
+    image_dir: PathBuf,
+    categories: Categories,
+    annotations: Vec<PanopticAnnotation>,
+    images: HashMap<u64, ImageInfo>,
+}
+
+impl CocoPanoptic {
+    /// Opens `DIR/panoptic.json` with `DIR/panoptic/` and `DIR/images/`.
+    pub fn open_dir(dir: &Path) -> Result<Self, DataError> {
+        Self::open(
+            &dir.join("panoptic.json"),
+            &dir.join("panoptic"),
+            &dir.join("images"),
+        )
+    }
+
+    /// Opens an annotation JSON with its PNG folder and image folder. Checks that every
+    /// annotation has an image entry and known categories; PNGs are read on demand.
+    pub fn open(json_path: &Path, png_dir: &Path, image_dir: &Path) -> Result<Self, DataError> {
+        let json: PanopticJson = read_json(json_path)?;
+        let categories = Categories::new(json.categories)
+            .map_err(|e| DataError::record(json_path, "categories", e.to_string()))?;
+        let images: HashMap<u64, ImageInfo> = json.images.into_iter().map(|i| (i.id, i)).collect();
+        for ann in &json.annotations {
+            let rec = format!("annotation for image_id {}", ann.image_id);
+            if !images.contains_key(&ann.image_id) {
+                return Err(DataError::record(json_path, rec, "no entry in `images`"));
+            }
+            for seg in &ann.segments_info {
+                if categories.get(seg.category_id).is_none() {
+                    return Err(DataError::record(
+                        json_path,
+                        format!("{rec}, segment {}", seg.id),
+                        format!("unknown category_id {}", seg.category_id),
+                    ));
+                }
+            }
+        }
+        Ok(CocoPanoptic {
+            json_path: json_path.to_path_buf(),
+            png_dir: png_dir.to_path_buf(),
+            image_dir: image_dir.to_path_buf(),
+            categories,
+            annotations: json.annotations,
+            images,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.annotations.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.annotations.is_empty()
+    }
+    pub fn categories(&self) -> &Categories {
+        &self.categories
+    }
+    pub fn annotation(&self, i: usize) -> &PanopticAnnotation {
+        &self.annotations[i]
+    }
+    pub fn image_info(&self, i: usize) -> &ImageInfo {
+        &self.images[&self.annotations[i].image_id]
+    }
+    pub fn json_path(&self) -> &Path {
+        &self.json_path
+    }
+
+    /// The panoptic ground truth of record `i` (reads its PNG).
+    pub fn ground_truth(&self, i: usize) -> Result<Panoptic, DataError> {
+        let ann = &self.annotations[i];
+        let path = self.png_dir.join(&ann.file_name);
+        let pan = read_panoptic_png(&path, ann.segments_info.clone())?;
+        let info = self.image_info(i);
+        if info.height != 0 && (pan.height, pan.width) != (info.height, info.width) {
+            return Err(DataError::record(
+                &path,
+                format!("image_id {}", ann.image_id),
+                format!(
+                    "PNG is {}x{}, `images` says {}x{}",
+                    pan.height, pan.width, info.height, info.width
+                ),
+            ));
+        }
+        Ok(pan)
+    }
+
+    /// Image, training targets and ground truth of record `i`.
+    pub fn sample(&self, i: usize) -> Result<Sample, DataError> {
+        let info = self.image_info(i);
+        let image_path = self.image_dir.join(&info.file_name);
+        let image = load_rgb(&image_path)?;
+        let pan = self.ground_truth(i)?;
+        if (image.height() as usize, image.width() as usize) != (pan.height, pan.width) {
+            return Err(DataError::record(
+                &image_path,
+                format!("image_id {}", info.id),
+                format!(
+                    "image is {}x{}, its panoptic PNG is {}x{}",
+                    image.height(),
+                    image.width(),
+                    pan.height,
+                    pan.width
+                ),
+            ));
+        }
+        let (masks, class_ids) = panoptic_targets(&pan, &self.categories, &self.json_path)?;
+        Ok(Sample {
+            image_id: info.id,
+            file_name: info.file_name.clone(),
+            valid: (pan.height, pan.width),
+            image,
+            masks,
+            class_ids,
+            ground_truth: GroundTruth::Panoptic(pan),
+        })
+    }
+}
+
+/// Panoptic predictions: a COCO panoptic JSON and its PNG folder.
+#[derive(Clone, Debug)]
+pub struct PanopticPredictions {
+    json_path: PathBuf,
+    png_dir: PathBuf,
+    by_image: HashMap<u64, PanopticAnnotation>,
+}
+
+impl PanopticPredictions {
+    /// `path` is either the JSON (PNGs in the folder of the same name without `.json`, the
+    /// panopticapi convention) or a folder holding `panoptic.json` and `panoptic/`.
+    pub fn open(path: &Path) -> Result<Self, DataError> {
+        let (json_path, png_dir) = if path.is_dir() {
+            (path.join("panoptic.json"), path.join("panoptic"))
+        } else {
+            (path.to_path_buf(), path.with_extension(""))
+        };
+        let json: PanopticJson = read_json(&json_path)?;
+        let mut by_image = HashMap::new();
+        for ann in json.annotations {
+            let id = ann.image_id;
+            if by_image.insert(id, ann).is_some() {
+                return Err(DataError::record(
+                    &json_path,
+                    format!("image_id {id}"),
+                    "more than one annotation",
+                ));
+            }
+        }
+        Ok(PanopticPredictions {
+            json_path,
+            png_dir,
+            by_image,
+        })
+    }
+
+    /// The prediction for an image.
+    pub fn get(&self, image_id: u64) -> Result<Panoptic, DataError> {
+        let ann = self.by_image.get(&image_id).ok_or_else(|| {
+            DataError::record(&self.json_path, format!("image_id {image_id}"), "no prediction for this image")
+        })?;
+        read_panoptic_png(&self.png_dir.join(&ann.file_name), ann.segments_info.clone())
+    }
+}
+
+/// One image to write in COCO panoptic format.
+pub struct PanopticItem {
+    pub info: ImageInfo,
+    pub image: RgbImage,
+    pub panoptic: Panoptic,
+}
+
+/// Writes `DIR/panoptic.json`, `DIR/panoptic/<stem>.png` and `DIR/images/<file_name>`.
+pub fn write_coco_panoptic(
+    dir: &Path,
+    categories: &Categories,
+    items: impl IntoIterator<Item = Result<PanopticItem, DataError>>,
+) -> Result<(), DataError> {
+    let png_dir = dir.join("panoptic");
+    let image_dir = dir.join("images");
+    create_dir(&png_dir)?;
+    create_dir(&image_dir)?;
+    let mut json = PanopticJson {
+        images: Vec::new(),
+        annotations: Vec::new(),
+        categories: categories.list().to_vec(),
+    };
+    for item in items {
+        let item = item?;
+        let png_name = Path::new(&item.info.file_name)
+            .with_extension("png")
+            .to_string_lossy()
+            .into_owned();
+        write_panoptic_png(&png_dir.join(&png_name), &item.panoptic)?;
+        let image_path = image_dir.join(&item.info.file_name);
+        item.image.save(&image_path).map_err(|source| DataError::Image {
+            path: image_path,
+            source,
+        })?;
+        json.annotations.push(PanopticAnnotation {
+            image_id: item.info.id,
+            file_name: png_name,
+            segments_info: item.panoptic.segments.clone(),
+        });
+        json.images.push(item.info);
+    }
+    write_json(&dir.join("panoptic.json"), &json)
+}

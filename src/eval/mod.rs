@@ -1,0 +1,384 @@
+//! Evaluation: panoptic quality ([`pq`]), COCO mask AP ([`ap`]), mIoU ([`miou`]), and the
+//! `evaluate` driver ([`run`]) behind the CLI.
+
+pub mod ap;
+pub mod miou;
+pub mod pq;
+
+use crate::data::DataError;
+
+/// Errors of the evaluation layer.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("predictions do not fit the ground truth: {0}")]
+    Mismatch(String),
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("--model {dir}: running the segmentation model is not built into `evaluate` yet; pass --predictions instead")]
+    ModelNotAvailable { dir: std::path::PathBuf },
+}
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::data::coco_instance::{read_results, CocoInstance};
+use crate::data::coco_panoptic::{CocoPanoptic, PanopticPredictions};
+use crate::data::semantic::{read_label_png, SemanticFolder};
+use crate::data::synthetic::{self, Split};
+use crate::data::{Categories, LabelMap, Panoptic, Rle, Sample, IGNORE};
+
+/// Which ground truth to evaluate against (`--data`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataSpec {
+    /// The synthetic panoptic validation split, generated in memory.
+    Synthetic { count: usize, seed: u64 },
+    CocoPanoptic(PathBuf),
+    CocoInstance(PathBuf),
+    Semantic(PathBuf),
+}
+
+/// Default size of the synthetic validation split.
+pub const SYNTHETIC_VAL_COUNT: usize = 64;
+
+impl FromStr for DataSpec {
+    type Err = EvalError;
+
+    /// `synthetic[:<count>[:<seed>]] | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>`
+    fn from_str(s: &str) -> Result<Self, EvalError> {
+        let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
+        let dir = || {
+            if rest.is_empty() {
+                Err(EvalError::Invalid(format!("data spec {s:?} needs a directory: {kind}:<DIR>")))
+            } else {
+                Ok(PathBuf::from(rest))
+            }
+        };
+        match kind {
+            "synthetic" => {
+                let mut parts = rest.split(':').filter(|p| !p.is_empty());
+                let num = |p: Option<&str>, default: u64| {
+                    p.map_or(Ok(default), |v| {
+                        v.parse::<u64>()
+                            .map_err(|_| EvalError::Invalid(format!("data spec {s:?}: {v:?} is not a number")))
+                    })
+                };
+                let count = num(parts.next(), SYNTHETIC_VAL_COUNT as u64)? as usize;
+                let seed = num(parts.next(), 0)?;
+                Ok(DataSpec::Synthetic { count, seed })
+            }
+            "coco-panoptic" => Ok(DataSpec::CocoPanoptic(dir()?)),
+            "coco-instance" => Ok(DataSpec::CocoInstance(dir()?)),
+            "semantic" => Ok(DataSpec::Semantic(dir()?)),
+            _ => Err(EvalError::Invalid(format!(
+                "unknown data spec {s:?}; expected synthetic[:N[:SEED]], coco-panoptic:<DIR>, coco-instance:<DIR> or semantic:<DIR>"
+            ))),
+        }
+    }
+}
+
+/// Where the predictions come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// Run the segmentation model stored in this directory.
+    Model(PathBuf),
+    /// Read them: a COCO results JSON (instance), a COCO panoptic JSON (+ PNG folder), or a
+    /// folder of label PNGs (semantic).
+    Predictions(PathBuf),
+}
+
+/// Options of [`run`].
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    pub data: DataSpec,
+    pub source: Source,
+    /// ADE-style label reduction of semantic ground truth (0 → ignore, others − 1).
+    pub reduce_labels: bool,
+    /// Number of semantic classes; by default from `classes.txt` or the largest label seen.
+    pub num_classes: Option<usize>,
+}
+
+/// The numbers of one evaluation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub data: String,
+    pub images: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub panoptic: Option<pq::PqResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<ap::ApResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semantic: Option<miou::SemSegResult>,
+}
+
+impl Report {
+    /// A human-readable table (numbers in percent, like the reference tools print).
+    pub fn table(&self) -> String {
+        let mut s = format!("{} ({} images)\n", self.data, self.images);
+        if let Some(p) = &self.panoptic {
+            s += &format!("{:10}| {:>6} {:>6} {:>6} {:>4}\n", "", "PQ", "SQ", "RQ", "N");
+            s += &format!("{}\n", "-".repeat(38));
+            for (name, r) in [("All", p.all), ("Things", p.things), ("Stuff", p.stuff)] {
+                s += &format!(
+                    "{name:10}| {:6.2} {:6.2} {:6.2} {:4}\n",
+                    100.0 * r.pq,
+                    100.0 * r.sq,
+                    100.0 * r.rq,
+                    r.n
+                );
+            }
+        }
+        if let Some(a) = &self.instance {
+            let names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"];
+            s += &names.iter().map(|n| format!("{n:>6}")).collect::<Vec<_>>().join(" ");
+            s += "\n";
+            s += &a
+                .stats()
+                .iter()
+                .map(|v| if *v < 0.0 { format!("{:>6}", "-") } else { format!("{:6.2}", 100.0 * v) })
+                .collect::<Vec<_>>()
+                .join(" ");
+            s += "\n";
+        }
+        if let Some(m) = &self.semantic {
+            s += &format!("{:>6} {:>6} {:>6} {:>6}\n", "mIoU", "fwIoU", "mACC", "pACC");
+            s += &format!(
+                "{:6.2} {:6.2} {:6.2} {:6.2}\n",
+                100.0 * m.miou,
+                100.0 * m.fwiou,
+                100.0 * m.macc,
+                100.0 * m.pacc
+            );
+        }
+        s
+    }
+}
+
+/// What the segmentation model produces for one image, in the evaluators' terms.
+#[derive(Clone, Debug)]
+pub enum ModelOutput {
+    Panoptic(Panoptic),
+    /// `(category_id, mask, score)` per detection.
+    Instances(Vec<(u32, Rle, f64)>),
+    Semantic(LabelMap),
+}
+
+/// The task the model is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    Panoptic,
+    Instance,
+    Semantic,
+}
+
+/// The one connection point to inference: runs the model of `model_dir` on one sample.
+/// Inference is not built into this binary yet, so this always fails with a clear message.
+pub fn run_model(
+    model_dir: &Path,
+    _sample: &Sample,
+    _task: Task,
+    _categories: &Categories,
+) -> Result<ModelOutput, EvalError> {
+    Err(EvalError::ModelNotAvailable {
+        dir: model_dir.to_path_buf(),
+    })
+}
+
+/// Evaluates predictions (read, or produced by the model) against a dataset.
+/// `progress(done, total)` is called after each image.
+pub fn run(opts: &EvalOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Report, EvalError> {
+    let name = format!("{:?}", opts.data);
+    match &opts.data {
+        DataSpec::Synthetic { count, seed } => {
+            let ds = synthetic::Dataset::new(*seed, Split::Val, *count);
+            let cats = synthetic::categories();
+            let gts = (0..ds.len()).map(|i| {
+                let g = ds.generate(i);
+                Ok((g.info.id, g.panoptic, g.image))
+            });
+            eval_panoptic(&name, ds.len(), gts, &cats, &opts.source, progress)
+        }
+        DataSpec::CocoPanoptic(dir) => {
+            let ds = CocoPanoptic::open_dir(dir)?;
+            let cats = ds.categories().clone();
+            let model = matches!(opts.source, Source::Model(_));
+            let gts = (0..ds.len()).map(|i| {
+                let pan = ds.ground_truth(i)?;
+                // the image is only needed to run the model
+                let image = if model {
+                    ds.sample(i)?.image
+                } else {
+                    image::RgbImage::new(0, 0)
+                };
+                Ok((ds.image_info(i).id, pan, image))
+            });
+            eval_panoptic(&name, ds.len(), gts, &cats, &opts.source, progress)
+        }
+        DataSpec::CocoInstance(dir) => eval_instance(&name, dir, &opts.source, progress),
+        DataSpec::Semantic(dir) => eval_semantic(&name, dir, opts, progress),
+    }
+}
+
+type PanopticGt = Result<(u64, Panoptic, image::RgbImage), EvalError>;
+
+fn eval_panoptic(
+    name: &str,
+    total: usize,
+    gts: impl Iterator<Item = PanopticGt>,
+    cats: &Categories,
+    source: &Source,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EvalError> {
+    let preds = match source {
+        Source::Predictions(p) => Some(PanopticPredictions::open(p)?),
+        Source::Model(_) => None,
+    };
+    let mut acc = pq::PqAccumulator::new();
+    for (done, gt) in gts.enumerate() {
+        let (image_id, gt, image) = gt?;
+        let pred = match (&preds, source) {
+            (Some(p), _) => p.get(image_id)?,
+            (None, Source::Model(dir)) => {
+                let sample = model_sample(image_id, image, crate::data::GroundTruth::Panoptic(gt.clone()));
+                match run_model(dir, &sample, Task::Panoptic, cats)? {
+                    ModelOutput::Panoptic(p) => p,
+                    _ => return Err(EvalError::Mismatch("the model did not return a panoptic result".into())),
+                }
+            }
+            (None, Source::Predictions(_)) => unreachable!("predictions opened above"),
+        };
+        acc.add(&format!("image_id {image_id}"), &gt, &pred, cats)?;
+        progress(done + 1, total);
+    }
+    Ok(Report {
+        data: name.to_string(),
+        images: total,
+        panoptic: Some(acc.finish(cats)),
+        instance: None,
+        semantic: None,
+    })
+}
+
+fn model_sample(image_id: u64, image: image::RgbImage, ground_truth: crate::data::GroundTruth) -> Sample {
+    let valid = (image.height() as usize, image.width() as usize);
+    Sample {
+        image_id,
+        file_name: String::new(),
+        image,
+        masks: Vec::new(),
+        class_ids: Vec::new(),
+        valid,
+        ground_truth,
+    }
+}
+
+fn eval_instance(
+    name: &str,
+    dir: &Path,
+    source: &Source,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EvalError> {
+    let ds = CocoInstance::open_dir(dir)?;
+    let cats = ds.categories().clone();
+    let mut gts = Vec::new();
+    for i in 0..ds.len() {
+        for inst in ds.ground_truth(i) {
+            gts.push(ap::GtInstance {
+                image_id: ds.image_info(i).id,
+                category_id: inst.category_id,
+                rle: inst.rle.clone(),
+                area: inst.area,
+                iscrowd: inst.iscrowd,
+            });
+        }
+    }
+    let dts = match source {
+        Source::Predictions(p) => {
+            let sizes: HashMap<u64, (usize, usize)> =
+                ds.images().iter().map(|i| (i.id, (i.height, i.width))).collect();
+            read_results(p, &sizes)?
+        }
+        Source::Model(dir) => {
+            let mut dts = Vec::new();
+            for i in 0..ds.len() {
+                let sample = ds.sample(i)?;
+                let image_id = sample.image_id;
+                match run_model(dir, &sample, Task::Instance, &cats)? {
+                    ModelOutput::Instances(list) => {
+                        dts.extend(list.into_iter().map(|(category_id, rle, score)| ap::Detection {
+                            image_id,
+                            category_id,
+                            rle,
+                            score,
+                        }))
+                    }
+                    _ => return Err(EvalError::Mismatch("the model did not return instances".into())),
+                }
+                progress(i + 1, ds.len());
+            }
+            dts
+        }
+    };
+    let image_ids: Vec<u64> = ds.images().iter().map(|i| i.id).collect();
+    let cat_ids: Vec<u32> = cats.list().iter().map(|c| c.id).collect();
+    let result = ap::evaluate(&gts, &dts, &image_ids, &cat_ids)?;
+    progress(ds.len(), ds.len());
+    Ok(Report {
+        data: name.to_string(),
+        images: ds.len(),
+        panoptic: None,
+        instance: Some(result),
+        semantic: None,
+    })
+}
+
+fn eval_semantic(
+    name: &str,
+    dir: &Path,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EvalError> {
+    let ds = SemanticFolder::open(dir, opts.reduce_labels)?;
+    let mut pairs = Vec::with_capacity(ds.len());
+    for i in 0..ds.len() {
+        let gt = ds.ground_truth(i)?;
+        let pred = match &opts.source {
+            Source::Predictions(p) => read_label_png(&p.join(format!("{}.png", ds.stem(i))), false)?,
+            Source::Model(m) => {
+                let sample = ds.sample(i)?;
+                match run_model(m, &sample, Task::Semantic, &Categories::new(Vec::new())?)? {
+                    ModelOutput::Semantic(l) => l,
+                    _ => return Err(EvalError::Mismatch("the model did not return a label map".into())),
+                }
+            }
+        };
+        pairs.push((ds.stem(i).to_string(), gt, pred));
+        progress(i + 1, ds.len());
+    }
+    let k = match (opts.num_classes, ds.class_names()) {
+        (Some(k), _) => k,
+        (None, Some(names)) => names.len(),
+        (None, None) => pairs
+            .iter()
+            .flat_map(|(_, g, p)| g.labels.iter().chain(&p.labels))
+            .filter(|&&l| l != IGNORE)
+            .map(|&l| l as usize + 1)
+            .max()
+            .unwrap_or(0),
+    };
+    let mut cm = miou::ConfusionMatrix::new(k, IGNORE);
+    for (stem, gt, pred) in &pairs {
+        cm.add(stem, gt, pred)?;
+    }
+    Ok(Report {
+        data: name.to_string(),
+        images: ds.len(),
+        panoptic: None,
+        instance: None,
+        semantic: Some(cm.finish()),
+    })
+}

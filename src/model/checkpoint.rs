@@ -1,0 +1,608 @@
+//! Hugging Face `model.safetensors` checkpoints: loading into named f32 host tensors, the list of tensors a
+//! config needs ([`expected_keys`]), validation against it, and an atomic writer for training checkpoints.
+//!
+//! Key names are the hub layout written by `save_pretrained` (transformers 4.x and 5.x agree on it):
+//! `model.pixel_level_module.encoder.encoder.layers.{s}.blocks.{b}.attention.self.query.weight`, ...
+//! See `shared/reference/mask2former.md` §2.1 and Appendix A for the module tree this list is derived from.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, View};
+
+use super::config::Mask2FormerConfig;
+
+/// A dense row-major f32 tensor in host memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    /// Checks that `data` fills `shape` exactly.
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, CheckpointError> {
+        let numel: usize = shape.iter().product();
+        if numel != data.len() {
+            return Err(CheckpointError::DataLength {
+                shape,
+                len: data.len(),
+            });
+        }
+        Ok(Self { shape, data })
+    }
+
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Errors of checkpoint reading, validation and writing; each names the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid safetensors file: {reason}")]
+    Format { path: PathBuf, reason: String },
+    #[error("{path}: tensor `{key}` has dtype {dtype}; weights must be F32, F16, BF16 or F64")]
+    Dtype {
+        path: PathBuf,
+        key: String,
+        dtype: String,
+    },
+    #[error("{path}: tensor `{key}` not found")]
+    Missing { path: PathBuf, key: String },
+    #[error("{path}: tensor `{key}` has shape {found:?}, expected {expected:?}")]
+    Shape {
+        path: PathBuf,
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("{path}: checkpoint does not match the config: {report}")]
+    Mismatch {
+        path: PathBuf,
+        report: Box<ValidationReport>,
+    },
+    #[error("{len} values do not fill shape {shape:?}")]
+    DataLength { shape: Vec<usize>, len: usize },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {path}: {reason}")]
+    Serialize { path: PathBuf, reason: String },
+}
+
+/// Keys a checkpoint may hold that the model does not load, and why. They are ignored knowingly.
+pub fn known_extra(key: &str) -> Option<&'static str> {
+    if key.ends_with(".relative_position_index") {
+        Some("Swin buffer, recomputed from window_size (transformers 5 no longer saves it)")
+    } else if key == "criterion.empty_weight" {
+        Some("loss class weights, derived from num_labels and no_object_weight")
+    } else if key.ends_with(".num_batches_tracked") {
+        Some("batch-norm counter, unused at inference")
+    } else if key.starts_with("model.pixel_level_module.encoder.swin.layernorm.") {
+        Some("SwinModel's final norm, unused by the backbone (written by transformers 5 save_pretrained)")
+    } else {
+        None
+    }
+}
+
+/// A loaded `model.safetensors`: float tensors converted to f32, integer tensors that are known extras skipped.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    path: PathBuf,
+    tensors: BTreeMap<String, HostTensor>,
+    dtypes: BTreeMap<String, Dtype>,
+    /// Non-float known extras (e.g. int64 `relative_position_index`): name → shape, data not kept.
+    skipped: BTreeMap<String, Vec<usize>>,
+}
+
+impl Checkpoint {
+    /// Reads a safetensors file into host memory.
+    pub fn load(path: &Path) -> Result<Self, CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// Parses safetensors bytes; `path` is only used in error messages.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, CheckpointError> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Format {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut ckpt = Self {
+            path: path.to_owned(),
+            tensors: BTreeMap::new(),
+            dtypes: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+        };
+        for (key, view) in st.iter() {
+            let shape = view.shape().to_vec();
+            let data = match to_f32(view.dtype(), view.data()) {
+                Some(data) => data,
+                None if known_extra(key).is_some() => {
+                    ckpt.skipped.insert(key.to_owned(), shape);
+                    continue;
+                }
+                None => {
+                    return Err(CheckpointError::Dtype {
+                        path: path.to_owned(),
+                        key: key.to_owned(),
+                        dtype: format!("{:?}", view.dtype()),
+                    })
+                }
+            };
+            ckpt.dtypes.insert(key.to_owned(), view.dtype());
+            // safetensors has already checked that the byte length matches the shape.
+            ckpt.tensors
+                .insert(key.to_owned(), HostTensor { shape, data });
+        }
+        Ok(ckpt)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All float tensors by name.
+    pub fn tensors(&self) -> &BTreeMap<String, HostTensor> {
+        &self.tensors
+    }
+
+    /// The dtype a float tensor had in the file (it is held as f32 here).
+    pub fn source_dtype(&self, key: &str) -> Option<Dtype> {
+        self.dtypes.get(key).copied()
+    }
+
+    /// Names and shapes of the non-float known extras that were not loaded.
+    pub fn skipped(&self) -> &BTreeMap<String, Vec<usize>> {
+        &self.skipped
+    }
+
+    pub fn get(&self, key: &str) -> Result<&HostTensor, CheckpointError> {
+        self.tensors
+            .get(key)
+            .ok_or_else(|| CheckpointError::Missing {
+                path: self.path.clone(),
+                key: key.to_owned(),
+            })
+    }
+
+    /// The tensor `key`, checked to have `shape`.
+    pub fn get_shaped(&self, key: &str, shape: &[usize]) -> Result<&HostTensor, CheckpointError> {
+        let t = self.get(key)?;
+        if t.shape != shape {
+            return Err(CheckpointError::Shape {
+                path: self.path.clone(),
+                key: key.to_owned(),
+                expected: shape.to_vec(),
+                found: t.shape.clone(),
+            });
+        }
+        Ok(t)
+    }
+
+    /// Moves the tensor `key` out (to upload it without a copy).
+    pub fn take(&mut self, key: &str) -> Result<HostTensor, CheckpointError> {
+        self.tensors
+            .remove(key)
+            .ok_or_else(|| CheckpointError::Missing {
+                path: self.path.clone(),
+                key: key.to_owned(),
+            })
+    }
+
+    /// Compares the checkpoint with `expected` (from [`expected_keys`]) and lists every difference.
+    pub fn report(&self, expected: &[(String, Vec<usize>)]) -> ValidationReport {
+        let mut report = ValidationReport::default();
+        let wanted: HashMap<&str, &Vec<usize>> =
+            expected.iter().map(|(k, s)| (k.as_str(), s)).collect();
+        for (key, shape) in expected {
+            match self.tensors.get(key) {
+                None => report.missing.push((key.clone(), shape.clone())),
+                Some(t) if t.shape != *shape => report.mismatched.push(ShapeMismatch {
+                    key: key.clone(),
+                    expected: shape.clone(),
+                    found: t.shape.clone(),
+                }),
+                Some(_) => {}
+            }
+        }
+        let present = self
+            .tensors
+            .iter()
+            .map(|(k, t)| (k, &t.shape))
+            .chain(self.skipped.iter());
+        for (key, shape) in present {
+            if wanted.contains_key(key.as_str()) {
+                continue;
+            }
+            match known_extra(key) {
+                Some(why) => report.ignored.push((key.clone(), why)),
+                None => report.unexpected.push((key.clone(), shape.clone())),
+            }
+        }
+        report.ignored.sort();
+        report.unexpected.sort();
+        report
+    }
+
+    /// Like [`report`](Self::report), but any missing, mis-shaped or unexpected tensor is an error.
+    /// On success returns the report (whose `ignored` lists the known extras present).
+    pub fn validate(
+        &self,
+        expected: &[(String, Vec<usize>)],
+    ) -> Result<ValidationReport, CheckpointError> {
+        let report = self.report(expected);
+        if report.is_ok() {
+            Ok(report)
+        } else {
+            Err(CheckpointError::Mismatch {
+                path: self.path.clone(),
+                report: Box::new(report),
+            })
+        }
+    }
+}
+
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    // Byte-wise decoding: the data in a safetensors buffer need not be aligned for f32.
+    let out = match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("chunk of 8")) as f32)
+            .collect(),
+        _ => return None,
+    };
+    Some(out)
+}
+
+/// One tensor whose shape differs from what the config implies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeMismatch {
+    pub key: String,
+    pub expected: Vec<usize>,
+    pub found: Vec<usize>,
+}
+
+/// Result of comparing a checkpoint with [`expected_keys`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationReport {
+    /// Needed by the model, absent from the file: (key, expected shape).
+    pub missing: Vec<(String, Vec<usize>)>,
+    pub mismatched: Vec<ShapeMismatch>,
+    /// In the file, neither needed nor a known extra: (key, shape).
+    pub unexpected: Vec<(String, Vec<usize>)>,
+    /// Known extras present in the file: (key, why it is not loaded).
+    pub ignored: Vec<(String, &'static str)>,
+}
+
+impl ValidationReport {
+    pub fn is_ok(&self) -> bool {
+        self.missing.is_empty() && self.mismatched.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+impl fmt::Display for ValidationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Long lists are cut: a wrong config typically makes hundreds of keys mismatch at once.
+        const SHOW: usize = 8;
+        write!(
+            f,
+            "{} missing, {} with a wrong shape, {} unexpected",
+            self.missing.len(),
+            self.mismatched.len(),
+            self.unexpected.len()
+        )?;
+        for (key, shape) in self.missing.iter().take(SHOW) {
+            write!(f, "\n  missing `{key}` (expected shape {shape:?})")?;
+        }
+        for m in self.mismatched.iter().take(SHOW) {
+            write!(
+                f,
+                "\n  `{}`: expected shape {:?}, found {:?}",
+                m.key, m.expected, m.found
+            )?;
+        }
+        for (key, shape) in self.unexpected.iter().take(SHOW) {
+            write!(f, "\n  unexpected `{key}` {shape:?}")?;
+        }
+        let hidden = self.missing.len().saturating_sub(SHOW)
+            + self.mismatched.len().saturating_sub(SHOW)
+            + self.unexpected.len().saturating_sub(SHOW);
+        if hidden > 0 {
+            write!(f, "\n  ... and {hidden} more")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every tensor the model loads for `config`, with its shape, in module order.
+///
+/// Excludes the known extras ([`known_extra`]). Derived from transformers' modeling code: Swin backbone
+/// (`SwinBackbone`), pixel decoder (`Mask2FormerPixelDecoder`), transformer module and class head.
+pub fn expected_keys(config: &Mask2FormerConfig) -> Vec<(String, Vec<usize>)> {
+    let mut keys = Vec::new();
+    backbone_keys(config, &mut keys);
+    pixel_decoder_keys(config, &mut keys);
+    transformer_keys(config, &mut keys);
+    let (h, k) = (config.hidden_dim, config.num_labels() + 1);
+    keys.push(("class_predictor.weight".into(), vec![k, h]));
+    keys.push(("class_predictor.bias".into(), vec![k]));
+    keys
+}
+
+fn linear(keys: &mut Vec<(String, Vec<usize>)>, prefix: &str, out: usize, inp: usize, bias: bool) {
+    keys.push((format!("{prefix}.weight"), vec![out, inp]));
+    if bias {
+        keys.push((format!("{prefix}.bias"), vec![out]));
+    }
+}
+
+/// LayerNorm and GroupNorm both have `weight` and `bias` of `[channels]`.
+fn norm(keys: &mut Vec<(String, Vec<usize>)>, prefix: &str, channels: usize) {
+    keys.push((format!("{prefix}.weight"), vec![channels]));
+    keys.push((format!("{prefix}.bias"), vec![channels]));
+}
+
+fn backbone_keys(config: &Mask2FormerConfig, keys: &mut Vec<(String, Vec<usize>)>) {
+    let swin = &config.backbone_config;
+    let pre = "model.pixel_level_module.encoder";
+    let (c0, p) = (swin.embed_dim, swin.patch_size);
+    let stem = format!("{pre}.embeddings.patch_embeddings.projection");
+    keys.push((format!("{stem}.weight"), vec![c0, swin.num_channels, p, p]));
+    keys.push((format!("{stem}.bias"), vec![c0]));
+    norm(keys, &format!("{pre}.embeddings.norm"), c0);
+    let w = swin.window_size;
+    for (s, (&depth, &heads)) in swin.depths.iter().zip(&swin.num_heads).enumerate() {
+        let (c, mlp) = (swin.stage_dim(s), swin.mlp_dim(s));
+        for b in 0..depth {
+            let blk = format!("{pre}.encoder.layers.{s}.blocks.{b}");
+            norm(keys, &format!("{blk}.layernorm_before"), c);
+            keys.push((
+                format!("{blk}.attention.self.relative_position_bias_table"),
+                vec![(2 * w - 1) * (2 * w - 1), heads],
+            ));
+            for proj in ["query", "key", "value"] {
+                let name = format!("{blk}.attention.self.{proj}");
+                linear(keys, &name, c, c, swin.qkv_bias);
+            }
+            linear(keys, &format!("{blk}.attention.output.dense"), c, c, true);
+            norm(keys, &format!("{blk}.layernorm_after"), c);
+            linear(keys, &format!("{blk}.intermediate.dense"), mlp, c, true);
+            linear(keys, &format!("{blk}.output.dense"), c, mlp, true);
+        }
+        if s + 1 < swin.depths.len() {
+            // PatchMerging: concat of 2x2 neighbours (4C) -> 2C, no bias.
+            let ds = format!("{pre}.encoder.layers.{s}.downsample");
+            linear(keys, &format!("{ds}.reduction"), 2 * c, 4 * c, false);
+            norm(keys, &format!("{ds}.norm"), 4 * c);
+        }
+    }
+    for s in 0..swin.depths.len() {
+        let name = format!("{pre}.hidden_states_norms.stage{}", s + 1);
+        norm(keys, &name, swin.stage_dim(s));
+    }
+}
+
+/// MSDeformAttn in the pixel decoder: 3 levels, 4 sampling points per head and level.
+const MSDA_LEVELS: usize = 3;
+const MSDA_POINTS: usize = 4;
+
+fn pixel_decoder_keys(config: &Mask2FormerConfig, keys: &mut Vec<(String, Vec<usize>)>) {
+    let swin = &config.backbone_config;
+    let pre = "model.pixel_level_module.decoder";
+    let (f, heads) = (config.feature_size, config.num_attention_heads);
+    keys.push((format!("{pre}.level_embed"), vec![MSDA_LEVELS, f]));
+    // input_projections.{i}: i = 0 takes stage 4 (1/32), 1 stage 3, 2 stage 2 (1/8).
+    for i in 0..MSDA_LEVELS {
+        let c_in = swin.stage_dim(swin.depths.len() - 1 - i);
+        keys.push((
+            format!("{pre}.input_projections.{i}.0.weight"),
+            vec![f, c_in, 1, 1],
+        ));
+        keys.push((format!("{pre}.input_projections.{i}.0.bias"), vec![f]));
+        norm(keys, &format!("{pre}.input_projections.{i}.1"), f);
+    }
+    for l in 0..config.encoder_layers {
+        let lay = format!("{pre}.encoder.layers.{l}");
+        let per_head = heads * MSDA_LEVELS * MSDA_POINTS;
+        let attn = format!("{lay}.self_attn");
+        linear(
+            keys,
+            &format!("{attn}.sampling_offsets"),
+            per_head * 2,
+            f,
+            true,
+        );
+        linear(
+            keys,
+            &format!("{attn}.attention_weights"),
+            per_head,
+            f,
+            true,
+        );
+        linear(keys, &format!("{attn}.value_proj"), f, f, true);
+        linear(keys, &format!("{attn}.output_proj"), f, f, true);
+        norm(keys, &format!("{lay}.self_attn_layer_norm"), f);
+        let ff = config.encoder_feedforward_dim;
+        linear(keys, &format!("{lay}.fc1"), ff, f, true);
+        linear(keys, &format!("{lay}.fc2"), f, ff, true);
+        norm(keys, &format!("{lay}.final_layer_norm"), f);
+    }
+    let m = config.mask_feature_size;
+    keys.push((format!("{pre}.mask_projection.weight"), vec![m, f, 1, 1]));
+    keys.push((format!("{pre}.mask_projection.bias"), vec![m]));
+    // Extra FPN levels below 1/8 (one for the usual common_stride 4): lateral 1x1 and output 3x3, no conv bias.
+    for idx in 0..config.num_fpn_levels() {
+        let c_in = swin.stage_dim(idx);
+        let n = idx + 1;
+        keys.push((format!("{pre}.adapter_{n}.0.weight"), vec![f, c_in, 1, 1]));
+        norm(keys, &format!("{pre}.adapter_{n}.1"), f);
+        keys.push((format!("{pre}.layer_{n}.0.weight"), vec![f, f, 3, 3]));
+        norm(keys, &format!("{pre}.layer_{n}.1"), f);
+    }
+}
+
+fn transformer_keys(config: &Mask2FormerConfig, keys: &mut Vec<(String, Vec<usize>)>) {
+    let pre = "model.transformer_module";
+    let (h, q) = (config.hidden_dim, config.num_queries);
+    keys.push((format!("{pre}.queries_embedder.weight"), vec![q, h]));
+    keys.push((format!("{pre}.queries_features.weight"), vec![q, h]));
+    keys.push((format!("{pre}.level_embed.weight"), vec![MSDA_LEVELS, h]));
+    if config.has_decoder_input_projection() {
+        for i in 0..MSDA_LEVELS {
+            let name = format!("{pre}.input_projections.{i}");
+            keys.push((format!("{name}.weight"), vec![h, config.feature_size, 1, 1]));
+            keys.push((format!("{name}.bias"), vec![h]));
+        }
+    }
+    for i in 0..config.num_masked_attention_layers() {
+        let lay = format!("{pre}.decoder.layers.{i}");
+        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            linear(keys, &format!("{lay}.self_attn.{proj}"), h, h, true);
+        }
+        norm(keys, &format!("{lay}.self_attn_layer_norm"), h);
+        // torch nn.MultiheadAttention packs q, k, v row-wise into one [3H, H] projection.
+        keys.push((format!("{lay}.cross_attn.in_proj_weight"), vec![3 * h, h]));
+        keys.push((format!("{lay}.cross_attn.in_proj_bias"), vec![3 * h]));
+        linear(keys, &format!("{lay}.cross_attn.out_proj"), h, h, true);
+        norm(keys, &format!("{lay}.cross_attn_layer_norm"), h);
+        let ff = config.dim_feedforward;
+        linear(keys, &format!("{lay}.fc1"), ff, h, true);
+        linear(keys, &format!("{lay}.fc2"), h, ff, true);
+        norm(keys, &format!("{lay}.final_layer_norm"), h);
+    }
+    norm(keys, &format!("{pre}.decoder.layernorm"), h);
+    // Mask MLP: H -> H -> H -> mask_feature_size (".{j}.0": ".1" is the activation, without parameters).
+    let mlp = format!("{pre}.decoder.mask_predictor.mask_embedder");
+    linear(keys, &format!("{mlp}.0.0"), h, h, true);
+    linear(keys, &format!("{mlp}.1.0"), h, h, true);
+    linear(
+        keys,
+        &format!("{mlp}.2.0"),
+        config.mask_feature_size,
+        h,
+        true,
+    );
+}
+
+/// An f32 tensor as a safetensors [`View`].
+struct F32View<'a>(&'a HostTensor);
+
+impl View for F32View<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        if cfg!(target_endian = "little") {
+            Cow::Borrowed(bytemuck::cast_slice(&self.0.data))
+        } else {
+            Cow::Owned(self.0.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        self.0.data.len() * 4
+    }
+}
+
+/// Writes `tensors` as an f32 safetensors file, atomically: a temporary file in the same directory is written,
+/// fsynced and renamed over `path`, so a crash leaves either the old file or the new one, never a torn one.
+/// The header carries `{"format": "pt"}`, which transformers expects.
+pub fn save_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, HostTensor>,
+) -> Result<(), CheckpointError> {
+    for t in tensors.values() {
+        if t.shape.iter().product::<usize>() != t.data.len() {
+            return Err(CheckpointError::DataLength {
+                shape: t.shape.clone(),
+                len: t.data.len(),
+            });
+        }
+    }
+    let write_err = |source| CheckpointError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let file_name = path.file_name().ok_or_else(|| {
+        write_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "path has no file name",
+        ))
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = write_synced(&tmp, tensors).and_then(|()| {
+        std::fs::rename(&tmp, path).map_err(|source| CheckpointError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    });
+    if result.is_err() {
+        // Best effort: the temporary file is garbage whatever state it is in.
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    // Persist the rename itself. Directories cannot be opened for syncing on every platform (Windows),
+    // where the rename is already durable enough, so failure here is not an error.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn write_synced(tmp: &Path, tensors: &BTreeMap<String, HostTensor>) -> Result<(), CheckpointError> {
+    let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    let views = tensors.iter().map(|(k, t)| (k.as_str(), F32View(t)));
+    safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|e| {
+        CheckpointError::Serialize {
+            path: tmp.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    let file = std::fs::File::open(tmp).map_err(|source| CheckpointError::Write {
+        path: tmp.to_owned(),
+        source,
+    })?;
+    file.sync_all().map_err(|source| CheckpointError::Write {
+        path: tmp.to_owned(),
+        source,
+    })
+}

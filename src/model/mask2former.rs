@@ -1,0 +1,143 @@
+//! A loaded Mask2Former: config, labels and weights, with one compiled graph per input shape.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::graph::{CompileOptions, Executable, Graph, GraphError};
+use crate::model::checkpoint::{expected_keys, Checkpoint, CheckpointError, HostTensor};
+use crate::model::config::{ConfigError, Mask2FormerConfig};
+use crate::model::network::{self, Network, PIXEL_VALUES};
+use crate::model::LabelInfo;
+use crate::Runtime;
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error("{path}: not a checkpoint folder: {reason}")]
+    Folder { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("building or running the network: {0}")]
+    Graph(#[from] GraphError),
+    #[error("input: {0}")]
+    Input(String),
+    #[error("writing {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// Raw network outputs of a batch (transformers names: `class_queries_logits`,
+/// `masks_queries_logits`).
+#[derive(Clone, Debug)]
+pub struct RawBatch {
+    pub batch: usize,
+    pub num_queries: usize,
+    pub num_classes_with_void: usize,
+    /// `(H/4, W/4)`
+    pub mask_size: (usize, usize),
+    /// `[B, Q, K+1]`
+    pub class_logits: Vec<f32>,
+    /// `[B, Q, H/4, W/4]`
+    pub mask_logits: Vec<f32>,
+}
+
+impl RawBatch {
+    /// Writes `class_queries_logits` and `masks_queries_logits` to a safetensors file.
+    pub fn save_safetensors(&self, path: &Path) -> Result<(), ModelError> {
+        let (b, q, c) = (self.batch, self.num_queries, self.num_classes_with_void);
+        let (h, w) = self.mask_size;
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("class_queries_logits".to_string(), HostTensor::new(vec![b, q, c], self.class_logits.clone())?);
+        map.insert("masks_queries_logits".to_string(), HostTensor::new(vec![b, q, h, w], self.mask_logits.clone())?);
+        crate::model::checkpoint::save_safetensors(path, &map)?;
+        Ok(())
+    }
+}
+
+/// A compiled network for one input shape.
+struct Compiled {
+    exe: Executable,
+    net: Network,
+}
+
+pub struct Mask2Former {
+    rt: Runtime,
+    config: Mask2FormerConfig,
+    labels: LabelInfo,
+    weights: Checkpoint,
+    compiled: HashMap<(usize, usize, usize), Compiled>,
+}
+
+impl Mask2Former {
+    /// Loads `config.json` and `model.safetensors` from `dir` and checks every expected tensor.
+    pub fn load(rt: &Runtime, dir: &Path) -> Result<Self, ModelError> {
+        if !dir.is_dir() {
+            return Err(ModelError::Folder { path: dir.into(), reason: "no such directory".into() });
+        }
+        let config = Mask2FormerConfig::from_file(&dir.join("config.json"))?;
+        config.validate()?;
+        let weights = Checkpoint::load(&dir.join("model.safetensors"))?;
+        weights.validate(&expected_keys(&config))?;
+        let labels = LabelInfo::load(config.labels(), Some(&dir.join("categories.json")))
+            .map_err(|reason| ModelError::Folder { path: dir.into(), reason })?;
+        Ok(Self { rt: rt.clone(), config, labels, weights, compiled: HashMap::new() })
+    }
+
+    pub fn config(&self) -> &Mask2FormerConfig {
+        &self.config
+    }
+    pub fn labels(&self) -> &LabelInfo {
+        &self.labels
+    }
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    fn compiled(&mut self, b: usize, h: usize, w: usize) -> Result<&mut Compiled, ModelError> {
+        if !self.compiled.contains_key(&(b, h, w)) {
+            let mut g = Graph::new();
+            let net = network::build(&mut g, &self.config, b, h, w)?;
+            let last = *net.last();
+            let mut exe = Executable::compile(&self.rt, &g, &[last.class_logits, last.mask_logits], &CompileOptions::default())?;
+            for (name, t) in self.weights.tensors() {
+                if exe.param(name).is_ok() {
+                    exe.set_param(name, &t.data)?;
+                }
+            }
+            self.compiled.insert((b, h, w), Compiled { exe, net });
+        }
+        Ok(self.compiled.get_mut(&(b, h, w)).expect("inserted above"))
+    }
+
+    /// Runs the network on `pixel_values [B, 3, H, W]` (normalised, see `preprocess`).
+    pub fn forward(&mut self, pixel_values: &[f32], batch: usize, height: usize, width: usize) -> Result<RawBatch, ModelError> {
+        if pixel_values.len() != batch * 3 * height * width {
+            return Err(ModelError::Input(format!(
+                "pixel_values has {} values, expected [B={batch}, 3, H={height}, W={width}] = {}",
+                pixel_values.len(),
+                batch * 3 * height * width
+            )));
+        }
+        if height < 32 || width < 32 {
+            return Err(ModelError::Input(format!("image {height}x{width} is smaller than 32x32")));
+        }
+        let (q, c) = (self.config.num_queries, self.config.num_labels() + 1);
+        let comp = self.compiled(batch, height, width)?;
+        let last = *comp.net.last();
+        let mask_shape = comp.exe.shape(last.mask_logits).to_vec();
+        let outs = comp.exe.run_with(&[(PIXEL_VALUES, pixel_values.into())])?;
+        let mut outs = outs.into_iter();
+        let class_logits = outs.next().expect("two outputs");
+        let mask_logits = outs.next().expect("two outputs");
+        Ok(RawBatch {
+            batch,
+            num_queries: q,
+            num_classes_with_void: c,
+            mask_size: (mask_shape[2], mask_shape[3]),
+            class_logits,
+            mask_logits,
+        })
+    }
+}

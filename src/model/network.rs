@@ -1,0 +1,41 @@
+//! The whole network as one graph: `pixel_values [B, 3, H, W]` → backbone → pixel decoder →
+//! transformer decoder → every prediction. Built once per input shape.
+
+use crate::graph::{Graph, Result, Value};
+use crate::model::config::Mask2FormerConfig;
+use crate::model::decoder::{transformer_decoder, Prediction};
+use crate::model::pixel_decoder::{pixel_decoder, PixelDecoderOut};
+use crate::model::swin::{swin_backbone, FeatureMap};
+use crate::nn::Path;
+
+/// Name of the graph input.
+pub const PIXEL_VALUES: &str = "pixel_values";
+
+/// The values of one built network, for reading outputs and intermediates.
+pub struct Network {
+    pub pixel_values: Value,
+    pub backbone: Vec<FeatureMap>,
+    pub pixel_decoder: PixelDecoderOut,
+    /// All predictions; the last is the final output.
+    pub predictions: Vec<Prediction>,
+}
+
+impl Network {
+    pub fn last(&self) -> &Prediction {
+        self.predictions.last().expect("at least the learnable-query prediction")
+    }
+}
+
+/// Adds the network to `g` for a batch of `batch` images of `height x width`.
+pub fn build(g: &mut Graph, cfg: &Mask2FormerConfig, batch: usize, height: usize, width: usize) -> Result<Network> {
+    let model = Path::root("model");
+    let pixel_values = g.input(PIXEL_VALUES, &[batch, 3, height, width])?;
+    let enc = model.pp("pixel_level_module").pp("encoder");
+    let backbone = g.scoped(enc.as_str(), |g| swin_backbone(g, &enc, &cfg.backbone_config, pixel_values))?;
+    let dec = model.pp("pixel_level_module").pp("decoder");
+    let pix = g.scoped(dec.as_str(), |g| pixel_decoder(g, &dec, cfg, &backbone))?;
+    let predictions = g.scoped("model.transformer_module", |g| {
+        transformer_decoder(g, &model, &Path::root("class_predictor"), cfg, &pix)
+    })?;
+    Ok(Network { pixel_values, backbone, pixel_decoder: pix, predictions })
+}

@@ -1,0 +1,115 @@
+//! The Swin Transformer backbone (transformers `SwinBackbone`): patch embedding, stages of
+//! shifted-window blocks with patch merging between them, and a LayerNorm on each stage output.
+//! Runs with `always_partition=True` as Mask2Former does: a stage smaller than the window is
+//! padded to it and still shifted.
+
+use crate::graph::{Graph, ParamKind, Result, Value};
+use crate::model::config::SwinConfig;
+use crate::nn::{self, Path};
+
+/// One stage's output feature map, `[B, C, H, W]`.
+pub struct FeatureMap {
+    pub value: Value,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Runs the backbone on `pixel_values [B, 3, H, W]`; returns the four stage maps (strides 4..32).
+pub fn swin_backbone(g: &mut Graph, p: &Path, cfg: &SwinConfig, pixel_values: Value) -> Result<Vec<FeatureMap>> {
+    let eps = cfg.layer_norm_eps as f32;
+    let [b, _, h, w] = g.shape(pixel_values).try_into().expect("pixel_values is [B, 3, H, W]");
+    let ps = cfg.patch_size;
+
+    // Patch embedding: pad bottom/right to a multiple of the patch, conv k=s=patch, tokens, norm.
+    let emb = p.pp("embeddings");
+    let (ph, pw) = ((ps - h % ps) % ps, (ps - w % ps) % ps);
+    let x = if ph + pw > 0 { g.pad(pixel_values, &[(0, 0), (0, 0), (0, ph), (0, pw)])? } else { pixel_values };
+    let x = g.scoped(emb.as_str(), |g| {
+        nn::conv2d(g, &emb.pp("patch_embeddings").pp("projection"), x, cfg.embed_dim, ps, ps, 0, true)
+    })?;
+    let (mut hh, mut ww) = (h.div_ceil(ps), w.div_ceil(ps));
+    // [B, C, H, W] -> [B, H*W, C]
+    let x = g.permute(x, &[0, 2, 3, 1])?;
+    let x = g.reshape(x, &[b, hh * ww, cfg.embed_dim])?;
+    let mut x = nn::layer_norm(g, &emb.pp("norm"), x, eps)?;
+
+    let mut maps = Vec::with_capacity(cfg.depths.len());
+    let mut dim = cfg.embed_dim;
+    for (s, (&depth, &heads)) in cfg.depths.iter().zip(&cfg.num_heads).enumerate() {
+        let stage = p.pp("encoder").pp("layers").pp(s);
+        for blk in 0..depth {
+            let bp = stage.pp("blocks").pp(blk);
+            let shift = if blk % 2 == 0 { 0 } else { cfg.window_size / 2 };
+            x = g.scoped(bp.as_str(), |g| swin_block(g, &bp, cfg, x, (b, hh, ww, dim), heads, shift))?;
+        }
+        // Stage output before downsampling, normed: [B, H*W, C] -> [B, C, H, W].
+        let norm = p.pp("hidden_states_norms").pp(format!("stage{}", s + 1));
+        let y = nn::layer_norm(g, &norm, x, eps)?;
+        let y = g.reshape(y, &[b, hh, ww, dim])?;
+        let y = g.permute(y, &[0, 3, 1, 2])?;
+        maps.push(FeatureMap { value: y, channels: dim, height: hh, width: ww });
+        if s + 1 < cfg.depths.len() {
+            let dp = stage.pp("downsample");
+            x = g.scoped(dp.as_str(), |g| patch_merging(g, &dp, x, (b, hh, ww, dim), eps))?;
+            (hh, ww) = (hh.div_ceil(2), ww.div_ceil(2));
+            dim *= 2;
+        }
+    }
+    Ok(maps)
+}
+
+/// One Swin block on tokens `[B, H*W, C]`: x + attn(LN(x)), then x + MLP(LN(x)).
+fn swin_block(
+    g: &mut Graph,
+    p: &Path,
+    cfg: &SwinConfig,
+    x: Value,
+    (b, h, w, c): (usize, usize, usize, usize),
+    heads: usize,
+    shift: usize,
+) -> Result<Value> {
+    let eps = cfg.layer_norm_eps as f32;
+    let win = cfg.window_size;
+    let y = nn::layer_norm(g, &p.pp("layernorm_before"), x, eps)?;
+    let att = p.pp("attention");
+    let sp = att.pp("self");
+    let q = nn::linear(g, &sp.pp("query"), y, c, cfg.qkv_bias)?;
+    let k = nn::linear(g, &sp.pp("key"), y, c, cfg.qkv_bias)?;
+    let v = nn::linear(g, &sp.pp("value"), y, c, cfg.qkv_bias)?;
+    let table = g.param_of_kind(
+        &sp.key("relative_position_bias_table"),
+        &[(2 * win - 1) * (2 * win - 1), heads],
+        ParamKind::PositionTable,
+    )?;
+    // [B, H*W, C] -> [B, H, W, C]: the kernel pads, shifts, partitions and reverses itself.
+    let q = g.reshape(q, &[b, h, w, c])?;
+    let k = g.reshape(k, &[b, h, w, c])?;
+    let v = g.reshape(v, &[b, h, w, c])?;
+    let a = g.window_attention(q, k, v, table, heads, win, shift)?;
+    let a = g.reshape(a, &[b, h * w, c])?;
+    let a = nn::linear(g, &att.pp("output").pp("dense"), a, c, true)?;
+    let x = g.add(x, a)?;
+
+    let y = nn::layer_norm(g, &p.pp("layernorm_after"), x, eps)?;
+    let hidden = (c as f64 * cfg.mlp_ratio) as usize;
+    let y = nn::linear(g, &p.pp("intermediate").pp("dense"), y, hidden, true)?;
+    let y = g.gelu(y)?;
+    let y = nn::linear(g, &p.pp("output").pp("dense"), y, c, true)?;
+    g.add(x, y)
+}
+
+/// Patch merging: pad H and W to even, concatenate each 2x2 neighbourhood in the order
+/// (0,0), (1,0), (0,1), (1,1) (row, col) into 4C channels, LayerNorm, linear 4C -> 2C (no bias).
+fn patch_merging(g: &mut Graph, p: &Path, x: Value, (b, h, w, c): (usize, usize, usize, usize), eps: f32) -> Result<Value> {
+    let x = g.reshape(x, &[b, h, w, c])?;
+    let (ph, pw) = (h % 2, w % 2);
+    let x = if ph + pw > 0 { g.pad(x, &[(0, 0), (0, ph), (0, pw), (0, 0)])? } else { x };
+    let (h2, w2) = ((h + ph) / 2, (w + pw) / 2);
+    // [B, H/2, 2(row), W/2, 2(col), C] -> [B, H/2, W/2, col, row, C]: channel block = col*2 + row.
+    let x = g.reshape(x, &[b, h2, 2, w2, 2, c])?;
+    let x = g.permute(x, &[0, 1, 3, 4, 2, 5])?;
+    let x = g.reshape(x, &[b, h2 * w2, 4 * c])?;
+    let x = nn::layer_norm(g, &p.pp("norm"), x, eps)?;
+    nn::linear(g, &p.pp("reduction"), x, 2 * c, false)
+}

@@ -1,0 +1,283 @@
+use super::*;
+use crate::testing::{self, assert_close};
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&a| a as f64).collect()
+}
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&a| a as f32).collect()
+}
+
+fn opts(
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Conv2dOptions {
+    Conv2dOptions {
+        stride,
+        padding,
+        dilation,
+        groups,
+        ..Default::default()
+    }
+}
+
+struct Case {
+    name: &'static str,
+    x: [usize; 4],
+    w: [usize; 4],
+    o: Conv2dOptions,
+    bias: bool,
+}
+
+/// 1×1 (with and without groups, strided), 3×3 pad 1, Swin's 4×4/4 patch embedding, strides,
+/// asymmetric padding and dilation, grouped and depthwise, one-element planes, a non-square
+/// kernel, and channel/pixel counts that are not multiples of any block.
+fn cases() -> Vec<Case> {
+    let d = Conv2dOptions::default();
+    vec![
+        Case {
+            name: "1x1",
+            x: [2, 5, 3, 7],
+            w: [6, 5, 1, 1],
+            o: d,
+            bias: true,
+        },
+        Case {
+            name: "1x1 groups 3",
+            x: [1, 6, 4, 5],
+            w: [9, 2, 1, 1],
+            o: d.groups(3),
+            bias: false,
+        },
+        Case {
+            name: "1x1 stride 2",
+            x: [1, 3, 5, 6],
+            w: [4, 3, 1, 1],
+            o: d.stride(2),
+            bias: true,
+        },
+        Case {
+            name: "3x3 pad 1",
+            x: [1, 7, 9, 11],
+            w: [9, 7, 3, 3],
+            o: d.padding(1),
+            bias: false,
+        },
+        Case {
+            name: "3x3 pad 1 wide",
+            x: [2, 16, 6, 21],
+            w: [20, 16, 3, 3],
+            o: d.padding(1),
+            bias: true,
+        },
+        Case {
+            name: "4x4 stride 4",
+            x: [2, 3, 16, 20],
+            w: [10, 3, 4, 4],
+            o: d.stride(4),
+            bias: true,
+        },
+        Case {
+            name: "stride/pad/dilation mix",
+            x: [2, 4, 10, 9],
+            w: [5, 4, 3, 3],
+            o: opts([2, 1], [2, 1], [2, 3], 1),
+            bias: true,
+        },
+        Case {
+            name: "groups 2",
+            x: [1, 6, 5, 5],
+            w: [4, 3, 3, 3],
+            o: d.padding(1).groups(2),
+            bias: true,
+        },
+        Case {
+            name: "depthwise",
+            x: [2, 5, 6, 7],
+            w: [5, 1, 3, 3],
+            o: d.padding(1).groups(5),
+            bias: true,
+        },
+        Case {
+            name: "1x1 plane 1x1",
+            x: [3, 4, 1, 1],
+            w: [3, 4, 1, 1],
+            o: d,
+            bias: true,
+        },
+        Case {
+            name: "3x3 on 1x1 plane",
+            x: [1, 2, 1, 1],
+            w: [3, 2, 3, 3],
+            o: d.padding(1),
+            bias: false,
+        },
+        Case {
+            name: "1x2 kernel",
+            x: [1, 3, 4, 5],
+            w: [2, 3, 1, 2],
+            o: d,
+            bias: false,
+        },
+        Case {
+            name: "stride 3 no pad",
+            x: [1, 2, 8, 7],
+            w: [3, 2, 2, 2],
+            o: d.stride(3),
+            bias: true,
+        },
+    ]
+}
+
+const BLOCKS: &[[u32; 2]] = &[[8, 8], [4, 4], [3, 5], [1, 1]];
+
+struct Data {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+fn data(seed: u64, c: &Case) -> Data {
+    let mut rng = testing::rng(seed);
+    Data {
+        x: testing::uniform(&mut rng, c.x.iter().product(), -1.0, 1.0),
+        w: testing::uniform(&mut rng, c.w.iter().product(), -1.0, 1.0),
+        b: testing::uniform(&mut rng, c.w[0], -1.0, 1.0),
+    }
+}
+
+fn run_forward(rt: &Runtime, seed: u64, c: &Case, o: Conv2dOptions) {
+    let label = format!("conv2d {} x{:?} w{:?} {o:?}", c.name, c.x, c.w);
+    let d = conv_dims(&c.x, &c.w, &o).unwrap();
+    let v = data(seed, c);
+    let bias64 = f64s(&v.b);
+    let want = reference::forward(
+        &f64s(&v.x),
+        &f64s(&v.w),
+        c.bias.then_some(&bias64[..]),
+        &d,
+        &o,
+    );
+    let x = rt.upload(&v.x, &c.x).unwrap();
+    let w = rt.upload(&v.w, &c.w).unwrap();
+    let b = rt.upload(&v.b, &[c.w[0]]).unwrap();
+    let out = rt.full(&d.out_shape(), f32::NAN).unwrap();
+    rt.run(&conv2d_into(rt, &x, &w, c.bias.then_some(&b), &out, &o).unwrap());
+    assert_close(
+        &label,
+        seed,
+        &rt.download(&out).unwrap(),
+        &f32s(&want),
+        1e-5,
+    );
+}
+
+#[test]
+fn forward_matches_reference_all_paths_and_blocks() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    for c in cases() {
+        let d = conv_dims(&c.x, &c.w, &c.o).unwrap();
+        let mut paths = vec![Path::Auto, Path::Direct];
+        if is_pointwise(&d, &c.o) {
+            paths.push(Path::Pointwise);
+        }
+        for path in paths {
+            for &b in BLOCKS {
+                let o = Conv2dOptions {
+                    path,
+                    block: Some(b),
+                    ..c.o
+                };
+                run_forward(rt, seed, &c, o);
+            }
+        }
+        // The adapter's default block.
+        run_forward(rt, seed, &c, c.o);
+    }
+}
+
+#[test]
+fn forward_portable_runtime() {
+    let rt = testing::portable_runtime();
+    let seed = testing::seed();
+    for c in cases().iter().take(6) {
+        run_forward(rt, seed, c, c.o);
+    }
+}
+
+/// More invocations than one grid dimension can launch (65535 workgroups of 64).
+#[test]
+fn forward_past_one_grid_dimension() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let c = Case {
+        name: "big plane",
+        x: [1, 1, 2100, 2100],
+        w: [1, 1, 1, 1],
+        o: Conv2dOptions::default(),
+        bias: true,
+    };
+    for path in [Path::Direct, Path::Pointwise] {
+        let o = Conv2dOptions {
+            path,
+            block: Some([1, 1]),
+            ..c.o
+        };
+        run_forward(rt, seed, &c, o);
+    }
+}
+
+#[test]
+fn shape_errors_are_values() {
+    let rt = testing::runtime();
+    let x = rt.full(&[1, 4, 5, 5], 1.0).unwrap();
+    let w = rt.full(&[6, 3, 3, 3], 1.0).unwrap();
+    let err = conv2d(rt, &x, &w, None, &Conv2dOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conv2d") && err.contains("[6, 3, 3, 3]"),
+        "{err}"
+    );
+    let w = rt.full(&[6, 2, 3, 3], 1.0).unwrap();
+    let err = conv2d(rt, &x, &w, None, &Conv2dOptions::default().groups(3))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("groups = 3"), "{err}");
+    let w = rt.full(&[6, 4, 7, 7], 1.0).unwrap();
+    let err = conv2d(rt, &x, &w, None, &Conv2dOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not fit"), "{err}");
+    let w = rt.full(&[6, 4, 3, 3], 1.0).unwrap();
+    let o = Conv2dOptions {
+        path: Path::Pointwise,
+        ..Default::default()
+    };
+    let err = conv2d(rt, &x, &w, None, &o).unwrap_err().to_string();
+    assert!(err.contains("pointwise"), "{err}");
+    let b = rt.full(&[5], 1.0).unwrap();
+    let err = conv2d(rt, &x, &w, Some(&b), &Conv2dOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bias") && err.contains("[5]"), "{err}");
+}
+
+/// An output past the storage-binding limit is a clear `TooLarge` error, not a crash.
+#[test]
+fn output_past_binding_limit_is_too_large() {
+    let rt = testing::runtime();
+    let limit = rt.caps().max_storage_binding as usize;
+    // 1 input channel, enough output channels that out exceeds the limit; nothing runs.
+    let plane = 1024 * 1024;
+    let cout = limit / (plane * 4) + 1;
+    let x = rt.empty(&[1, 1, 1024, 1024], DType::F32).unwrap();
+    let w = rt.full(&[cout, 1, 1, 1], 1.0).unwrap();
+    let err = conv2d(rt, &x, &w, None, &Conv2dOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("conv2d") && err.contains("out"), "{err}");
+}

@@ -1,0 +1,360 @@
+//! Window attention kernels against the f64 reference (HF SwinLayer steps materialised).
+
+use super::reference::{self, Geometry};
+use super::*;
+use crate::testing::{self, assert_close, uniform};
+
+/// One test case: map size, heads, head_dim, window, shift, padding tokens given or zero.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    batch: usize,
+    height: usize,
+    width: usize,
+    heads: usize,
+    head_dim: usize,
+    window: usize,
+    shift: usize,
+    pad: bool,
+}
+
+const CASES: &[Case] = &[
+    // Smaller than the window: padded to 7x7 and still shifted (always_partition=True).
+    Case {
+        batch: 2,
+        height: 4,
+        width: 5,
+        heads: 1,
+        head_dim: 4,
+        window: 7,
+        shift: 3,
+        pad: true,
+    },
+    Case {
+        batch: 1,
+        height: 4,
+        width: 5,
+        heads: 3,
+        head_dim: 8,
+        window: 7,
+        shift: 3,
+        pad: false,
+    },
+    // Not a multiple of the window, shift off and on.
+    Case {
+        batch: 2,
+        height: 9,
+        width: 11,
+        heads: 3,
+        head_dim: 4,
+        window: 7,
+        shift: 0,
+        pad: true,
+    },
+    Case {
+        batch: 2,
+        height: 9,
+        width: 11,
+        heads: 3,
+        head_dim: 8,
+        window: 7,
+        shift: 3,
+        pad: true,
+    },
+    Case {
+        batch: 1,
+        height: 9,
+        width: 11,
+        heads: 1,
+        head_dim: 4,
+        window: 7,
+        shift: 3,
+        pad: false,
+    },
+    // Exact multiple: no padding tokens at all.
+    Case {
+        batch: 1,
+        height: 7,
+        width: 14,
+        heads: 1,
+        head_dim: 4,
+        window: 7,
+        shift: 3,
+        pad: true,
+    },
+    // One-element map.
+    Case {
+        batch: 1,
+        height: 1,
+        width: 1,
+        heads: 1,
+        head_dim: 4,
+        window: 7,
+        shift: 3,
+        pad: true,
+    },
+    // Swin head size and the Swin-L window.
+    Case {
+        batch: 1,
+        height: 8,
+        width: 6,
+        heads: 2,
+        head_dim: 32,
+        window: 7,
+        shift: 3,
+        pad: true,
+    },
+    Case {
+        batch: 1,
+        height: 5,
+        width: 13,
+        heads: 2,
+        head_dim: 8,
+        window: 12,
+        shift: 6,
+        pad: true,
+    },
+];
+
+struct Data {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    table: Vec<f32>,
+    pad_k: Vec<f32>,
+    pad_v: Vec<f32>,
+}
+
+impl Case {
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            batch: self.batch,
+            height: self.height,
+            width: self.width,
+            heads: self.heads,
+            head_dim: self.head_dim,
+            window: self.window,
+            shift: self.shift,
+            scale: 1.0 / (self.head_dim as f64).sqrt(),
+        }
+    }
+    fn shape(&self) -> [usize; 4] {
+        [
+            self.batch,
+            self.height,
+            self.width,
+            self.heads * self.head_dim,
+        ]
+    }
+    fn opts(&self) -> WindowAttentionOptions {
+        WindowAttentionOptions {
+            heads: self.heads,
+            window: self.window,
+            shift: self.shift,
+            scale: None,
+        }
+    }
+    fn data(&self, seed: u64) -> Data {
+        let mut r = testing::rng(seed);
+        let n: usize = self.shape().iter().product();
+        let c = self.heads * self.head_dim;
+        let t = (2 * self.window - 1).pow(2) * self.heads;
+        // Logits of order a few units, so the softmax is neither flat nor one-hot.
+        Data {
+            q: uniform(&mut r, n, -1.5, 1.5),
+            k: uniform(&mut r, n, -1.5, 1.5),
+            v: uniform(&mut r, n, -1.0, 1.0),
+            table: uniform(&mut r, t, -1.0, 1.0),
+            pad_k: uniform(&mut r, c, -1.5, 1.5),
+            pad_v: uniform(&mut r, c, -1.0, 1.0),
+        }
+    }
+}
+
+fn f64s(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+fn f32s(x: &[f64]) -> Vec<f32> {
+    x.iter().map(|&v| v as f32).collect()
+}
+
+struct Uploaded {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    table: Tensor,
+    pad_k: Tensor,
+    pad_v: Tensor,
+}
+
+fn upload(rt: &Runtime, c: &Case, d: &Data) -> Uploaded {
+    let s = c.shape();
+    let ch = s[3];
+    Uploaded {
+        q: rt.upload(&d.q, &s).unwrap(),
+        k: rt.upload(&d.k, &s).unwrap(),
+        v: rt.upload(&d.v, &s).unwrap(),
+        table: rt
+            .upload(&d.table, &[(2 * c.window - 1).pow(2), c.heads])
+            .unwrap(),
+        pad_k: rt.upload(&d.pad_k, &[ch]).unwrap(),
+        pad_v: rt.upload(&d.pad_v, &[ch]).unwrap(),
+    }
+}
+
+impl Uploaded {
+    fn inputs(&self, pad: bool) -> WindowAttentionInputs<'_> {
+        WindowAttentionInputs {
+            q: &self.q,
+            k: &self.k,
+            v: &self.v,
+            table: &self.table,
+            pad_k: pad.then_some(&self.pad_k),
+            pad_v: pad.then_some(&self.pad_v),
+        }
+    }
+}
+
+fn reference_inputs<'a>(c: &Case, d: &'a [Vec<f64>; 6]) -> reference::Inputs<'a> {
+    reference::Inputs {
+        q: &d[0],
+        k: &d[1],
+        v: &d[2],
+        table: &d[3],
+        pad_k: c.pad.then_some(&d[4][..]),
+        pad_v: c.pad.then_some(&d[5][..]),
+    }
+}
+
+fn as_f64(d: &Data) -> [Vec<f64>; 6] {
+    [
+        f64s(&d.q),
+        f64s(&d.k),
+        f64s(&d.v),
+        f64s(&d.table),
+        f64s(&d.pad_k),
+        f64s(&d.pad_v),
+    ]
+}
+
+#[test]
+fn forward_matches_reference() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    for (n, c) in CASES.iter().enumerate() {
+        let seed = seed.wrapping_add(n as u64);
+        let d = c.data(seed);
+        let t = upload(rt, c, &d);
+        let x = t.inputs(c.pad);
+        let g = geometry(rt, &x, &c.opts()).unwrap();
+        let out = rt.empty(&c.shape(), DType::F32).unwrap();
+        let lse = rt.empty(&g.lse_shape(), DType::F32).unwrap();
+        rt.fill(&out, f32::NAN).unwrap();
+        rt.fill(&lse, f32::NAN).unwrap();
+        rt.run(&window_attention_into(rt, &x, &out, &lse, &c.opts()).unwrap());
+        let got = rt.download(&out).unwrap();
+        let d64 = as_f64(&d);
+        let want = reference::forward(&c.geometry(), &reference_inputs(c, &d64));
+        assert_close(&format!("forward {c:?}"), seed, &got, &f32s(&want), 1e-5);
+        assert!(
+            rt.download(&lse).unwrap().iter().all(|v| v.is_finite()),
+            "lse has NaN: {c:?} (seed {seed})"
+        );
+    }
+}
+
+/// The shift mask, the padding values and the bias all matter: dropping any one changes the
+/// output (guards against a reference and a kernel that both ignore a term).
+#[test]
+fn every_term_changes_the_output() {
+    let c = Case {
+        batch: 1,
+        height: 4,
+        width: 5,
+        heads: 2,
+        head_dim: 4,
+        window: 7,
+        shift: 3,
+        pad: true,
+    };
+    let d = c.data(testing::seed());
+    let d64 = as_f64(&d);
+    let g = c.geometry();
+    let full = reference::forward(&g, &reference_inputs(&c, &d64));
+    let no_shift = reference::forward(&Geometry { shift: 0, ..g }, &reference_inputs(&c, &d64));
+    let no_pad = reference::forward(&g, &reference_inputs(&Case { pad: false, ..c }, &d64));
+    let mut zero_table = d64.clone();
+    zero_table[3].iter_mut().for_each(|v| *v = 0.0);
+    let no_bias = reference::forward(&g, &reference_inputs(&c, &zero_table));
+    for (name, other) in [("shift", no_shift), ("pad", no_pad), ("bias", no_bias)] {
+        let err = testing::rel_l2(&f32s(&other), &f32s(&full));
+        assert!(err > 1e-3, "{name} makes no difference ({err})");
+    }
+}
+
+#[test]
+fn shape_errors_name_the_problem() {
+    let rt = testing::runtime();
+    let c = CASES[0];
+    let d = c.data(1);
+    let t = upload(rt, &c, &d);
+    let x = t.inputs(true);
+    let err = |o: WindowAttentionOptions, x: &WindowAttentionInputs| {
+        window_attention(rt, x, &o)
+            .expect_err("an error")
+            .to_string()
+    };
+    let e = err(
+        WindowAttentionOptions {
+            shift: 7,
+            ..c.opts()
+        },
+        &x,
+    );
+    assert!(e.contains("shift 7"), "{e}");
+    let e = err(
+        WindowAttentionOptions {
+            heads: 3,
+            ..c.opts()
+        },
+        &x,
+    );
+    assert!(e.contains("heads = 3"), "{e}");
+    let e = err(
+        WindowAttentionOptions {
+            window: 5,
+            ..c.opts()
+        },
+        &x,
+    );
+    assert!(e.contains("relative_position_bias_table"), "{e}");
+    let e = err(
+        WindowAttentionOptions {
+            window: 17,
+            ..c.opts()
+        },
+        &x,
+    );
+    assert!(e.contains("window size 17"), "{e}");
+    let k2 = rt.upload(&d.k[..d.k.len() / 2], &[1, 4, 5, 4]).unwrap();
+    let e = err(c.opts(), &WindowAttentionInputs { k: &k2, ..x });
+    assert!(e.contains("k has shape [1, 4, 5, 4]"), "{e}");
+    let e = err(c.opts(), &WindowAttentionInputs { pad_v: None, ..x });
+    assert!(e.contains("pad_k and pad_v"), "{e}");
+    let q6 = rt.upload(&vec![0.0; 2 * 4 * 5 * 6], &[2, 4, 5, 6]).unwrap();
+    let e = err(
+        WindowAttentionOptions {
+            heads: 1,
+            ..c.opts()
+        },
+        &WindowAttentionInputs {
+            q: &q6,
+            k: &q6,
+            v: &q6,
+            pad_k: None,
+            pad_v: None,
+            ..x
+        },
+    );
+    assert!(e.contains("head_dim 6"), "{e}");
+}

@@ -1,0 +1,473 @@
+#!/usr/bin/env python3
+"""Reference metrics for the Rust evaluators, computed with the reference tools.
+
+    python tools/eval_reference.py [--out tests/fixtures/eval] [--seed 0]
+
+Writes small random fixtures (ground truth and predictions with crowd regions, VOID pixels,
+empty images and unmatched predictions) under --out, then computes on them:
+  * COCO mask AP with pycocotools' COCOeval (iouType="segm")          -> instance/expected.json
+  * PQ with the panopticapi `pq_compute` definition (re-implemented
+    below line by line, panopticapi is not installable from PyPI)       -> panoptic/expected.json
+  * mIoU / fwIoU / mACC / pACC with detectron2's SemSegEvaluator
+    definition                                                          -> semantic/expected.json
+  * RLE encodings / polygon rasterisations with pycocotools.mask        -> rle/cases.json
+The Rust tests (tests/eval_reference.rs) read the same files and must agree to 1e-4.
+Pinned versions: tools/requirements-eval.txt.
+"""
+import argparse
+import json
+import os
+from collections import defaultdict
+
+import numpy as np
+from PIL import Image
+import pycocotools.mask as mask_util
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+
+# ----------------------------------------------------------------------------------------------
+# shapes
+
+def ellipse(h, w, cy, cx, ry, rx):
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (((yy - cy) / max(ry, 0.5)) ** 2 + ((xx - cx) / max(rx, 0.5)) ** 2 <= 1.0)
+
+
+def rect(h, w, y0, x0, y1, x1):
+    m = np.zeros((h, w), bool)
+    m[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
+    return m
+
+
+def shift(m, dy, dx):
+    out = np.zeros_like(m)
+    h, w = m.shape
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[yd, xd] = m[ys, xs]
+    return out
+
+
+def perturb(rng, m):
+    """Shift by a few pixels and flip some boundary pixels."""
+    m = shift(m, int(rng.integers(-3, 4)), int(rng.integers(-3, 4)))
+    noise = rng.random(m.shape) < 0.05
+    return np.logical_xor(m, noise & (shift(m, 1, 0) | shift(m, 0, 1)))
+
+
+def polygon(rng, cy, cx, r, n):
+    ang = np.sort(rng.random(n)) * 2 * np.pi
+    rad = r * (0.6 + 0.4 * rng.random(n))
+    pts = []
+    for a, q in zip(ang, rad):
+        pts += [round(float(cx + q * np.cos(a)), 2), round(float(cy + q * np.sin(a)), 2)]
+    return pts
+
+
+def shoelace(p):
+    x, y = np.array(p[0::2]), np.array(p[1::2])
+    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+def enc(m):
+    r = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
+    return {"size": r["size"], "counts": r["counts"].decode("ascii")}
+
+
+# ----------------------------------------------------------------------------------------------
+# RLE cases
+
+def make_rle_cases(rng, out):
+    cases = {"masks": [], "polygons": [], "ious": []}
+    shapes = [(1, 1), (1, 7), (9, 1), (5, 5), (13, 17), (40, 33), (64, 64)]
+    rles = []
+    for i, (h, w) in enumerate(shapes * 2):
+        kind = i % 4
+        if kind == 0:
+            m = rng.random((h, w)) < 0.5
+        elif kind == 1:
+            m = ellipse(h, w, h / 2, w / 2, h / 3, w / 3)
+        elif kind == 2:
+            m = np.zeros((h, w), bool) if i % 8 == 2 else np.ones((h, w), bool)
+        else:
+            m = rng.random((h, w)) < 0.9
+        r = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
+        rles.append((h, w, r))
+        cases["masks"].append({
+            "height": h, "width": w,
+            "data": "".join("1" if v else "0" for v in m.reshape(-1)),
+            "counts": r["counts"].decode("ascii"),
+            "area": int(mask_util.area(r)),
+            "bbox": [float(v) for v in mask_util.toBbox(r)],
+        })
+    for i in range(24):
+        h, w = int(rng.integers(5, 60)), int(rng.integers(5, 60))
+        n = int(rng.integers(3, 9))
+        if i % 3 == 0:
+            # may leave the image and cross itself
+            pts = [round(float(v), 3) for v in rng.uniform(-5, max(h, w) + 5, 2 * n)]
+        else:
+            pts = polygon(rng, h / 2, w / 2, min(h, w) / 2, n)
+        parts = [pts] if i % 4 else [pts, polygon(rng, h / 3, w / 3, min(h, w) / 4, 5)]
+        r = mask_util.merge(mask_util.frPyObjects(parts, h, w))
+        cases["polygons"].append({
+            "height": h, "width": w, "polygons": parts,
+            "counts": r["counts"].decode("ascii"), "area": int(mask_util.area(r)),
+        })
+    # IoU between same-sized masks, with crowd flags
+    same = [r for (h, w, r) in rles if (h, w) == (64, 64)] + [
+        mask_util.encode(np.asfortranarray(ellipse(64, 64, 30, 30, 20, 12).astype(np.uint8)))]
+    crowd = [0, 1, 0]
+    o = mask_util.iou(same, same, crowd)
+    cases["ious"] = {
+        "counts": [r["counts"].decode("ascii") for r in same], "size": [64, 64],
+        "iscrowd": crowd, "iou": np.asarray(o).tolist(),
+    }
+    with open(os.path.join(out, "cases.json"), "w") as f:
+        json.dump(cases, f)
+
+
+# ----------------------------------------------------------------------------------------------
+# instance segmentation (COCO AP)
+
+def make_instance(rng, out):
+    sizes = [(112, 128), (100, 120), (128, 96), (64, 64), (120, 120), (90, 140), (128, 128), (80, 100)]
+    cats = [{"id": 1, "name": "a"}, {"id": 3, "name": "b"}, {"id": 7, "name": "c"},
+            {"id": 9, "name": "never-in-gt"}]
+    images, anns, results = [], [], []
+    ann_id = 1
+    for i, (h, w) in enumerate(sizes):
+        img_id = 10 + 3 * i
+        images.append({"id": img_id, "file_name": f"{img_id:04d}.jpg", "height": h, "width": w})
+        n_gt = 0 if i == 5 else int(rng.integers(2, 7))
+        gts = []
+        for j in range(n_gt):
+            cat = int(rng.choice([1, 3, 7]))
+            r = float(rng.choice([4, 8, 14, 25, 40, 60]))
+            cy, cx = float(rng.uniform(r / 2, h - r / 2)), float(rng.uniform(r / 2, w - r / 2))
+            crowd = j == 0 and i % 3 == 1
+            style = (i + j) % 3
+            if crowd:
+                m = rect(h, w, int(cy - r), int(cx - r), int(cy + r), int(cx + r))
+                rr = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
+                seg = {"size": [h, w], "counts": [int(c) for c in rle_counts(m)]}
+                area = float(m.sum())
+            elif style == 0:
+                seg = [polygon(rng, cy, cx, r, int(rng.integers(5, 12)))]
+                area = shoelace(seg[0])
+                m = mask_util.decode(mask_util.merge(mask_util.frPyObjects(seg, h, w))).astype(bool)
+            elif style == 1:
+                m = ellipse(h, w, cy, cx, r, r * float(rng.uniform(0.5, 1.5)))
+                seg, area = enc(m), float(m.sum())
+            else:
+                m = rect(h, w, int(cy - r / 2), int(cx - r), int(cy + r / 2), int(cx + r))
+                seg = {"size": [h, w], "counts": [int(c) for c in rle_counts(m)]}
+                area = float(m.sum())
+            anns.append({"id": ann_id, "image_id": img_id, "category_id": cat, "segmentation": seg,
+                         "area": area, "iscrowd": int(crowd),
+                         "bbox": [float(v) for v in mask_util.toBbox(mask_util.encode(
+                             np.asfortranarray(m.astype(np.uint8))))]})
+            ann_id += 1
+            gts.append((cat, m, crowd))
+        if i == 7:
+            continue  # an image with ground truth but no predictions
+        # predictions: perturbed copies (sometimes two, sometimes the wrong class), false positives
+        for cat, m, crowd in gts:
+            if crowd:
+                for _ in range(3):  # small detections inside the crowd region
+                    ys, xs = np.nonzero(m)
+                    k = int(rng.integers(len(ys)))
+                    d = ellipse(h, w, ys[k], xs[k], 3, 3) & m
+                    results.append(det(img_id, cat, d, rng))
+                continue
+            if rng.random() < 0.85:
+                results.append(det(img_id, cat, perturb(rng, m), rng))
+            if rng.random() < 0.3:
+                results.append(det(img_id, cat, perturb(rng, m), rng))
+            if rng.random() < 0.2:
+                results.append(det(img_id, int(rng.choice([1, 3, 7, 9])), perturb(rng, m), rng))
+        for _ in range(int(rng.integers(0, 4))):
+            r = float(rng.choice([3, 6, 12, 30]))
+            d = ellipse(h, w, rng.uniform(0, h), rng.uniform(0, w), r, r)
+            results.append(det(img_id, int(rng.choice([1, 3, 7, 9])), d, rng))
+        if i == 2:  # more than maxDets=100 detections of one class in one image
+            for _ in range(105):
+                d = ellipse(h, w, rng.uniform(0, h), rng.uniform(0, w), 2, 2)
+                results.append(det(img_id, 3, d, rng))
+    gt = {"images": images, "annotations": anns, "categories": cats}
+    with open(os.path.join(out, "instances.json"), "w") as f:
+        json.dump(gt, f)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f)
+
+    coco = COCO(os.path.join(out, "instances.json"))
+    dt = coco.loadRes(os.path.join(out, "results.json"))
+    ev = COCOeval(coco, dt, "segm")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump({k: float(v) for k, v in zip(names, ev.stats)}, f, indent=1)
+
+
+def rle_counts(m):
+    flat = m.reshape(-1, order="F").astype(np.uint8)
+    counts, prev, run = [], 0, 0
+    for v in flat:
+        if v != prev:
+            counts.append(run)
+            run, prev = 0, v
+        run += 1
+    counts.append(run)
+    return counts
+
+
+def det(img_id, cat, m, rng):
+    # scores on a 0.05 grid so that ties (stable ordering) are exercised
+    return {"image_id": img_id, "category_id": cat, "segmentation": enc(m),
+            "score": round(float(rng.integers(1, 20)) * 0.05, 2)}
+
+
+# ----------------------------------------------------------------------------------------------
+# panoptic (PQ, panopticapi definition)
+
+OFFSET = 256 * 256 * 256
+VOID = 0
+
+
+def id2rgb(ids):
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
+
+
+def rgb2id(c):
+    c = c.astype(np.uint32)
+    return c[..., 0] + 256 * c[..., 1] + 256 * 256 * c[..., 2]
+
+
+def make_panoptic(rng, out):
+    cats = [{"id": 1, "name": "disc", "isthing": 1}, {"id": 2, "name": "box", "isthing": 1},
+            {"id": 5, "name": "sky", "isthing": 0}, {"id": 8, "name": "grass", "isthing": 0}]
+    h, w = 24, 32
+    os.makedirs(os.path.join(out, "panoptic"), exist_ok=True)
+    os.makedirs(os.path.join(out, "pred"), exist_ok=True)
+    gt_json = {"images": [], "annotations": [], "categories": cats}
+    pred_json = {"annotations": []}
+    for i in range(7):
+        img_id = 100 + i
+        name = f"{img_id}.png"
+        gt_json["images"].append({"id": img_id, "file_name": f"{img_id}.jpg", "height": h, "width": w})
+        gt = np.zeros((h, w), np.uint32)
+        segs = []
+        nid = [1]
+
+        def add(m, cat, crowd=0, target=gt, lst=segs):
+            sid = int(rng.integers(1, 2 ** 20)) if i % 2 else nid[0]
+            nid[0] += 1
+            target[m] = sid
+            lst.append({"id": sid, "category_id": cat, "iscrowd": crowd})
+
+        if i != 3:  # image 3: all VOID, no segments
+            split = int(rng.integers(6, 18))
+            add(rect(h, w, 0, 0, split, w), 5)
+            add(rect(h, w, split, 0, h, w), 8)
+            for j in range(int(rng.integers(1, 5))):
+                cat = int(rng.choice([1, 2]))
+                cy, cx, r = rng.uniform(3, h - 3), rng.uniform(3, w - 3), rng.uniform(2, 7)
+                m = ellipse(h, w, cy, cx, r, r) if cat == 1 else rect(
+                    h, w, int(cy - r), int(cx - r), int(cy + r), int(cx + r))
+                add(m, cat)
+            if i % 3 == 1:  # a crowd region of discs
+                add(rect(h, w, 1, 1, 8, 10), 1, crowd=1)
+            # VOID band
+            gt[:, int(rng.integers(0, w - 2)):][:, :2] = 0
+        present = set(np.unique(gt).tolist())
+        segs = [s for s in segs if s["id"] in present]
+        for s in segs:
+            s["area"] = int((gt == s["id"]).sum())
+        Image.fromarray(id2rgb(gt)).save(os.path.join(out, "panoptic", name))
+        gt_json["annotations"].append({"image_id": img_id, "file_name": name, "segments_info": segs})
+
+        pred = np.zeros((h, w), np.uint32)
+        psegs = []
+        if i != 5:  # image 5: empty prediction
+            nid[0] = 1
+            for s in segs:
+                m = perturb(rng, gt == s["id"]) if rng.random() < 0.8 else (gt == s["id"])
+                cat = s["category_id"] if rng.random() < 0.85 else int(rng.choice([1, 2, 5, 8]))
+                if rng.random() < 0.9:
+                    add(m, cat, target=pred, lst=psegs)
+            # a false positive, one mostly on VOID, one inside a crowd region
+            add(ellipse(h, w, rng.uniform(0, h), rng.uniform(0, w), 3, 3), int(rng.choice([1, 2])),
+                target=pred, lst=psegs)
+            add(gt == 0, 2, target=pred, lst=psegs)
+            if i % 3 == 1:
+                add(rect(h, w, 2, 2, 6, 6), 1, target=pred, lst=psegs)
+        present = set(np.unique(pred).tolist())
+        psegs = [s for s in psegs if s["id"] in present]
+        Image.fromarray(id2rgb(pred)).save(os.path.join(out, "pred", name))
+        pred_json["annotations"].append({"image_id": img_id, "file_name": name, "segments_info": psegs})
+    with open(os.path.join(out, "panoptic.json"), "w") as f:
+        json.dump(gt_json, f)
+    with open(os.path.join(out, "pred.json"), "w") as f:
+        json.dump(pred_json, f)
+    res = pq_compute(os.path.join(out, "panoptic.json"), os.path.join(out, "pred.json"),
+                     os.path.join(out, "panoptic"), os.path.join(out, "pred"))
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump(res, f, indent=1)
+
+
+def pq_compute(gt_json_file, pred_json_file, gt_folder, pred_folder):
+    """panopticapi/evaluation.py `pq_compute`, single process."""
+    gt_json = json.load(open(gt_json_file))
+    pred_json = json.load(open(pred_json_file))
+    categories = {el["id"]: el for el in gt_json["categories"]}
+    pred_annotations = {el["image_id"]: el for el in pred_json["annotations"]}
+    stat = defaultdict(lambda: {"iou": 0.0, "tp": 0, "fp": 0, "fn": 0})
+    for gt_ann in gt_json["annotations"]:
+        pred_ann = pred_annotations[gt_ann["image_id"]]
+        pan_gt = rgb2id(np.array(Image.open(os.path.join(gt_folder, gt_ann["file_name"])), dtype=np.uint32))
+        pan_pred = rgb2id(np.array(Image.open(os.path.join(pred_folder, pred_ann["file_name"])), dtype=np.uint32))
+        gt_segms = {el["id"]: dict(el) for el in gt_ann["segments_info"]}
+        pred_segms = {el["id"]: dict(el) for el in pred_ann["segments_info"]}
+        pred_labels_set = set(el["id"] for el in pred_ann["segments_info"])
+        labels, labels_cnt = np.unique(pan_pred, return_counts=True)
+        for label, label_cnt in zip(labels, labels_cnt):
+            if label not in pred_segms:
+                if label == VOID:
+                    continue
+                raise KeyError("segment {} in PNG, not in JSON".format(label))
+            pred_segms[label]["area"] = label_cnt
+            pred_labels_set.remove(label)
+            if pred_segms[label]["category_id"] not in categories:
+                raise KeyError("unknown category")
+        if len(pred_labels_set) != 0:
+            raise KeyError("segments in JSON, not in PNG")
+        pan_gt_pred = pan_gt.astype(np.uint64) * OFFSET + pan_pred.astype(np.uint64)
+        gt_pred_map = {}
+        labels, labels_cnt = np.unique(pan_gt_pred, return_counts=True)
+        for label, intersection in zip(labels, labels_cnt):
+            gt_pred_map[(label // OFFSET, label % OFFSET)] = intersection
+        gt_matched, pred_matched = set(), set()
+        for (gt_label, pred_label), intersection in gt_pred_map.items():
+            if gt_label not in gt_segms or pred_label not in pred_segms:
+                continue
+            if gt_segms[gt_label]["iscrowd"] == 1:
+                continue
+            if gt_segms[gt_label]["category_id"] != pred_segms[pred_label]["category_id"]:
+                continue
+            union = (pred_segms[pred_label]["area"] + gt_segms[gt_label]["area"] - intersection
+                     - gt_pred_map.get((VOID, pred_label), 0))
+            iou = intersection / union
+            if iou > 0.5:
+                stat[gt_segms[gt_label]["category_id"]]["tp"] += 1
+                stat[gt_segms[gt_label]["category_id"]]["iou"] += iou
+                gt_matched.add(gt_label)
+                pred_matched.add(pred_label)
+        crowd_labels_dict = {}
+        for gt_label, gt_info in gt_segms.items():
+            if gt_label in gt_matched:
+                continue
+            if gt_info["iscrowd"] == 1:
+                crowd_labels_dict[gt_info["category_id"]] = gt_label
+                continue
+            stat[gt_info["category_id"]]["fn"] += 1
+        for pred_label, pred_info in pred_segms.items():
+            if pred_label in pred_matched:
+                continue
+            intersection = gt_pred_map.get((VOID, pred_label), 0)
+            if pred_info["category_id"] in crowd_labels_dict:
+                intersection += gt_pred_map.get((crowd_labels_dict[pred_info["category_id"]], pred_label), 0)
+            if intersection / pred_info["area"] > 0.5:
+                continue
+            stat[pred_info["category_id"]]["fp"] += 1
+
+    results = {}
+    for name, isthing in [("All", None), ("Things", True), ("Stuff", False)]:
+        pq = sq = rq = 0.0
+        n = 0
+        per_class = {}
+        for label, info in categories.items():
+            if isthing is not None and (info["isthing"] == 1) != isthing:
+                continue
+            s = stat[label]
+            if s["tp"] + s["fp"] + s["fn"] == 0:
+                per_class[label] = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
+                continue
+            n += 1
+            d = s["tp"] + 0.5 * s["fp"] + 0.5 * s["fn"]
+            pc, sc, rc = s["iou"] / d, (s["iou"] / s["tp"] if s["tp"] else 0.0), s["tp"] / d
+            per_class[label] = {"pq": pc, "sq": sc, "rq": rc}
+            pq, sq, rq = pq + pc, sq + sc, rq + rc
+        results[name] = {"pq": pq / n, "sq": sq / n, "rq": rq / n, "n": n}
+        if name == "All":
+            results["per_class"] = {str(k): v for k, v in per_class.items()}
+    results["stats"] = {str(k): {kk: float(vv) for kk, vv in v.items()} for k, v in stat.items()}
+    return results
+
+
+# ----------------------------------------------------------------------------------------------
+# semantic (detectron2 SemSegEvaluator definition)
+
+def make_semantic(rng, out, k=6, ignore=255):
+    os.makedirs(os.path.join(out, "labels"), exist_ok=True)
+    os.makedirs(os.path.join(out, "pred"), exist_ok=True)
+    conf = np.zeros((k + 1, k + 1), np.int64)
+    for i in range(5):
+        h, w = 20 + i, 24
+        gt = np.zeros((h, w), np.uint8)
+        gt[:] = int(rng.integers(0, k - 1))  # class k-1 never in the ground truth
+        for _ in range(4):
+            gt[ellipse(h, w, rng.uniform(0, h), rng.uniform(0, w), 5, 7)] = int(rng.integers(0, k - 1))
+        gt[rng.random((h, w)) < 0.05] = ignore
+        pred = gt.copy()
+        pred[pred == ignore] = int(rng.integers(0, k))
+        noise = rng.random((h, w)) < 0.2
+        pred[noise] = rng.integers(0, k, int(noise.sum()))
+        name = f"s{i:02d}.png"
+        Image.fromarray(gt).save(os.path.join(out, "labels", name))
+        Image.fromarray(pred).save(os.path.join(out, "pred", name))
+        g = gt.astype(np.int64).reshape(-1)
+        g[g == ignore] = k
+        conf += np.bincount((k + 1) * pred.astype(np.int64).reshape(-1) + g,
+                            minlength=conf.size).reshape(conf.shape)
+    acc = np.full(k, np.nan, dtype=float)
+    iou = np.full(k, np.nan, dtype=float)
+    tp = conf.diagonal()[:-1].astype(float)
+    pos_gt = np.sum(conf[:-1, :-1], axis=0).astype(float)
+    class_weights = pos_gt / np.sum(pos_gt)
+    pos_pred = np.sum(conf[:-1, :-1], axis=1).astype(float)
+    acc_valid = pos_gt > 0
+    acc[acc_valid] = tp[acc_valid] / pos_gt[acc_valid]
+    union = pos_gt + pos_pred - tp
+    iou_valid = np.logical_and(acc_valid, union > 0)
+    iou[iou_valid] = tp[iou_valid] / union[iou_valid]
+    res = {
+        "num_classes": k,
+        "mIoU": float(np.sum(iou[iou_valid]) / np.sum(iou_valid)),
+        "fwIoU": float(np.sum(iou[iou_valid] * class_weights[iou_valid])),
+        "mACC": float(np.sum(acc[acc_valid]) / np.sum(acc_valid)),
+        "pACC": float(np.sum(tp) / np.sum(pos_gt)),
+        "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
+    }
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump(res, f, indent=1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "eval"))
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    for sub, fn in [("rle", make_rle_cases), ("instance", make_instance), ("panoptic", make_panoptic),
+                    ("semantic", make_semantic)]:
+        d = os.path.join(args.out, sub)
+        os.makedirs(d, exist_ok=True)
+        fn(rng, d)
+        print("wrote", d)
+
+
+if __name__ == "__main__":
+    main()

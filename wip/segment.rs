@@ -1,0 +1,329 @@
+//! Segmenting images end to end: pre-processing, the network, post-processing, and the files the
+//! `segment` CLI writes (overlay PNG, segments JSON, COCO-panoptic PNG, semantic label PNG).
+//!
+//! ```no_run
+//! use mask2former::{segment::{Segmenter, Task}, Runtime};
+//! let rt = Runtime::new()?;
+//! let mut seg = Segmenter::load(&rt, "assets/demo-model".as_ref())?;
+//! let image = image::open("assets/demo.png")?;
+//! let result = seg.segment(&image, Task::Panoptic)?;
+//! for s in result.segments(seg.labels()) {
+//!     println!("{} {:.2} {} px", s.label_name, s.score, s.area);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, RgbImage};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::data::{rle::Rle, Mask};
+use crate::model::postprocess::{self, Instances, Panoptic, PostprocessConfig, RawOutputs, Semantic};
+use crate::model::preprocess::{preprocess, PreprocessConfig, Preprocessed};
+use crate::model::{LabelInfo, Mask2Former, ModelError, RawBatch};
+use crate::visualize;
+use crate::Runtime;
+
+/// What to produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Panoptic,
+    Instance,
+    Semantic,
+}
+
+#[derive(Debug, Error)]
+pub enum SegmentError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot encode {path}: {source}")]
+    Encode { path: PathBuf, source: image::ImageError },
+}
+
+/// A loaded model with its pre- and post-processing settings.
+pub struct Segmenter {
+    model: Mask2Former,
+    pub preprocess: PreprocessConfig,
+    pub postprocess: PostprocessConfig,
+}
+
+/// The result for one image, at the image's original size.
+pub enum Segmentation {
+    Panoptic(Panoptic),
+    Instance(Instances),
+    Semantic(Semantic),
+}
+
+/// One segment as written to JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct SegmentInfo {
+    pub id: u32,
+    pub label_id: u32,
+    pub label_name: String,
+    pub is_thing: bool,
+    pub score: f32,
+    pub area: u64,
+    /// [x, y, width, height]
+    pub bbox: [u32; 4],
+    /// COCO compressed RLE of the segment's mask (instance task only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segmentation: Option<RleJson>,
+}
+
+/// COCO RLE as JSON (`{"size": [h, w], "counts": "..."}`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RleJson {
+    pub size: [usize; 2],
+    pub counts: String,
+}
+
+impl Segmenter {
+    /// Loads a checkpoint folder (`config.json` + `model.safetensors`).
+    pub fn load(rt: &Runtime, dir: &Path) -> Result<Self, SegmentError> {
+        Ok(Self {
+            model: Mask2Former::load(rt, dir)?,
+            preprocess: PreprocessConfig::default(),
+            postprocess: PostprocessConfig::default(),
+        })
+    }
+
+    pub fn model(&self) -> &Mask2Former {
+        &self.model
+    }
+
+    pub fn labels(&self) -> &LabelInfo {
+        self.model.labels()
+    }
+
+    /// Segments one image.
+    pub fn segment(&mut self, image: &DynamicImage, task: Task) -> Result<Segmentation, SegmentError> {
+        let pre = preprocess(image, &self.preprocess);
+        let raw = self.model.forward(&pre.pixel_values, 1, pre.height, pre.width)?;
+        Ok(self.postprocess(&raw, 0, &pre, task))
+    }
+
+    /// Runs the network on an already pre-processed `[B, 3, H, W]` batch.
+    pub fn forward(&mut self, pixel_values: &[f32], batch: usize, height: usize, width: usize) -> Result<RawBatch, SegmentError> {
+        Ok(self.model.forward(pixel_values, batch, height, width)?)
+    }
+
+    /// Post-processes image `b` of a raw batch into a result at `pre.original_size`.
+    pub fn postprocess(&self, raw: &RawBatch, b: usize, pre: &Preprocessed, task: Task) -> Segmentation {
+        let (q, c) = (raw.num_queries, raw.num_classes_with_void);
+        let (h, w) = raw.mask_size;
+        let out = RawOutputs {
+            class_logits: &raw.class_logits[b * q * c..(b + 1) * q * c],
+            mask_logits: &raw.mask_logits[b * q * h * w..(b + 1) * q * h * w],
+            num_queries: q,
+            num_classes_with_void: c,
+            mask_size: raw.mask_size,
+            input_size: (pre.height, pre.width),
+            output_size: pre.original_size,
+        };
+        let labels = self.model.labels();
+        let is_thing = |l: u32| labels.is_thing(l);
+        match task {
+            Task::Panoptic => Segmentation::Panoptic(postprocess::panoptic(&out, &self.postprocess, &is_thing)),
+            Task::Instance => Segmentation::Instance(postprocess::instance(&out, &self.postprocess, None)),
+            Task::Semantic => Segmentation::Semantic(postprocess::semantic(&out)),
+        }
+    }
+}
+
+impl Segmentation {
+    /// The segments with label names; instance masks come as COCO RLE.
+    pub fn segments(&self, labels: &LabelInfo) -> Vec<SegmentInfo> {
+        match self {
+            Segmentation::Panoptic(p) => p
+                .segments
+                .iter()
+                .map(|s| SegmentInfo {
+                    id: s.id,
+                    label_id: s.label_id,
+                    label_name: labels.name(s.label_id),
+                    is_thing: s.is_thing,
+                    score: s.score,
+                    area: s.area,
+                    bbox: s.bbox,
+                    segmentation: None,
+                })
+                .collect(),
+            Segmentation::Instance(r) => r
+                .instances
+                .iter()
+                .enumerate()
+                .map(|(i, inst)| {
+                    let rle = Rle::encode(&Mask::from_map(r.height, r.width, &inst.mask, |b| b));
+                    SegmentInfo {
+                        id: i as u32 + 1,
+                        label_id: inst.label_id,
+                        label_name: labels.name(inst.label_id),
+                        is_thing: labels.is_thing(inst.label_id),
+                        score: inst.score,
+                        area: inst.area,
+                        bbox: inst.bbox,
+                        segmentation: Some(RleJson { size: [r.height, r.width], counts: rle.to_compressed() }),
+                    }
+                })
+                .collect(),
+            Segmentation::Semantic(s) => {
+                let mut areas = std::collections::BTreeMap::<u32, u64>::new();
+                for &l in &s.labels {
+                    *areas.entry(l).or_default() += 1;
+                }
+                areas
+                    .into_iter()
+                    .map(|(l, area)| {
+                        let ids: Vec<u32> = s.labels.iter().map(|&v| (v == l) as u32).collect();
+                        SegmentInfo {
+                            id: l + 1,
+                            label_id: l,
+                            label_name: labels.name(l),
+                            is_thing: labels.is_thing(l),
+                            score: 1.0,
+                            area,
+                            bbox: bbox_of(&ids, s.width),
+                            segmentation: None,
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// An id map at the original size (0 = nothing) for drawing: panoptic segment ids, instance
+    /// indices (higher scores drawn on top), or semantic label + 1.
+    pub fn id_map(&self) -> Vec<u32> {
+        match self {
+            Segmentation::Panoptic(p) => p.ids.clone(),
+            Segmentation::Instance(r) => {
+                let mut ids = vec![0u32; r.height * r.width];
+                let mut order: Vec<usize> = (0..r.instances.len()).collect();
+                order.sort_by(|&a, &b| r.instances[a].score.total_cmp(&r.instances[b].score));
+                for i in order {
+                    for (p, &m) in ids.iter_mut().zip(&r.instances[i].mask) {
+                        if m {
+                            *p = i as u32 + 1;
+                        }
+                    }
+                }
+                ids
+            }
+            Segmentation::Semantic(s) => s.labels.iter().map(|&l| l + 1).collect(),
+        }
+    }
+
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            Segmentation::Panoptic(p) => (p.height, p.width),
+            Segmentation::Instance(r) => (r.height, r.width),
+            Segmentation::Semantic(s) => (s.height, s.width),
+        }
+    }
+}
+
+fn bbox_of(ids: &[u32], width: usize) -> [u32; 4] {
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+    for (i, &v) in ids.iter().enumerate() {
+        if v != 0 {
+            let (x, y) = (i % width, i / width);
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+        }
+    }
+    if x0 == usize::MAX {
+        return [0; 4];
+    }
+    [x0 as u32, y0 as u32, (x1 - x0 + 1) as u32, (y1 - y0 + 1) as u32]
+}
+
+/// Writes `<stem>.overlay.png`, `<stem>.json`, and for panoptic `<stem>.panoptic.png` (COCO RGB
+/// ids) and `<stem>.semantic.png`; for semantic `<stem>.semantic.png`. Returns the paths written.
+pub fn write_outputs(
+    dir: &Path,
+    stem: &str,
+    image: &RgbImage,
+    task: Task,
+    result: &Segmentation,
+    labels: &LabelInfo,
+) -> Result<Vec<PathBuf>, SegmentError> {
+    std::fs::create_dir_all(dir).map_err(|source| SegmentError::Write { path: dir.into(), source })?;
+    let (h, w) = result.size();
+    let segments = result.segments(labels);
+    let mut written = Vec::new();
+
+    let regions: Vec<visualize::Region> = segments
+        .iter()
+        .map(|s| visualize::Region {
+            id: match result {
+                Segmentation::Semantic(_) => s.label_id + 1,
+                _ => s.id,
+            },
+            color: visualize::color(if s.is_thing { s.id * 7919 + s.label_id } else { s.label_id }),
+            caption: match task {
+                Task::Semantic => s.label_name.clone(),
+                _ => format!("{} {:.0}%", s.label_name, s.score * 100.0),
+            },
+        })
+        .collect();
+    let overlay = visualize::overlay(image, &result.id_map(), &regions);
+    let path = dir.join(format!("{stem}.overlay.png"));
+    overlay.save(&path).map_err(|source| SegmentError::Encode { path: path.clone(), source })?;
+    written.push(path);
+
+    #[derive(Serialize)]
+    struct Json<'a> {
+        task: Task,
+        height: usize,
+        width: usize,
+        segments: &'a [SegmentInfo],
+    }
+    let path = dir.join(format!("{stem}.json"));
+    let text = serde_json::to_string_pretty(&Json { task, height: h, width: w, segments: &segments }).expect("plain data");
+    write_atomic(&path, text.as_bytes())?;
+    written.push(path);
+
+    if let Segmentation::Panoptic(p) = result {
+        let path = dir.join(format!("{stem}.panoptic.png"));
+        visualize::panoptic_png(&p.ids, w as u32, h as u32)
+            .save(&path)
+            .map_err(|source| SegmentError::Encode { path: path.clone(), source })?;
+        written.push(path);
+        // Semantic view of the panoptic result: label per pixel, 255 where void.
+        let by_id: std::collections::HashMap<u32, u32> = p.segments.iter().map(|s| (s.id, s.label_id)).collect();
+        let labels_map: Vec<u32> = p.ids.iter().map(|id| by_id.get(id).copied().unwrap_or(255)).collect();
+        let path = dir.join(format!("{stem}.semantic.png"));
+        visualize::LabelPng::new(&labels_map, w as u32, h as u32)
+            .save(&path)
+            .map_err(|source| SegmentError::Encode { path: path.clone(), source })?;
+        written.push(path);
+    }
+    if let Segmentation::Semantic(s) = result {
+        let path = dir.join(format!("{stem}.semantic.png"));
+        visualize::LabelPng::new(&s.labels, w as u32, h as u32)
+            .save(&path)
+            .map_err(|source| SegmentError::Encode { path: path.clone(), source })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Writes a file through a temporary file in the same folder and a rename, so a reader never
+/// sees half a file and an existing file is never left truncated.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SegmentError> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!(
+        "{}.tmp{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
+    ));
+    let err = |source| SegmentError::Write { path: path.into(), source };
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
