@@ -7,8 +7,8 @@
 pub mod data;
 pub mod error;
 pub mod eval;
-pub mod model;
 pub mod graph;
+pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod runtime;

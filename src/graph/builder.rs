@@ -58,7 +58,7 @@ impl Graph {
             names: HashMap::new(),
             scope: Vec::new(),
             grads: Vec::new(),
-            accumulate: Arc::new(super::ops::Add),
+            accumulate: Arc::new(super::ops::Binary(super::ops::BinaryKind::Add)),
         }
     }
 

@@ -8,8 +8,9 @@ pub fn sine_position_embedding(h: usize, w: usize, num_feats: usize) -> Vec<f32>
     let scale = 2.0 * std::f64::consts::PI;
     let eps = 1e-6;
     // Computed in f32 like PyTorch, so parity does not depend on rounding in a different order.
-    let dim_t: Vec<f32> =
-        (0..num_feats).map(|i| 10000f32.powf(2.0 * (i / 2) as f32 / num_feats as f32)).collect();
+    let dim_t: Vec<f32> = (0..num_feats)
+        .map(|i| 10000f32.powf(2.0 * (i / 2) as f32 / num_feats as f32))
+        .collect();
     let c = 2 * num_feats;
     let mut out = vec![0.0f32; h * w * c];
     for y in 0..h {

@@ -36,9 +36,10 @@ impl LabelInfo {
     /// From `id2label` names and an optional categories file (see the module docs).
     pub fn load(names: Vec<String>, categories: Option<&Path>) -> Result<Self, String> {
         if let Some(path) = categories.filter(|p| p.exists()) {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let cats: Vec<Category> =
-                serde_json::from_str(&text).map_err(|e| format!("{}: not a list of categories: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let cats: Vec<Category> = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a list of categories: {e}", path.display()))?;
             if cats.len() != names.len() {
                 return Err(format!(
                     "{}: {} categories but the model has {} labels",
@@ -48,11 +49,19 @@ impl LabelInfo {
                 ));
             }
             let things = cats.iter().map(|c| c.isthing != 0).collect();
-            let names = names.into_iter().zip(&cats).map(|(n, c)| if n.is_empty() { c.name.clone() } else { n }).collect();
+            let names = names
+                .into_iter()
+                .zip(&cats)
+                .map(|(n, c)| if n.is_empty() { c.name.clone() } else { n })
+                .collect();
             return Ok(Self { names, things });
         }
         let n = names.len();
-        let things = if n == 133 { (0..n).map(|i| i < 80).collect() } else { vec![true; n] };
+        let things = if n == 133 {
+            (0..n).map(|i| i < 80).collect()
+        } else {
+            vec![true; n]
+        };
         Ok(Self { names, things })
     }
 
@@ -63,7 +72,10 @@ impl LabelInfo {
         self.names.is_empty()
     }
     pub fn name(&self, label: u32) -> String {
-        self.names.get(label as usize).cloned().unwrap_or_else(|| format!("label{label}"))
+        self.names
+            .get(label as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("label{label}"))
     }
     pub fn is_thing(&self, label: u32) -> bool {
         self.things.get(label as usize).copied().unwrap_or(true)
@@ -82,11 +94,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("m2f-labels-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("categories.json");
-        std::fs::write(&path, r#"[{"name":"sky","isthing":0},{"name":"ball","isthing":1}]"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"[{"name":"sky","isthing":0},{"name":"ball","isthing":1}]"#,
+        )
+        .unwrap();
         let l = LabelInfo::load(vec!["".into(), "ball".into()], Some(&path)).unwrap();
         assert_eq!(l.name(0), "sky");
         assert!(!l.is_thing(0) && l.is_thing(1));
         let err = LabelInfo::load(vec!["a".into()], Some(&path)).unwrap_err();
-        assert!(err.contains("2 categories") && err.contains("1 labels"), "{err}");
+        assert!(
+            err.contains("2 categories") && err.contains("1 labels"),
+            "{err}"
+        );
     }
 }

@@ -5,33 +5,50 @@
 //! `Unsupported` error naming the family) — its shape and backward rules already work, so graphs
 //! that use it build, differentiate and plan.
 
+mod attention;
+mod conv;
+mod norm;
+mod tensor;
+
+pub use attention::{
+    DeformAttn, DeformAttnBackward, MaskedAttention, MaskedAttentionBackward, WindowAttention,
+    WindowAttentionBackward,
+};
+pub use conv::{Bilinear, BilinearBackward, Conv2d, Conv2dBackward};
+pub use norm::{GroupNorm, GroupNormBackward, LayerNorm, LayerNormBackward};
+pub use tensor::{
+    broadcast_shapes, Binary, BinaryKind, BroadcastTo, Concat, LessThanZero, MatMul, Pad, Permute,
+    Slice, Softmax, SoftmaxBackward, SumTo, Unary, UnaryBackward, UnaryKind,
+};
+
 use super::builder::Graph;
 use super::ir::{Io, Op, TensorInfo, Value};
-use super::Result;
+use super::{GraphError, Result};
 use crate::runtime::{Dispatch, Runtime};
 
 fn pending(op: &'static str, family: &str) -> crate::Error {
     crate::Error::Unsupported {
         op,
-        what: format!("the `{family}` kernel family is not in this build yet"),
+        what: format!("the `{family}` kernels are not in this build yet"),
     }
 }
 
-fn same_shape(inputs: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-    let first = inputs[0];
-    if let Some(other) = inputs.iter().find(|i| i.shape != first.shape) {
-        return Err(format!(
-            "shapes {:?} and {:?} differ",
-            first.shape, other.shape
-        ));
+fn arity(inputs: &[&TensorInfo], n: usize) -> std::result::Result<(), String> {
+    if inputs.len() != n {
+        return Err(format!("takes {n} inputs, got {}", inputs.len()));
     }
-    if let Some(other) = inputs.iter().find(|i| i.dtype != first.dtype) {
-        return Err(format!(
-            "dtypes {:?} and {:?} differ",
-            first.dtype, other.dtype
-        ));
-    }
-    Ok(vec![first.clone()])
+    Ok(())
+}
+
+fn infer_err<T>(msg: impl Into<String>) -> std::result::Result<T, String> {
+    Err(msg.into())
+}
+
+/// Backward nodes are not differentiated again (no second-order training here).
+fn no_second_order<T>(op: &str) -> Result<T> {
+    Err(GraphError::Backward(format!(
+        "{op} has no backward rule (second derivatives are not supported)"
+    )))
 }
 
 // ---- views ---------------------------------------------------------------------------------
@@ -115,36 +132,6 @@ impl Op for Detach {
     }
 }
 
-// ---- elementwise ---------------------------------------------------------------------------
-
-/// `a + b` for equal shapes; also the default accumulator of gradient contributions.
-#[derive(Debug, Clone)]
-pub struct Add;
-
-impl Op for Add {
-    fn name(&self) -> &str {
-        "add"
-    }
-    fn infer(&self, inputs: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        if inputs.len() != 2 {
-            return Err(format!("takes 2 inputs, got {}", inputs.len()));
-        }
-        same_shape(inputs)
-    }
-    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        Err(pending("add", "elementwise"))
-    }
-    fn backward(
-        &self,
-        _g: &mut Graph,
-        _inputs: &[Value],
-        _outputs: &[Value],
-        grads: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
-        Ok(vec![grads[0], grads[0]])
-    }
-}
-
 impl Graph {
     /// `x` seen with shape `shape` (same element count; shares the buffer).
     pub fn reshape(&mut self, x: Value, shape: &[usize]) -> Result<Value> {
@@ -159,10 +146,5 @@ impl Graph {
     /// `x` without gradient (stop-gradient).
     pub fn detach(&mut self, x: Value) -> Result<Value> {
         self.apply1(Detach, &[x])
-    }
-
-    /// `a + b` (same shapes).
-    pub fn add(&mut self, a: Value, b: Value) -> Result<Value> {
-        self.apply1(Add, &[a, b])
     }
 }

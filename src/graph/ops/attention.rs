@@ -1,0 +1,343 @@
+//! The three attentions: Swin window attention, masked (cross/self) attention and multi-scale
+//! deformable attention. Each forward saves what its backward reads.
+
+use std::sync::Arc;
+
+use super::{arity, infer_err, no_second_order, pending};
+use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
+use crate::ops::window_attention::{
+    window_attention_into, WindowAttentionInputs, WindowAttentionOptions,
+};
+use crate::runtime::{Dispatch, Runtime};
+
+/// Swin window attention: (q, k, v [B, H, W, C], table [(2w−1)², heads], pad_k?, pad_v? [C])
+/// → (out [B, H, W, C], lse [B, nW, heads, w²]).
+#[derive(Debug, Clone)]
+pub struct WindowAttention {
+    pub heads: usize,
+    pub window: usize,
+    pub shift: usize,
+    /// Padding tokens' key and value are given (HF: the key/value linear biases).
+    pub pad_tokens: bool,
+}
+
+impl WindowAttention {
+    fn opts(&self) -> WindowAttentionOptions {
+        WindowAttentionOptions {
+            heads: self.heads,
+            window: self.window,
+            shift: self.shift,
+            scale: None,
+        }
+    }
+}
+
+impl Op for WindowAttention {
+    fn name(&self) -> &str {
+        "window_attention"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
+        arity(i, if self.pad_tokens { 6 } else { 4 })?;
+        let [b, h, w, c] = i[0].shape[..] else {
+            return infer_err("q must be [B, H, W, C]");
+        };
+        if i[1].shape != i[0].shape || i[2].shape != i[0].shape {
+            return infer_err("q, k and v must have one shape");
+        }
+        let win = self.window;
+        if win == 0 || self.shift >= win || self.heads == 0 || c % self.heads != 0 {
+            return infer_err(format!(
+                "window {win}, shift {}, heads {} do not fit C = {c}",
+                self.shift, self.heads
+            ));
+        }
+        let table = [(2 * win - 1) * (2 * win - 1), self.heads];
+        if i[3].shape != table {
+            return infer_err(format!("table must be {table:?}, is {:?}", i[3].shape));
+        }
+        let nw = h.div_ceil(win) * w.div_ceil(win);
+        Ok(vec![
+            i[0].clone(),
+            TensorInfo::f32(&[b, nw, self.heads, win * win]),
+        ])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let x = WindowAttentionInputs {
+            q: io.inputs[0],
+            k: io.inputs[1],
+            v: io.inputs[2],
+            table: io.inputs[3],
+            pad_k: io.inputs.get(4).copied(),
+            pad_v: io.inputs.get(5).copied(),
+        };
+        window_attention_into(rt, &x, io.outputs[0], io.outputs[1], &self.opts())
+    }
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[Value],
+        y: &[Value],
+        dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        let Some(dy) = dy[0] else {
+            return Ok(vec![None; x.len()]);
+        };
+        let mut inputs = vec![dy, y[0], y[1]];
+        inputs.extend_from_slice(x);
+        let outs = g.apply(Arc::new(WindowAttentionBackward(self.clone())), &inputs)?;
+        Ok(outs.into_iter().map(Some).collect())
+    }
+}
+
+/// (dy, out, lse, q, k, v, table, pad_k?, pad_v?) → (dq, dk, dv, dtable, dpad_k?, dpad_v?).
+#[derive(Debug, Clone)]
+pub struct WindowAttentionBackward(pub WindowAttention);
+
+impl Op for WindowAttentionBackward {
+    fn name(&self) -> &str {
+        "window_attention_backward"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
+        arity(i, 3 + if self.0.pad_tokens { 6 } else { 4 })?;
+        Ok(i[3..].iter().map(|t| (*t).clone()).collect())
+    }
+    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        Err(pending(
+            "window_attention_backward",
+            "window_attention backward",
+        ))
+    }
+    fn backward(
+        &self,
+        _g: &mut Graph,
+        _x: &[Value],
+        _y: &[Value],
+        _dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        no_second_order("window_attention_backward")
+    }
+}
+
+/// Multi-head attention with an optional blocking mask (1 = blocked; a fully blocked row
+/// attends everywhere, as Mask2Former): (q [B, Q, C], k [B, N, C], v [B, N, C], mask? [B, Q, N])
+/// → out [B, Q, C].
+#[derive(Debug, Clone)]
+pub struct MaskedAttention {
+    pub heads: usize,
+    pub masked: bool,
+}
+
+impl Op for MaskedAttention {
+    fn name(&self) -> &str {
+        "masked_attention"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
+        arity(i, 3 + self.masked as usize)?;
+        let [b, q, c] = i[0].shape[..] else {
+            return infer_err("q must be [B, Q, C]");
+        };
+        let [bk, n, ck] = i[1].shape[..] else {
+            return infer_err("k must be [B, N, C]");
+        };
+        if bk != b || ck != c || i[2].shape != i[1].shape {
+            return infer_err("k and v must be [B, N, C] with the batch and width of q");
+        }
+        if self.heads == 0 || c % self.heads != 0 {
+            return infer_err(format!("{} heads do not divide C = {c}", self.heads));
+        }
+        if self.masked && i[3].shape != [b, q, n] {
+            return infer_err(format!("mask must be [{b}, {q}, {n}], is {:?}", i[3].shape));
+        }
+        Ok(vec![i[0].clone()])
+    }
+    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        Err(pending("masked_attention", "masked_attention"))
+    }
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[Value],
+        y: &[Value],
+        dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        let Some(dy) = dy[0] else {
+            return Ok(vec![None; x.len()]);
+        };
+        let mut inputs = vec![dy, y[0]];
+        inputs.extend_from_slice(x);
+        let outs = g.apply(Arc::new(MaskedAttentionBackward(self.clone())), &inputs)?;
+        let mut grads: Vec<Option<Value>> = outs.into_iter().map(Some).collect();
+        if self.masked {
+            grads.push(None); // the mask is a detached 0/1 tensor
+        }
+        Ok(grads)
+    }
+}
+
+/// (dy, out, q, k, v, mask?) → (dq, dk, dv).
+#[derive(Debug, Clone)]
+pub struct MaskedAttentionBackward(pub MaskedAttention);
+
+impl Op for MaskedAttentionBackward {
+    fn name(&self) -> &str {
+        "masked_attention_backward"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
+        arity(i, 5 + self.0.masked as usize)?;
+        Ok(vec![i[2].clone(), i[3].clone(), i[4].clone()])
+    }
+    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        Err(pending("masked_attention_backward", "masked_attention"))
+    }
+    fn backward(
+        &self,
+        _g: &mut Graph,
+        _x: &[Value],
+        _y: &[Value],
+        _dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        no_second_order("masked_attention_backward")
+    }
+}
+
+/// Multi-scale deformable attention sampling (MSDeformAttn core): (value [B, S, H, D],
+/// locations [B, Lq, H, L, P, 2] in [0, 1], weights [B, Lq, H, L, P]) → [B, Lq, H·D], with
+/// level sizes `shapes` ((h, w) per level, Σ h·w = S).
+#[derive(Debug, Clone)]
+pub struct DeformAttn {
+    pub shapes: Vec<(usize, usize)>,
+}
+
+impl Op for DeformAttn {
+    fn name(&self) -> &str {
+        "deform_attn"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
+        arity(i, 3)?;
+        let [b, s, h, d] = i[0].shape[..] else {
+            return infer_err("value must be [B, S, H, D]");
+        };
+        let total: usize = self.shapes.iter().map(|(h, w)| h * w).sum();
+        if total != s {
+            return infer_err(format!(
+                "level sizes {:?} sum to {total}, not S = {s}",
+                self.shapes
+            ));
+        }
+        let [bl, lq, hl, l, p, 2] = i[1].shape[..] else {
+            return infer_err("locations must be [B, Lq, H, L, P, 2]");
+        };
+        if bl != b || hl != h || l != self.shapes.len() {
+            return infer_err("locations disagree with value or the level count");
+        }
+        if i[2].shape != [b, lq, h, l, p] {
+            return infer_err(format!("weights must be {:?}", [b, lq, h, l, p]));
+        }
+        Ok(vec![TensorInfo::f32(&[b, lq, h * d])])
+    }
+    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        Err(pending("deform_attn", "deform_attn"))
+    }
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[Value],
+        _y: &[Value],
+        dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        let Some(dy) = dy[0] else {
+            return Ok(vec![None; 3]);
+        };
+        let outs = g.apply(
+            Arc::new(DeformAttnBackward(self.clone())),
+            &[dy, x[0], x[1], x[2]],
+        )?;
+        Ok(outs.into_iter().map(Some).collect())
+    }
+}
+
+/// (dy, value, locations, weights) → (dvalue, dlocations, dweights).
+#[derive(Debug, Clone)]
+pub struct DeformAttnBackward(pub DeformAttn);
+
+impl Op for DeformAttnBackward {
+    fn name(&self) -> &str {
+        "deform_attn_backward"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
+        arity(i, 4)?;
+        Ok(i[1..].iter().map(|t| (*t).clone()).collect())
+    }
+    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        Err(pending("deform_attn_backward", "deform_attn"))
+    }
+    fn backward(
+        &self,
+        _g: &mut Graph,
+        _x: &[Value],
+        _y: &[Value],
+        _dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        no_second_order("deform_attn_backward")
+    }
+}
+
+impl Graph {
+    /// Swin window attention on `q, k, v [B, H, W, C]` (padding tokens are zeros).
+    #[allow(clippy::too_many_arguments)]
+    pub fn window_attention(
+        &mut self,
+        q: Value,
+        k: Value,
+        v: Value,
+        table: Value,
+        heads: usize,
+        window: usize,
+        shift: usize,
+    ) -> Result<Value> {
+        let op = WindowAttention {
+            heads,
+            window,
+            shift,
+            pad_tokens: false,
+        };
+        Ok(self.apply(Arc::new(op), &[q, k, v, table])?[0])
+    }
+
+    /// Multi-head attention of `q [B, Q, C]` over `k, v [B, N, C]`, blocked where `mask`
+    /// `[B, Q, N]` is 1.
+    pub fn masked_attention(
+        &mut self,
+        q: Value,
+        k: Value,
+        v: Value,
+        mask: Option<Value>,
+        heads: usize,
+    ) -> Result<Value> {
+        let mut inputs = vec![q, k, v];
+        inputs.extend(mask);
+        self.apply1(
+            MaskedAttention {
+                heads,
+                masked: mask.is_some(),
+            },
+            &inputs,
+        )
+    }
+
+    /// Multi-scale deformable attention sampling over levels of sizes `shapes`.
+    pub fn deform_attn(
+        &mut self,
+        value: Value,
+        locations: Value,
+        weights: Value,
+        shapes: &[(usize, usize)],
+    ) -> Result<Value> {
+        self.apply1(
+            DeformAttn {
+                shapes: shapes.to_vec(),
+            },
+            &[value, locations, weights],
+        )
+    }
+}

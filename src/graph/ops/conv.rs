@@ -1,0 +1,194 @@
+//! Convolution and bilinear resampling.
+
+use std::sync::Arc;
+
+use super::{arity, infer_err, no_second_order, pending};
+use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
+use crate::ops::conv2d::{conv2d_into, conv_dims, Conv2dOptions};
+use crate::ops::resample::{bilinear_backward_into, bilinear_into, Resize};
+use crate::runtime::{Dispatch, Runtime};
+
+/// `nn.Conv2d` (one group): (x [N, Cin, H, W], weight [Cout, Cin, kh, kw], bias [Cout]?) → y.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    pub stride: usize,
+    pub padding: usize,
+    pub bias: bool,
+}
+
+impl Conv2d {
+    fn opts(&self) -> Conv2dOptions {
+        Conv2dOptions::default()
+            .stride(self.stride)
+            .padding(self.padding)
+    }
+}
+
+impl Op for Conv2d {
+    fn name(&self) -> &str {
+        "conv2d"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
+        arity(i, 2 + self.bias as usize)?;
+        let d = conv_dims(&i[0].shape, &i[1].shape, &self.opts()).map_err(|e| e.to_string())?;
+        if self.bias && i[2].shape != [d.cout] {
+            return infer_err(format!("bias must be [{}], is {:?}", d.cout, i[2].shape));
+        }
+        Ok(vec![TensorInfo::f32(&[d.n, d.cout, d.ho, d.wo])])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let bias = io.inputs.get(2).copied();
+        conv2d_into(
+            rt,
+            io.inputs[0],
+            io.inputs[1],
+            bias,
+            io.outputs[0],
+            &self.opts(),
+        )
+    }
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[Value],
+        _y: &[Value],
+        dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        let Some(dy) = dy[0] else {
+            return Ok(vec![None; x.len()]);
+        };
+        let outs = g.apply(Arc::new(Conv2dBackward(self.clone())), &[dy, x[0], x[1]])?;
+        Ok(outs.into_iter().map(Some).collect())
+    }
+}
+
+/// (dy, x, weight) → (dx, dweight, dbias?).
+#[derive(Debug, Clone)]
+pub struct Conv2dBackward(pub Conv2d);
+
+impl Op for Conv2dBackward {
+    fn name(&self) -> &str {
+        "conv2d_backward"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
+        arity(i, 3)?;
+        let mut out = vec![i[1].clone(), i[2].clone()];
+        if self.0.bias {
+            out.push(TensorInfo::f32(&[i[2].shape[0]]));
+        }
+        Ok(out)
+    }
+    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        Err(pending("conv2d_backward", "conv2d backward"))
+    }
+    fn backward(
+        &self,
+        _g: &mut Graph,
+        _x: &[Value],
+        _y: &[Value],
+        _dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        no_second_order("conv2d_backward")
+    }
+}
+
+/// Bilinear resize (align_corners=False) of [N, C, H, W] to [N, C, h, w].
+#[derive(Debug, Clone)]
+pub struct Bilinear {
+    pub size: (usize, usize),
+}
+
+impl Op for Bilinear {
+    fn name(&self) -> &str {
+        "bilinear"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
+        arity(i, 1)?;
+        let [n, c, _, _] = i[0].shape[..] else {
+            return infer_err("x must be [N, C, H, W]");
+        };
+        Ok(vec![TensorInfo::f32(&[n, c, self.size.0, self.size.1])])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let (h, w) = self.size;
+        bilinear_into(rt, io.inputs[0], io.outputs[0], Resize::To(h, w))
+    }
+    fn backward(
+        &self,
+        g: &mut Graph,
+        _x: &[Value],
+        _y: &[Value],
+        dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        let Some(dy) = dy[0] else {
+            return Ok(vec![None]);
+        };
+        let x_shape = g.shape(_x[0]).to_vec();
+        Ok(vec![Some(g.apply1(
+            BilinearBackward {
+                size: self.size,
+                input: (x_shape[2], x_shape[3]),
+            },
+            &[dy],
+        )?)])
+    }
+}
+
+/// dy [N, C, h, w] → dx [N, C, H, W] of a bilinear resize from `input` to `size`.
+#[derive(Debug, Clone)]
+pub struct BilinearBackward {
+    pub size: (usize, usize),
+    pub input: (usize, usize),
+}
+
+impl Op for BilinearBackward {
+    fn name(&self) -> &str {
+        "bilinear_backward"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
+        arity(i, 1)?;
+        let [n, c, _, _] = i[0].shape[..] else {
+            return infer_err("dy must be [N, C, h, w]");
+        };
+        Ok(vec![TensorInfo::f32(&[n, c, self.input.0, self.input.1])])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let (h, w) = self.size;
+        bilinear_backward_into(rt, io.inputs[0], io.outputs[0], Resize::To(h, w))
+    }
+    fn backward(
+        &self,
+        _g: &mut Graph,
+        _x: &[Value],
+        _y: &[Value],
+        _dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        no_second_order("bilinear_backward")
+    }
+}
+
+impl Graph {
+    /// `nn.Conv2d` with a square stride and padding, no dilation, one group.
+    pub fn conv2d(
+        &mut self,
+        x: Value,
+        weight: Value,
+        bias: Option<Value>,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Value> {
+        let op = Conv2d {
+            stride,
+            padding,
+            bias: bias.is_some(),
+        };
+        let mut inputs = vec![x, weight];
+        inputs.extend(bias);
+        self.apply1(op, &inputs)
+    }
+
+    /// Bilinear resize (align_corners=False) of `x [N, C, H, W]` to `size` (h, w).
+    pub fn interpolate_bilinear(&mut self, x: Value, size: (usize, usize)) -> Result<Value> {
+        self.apply1(Bilinear { size }, &[x])
+    }
+}
