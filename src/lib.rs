@@ -9,6 +9,7 @@ pub mod error;
 pub mod eval;
 pub mod graph;
 pub mod model;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod runtime;
