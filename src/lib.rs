@@ -13,6 +13,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod runtime;
+pub mod segment;
 #[doc(hidden)]
 pub mod testing;
 pub mod visualize;

@@ -8,7 +8,7 @@ use thiserror::Error;
 use crate::graph::{CompileOptions, Executable, Graph, GraphError};
 use crate::model::checkpoint::{expected_keys, Checkpoint, CheckpointError, HostTensor};
 use crate::model::config::{ConfigError, Mask2FormerConfig};
-use crate::model::network::{self, Network, PIXEL_VALUES};
+use crate::model::network::{self, PIXEL_VALUES};
 use crate::model::LabelInfo;
 use crate::Runtime;
 
@@ -65,7 +65,6 @@ impl RawBatch {
 /// A compiled network for one input shape.
 struct Compiled {
     exe: Executable,
-    net: Network,
     /// `(H/4, W/4)` of the mask logits.
     mask_size: (usize, usize),
 }
@@ -136,11 +135,7 @@ impl Mask2Former {
             }
             self.compiled.insert(
                 (b, h, w),
-                Compiled {
-                    exe,
-                    net,
-                    mask_size,
-                },
+                Compiled { exe, mask_size },
             );
         }
         Ok(self.compiled.get_mut(&(b, h, w)).expect("inserted above"))

@@ -126,14 +126,13 @@ fn file_name(p: &std::path::Path) -> String {
 /// `--pixel-values`: the batch in the file goes through the network as is; outputs are written
 /// at the network input size (there is no original image).
 fn run_pixel_values(seg: &mut Segmenter, path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("parsing {}", path.display()))?;
-    let t = st.tensor("pixel_values").with_context(|| format!("{}: no tensor `pixel_values`", path.display()))?;
-    let shape = t.shape().to_vec();
+    let file = mask2former::model::checkpoint::Checkpoint::load(path)?;
+    let t = file.get("pixel_values")?;
+    let shape = t.shape.clone();
     if shape.len() != 4 || shape[1] != 3 {
         bail!("{}: `pixel_values` must be [B, 3, H, W], found {:?}", path.display(), shape);
     }
-    let data = mask2former::model::checkpoint::to_f32(&t).with_context(|| format!("{}: `pixel_values`", path.display()))?;
+    let data = t.data.clone();
     let (b, h, w) = (shape[0], shape[2], shape[3]);
     let start = Instant::now();
     let raw = seg.forward(&data, b, h, w)?;
