@@ -542,3 +542,30 @@ fn backward_matches_reference() {
         }
     }
 }
+
+/// The kernels use no optional feature: the same results on a runtime with none enabled.
+#[test]
+fn portable_runtime_forward_and_backward() {
+    let rt = testing::portable_runtime();
+    let seed = testing::seed();
+    let c = CASES[7];
+    let d = c.data(seed);
+    let t = Uploaded::new(rt, &c, &d);
+    let x = t.inputs();
+    let (out, lse) = masked_attention(rt, &x, &c.opts()).unwrap();
+    let d64 = Data64::new(&d);
+    let want = reference::forward(&c.geometry(), &d64.inputs(&c, &d));
+    assert_close(
+        "portable forward",
+        seed,
+        &rt.download(&out).unwrap(),
+        &f32s(&want),
+        1e-5,
+    );
+    let dout_h = uniform(&mut testing::rng(seed ^ 1), d.q.len(), -1.0, 1.0);
+    let dout = rt.upload(&dout_h, x.q.shape()).unwrap();
+    let gr = masked_attention_backward(rt, &x, &out, &lse, &dout, &c.opts()).unwrap();
+    let want = reference::backward(&c.geometry(), &d64.inputs(&c, &d), &f64s(&dout_h));
+    let got = rt.download(&gr.dk).unwrap();
+    assert_close("portable dk", seed, &got, &f32s(&want.dk), 1e-5);
+}

@@ -508,3 +508,30 @@ fn backward_matches_reference() {
         }
     }
 }
+
+/// The kernels use no optional feature: the same results on a runtime with none enabled.
+#[test]
+fn portable_runtime_forward_and_backward() {
+    let rt = testing::portable_runtime();
+    let seed = testing::seed();
+    let c = CASES[3];
+    let d = c.data(seed);
+    let t = upload(rt, &c, &d);
+    let x = t.inputs(c.pad);
+    let (out, lse) = window_attention(rt, &x, &c.opts()).unwrap();
+    let d64 = as_f64(&d);
+    let want = reference::forward(&c.geometry(), &reference_inputs(&c, &d64));
+    assert_close(
+        "portable forward",
+        seed,
+        &rt.download(&out).unwrap(),
+        &f32s(&want),
+        1e-5,
+    );
+    let dout_h = uniform(&mut testing::rng(seed ^ 1), d.q.len(), -1.0, 1.0);
+    let dout = rt.upload(&dout_h, &c.shape()).unwrap();
+    let gr = window_attention_backward(rt, &x, &out, &lse, &dout, &c.opts()).unwrap();
+    let want = reference::backward(&c.geometry(), &reference_inputs(&c, &d64), &f64s(&dout_h));
+    let got = rt.download(&gr.d_table).unwrap();
+    assert_close("portable d_table", seed, &got, &f32s(&want.d_table), 1e-5);
+}
