@@ -617,3 +617,34 @@ fn full_size_cross_attention() {
         assert_close(name, seed, &rt.download(got).unwrap(), &f32s(want), 1e-5);
     }
 }
+
+#[test]
+fn workspace_must_match_the_call() {
+    let rt = testing::runtime();
+    let c = CASES[0];
+    let d = c.data(3);
+    let t = Uploaded::new(rt, &c, &d);
+    let x = t.inputs();
+    let ws = MaskedAttentionWorkspace::new(
+        rt,
+        &x,
+        &MaskedAttentionOptions {
+            splits: Some(2),
+            ..c.opts()
+        },
+    )
+    .unwrap();
+    let out = rt.empty(&[c.batch, c.nq, c.c()], DType::F32).unwrap();
+    let lse = rt.empty(&[c.batch, c.heads, c.nq], DType::F32).unwrap();
+    let opts = MaskedAttentionOptions {
+        splits: Some(3),
+        ..c.opts()
+    };
+    let e = masked_attention_into(rt, &x, &out, &lse, &ws, &opts)
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("workspace")),
+        "{e:?}"
+    );
+}

@@ -583,3 +583,30 @@ fn swin_t_stage1_full_size() {
         assert_close(name, seed, &rt.download(got).unwrap(), &f32s(want), 1e-5);
     }
 }
+
+#[test]
+fn backward_workspace_must_match_the_call() {
+    let rt = testing::runtime();
+    let c = CASES[0];
+    let d = c.data(3);
+    let t = upload(rt, &c, &d);
+    let x = t.inputs(c.pad);
+    let (out, lse) = window_attention(rt, &x, &c.opts()).unwrap();
+    let grads = WindowAttentionGrads::new(rt, &x, &c.opts()).unwrap();
+    let ws = WindowAttentionWorkspace::new(
+        rt,
+        &x,
+        &WindowAttentionOptions {
+            shift: 0,
+            ..c.opts()
+        },
+    )
+    .unwrap();
+    let e = window_attention_backward_into(rt, &x, &out, &lse, &out, &grads, &ws, &c.opts())
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("workspace")),
+        "{e:?}"
+    );
+}
