@@ -352,6 +352,37 @@ def best_panoptic(out, processor, target_sizes, fuse, scores) -> dict:
     return {"threshold": best[0], "mask_threshold": MASK_THRESHOLD, "overlap_mask_area_threshold": best[1]}
 
 
+@torch.no_grad()
+def check_semantics(model, rec: dict) -> None:
+    """Recompute a few recorded tensors from others, so the keys mean what the README says they mean."""
+    tdec = model.model.transformer_module.decoder
+    num_preds = model.config.decoder_layers
+    close = lambda a, b, what: torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=what)  # noqa: E731
+    mask_features = rec["pixel_decoder.mask_features"]
+    for k in range(num_preds):
+        last = k == num_preds - 1
+        cls = rec["class_queries_logits"] if last else rec[f"predictions.{k}.class_logits"]
+        masks = rec["masks_queries_logits"] if last else rec[f"predictions.{k}.mask_logits"]
+        q = rec[f"decoder.intermediate.{k}"]
+        close(model.class_predictor(q), cls, f"class logits {k}")
+        emb = tdec.mask_predictor.mask_embedder(q)
+        close(torch.einsum("bqc,bchw->bqhw", emb, mask_features), masks, f"mask logits {k}")
+        if k < num_preds - 1:
+            # layer k uses the mask predicted by prediction k, at level k % 3
+            used = rec[f"decoder.attention_mask.{k}"]
+            h, w = rec[f"pixel_decoder.multi_scale_features.{k % 3}"].shape[-2:]
+            blocked = torch.nn.functional.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
+            blocked = (blocked.sigmoid().flatten(2) < 0.5).float()
+            full = blocked.sum(-1, keepdim=True) == blocked.shape[-1]
+            assert torch.equal(used, blocked * (~full)), f"attention mask {k}"
+    if "backbone.hidden_states.0" in rec:
+        norms = model.model.pixel_level_module.encoder.hidden_states_norms
+        for s in range(4):
+            x = rec[f"backbone.hidden_states.{s}"]
+            y = norms[f"stage{s + 1}"](x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            close(y, rec[f"backbone.features.{s}"], f"backbone norm {s}")
+
+
 def post_process(processor, out, target_sizes, spec) -> tuple[dict, dict]:
     tensors: dict[str, torch.Tensor] = {}
     post = choose_thresholds(out, processor, target_sizes, spec["label_ids_to_fuse"])
@@ -528,6 +559,7 @@ def main() -> None:
         pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
 
         rec, out = record_forward(model, pixel_values, spec)
+        check_semantics(model, rec)
         save_file(rec, str(out_dir / "intermediates.safetensors"))
         post_t, post_info = post_process(processor, out, [tuple(s) for s in spec["image_sizes"]], spec)
         save_file(post_t, str(out_dir / "postprocess.safetensors"))

@@ -295,14 +295,14 @@ impl Mask2FormerConfig {
         positive("decoder_layers", self.decoder_layers)?;
         positive("num_queries", self.num_queries)?;
         positive("num_attention_heads", self.num_attention_heads)?;
-        if self.feature_size % 32 != 0 {
+        if !self.feature_size.is_multiple_of(32) {
             return Err(invalid(
                 "feature_size",
                 self.feature_size,
                 "the pixel decoder's GroupNorm(32, C) needs a multiple of 32",
             ));
         }
-        if self.hidden_dim % self.num_attention_heads != 0 {
+        if !self.hidden_dim.is_multiple_of(self.num_attention_heads) {
             return Err(invalid(
                 "hidden_dim",
                 self.hidden_dim,
@@ -312,7 +312,7 @@ impl Mask2FormerConfig {
                 ),
             ));
         }
-        if self.feature_size % self.num_attention_heads != 0 {
+        if !self.feature_size.is_multiple_of(self.num_attention_heads) {
             return Err(invalid(
                 "feature_size",
                 self.feature_size,
@@ -428,7 +428,7 @@ impl SwinConfig {
             ));
         }
         for (s, &h) in self.num_heads.iter().enumerate() {
-            if h == 0 || self.stage_dim(s) % h != 0 {
+            if h == 0 || !self.stage_dim(s).is_multiple_of(h) {
                 return Err(invalid(
                     "backbone_config.num_heads",
                     &self.num_heads,
@@ -457,7 +457,7 @@ impl SwinConfig {
         if self.use_absolute_embeddings {
             return Err(invalid("backbone_config.use_absolute_embeddings", true, "absolute position embeddings are not implemented (no Mask2Former checkpoint uses them)"));
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(invalid(
                 "backbone_config.layer_norm_eps",
                 self.layer_norm_eps,

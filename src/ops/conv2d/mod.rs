@@ -357,3 +357,111 @@ pub fn conv2d(
     rt.run(&conv2d_into(rt, x, weight, bias, &out, opts)?);
     Ok(out)
 }
+
+/// Records the backward from the upstream gradient `dy [N, Cout, Ho, Wo]`: overwrites `dx`
+/// (`x`'s shape; pass `None` when the input needs no gradient, e.g. the image under the patch
+/// embedding), `dweight` (`weight`'s shape) and `dbias` (`[Cout]`, when the forward had a bias).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_into(
+    rt: &Runtime,
+    dy: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    dx: Option<&Tensor>,
+    dweight: &Tensor,
+    dbias: Option<&Tensor>,
+    opts: &Conv2dOptions,
+) -> Result<Vec<Dispatch>> {
+    let d = conv_dims_op(OP_BACK, x.shape(), weight.shape(), opts)?;
+    check::operand(rt, OP_BACK, "dy", dy, &d.out_shape())?;
+    check::operand(rt, OP_BACK, "x", x, x.shape())?;
+    check::operand(rt, OP_BACK, "weight", weight, weight.shape())?;
+    if let Some(t) = dx {
+        check::operand(rt, OP_BACK, "dx", t, x.shape())?;
+    }
+    check::operand(rt, OP_BACK, "dweight", dweight, weight.shape())?;
+    if let Some(t) = dbias {
+        check::operand(rt, OP_BACK, "dbias", t, &[d.cout])?;
+    }
+    let g = opts.groups;
+    let (cin_g, cout_g) = (d.cin / g, d.cout / g);
+    let p = params(&d, opts, dbias.is_some());
+    let shader = crate::shader!("conv2d_backward");
+    let mut out = Vec::with_capacity(3);
+    if let Some(dx) = dx {
+        let [cb, pb] = block(rt, OP_BACK, opts, cin_g)?;
+        let blocks = g * cin_g.div_ceil(cb as usize);
+        let threads = d.n * blocks * d.h * d.w.div_ceil(pb as usize);
+        if threads > 0 {
+            let k = rt.kernel(
+                &shader,
+                "dx_direct",
+                &[("CO_B", cb as f64), ("PX_B", pb as f64)],
+            )?;
+            out.push(rt.dispatch(
+                &k,
+                &p,
+                &[dy.binding(), weight.binding(), dx.binding()],
+                rt.grid(threads as u64, WG),
+            ));
+        }
+    }
+    let [cb, pb] = block(rt, OP_BACK, opts, cout_g)?;
+    let taps = cin_g * d.kh * d.kw;
+    let threads = g * cout_g.div_ceil(cb as usize) * taps.div_ceil(pb as usize);
+    if threads > 0 {
+        let k = rt.kernel(
+            &shader,
+            "dw_direct",
+            &[("CO_B", cb as f64), ("PX_B", pb as f64)],
+        )?;
+        out.push(rt.dispatch(
+            &k,
+            &p,
+            &[dy.binding(), x.binding(), dweight.binding()],
+            rt.grid(threads as u64, WG),
+        ));
+    }
+    if let Some(db) = dbias {
+        if d.cout > 0 {
+            let k = rt.kernel(&shader, "db_sum", &[])?;
+            out.push(rt.dispatch(
+                &k,
+                &p,
+                &[dy.binding(), db.binding()],
+                rt.grid(d.cout as u64, WG),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Backward: returns `dx`, `dweight` and, when `has_bias`, `dbias`.
+pub fn conv2d_backward(
+    rt: &Runtime,
+    dy: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    has_bias: bool,
+    opts: &Conv2dOptions,
+) -> Result<Conv2dGrads> {
+    let d = conv_dims_op(OP_BACK, x.shape(), weight.shape(), opts)?;
+    let dx = rt.empty(x.shape(), DType::F32)?;
+    let dweight = rt.empty(weight.shape(), DType::F32)?;
+    let dbias = if has_bias {
+        Some(rt.empty(&[d.cout], DType::F32)?)
+    } else {
+        None
+    };
+    rt.run(&conv2d_backward_into(
+        rt,
+        dy,
+        x,
+        weight,
+        Some(&dx),
+        &dweight,
+        dbias.as_ref(),
+        opts,
+    )?);
+    Ok(Conv2dGrads { dx, dweight, dbias })
+}

@@ -281,3 +281,159 @@ fn output_past_binding_limit_is_too_large() {
         .to_string();
     assert!(err.contains("conv2d") && err.contains("out"), "{err}");
 }
+
+#[test]
+fn reference_backward_matches_finite_differences() {
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    let d0 = Conv2dOptions::default();
+    let small = [
+        ([1usize, 2, 4, 5], [3usize, 2, 3, 3], d0.padding(1)),
+        ([2, 4, 5, 4], [2, 2, 2, 3], opts([2, 1], [1, 2], [1, 2], 2)),
+        (
+            [1, 3, 4, 4],
+            [3, 1, 3, 3],
+            d0.padding(1).groups(3).stride(2),
+        ),
+        ([2, 2, 1, 1], [3, 2, 1, 1], d0),
+    ];
+    for (xs, ws, o) in small {
+        let d = conv_dims(&xs, &ws, &o).unwrap();
+        let x = f64s(&testing::uniform(&mut rng, xs.iter().product(), -1.0, 1.0));
+        let w = f64s(&testing::uniform(&mut rng, ws.iter().product(), -1.0, 1.0));
+        let b = f64s(&testing::uniform(&mut rng, ws[0], -1.0, 1.0));
+        let dy = f64s(&testing::uniform(
+            &mut rng,
+            d.out_shape().iter().product(),
+            -1.0,
+            1.0,
+        ));
+        // L = Σ dy · out, so ∂L/∂θ is what backward returns for upstream gradient dy.
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
+            let out = reference::forward(x, w, Some(b), &d, &o);
+            out.iter().zip(&dy).map(|(a, b)| a * b).sum()
+        };
+        let (dx, dw, db) = reference::backward(&dy, &x, &w, &d, &o);
+        let h = 1e-6;
+        let fd = |v: &[f64], i: usize, f: &dyn Fn(&[f64]) -> f64| {
+            let (mut p, mut m) = (v.to_vec(), v.to_vec());
+            p[i] += h;
+            m[i] -= h;
+            (f(&p) - f(&m)) / (2.0 * h)
+        };
+        let check = |name: &str, analytic: &[f64], numeric: Vec<f64>| {
+            let num: f64 = analytic
+                .iter()
+                .zip(&numeric)
+                .map(|(a, n)| (a - n).powi(2))
+                .sum();
+            let den: f64 = numeric.iter().map(|n| n * n).sum();
+            let err = (num / den.max(1e-20)).sqrt();
+            assert!(
+                err < 1e-6,
+                "{name} x{xs:?} w{ws:?} {o:?}: rel err {err:e} (seed {seed})"
+            );
+        };
+        check(
+            "dx",
+            &dx,
+            (0..x.len())
+                .map(|i| fd(&x, i, &|v| loss(v, &w, &b)))
+                .collect(),
+        );
+        check(
+            "dw",
+            &dw,
+            (0..w.len())
+                .map(|i| fd(&w, i, &|v| loss(&x, v, &b)))
+                .collect(),
+        );
+        check(
+            "db",
+            &db,
+            (0..b.len())
+                .map(|i| fd(&b, i, &|v| loss(&x, &w, v)))
+                .collect(),
+        );
+    }
+}
+
+fn run_backward(rt: &Runtime, seed: u64, c: &Case, o: Conv2dOptions) {
+    let label = format!("conv2d_backward {} x{:?} w{:?} {o:?}", c.name, c.x, c.w);
+    let d = conv_dims(&c.x, &c.w, &o).unwrap();
+    let v = data(seed, c);
+    let mut rng = testing::rng(seed ^ 0xd1);
+    let dyv = testing::uniform(&mut rng, d.out_shape().iter().product(), -1.0, 1.0);
+    let (want_dx, want_dw, want_db) =
+        reference::backward(&f64s(&dyv), &f64s(&v.x), &f64s(&v.w), &d, &o);
+    let x = rt.upload(&v.x, &c.x).unwrap();
+    let w = rt.upload(&v.w, &c.w).unwrap();
+    let dy = rt.upload(&dyv, &d.out_shape()).unwrap();
+    let dx = rt.full(&c.x, f32::NAN).unwrap();
+    let dw = rt.full(&c.w, f32::NAN).unwrap();
+    let db = rt.full(&[c.w[0]], f32::NAN).unwrap();
+    let dbias = c.bias.then_some(&db);
+    rt.run(&conv2d_backward_into(rt, &dy, &x, &w, Some(&dx), &dw, dbias, &o).unwrap());
+    assert_close(
+        &format!("{label} dx"),
+        seed,
+        &rt.download(&dx).unwrap(),
+        &f32s(&want_dx),
+        1e-5,
+    );
+    assert_close(
+        &format!("{label} dweight"),
+        seed,
+        &rt.download(&dw).unwrap(),
+        &f32s(&want_dw),
+        1e-5,
+    );
+    if c.bias {
+        assert_close(
+            &format!("{label} dbias"),
+            seed,
+            &rt.download(&db).unwrap(),
+            &f32s(&want_db),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn backward_matches_reference_all_blocks() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    for c in cases() {
+        for &b in BLOCKS {
+            let o = Conv2dOptions {
+                block: Some(b),
+                ..c.o
+            };
+            run_backward(rt, seed, &c, o);
+        }
+        run_backward(rt, seed, &c, c.o);
+    }
+}
+
+#[test]
+fn backward_portable_runtime_and_convenience_entry() {
+    let rt = testing::portable_runtime();
+    let seed = testing::seed();
+    for c in cases().iter().skip(3).take(4) {
+        run_backward(rt, seed, c, c.o);
+    }
+    let x = rt.full(&[1, 2, 3, 3], 1.0).unwrap();
+    let w = rt.full(&[4, 2, 3, 3], 0.5).unwrap();
+    let dy = rt.full(&[1, 4, 3, 3], 1.0).unwrap();
+    let o = Conv2dOptions::default().padding(1);
+    let g = conv2d_backward(rt, &dy, &x, &w, true, &o).unwrap();
+    assert_eq!(g.dx.shape(), &[1, 2, 3, 3]);
+    assert_eq!(g.dweight.shape(), &[4, 2, 3, 3]);
+    // dbias = Σ dy over the 3×3 plane.
+    assert_eq!(
+        rt.download(g.dbias.as_ref().unwrap()).unwrap(),
+        vec![9.0; 4]
+    );
+    let g = conv2d_backward(rt, &dy, &x, &w, false, &o).unwrap();
+    assert!(g.dbias.is_none());
+}

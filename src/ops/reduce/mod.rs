@@ -1,1 +1,341 @@
-//! (in progress)
+//! Reductions along one axis of an f32 tensor: sum, mean, max, min (f32 out) and argmax,
+//! argmin (u32 out, the first extreme index as PyTorch), with backward passes; plus
+//! [`sum_to_shape`] (sum over broadcast dims, for bias and broadcast gradients).
+//!
+//! Any axis of any rank: the input is viewed as `[outer, len, inner]` (len = the axis). The
+//! output has the input's shape without the axis; an `out` tensor that keeps the axis as size 1
+//! is accepted too (same memory layout).
+//!
+//! Two kernel variants ([`Variant`]): `Rows` runs one thread per output looping over the axis,
+//! without workgroup memory (what CPU adapters such as lavapipe run fastest); `Groups` runs one
+//! 64-thread workgroup per output with a tree in workgroup memory (GPUs, long axes).
+//! [`Variant::Auto`] picks by `Capabilities::is_cpu`. Outputs are split into chunks so every
+//! binding stays under the adapter's limit; an axis whose own extent (`len·inner` elements)
+//! exceeds one binding is a `TooLarge` error.
+
+pub mod reference;
+#[cfg(test)]
+mod tests;
+
+use crate::error::{Error, Result};
+use crate::ops::elementwise::layout::{self, expect_dtype, plan, u, Access};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+
+pub use crate::ops::elementwise::{sum_to_shape, sum_to_shape_into};
+
+/// The reduction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reduce {
+    Sum,
+    Mean,
+    Max,
+    Min,
+}
+
+/// Which kernel runs a per-row reduction (also used by softmax).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Variant {
+    /// `Rows` on CPU adapters, `Groups` elsewhere.
+    #[default]
+    Auto,
+    /// One thread per row, no workgroup memory.
+    Rows,
+    /// One workgroup per row, tree reduction in workgroup memory.
+    Groups,
+}
+
+impl Variant {
+    /// The entry point this variant runs on `rt`, and rows per workgroup.
+    pub fn entry(self, rt: &Runtime) -> (&'static str, u32) {
+        let groups = match self {
+            Variant::Auto => !rt.caps().is_cpu,
+            Variant::Rows => false,
+            Variant::Groups => true,
+        };
+        if groups {
+            ("groups", 1)
+        } else {
+            ("rows", layout::WG)
+        }
+    }
+}
+
+/// `(outer, len, inner)` of `shape` around `axis`; errors name the op and the shape.
+pub fn split_axis(op: &'static str, shape: &[usize], axis: usize) -> Result<(usize, usize, usize)> {
+    if axis >= shape.len() {
+        return Err(crate::shape_err!(
+            op,
+            "axis {axis} out of range for shape {shape:?} (rank {})",
+            shape.len()
+        ));
+    }
+    Ok((
+        shape[..axis].iter().product(),
+        shape[axis],
+        shape[axis + 1..].iter().product(),
+    ))
+}
+
+/// The shape without `axis`.
+pub fn reduced_shape(shape: &[usize], axis: usize) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    s.remove(axis);
+    s
+}
+
+fn check_out(op: &'static str, x: &[usize], axis: usize, out: &Tensor, dtype: DType) -> Result<()> {
+    expect_dtype(op, out, dtype)?;
+    let mut keep = x.to_vec();
+    keep[axis] = 1;
+    if out.shape() != reduced_shape(x, axis) && out.shape() != keep {
+        return Err(crate::shape_err!(
+            op,
+            "out has shape {:?}, expected {:?} (or {keep:?}) for input {x:?} along axis {axis}",
+            out.shape(),
+            reduced_shape(x, axis)
+        ));
+    }
+    Ok(())
+}
+
+/// Chunks over the `[outer, inner]` outputs with x's window covering the reduced axis.
+pub(crate) fn row_chunks(
+    rt: &Runtime,
+    op: &'static str,
+    (outer, len, inner): (usize, usize, usize),
+    x_len: usize,
+) -> Result<Vec<layout::Chunk>> {
+    let space = [outer, inner];
+    let mut ax = Access::strided(x_len, vec![len * inner, 1]);
+    ax.extra = len.saturating_sub(1) * inner;
+    plan(rt, op, &space, &[&ax, &Access::contiguous(&space)])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RowParams {
+    n: u32,
+    start: u32,
+    len: u32,
+    inner: u32,
+    win_a: u32,
+    win_b: u32,
+    scale: f32,
+    _p: u32,
+}
+
+/// Dispatches for `out = op(x)` along `axis`.
+pub fn reduce_into(
+    rt: &Runtime,
+    op: Reduce,
+    x: &Tensor,
+    axis: usize,
+    out: &Tensor,
+    variant: Variant,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "reduce";
+    expect_dtype(OP, x, DType::F32)?;
+    let dims = split_axis(OP, x.shape(), axis)?;
+    check_out(OP, x.shape(), axis, out, DType::F32)?;
+    if dims.1 == 0 && matches!(op, Reduce::Max | Reduce::Min) {
+        return Err(crate::shape_err!(
+            OP,
+            "{op:?} over an empty axis {axis} of {:?}",
+            x.shape()
+        ));
+    }
+    let chunks = row_chunks(rt, OP, dims, x.numel())?;
+    let (code, scale) = match op {
+        Reduce::Sum => (0, 1.0),
+        Reduce::Mean => (0, 1.0 / dims.1 as f32),
+        Reduce::Max => (1, 1.0),
+        Reduce::Min => (2, 1.0),
+    };
+    let (entry, per_wg) = variant.entry(rt);
+    let k = rt.kernel(&crate::shader!("reduce"), entry, &[("OP", code as f64)])?;
+    Ok(layout::launch(rt, &k, &chunks, &[x, out], per_wg, |c| {
+        RowParams {
+            n: u(c.n),
+            start: u(c.start),
+            len: u(dims.1),
+            inner: u(dims.2),
+            win_a: u(c.windows[0].offset),
+            win_b: u(c.windows[1].offset),
+            scale,
+            _p: 0,
+        }
+    }))
+}
+
+/// `op(x)` along `axis` in a new tensor (the axis removed).
+pub fn reduce(rt: &Runtime, op: Reduce, x: &Tensor, axis: usize) -> Result<Tensor> {
+    split_axis("reduce", x.shape(), axis)?;
+    let out = rt.empty(&reduced_shape(x.shape(), axis), DType::F32)?;
+    rt.run(&reduce_into(rt, op, x, axis, &out, Variant::Auto)?);
+    Ok(out)
+}
+
+/// Which extreme an arg-reduction finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ArgReduce {
+    ArgMax,
+    ArgMin,
+}
+
+/// Dispatches writing into `idx` (u32) the first index of the largest/smallest element along
+/// `axis` (NaN counts as extreme, as in PyTorch).
+pub fn arg_reduce_into(
+    rt: &Runtime,
+    op: ArgReduce,
+    x: &Tensor,
+    axis: usize,
+    idx: &Tensor,
+    variant: Variant,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "arg_reduce";
+    expect_dtype(OP, x, DType::F32)?;
+    let dims = split_axis(OP, x.shape(), axis)?;
+    check_out(OP, x.shape(), axis, idx, DType::U32)?;
+    if dims.1 == 0 {
+        return Err(crate::shape_err!(
+            OP,
+            "{op:?} over an empty axis {axis} of {:?}",
+            x.shape()
+        ));
+    }
+    let chunks = row_chunks(rt, OP, dims, x.numel())?;
+    let code = match op {
+        ArgReduce::ArgMax => 0,
+        ArgReduce::ArgMin => 1,
+    };
+    let (entry, per_wg) = variant.entry(rt);
+    let k = rt.kernel(&crate::shader!("reduce_arg"), entry, &[("OP", code as f64)])?;
+    Ok(layout::launch(rt, &k, &chunks, &[x, idx], per_wg, |c| {
+        RowParams {
+            n: u(c.n),
+            start: u(c.start),
+            len: u(dims.1),
+            inner: u(dims.2),
+            win_a: u(c.windows[0].offset),
+            win_b: u(c.windows[1].offset),
+            scale: 0.0,
+            _p: 0,
+        }
+    }))
+}
+
+/// Arg-reduction along `axis` in a new u32 tensor (the axis removed).
+pub fn arg_reduce(rt: &Runtime, op: ArgReduce, x: &Tensor, axis: usize) -> Result<Tensor> {
+    split_axis("arg_reduce", x.shape(), axis)?;
+    let idx = rt.empty(&reduced_shape(x.shape(), axis), DType::U32)?;
+    rt.run(&arg_reduce_into(rt, op, x, axis, &idx, Variant::Auto)?);
+    Ok(idx)
+}
+
+/// `argmax` along `axis`.
+pub fn argmax(rt: &Runtime, x: &Tensor, axis: usize) -> Result<Tensor> {
+    arg_reduce(rt, ArgReduce::ArgMax, x, axis)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ArgBackwardParams {
+    n: u32,
+    start: u32,
+    len: u32,
+    inner: u32,
+    win_dy: u32,
+    win_idx: u32,
+    win_dx: u32,
+    _p: u32,
+}
+
+/// Dispatches for the gradient of `op` along `axis` of an input shaped like `dx`, given `dy`
+/// (the output's shape). Sum and mean broadcast dy back (mean scaled by 1/len); max and min
+/// route dy to the element the forward chose, which `indices` gives (from [`arg_reduce`] with
+/// ArgMax/ArgMin on the same input; required for them). Overwrites dx.
+pub fn reduce_backward_into(
+    rt: &Runtime,
+    op: Reduce,
+    dy: &Tensor,
+    indices: Option<&Tensor>,
+    axis: usize,
+    dx: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "reduce_backward";
+    expect_dtype(OP, dx, DType::F32)?;
+    let (outer, len, inner) = split_axis(OP, dx.shape(), axis)?;
+    check_out(OP, dx.shape(), axis, dy, DType::F32)?;
+    let space = [outer, len, inner];
+    let ad = Access::strided(dy.numel(), vec![inner, 0, 1]);
+    let ax = Access::contiguous(&space);
+    match op {
+        Reduce::Sum | Reduce::Mean => {
+            let scale = if op == Reduce::Mean {
+                1.0 / len as f32
+            } else {
+                1.0
+            };
+            let chunks = plan(rt, OP, &space, &[&ad, &ax])?;
+            let k = rt.kernel(&crate::shader!("reduce_backward"), "expand", &[])?;
+            Ok(layout::launch(
+                rt,
+                &k,
+                &chunks,
+                &[dy, dx],
+                layout::WG,
+                |c| RowParams {
+                    n: u(c.n),
+                    start: u(c.start),
+                    len: u(len),
+                    inner: u(inner),
+                    win_a: u(c.windows[0].offset),
+                    win_b: u(c.windows[1].offset),
+                    scale,
+                    _p: 0,
+                },
+            ))
+        }
+        Reduce::Max | Reduce::Min => {
+            let idx = indices.ok_or_else(|| Error::Unsupported {
+                op: OP,
+                what: format!("{op:?} backward without the forward's indices"),
+            })?;
+            check_out(OP, dx.shape(), axis, idx, DType::U32)?;
+            let ai = ad.clone();
+            let chunks = plan(rt, OP, &space, &[&ad, &ai, &ax])?;
+            let k = rt.kernel(&crate::shader!("reduce_arg_backward"), "main", &[])?;
+            Ok(layout::launch(
+                rt,
+                &k,
+                &chunks,
+                &[dy, idx, dx],
+                layout::WG,
+                |c| ArgBackwardParams {
+                    n: u(c.n),
+                    start: u(c.start),
+                    len: u(len),
+                    inner: u(inner),
+                    win_dy: u(c.windows[0].offset),
+                    win_idx: u(c.windows[1].offset),
+                    win_dx: u(c.windows[2].offset),
+                    _p: 0,
+                },
+            ))
+        }
+    }
+}
+
+/// The gradient of `op` along `axis` for an input of `x_shape`, in a new tensor.
+pub fn reduce_backward(
+    rt: &Runtime,
+    op: Reduce,
+    dy: &Tensor,
+    indices: Option<&Tensor>,
+    axis: usize,
+    x_shape: &[usize],
+) -> Result<Tensor> {
+    let dx = rt.empty(x_shape, DType::F32)?;
+    rt.run(&reduce_backward_into(rt, op, dy, indices, axis, &dx)?);
+    Ok(dx)
+}

@@ -331,3 +331,204 @@ pub fn window_attention(
     rt.run(&window_attention_into(rt, x, &out, &lse, opts)?);
     Ok((out, lse))
 }
+
+/// Gradients of window attention. All are overwritten by the backward pass.
+pub struct WindowAttentionGrads {
+    /// [B, H, W, C] each.
+    pub dq: Tensor,
+    pub dk: Tensor,
+    pub dv: Tensor,
+    /// d relative_position_bias_table [(2w−1)², heads].
+    pub d_table: Tensor,
+    /// Gradients of `pad_k` / `pad_v` ([C] each; add them to the key / value bias gradients),
+    /// present exactly when the forward had padding values.
+    pub d_pad: Option<(Tensor, Tensor)>,
+}
+
+/// Scratch of the backward pass for one call shape: per-pair probabilities and score gradients
+/// [B, nW, heads, w², w², 2], their sum over windows [heads, w², w²], and per-padding-token key
+/// and value gradients. Keep it alive until the recorded dispatches have run.
+pub struct WindowAttentionWorkspace {
+    pds: Tensor,
+    dsum: Tensor,
+    dpad: Tensor,
+    shape: Vec<usize>,
+    opts: WindowAttentionOptions,
+}
+
+impl WindowAttentionWorkspace {
+    pub fn new(
+        rt: &Runtime,
+        x: &WindowAttentionInputs,
+        opts: &WindowAttentionOptions,
+    ) -> Result<Self> {
+        let g = geometry(rt, x, opts)?;
+        let pds_shape = [g.batch, g.nw, g.heads, g.n, g.n, 2];
+        check_binding(
+            rt,
+            "the backward workspace (p, dscore per pair)",
+            &pds_shape,
+            4,
+        )?;
+        Ok(Self {
+            pds: rt.empty(&pds_shape, DType::F32)?,
+            dsum: rt.empty(&[g.heads, g.n, g.n], DType::F32)?,
+            dpad: rt.empty(&[(g.batch * g.n_pad * 2 * g.channels).max(4)], DType::F32)?,
+            shape: x.q.shape().to_vec(),
+            opts: *opts,
+        })
+    }
+}
+
+impl WindowAttentionGrads {
+    /// Uninitialised gradient tensors for these inputs.
+    pub fn new(
+        rt: &Runtime,
+        x: &WindowAttentionInputs,
+        opts: &WindowAttentionOptions,
+    ) -> Result<Self> {
+        let g = geometry(rt, x, opts)?;
+        let s = x.q.shape();
+        let d_pad = match x.pad_k {
+            Some(_) => Some((
+                rt.empty(&[g.channels], DType::F32)?,
+                rt.empty(&[g.channels], DType::F32)?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            dq: rt.empty(s, DType::F32)?,
+            dk: rt.empty(s, DType::F32)?,
+            dv: rt.empty(s, DType::F32)?,
+            d_table: rt.empty(&[g.table_len(), g.heads], DType::F32)?,
+            d_pad,
+        })
+    }
+}
+
+/// Records the backward pass: from the forward's inputs, its `out` and `lse`, and the output
+/// gradient `dout`, overwrites every tensor of `grads`.
+#[allow(clippy::too_many_arguments)]
+pub fn window_attention_backward_into(
+    rt: &Runtime,
+    x: &WindowAttentionInputs,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    grads: &WindowAttentionGrads,
+    ws: &WindowAttentionWorkspace,
+    opts: &WindowAttentionOptions,
+) -> Result<Vec<Dispatch>> {
+    let g = geometry(rt, x, opts)?;
+    let s = x.q.shape();
+    if ws.shape != s || ws.opts != *opts {
+        return Err(crate::shape_err!(
+            OP,
+            "workspace was made for q {:?} and {:?}, the call has q {s:?} and {opts:?}",
+            ws.shape,
+            ws.opts
+        ));
+    }
+    for (t, name) in [
+        (out, "out"),
+        (dout, "dout"),
+        (&grads.dq, "dq"),
+        (&grads.dk, "dk"),
+        (&grads.dv, "dv"),
+    ] {
+        check_shape(t, name, s)?;
+    }
+    check_shape(lse, "lse", &g.lse_shape())?;
+    check_shape(&grads.d_table, "d_table", &[g.table_len(), g.heads])?;
+    let has_pad = x.pad_k.is_some();
+    match &grads.d_pad {
+        Some((k, v)) if has_pad => {
+            check_shape(k, "d_pad_k", &[g.channels])?;
+            check_shape(v, "d_pad_v", &[g.channels])?;
+        }
+        None if !has_pad => {}
+        _ => {
+            return Err(crate::shape_err!(
+                OP,
+                "d_pad must be given exactly when pad_k / pad_v are (pad given: {has_pad})"
+            ))
+        }
+    }
+    let shader = crate::shader!("window_attention_backward");
+    let c = g.constants();
+    let params = g.params(has_pad);
+    let pad_k = x.pad_k.unwrap_or(x.k);
+    let pad_v = x.pad_v.unwrap_or(x.v);
+    let rows = rt.grid(g.rows() as u64, WG);
+    let mut ds = vec![
+        rt.dispatch(
+            &rt.kernel(&shader, "bwd_query", &c)?,
+            &params,
+            &[
+                x.q.binding(),
+                x.k.binding(),
+                x.v.binding(),
+                x.table.binding(),
+                pad_k.binding(),
+                pad_v.binding(),
+                out.binding(),
+                lse.binding(),
+                dout.binding(),
+                grads.dq.binding(),
+                ws.pds.binding(),
+            ],
+            rows,
+        ),
+        rt.dispatch(
+            &rt.kernel(&shader, "bwd_key", &c)?,
+            &params,
+            &[
+                x.q.binding(),
+                dout.binding(),
+                ws.pds.binding(),
+                grads.dk.binding(),
+                grads.dv.binding(),
+                ws.dpad.binding(),
+            ],
+            rows,
+        ),
+        rt.dispatch(
+            &rt.kernel(&shader, "bwd_table_sum", &c)?,
+            &params,
+            &[ws.pds.binding(), ws.dsum.binding()],
+            rt.grid((g.heads * g.n * g.n) as u64, WG),
+        ),
+        rt.dispatch(
+            &rt.kernel(&shader, "bwd_table", &c)?,
+            &params,
+            &[ws.dsum.binding(), grads.d_table.binding()],
+            rt.grid((g.table_len() * g.heads) as u64, WG),
+        ),
+    ];
+    if let Some((dk, dv)) = &grads.d_pad {
+        ds.push(rt.dispatch(
+            &rt.kernel(&shader, "bwd_pad", &c)?,
+            &params,
+            &[ws.dpad.binding(), dk.binding(), dv.binding()],
+            rt.grid((g.channels / 4) as u64, WG),
+        ));
+    }
+    Ok(ds)
+}
+
+/// Backward pass; returns fresh gradients (see [`window_attention_backward_into`]).
+pub fn window_attention_backward(
+    rt: &Runtime,
+    x: &WindowAttentionInputs,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    opts: &WindowAttentionOptions,
+) -> Result<WindowAttentionGrads> {
+    let ws = WindowAttentionWorkspace::new(rt, x, opts)?;
+    let grads = WindowAttentionGrads::new(rt, x, opts)?;
+    rt.run(&window_attention_backward_into(
+        rt, x, out, lse, dout, &grads, &ws, opts,
+    )?);
+    Ok(grads)
+}

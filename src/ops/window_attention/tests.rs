@@ -2,6 +2,8 @@
 
 use super::reference::{self, Geometry};
 use super::*;
+use rand::Rng;
+
 use crate::testing::{self, assert_close, uniform};
 
 /// One test case: map size, heads, head_dim, window, shift, padding tokens given or zero.
@@ -357,4 +359,152 @@ fn shape_errors_name_the_problem() {
         },
     );
     assert!(e.contains("head_dim 6"), "{e}");
+}
+
+/// ‖a − b‖ / ‖b‖ in f64.
+fn rel64(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    (num / den.max(1e-300)).sqrt()
+}
+
+/// The reference backward against central differences of the reference forward, for the loss
+/// Σ out·g with random g, on a sample of entries of every input.
+#[test]
+fn reference_backward_matches_finite_differences() {
+    let seed = testing::seed();
+    let cases = [
+        Case {
+            batch: 1,
+            height: 4,
+            width: 5,
+            heads: 2,
+            head_dim: 4,
+            window: 7,
+            shift: 3,
+            pad: true,
+        },
+        Case {
+            batch: 2,
+            height: 9,
+            width: 11,
+            heads: 1,
+            head_dim: 4,
+            window: 7,
+            shift: 3,
+            pad: true,
+        },
+        Case {
+            batch: 1,
+            height: 5,
+            width: 3,
+            heads: 1,
+            head_dim: 4,
+            window: 4,
+            shift: 0,
+            pad: false,
+        },
+    ];
+    for (n, c) in cases.iter().enumerate() {
+        let seed = seed.wrapping_add(n as u64);
+        let d = c.data(seed);
+        let mut x = as_f64(&d);
+        let g = c.geometry();
+        let mut r = testing::rng(seed ^ 0x5eed);
+        let dout = f64s(&uniform(&mut r, d.q.len(), -1.0, 1.0));
+        let gr = reference::backward(&g, &reference_inputs(c, &x), &dout);
+        let analytic = [
+            &gr.dq,
+            &gr.dk,
+            &gr.dv,
+            &gr.d_table,
+            &gr.d_pad_k,
+            &gr.d_pad_v,
+        ];
+        let loss = |x: &[Vec<f64>; 6]| -> f64 {
+            let out = reference::forward(&g, &reference_inputs(c, x));
+            out.iter().zip(&dout).map(|(o, g)| o * g).sum()
+        };
+        let eps = 1e-6;
+        for input in 0..6 {
+            if input >= 4 && !c.pad {
+                continue;
+            }
+            let len = x[input].len();
+            let picks: Vec<usize> = (0..len.min(40)).map(|_| r.random_range(0..len)).collect();
+            let mut fd = Vec::new();
+            let mut an = Vec::new();
+            for &e in &picks {
+                let keep = x[input][e];
+                x[input][e] = keep + eps;
+                let up = loss(&x);
+                x[input][e] = keep - eps;
+                let down = loss(&x);
+                x[input][e] = keep;
+                fd.push((up - down) / (2.0 * eps));
+                an.push(analytic[input][e]);
+            }
+            let err = rel64(&an, &fd);
+            assert!(
+                err < 1e-6,
+                "{c:?} input {input}: rel err {err:.2e} (seed {seed})"
+            );
+        }
+    }
+}
+
+#[test]
+fn backward_matches_reference() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    for (n, c) in CASES.iter().enumerate() {
+        let seed = seed.wrapping_add(n as u64);
+        let d = c.data(seed);
+        let t = upload(rt, c, &d);
+        let x = t.inputs(c.pad);
+        let opts = c.opts();
+        let (out, lse) = window_attention(rt, &x, &opts).unwrap();
+        let mut r = testing::rng(seed ^ 0xd0);
+        let dout_h = uniform(&mut r, d.q.len(), -1.0, 1.0);
+        let dout = rt.upload(&dout_h, &c.shape()).unwrap();
+        let grads = WindowAttentionGrads::new(rt, &x, &opts).unwrap();
+        let ws = WindowAttentionWorkspace::new(rt, &x, &opts).unwrap();
+        let mut outs = vec![&grads.dq, &grads.dk, &grads.dv, &grads.d_table];
+        if let Some((k, v)) = &grads.d_pad {
+            outs.push(k);
+            outs.push(v);
+        }
+        for o in &outs {
+            rt.fill(o, f32::NAN).unwrap();
+        }
+        rt.run(
+            &window_attention_backward_into(rt, &x, &out, &lse, &dout, &grads, &ws, &opts).unwrap(),
+        );
+        let d64 = as_f64(&d);
+        let want = reference::backward(&c.geometry(), &reference_inputs(c, &d64), &f64s(&dout_h));
+        let wants = [
+            &want.dq,
+            &want.dk,
+            &want.dv,
+            &want.d_table,
+            &want.d_pad_k,
+            &want.d_pad_v,
+        ];
+        let names = ["dq", "dk", "dv", "d_table", "d_pad_k", "d_pad_v"];
+        for (i, o) in outs.iter().enumerate() {
+            let got = rt.download(o).unwrap();
+            // A map that is an exact multiple of the window has no padding: zero gradient.
+            if i >= 4 && wants[i].iter().all(|&v| v == 0.0) {
+                assert!(got.iter().all(|&v| v == 0.0), "{}: {c:?}", names[i]);
+                continue;
+            }
+            assert_close(
+                &format!("{} {c:?}", names[i]),
+                seed,
+                &got,
+                &f32s(wants[i]),
+                1e-5,
+            );
+        }
+    }
 }

@@ -1,0 +1,227 @@
+// Multi-scale deformable attention (the MSDeformAttn core), forward and backward, with the
+// semantics of Deformable-DETR's CUDA kernel (ms_deform_im2col_cuda.cuh):
+//   value [N, S, M, D] (S = Σ H_l·W_l, levels concatenated), sampling_locations [N, Lq, M, L, P, 2]
+//   (x, y normalised to [0, 1]), attention_weights [N, Lq, M, L, P] → out [N, Lq, M·D].
+// Level l is sampled at h = y·H_l − 0.5, w = x·W_l − 0.5 only when −1 < h < H_l and −1 < w < W_l;
+// bilinear corners outside the map read as 0.
+//
+// Forward: one thread per (n, q, m, channel group) — 4 channels with vec4 loads when D % 4 == 0
+// (`forward_vec4`), else one channel (`forward`). Backward: one thread per (n, q, m) loops over
+// the channels, so the per-(q, m, l, p) gradients (sums over D) need no reduction between threads;
+// grad_value is a scatter-add (compare-exchange on atomic<u32> here; the launcher swaps in native
+// f32 atomics where the adapter has them). `*_off` are element skips from the binding starts
+// (chunked launches over N, see src/ops/resample/chunk.rs).
+
+struct Params {
+    items: u32,
+    queries: u32,
+    heads: u32,
+    channels: u32,
+    levels: u32,
+    points: u32,
+    spatial: u32,
+    value_off: u32,
+    loc_off: u32,
+    attn_off: u32,
+    out_off: u32,
+    _pad: u32,
+    // Per level: (H, W, start index in S, unused).
+    shapes: array<vec4<u32>, 8>,
+}
+
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> loc: array<f32>;
+@group(0) @binding(3) var<storage, read> attn: array<f32>;
+
+@group(0) @binding(1) var<storage, read> value: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// The vec4 forward's views of the same bindings.
+@group(0) @binding(1) var<storage, read> value4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
+// Backward: grad_out [N, Lq, M·D] in the output's slot, grad_loc, grad_attn, grad_value.
+@group(0) @binding(4) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad_loc: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_attn: array<f32>;
+// SCATTER_BEGIN
+@group(0) @binding(7) var<storage, read_write> grad_value: array<atomic<u32>>;
+// Portable float add: retry a compare-exchange on the f32 bits until no other thread intervened.
+fn scatter_add(i: u32, v: f32) {
+    var old = atomicLoad(&grad_value[i]);
+    loop {
+        let r = atomicCompareExchangeWeak(&grad_value[i], old, bitcast<u32>(bitcast<f32>(old) + v));
+        if (r.exchanged) {
+            break;
+        }
+        old = r.old_value;
+    }
+}
+// SCATTER_END
+
+// One bilinear tap on one level: spatial indices (into S) of the corners (h_low, w_low),
+// (h_low, w_high), (h_high, w_low), (h_high, w_high), their weights (0 for corners outside, whose
+// index is then the level start so reads stay in bounds), the fractions, and whether the point is
+// inside the sampling region at all.
+struct Tap {
+    s: vec4<u32>,
+    w: vec4<f32>,
+    mask: vec4<f32>,
+    lh: f32,
+    lw: f32,
+    inside: bool,
+}
+
+fn tap(l: u32, x: f32, y: f32) -> Tap {
+    let shape = p.shapes[l];
+    let hf = f32(shape.x);
+    let wf = f32(shape.y);
+    let h_im = y * hf - 0.5;
+    let w_im = x * wf - 0.5;
+    var t: Tap;
+    t.inside = h_im > -1.0 && w_im > -1.0 && h_im < hf && w_im < wf;
+    if (!t.inside) {
+        t.s = vec4<u32>(shape.z);
+        t.w = vec4<f32>(0.0);
+        t.mask = vec4<f32>(0.0);
+        t.lh = 0.0;
+        t.lw = 0.0;
+        return t;
+    }
+    let h0 = floor(h_im);
+    let w0 = floor(w_im);
+    t.lh = h_im - h0;
+    t.lw = w_im - w0;
+    let hh = 1.0 - t.lh;
+    let hw = 1.0 - t.lw;
+    let hs = vec4<f32>(h0, h0, h0 + 1.0, h0 + 1.0);
+    let ws = vec4<f32>(w0, w0 + 1.0, w0, w0 + 1.0);
+    let ok = hs >= vec4<f32>(0.0) & hs <= vec4<f32>(hf - 1.0) & ws >= vec4<f32>(0.0) & ws <= vec4<f32>(wf - 1.0);
+    t.mask = select(vec4<f32>(0.0), vec4<f32>(1.0), ok);
+    t.w = t.mask * vec4<f32>(hh * hw, hh * t.lw, t.lh * hw, t.lh * t.lw);
+    // Inside the region, h0 >= -1 and w0 >= -1, so the clamped indices are the real ones where ok.
+    let hi = vec4<u32>(clamp(hs, vec4<f32>(0.0), vec4<f32>(hf - 1.0)));
+    let wi = vec4<u32>(clamp(ws, vec4<f32>(0.0), vec4<f32>(wf - 1.0)));
+    t.s = select(vec4<u32>(shape.z), vec4<u32>(shape.z) + hi * shape.y + wi, ok);
+    return t;
+}
+
+// (n, q, m) of a thread index over N·Lq·M, plus the first (l, p) slot of its attention weights.
+fn head_slot(nqm: u32) -> u32 {
+    return nqm * p.levels * p.points;
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * WG;
+    if (t >= p.items * p.queries * p.heads * p.channels) {
+        return;
+    }
+    let c = t % p.channels;
+    let nqm = t / p.channels;
+    let m = nqm % p.heads;
+    let n = nqm / (p.heads * p.queries);
+    let vbase = p.value_off + n * p.spatial * p.heads * p.channels + m * p.channels + c;
+    let vstride = p.heads * p.channels;
+    var acc = 0.0;
+    var slot = head_slot(nqm);
+    for (var l = 0u; l < p.levels; l++) {
+        for (var k = 0u; k < p.points; k++) {
+            let a = attn[p.attn_off + slot];
+            let tp = tap(l, loc[p.loc_off + 2u * slot], loc[p.loc_off + 2u * slot + 1u]);
+            slot++;
+            if (!tp.inside) {
+                continue;
+            }
+            let v = vec4<f32>(value[vbase + tp.s.x * vstride], value[vbase + tp.s.y * vstride],
+                value[vbase + tp.s.z * vstride], value[vbase + tp.s.w * vstride]);
+            acc += a * dot(tp.w, v);
+        }
+    }
+    out[p.out_off + t] = acc;
+}
+
+@compute @workgroup_size(WG)
+fn forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * WG;
+    let c4s = p.channels / 4u;
+    if (t >= p.items * p.queries * p.heads * c4s) {
+        return;
+    }
+    let c4 = t % c4s;
+    let nqm = t / c4s;
+    let m = nqm % p.heads;
+    let n = nqm / (p.heads * p.queries);
+    // Offsets are multiples of 4 elements when D % 4 == 0 (the launcher checks the alignment).
+    let vbase = p.value_off / 4u + n * p.spatial * p.heads * c4s + m * c4s + c4;
+    let vstride = p.heads * c4s;
+    var acc = vec4<f32>(0.0);
+    var slot = head_slot(nqm);
+    for (var l = 0u; l < p.levels; l++) {
+        for (var k = 0u; k < p.points; k++) {
+            let a = attn[p.attn_off + slot];
+            let tp = tap(l, loc[p.loc_off + 2u * slot], loc[p.loc_off + 2u * slot + 1u]);
+            slot++;
+            if (!tp.inside) {
+                continue;
+            }
+            let w = a * tp.w;
+            acc += w.x * value4[vbase + tp.s.x * vstride] + w.y * value4[vbase + tp.s.y * vstride]
+                + w.z * value4[vbase + tp.s.z * vstride] + w.w * value4[vbase + tp.s.w * vstride];
+        }
+    }
+    out4[p.out_off / 4u + t] = acc;
+}
+
+// grad_value must be zero before this runs (the launcher records the zero fill); grad_loc and
+// grad_attn are overwritten.
+@compute @workgroup_size(WG)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let nqm = gid.x + gid.y * nwg.x * WG;
+    if (nqm >= p.items * p.queries * p.heads) {
+        return;
+    }
+    let m = nqm % p.heads;
+    let n = nqm / (p.heads * p.queries);
+    let vbase = p.value_off + n * p.spatial * p.heads * p.channels + m * p.channels;
+    let vstride = p.heads * p.channels;
+    let gbase = p.out_off + nqm * p.channels;
+    var slot = head_slot(nqm);
+    for (var l = 0u; l < p.levels; l++) {
+        for (var k = 0u; k < p.points; k++) {
+            let a = attn[p.attn_off + slot];
+            let tp = tap(l, loc[p.loc_off + 2u * slot], loc[p.loc_off + 2u * slot + 1u]);
+            var g_attn = 0.0;
+            var g_h = 0.0;
+            var g_w = 0.0;
+            if (tp.inside) {
+                let hh = 1.0 - tp.lh;
+                let hw = 1.0 - tp.lw;
+                // d(sample)/dh and d(sample)/dw per corner value.
+                let dh = tp.mask * vec4<f32>(-hw, -tp.lw, hw, tp.lw);
+                let dw = tp.mask * vec4<f32>(-hh, hh, -tp.lh, tp.lh);
+                let sw = a * tp.w;
+                for (var c = 0u; c < p.channels; c++) {
+                    let go = grad_out[gbase + c];
+                    let v = vec4<f32>(value[vbase + tp.s.x * vstride + c], value[vbase + tp.s.y * vstride + c],
+                        value[vbase + tp.s.z * vstride + c], value[vbase + tp.s.w * vstride + c]);
+                    g_attn += go * dot(tp.w, v);
+                    g_h += go * dot(dh, v);
+                    g_w += go * dot(dw, v);
+                    if (go != 0.0) {
+                        if (sw.x != 0.0) { scatter_add(vbase + tp.s.x * vstride + c, sw.x * go); }
+                        if (sw.y != 0.0) { scatter_add(vbase + tp.s.y * vstride + c, sw.y * go); }
+                        if (sw.z != 0.0) { scatter_add(vbase + tp.s.z * vstride + c, sw.z * go); }
+                        if (sw.w != 0.0) { scatter_add(vbase + tp.s.w * vstride + c, sw.w * go); }
+                    }
+                }
+            }
+            let shape = p.shapes[l];
+            grad_attn[p.attn_off + slot] = g_attn;
+            // d(w_im)/dx = W and d(h_im)/dy = H.
+            grad_loc[p.loc_off + 2u * slot] = g_w * a * f32(shape.y);
+            grad_loc[p.loc_off + 2u * slot + 1u] = g_h * a * f32(shape.x);
+            slot++;
+        }
+    }
+}

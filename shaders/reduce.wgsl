@@ -1,0 +1,89 @@
+// Reduction of x viewed as [outer, len, inner] along len: out[o, i] = scale · R_l x[o, l, i]
+// with R = sum (OP 0), max (1) or min (2); mean is sum with scale = 1/len.
+// `rows`: one thread per output, looping over len (CPU adapters: no workgroup memory).
+// `groups`: one 64-thread workgroup per output, strided partials then a tree in workgroup
+// memory (GPUs: long rows spread over many threads).
+
+override OP: u32 = 0u;
+
+struct Params {
+    n: u32,      // outputs in this chunk
+    start: u32,  // global index of the chunk's first output
+    len: u32,
+    inner: u32,
+    win_x: u32,
+    win_o: u32,
+    scale: f32,
+    _p: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+fn identity() -> f32 {
+    switch (OP) {
+        case 1u: { return -bitcast<f32>(0x7f800000u); }
+        case 2u: { return bitcast<f32>(0x7f800000u); }
+        default: { return 0.0; }
+    }
+}
+
+fn combine(acc: f32, v: f32) -> f32 {
+    switch (OP) {
+        case 1u: { return max(acc, v); }
+        case 2u: { return min(acc, v); }
+        default: { return acc + v; }
+    }
+}
+
+// Offset in x of element (q, l) for output q = o·inner + i.
+fn base_of(q: u32) -> u32 {
+    let o = q / p.inner;
+    let i = q - o * p.inner;
+    return o * p.len * p.inner + i - p.win_x;
+}
+
+@compute @workgroup_size(256)
+fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * 256u;
+    if (t >= p.n) {
+        return;
+    }
+    let q = p.start + t;
+    let b = base_of(q);
+    var acc = identity();
+    for (var l = 0u; l < p.len; l++) {
+        acc = combine(acc, x[b + l * p.inner]);
+    }
+    out[q - p.win_o] = acc * select(p.scale, 1.0, OP != 0u);
+}
+
+var<workgroup> part: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn groups(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
+    // Uniform control flow: every thread of a workgroup reaches the barriers.
+    let t = wid.x + wid.y * nwg.x;
+    let live = t < p.n;
+    let q = p.start + t;
+    var acc = identity();
+    if (live) {
+        let b = base_of(q);
+        for (var l = lid; l < p.len; l += 64u) {
+            acc = combine(acc, x[b + l * p.inner]);
+        }
+    }
+    part[lid] = acc;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            part[lid] = combine(part[lid], part[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    if (live && lid == 0u) {
+        out[q - p.win_o] = part[0] * select(p.scale, 1.0, OP != 0u);
+    }
+}

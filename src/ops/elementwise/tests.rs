@@ -1,0 +1,406 @@
+use super::testutil::{check_fd, poisoned, run, to32, to64};
+use super::*;
+use crate::testing::{assert_close, rng, runtime, seed, uniform};
+use rand::Rng;
+
+const TOL: f64 = 1e-5;
+
+fn all_unary() -> Vec<Unary> {
+    use Unary::*;
+    vec![
+        Neg,
+        Relu,
+        Gelu,
+        Sigmoid,
+        Exp,
+        Log,
+        Sqrt,
+        Rsqrt,
+        Tanh,
+        Abs,
+        Recip,
+        AddScalar(0.75),
+        MulScalar(-1.5),
+        PowScalar(2.5),
+        PowScalar(3.0),
+        Clamp {
+            min: -0.5,
+            max: 1.25,
+        },
+        LtScalar(0.3),
+        GtScalar(-0.2),
+    ]
+}
+
+/// Inputs in the op's domain: positive where it needs them, away from the kinks for gradients.
+fn input_for(op: Unary, r: &mut impl Rng, n: usize) -> Vec<f32> {
+    use Unary::*;
+    match op {
+        Log | Sqrt | Rsqrt | PowScalar(2.5) => uniform(r, n, 0.2, 3.0),
+        Recip => uniform(r, n, 0.5, 2.0)
+            .into_iter()
+            .map(|v| if r.random_bool(0.5) { v } else { -v })
+            .collect(),
+        // Wide enough to reach both GELU tails and sigmoid/tanh saturation.
+        Gelu | Sigmoid | Tanh => uniform(r, n, -9.0, 9.0),
+        _ => uniform(r, n, -3.0, 3.0),
+    }
+}
+
+const UNARY_SHAPES: &[&[usize]] = &[&[], &[1], &[257], &[3, 5, 7], &[2, 1, 300]];
+
+#[test]
+fn unary_matches_reference() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for op in all_unary() {
+        for shape in UNARY_SHAPES {
+            let n: usize = shape.iter().product();
+            let x = input_for(op, &mut r, n);
+            let xt = rt.upload(&x, shape).unwrap();
+            let out = poisoned(rt, shape);
+            run(rt, unary_into(rt, op, &xt, &out));
+            let want = to32(&reference::unary(op, &to64(&x)));
+            assert_close(
+                &format!("{op:?} {shape:?}"),
+                s,
+                &rt.download(&out).unwrap(),
+                &want,
+                TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn unary_backward_matches_reference_and_finite_differences() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for op in all_unary() {
+        // Reference backward vs finite differences of the reference forward (smooth points).
+        let x = to64(&input_for(op, &mut r, 9));
+        let x: Vec<f64> = x
+            .into_iter()
+            .map(|v| if v.abs() < 1e-3 { v + 0.01 } else { v })
+            .collect();
+        let dy = to64(&uniform(&mut r, 9, -1.0, 1.0));
+        let f = |x: &[f64]| reference::unary(op, x);
+        let g = reference::unary_backward(op, &x, &dy);
+        if !matches!(op, Unary::Clamp { .. }) {
+            check_fd(&format!("{op:?} (seed {s})"), &f, &x, &dy, &g, 1e-6);
+        }
+        for shape in [&[][..], &[1], &[1000]] {
+            let n: usize = shape.iter().product();
+            let x = input_for(op, &mut r, n);
+            let dy = uniform(&mut r, n, -1.0, 1.0);
+            let (xt, dyt) = (
+                rt.upload(&x, shape).unwrap(),
+                rt.upload(&dy, shape).unwrap(),
+            );
+            let dx = poisoned(rt, shape);
+            run(rt, unary_backward_into(rt, op, &xt, &dyt, &dx));
+            let want = to32(&reference::unary_backward(op, &to64(&x), &to64(&dy)));
+            assert_close(
+                &format!("{op:?}' {shape:?}"),
+                s,
+                &rt.download(&dx).unwrap(),
+                &want,
+                TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn reference_erf_matches_known_values() {
+    for (x, want) in [
+        (0.5, 0.520_499_877_813_046_5),
+        (1.0, 0.842_700_792_949_714_9),
+        (2.0, 0.995_322_265_018_952_7),
+        (-3.0, -0.999_977_909_503_001_4),
+    ] {
+        assert!((reference::erf(x) - want).abs() < 1e-14, "erf({x})");
+    }
+    // Left tail of Φ keeps relative accuracy: Φ(−6) = 9.865876450377e-10.
+    assert!((reference::phi(-6.0) / 9.865_876_450_376_98e-10 - 1.0).abs() < 1e-9);
+}
+
+const ALL_BINARY: &[Binary] = &[
+    Binary::Add,
+    Binary::Sub,
+    Binary::Mul,
+    Binary::Div,
+    Binary::Max,
+    Binary::Min,
+    Binary::Pow,
+    Binary::Lt,
+    Binary::Le,
+    Binary::Gt,
+    Binary::Ge,
+    Binary::Eq,
+];
+
+const BROADCAST_CASES: &[(&[usize], &[usize])] = &[
+    (&[7], &[7]),
+    (&[1], &[9]),
+    (&[9], &[1]),
+    (&[], &[4]),
+    (&[], &[]),
+    (&[3, 1, 5], &[1, 4, 1]),
+    (&[2, 3, 4], &[4]),
+    (&[5, 1], &[1]),
+    (&[2, 1, 3, 1, 2], &[4, 1, 5, 2]),
+    (&[1, 1, 1], &[1]),
+    (&[300, 1], &[1, 3]),
+];
+
+/// Inputs for `op`: values from a small grid so ties (max/min/eq) occur; pow gets a positive
+/// base.
+fn binary_inputs(op: Binary, r: &mut impl Rng, n: usize, which: usize) -> Vec<f32> {
+    match (op, which) {
+        (Binary::Pow, 0) => uniform(r, n, 0.3, 2.5),
+        (Binary::Pow, _) => uniform(r, n, -2.0, 2.0),
+        (Binary::Div, 1) => uniform(r, n, 0.5, 2.0),
+        _ => (0..n)
+            .map(|_| r.random_range(-4..=4) as f32 * 0.5)
+            .collect(),
+    }
+}
+
+#[test]
+fn binary_broadcast_matches_reference() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for &op in ALL_BINARY {
+        for &(sa, sb) in BROADCAST_CASES {
+            for (sa, sb) in [(sa, sb), (sb, sa)] {
+                let a = binary_inputs(op, &mut r, sa.iter().product(), 0);
+                let b = binary_inputs(op, &mut r, sb.iter().product(), 1);
+                let (at, bt) = (rt.upload(&a, sa).unwrap(), rt.upload(&b, sb).unwrap());
+                let shape = binary_shape(sa, sb).unwrap();
+                let out = poisoned(rt, &shape);
+                run(rt, binary_into(rt, op, &at, &bt, &out));
+                let want = to32(&reference::binary(op, &to64(&a), sa, &to64(&b), sb));
+                assert_close(
+                    &format!("{op:?} {sa:?} {sb:?}"),
+                    s,
+                    &rt.download(&out).unwrap(),
+                    &want,
+                    TOL,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn binary_backward_matches_reference_and_finite_differences() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for &op in ALL_BINARY {
+        for &(sa, sb) in BROADCAST_CASES {
+            let na: usize = sa.iter().product();
+            let nb: usize = sb.iter().product();
+            let shape = binary_shape(sa, sb).unwrap();
+            let n: usize = shape.iter().product();
+            // (a) reference backward vs finite differences, at continuous (tie-free) points.
+            if n <= 64
+                && !matches!(
+                    op,
+                    Binary::Lt | Binary::Le | Binary::Gt | Binary::Ge | Binary::Eq
+                )
+            {
+                let (lo, hi) = if op == Binary::Pow {
+                    (0.3, 2.5)
+                } else {
+                    (0.5, 2.0)
+                };
+                let a = to64(&uniform(&mut r, na, lo, hi));
+                let b = to64(&uniform(&mut r, nb, 0.5, 2.0));
+                let dy = to64(&uniform(&mut r, n, -1.0, 1.0));
+                let (da, db) = reference::binary_backward(op, &a, sa, &b, sb, &dy);
+                let fa = |x: &[f64]| reference::binary(op, x, sa, &b, sb);
+                let fb = |x: &[f64]| reference::binary(op, &a, sa, x, sb);
+                let case = format!("{op:?} {sa:?} {sb:?} (seed {s})");
+                check_fd(&format!("d/da {case}"), &fa, &a, &dy, &da, 1e-6);
+                check_fd(&format!("d/db {case}"), &fb, &b, &dy, &db, 1e-6);
+            }
+            // (b) GPU vs reference, with ties on the grid inputs.
+            let a = binary_inputs(op, &mut r, na, 0);
+            let b = binary_inputs(op, &mut r, nb, 1);
+            let dy = uniform(&mut r, n, -1.0, 1.0);
+            let (at, bt, dyt) = (
+                rt.upload(&a, sa).unwrap(),
+                rt.upload(&b, sb).unwrap(),
+                rt.upload(&dy, &shape).unwrap(),
+            );
+            let (da, db) = (poisoned(rt, sa), poisoned(rt, sb));
+            run(
+                rt,
+                binary_backward_into(rt, op, &at, &bt, &dyt, Some(&da), Some(&db)),
+            );
+            let (wa, wb) = reference::binary_backward(op, &to64(&a), sa, &to64(&b), sb, &to64(&dy));
+            let case = format!("{op:?} {sa:?} {sb:?}");
+            assert_close(
+                &format!("da {case}"),
+                s,
+                &rt.download(&da).unwrap(),
+                &to32(&wa),
+                TOL,
+            );
+            assert_close(
+                &format!("db {case}"),
+                s,
+                &rt.download(&db).unwrap(),
+                &to32(&wb),
+                TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn sum_to_shape_matches_reference() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for (from, to) in [
+        (&[5, 7][..], &[7][..]),
+        (&[5, 7], &[5, 1]),
+        (&[3, 4, 5], &[]),
+        (&[3, 4, 5], &[1, 4, 1]),
+        (&[2, 3, 4, 5], &[3, 1, 5]),
+        (&[700, 3], &[3]),
+        (&[4], &[4]),
+    ] {
+        let n: usize = from.iter().product();
+        let x = uniform(&mut r, n, -1.0, 1.0);
+        let xt = rt.upload(&x, from).unwrap();
+        let out = poisoned(rt, to);
+        run(rt, sum_to_shape_into(rt, &xt, &out));
+        let want = to32(&reference::sum_to_shape(&to64(&x), from, to));
+        assert_close(
+            &format!("{from:?}->{to:?}"),
+            s,
+            &rt.download(&out).unwrap(),
+            &want,
+            TOL,
+        );
+    }
+}
+
+#[test]
+fn select_and_backward_match_reference() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for (sc, sa, sb) in [
+        (&[6][..], &[6][..], &[6][..]),
+        (&[3, 1], &[1, 4], &[]),
+        (&[2, 3, 4], &[4], &[2, 1, 1]),
+        (&[1], &[5], &[5]),
+    ] {
+        let nc: usize = sc.iter().product();
+        let cond: Vec<f32> = (0..nc).map(|_| r.random_range(0..2) as f32).collect();
+        let a = uniform(&mut r, sa.iter().product(), -1.0, 1.0);
+        let b = uniform(&mut r, sb.iter().product(), -1.0, 1.0);
+        let (ct, at, bt) = (
+            rt.upload(&cond, sc).unwrap(),
+            rt.upload(&a, sa).unwrap(),
+            rt.upload(&b, sb).unwrap(),
+        );
+        let shape = layout::broadcast_shape("t", &[sc, sa, sb]).unwrap();
+        let out = poisoned(rt, &shape);
+        run(rt, select_into(rt, &ct, &at, &bt, &out));
+        let (c64, a64, b64) = (to64(&cond), to64(&a), to64(&b));
+        let want = reference::select(&c64, sc, &a64, sa, &b64, sb);
+        let case = format!("{sc:?} {sa:?} {sb:?}");
+        assert_close(&case, s, &rt.download(&out).unwrap(), &to32(&want), TOL);
+
+        let n: usize = shape.iter().product();
+        let dy = uniform(&mut r, n, -1.0, 1.0);
+        let dyt = rt.upload(&dy, &shape).unwrap();
+        let (da, db) = (poisoned(rt, sa), poisoned(rt, sb));
+        run(
+            rt,
+            select_backward_into(rt, &ct, &dyt, Some(&da), Some(&db)),
+        );
+        let (wa, wb) = reference::select_backward(&c64, sc, sa, sb, &to64(&dy));
+        // Finite differences of the reference (where is linear in a and b).
+        let fa = |x: &[f64]| reference::select(&c64, sc, x, sa, &b64, sb);
+        check_fd(
+            &format!("select da {case}"),
+            &fa,
+            &a64,
+            &to64(&dy),
+            &wa,
+            1e-6,
+        );
+        assert_close(
+            &format!("da {case}"),
+            s,
+            &rt.download(&da).unwrap(),
+            &to32(&wa),
+            TOL,
+        );
+        assert_close(
+            &format!("db {case}"),
+            s,
+            &rt.download(&db).unwrap(),
+            &to32(&wb),
+            TOL,
+        );
+    }
+}
+
+#[test]
+fn shape_and_dtype_errors_name_the_op() {
+    let rt = runtime();
+    let a = rt.upload(&[1.0; 6], &[2, 3]).unwrap();
+    let b = rt.upload(&[1.0; 4], &[4]).unwrap();
+    let err = binary(rt, Binary::Add, &a, &b).unwrap_err().to_string();
+    assert!(
+        err.contains("binary") && err.contains("[2, 3]") && err.contains("[4]"),
+        "{err}"
+    );
+    let wrong = rt.empty(&[3, 2], DType::F32).unwrap();
+    let err = unary_into(rt, Unary::Relu, &a, &wrong)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unary") && err.contains("[3, 2]"), "{err}");
+    let idx = rt.upload_u32(&[1, 2], &[2]).unwrap();
+    let err = unary(rt, Unary::Exp, &idx).unwrap_err().to_string();
+    assert!(err.contains("U32"), "{err}");
+    let err = sum_to_shape(rt, &a, &[2]).unwrap_err().to_string();
+    assert!(err.contains("sum_to_shape"), "{err}");
+}
+
+/// Tensors just past the 128 MiB binding limit: chunked dispatches over offset bindings.
+#[test]
+fn unary_and_binary_past_binding_limit() {
+    let rt = runtime();
+    let n = (rt.caps().max_storage_binding / 4) as usize + 1000;
+    let x: Vec<f32> = (0..n).map(|i| (i % 1013) as f32 * 0.01 - 5.0).collect();
+    let xt = rt.upload(&x, &[n]).unwrap();
+    let y = poisoned(rt, &[n]);
+    run(rt, unary_into(rt, Unary::AddScalar(1.5), &xt, &y));
+    let got = rt.download(&y).unwrap();
+    assert!(
+        got.iter().zip(&x).all(|(g, v)| *g == v + 1.5),
+        "unary past the binding limit"
+    );
+    drop(got);
+    let out = poisoned(rt, &[n]);
+    run(rt, binary_into(rt, Binary::Sub, &y, &xt, &out));
+    let got = rt.download(&out).unwrap();
+    let bad = got
+        .iter()
+        .zip(&x)
+        .position(|(g, v)| (*g - ((v + 1.5) - v)).abs() > 0.0);
+    assert_eq!(bad, None, "binary past the binding limit");
+}

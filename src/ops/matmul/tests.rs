@@ -1,0 +1,736 @@
+//! Kernels against the f64 reference on fresh random inputs (seed in every failure message),
+//! outputs poisoned with NaN first, for every variant, transpose combination and epilogue.
+
+use super::reference::{self, Dims};
+use super::*;
+use crate::runtime::Runtime;
+use crate::testing::{self, assert_close};
+
+const VARIANTS: [Variant; 3] = [Variant::RegBlock, Variant::Tiled, Variant::Naive];
+const TRANS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+/// One problem: leading dims of A and B, M, N, K and the transposes.
+#[derive(Clone, Debug)]
+struct Case {
+    lead_a: Vec<usize>,
+    lead_b: Vec<usize>,
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+}
+
+impl Case {
+    fn new(m: usize, n: usize, k: usize, (trans_a, trans_b): (bool, bool)) -> Self {
+        Self {
+            lead_a: vec![],
+            lead_b: vec![],
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+        }
+    }
+    fn batched(mut self, lead_a: &[usize], lead_b: &[usize]) -> Self {
+        self.lead_a = lead_a.to_vec();
+        self.lead_b = lead_b.to_vec();
+        self
+    }
+    fn dims(&self) -> Dims {
+        Dims {
+            batch_a: self.lead_a.iter().product(),
+            batch_b: self.lead_b.iter().product(),
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            trans_a: self.trans_a,
+            trans_b: self.trans_b,
+        }
+    }
+    fn a_shape(&self) -> Vec<usize> {
+        let mut s = self.lead_a.clone();
+        s.extend(if self.trans_a {
+            [self.k, self.m]
+        } else {
+            [self.m, self.k]
+        });
+        s
+    }
+    fn b_shape(&self) -> Vec<usize> {
+        let mut s = self.lead_b.clone();
+        s.extend(if self.trans_b {
+            [self.n, self.k]
+        } else {
+            [self.k, self.n]
+        });
+        s
+    }
+    fn c_shape(&self) -> Vec<usize> {
+        let d = self.dims();
+        let lead = if d.batch_a != 1 || (d.batch_b == 1 && self.lead_a.len() >= self.lead_b.len()) {
+            &self.lead_a
+        } else {
+            &self.lead_b
+        };
+        let mut s = lead.clone();
+        s.extend([self.m, self.n]);
+        s
+    }
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+fn numel(s: &[usize]) -> usize {
+    s.iter().product()
+}
+
+fn nan_tensor(rt: &Runtime, shape: &[usize]) -> Tensor {
+    let t = rt.empty(shape, DType::F32).unwrap();
+    rt.fill(&t, f32::NAN).unwrap();
+    t
+}
+
+/// Runs the forward on random inputs and compares C (and `pre` when asked) with the reference.
+fn check_forward(rt: &Runtime, case: &Case, opts: &MatmulOptions, with_bias: bool, with_pre: bool) {
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    let (sa, sb, sc) = (case.a_shape(), case.b_shape(), case.c_shape());
+    let a = testing::uniform(&mut rng, numel(&sa), -1.0, 1.0);
+    let b = testing::uniform(&mut rng, numel(&sb), -1.0, 1.0);
+    let bias = testing::uniform(&mut rng, case.n, -1.0, 1.0);
+    let c_in = testing::uniform(&mut rng, numel(&sc), -1.0, 1.0);
+    let ta = rt.upload(&a, &sa).unwrap();
+    let tb = rt.upload(&b, &sb).unwrap();
+    let tbias = rt.upload(&bias, &[case.n]).unwrap();
+    let out = if opts.beta != 0.0 {
+        rt.upload(&c_in, &sc).unwrap()
+    } else {
+        nan_tensor(rt, &sc)
+    };
+    let pre = nan_tensor(rt, &sc);
+    let bias_arg = with_bias.then_some(&tbias);
+    let d = if with_pre {
+        matmul_with_preact_into(rt, &ta, &tb, bias_arg, &out, &pre, opts)
+    } else {
+        matmul_into(rt, &ta, &tb, bias_arg, &out, opts)
+    }
+    .unwrap();
+    rt.run(&d);
+    let (want, want_pre) = reference::forward(
+        &case.dims(),
+        &f64s(&a),
+        &f64s(&b),
+        with_bias.then_some(&f64s(&bias)[..]),
+        Some(&f64s(&c_in)),
+        opts.alpha as f64,
+        opts.beta as f64,
+        opts.activation,
+    );
+    let name = format!("{case:?} {opts:?} bias={with_bias}");
+    assert_close(&name, seed, &rt.download(&out).unwrap(), &f32s(&want), 1e-5);
+    if with_pre {
+        let name = format!("pre-activation of {name}");
+        assert_close(
+            &name,
+            seed,
+            &rt.download(&pre).unwrap(),
+            &f32s(&want_pre),
+            1e-5,
+        );
+    }
+}
+
+fn opts(variant: Variant, (trans_a, trans_b): (bool, bool)) -> MatmulOptions {
+    MatmulOptions {
+        trans_a,
+        trans_b,
+        variant,
+        ..Default::default()
+    }
+}
+
+/// Odd sizes, one-element dims, multiples of 4 (the vec4 paths) and sizes past one workgroup tile
+/// (128×64 regblock, 64×64 tiled) in both directions.
+const SHAPES: [(usize, usize, usize); 7] = [
+    (1, 1, 1),
+    (7, 13, 5),
+    (65, 33, 129),
+    (36, 20, 12),
+    (132, 72, 68),
+    (130, 70, 3),
+    (1, 68, 8),
+];
+
+#[test]
+fn forward_every_variant_transpose_and_shape() {
+    let rt = testing::runtime();
+    for variant in VARIANTS {
+        for t in TRANS {
+            for (m, n, k) in SHAPES {
+                check_forward(rt, &Case::new(m, n, k, t), &opts(variant, t), false, false);
+            }
+        }
+    }
+}
+
+/// The shapes above really reach every regblock load mode, not just the scalar fallback.
+#[test]
+fn vector_load_modes_are_chosen_where_layout_allows() {
+    let rt = testing::runtime();
+    let mut seen = std::collections::BTreeSet::new();
+    for t in TRANS {
+        for (m, n, k) in SHAPES {
+            let case = Case::new(m, n, k, t);
+            let s = resolve(
+                "test",
+                &rt.empty(&case.a_shape(), DType::F32).unwrap(),
+                &rt.empty(&case.b_shape(), DType::F32).unwrap(),
+                &opts(Variant::RegBlock, t),
+            )
+            .unwrap();
+            let (va, vb) = (s.view_a(t.0), s.view_b(t.1));
+            let p = Params {
+                a_rs: stride(va.rs, s.m),
+                a_cs: stride(va.cs, s.k),
+                b_rs: stride(vb.rs, s.k),
+                b_cs: stride(vb.cs, s.n),
+                ..bytemuck::Zeroable::zeroed()
+            };
+            let e = Extent {
+                b: 1,
+                m: s.m,
+                n: s.n,
+                k: s.k,
+            };
+            seen.insert(vector_modes(&p, e));
+        }
+    }
+    for modes in [(1, 1), (2, 1), (1, 2), (2, 2), (0, 0)] {
+        assert!(
+            seen.contains(&modes),
+            "mode {modes:?} untested; seen {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn batch_broadcast_both_sides() {
+    let rt = testing::runtime();
+    let leads: [(&[usize], &[usize]); 5] = [
+        (&[3], &[]),
+        (&[], &[3]),
+        (&[2, 3], &[2, 3]),
+        (&[1], &[2, 2]),
+        (&[2, 1], &[1]),
+    ];
+    for variant in VARIANTS {
+        for t in TRANS {
+            for (la, lb) in leads {
+                let case = Case::new(9, 12, 8, t).batched(la, lb);
+                check_forward(rt, &case, &opts(variant, t), false, false);
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_epilogue_bias_activation_alpha_beta_preact() {
+    let rt = testing::runtime();
+    for variant in VARIANTS {
+        for (i, act) in [Activation::None, Activation::Relu, Activation::Gelu]
+            .into_iter()
+            .enumerate()
+        {
+            let t = TRANS[i % 4];
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 0.75), (-1.5, 1.0)] {
+                let o = MatmulOptions {
+                    alpha,
+                    beta,
+                    activation: act,
+                    ..opts(variant, t)
+                };
+                let case = Case::new(37, 21, 19, t).batched(&[2], &[]);
+                check_forward(rt, &case, &o, true, true);
+                check_forward(rt, &case, &o, false, false);
+            }
+        }
+    }
+}
+
+/// GELU over [-8, 8] against the f64 erf: the WGSL erf's absolute error stays near 1.5e-7.
+#[test]
+fn gelu_matches_exact_erf_form() {
+    let rt = testing::runtime();
+    let n = 4001;
+    let x: Vec<f32> = (0..n)
+        .map(|i| -8.0 + 16.0 * i as f32 / (n - 1) as f32)
+        .collect();
+    let a = rt.upload(&x, &[n, 1]).unwrap();
+    let b = rt.upload(&[1.0], &[1, 1]).unwrap();
+    for variant in VARIANTS {
+        let o = MatmulOptions {
+            activation: Activation::Gelu,
+            variant,
+            ..Default::default()
+        };
+        let got = rt.download(&matmul(rt, &a, &b, None, &o).unwrap()).unwrap();
+        let mut worst = 0.0f64;
+        for (&g, &xi) in got.iter().zip(&x) {
+            let want = reference::activation(Activation::Gelu, xi as f64);
+            // 0.5·x·erf error (≤ 1.5e-7) plus f32 rounding of the result.
+            let err = (g as f64 - want).abs() / (1.0 + want.abs());
+            worst = worst.max(err);
+        }
+        assert!(worst < 6e-7, "{variant:?}: GELU error {worst:.2e}");
+    }
+}
+
+#[test]
+fn reference_erf_matches_known_values() {
+    // erf values from Abramowitz & Stegun table 7.1 / high-precision tables.
+    for (x, want) in [
+        (0.0, 0.0),
+        (0.1, 0.112_462_916_018_284_9),
+        (0.5, 0.520_499_877_813_046_5),
+        (1.0, 0.842_700_792_949_714_9),
+        (2.0, 0.995_322_265_018_952_7),
+        (2.9, 0.999_958_902_121_900_5),
+        (3.0, 0.999_977_909_503_001_4),
+        (4.0, 0.999_999_984_582_742_1),
+        (-1.5, -0.966_105_146_475_310_7),
+    ] {
+        let got = reference::erf(x);
+        assert!((got - want).abs() < 1e-14, "erf({x}) = {got}, want {want}");
+    }
+}
+
+#[test]
+fn empty_and_zero_k() {
+    let rt = testing::runtime();
+    // K = 0: C = act(bias).
+    let a = rt.empty(&[3, 0], DType::F32).unwrap();
+    let b = rt.empty(&[0, 5], DType::F32).unwrap();
+    let bias = [0.5, -1.0, 2.0, 0.0, -0.25];
+    let tbias = rt.upload(&bias, &[5]).unwrap();
+    for variant in VARIANTS {
+        let o = MatmulOptions {
+            activation: Activation::Relu,
+            variant,
+            ..Default::default()
+        };
+        let c = matmul(rt, &a, &b, Some(&tbias), &o).unwrap();
+        let want: Vec<f32> = (0..3).flat_map(|_| bias.map(|v: f32| v.max(0.0))).collect();
+        assert_eq!(rt.download(&c).unwrap(), want, "{variant:?}");
+    }
+    // M = 0 launches nothing.
+    let a = rt.empty(&[0, 4], DType::F32).unwrap();
+    let b = rt.empty(&[4, 5], DType::F32).unwrap();
+    let out = rt.empty(&[0, 5], DType::F32).unwrap();
+    assert!(matmul_into(rt, &a, &b, None, &out, &Default::default())
+        .unwrap()
+        .is_empty());
+}
+
+/// With the binding limit capped at 4 KiB, small problems split over batches, rows, columns
+/// and the reduction; K-splits must still add the bias once and apply the activation once.
+#[test]
+fn chunked_launches_match_reference() {
+    let rt = testing::runtime();
+    let cases = [
+        // C and A large: rows split.
+        Case::new(300, 10, 12, (false, false)),
+        // A transposed: split along K (rows of the stored A).
+        Case::new(40, 8, 200, (true, false)),
+        // B large and row-major: split along K.
+        Case::new(6, 30, 100, (false, false)),
+        // B transposed and large: split along N.
+        Case::new(5, 120, 40, (false, true)),
+        // C rows wider than the limit: split along N.
+        Case::new(3, 1500, 2, (true, true)),
+        // Batches.
+        Case::new(20, 12, 16, (false, false)).batched(&[7], &[7]),
+        Case::new(20, 12, 16, (true, true)).batched(&[1], &[5]),
+    ];
+    for variant in VARIANTS {
+        for case in &cases {
+            let o = MatmulOptions {
+                activation: Activation::Gelu,
+                alpha: 0.75,
+                beta: 0.5,
+                max_binding: Some(4096),
+                ..opts(variant, (case.trans_a, case.trans_b))
+            };
+            check_forward(rt, case, &o, true, true);
+        }
+    }
+}
+
+/// Every chunked case really is split (the previous test would pass without chunking too).
+#[test]
+fn chunk_planner_splits_and_respects_limit() {
+    let rt = testing::runtime();
+    let a = rt.empty(&[40, 200], DType::F32).unwrap();
+    let b = rt.empty(&[200, 8], DType::F32).unwrap();
+    let c = rt.empty(&[40, 8], DType::F32).unwrap();
+    let o = MatmulOptions {
+        trans_a: true,
+        variant: Variant::RegBlock,
+        max_binding: Some(4096),
+        ..Default::default()
+    };
+    let a_t = a.reshape(&[200, 40]).unwrap();
+    let d = matmul_into(rt, &a_t, &b, None, &c, &o).unwrap();
+    assert!(d.len() >= 2, "{} launches", d.len());
+    let o = MatmulOptions {
+        max_binding: None,
+        ..o
+    };
+    assert_eq!(matmul_into(rt, &a_t, &b, None, &c, &o).unwrap().len(), 1);
+}
+
+#[test]
+fn errors_name_the_op_and_shapes() {
+    let rt = testing::runtime();
+    let a = rt.empty(&[2, 3, 4], DType::F32).unwrap();
+    let b = rt.empty(&[5, 6], DType::F32).unwrap();
+    let err = matmul(rt, &a, &b, None, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("matmul") && err.contains("[2, 3, 4]") && err.contains("[5, 6]"),
+        "{err}"
+    );
+
+    let b = rt.empty(&[3, 4, 6], DType::F32).unwrap();
+    let err = matmul(rt, &a, &b, None, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("batch") && err.contains("[3, 4, 6]"), "{err}");
+
+    let b = rt.empty(&[4, 6], DType::F32).unwrap();
+    let bias = rt.empty(&[5], DType::F32).unwrap();
+    let err = matmul(rt, &a, &b, Some(&bias), &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bias") && err.contains("[5]") && err.contains("[6]"),
+        "{err}"
+    );
+
+    let out = rt.empty(&[3, 6], DType::F32).unwrap();
+    let err = matmul_into(rt, &a, &b, None, &out, &Default::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("[3, 6]") && err.contains("[2, 3, 6]"), "{err}");
+
+    let u = rt.upload_u32(&[0; 12], &[3, 4]).unwrap();
+    let err = matmul(rt, &u, &b, None, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("U32"), "{err}");
+
+    let sq = rt.empty(&[4, 4], DType::F32).unwrap();
+    let err = matmul_into(rt, &sq, &sq, None, &sq, &Default::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("output") && err.contains("A"), "{err}");
+
+    let o = MatmulOptions {
+        beta: 1.0,
+        ..Default::default()
+    };
+    assert!(matmul(rt, &a, &b, None, &o).is_err());
+}
+
+// ---- backward -----------------------------------------------------------------------------
+
+/// Loss L = Σ w ⊙ out; its gradients by central differences of the f64 reference forward.
+#[test]
+fn reference_backward_matches_finite_differences() {
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    let configs: [(&[usize], &[usize], Activation); 6] = [
+        (&[], &[], Activation::None),
+        (&[2], &[2], Activation::Gelu),
+        (&[3], &[], Activation::Relu),
+        (&[], &[3], Activation::Gelu),
+        (&[2], &[1], Activation::None),
+        (&[1], &[2], Activation::Gelu),
+    ];
+    for (i, (la, lb, act)) in configs.into_iter().enumerate() {
+        let t = TRANS[i % 4];
+        let case = Case::new(3, 4, 5, t).batched(la, lb);
+        let d = case.dims();
+        let rnd = |rng: &mut rand::rngs::StdRng, n| f64s(&testing::uniform(rng, n, -1.0, 1.0));
+        let a = rnd(&mut rng, numel(&case.a_shape()));
+        let b = rnd(&mut rng, numel(&case.b_shape()));
+        let bias = rnd(&mut rng, d.n);
+        let w = rnd(&mut rng, numel(&case.c_shape()));
+        let alpha = 0.7;
+        let loss = |a: &[f64], b: &[f64], bias: &[f64]| {
+            let (out, _) = reference::forward(&d, a, b, Some(bias), None, alpha, 0.0, act);
+            out.iter().zip(&w).map(|(o, w)| o * w).sum::<f64>()
+        };
+        let (_, pre) = reference::forward(&d, &a, &b, Some(&bias), None, alpha, 0.0, act);
+        let g = reference::backward(&d, &a, &b, &w, &pre, alpha, act);
+        let h = 1e-6;
+        let fd = |which: usize| -> Vec<f64> {
+            let base = [a.clone(), b.clone(), bias.clone()];
+            (0..base[which].len())
+                .map(|j| {
+                    let mut p = base.clone();
+                    let mut m = base.clone();
+                    p[which][j] += h;
+                    m[which][j] -= h;
+                    (loss(&p[0], &p[1], &p[2]) - loss(&m[0], &m[1], &m[2])) / (2.0 * h)
+                })
+                .collect()
+        };
+        for (which, got, name) in [(0, &g.da, "dA"), (1, &g.db, "dB"), (2, &g.dbias, "dbias")] {
+            let want = fd(which);
+            let num: f64 = got.iter().zip(&want).map(|(x, y)| (x - y).powi(2)).sum();
+            let den: f64 = want.iter().map(|y| y * y).sum();
+            let rel = (num / den).sqrt();
+            assert!(
+                rel < 1e-6,
+                "{name} of {case:?} {act:?}: rel err {rel:.2e} (seed {seed})"
+            );
+        }
+    }
+}
+
+/// GPU gradients against the reference backward; `accumulate` adds to pre-filled gradients.
+fn check_backward(rt: &Runtime, case: &Case, o: &MatmulOptions, with_bias: bool, accumulate: bool) {
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    let (sa, sb, sc) = (case.a_shape(), case.b_shape(), case.c_shape());
+    let d = case.dims();
+    let a = testing::uniform(&mut rng, numel(&sa), -1.0, 1.0);
+    let b = testing::uniform(&mut rng, numel(&sb), -1.0, 1.0);
+    let bias = testing::uniform(&mut rng, d.n, -1.0, 1.0);
+    let dout = testing::uniform(&mut rng, numel(&sc), -1.0, 1.0);
+    let old = [
+        testing::uniform(&mut rng, numel(&sa), -1.0, 1.0),
+        testing::uniform(&mut rng, numel(&sb), -1.0, 1.0),
+        testing::uniform(&mut rng, d.n, -1.0, 1.0),
+    ];
+    let (ta, tb) = (rt.upload(&a, &sa).unwrap(), rt.upload(&b, &sb).unwrap());
+    let tbias = rt.upload(&bias, &[d.n]).unwrap();
+    let tdout = rt.upload(&dout, &sc).unwrap();
+    let out = rt.empty(&sc, DType::F32).unwrap();
+    let pre = rt.empty(&sc, DType::F32).unwrap();
+    let fwd = MatmulOptions {
+        max_binding: None,
+        ..o.clone()
+    };
+    rt.run(
+        &matmul_with_preact_into(rt, &ta, &tb, with_bias.then_some(&tbias), &out, &pre, &fwd)
+            .unwrap(),
+    );
+    let grads: Vec<Tensor> = [(&sa, &old[0]), (&sb, &old[1]), (&vec![d.n], &old[2])]
+        .into_iter()
+        .map(|(shape, old)| {
+            if accumulate {
+                rt.upload(old, shape).unwrap()
+            } else {
+                nan_tensor(rt, shape)
+            }
+        })
+        .collect();
+    let dpre = nan_tensor(rt, &sc);
+    let inputs = BackwardInputs {
+        a: &ta,
+        b: &tb,
+        dout: &tdout,
+        preact: Some(&pre),
+    };
+    let outs = BackwardOutputs {
+        da: Some(&grads[0]),
+        db: Some(&grads[1]),
+        dbias: with_bias.then_some(&grads[2]),
+        dpre: Some(&dpre),
+    };
+    rt.run(&matmul_backward_into(rt, &inputs, &outs, o, accumulate).unwrap());
+    // The reference runs on the GPU's own pre-activation so that ReLU's kink sees the same side.
+    let gpu_pre = f64s(&rt.download(&pre).unwrap());
+    let g = reference::backward(
+        &d,
+        &f64s(&a),
+        &f64s(&b),
+        &f64s(&dout),
+        &gpu_pre,
+        o.alpha as f64,
+        o.activation,
+    );
+    let wants = [g.da, g.db, g.dbias];
+    for (i, name) in ["dA", "dB", "dbias"].into_iter().enumerate() {
+        if i == 2 && !with_bias {
+            continue;
+        }
+        let mut want = wants[i].clone();
+        if accumulate {
+            want.iter_mut()
+                .zip(&old[i])
+                .for_each(|(w, &o)| *w += o as f64);
+        }
+        let got = rt.download(&grads[i]).unwrap();
+        let case_name = format!("{name} of {case:?} {o:?} accumulate={accumulate}");
+        assert_close(&case_name, seed, &got, &f32s(&want), 1e-5);
+    }
+}
+
+#[test]
+fn backward_every_transpose_broadcast_and_activation() {
+    let rt = testing::runtime();
+    let leads: [(&[usize], &[usize]); 4] = [(&[], &[]), (&[3], &[3]), (&[3], &[]), (&[], &[3])];
+    for variant in VARIANTS {
+        for (i, t) in TRANS.into_iter().enumerate() {
+            for (j, (la, lb)) in leads.into_iter().enumerate() {
+                let act = [Activation::None, Activation::Gelu, Activation::Relu][(i + j) % 3];
+                let o = MatmulOptions {
+                    activation: act,
+                    alpha: 1.25,
+                    ..opts(variant, t)
+                };
+                let case = Case::new(13, 9, 11, t).batched(la, lb);
+                check_backward(rt, &case, &o, (i + j) % 2 == 0, (i + j) % 3 == 1);
+            }
+        }
+    }
+}
+
+/// Gradients through the chunked launch paths (products, activation backward, bias sums).
+#[test]
+fn backward_chunked() {
+    let rt = testing::runtime();
+    for t in TRANS {
+        let o = MatmulOptions {
+            activation: Activation::Gelu,
+            max_binding: Some(4096),
+            ..opts(Variant::Auto, t)
+        };
+        let case = Case::new(70, 24, 30, t).batched(&[2], &[]);
+        check_backward(rt, &case, &o, true, false);
+        let case = Case::new(70, 24, 30, t).batched(&[], &[2]);
+        check_backward(rt, &case, &o, true, true);
+    }
+}
+
+#[test]
+fn backward_refuses_missing_preactivation_and_beta() {
+    let rt = testing::runtime();
+    let a = rt.empty(&[2, 3], DType::F32).unwrap();
+    let b = rt.empty(&[3, 4], DType::F32).unwrap();
+    let dout = rt.empty(&[2, 4], DType::F32).unwrap();
+    let o = MatmulOptions {
+        activation: Activation::Gelu,
+        ..Default::default()
+    };
+    let err = matmul_backward(rt, &a, &b, &dout, None, false, &o)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("matmul_backward") && err.contains("pre-activation"),
+        "{err}"
+    );
+    let o = MatmulOptions {
+        beta: 1.0,
+        ..Default::default()
+    };
+    assert!(matmul_backward(rt, &a, &b, &dout, None, false, &o).is_err());
+}
+
+/// One operand or the output just past the real storage-binding limit (128 MiB on lavapipe).
+/// Shapes keep the arithmetic small: the cost is moving the data.
+#[test]
+fn operands_past_the_binding_limit() {
+    let rt = testing::runtime();
+    let words = (rt.caps().max_storage_binding / 4) as usize;
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    // (A rows M, N, K, trans_b): A [M, 4] past the limit; B [N, 4] (trans) past it; C [M, 8] past it.
+    let cases = [
+        Case::new(words / 4 + 8, 3, 4, (false, false)),
+        Case::new(2, words / 4 + 8, 4, (false, true)),
+        Case::new(words / 8 + 8, 8, 1, (false, false)),
+    ];
+    for case in cases {
+        let (sa, sb, sc) = (case.a_shape(), case.b_shape(), case.c_shape());
+        let a = testing::uniform(&mut rng, numel(&sa), -1.0, 1.0);
+        let b = testing::uniform(&mut rng, numel(&sb), -1.0, 1.0);
+        let ta = rt.upload(&a, &sa).unwrap();
+        let tb = rt.upload(&b, &sb).unwrap();
+        let out = nan_tensor(rt, &sc);
+        let o = opts(Variant::Auto, (case.trans_a, case.trans_b));
+        let d = matmul_into(rt, &ta, &tb, None, &out, &o).unwrap();
+        assert!(d.len() >= 2, "{case:?}: not split");
+        rt.run(&d);
+        let (want, _) = reference::forward(
+            &case.dims(),
+            &f64s(&a),
+            &f64s(&b),
+            None,
+            None,
+            1.0,
+            0.0,
+            Activation::None,
+        );
+        assert_close(
+            &format!("{case:?}"),
+            seed,
+            &rt.download(&out).unwrap(),
+            &f32s(&want),
+            1e-5,
+        );
+    }
+}
+
+/// Ad-hoc timing for tuning: `M2F_PROBE="m n k variant ta tb" cargo test --release --lib probe -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn probe() {
+    let rt = testing::runtime();
+    let spec = std::env::var("M2F_PROBE").unwrap_or("1024 1024 1024 regblock 0 0".into());
+    let f: Vec<&str> = spec.split_whitespace().collect();
+    let (m, n, k): (usize, usize, usize) = (
+        f[0].parse().unwrap(),
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+    );
+    let variant = match f[3] {
+        "regblock" => Variant::RegBlock,
+        "tiled" => Variant::Tiled,
+        _ => Variant::Naive,
+    };
+    let t = (f[4] == "1", f[5] == "1");
+    let case = Case::new(m, n, k, t);
+    let ta = rt.full(&case.a_shape(), 0.5).unwrap();
+    let tb = rt.full(&case.b_shape(), 0.25).unwrap();
+    let out = rt.empty(&case.c_shape(), DType::F32).unwrap();
+    let o = opts(variant, t);
+    for _ in 0..4 {
+        let d = matmul_into(rt, &ta, &tb, None, &out, &o).unwrap();
+        rt.sync().unwrap();
+        let t0 = std::time::Instant::now();
+        rt.run(&d);
+        rt.sync().unwrap();
+        let s = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "{spec}: {} launches, {:.3} s, {:.2} GFLOP/s",
+            d.len(),
+            s,
+            2.0 * (m * n * k) as f64 / s / 1e9
+        );
+    }
+}

@@ -1,0 +1,166 @@
+use super::*;
+use crate::ops::elementwise::testutil::{check_fd, poisoned, run, to32, to64};
+use crate::testing::{assert_close, rng, runtime, seed, uniform};
+use rand::Rng;
+
+const TOL: f64 = 1e-5;
+const VARIANTS: [Variant; 2] = [Variant::Rows, Variant::Groups];
+const OPS: [Reduce; 4] = [Reduce::Sum, Reduce::Mean, Reduce::Max, Reduce::Min];
+
+/// (shape, axis): odd sizes, one-element dims, rank 1, a long axis, and more outputs than one
+/// dimension of the workgroup grid holds (for the one-workgroup-per-output variant).
+const CASES: &[(&[usize], usize)] = &[
+    (&[1], 0),
+    (&[7], 0),
+    (&[3, 5, 7], 0),
+    (&[3, 5, 7], 1),
+    (&[3, 5, 7], 2),
+    (&[2, 1, 3], 1),
+    (&[4, 5000], 1),
+    (&[5000, 3], 0),
+    (&[70_000, 2], 1),
+];
+
+#[test]
+fn reductions_match_reference() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for &(shape, axis) in CASES {
+        let x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+        let xt = rt.upload(&x, shape).unwrap();
+        let out_shape = reduced_shape(shape, axis);
+        for op in OPS {
+            let want = to32(&reference::reduce(op, &to64(&x), shape, axis));
+            for v in VARIANTS {
+                let out = poisoned(rt, &out_shape);
+                run(rt, reduce_into(rt, op, &xt, axis, &out, v));
+                let case = format!("{op:?} {v:?} {shape:?} axis {axis}");
+                assert_close(&case, s, &rt.download(&out).unwrap(), &want, TOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn argmax_argmin_first_index_on_ties() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for &(shape, axis) in CASES {
+        // Few distinct values, so most rows have ties for the extreme.
+        let x: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| r.random_range(0..4) as f32)
+            .collect();
+        let xt = rt.upload(&x, shape).unwrap();
+        let out_shape = reduced_shape(shape, axis);
+        for op in [ArgReduce::ArgMax, ArgReduce::ArgMin] {
+            let want = reference::arg_reduce(op, &to64(&x), shape, axis);
+            for v in VARIANTS {
+                let idx = rt
+                    .upload_u32(&vec![u32::MAX; want.len()], &out_shape)
+                    .unwrap();
+                run(rt, arg_reduce_into(rt, op, &xt, axis, &idx, v));
+                let got = rt.download_u32(&idx).unwrap();
+                let bad = got.iter().zip(&want).position(|(g, w)| g != w);
+                assert_eq!(
+                    bad, None,
+                    "{op:?} {v:?} {shape:?} axis {axis} (seed {s}): got {got:?}"
+                );
+            }
+        }
+    }
+    // NaN is the extreme for both, its first occurrence wins.
+    let xt = rt.upload(&[1.0, f32::NAN, 3.0, f32::NAN], &[4]).unwrap();
+    for v in VARIANTS {
+        for op in [ArgReduce::ArgMax, ArgReduce::ArgMin] {
+            let idx = rt.upload_u32(&[9], &[]).unwrap();
+            run(rt, arg_reduce_into(rt, op, &xt, 0, &idx, v));
+            assert_eq!(rt.download_u32(&idx).unwrap(), vec![1], "{op:?} {v:?}");
+        }
+    }
+}
+
+#[test]
+fn reduce_backward_matches_reference_and_finite_differences() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for &(shape, axis) in CASES {
+        let n: usize = shape.iter().product();
+        let out_shape = reduced_shape(shape, axis);
+        let m: usize = out_shape.iter().product();
+        for op in OPS {
+            // (a) reference backward vs finite differences (continuous inputs: no ties).
+            if n <= 128 {
+                let x = to64(&uniform(&mut r, n, -1.0, 1.0));
+                let dy = to64(&uniform(&mut r, m, -1.0, 1.0));
+                let idx = match op {
+                    Reduce::Max => Some(reference::arg_reduce(ArgReduce::ArgMax, &x, shape, axis)),
+                    Reduce::Min => Some(reference::arg_reduce(ArgReduce::ArgMin, &x, shape, axis)),
+                    _ => None,
+                };
+                let g = reference::reduce_backward(op, &dy, idx.as_deref(), shape, axis);
+                let f = |x: &[f64]| reference::reduce(op, x, shape, axis);
+                check_fd(
+                    &format!("{op:?} {shape:?} axis {axis} (seed {s})"),
+                    &f,
+                    &x,
+                    &dy,
+                    &g,
+                    1e-6,
+                );
+            }
+            // (b) GPU backward vs reference backward.
+            let x = uniform(&mut r, n, -1.0, 1.0);
+            let dy = uniform(&mut r, m, -1.0, 1.0);
+            let (xt, dyt) = (
+                rt.upload(&x, shape).unwrap(),
+                rt.upload(&dy, &out_shape).unwrap(),
+            );
+            let arg = match op {
+                Reduce::Max => Some(arg_reduce(rt, ArgReduce::ArgMax, &xt, axis).unwrap()),
+                Reduce::Min => Some(arg_reduce(rt, ArgReduce::ArgMin, &xt, axis).unwrap()),
+                _ => None,
+            };
+            let host_idx = arg.as_ref().map(|t| rt.download_u32(t).unwrap());
+            let dx = poisoned(rt, shape);
+            run(
+                rt,
+                reduce_backward_into(rt, op, &dyt, arg.as_ref(), axis, &dx),
+            );
+            let want = reference::reduce_backward(op, &to64(&dy), host_idx.as_deref(), shape, axis);
+            let case = format!("{op:?}' {shape:?} axis {axis}");
+            assert_close(&case, s, &rt.download(&dx).unwrap(), &to32(&want), TOL);
+        }
+    }
+}
+
+#[test]
+fn reduce_errors_name_the_op_and_shape() {
+    let rt = runtime();
+    let x = rt.upload(&[1.0; 6], &[2, 3]).unwrap();
+    let err = reduce(rt, Reduce::Sum, &x, 2).unwrap_err().to_string();
+    assert!(
+        err.contains("reduce") && err.contains("[2, 3]") && err.contains("axis 2"),
+        "{err}"
+    );
+    let out = rt.empty(&[3], DType::F32).unwrap();
+    let err = reduce_into(rt, Reduce::Sum, &x, 1, &out, Variant::Auto)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("[3]") && err.contains("[2]"), "{err}");
+    let dy = rt.upload(&[1.0; 2], &[2]).unwrap();
+    let err = reduce_backward(rt, Reduce::Max, &dy, None, 1, &[2, 3])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("indices"), "{err}");
+    // keepdim-shaped outputs are accepted.
+    let keep = poisoned(rt, &[2, 1]);
+    run(
+        rt,
+        reduce_into(rt, Reduce::Sum, &x, 1, &keep, Variant::Auto),
+    );
+    assert_eq!(rt.download(&keep).unwrap(), vec![3.0, 3.0]);
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""CPU reference timings of transformers' Mask2Former at the official Swin-T shape (random weights).
+
+Times, with torch threads = 2 (the size of this project's machines), the median over several runs of
+  - an eval forward (no grad) at 384x384 and at 800x1088, batch 1;
+  - one training step at 384x384, batch 1: forward with labels + loss + backward + AdamW step.
+The model is `facebook/mask2former-swin-tiny-coco-panoptic`'s architecture (Swin-T, 133 labels, 100 queries,
+9 masked-attention layers, 12544 loss points), built from its config with random weights: no download.
+
+Run:  .venv/bin/python tools/torch_bench.py [--runs N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+import transformers
+from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
+
+
+def swin_tiny_config() -> Mask2FormerConfig:
+    swin = SwinConfig(
+        embed_dim=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12, 24],
+        window_size=7,
+        drop_path_rate=0.3,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    return Mask2FormerConfig(
+        backbone_config=swin,
+        id2label={i: f"class_{i}" for i in range(133)},
+        label2id={f"class_{i}": i for i in range(133)},
+    )
+
+
+def timed(fn, runs: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def targets(height: int, width: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Four non-overlapping rectangles as ground truth for one image."""
+    masks = torch.zeros(4, height, width)
+    masks[0, : height // 2, : width // 2] = 1
+    masks[1, : height // 2, width // 2 :] = 1
+    masks[2, height // 2 :, : width // 3] = 1
+    masks[3, height // 2 :, width // 3 :] = 1
+    return [masks], [torch.tensor([0, 17, 56, 120])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", type=str, default=None)
+    args = parser.parse_args()
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = Mask2FormerForUniversalSegmentation(swin_tiny_config())
+    n_params = sum(p.numel() for p in model.parameters())
+    results: dict = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "params": n_params,
+        "runs": args.runs,
+    }
+    print(f"Swin-T Mask2Former, {n_params / 1e6:.2f}M parameters, torch threads {torch.get_num_threads()}")
+
+    model.eval()
+    for h, w in [(384, 384), (800, 1088)]:
+        x = torch.randn(1, 3, h, w)
+
+        def forward():
+            with torch.no_grad():
+                model(pixel_values=x)
+
+        runs = args.runs if h * w <= 384 * 384 else max(3, args.runs // 2)
+        t = timed(forward, runs)
+        results[f"forward_{h}x{w}_s"] = statistics.median(t)
+        results[f"forward_{h}x{w}_all_s"] = t
+        print(f"forward {h}x{w}: median {statistics.median(t):.3f} s over {runs} runs {[round(v, 3) for v in t]}")
+
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    x = torch.randn(1, 3, 384, 384)
+    mask_labels, class_labels = targets(384, 384)
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        out = model(pixel_values=x, mask_labels=mask_labels, class_labels=class_labels)
+        out.loss.backward()
+        opt.step()
+
+    t = timed(train_step, args.runs)
+    results["train_step_384x384_s"] = statistics.median(t)
+    results["train_step_384x384_all_s"] = t
+    print(f"train step 384x384 (fwd+loss+bwd+AdamW): median {statistics.median(t):.3f} s over {args.runs} runs "
+          f"{[round(v, 3) for v in t]}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
