@@ -709,6 +709,10 @@ impl Graph {
     pub fn matmul(&mut self, a: Value, b: Value) -> Result<Value> {
         self.apply1(MatMul::plain(false, false), &[a, b])
     }
+    /// `op(a) · op(b)`, transposing the last two axes of `a` / `b` where asked.
+    pub fn matmul_t(&mut self, a: Value, b: Value, ta: bool, tb: bool) -> Result<Value> {
+        self.apply1(MatMul::plain(ta, tb), &[a, b])
+    }
     /// `nn.Linear`: `x [.., in] · weightᵀ + bias`, weight `[out, in]` (one matmul with the
     /// bias in its epilogue; the leading axes are folded into rows).
     pub fn linear(&mut self, x: Value, weight: Value, bias: Option<Value>) -> Result<Value> {
