@@ -115,6 +115,8 @@ pub struct Executable {
     params: Vec<(Leaf, ParamKind, Option<Value>)>,
     inputs: Vec<Leaf>,
     by_name: HashMap<String, (bool, usize)>,
+    /// Kernel scratch the dispatches bind (see `Io::keep_alive`).
+    _scratch: Vec<Box<dyn std::any::Any>>,
 }
 
 impl Executable {
@@ -197,6 +199,7 @@ impl Executable {
         // Dispatches, once.
         let mut dispatches = Vec::new();
         let mut owners = Vec::new();
+        let mut scratch = Vec::new();
         for (s, &id) in plan.steps().iter().enumerate() {
             let node = g.node(id);
             let op = node.op().expect("steps are op nodes");
@@ -212,6 +215,7 @@ impl Executable {
                 inputs: node.inputs().iter().map(bound).collect(),
                 outputs: node.outputs.iter().map(bound).collect(),
                 inplace: plan.inplace[s],
+                keep: Default::default(),
             };
             let ds = op
                 .dispatches(rt, &io)
@@ -224,6 +228,7 @@ impl Executable {
                 owners.push((op.name().to_string(), node.label.clone()));
                 dispatches.push(d);
             }
+            scratch.extend(io.keep.into_inner());
         }
 
         Ok(Self {
@@ -237,6 +242,7 @@ impl Executable {
             params,
             inputs,
             by_name,
+            _scratch: scratch,
         })
     }
 

@@ -164,6 +164,15 @@ pub struct Io<'a> {
     /// `Some(i)` when the planner gave output 0 the buffer of input `i` (see [`Op::inplace`]):
     /// the op must then bind that buffer once, read-write.
     pub inplace: Option<usize>,
+    pub(crate) keep: std::cell::RefCell<Vec<Box<dyn std::any::Any>>>,
+}
+
+impl Io<'_> {
+    /// Keeps `x` (a kernel's scratch tensors) alive as long as the plan: a pooled buffer
+    /// dropped while its dispatch is recorded would be handed to another tensor.
+    pub fn keep_alive<T: 'static>(&self, x: T) {
+        self.keep.borrow_mut().push(Box::new(x));
+    }
 }
 
 /// One operation of the graph: shape rule, kernel launch and backward rule side by side.

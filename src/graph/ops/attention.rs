@@ -3,12 +3,18 @@
 
 use std::sync::Arc;
 
-use super::{arity, infer_err, no_second_order, pending};
+use super::{arity, infer_err, no_second_order};
 use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
-use crate::ops::window_attention::{
-    window_attention_into, WindowAttentionInputs, WindowAttentionOptions,
+use crate::ops::deform_attn::{self as msda, deform_attn_backward_into, deform_attn_into, Scatter};
+use crate::ops::masked_attention::{
+    masked_attention_backward_into, masked_attention_into, MaskedAttentionGrads,
+    MaskedAttentionInputs, MaskedAttentionOptions, MaskedAttentionWorkspace,
 };
-use crate::runtime::{Dispatch, Runtime};
+use crate::ops::window_attention::{
+    window_attention_backward_into, window_attention_into, WindowAttentionGrads,
+    WindowAttentionInputs, WindowAttentionOptions, WindowAttentionWorkspace,
+};
+use crate::runtime::{Dispatch, Runtime, Tensor};
 
 /// Swin window attention: (q, k, v [B, H, W, C], table [(2w−1)², heads], pad_k?, pad_v? [C])
 /// → (out [B, H, W, C], lse [B, nW, heads, w²]).
@@ -101,11 +107,29 @@ impl Op for WindowAttentionBackward {
         arity(i, 3 + if self.0.pad_tokens { 6 } else { 4 })?;
         Ok(i[3..].iter().map(|t| (*t).clone()).collect())
     }
-    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        Err(pending(
-            "window_attention_backward",
-            "window_attention backward",
-        ))
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let (dy, out, lse) = (io.inputs[0], io.inputs[1], io.inputs[2]);
+        let x = WindowAttentionInputs {
+            q: io.inputs[3],
+            k: io.inputs[4],
+            v: io.inputs[5],
+            table: io.inputs[6],
+            pad_k: io.inputs.get(7).copied(),
+            pad_v: io.inputs.get(8).copied(),
+        };
+        let o = &io.outputs;
+        let grads = WindowAttentionGrads {
+            dq: o[0].clone(),
+            dk: o[1].clone(),
+            dv: o[2].clone(),
+            d_table: o[3].clone(),
+            d_pad: self.0.pad_tokens.then(|| (o[4].clone(), o[5].clone())),
+        };
+        let opts = self.0.opts();
+        let ws = WindowAttentionWorkspace::new(rt, &x, &opts)?;
+        let ds = window_attention_backward_into(rt, &x, out, lse, dy, &grads, &ws, &opts)?;
+        io.keep_alive(ws);
+        Ok(ds)
     }
     fn backward(
         &self,
@@ -148,10 +172,22 @@ impl Op for MaskedAttention {
         if self.masked && i[3].shape != [b, q, n] {
             return infer_err(format!("mask must be [{b}, {q}, {n}], is {:?}", i[3].shape));
         }
-        Ok(vec![i[0].clone()])
+        Ok(vec![i[0].clone(), TensorInfo::f32(&[b, self.heads, q])])
     }
-    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        Err(pending("masked_attention", "masked_attention"))
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let mask = self.mask_view(io.inputs.get(3).copied())?;
+        let x = MaskedAttentionInputs {
+            q: io.inputs[0],
+            k: io.inputs[1],
+            v: io.inputs[2],
+            mask: mask.as_ref(),
+            additive: None,
+        };
+        let opts = MaskedAttentionOptions::new(self.heads);
+        let ws = MaskedAttentionWorkspace::new(rt, &x, &opts)?;
+        let ds = masked_attention_into(rt, &x, io.outputs[0], io.outputs[1], &ws, &opts)?;
+        io.keep_alive(ws);
+        Ok(ds)
     }
     fn backward(
         &self,
@@ -163,7 +199,7 @@ impl Op for MaskedAttention {
         let Some(dy) = dy[0] else {
             return Ok(vec![None; x.len()]);
         };
-        let mut inputs = vec![dy, y[0]];
+        let mut inputs = vec![dy, y[0], y[1]];
         inputs.extend_from_slice(x);
         let outs = g.apply(Arc::new(MaskedAttentionBackward(self.clone())), &inputs)?;
         let mut grads: Vec<Option<Value>> = outs.into_iter().map(Some).collect();
@@ -174,7 +210,18 @@ impl Op for MaskedAttention {
     }
 }
 
-/// (dy, out, q, k, v, mask?) → (dq, dk, dv).
+impl MaskedAttention {
+    /// The kernel's mask is [B, 1, Q, K] (one mask for all heads): the same data.
+    fn mask_view(&self, mask: Option<&Tensor>) -> crate::Result<Option<Tensor>> {
+        mask.map(|m| {
+            let s = m.shape();
+            m.reshape(&[s[0], 1, s[1], s[2]])
+        })
+        .transpose()
+    }
+}
+
+/// (dy, out, lse, q, k, v, mask?) → (dq, dk, dv).
 #[derive(Debug, Clone)]
 pub struct MaskedAttentionBackward(pub MaskedAttention);
 
@@ -183,11 +230,29 @@ impl Op for MaskedAttentionBackward {
         "masked_attention_backward"
     }
     fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 5 + self.0.masked as usize)?;
-        Ok(vec![i[2].clone(), i[3].clone(), i[4].clone()])
+        arity(i, 6 + self.0.masked as usize)?;
+        Ok(vec![i[3].clone(), i[4].clone(), i[5].clone()])
     }
-    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        Err(pending("masked_attention_backward", "masked_attention"))
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let (dy, out, lse) = (io.inputs[0], io.inputs[1], io.inputs[2]);
+        let mask = self.0.mask_view(io.inputs.get(6).copied())?;
+        let x = MaskedAttentionInputs {
+            q: io.inputs[3],
+            k: io.inputs[4],
+            v: io.inputs[5],
+            mask: mask.as_ref(),
+            additive: None,
+        };
+        let grads = MaskedAttentionGrads {
+            dq: io.outputs[0].clone(),
+            dk: io.outputs[1].clone(),
+            dv: io.outputs[2].clone(),
+        };
+        let opts = MaskedAttentionOptions::new(self.0.heads);
+        let ws = MaskedAttentionWorkspace::new(rt, &x, &opts)?;
+        let ds = masked_attention_backward_into(rt, &x, out, lse, dy, &grads, &ws, &opts)?;
+        io.keep_alive(ws);
+        Ok(ds)
     }
     fn backward(
         &self,
@@ -235,8 +300,12 @@ impl Op for DeformAttn {
         }
         Ok(vec![TensorInfo::f32(&[b, lq, h * d])])
     }
-    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        Err(pending("deform_attn", "deform_attn"))
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let [value, loc, attn] = io.inputs[..] else {
+            unreachable!("arity checked")
+        };
+        let v = msda::Variant::Auto;
+        deform_attn_into(rt, value, &self.shapes, loc, attn, io.outputs[0], v)
     }
     fn backward(
         &self,
@@ -268,8 +337,17 @@ impl Op for DeformAttnBackward {
         arity(i, 4)?;
         Ok(i[1..].iter().map(|t| (*t).clone()).collect())
     }
-    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        Err(pending("deform_attn_backward", "deform_attn"))
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let [dy, value, loc, attn] = io.inputs[..] else {
+            unreachable!("arity checked")
+        };
+        let grads = msda::Gradients {
+            value: io.outputs[0].clone(),
+            sampling_locations: io.outputs[1].clone(),
+            attention_weights: io.outputs[2].clone(),
+        };
+        let shapes = &self.0.shapes;
+        deform_attn_backward_into(rt, value, shapes, loc, attn, dy, &grads, Scatter::Auto)
     }
     fn backward(
         &self,
@@ -316,13 +394,11 @@ impl Graph {
     ) -> Result<Value> {
         let mut inputs = vec![q, k, v];
         inputs.extend(mask);
-        self.apply1(
-            MaskedAttention {
-                heads,
-                masked: mask.is_some(),
-            },
-            &inputs,
-        )
+        let op = MaskedAttention {
+            heads,
+            masked: mask.is_some(),
+        };
+        Ok(self.apply(Arc::new(op), &inputs)?[0])
     }
 
     /// Multi-scale deformable attention sampling over levels of sizes `shapes`.

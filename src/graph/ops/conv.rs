@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use super::{arity, infer_err, no_second_order, pending};
+use super::{arity, infer_err, no_second_order};
 use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
-use crate::ops::conv2d::{conv2d_into, conv_dims, Conv2dOptions};
+use crate::ops::conv2d::{conv2d_backward_into, conv2d_into, conv_dims, Conv2dOptions};
 use crate::ops::resample::{bilinear_backward_into, bilinear_into, Resize};
 use crate::runtime::{Dispatch, Runtime};
 
@@ -78,8 +78,21 @@ impl Op for Conv2dBackward {
         }
         Ok(out)
     }
-    fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        Err(pending("conv2d_backward", "conv2d backward"))
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let [dy, x, w] = io.inputs[..] else {
+            unreachable!("arity checked")
+        };
+        let dbias = io.outputs.get(2).copied();
+        conv2d_backward_into(
+            rt,
+            dy,
+            x,
+            w,
+            Some(io.outputs[0]),
+            io.outputs[1],
+            dbias,
+            &self.0.opts(),
+        )
     }
     fn backward(
         &self,

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use super::{arity, infer_err, pending};
 use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
+use crate::ops::elementwise as ew;
+use crate::ops::matmul::{matmul_into, MatmulOptions};
+use crate::ops::reduce::{reduce_backward_into, Reduce};
 use crate::runtime::{Dispatch, Runtime};
 use crate::DType;
 
@@ -80,7 +83,13 @@ impl Op for Binary {
             &i[1].shape,
         )?)])
     }
-    no_kernel_yet!("binary", "elementwise");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let op = match self.0 {
+            BinaryKind::Add => ew::Binary::Add,
+            BinaryKind::Mul => ew::Binary::Mul,
+        };
+        ew::binary_into(rt, op, io.inputs[0], io.inputs[1], io.outputs[0])
+    }
     fn backward(
         &self,
         g: &mut Graph,
@@ -107,6 +116,16 @@ pub enum UnaryKind {
     Scale(f32),
 }
 
+impl UnaryKind {
+    fn kernel(self) -> ew::Unary {
+        match self {
+            UnaryKind::Relu => ew::Unary::Relu,
+            UnaryKind::Gelu => ew::Unary::Gelu,
+            UnaryKind::Scale(c) => ew::Unary::MulScalar(c),
+        }
+    }
+}
+
 /// `f(x)` elementwise.
 #[derive(Debug, Clone)]
 pub struct Unary(pub UnaryKind);
@@ -123,7 +142,9 @@ impl Op for Unary {
         arity(i, 1)?;
         Ok(vec![i[0].clone()])
     }
-    no_kernel_yet!("unary", "elementwise");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        ew::unary_into(rt, self.0.kernel(), io.inputs[0], io.outputs[0])
+    }
     fn backward(
         &self,
         g: &mut Graph,
@@ -155,7 +176,12 @@ impl Op for UnaryBackward {
         arity(i, 2)?;
         Ok(vec![i[1].clone()])
     }
-    no_kernel_yet!("unary_backward", "elementwise");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let [dy, x] = io.inputs[..] else {
+            unreachable!("arity checked")
+        };
+        ew::unary_backward_into(rt, self.0.kernel(), x, dy, io.outputs[0])
+    }
     fn backward(
         &self,
         _g: &mut Graph,
@@ -180,7 +206,9 @@ impl Op for LessThanZero {
         arity(i, 1)?;
         Ok(vec![i[0].clone()])
     }
-    no_kernel_yet!("less_than_zero", "elementwise");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        ew::unary_into(rt, ew::Unary::LtScalar(0.0), io.inputs[0], io.outputs[0])
+    }
     fn backward(
         &self,
         _g: &mut Graph,
@@ -246,12 +274,23 @@ impl Op for SoftmaxBackward {
     }
 }
 
-/// `op(a) · op(b)` over the last two axes, with equal leading (batch) axes; `op` transposes
-/// when the flag is set.
+/// `op(a) · op(b) (+ bias [n])` over the last two axes, with equal leading (batch) axes;
+/// `op` transposes when the flag is set. The bias rides in the matmul's epilogue.
 #[derive(Debug, Clone)]
 pub struct MatMul {
     pub transpose_a: bool,
     pub transpose_b: bool,
+    pub bias: bool,
+}
+
+impl MatMul {
+    fn plain(transpose_a: bool, transpose_b: bool) -> Self {
+        Self {
+            transpose_a,
+            transpose_b,
+            bias: false,
+        }
+    }
 }
 
 impl Op for MatMul {
@@ -259,30 +298,45 @@ impl Op for MatMul {
         "matmul"
     }
     fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 2)?;
+        arity(i, 2 + self.bias as usize)?;
         let (a, b) = (&i[0].shape, &i[1].shape);
-        if a.len() < 2 || a.len() != b.len() || a[..a.len() - 2] != b[..b.len() - 2] {
-            return infer_err("a and b must be [.., m, k] and [.., k, n] with equal batch axes");
-        }
         let r = a.len();
+        let batched = r >= 2 && (b.len() == r && a[..r - 2] == b[..r - 2] || b.len() == 2);
+        if !batched {
+            return infer_err(
+                "a and b must be [.., m, k] and [.., k, n] with equal batch axes (or b 2-D)",
+            );
+        }
+        let rb = b.len();
         let (m, ka) = if self.transpose_a {
             (a[r - 1], a[r - 2])
         } else {
             (a[r - 2], a[r - 1])
         };
         let (kb, n) = if self.transpose_b {
-            (b[r - 1], b[r - 2])
+            (b[rb - 1], b[rb - 2])
         } else {
-            (b[r - 2], b[r - 1])
+            (b[rb - 2], b[rb - 1])
         };
         if ka != kb {
             return infer_err(format!("inner sizes differ: {ka} vs {kb}"));
+        }
+        if self.bias && i[2].shape != [n] {
+            return infer_err(format!("bias must be [{n}], is {:?}", i[2].shape));
         }
         let mut s = a[..r - 2].to_vec();
         s.extend([m, n]);
         Ok(vec![TensorInfo::f32(&s)])
     }
-    no_kernel_yet!("matmul", "matmul");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let opts = MatmulOptions {
+            trans_a: self.transpose_a,
+            trans_b: self.transpose_b,
+            ..Default::default()
+        };
+        let bias = io.inputs.get(2).copied();
+        matmul_into(rt, io.inputs[0], io.inputs[1], bias, io.outputs[0], &opts)
+    }
     fn backward(
         &self,
         g: &mut Graph,
@@ -292,27 +346,39 @@ impl Op for MatMul {
     ) -> Result<Vec<Option<Value>>> {
         let dc = dy[0].expect("one output");
         let (a, b, ta, tb) = (x[0], x[1], self.transpose_a, self.transpose_b);
-        let mm = |g: &mut Graph, l, r, transpose_a, transpose_b| {
-            g.apply1(
-                MatMul {
-                    transpose_a,
-                    transpose_b,
-                },
-                &[l, r],
-            )
-        };
+        let mm = |g: &mut Graph, l, r, ta, tb| g.apply1(MatMul::plain(ta, tb), &[l, r]);
         // C = op(A)·op(B): d op(A) = dC·op(B)ᵀ, d op(B) = op(A)ᵀ·dC, transposed back where op is.
         let da = if ta {
             mm(g, b, dc, tb, true)?
         } else {
             mm(g, dc, b, false, !tb)?
         };
-        let db = if tb {
+        let db = if g.shape(b).len() == 2 && g.shape(a).len() > 2 {
+            // b is shared by every batch: fold the batch into rows first.
+            let (sa, sc) = (g.shape(a).to_vec(), g.shape(dc).to_vec());
+            let a2 = g.reshape(a, &[sa[..sa.len() - 1].iter().product(), sa[sa.len() - 1]])?;
+            let c2 = g.reshape(dc, &[sc[..sc.len() - 1].iter().product(), sc[sc.len() - 1]])?;
+            if ta {
+                return Err(crate::graph::GraphError::Backward(
+                    "matmul with a transposed batched a and a shared b".into(),
+                ));
+            }
+            if tb {
+                mm(g, c2, a2, true, false)?
+            } else {
+                mm(g, a2, c2, true, false)?
+            }
+        } else if tb {
             mm(g, dc, a, true, ta)?
         } else {
             mm(g, a, dc, !ta, false)?
         };
-        Ok(vec![Some(da), Some(db)])
+        let mut grads = vec![Some(da), Some(db)];
+        if self.bias {
+            let n = *g.shape(dc).last().expect("rank >= 2");
+            grads.push(Some(sum_to(g, dc, &[n])?));
+        }
+        Ok(grads)
     }
 }
 
@@ -333,7 +399,9 @@ impl Op for SumTo {
         }
         Ok(vec![TensorInfo::f32(&self.shape)])
     }
-    no_kernel_yet!("sum_to", "reduce");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        ew::sum_to_shape_into(rt, io.inputs[0], io.outputs[0])
+    }
     fn backward(
         &self,
         g: &mut Graph,
@@ -369,7 +437,30 @@ impl Op for BroadcastTo {
             dtype: i[0].dtype,
         }])
     }
-    no_kernel_yet!("broadcast_to", "copy");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        // The backward of a sum along one axis is this broadcast: the input, padded with
+        // leading ones, may differ from the output in one axis (where it is 1).
+        let (x, out) = (io.inputs[0], io.outputs[0]);
+        let rank = out.rank();
+        let mut xs = vec![1; rank - x.rank()];
+        xs.extend_from_slice(x.shape());
+        let differ: Vec<usize> = (0..rank).filter(|&a| xs[a] != out.shape()[a]).collect();
+        match differ[..] {
+            [] => Err(crate::Error::Unsupported {
+                op: "broadcast_to",
+                what: "a broadcast to the same shape (the builder skips these)".into(),
+            }),
+            [axis] => reduce_backward_into(rt, Reduce::Sum, &x.reshape(&xs)?, None, axis, out),
+            _ if x.numel() == 1 => {
+                let flat = out.reshape(&[1, out.numel()])?;
+                reduce_backward_into(rt, Reduce::Sum, &x.reshape(&[1, 1])?, None, 1, &flat)
+            }
+            _ => Err(crate::Error::Unsupported {
+                op: "broadcast_to",
+                what: format!("{:?} to {:?} (more than one axis)", x.shape(), out.shape()),
+            }),
+        }
+    }
     fn backward(
         &self,
         g: &mut Graph,
@@ -616,31 +707,27 @@ impl Graph {
     }
     /// Batched `a [.., m, k] · b [.., k, n]`.
     pub fn matmul(&mut self, a: Value, b: Value) -> Result<Value> {
-        self.apply1(
-            MatMul {
-                transpose_a: false,
-                transpose_b: false,
-            },
-            &[a, b],
-        )
+        self.apply1(MatMul::plain(false, false), &[a, b])
     }
-    /// `nn.Linear`: `x [.., in] · weightᵀ + bias`, weight `[out, in]`.
+    /// `op(a) · op(b)`, transposing the last two axes of `a` / `b` where asked.
+    pub fn matmul_t(&mut self, a: Value, b: Value, ta: bool, tb: bool) -> Result<Value> {
+        self.apply1(MatMul::plain(ta, tb), &[a, b])
+    }
+    /// `nn.Linear`: `x [.., in] · weightᵀ + bias`, weight `[out, in]` (one matmul with the
+    /// bias in its epilogue; the leading axes are folded into rows).
     pub fn linear(&mut self, x: Value, weight: Value, bias: Option<Value>) -> Result<Value> {
         let xs = self.shape(x).to_vec();
         let d_in = *xs.last().unwrap_or(&0);
         let rows = xs.iter().product::<usize>() / d_in.max(1);
         let x2 = self.reshape(x, &[rows, d_in])?;
-        let y = self.apply1(
-            MatMul {
-                transpose_a: false,
-                transpose_b: true,
-            },
-            &[x2, weight],
-        )?;
-        let y = match bias {
-            Some(b) => self.add(y, b)?,
-            None => y,
+        let op = MatMul {
+            transpose_a: false,
+            transpose_b: true,
+            bias: bias.is_some(),
         };
+        let mut inputs = vec![x2, weight];
+        inputs.extend(bias);
+        let y = self.apply1(op, &inputs)?;
         let mut ys = xs;
         *ys.last_mut().expect("x has a feature axis") = self.shape(y)[1];
         self.reshape(y, &ys)
