@@ -79,7 +79,10 @@ fn permute_and_backward_match_reference() {
     }
 }
 
-const SLICES: &[(&[usize], &[(usize, usize, usize)])] = &[
+/// (shape, per-axis (start, end, step)).
+type SliceCase = (&'static [usize], &'static [(usize, usize, usize)]);
+
+const SLICES: &[SliceCase] = &[
     (&[10], &[(2, 9, 1)]),
     (&[10], &[(1, 10, 3)]),
     (&[4, 6, 5], &[(1, 3, 1), (0, 6, 2), (4, 5, 1)]),
@@ -132,7 +135,10 @@ fn slice_and_backward_match_reference() {
     }
 }
 
-const PADS: &[(&[usize], &[(i64, i64)])] = &[
+/// (shape, per-axis (before, after)).
+type PadCase = (&'static [usize], &'static [(i64, i64)]);
+
+const PADS: &[PadCase] = &[
     (&[5], &[(2, 3)]),
     (&[5], &[(-1, -2)]),
     (&[3, 4], &[(1, 0), (0, 2)]),
