@@ -15,8 +15,16 @@ const CASES: &[(&[usize], usize)] = &[
     (&[3, 5, 7], 0),
     (&[4, 1], 1),
     (&[2, 5000], 1),
-    (&[70_000, 3], 1),
+    (BIG, 1),
 ];
+
+/// More rows than one grid dimension (65535 workgroups) holds. The workgroup variant takes about
+/// a second per launch of this on lavapipe, so only softmax (not log-softmax) runs it there.
+const BIG: &[usize] = &[70_000, 3];
+
+fn skip(shape: &[usize], v: Variant, kind: Kind) -> bool {
+    shape == BIG && v == Variant::Groups && kind != Kind::Softmax
+}
 
 #[test]
 fn softmax_matches_reference() {
@@ -30,6 +38,9 @@ fn softmax_matches_reference() {
         for kind in KINDS {
             let want = to32(&reference::softmax(kind, &to64(&x), shape, axis));
             for v in VARIANTS {
+                if skip(shape, v, kind) {
+                    continue;
+                }
                 let y = poisoned(rt, shape);
                 run(rt, softmax_into(rt, kind, &xt, axis, &y, v));
                 let case = format!("{kind:?} {v:?} {shape:?} axis {axis}");
@@ -77,6 +88,9 @@ fn softmax_backward_matches_reference_and_finite_differences() {
                 rt.upload(&dy, shape).unwrap(),
             );
             for v in VARIANTS {
+                if skip(shape, v, kind) {
+                    continue;
+                }
                 let dx = poisoned(rt, shape);
                 run(rt, softmax_backward_into(rt, kind, &yt, &dyt, axis, &dx, v));
                 let case = format!("{kind:?}' {v:?} {shape:?} axis {axis}");
