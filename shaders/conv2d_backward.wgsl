@@ -40,21 +40,20 @@ fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // ---- dx -----------------------------------------------------------------------------------------
 
 @compute @workgroup_size(WG)
-fn dx_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    // Invocation order (n, input-channel block, iy, pixel block).
+fn dx_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    // z: (n, input-channel block), uniform per workgroup so weight loads are uniform; x, y: pixels.
     let xblocks = (p.w + PX_B - 1u) / PX_B;
     let per_group = (p.cin_g + CO_B - 1u) / CO_B;
     let nb = p.groups * per_group;
     let t = linear(gid, nwg);
-    if (t >= p.n * nb * p.h * xblocks) {
+    if (t >= p.h * xblocks) {
         return;
     }
     let ix0 = (t % xblocks) * PX_B;
-    var r = t / xblocks;
-    let iy = r % p.h;
-    r /= p.h;
-    let cb = r % nb;
-    let nn = r / nb;
+    let iy = t / xblocks;
+    let cb = wid.z % nb;
+    let nn = wid.z / nb;
     let g = cb / per_group;
     let cil0 = (cb % per_group) * CO_B; // first input channel inside the group
     let count = min(CO_B, p.cin_g - cil0);
@@ -104,18 +103,19 @@ fn dx_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 // ---- dweight ------------------------------------------------------------------------------------
 
 @compute @workgroup_size(WG)
-fn dw_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn dw_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
     let taps = p.kh * p.kw;
     let kn = p.cin_g * taps; // weights per output channel
     let kblocks = (kn + PX_B - 1u) / PX_B;
     let per_group = (p.cout_g + CO_B - 1u) / CO_B;
     let t = linear(gid, nwg);
-    if (t >= p.groups * per_group * kblocks) {
+    if (t >= kblocks) {
         return;
     }
-    // Invocation order (channel block, tap block): neighbours read the same dy values.
-    let k0 = (t % kblocks) * PX_B;
-    let cb = t / kblocks;
+    // z: output-channel block, uniform per workgroup so the dy loads are uniform; x, y: tap blocks.
+    let k0 = t * PX_B;
+    let cb = wid.z;
     let g = cb / per_group;
     let c0 = g * p.cout_g + (cb % per_group) * CO_B;
     let count = min(CO_B, p.cout_g - (cb % per_group) * CO_B);

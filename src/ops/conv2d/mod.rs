@@ -277,6 +277,20 @@ fn block(
     Ok([c.min(channels.max(1) as u32), px])
 }
 
+/// Workgroups for `threads` invocations along x/y (split past the per-dimension limit) times
+/// `z` uniform blocks along z.
+fn grid_z(rt: &Runtime, op: &'static str, threads: usize, z: usize) -> Result<[u32; 3]> {
+    let max = rt.caps().max_workgroups_per_dim;
+    if z > max as usize {
+        return Err(Error::Unsupported {
+            op,
+            what: format!("{z} batch × channel blocks (more than {max} workgroups along z)"),
+        });
+    }
+    let [x, y, _] = rt.grid(threads as u64, WG);
+    Ok([x, y, z as u32])
+}
+
 fn is_pointwise(d: &ConvDims, opts: &Conv2dOptions) -> bool {
     d.kh == 1 && d.kw == 1 && opts.stride == [1, 1] && opts.padding == [0, 0]
 }
@@ -318,13 +332,11 @@ pub fn conv2d_into(
     let (cb_u, pb_u) = (cb as usize, pb as usize);
     let channel_blocks = opts.groups * (d.cout / opts.groups).div_ceil(cb_u);
     let (entry, threads) = if pointwise {
-        (
-            "pointwise",
-            d.n * channel_blocks * (d.h * d.w).div_ceil(pb_u),
-        )
+        ("pointwise", (d.h * d.w).div_ceil(pb_u))
     } else {
-        ("direct", d.n * channel_blocks * d.ho * d.wo.div_ceil(pb_u))
+        ("direct", d.ho * d.wo.div_ceil(pb_u))
     };
+    let grid = grid_z(rt, OP, threads, d.n * channel_blocks)?;
     let k = rt.kernel(
         &crate::shader!("conv2d"),
         entry,
@@ -340,7 +352,7 @@ pub fn conv2d_into(
             bias.unwrap_or(weight).binding(),
             out.binding(),
         ],
-        rt.grid(threads as u64, WG),
+        grid,
     )])
 }
 
@@ -391,8 +403,9 @@ pub fn conv2d_backward_into(
     if let Some(dx) = dx {
         let [cb, pb] = block(rt, OP_BACK, opts, cin_g)?;
         let blocks = g * cin_g.div_ceil(cb as usize);
-        let threads = d.n * blocks * d.h * d.w.div_ceil(pb as usize);
-        if threads > 0 {
+        let threads = d.h * d.w.div_ceil(pb as usize);
+        if threads * d.n * blocks > 0 {
+            let grid = grid_z(rt, OP_BACK, threads, d.n * blocks)?;
             let k = rt.kernel(
                 &shader,
                 "dx_direct",
@@ -402,14 +415,16 @@ pub fn conv2d_backward_into(
                 &k,
                 &p,
                 &[dy.binding(), weight.binding(), dx.binding()],
-                rt.grid(threads as u64, WG),
+                grid,
             ));
         }
     }
     let [cb, pb] = block(rt, OP_BACK, opts, cout_g)?;
     let taps = cin_g * d.kh * d.kw;
-    let threads = g * cout_g.div_ceil(cb as usize) * taps.div_ceil(pb as usize);
-    if threads > 0 {
+    let blocks = g * cout_g.div_ceil(cb as usize);
+    let threads = taps.div_ceil(pb as usize);
+    if threads * blocks > 0 {
+        let grid = grid_z(rt, OP_BACK, threads, blocks)?;
         let k = rt.kernel(
             &shader,
             "dw_direct",
@@ -419,7 +434,7 @@ pub fn conv2d_backward_into(
             &k,
             &p,
             &[dy.binding(), x.binding(), dweight.binding()],
-            rt.grid(threads as u64, WG),
+            grid,
         ));
     }
     if let Some(db) = dbias {

@@ -437,3 +437,81 @@ fn backward_portable_runtime_and_convenience_entry() {
     let g = conv2d_backward(rt, &dy, &x, &w, false, &o).unwrap();
     assert!(g.dbias.is_none());
 }
+
+/// Quick throughput report for the pixel decoder's convolutions (not an assertion):
+/// `cargo test --release --lib ops::conv2d::tests::timing -- --ignored --nocapture`.
+/// `M2F_CONV_BLOCK=c,p` overrides the register block.
+#[test]
+#[ignore]
+fn timing_fpn_convs() {
+    let rt = testing::runtime();
+    let block = std::env::var("M2F_CONV_BLOCK").ok().map(|s| {
+        let v: Vec<u32> = s.split(',').map(|t| t.parse().unwrap()).collect();
+        [v[0], v[1]]
+    });
+    let d0 = Conv2dOptions {
+        block,
+        ..Default::default()
+    };
+    let setups = [
+        (
+            "3x3 256->256 pad 1 @ 1x256x100x136",
+            [1, 256, 100, 136],
+            [256, 256, 3, 3],
+            d0.padding(1),
+        ),
+        (
+            "1x1 256->256 @ 1x256x100x136",
+            [1, 256, 100, 136],
+            [256, 256, 1, 1],
+            d0,
+        ),
+        (
+            "4x4/4 3->96 @ 1x3x384x384",
+            [1, 3, 384, 384],
+            [96, 3, 4, 4],
+            d0.stride(4),
+        ),
+    ];
+    // `M2F_CONV_CASE=i` times only setup i (the machine is shared; keep runs short).
+    let only: Option<usize> = std::env::var("M2F_CONV_CASE")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    for (i, (name, xs, ws, o)) in setups.into_iter().enumerate() {
+        if only.is_some_and(|k| k != i) {
+            continue;
+        }
+        let d = conv_dims(&xs, &ws, &o).unwrap();
+        let x = rt.full(&xs, 0.5).unwrap();
+        let w = rt.full(&ws, 0.01).unwrap();
+        let out = rt.empty(&d.out_shape(), DType::F32).unwrap();
+        let dx = rt.empty(&xs, DType::F32).unwrap();
+        let dw = rt.empty(&ws, DType::F32).unwrap();
+        let fwd = conv2d_into(rt, &x, &w, None, &out, &o).unwrap();
+        let bwd = conv2d_backward_into(rt, &out, &x, &w, Some(&dx), &dw, None, &o).unwrap();
+        let flops = d.flops(o.groups);
+        for (label, ds) in [("forward", &fwd), ("backward dx+dw", &bwd)] {
+            rt.run(ds); // warm-up: JIT and first-touch
+            rt.sync().unwrap();
+            let mut best = f64::INFINITY;
+            for _ in 0..2 {
+                let t = std::time::Instant::now();
+                rt.run(ds);
+                rt.sync().unwrap();
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let f = if label == "forward" {
+                flops
+            } else {
+                2.0 * flops
+            };
+            println!(
+                "{name} {label}: {:.1} ms, {:.2} GFLOP/s (block {:?}, {})",
+                best * 1e3,
+                f / best / 1e9,
+                o.block,
+                rt.describe()
+            );
+        }
+    }
+}
