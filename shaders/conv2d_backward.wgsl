@@ -19,7 +19,8 @@ struct Params {
 
 override CO_B: u32 = 8u;
 override PX_B: u32 = 8u;
-const MAXB: u32 = 8u;
+const MAXC: u32 = 16u; // channel block (CO_B) bound
+const MAXB: u32 = 8u;  // pixel / tap block (PX_B) bound
 const WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -59,7 +60,7 @@ fn dx_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
     let count = min(CO_B, p.cin_g - cil0);
 
     let taps = p.kh * p.kw;
-    var acc: array<array<f32, MAXB>, MAXB>;
+    var acc: array<array<f32, MAXB>, MAXC>;
     for (var col = 0u; col < p.cout_g; col += 1u) {
         let co = g * p.cout_g + col;
         let dyc = (nn * p.cout + co) * p.ho;
@@ -131,13 +132,13 @@ fn dw_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
         offy[j] = i32((tap / p.kw) * p.dh) - i32(p.ph);
         offx[j] = i32((tap % p.kw) * p.dw) - i32(p.pw);
     }
-    var total: array<array<f32, MAXB>, MAXB>;
+    var total: array<array<f32, MAXB>, MAXC>;
     for (var nn = 0u; nn < p.n; nn += 1u) {
         let xn = nn * p.cin * plane;
         for (var oy = 0u; oy < p.ho; oy += 1u) {
-            var acc: array<array<f32, MAXB>, MAXB>;
+            var acc: array<array<f32, MAXB>, MAXC>;
             for (var ox = 0u; ox < p.wo; ox += 1u) {
-                var dv: array<f32, MAXB>;
+                var dv: array<f32, MAXC>;
                 for (var i = 0u; i < CO_B; i += 1u) {
                     dv[i] = dy[((nn * p.cout + c0 + min(i, count - 1u)) * p.ho + oy) * p.wo + ox];
                 }
