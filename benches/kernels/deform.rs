@@ -6,9 +6,15 @@
 //!   multiply-add = 10 FLOP (the corner weights, computed once per (q, m, l, p), are not counted);
 //! - backward: per (q, m, l, p, d), re-sampling the value (8), the location gradients over the 4
 //!   corners (2 × 8), the weight gradient (2) and the 4 scattered value gradients (4 × 2) = 34 FLOP.
+//!
+//! Also the other sampling op at a size that matters: the final mask-logit upsample
+//! [1, 100, 200, 272] → [1, 100, 800, 1088] (348 MB output, past lavapipe's 128 MiB binding, so
+//! chunked), counted as 6 FLOP per output pixel (three lerps), and its gather backward at the same
+//! count per output pixel.
 
 use criterion::{Criterion, Throughput};
 use mask2former::ops::deform_attn::{self, Gradients, Scatter, Variant};
+use mask2former::ops::resample::{self, Resize};
 use mask2former::{DType, Runtime};
 use rand::{Rng, SeedableRng};
 
@@ -25,6 +31,39 @@ pub fn benches(c: &mut Criterion) {
             return;
         }
     };
+    deform(c, &rt);
+    upsample(c, &rt);
+}
+
+fn upsample(c: &mut Criterion, rt: &Runtime) {
+    let (n, q, h, w) = (1, 100, 200, 272);
+    let (oh, ow) = (4 * h, 4 * w);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let x: Vec<f32> = (0..n * q * h * w)
+        .map(|_| rng.random_range(-5.0..5.0))
+        .collect();
+    let x = rt.upload(&x, &[n, q, h, w]).unwrap();
+    let y = rt.empty(&[n, q, oh, ow], DType::F32).unwrap();
+    let mut g = c.benchmark_group("resample");
+    g.throughput(Throughput::Elements(6 * (n * q * oh * ow) as u64));
+    let ds = resample::bilinear_into(rt, &x, &y, Resize::To(oh, ow)).unwrap();
+    g.bench_function("bilinear_up4_mask_logits", |b| {
+        b.iter(|| {
+            rt.run(&ds);
+            rt.sync().unwrap();
+        })
+    });
+    let ds = resample::bilinear_backward_into(rt, &y, &x, Resize::To(oh, ow)).unwrap();
+    g.bench_function("bilinear_up4_mask_logits_backward", |b| {
+        b.iter(|| {
+            rt.run(&ds);
+            rt.sync().unwrap();
+        })
+    });
+    g.finish();
+}
+
+fn deform(c: &mut Criterion, rt: &Runtime) {
     let s: usize = SHAPES.iter().map(|&(h, w)| h * w).sum();
     let (lq, l) = (s, SHAPES.len());
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -52,11 +91,12 @@ pub fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(10 * samples));
     let out = rt.empty(&[1, lq, M * D], DType::F32).unwrap();
     for (name, variant) in [
+        ("forward_vec4_wide", Variant::Vec4Wide),
         ("forward_vec4", Variant::Vec4),
         ("forward_scalar", Variant::Scalar),
     ] {
-        let ds = deform_attn::deform_attn_into(&rt, &value, &SHAPES, &loc, &attn, &out, variant)
-            .unwrap();
+        let ds =
+            deform_attn::deform_attn_into(rt, &value, &SHAPES, &loc, &attn, &out, variant).unwrap();
         g.bench_function(name, |b| {
             b.iter(|| {
                 rt.run(&ds);
@@ -80,7 +120,7 @@ pub fn benches(c: &mut Criterion) {
     }
     for (name, scatter) in modes {
         let ds = deform_attn::deform_attn_backward_into(
-            &rt, &value, &SHAPES, &loc, &attn, &grad_out, &grads, scatter,
+            rt, &value, &SHAPES, &loc, &attn, &grad_out, &grads, scatter,
         )
         .unwrap();
         g.bench_function(name, |b| {
