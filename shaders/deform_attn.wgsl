@@ -5,9 +5,9 @@
 // Level l is sampled at h = y·H_l − 0.5, w = x·W_l − 0.5 only when −1 < h < H_l and −1 < w < W_l;
 // bilinear corners outside the map read as 0.
 //
-// Forward: one thread per (n, q, m, channel group) — 4 channels with vec4 loads when D % 4 == 0
-// (`forward_vec4`), else one channel (`forward`). Backward: one thread per (n, q, m) loops over
-// the channels, so the per-(q, m, l, p) gradients (sums over D) need no reduction between threads;
+// Forward: one thread per (n, q, m, channel group) — 4·C4 channels with vec4 loads when
+// D % 4 == 0 (`forward_vec4`), else one channel (`forward`). Backward: one thread per (n, q, m)
+// loops over the channels, so the per-(q, m, l, p) gradients (sums over D) need no reduction between threads;
 // grad_value is a scatter-add (compare-exchange on atomic<u32> here; the launcher swaps in native
 // f32 atomics where the adapter has them). `*_off` are element skips from the binding starts
 // (chunked launches over N, see src/ops/resample/chunk.rs).
@@ -141,21 +141,31 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     out[p.out_off + t] = acc;
 }
 
+// Channel groups of 4 per thread in `forward_vec4`, at most 8 (32 channels): the launcher sets
+// the largest divisor of D / 4 up to 8 on CPU adapters (the tap weights are computed once per
+// thread, and with a constant trip count the accumulators stay in registers), 1 on GPUs (more
+// threads).
+override C4: u32 = 1u;
+
 @compute @workgroup_size(WG)
 fn forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = gid.x + gid.y * nwg.x * WG;
     let c4s = p.channels / 4u;
-    if (t >= p.items * p.queries * p.heads * c4s) {
+    let groups = c4s / C4;
+    if (t >= p.items * p.queries * p.heads * groups) {
         return;
     }
-    let c4 = t % c4s;
-    let nqm = t / c4s;
+    let c4 = (t % groups) * C4;
+    let nqm = t / groups;
     let m = nqm % p.heads;
     let n = nqm / (p.heads * p.queries);
     // Offsets are multiples of 4 elements when D % 4 == 0 (the launcher checks the alignment).
     let vbase = p.value_off / 4u + n * p.spatial * p.heads * c4s + m * c4s + c4;
     let vstride = p.heads * c4s;
-    var acc = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, 8>;
+    for (var j = 0u; j < C4; j++) {
+        acc[j] = vec4<f32>(0.0);
+    }
     var slot = head_slot(nqm);
     for (var l = 0u; l < p.levels; l++) {
         for (var k = 0u; k < p.points; k++) {
@@ -166,11 +176,17 @@ fn forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
                 continue;
             }
             let w = a * tp.w;
-            acc += w.x * value4[vbase + tp.s.x * vstride] + w.y * value4[vbase + tp.s.y * vstride]
-                + w.z * value4[vbase + tp.s.z * vstride] + w.w * value4[vbase + tp.s.w * vstride];
+            let s = vbase + tp.s * vstride;
+            for (var j = 0u; j < C4; j++) {
+                acc[j] += w.x * value4[s.x + j] + w.y * value4[s.y + j] + w.z * value4[s.z + j]
+                    + w.w * value4[s.w + j];
+            }
         }
     }
-    out4[p.out_off / 4u + t] = acc;
+    let o = p.out_off / 4u + nqm * c4s + c4;
+    for (var j = 0u; j < C4; j++) {
+        out4[o + j] = acc[j];
+    }
 }
 
 // grad_value must be zero before this runs (the launcher records the zero fill); grad_loc and

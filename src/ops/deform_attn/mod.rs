@@ -34,12 +34,15 @@ pub const MAX_LEVELS: usize = 8;
 /// Forward kernel variant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Variant {
-    /// `Vec4` when D is a multiple of 4 (and offsets allow), else `Scalar`.
+    /// When D is a multiple of 4: `Vec4Wide` on CPU adapters, `Vec4` on GPUs; else `Scalar`.
     #[default]
     Auto,
-    /// One thread per 4 channels with vec4 loads and stores.
+    /// One thread per 4 channels with vec4 loads and stores (many threads: GPUs).
     Vec4,
-    /// One thread per channel.
+    /// One thread per up to 32 channels (the largest multiple of 4 dividing D), so the bilinear
+    /// weights are computed once for all of them (few heavy threads: CPU adapters).
+    Vec4Wide,
+    /// One thread per channel (any D).
     Scalar,
 }
 
@@ -231,16 +234,30 @@ fn forward_limit(
     // vec4 needs D % 4 == 0, which with a 16-byte-multiple alignment keeps every skip a multiple
     // of 4 elements.
     let vec4_ok = sz.d.is_multiple_of(4) && align.is_multiple_of(16);
-    let vec4 = match variant {
-        Variant::Auto => vec4_ok,
-        Variant::Vec4 if !vec4_ok => {
+    let variant = match variant {
+        Variant::Auto if !vec4_ok => Variant::Scalar,
+        Variant::Auto if rt.caps().is_cpu => Variant::Vec4Wide,
+        Variant::Auto => Variant::Vec4,
+        Variant::Vec4 | Variant::Vec4Wide if !vec4_ok => {
             return Err(Error::Unsupported {
                 op: OP,
-                what: format!("the vec4 variant with D = {} (needs D % 4 == 0)", sz.d),
+                what: format!(
+                    "the {variant:?} variant with D = {} (needs D % 4 == 0)",
+                    sz.d
+                ),
             })
         }
-        Variant::Vec4 => true,
-        Variant::Scalar => false,
+        v => v,
+    };
+    // Channels per thread: 1, 4, or 4·C4 with C4 the largest divisor of D/4 up to 8.
+    let c4 = match variant {
+        Variant::Vec4Wide => (1..=8).rev().find(|g| (sz.d / 4) % g == 0).unwrap_or(1),
+        _ => 1,
+    };
+    let per_thread = if variant == Variant::Scalar {
+        1
+    } else {
+        4 * c4
     };
     let chunks = chunk::plan(
         OP,
@@ -250,9 +267,15 @@ fn forward_limit(
         max_binding,
         align,
     )?;
-    let entry = if vec4 { "forward_vec4" } else { "forward" };
-    let k = rt.kernel(&crate::shader!("deform_attn"), entry, &[])?;
-    let per_thread = if vec4 { 4 } else { 1 };
+    let k = if variant == Variant::Scalar {
+        rt.kernel(&crate::shader!("deform_attn"), "forward", &[])?
+    } else {
+        rt.kernel(
+            &crate::shader!("deform_attn"),
+            "forward_vec4",
+            &[("C4", c4 as f64)],
+        )?
+    };
     Ok(chunks
         .iter()
         .map(|ch| {

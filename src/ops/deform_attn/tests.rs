@@ -41,6 +41,9 @@ fn cases() -> Vec<Dims> {
         dims(3, 4, 1, 1, 1, &[(1, 1)]),
         dims(2, 70, 2, 8, 1, &[(11, 13)]),
         dims(1, 33, 8, 32, 4, &[(4, 8), (2, 4), (1, 2)]),
+        // D / 4 = 10 and 16: wide threads of 5 and 8 channel groups.
+        dims(3, 6, 2, 40, 2, &[(3, 5), (2, 2)]),
+        dims(1, 5, 3, 64, 1, &[(4, 4)]),
     ]
 }
 
@@ -97,7 +100,7 @@ fn check_forward(rt: &Runtime, variant: Variant, chunked: bool) {
     let seed = testing::seed();
     let mut rng = testing::rng(seed);
     for d in cases() {
-        if variant == Variant::Vec4 && !d.channels.is_multiple_of(4) {
+        if matches!(variant, Variant::Vec4 | Variant::Vec4Wide) && !d.channels.is_multiple_of(4) {
             continue;
         }
         let x = inputs(&mut rng, &d);
@@ -130,6 +133,12 @@ fn check_forward(rt: &Runtime, variant: Variant, chunked: bool) {
 #[test]
 fn forward_vec4_matches_reference() {
     check_forward(testing::runtime(), Variant::Vec4, false);
+}
+
+#[test]
+fn forward_vec4_wide_matches_reference() {
+    check_forward(testing::runtime(), Variant::Vec4Wide, false);
+    check_forward(testing::runtime(), Variant::Vec4Wide, true);
 }
 
 #[test]
@@ -359,7 +368,7 @@ fn errors_name_the_op_and_shapes() {
     .err()
     .unwrap()
     .to_string();
-    assert!(e.contains("vec4"), "{e}");
+    assert!(e.contains("Vec4") && e.contains("D = 5"), "{e}");
     let p = testing::portable_runtime();
     let tp = upload(p, &d, &inputs(&mut rng, &d));
     let go = p.empty(&[1, 2, 8], DType::F32).unwrap();

@@ -361,3 +361,28 @@ fn shape_errors_name_the_op() {
     let u = rt.upload_u32(&[0; 12], &[1, 1, 3, 4]).unwrap();
     assert!(nearest(rt, &u, Resize::To(2, 2)).is_err());
 }
+
+#[test]
+fn more_planes_than_one_grid_dimension() {
+    // 70 001 planes: past 65 535 workgroups along z, so the launch splits into several chunks.
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    let planes = 70_001;
+    let xs = testing::uniform(&mut rng, planes * 2, -1.0, 1.0);
+    let x = rt.upload(&xs, &[1, planes, 1, 2]).unwrap();
+    let out = rt.empty(&[1, planes, 3, 3], DType::F32).unwrap();
+    rt.fill(&out, f32::NAN).unwrap();
+    let ds = bilinear_into(rt, &x, &out, Resize::To(3, 3)).unwrap();
+    assert!(ds.len() > 1);
+    rt.run(&ds);
+    let (_, scale) = ref_scales(1, 2, Resize::To(3, 3));
+    let want = reference::bilinear(&f64s(&xs), planes, (1, 2), (3, 3), scale);
+    assert_close(
+        "70 001 planes",
+        seed,
+        &rt.download(&out).unwrap(),
+        &f32s(&want),
+        1e-5,
+    );
+}
