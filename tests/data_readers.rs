@@ -47,8 +47,13 @@ fn synthetic_round_trips_through_coco_panoptic() {
         assert_eq!(a.class_ids, b.class_ids, "classes {i}");
         assert_eq!(a.ground_truth, b.ground_truth, "ground truth {i}");
         // crowd segments are in the ground truth, never in the training targets
-        let GroundTruth::Panoptic(p) = &b.ground_truth else { panic!() };
-        assert_eq!(p.segments.iter().filter(|s| !s.iscrowd).count(), b.masks.len());
+        let GroundTruth::Panoptic(p) = &b.ground_truth else {
+            panic!()
+        };
+        assert_eq!(
+            p.segments.iter().filter(|s| !s.iscrowd).count(),
+            b.masks.len()
+        );
     }
     // the ground truth as its own prediction scores perfectly
     let report = run(
@@ -80,18 +85,28 @@ fn panoptic_errors_name_file_and_record() {
     assert_ne!(broken, json, "fixture has a category_id 1 segment");
     std::fs::write(dir.join("panoptic.json"), broken).unwrap();
     let err = CocoPanoptic::open_dir(&dir).unwrap_err().to_string();
-    assert!(err.contains("panoptic.json") && err.contains("77") && err.contains("image_id"), "{err}");
+    assert!(
+        err.contains("panoptic.json") && err.contains("77") && err.contains("image_id"),
+        "{err}"
+    );
 
     std::fs::write(dir.join("panoptic.json"), "{\"annotations\": [").unwrap();
     let err = CocoPanoptic::open_dir(&dir).unwrap_err().to_string();
-    assert!(err.contains("panoptic.json") && err.contains("JSON"), "{err}");
+    assert!(
+        err.contains("panoptic.json") && err.contains("JSON"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn instance_reader_decodes_all_three_encodings() {
     let dir = temp_dir("instance");
-    std::fs::copy(fixtures().join("instance/instances.json"), dir.join("instances.json")).unwrap();
+    std::fs::copy(
+        fixtures().join("instance/instances.json"),
+        dir.join("instances.json"),
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.join("images")).unwrap();
     let ds = CocoInstance::open_dir(&dir).unwrap();
     for info in ds.images() {
@@ -113,7 +128,10 @@ fn instance_reader_decodes_all_three_encodings() {
     });
     let mut seen = [0; 3];
     kinds.for_each(|k| seen[k] += 1);
-    assert!(seen.iter().all(|&n| n > 0), "fixture covers polygons, compressed and uncompressed RLE: {seen:?}");
+    assert!(
+        seen.iter().all(|&n| n > 0),
+        "fixture covers polygons, compressed and uncompressed RLE: {seen:?}"
+    );
     let mut total = 0;
     for i in 0..ds.len() {
         let s = ds.sample(i).unwrap();
@@ -121,7 +139,10 @@ fn instance_reader_decodes_all_three_encodings() {
         assert_eq!(s.masks.len(), gt.iter().filter(|g| !g.iscrowd).count());
         for (m, g) in s.masks.iter().zip(gt.iter().filter(|g| !g.iscrowd)) {
             assert_eq!(m.area(), g.rle.area());
-            assert_eq!((m.height(), m.width()), (s.image.height() as usize, s.image.width() as usize));
+            assert_eq!(
+                (m.height(), m.width()),
+                (s.image.height() as usize, s.image.width() as usize)
+            );
         }
         total += gt.len();
     }
@@ -140,7 +161,10 @@ fn instance_reader_decodes_all_three_encodings() {
     let id = ann["id"].as_u64().unwrap();
     std::fs::write(dir.join("instances.json"), v.to_string()).unwrap();
     let err = CocoInstance::open_dir(&dir).unwrap_err().to_string();
-    assert!(err.contains("instances.json") && err.contains(&format!("annotation id {id}")), "{err}");
+    assert!(
+        err.contains("instances.json") && err.contains(&format!("annotation id {id}")),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -149,10 +173,19 @@ fn semantic_labels_reduce_and_palette() {
     let dir = temp_dir("semantic");
     std::fs::create_dir_all(dir.join("labels")).unwrap();
     std::fs::create_dir_all(dir.join("images")).unwrap();
-    let map = LabelMap { height: 2, width: 3, labels: vec![0, 1, 2, IGNORE, 5, 1] };
+    let map = LabelMap {
+        height: 2,
+        width: 3,
+        labels: vec![0, 1, 2, IGNORE, 5, 1],
+    };
     write_label_png(&dir.join("labels/a.png"), &map).unwrap();
-    image::RgbImage::new(3, 2).save(dir.join("images/a.jpg")).unwrap();
-    assert_eq!(read_label_png(&dir.join("labels/a.png"), false).unwrap(), map);
+    image::RgbImage::new(3, 2)
+        .save(dir.join("images/a.jpg"))
+        .unwrap();
+    assert_eq!(
+        read_label_png(&dir.join("labels/a.png"), false).unwrap(),
+        map
+    );
     let reduced = read_label_png(&dir.join("labels/a.png"), true).unwrap();
     assert_eq!(reduced.labels, vec![IGNORE, 0, 1, IGNORE, 4, 0]);
 
@@ -163,19 +196,31 @@ fn semantic_labels_reduce_and_palette() {
         let mut enc = png::Encoder::new(file, 3, 2);
         enc.set_color(png::ColorType::Indexed);
         enc.set_depth(png::BitDepth::Four);
-        enc.set_palette((0..16u8).flat_map(|i| [i * 10, 200, 7]).collect::<Vec<u8>>());
+        enc.set_palette(
+            (0..16u8)
+                .flat_map(|i| [i * 10, 200, 7])
+                .collect::<Vec<u8>>(),
+        );
         let mut w = enc.write_header().unwrap();
         // rows of 3 nibbles, padded to 2 bytes: [1,2,3] [15,0,4]
         w.write_image_data(&[0x12, 0x30, 0xF0, 0x40]).unwrap();
     }
-    image::RgbImage::new(3, 2).save(dir.join("images/b.png")).unwrap();
-    assert_eq!(read_label_png(&path, false).unwrap().labels, vec![1, 2, 3, 15, 0, 4]);
+    image::RgbImage::new(3, 2)
+        .save(dir.join("images/b.png"))
+        .unwrap();
+    assert_eq!(
+        read_label_png(&path, false).unwrap().labels,
+        vec![1, 2, 3, 15, 0, 4]
+    );
 
     let folder = SemanticFolder::open(&dir, false).unwrap();
     assert_eq!(folder.len(), 2);
     let s = folder.sample(0).unwrap();
     assert_eq!(s.class_ids, vec![0, 1, 2, 5]);
-    assert_eq!(s.masks[1], Mask::from_vec(2, 3, vec![0, 1, 0, 0, 0, 1]).unwrap());
+    assert_eq!(
+        s.masks[1],
+        Mask::from_vec(2, 3, vec![0, 1, 0, 0, 0, 1]).unwrap()
+    );
 
     std::fs::remove_file(dir.join("images/b.png")).unwrap();
     let err = folder.sample(1).unwrap_err().to_string();
@@ -196,13 +241,22 @@ fn model_source_reports_missing_inference() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("some/model") && err.contains("not built"), "{err}");
+    assert!(
+        err.contains("some/model") && err.contains("not built"),
+        "{err}"
+    );
 }
 
 #[test]
 fn data_spec_parsing() {
-    assert_eq!("synthetic".parse::<DataSpec>().unwrap(), DataSpec::Synthetic { count: 64, seed: 0 });
-    assert_eq!("synthetic:5:9".parse::<DataSpec>().unwrap(), DataSpec::Synthetic { count: 5, seed: 9 });
+    assert_eq!(
+        "synthetic".parse::<DataSpec>().unwrap(),
+        DataSpec::Synthetic { count: 64, seed: 0 }
+    );
+    assert_eq!(
+        "synthetic:5:9".parse::<DataSpec>().unwrap(),
+        DataSpec::Synthetic { count: 5, seed: 9 }
+    );
     assert_eq!(
         "semantic:/x/y".parse::<DataSpec>().unwrap(),
         DataSpec::Semantic(PathBuf::from("/x/y"))

@@ -20,20 +20,40 @@ fn load(path: &Path) -> Value {
 }
 
 fn close(name: &str, got: f64, want: f64) {
-    assert!((got - want).abs() <= TOL, "{name}: got {got}, reference {want}");
+    assert!(
+        (got - want).abs() <= TOL,
+        "{name}: got {got}, reference {want}"
+    );
 }
 
 #[test]
 fn rle_masks_match_pycocotools() {
     let cases = load(&fixtures().join("rle/cases.json"));
     for (i, c) in cases["masks"].as_array().unwrap().iter().enumerate() {
-        let (h, w) = (c["height"].as_u64().unwrap() as usize, c["width"].as_u64().unwrap() as usize);
-        let data = c["data"].as_str().unwrap().bytes().map(|b| b - b'0').collect();
+        let (h, w) = (
+            c["height"].as_u64().unwrap() as usize,
+            c["width"].as_u64().unwrap() as usize,
+        );
+        let data = c["data"]
+            .as_str()
+            .unwrap()
+            .bytes()
+            .map(|b| b - b'0')
+            .collect();
         let mask = Mask::from_vec(h, w, data).unwrap();
         let rle = Rle::encode(&mask);
-        assert_eq!(rle.to_compressed(), c["counts"].as_str().unwrap(), "mask case {i}");
+        assert_eq!(
+            rle.to_compressed(),
+            c["counts"].as_str().unwrap(),
+            "mask case {i}"
+        );
         assert_eq!(rle.area(), c["area"].as_u64().unwrap(), "mask case {i}");
-        let bbox: Vec<f64> = c["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let bbox: Vec<f64> = c["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         assert_eq!(rle.to_bbox().to_vec(), bbox, "mask case {i}");
         let back = Rle::from_compressed(c["counts"].as_str().unwrap(), h, w).unwrap();
         assert_eq!(back.decode().unwrap(), mask, "mask case {i}");
@@ -44,9 +64,16 @@ fn rle_masks_match_pycocotools() {
 fn polygons_rasterise_like_pycocotools() {
     let cases = load(&fixtures().join("rle/cases.json"));
     for (i, c) in cases["polygons"].as_array().unwrap().iter().enumerate() {
-        let (h, w) = (c["height"].as_u64().unwrap() as usize, c["width"].as_u64().unwrap() as usize);
+        let (h, w) = (
+            c["height"].as_u64().unwrap() as usize,
+            c["width"].as_u64().unwrap() as usize,
+        );
         let rle = segmentation_to_rle(&c["polygons"], h, w).unwrap();
-        assert_eq!(rle.to_compressed(), c["counts"].as_str().unwrap(), "polygon case {i}");
+        assert_eq!(
+            rle.to_compressed(),
+            c["counts"].as_str().unwrap(),
+            "polygon case {i}"
+        );
         assert_eq!(rle.area(), c["area"].as_u64().unwrap(), "polygon case {i}");
     }
 }
@@ -61,10 +88,19 @@ fn rle_iou_matches_pycocotools() {
         .iter()
         .map(|s| Rle::from_compressed(s.as_str().unwrap(), 64, 64).unwrap())
         .collect();
-    let crowd: Vec<bool> = c["iscrowd"].as_array().unwrap().iter().map(|v| v.as_u64() == Some(1)).collect();
+    let crowd: Vec<bool> = c["iscrowd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64() == Some(1))
+        .collect();
     for (d, row) in c["iou"].as_array().unwrap().iter().enumerate() {
         for (g, want) in row.as_array().unwrap().iter().enumerate() {
-            close(&format!("iou[{d}][{g}]"), Rle::iou(&rles[d], &rles[g], crowd[g]), want.as_f64().unwrap());
+            close(
+                &format!("iou[{d}][{g}]"),
+                Rle::iou(&rles[d], &rles[g], crowd[g]),
+                want.as_f64().unwrap(),
+            );
         }
     }
 }
@@ -84,7 +120,9 @@ fn mask_ap_matches_pycocotools() {
     .unwrap();
     let got = report.instance.unwrap().stats();
     let want = load(&dir.join("expected.json"));
-    let names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"];
+    let names = [
+        "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+    ];
     for (name, g) in names.iter().zip(got) {
         close(name, g, want[name].as_f64().unwrap());
     }
@@ -106,9 +144,21 @@ fn pq_matches_panopticapi() {
     let pq = report.panoptic.unwrap();
     let want = load(&dir.join("expected.json"));
     for (name, got) in [("All", pq.all), ("Things", pq.things), ("Stuff", pq.stuff)] {
-        close(&format!("{name} PQ"), got.pq, want[name]["pq"].as_f64().unwrap());
-        close(&format!("{name} SQ"), got.sq, want[name]["sq"].as_f64().unwrap());
-        close(&format!("{name} RQ"), got.rq, want[name]["rq"].as_f64().unwrap());
+        close(
+            &format!("{name} PQ"),
+            got.pq,
+            want[name]["pq"].as_f64().unwrap(),
+        );
+        close(
+            &format!("{name} SQ"),
+            got.sq,
+            want[name]["sq"].as_f64().unwrap(),
+        );
+        close(
+            &format!("{name} RQ"),
+            got.rq,
+            want[name]["rq"].as_f64().unwrap(),
+        );
         assert_eq!(got.n as u64, want[name]["n"].as_u64().unwrap(), "{name} n");
     }
     for (id, [p, s, r]) in &pq.per_class {
@@ -134,7 +184,12 @@ fn miou_matches_detectron2_definition() {
     )
     .unwrap();
     let m = report.semantic.unwrap();
-    for (name, got) in [("mIoU", m.miou), ("fwIoU", m.fwiou), ("mACC", m.macc), ("pACC", m.pacc)] {
+    for (name, got) in [
+        ("mIoU", m.miou),
+        ("fwIoU", m.fwiou),
+        ("mACC", m.macc),
+        ("pACC", m.pacc),
+    ] {
         close(name, got, want[name].as_f64().unwrap());
     }
     for (c, w) in want["per_class_iou"].as_array().unwrap().iter().enumerate() {

@@ -53,7 +53,10 @@ fn main() -> Result<()> {
         Dataset::new(seed, Split::Val, count)
             .write_coco_panoptic(dir)
             .with_context(|| format!("writing the synthetic dataset to {}", dir.display()))?;
-        println!("wrote {count} synthetic images (seed {seed}) to {}", dir.display());
+        println!(
+            "wrote {count} synthetic images (seed {seed}) to {}",
+            dir.display()
+        );
         return Ok(());
     }
     let source = match (args.model, args.predictions) {
@@ -68,7 +71,10 @@ fn main() -> Result<()> {
         num_classes: args.num_classes,
     };
     let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} images {elapsed}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images {elapsed}")
+            .expect("valid template"),
+    );
     let report = run(&opts, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
@@ -77,7 +83,8 @@ fn main() -> Result<()> {
     bar.finish_and_clear();
     print!("{}", report.table());
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;

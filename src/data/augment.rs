@@ -89,11 +89,23 @@ pub fn resize_masks(masks: &[Mask], h: usize, w: usize) -> Vec<Mask> {
 
 /// Copies the window `[y0, y0 + h) × [x0, x0 + w)` of `img` into an `(out_h, out_w)` canvas
 /// filled with `pad` (the window may be smaller than the canvas).
-fn crop_pad_image(img: &RgbImage, y0: usize, x0: usize, h: usize, w: usize, out: (usize, usize), pad: [u8; 3]) -> RgbImage {
+fn crop_pad_image(
+    img: &RgbImage,
+    y0: usize,
+    x0: usize,
+    h: usize,
+    w: usize,
+    out: (usize, usize),
+    pad: [u8; 3],
+) -> RgbImage {
     let mut canvas = RgbImage::from_pixel(out.1 as u32, out.0 as u32, image::Rgb(pad));
     for y in 0..h {
         for x in 0..w {
-            canvas.put_pixel(x as u32, y as u32, *img.get_pixel((x0 + x) as u32, (y0 + y) as u32));
+            canvas.put_pixel(
+                x as u32,
+                y as u32,
+                *img.get_pixel((x0 + x) as u32, (y0 + y) as u32),
+            );
         }
     }
     canvas
@@ -120,7 +132,8 @@ pub fn augment(sample: &Sample, cfg: &AugmentConfig, rng: &mut impl Rng) -> Samp
     // ResizeScale: fit the image into scale × output size, keeping the aspect ratio
     let (h, w) = (image.height() as usize, image.width() as usize);
     let scale = rng.random_range(cfg.min_scale..=cfg.max_scale);
-    let factor = (cfg.output.0 as f64 * scale / h as f64).min(cfg.output.1 as f64 * scale / w as f64);
+    let factor =
+        (cfg.output.0 as f64 * scale / h as f64).min(cfg.output.1 as f64 * scale / w as f64);
     let rh = ((h as f64 * factor).round() as usize).max(1);
     let rw = ((w as f64 * factor).round() as usize).max(1);
     let image = imageops::resize(&image, rw as u32, rh as u32, imageops::FilterType::Triangle);
@@ -163,11 +176,21 @@ pub fn augment(sample: &Sample, cfg: &AugmentConfig, rng: &mut impl Rng) -> Samp
 
 /// Pads a sample (image with `pad`, masks with 0) at the bottom/right to `(h, w)`.
 pub fn pad_to(sample: &Sample, h: usize, w: usize, pad: [u8; 3]) -> Sample {
-    let (sh, sw) = (sample.image.height() as usize, sample.image.width() as usize);
-    assert!(sh <= h && sw <= w, "pad_to {h}x{w} smaller than the {sh}x{sw} sample");
+    let (sh, sw) = (
+        sample.image.height() as usize,
+        sample.image.width() as usize,
+    );
+    assert!(
+        sh <= h && sw <= w,
+        "pad_to {h}x{w} smaller than the {sh}x{sw} sample"
+    );
     Sample {
         image: crop_pad_image(&sample.image, 0, 0, sh, sw, (h, w), pad),
-        masks: sample.masks.iter().map(|m| crop_pad_mask(m, 0, 0, sh, sw, (h, w))).collect(),
+        masks: sample
+            .masks
+            .iter()
+            .map(|m| crop_pad_mask(m, 0, 0, sh, sw, (h, w)))
+            .collect(),
         ..sample.clone()
     }
 }
@@ -185,7 +208,9 @@ mod tests {
         let (h, w) = (20, 30);
         let left = Mask::from_map(h, w, &(0..h * w).collect::<Vec<_>>(), |i| i % w < 15);
         let right = Mask::from_map(h, w, &(0..h * w).collect::<Vec<_>>(), |i| i % w >= 15);
-        let image = RgbImage::from_fn(w as u32, h as u32, |x, _| image::Rgb(if x < 15 { [255, 0, 0] } else { [0, 0, 255] }));
+        let image = RgbImage::from_fn(w as u32, h as u32, |x, _| {
+            image::Rgb(if x < 15 { [255, 0, 0] } else { [0, 0, 255] })
+        });
         Sample {
             image_id: 1,
             file_name: String::new(),
@@ -193,7 +218,11 @@ mod tests {
             masks: vec![left, right],
             class_ids: vec![3, 5],
             valid: (h, w),
-            ground_truth: GroundTruth::Semantic(LabelMap { height: h, width: w, labels: vec![0; h * w] }),
+            ground_truth: GroundTruth::Semantic(LabelMap {
+                height: h,
+                width: w,
+                labels: vec![0; h * w],
+            }),
         }
     }
 
@@ -215,7 +244,11 @@ mod tests {
                     let n = a.masks.iter().filter(|m| m.get(y, x)).count();
                     assert!(n <= 1, "seed {seed}: masks overlap at {y},{x}");
                     let inside = y < vh && x < vw;
-                    assert_eq!(n == 1, inside, "seed {seed}: mask coverage at {y},{x} (valid {vh}x{vw})");
+                    assert_eq!(
+                        n == 1,
+                        inside,
+                        "seed {seed}: mask coverage at {y},{x} (valid {vh}x{vw})"
+                    );
                     covered += n;
                     if !inside {
                         assert_eq!(a.image.get_pixel(x as u32, y as u32).0, [128; 3]);

@@ -116,8 +116,12 @@ impl CocoInstance {
         let json: InstanceJson = read_json(json_path)?;
         let categories = Categories::new(json.categories)
             .map_err(|e| DataError::record(json_path, "categories", e.to_string()))?;
-        let index: HashMap<u64, usize> =
-            json.images.iter().enumerate().map(|(i, im)| (im.id, i)).collect();
+        let index: HashMap<u64, usize> = json
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, im)| (im.id, i))
+            .collect();
         let mut instances = vec![Vec::new(); json.images.len()];
         for ann in json.annotations {
             let rec = format!("annotation id {} (image_id {})", ann.id, ann.image_id);

@@ -12,8 +12,8 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    create_dir, id_to_rgb, load_rgb, open_image, panoptic_targets, read_json, rgb_to_id, write_json,
-    Categories, Category, DataError, GroundTruth, Panoptic, Sample, SegmentInfo,
+    create_dir, id_to_rgb, load_rgb, open_image, panoptic_targets, read_json, rgb_to_id,
+    write_json, Categories, Category, DataError, GroundTruth, Panoptic, Sample, SegmentInfo,
 };
 
 /// An `images` entry.
@@ -233,9 +233,16 @@ impl PanopticPredictions {
     /// The prediction for an image.
     pub fn get(&self, image_id: u64) -> Result<Panoptic, DataError> {
         let ann = self.by_image.get(&image_id).ok_or_else(|| {
-            DataError::record(&self.json_path, format!("image_id {image_id}"), "no prediction for this image")
+            DataError::record(
+                &self.json_path,
+                format!("image_id {image_id}"),
+                "no prediction for this image",
+            )
         })?;
-        read_panoptic_png(&self.png_dir.join(&ann.file_name), ann.segments_info.clone())
+        read_panoptic_png(
+            &self.png_dir.join(&ann.file_name),
+            ann.segments_info.clone(),
+        )
     }
 }
 
@@ -269,10 +276,12 @@ pub fn write_coco_panoptic(
             .into_owned();
         write_panoptic_png(&png_dir.join(&png_name), &item.panoptic)?;
         let image_path = image_dir.join(&item.info.file_name);
-        item.image.save(&image_path).map_err(|source| DataError::Image {
-            path: image_path,
-            source,
-        })?;
+        item.image
+            .save(&image_path)
+            .map_err(|source| DataError::Image {
+                path: image_path,
+                source,
+            })?;
         json.annotations.push(PanopticAnnotation {
             image_id: item.info.id,
             file_name: png_name,

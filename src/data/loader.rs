@@ -142,8 +142,16 @@ pub fn build_batch(
         };
         samples.push(s);
     }
-    let height = samples.iter().map(|s| s.image.height() as usize).max().unwrap_or(0);
-    let width = samples.iter().map(|s| s.image.width() as usize).max().unwrap_or(0);
+    let height = samples
+        .iter()
+        .map(|s| s.image.height() as usize)
+        .max()
+        .unwrap_or(0);
+    let width = samples
+        .iter()
+        .map(|s| s.image.width() as usize)
+        .max()
+        .unwrap_or(0);
     let pad = cfg.augment.as_ref().map_or([0; 3], |a| a.pad_value);
     let samples: Vec<Sample> = samples
         .into_iter()
@@ -190,7 +198,11 @@ pub struct Loader {
 
 impl Loader {
     /// Starts the workers for `epoch`.
-    pub fn epoch(source: Arc<dyn SampleSource>, cfg: &LoaderConfig, epoch: u64) -> Result<Loader, DataError> {
+    pub fn epoch(
+        source: Arc<dyn SampleSource>,
+        cfg: &LoaderConfig,
+        epoch: u64,
+    ) -> Result<Loader, DataError> {
         if cfg.batch_size == 0 || cfg.workers == 0 || cfg.prefetch == 0 {
             return Err(DataError::Invalid(format!(
                 "loader needs batch_size, workers and prefetch ≥ 1 (got {}, {}, {})",
@@ -198,7 +210,10 @@ impl Loader {
             )));
         }
         let order = epoch_order(source.len(), cfg, epoch);
-        let mut batches: Vec<Vec<usize>> = order.chunks(cfg.batch_size).map(<[usize]>::to_vec).collect();
+        let mut batches: Vec<Vec<usize>> = order
+            .chunks(cfg.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
         if cfg.drop_last && batches.last().is_some_and(|b| b.len() < cfg.batch_size) {
             batches.pop();
         }
@@ -252,7 +267,9 @@ impl Iterator for Loader {
         let rx = &self.receivers[self.next % self.receivers.len()];
         self.next += 1;
         Some(rx.recv().unwrap_or_else(|_| {
-            Err(DataError::Invalid("a loader thread stopped unexpectedly (panicked)".into()))
+            Err(DataError::Invalid(
+                "a loader thread stopped unexpectedly (panicked)".into(),
+            ))
         }))
     }
 }
@@ -289,7 +306,10 @@ mod tests {
             ..LoaderConfig::default()
         };
         let collect = |cfg: &LoaderConfig| -> Vec<Batch> {
-            Loader::epoch(source(), cfg, 4).unwrap().map(Result::unwrap).collect()
+            Loader::epoch(source(), cfg, 4)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
         };
         cfg.workers = 1;
         let one = collect(&cfg);
@@ -307,8 +327,16 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, (0..7).collect::<Vec<_>>());
         // another epoch, another order
-        let other: Vec<usize> = Loader::epoch(source(), &cfg, 5).unwrap().flat_map(|b| b.unwrap().indices).collect();
-        assert_ne!(other, one.iter().flat_map(|b| b.indices.clone()).collect::<Vec<_>>());
+        let other: Vec<usize> = Loader::epoch(source(), &cfg, 5)
+            .unwrap()
+            .flat_map(|b| b.unwrap().indices)
+            .collect();
+        assert_ne!(
+            other,
+            one.iter()
+                .flat_map(|b| b.indices.clone())
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -320,7 +348,10 @@ mod tests {
         };
         let mut loader = Loader::epoch(source(), &cfg, 0).unwrap();
         let first = loader.next().unwrap().unwrap();
-        assert_eq!(first.pixel_mask.iter().filter(|&&v| v == 1).count(), 24 * 20);
+        assert_eq!(
+            first.pixel_mask.iter().filter(|&&v| v == 1).count(),
+            24 * 20
+        );
         drop(loader);
     }
 }

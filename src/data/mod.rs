@@ -51,7 +51,11 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn record(path: &Path, record: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn record(
+        path: &Path,
+        record: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         DataError::Record {
             path: path.to_path_buf(),
             record: record.into(),
@@ -116,7 +120,13 @@ pub struct Mask {
 
 impl std::fmt::Debug for Mask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Mask({}x{}, area {})", self.height, self.width, self.area())
+        write!(
+            f,
+            "Mask({}x{}, area {})",
+            self.height,
+            self.width,
+            self.area()
+        )
     }
 }
 
@@ -147,7 +157,12 @@ impl Mask {
     }
 
     /// The mask of the pixels where `pred(value)` holds, for a row-major map `[height, width]`.
-    pub fn from_map<T: Copy>(height: usize, width: usize, map: &[T], pred: impl Fn(T) -> bool) -> Self {
+    pub fn from_map<T: Copy>(
+        height: usize,
+        width: usize,
+        map: &[T],
+        pred: impl Fn(T) -> bool,
+    ) -> Self {
         assert_eq!(map.len(), height * width, "map size");
         Mask {
             height,
@@ -224,7 +239,10 @@ impl Categories {
         let mut ids: Vec<u32> = list.iter().map(|c| c.id).collect();
         ids.sort_unstable();
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(DataError::Invalid(format!("duplicate category id {}", w[0])));
+            return Err(DataError::Invalid(format!(
+                "duplicate category id {}",
+                w[0]
+            )));
         }
         Ok(Categories { list })
     }

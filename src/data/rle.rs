@@ -93,7 +93,12 @@ impl Rle {
 
     /// Number of set pixels (`rleArea`).
     pub fn area(&self) -> u64 {
-        self.counts.iter().skip(1).step_by(2).map(|&c| c as u64).sum()
+        self.counts
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|&c| c as u64)
+            .sum()
     }
 
     /// The compressed string form (`rleToString`).
@@ -168,7 +173,9 @@ impl Rle {
         let k = xy.len() / 2;
         let scale = 5.0f64;
         // upsample and get discrete points densely along the entire boundary
-        let mut x: Vec<i64> = (0..k).map(|j| (scale * xy[2 * j] + 0.5) as i32 as i64).collect();
+        let mut x: Vec<i64> = (0..k)
+            .map(|j| (scale * xy[2 * j] + 0.5) as i32 as i64)
+            .collect();
         let mut y: Vec<i64> = (0..k)
             .map(|j| (scale * xy[2 * j + 1] + 0.5) as i32 as i64)
             .collect();
@@ -352,7 +359,12 @@ impl Rle {
             ys = ys.min(yy);
             ye = ye.max(yy);
         }
-        [xs as f64, ys as f64, (xe - xs + 1) as f64, (ye - ys + 1) as f64]
+        [
+            xs as f64,
+            ys as f64,
+            (xe - xs + 1) as f64,
+            (ye - ys + 1) as f64,
+        ]
     }
 
     /// Intersection over union of a detection with a ground truth mask (`rleIou`); for a crowd
@@ -453,7 +465,11 @@ mod tests {
         assert_eq!(rle.to_compressed(), "733000;");
         assert!(m.get(1, 1) && m.get(3, 3) && !m.get(4, 4) && !m.get(0, 0));
         assert_eq!(rle.to_bbox(), [1.0, 1.0, 3.0, 3.0]);
-        let other = Rle::encode(&mask(6, 6, &["......", ".##...", ".##...", "......", "......", "......"]));
+        let other = Rle::encode(&mask(
+            6,
+            6,
+            &["......", ".##...", ".##...", "......", "......", "......"],
+        ));
         assert!((Rle::iou(&other, &rle, false) - 4.0 / 9.0).abs() < 1e-12);
         assert!((Rle::iou(&other, &rle, true) - 1.0).abs() < 1e-12);
         let u = Rle::merge(&[rle.clone(), other.clone()], false).unwrap();

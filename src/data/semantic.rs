@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{load_rgb, read_file, semantic_targets, DataError, GroundTruth, LabelMap, Sample, IGNORE};
+use super::{
+    load_rgb, read_file, semantic_targets, DataError, GroundTruth, LabelMap, Sample, IGNORE,
+};
 
 /// Reads a label PNG (8-bit or packed 1/2/4-bit grey or palette; palette indices are the labels).
 pub fn read_label_png(path: &Path, reduce_labels: bool) -> Result<LabelMap, DataError> {
@@ -18,8 +20,13 @@ pub fn read_label_png(path: &Path, reduce_labels: bool) -> Result<LabelMap, Data
         .output_buffer_size()
         .ok_or_else(|| bad("image too large".into()))?;
     let mut buf = vec![0u8; size];
-    let info = reader.next_frame(&mut buf).map_err(|e| bad(e.to_string()))?;
-    if !matches!(info.color_type, png::ColorType::Grayscale | png::ColorType::Indexed) {
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| bad(e.to_string()))?;
+    if !matches!(
+        info.color_type,
+        png::ColorType::Grayscale | png::ColorType::Indexed
+    ) {
         return Err(bad(format!(
             "colour type {:?}, expected single-channel grey or palette",
             info.color_type
@@ -31,7 +38,9 @@ pub fn read_label_png(path: &Path, reduce_labels: bool) -> Result<LabelMap, Data
         png::BitDepth::Four => 4,
         png::BitDepth::Eight => 8,
         png::BitDepth::Sixteen => {
-            return Err(bad("16-bit labels are not supported (expected 8-bit)".into()))
+            return Err(bad(
+                "16-bit labels are not supported (expected 8-bit)".into()
+            ))
         }
     };
     let (w, h) = (info.width as usize, info.height as usize);
@@ -63,8 +72,9 @@ pub fn read_label_png(path: &Path, reduce_labels: bool) -> Result<LabelMap, Data
 
 /// Writes a label map as an 8-bit grey PNG.
 pub fn write_label_png(path: &Path, map: &LabelMap) -> Result<(), DataError> {
-    let img = image::GrayImage::from_raw(map.width as u32, map.height as u32, map.labels.clone())
-        .ok_or_else(|| DataError::Invalid(format!("label map size for {}", path.display())))?;
+    let img =
+        image::GrayImage::from_raw(map.width as u32, map.height as u32, map.labels.clone())
+            .ok_or_else(|| DataError::Invalid(format!("label map size for {}", path.display())))?;
     img.save(path).map_err(|source| DataError::Image {
         path: path.to_path_buf(),
         source,
@@ -100,7 +110,10 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, DataError> {
 }
 
 fn stem(name: &str) -> &str {
-    Path::new(name).file_stem().and_then(|s| s.to_str()).unwrap_or(name)
+    Path::new(name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(name)
 }
 
 impl SemanticFolder {
@@ -148,7 +161,10 @@ impl SemanticFolder {
     }
 
     pub fn ground_truth(&self, i: usize) -> Result<LabelMap, DataError> {
-        read_label_png(&self.dir.join("labels").join(&self.items[i]), self.reduce_labels)
+        read_label_png(
+            &self.dir.join("labels").join(&self.items[i]),
+            self.reduce_labels,
+        )
     }
 
     /// Image, one target mask per class present, and the label map. `image_id` is `i`.
@@ -157,10 +173,18 @@ impl SemanticFolder {
         let path = IMAGE_EXTENSIONS
             .iter()
             .flat_map(|e| [e.to_string(), e.to_ascii_uppercase()])
-            .map(|e| self.dir.join("images").join(format!("{}.{e}", self.stem(i))))
+            .map(|e| {
+                self.dir
+                    .join("images")
+                    .join(format!("{}.{e}", self.stem(i)))
+            })
             .find(|p| p.is_file())
             .ok_or_else(|| {
-                DataError::record(&label_path, "label", format!("no image {}/images/{}.*", self.dir.display(), self.stem(i)))
+                DataError::record(
+                    &label_path,
+                    "label",
+                    format!("no image {}/images/{}.*", self.dir.display(), self.stem(i)),
+                )
             })?;
         let image = load_rgb(&path)?;
         let map = self.ground_truth(i)?;
@@ -180,7 +204,10 @@ impl SemanticFolder {
         let (masks, class_ids) = semantic_targets(&map);
         Ok(Sample {
             image_id: i as u64,
-            file_name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            file_name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             valid: (map.height, map.width),
             image,
             masks,

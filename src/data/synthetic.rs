@@ -14,7 +14,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::coco_panoptic::{write_coco_panoptic, ImageInfo, PanopticItem};
-use super::{panoptic_targets, Categories, Category, DataError, GroundTruth, Panoptic, Sample, SegmentInfo};
+use super::{
+    panoptic_targets, Categories, Category, DataError, GroundTruth, Panoptic, Sample, SegmentInfo,
+};
 
 /// Dataset split; each split draws from its own random stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,8 +94,12 @@ const STUFF: [(u32, &str, Stuff, [u8; 3]); 3] = [
 
 /// The categories: things 1–5, stuff 6–8 (contiguous indices 0–7).
 pub fn categories() -> Categories {
-    let things = THINGS.iter().map(|&(id, name, _, color)| (id, name, true, color));
-    let stuff = STUFF.iter().map(|&(id, name, _, color)| (id, name, false, color));
+    let things = THINGS
+        .iter()
+        .map(|&(id, name, _, color)| (id, name, true, color));
+    let stuff = STUFF
+        .iter()
+        .map(|&(id, name, _, color)| (id, name, false, color));
     Categories::new(
         things
             .chain(stuff)
@@ -198,7 +204,10 @@ impl Dataset {
         if rng.random::<f64>() < self.config.crowd_probability {
             let (cat, _, shape, color) = THINGS[rng.random_range(0..THINGS.len())];
             let id = new_segment(cat, true);
-            let (cy, cx) = (rng.random_range(0.0..h as f64), rng.random_range(0.0..w as f64));
+            let (cy, cx) = (
+                rng.random_range(0.0..h as f64),
+                rng.random_range(0.0..w as f64),
+            );
             for _ in 0..rng.random_range(4..=8) {
                 let obj = Object {
                     shape,
@@ -267,8 +276,11 @@ impl Dataset {
     /// Image `i` as a training sample.
     pub fn sample(&self, i: usize) -> Result<Sample, DataError> {
         let g = self.generate(i);
-        let (masks, class_ids) =
-            panoptic_targets(&g.panoptic, &categories(), std::path::Path::new("<synthetic>"))?;
+        let (masks, class_ids) = panoptic_targets(
+            &g.panoptic,
+            &categories(),
+            std::path::Path::new("<synthetic>"),
+        )?;
         Ok(Sample {
             image_id: g.info.id,
             file_name: g.info.file_name,
@@ -308,10 +320,14 @@ fn paint_stuff(
 ) {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let bands = rng.random_range(1..=3usize);
-    let mut classes: Vec<usize> = (0..bands).map(|_| rng.random_range(0..STUFF.len())).collect();
+    let mut classes: Vec<usize> = (0..bands)
+        .map(|_| rng.random_range(0..STUFF.len()))
+        .collect();
     // sky, when present, goes on top so scenes look like scenes
     classes.sort_by_key(|&c| c != 0);
-    let mut cuts: Vec<f64> = (1..bands).map(|_| rng.random_range(0.2..0.8) * h as f64).collect();
+    let mut cuts: Vec<f64> = (1..bands)
+        .map(|_| rng.random_range(0.2..0.8) * h as f64)
+        .collect();
     cuts.sort_by(f64::total_cmp);
     let waves: Vec<(f64, f64, f64)> = cuts
         .iter()
@@ -357,7 +373,9 @@ fn texture(kind: Stuff, tint: [u8; 3], x: usize, y: usize, h: usize) -> [u8; 3] 
         // brighter towards the horizon
         Stuff::Sky => 0.85 + 0.3 * yf / h as f64,
         // vertical blades: per-column streaks plus fine grain
-        Stuff::Grass => 0.75 + 0.35 * hash01(x, 0) * (0.5 + 0.5 * (yf * 0.7).sin()) + 0.1 * hash01(x, y),
+        Stuff::Grass => {
+            0.75 + 0.35 * hash01(x, 0) * (0.5 + 0.5 * (yf * 0.7).sin()) + 0.1 * hash01(x, y)
+        }
         // horizontal ripples
         Stuff::Water => 0.8 + 0.25 * (0.9 * yf + 1.5 * (0.15 * xf).sin()).sin(),
     };
@@ -411,7 +429,9 @@ impl Object {
                 }
                 // light from the top-left
                 let shade = 0.85 + 0.15 * (-(dx + dy) / (2.0 * self.r)).clamp(-1.0, 1.0);
-                let color = self.color.map(|v| (v as f64 * shade).clamp(0.0, 255.0) as u8);
+                let color = self
+                    .color
+                    .map(|v| (v as f64 * shade).clamp(0.0, 255.0) as u8);
                 img.put_pixel(x as u32, y as u32, Rgb(color));
                 ids[(y * w + x) as usize] = id;
             }
@@ -436,7 +456,8 @@ fn finish_segments(
     let mut void = vec![false; n];
     for s in &segments {
         let a = area[s.id as usize];
-        void[s.id as usize] = a == 0 || (things.contains(&s.category_id) && !s.iscrowd && a < min_thing_area);
+        void[s.id as usize] =
+            a == 0 || (things.contains(&s.category_id) && !s.iscrowd && a < min_thing_area);
     }
     for id in ids.iter_mut() {
         if void[*id as usize] {
@@ -457,7 +478,12 @@ fn finish_segments(
     for s in &mut segments {
         let b = bbox[s.id as usize];
         s.area = area[s.id as usize] as f64;
-        s.bbox = Some([b[0] as f64, b[1] as f64, (b[2] - b[0] + 1) as f64, (b[3] - b[1] + 1) as f64]);
+        s.bbox = Some([
+            b[0] as f64,
+            b[1] as f64,
+            (b[2] - b[0] + 1) as f64,
+            (b[3] - b[1] + 1) as f64,
+        ]);
     }
     segments
 }
@@ -492,7 +518,8 @@ mod tests {
                 crowd += usize::from(s.iscrowd);
             }
             void += g.panoptic.ids.iter().filter(|&&v| v == 0).count();
-            let listed: std::collections::HashSet<u32> = g.panoptic.segments.iter().map(|s| s.id).collect();
+            let listed: std::collections::HashSet<u32> =
+                g.panoptic.segments.iter().map(|s| s.id).collect();
             assert!(g.panoptic.ids.iter().all(|v| *v == 0 || listed.contains(v)));
         }
         assert!(crowd > 0, "some crowd segments in 30 images");

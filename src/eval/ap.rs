@@ -123,8 +123,18 @@ pub fn evaluate(
     image_ids: &[u64],
     category_ids: &[u32],
 ) -> Result<ApResult, EvalError> {
-    let img_ids: Vec<u64> = image_ids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
-    let cat_ids: Vec<u32> = category_ids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+    let img_ids: Vec<u64> = image_ids
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let cat_ids: Vec<u32> = category_ids
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let known: BTreeSet<u64> = img_ids.iter().copied().collect();
     if let Some(d) = dts.iter().find(|d| !known.contains(&d.image_id)) {
         return Err(EvalError::Mismatch(format!(
@@ -134,11 +144,17 @@ pub fn evaluate(
     }
     let mut gt_by: HashMap<(u64, u32), Vec<&GtInstance>> = HashMap::new();
     for g in gts {
-        gt_by.entry((g.image_id, g.category_id)).or_default().push(g);
+        gt_by
+            .entry((g.image_id, g.category_id))
+            .or_default()
+            .push(g);
     }
     let mut dt_by: HashMap<(u64, u32), Vec<&Detection>> = HashMap::new();
     for d in dts {
-        dt_by.entry((d.image_id, d.category_id)).or_default().push(d);
+        dt_by
+            .entry((d.image_id, d.category_id))
+            .or_default()
+            .push(d);
     }
     for list in dt_by.values_mut() {
         // stable, like numpy's mergesort on -score
@@ -167,7 +183,11 @@ pub fn evaluate(
             let d = dt_by.get(&(img, cat)).unwrap_or(&empty_d);
             let ious: Vec<Vec<f64>> = d
                 .iter()
-                .map(|dt| g.iter().map(|gt| Rle::iou(&dt.rle, &gt.rle, gt.iscrowd)).collect())
+                .map(|dt| {
+                    g.iter()
+                        .map(|gt| Rle::iou(&dt.rle, &gt.rle, gt.iscrowd))
+                        .collect()
+                })
                 .collect();
             per_image.push((g, d, ious));
         }
@@ -194,7 +214,9 @@ pub fn evaluate(
     }
 
     let mean_valid = |vals: &mut dyn Iterator<Item = f64>| {
-        let (sum, n) = vals.filter(|&v| v > -1.0).fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+        let (sum, n) = vals
+            .filter(|&v| v > -1.0)
+            .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
         if n == 0 {
             -1.0
         } else {
@@ -244,7 +266,10 @@ fn evaluate_image(
         return None;
     }
     let out_of_range = |area: f64| area < lo || area > hi;
-    let g_ignore: Vec<bool> = gts.iter().map(|g| g.iscrowd || out_of_range(g.area)).collect();
+    let g_ignore: Vec<bool> = gts
+        .iter()
+        .map(|g| g.iscrowd || out_of_range(g.area))
+        .collect();
     // stable sort: non-ignored ground truth first
     let mut order: Vec<usize> = (0..gts.len()).collect();
     order.sort_by_key(|&i| g_ignore[i]);
@@ -406,14 +431,30 @@ mod tests {
     #[test]
     fn perfect_and_half_detections() {
         let g = rect(20, 20, 0, 0, 10, 10);
-        let gts = vec![GtInstance { image_id: 1, category_id: 3, rle: g.clone(), area: 100.0, iscrowd: false }];
-        let dts = vec![Detection { image_id: 1, category_id: 3, rle: g, score: 0.9 }];
+        let gts = vec![GtInstance {
+            image_id: 1,
+            category_id: 3,
+            rle: g.clone(),
+            area: 100.0,
+            iscrowd: false,
+        }];
+        let dts = vec![Detection {
+            image_id: 1,
+            category_id: 3,
+            rle: g,
+            score: 0.9,
+        }];
         let r = evaluate(&gts, &dts, &[1], &[3]).unwrap();
         assert!((r.ap - 1.0).abs() < 1e-9 && (r.ap_small - 1.0).abs() < 1e-9);
         assert_eq!(r.ap_medium, -1.0);
         // IoU 0.6: matched at 0.50, 0.55 and 0.60 (a tie matches) → AP = 3/10
         let d = rect(20, 20, 0, 0, 6, 10);
-        let dts = vec![Detection { image_id: 1, category_id: 3, rle: d, score: 0.9 }];
+        let dts = vec![Detection {
+            image_id: 1,
+            category_id: 3,
+            rle: d,
+            score: 0.9,
+        }];
         let r = evaluate(&gts, &dts, &[1], &[3]).unwrap();
         assert!((r.ap - 0.3).abs() < 1e-9, "{r:?}");
         assert!((r.ap50 - 1.0).abs() < 1e-9 && r.ap75 == 0.0);
@@ -421,7 +462,12 @@ mod tests {
 
     #[test]
     fn unknown_image_is_an_error() {
-        let dts = vec![Detection { image_id: 9, category_id: 3, rle: rect(2, 2, 0, 0, 1, 1), score: 0.9 }];
+        let dts = vec![Detection {
+            image_id: 9,
+            category_id: 3,
+            rle: rect(2, 2, 0, 0, 1, 1),
+            score: 0.9,
+        }];
         assert!(evaluate(&[], &dts, &[1], &[3]).is_err());
     }
 }

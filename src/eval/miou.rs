@@ -80,12 +80,17 @@ impl ConfusionMatrix {
     pub fn finish(&self) -> SemSegResult {
         let k = self.num_classes;
         let tp: Vec<f64> = (0..k).map(|c| self.get(c, c) as f64).collect();
-        let pos_gt: Vec<f64> = (0..k).map(|c| (0..k).map(|p| self.get(c, p)).sum::<u64>() as f64).collect();
-        let pos_pred: Vec<f64> = (0..k).map(|c| (0..k).map(|g| self.get(g, c)).sum::<u64>() as f64).collect();
+        let pos_gt: Vec<f64> = (0..k)
+            .map(|c| (0..k).map(|p| self.get(c, p)).sum::<u64>() as f64)
+            .collect();
+        let pos_pred: Vec<f64> = (0..k)
+            .map(|c| (0..k).map(|g| self.get(g, c)).sum::<u64>() as f64)
+            .collect();
         let total: f64 = pos_gt.iter().sum();
         let mut per_class_iou = vec![None; k];
         let mut per_class_acc = vec![None; k];
-        let (mut acc_sum, mut acc_n, mut iou_sum, mut iou_n, mut fw) = (0.0, 0usize, 0.0, 0usize, 0.0);
+        let (mut acc_sum, mut acc_n, mut iou_sum, mut iou_n, mut fw) =
+            (0.0, 0usize, 0.0, 0usize, 0.0);
         for c in 0..k {
             if pos_gt[c] <= 0.0 {
                 continue;
@@ -108,7 +113,11 @@ impl ConfusionMatrix {
             miou: div(iou_sum, iou_n),
             fwiou: fw,
             macc: div(acc_sum, acc_n),
-            pacc: if total > 0.0 { tp.iter().sum::<f64>() / total } else { 0.0 },
+            pacc: if total > 0.0 {
+                tp.iter().sum::<f64>() / total
+            } else {
+                0.0
+            },
             per_class_iou,
             per_class_acc,
         }
@@ -121,8 +130,16 @@ mod tests {
 
     #[test]
     fn hand_sized_example() {
-        let gt = LabelMap { height: 1, width: 6, labels: vec![0, 0, 1, 1, 255, 2] };
-        let pred = LabelMap { height: 1, width: 6, labels: vec![0, 1, 1, 1, 0, 1] };
+        let gt = LabelMap {
+            height: 1,
+            width: 6,
+            labels: vec![0, 0, 1, 1, 255, 2],
+        };
+        let pred = LabelMap {
+            height: 1,
+            width: 6,
+            labels: vec![0, 1, 1, 1, 0, 1],
+        };
         let mut cm = ConfusionMatrix::new(4, 255);
         cm.add("a", &gt, &pred).unwrap();
         let r = cm.finish();
@@ -130,7 +147,15 @@ mod tests {
         assert_eq!(r.per_class_iou, vec![Some(0.5), Some(0.5), Some(0.0), None]);
         assert!((r.miou - 1.0 / 3.0).abs() < 1e-12);
         assert!((r.pacc - 0.6).abs() < 1e-12);
-        let bad = LabelMap { height: 1, width: 6, labels: vec![0, 0, 7, 1, 255, 2] };
-        assert!(cm.add("b", &bad, &pred).unwrap_err().to_string().contains("label 7"));
+        let bad = LabelMap {
+            height: 1,
+            width: 6,
+            labels: vec![0, 0, 7, 1, 255, 2],
+        };
+        assert!(cm
+            .add("b", &bad, &pred)
+            .unwrap_err()
+            .to_string()
+            .contains("label 7"));
     }
 }

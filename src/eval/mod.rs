@@ -36,7 +36,10 @@ use crate::data::{Categories, LabelMap, Panoptic, Rle, Sample, IGNORE};
 #[derive(Clone, Debug, PartialEq)]
 pub enum DataSpec {
     /// The synthetic panoptic validation split, generated in memory.
-    Synthetic { count: usize, seed: u64 },
+    Synthetic {
+        count: usize,
+        seed: u64,
+    },
     CocoPanoptic(PathBuf),
     CocoInstance(PathBuf),
     Semantic(PathBuf),
@@ -64,7 +67,9 @@ impl FromStr for DataSpec {
         let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
         let dir = || {
             if rest.is_empty() {
-                Err(EvalError::Invalid(format!("data spec {s:?} needs a directory: {kind}:<DIR>")))
+                Err(EvalError::Invalid(format!(
+                    "data spec {s:?} needs a directory: {kind}:<DIR>"
+                )))
             } else {
                 Ok(PathBuf::from(rest))
             }
@@ -131,7 +136,10 @@ impl Report {
     pub fn table(&self) -> String {
         let mut s = format!("{} ({} images)\n", self.data, self.images);
         if let Some(p) = &self.panoptic {
-            s += &format!("{:10}| {:>6} {:>6} {:>6} {:>4}\n", "", "PQ", "SQ", "RQ", "N");
+            s += &format!(
+                "{:10}| {:>6} {:>6} {:>6} {:>4}\n",
+                "", "PQ", "SQ", "RQ", "N"
+            );
             s += &format!("{}\n", "-".repeat(38));
             for (name, r) in [("All", p.all), ("Things", p.things), ("Stuff", p.stuff)] {
                 s += &format!(
@@ -144,13 +152,26 @@ impl Report {
             }
         }
         if let Some(a) = &self.instance {
-            let names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"];
-            s += &names.iter().map(|n| format!("{n:>6}")).collect::<Vec<_>>().join(" ");
+            let names = [
+                "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm",
+                "ARl",
+            ];
+            s += &names
+                .iter()
+                .map(|n| format!("{n:>6}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             s += "\n";
             s += &a
                 .stats()
                 .iter()
-                .map(|v| if *v < 0.0 { format!("{:>6}", "-") } else { format!("{:6.2}", 100.0 * v) })
+                .map(|v| {
+                    if *v < 0.0 {
+                        format!("{:>6}", "-")
+                    } else {
+                        format!("{:6.2}", 100.0 * v)
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(" ");
             s += "\n";
@@ -201,7 +222,10 @@ pub fn run_model(
 
 /// Evaluates predictions (read, or produced by the model) against a dataset.
 /// `progress(done, total)` is called after each image.
-pub fn run(opts: &EvalOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Report, EvalError> {
+pub fn run(
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EvalError> {
     let name = opts.data.to_string();
     match &opts.data {
         DataSpec::Synthetic { count, seed } => {
@@ -254,10 +278,18 @@ fn eval_panoptic(
         let pred = match (&preds, source) {
             (Some(p), _) => p.get(image_id)?,
             (None, Source::Model(dir)) => {
-                let sample = model_sample(image_id, image, crate::data::GroundTruth::Panoptic(gt.clone()));
+                let sample = model_sample(
+                    image_id,
+                    image,
+                    crate::data::GroundTruth::Panoptic(gt.clone()),
+                );
                 match run_model(dir, &sample, Task::Panoptic, cats)? {
                     ModelOutput::Panoptic(p) => p,
-                    _ => return Err(EvalError::Mismatch("the model did not return a panoptic result".into())),
+                    _ => {
+                        return Err(EvalError::Mismatch(
+                            "the model did not return a panoptic result".into(),
+                        ))
+                    }
                 }
             }
             (None, Source::Predictions(_)) => unreachable!("predictions opened above"),
@@ -274,7 +306,11 @@ fn eval_panoptic(
     })
 }
 
-fn model_sample(image_id: u64, image: image::RgbImage, ground_truth: crate::data::GroundTruth) -> Sample {
+fn model_sample(
+    image_id: u64,
+    image: image::RgbImage,
+    ground_truth: crate::data::GroundTruth,
+) -> Sample {
     let valid = (image.height() as usize, image.width() as usize);
     Sample {
         image_id,
@@ -309,8 +345,11 @@ fn eval_instance(
     }
     let dts = match source {
         Source::Predictions(p) => {
-            let sizes: HashMap<u64, (usize, usize)> =
-                ds.images().iter().map(|i| (i.id, (i.height, i.width))).collect();
+            let sizes: HashMap<u64, (usize, usize)> = ds
+                .images()
+                .iter()
+                .map(|i| (i.id, (i.height, i.width)))
+                .collect();
             read_results(p, &sizes)?
         }
         Source::Model(dir) => {
@@ -320,14 +359,20 @@ fn eval_instance(
                 let image_id = sample.image_id;
                 match run_model(dir, &sample, Task::Instance, &cats)? {
                     ModelOutput::Instances(list) => {
-                        dts.extend(list.into_iter().map(|(category_id, rle, score)| ap::Detection {
-                            image_id,
-                            category_id,
-                            rle,
-                            score,
+                        dts.extend(list.into_iter().map(|(category_id, rle, score)| {
+                            ap::Detection {
+                                image_id,
+                                category_id,
+                                rle,
+                                score,
+                            }
                         }))
                     }
-                    _ => return Err(EvalError::Mismatch("the model did not return instances".into())),
+                    _ => {
+                        return Err(EvalError::Mismatch(
+                            "the model did not return instances".into(),
+                        ))
+                    }
                 }
                 progress(i + 1, ds.len());
             }
@@ -358,12 +403,18 @@ fn eval_semantic(
     for i in 0..ds.len() {
         let gt = ds.ground_truth(i)?;
         let pred = match &opts.source {
-            Source::Predictions(p) => read_label_png(&p.join(format!("{}.png", ds.stem(i))), false)?,
+            Source::Predictions(p) => {
+                read_label_png(&p.join(format!("{}.png", ds.stem(i))), false)?
+            }
             Source::Model(m) => {
                 let sample = ds.sample(i)?;
                 match run_model(m, &sample, Task::Semantic, &Categories::new(Vec::new())?)? {
                     ModelOutput::Semantic(l) => l,
-                    _ => return Err(EvalError::Mismatch("the model did not return a label map".into())),
+                    _ => {
+                        return Err(EvalError::Mismatch(
+                            "the model did not return a label map".into(),
+                        ))
+                    }
                 }
             }
         };

@@ -82,11 +82,9 @@ impl PqAccumulator {
         for &id in pred_area.keys() {
             match pred_segs.get(&id) {
                 None if id == VOID => {}
-                None => {
-                    return Err(EvalError::Mismatch(format!(
-                        "image {image}: segment id {id} is in the prediction PNG but not in its JSON"
-                    )))
-                }
+                None => return Err(EvalError::Mismatch(format!(
+                    "image {image}: segment id {id} is in the prediction PNG but not in its JSON"
+                ))),
                 Some(seg) if categories.get(seg.category_id).is_none() => {
                     return Err(EvalError::Mismatch(format!(
                         "image {image}: predicted segment {id} has unknown category_id {}",
@@ -185,7 +183,11 @@ impl PqAccumulator {
                 }
                 let denom = st.tp as f64 + 0.5 * st.fp as f64 + 0.5 * st.fn_ as f64;
                 let pq = st.iou / denom;
-                let sq = if st.tp != 0 { st.iou / st.tp as f64 } else { 0.0 };
+                let sq = if st.tp != 0 {
+                    st.iou / st.tp as f64
+                } else {
+                    0.0
+                };
                 let rq = st.tp as f64 / denom;
                 per_class.insert(cat.id, [pq, sq, rq]);
                 sum.pq += pq;
@@ -253,14 +255,34 @@ mod tests {
             height: 1,
             width: 10,
             ids: vec![10, 10, 10, 20, 20, 20, 20, 20, 10, 30],
-            segments: vec![seg(10, 1, false, 0.0), seg(20, 2, false, 0.0), seg(30, 1, false, 0.0)],
+            segments: vec![
+                seg(10, 1, false, 0.0),
+                seg(20, 2, false, 0.0),
+                seg(30, 1, false, 0.0),
+            ],
         };
         let mut acc = PqAccumulator::new();
         acc.add("strip", &gt, &pred, &cats()).unwrap();
         // thing: inter 3, union 4 + 4 - 3 - 1(void) = 4 → 0.75; the VOID-only segment is ignored.
-        assert_eq!(acc.stat(1), PqStat { iou: 0.75, tp: 1, fp: 0, fn_: 0 });
+        assert_eq!(
+            acc.stat(1),
+            PqStat {
+                iou: 0.75,
+                tp: 1,
+                fp: 0,
+                fn_: 0
+            }
+        );
         // stuff: inter 4, union 5 + 4 - 4 = 5 → 0.8
-        assert_eq!(acc.stat(2), PqStat { iou: 0.8, tp: 1, fp: 0, fn_: 0 });
+        assert_eq!(
+            acc.stat(2),
+            PqStat {
+                iou: 0.8,
+                tp: 1,
+                fp: 0,
+                fn_: 0
+            }
+        );
         let r = acc.finish(&cats());
         assert!((r.all.pq - 0.775).abs() < 1e-12);
         assert_eq!(r.things.n, 1);
@@ -268,9 +290,21 @@ mod tests {
 
     #[test]
     fn unlisted_png_id_is_an_error() {
-        let gt = Panoptic { height: 1, width: 2, ids: vec![0, 0], segments: vec![] };
-        let pred = Panoptic { height: 1, width: 2, ids: vec![0, 5], segments: vec![] };
-        let err = PqAccumulator::new().add("img7", &gt, &pred, &cats()).unwrap_err();
+        let gt = Panoptic {
+            height: 1,
+            width: 2,
+            ids: vec![0, 0],
+            segments: vec![],
+        };
+        let pred = Panoptic {
+            height: 1,
+            width: 2,
+            ids: vec![0, 5],
+            segments: vec![],
+        };
+        let err = PqAccumulator::new()
+            .add("img7", &gt, &pred, &cats())
+            .unwrap_err();
         assert!(err.to_string().contains("img7") && err.to_string().contains('5'));
     }
 }
