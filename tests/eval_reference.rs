@@ -161,6 +161,17 @@ fn pq_matches_panopticapi() {
         );
         assert_eq!(got.n as u64, want[name]["n"].as_u64().unwrap(), "{name} n");
     }
+    // the semantic view of the same predictions
+    let m = report.semantic.unwrap();
+    let ws = &want["semantic"];
+    for (name, got) in [
+        ("mIoU", m.miou),
+        ("fwIoU", m.fwiou),
+        ("mACC", m.macc),
+        ("pACC", m.pacc),
+    ] {
+        close(&format!("panoptic {name}"), got, ws[name].as_f64().unwrap());
+    }
     for (id, [p, s, r]) in &pq.per_class {
         let w = &want["per_class"][id.to_string()];
         close(&format!("class {id} PQ"), *p, w["pq"].as_f64().unwrap());

@@ -26,11 +26,11 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::data::coco_instance::{read_results, CocoInstance};
+use crate::data::coco_instance::CocoInstance;
 use crate::data::coco_panoptic::{CocoPanoptic, PanopticPredictions};
 use crate::data::semantic::{read_label_png, SemanticFolder};
 use crate::data::synthetic::{self, Split};
-use crate::data::{Categories, LabelMap, Panoptic, Rle, Sample, IGNORE};
+use crate::data::{panoptic_to_labels, Categories, LabelMap, Panoptic, Rle, Sample, IGNORE};
 
 /// Which ground truth to evaluate against (`--data`).
 #[derive(Clone, Debug, PartialEq)]
@@ -273,6 +273,8 @@ fn eval_panoptic(
         Source::Model(_) => None,
     };
     let mut acc = pq::PqAccumulator::new();
+    // the semantic view of the same predictions (as Mask2Former reports mIoU on panoptic data)
+    let mut cm = miou::ConfusionMatrix::new(cats.len(), IGNORE);
     for (done, gt) in gts.enumerate() {
         let (image_id, gt, image) = gt?;
         let pred = match (&preds, source) {
@@ -294,7 +296,13 @@ fn eval_panoptic(
             }
             (None, Source::Predictions(_)) => unreachable!("predictions opened above"),
         };
-        acc.add(&format!("image_id {image_id}"), &gt, &pred, cats)?;
+        let image = format!("image_id {image_id}");
+        acc.add(&image, &gt, &pred, cats)?;
+        cm.add(
+            &image,
+            &panoptic_to_labels(&gt, cats)?,
+            &panoptic_to_labels(&pred, cats)?,
+        )?;
         progress(done + 1, total);
     }
     Ok(Report {
@@ -302,7 +310,7 @@ fn eval_panoptic(
         images: total,
         panoptic: Some(acc.finish(cats)),
         instance: None,
-        semantic: None,
+        semantic: Some(cm.finish()),
     })
 }
 
@@ -350,7 +358,7 @@ fn eval_instance(
                 .iter()
                 .map(|i| (i.id, (i.height, i.width)))
                 .collect();
-            read_results(p, &sizes)?
+            ap::read_results(p, &sizes)?
         }
         Source::Model(dir) => {
             let mut dts = Vec::new();

@@ -82,9 +82,11 @@ impl PqAccumulator {
         for &id in pred_area.keys() {
             match pred_segs.get(&id) {
                 None if id == VOID => {}
-                None => return Err(EvalError::Mismatch(format!(
+                None => {
+                    return Err(EvalError::Mismatch(format!(
                     "image {image}: segment id {id} is in the prediction PNG but not in its JSON"
-                ))),
+                )))
+                }
                 Some(seg) if categories.get(seg.category_id).is_none() => {
                     return Err(EvalError::Mismatch(format!(
                         "image {image}: predicted segment {id} has unknown category_id {}",
