@@ -135,6 +135,13 @@ impl CocoInstance {
                 ));
             }
             let info = &json.images[i];
+            if info.height == 0 || info.width == 0 {
+                return Err(DataError::record(
+                    json_path,
+                    format!("image id {}", info.id),
+                    "missing or zero `height`/`width`",
+                ));
+            }
             let rle = segmentation_to_rle(&ann.segmentation, info.height, info.width)
                 .map_err(|m| DataError::record(json_path, &rec, m))?;
             if (rle.height, rle.width) != (info.height, info.width) {
