@@ -17,8 +17,8 @@ use mask2former::eval::{run, DataSpec, EvalOptions, Source};
 #[derive(Parser, Debug)]
 #[command(about = "Evaluate segmentation predictions (PQ, mask AP, mIoU)")]
 struct Args {
-    /// synthetic[:N[:SEED]] | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>.
-    /// Layouts: coco-panoptic DIR/{panoptic.json,panoptic/,images/}; coco-instance
+    /// One of synthetic, synthetic:N, synthetic:N:SEED, coco-panoptic:DIR, coco-instance:DIR,
+    /// semantic:DIR. Layouts: coco-panoptic DIR/{panoptic.json,panoptic/,images/}; coco-instance
     /// DIR/{instances.json,images/}; semantic DIR/{labels/*.png,images/,classes.txt?}.
     #[arg(long)]
     data: String,
