@@ -211,3 +211,26 @@ fn miou_matches_detectron2_definition() {
         }
     }
 }
+
+#[test]
+fn mask_ap_on_panoptic_things_matches_pycocotools() {
+    let dir = fixtures().join("panoptic");
+    let report = run(
+        &EvalOptions {
+            data: DataSpec::CocoPanoptic(dir.clone()),
+            source: Source::Predictions(dir.join("results.json")),
+            reduce_labels: false,
+            num_classes: None,
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let got = report.instance.unwrap().stats();
+    let want = &load(&dir.join("expected.json"))["instance"];
+    let names = [
+        "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+    ];
+    for (name, g) in names.iter().zip(got) {
+        close(name, g, want[*name].as_f64().unwrap());
+    }
+}
