@@ -25,8 +25,9 @@ struct Args {
     /// Run the segmentation model in this directory (config.json + model.safetensors).
     #[arg(long, conflicts_with = "predictions")]
     model: Option<PathBuf>,
-    /// COCO results JSON (instance), COCO panoptic JSON with its PNG folder of the same name (or
-    /// a folder with panoptic.json + panoptic/), or a folder of label PNGs (semantic).
+    /// COCO results JSON (instance data; with panoptic data: mask AP on the "thing" segments),
+    /// COCO panoptic JSON with its PNG folder of the same name (or a folder with panoptic.json +
+    /// panoptic/), or a folder of label PNGs (semantic).
     #[arg(long)]
     predictions: Option<PathBuf>,
     /// Where to write the numbers as JSON.

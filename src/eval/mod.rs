@@ -102,8 +102,9 @@ impl FromStr for DataSpec {
 pub enum Source {
     /// Run the segmentation model stored in this directory.
     Model(PathBuf),
-    /// Read them: a COCO results JSON (instance), a COCO panoptic JSON (+ PNG folder), or a
-    /// folder of label PNGs (semantic).
+    /// Read them: a COCO results JSON (instance data; with panoptic data it is scored against
+    /// the "thing" segments), a COCO panoptic JSON (+ PNG folder), or a folder of label PNGs
+    /// (semantic).
     Predictions(PathBuf),
 }
 
