@@ -26,11 +26,11 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::data::coco_instance::{read_results, CocoInstance};
+use crate::data::coco_instance::CocoInstance;
 use crate::data::coco_panoptic::{CocoPanoptic, PanopticPredictions};
 use crate::data::semantic::{read_label_png, SemanticFolder};
 use crate::data::synthetic::{self, Split};
-use crate::data::{Categories, LabelMap, Panoptic, Rle, Sample, IGNORE};
+use crate::data::{panoptic_to_labels, Categories, LabelMap, Panoptic, Rle, Sample, IGNORE};
 
 /// Which ground truth to evaluate against (`--data`).
 #[derive(Clone, Debug, PartialEq)]
@@ -102,8 +102,9 @@ impl FromStr for DataSpec {
 pub enum Source {
     /// Run the segmentation model stored in this directory.
     Model(PathBuf),
-    /// Read them: a COCO results JSON (instance), a COCO panoptic JSON (+ PNG folder), or a
-    /// folder of label PNGs (semantic).
+    /// Read them: a COCO results JSON (instance data; with panoptic data it is scored against
+    /// the "thing" segments), a COCO panoptic JSON (+ PNG folder), or a folder of label PNGs
+    /// (semantic).
     Predictions(PathBuf),
 }
 
@@ -235,11 +236,22 @@ pub fn run(
                 let g = ds.generate(i);
                 Ok((g.info.id, g.panoptic, g.image))
             });
+            if let Some(results) = instance_results(&opts.source) {
+                let gts = (0..ds.len()).map(|i| {
+                    let g = ds.generate(i);
+                    Ok((g.info.id, g.panoptic))
+                });
+                return eval_panoptic_as_instances(&name, ds.len(), gts, &cats, results, progress);
+            }
             eval_panoptic(&name, ds.len(), gts, &cats, &opts.source, progress)
         }
         DataSpec::CocoPanoptic(dir) => {
             let ds = CocoPanoptic::open_dir(dir)?;
             let cats = ds.categories().clone();
+            if let Some(results) = instance_results(&opts.source) {
+                let gts = (0..ds.len()).map(|i| Ok((ds.image_info(i).id, ds.ground_truth(i)?)));
+                return eval_panoptic_as_instances(&name, ds.len(), gts, &cats, results, progress);
+            }
             let model = matches!(opts.source, Source::Model(_));
             let gts = (0..ds.len()).map(|i| {
                 let pan = ds.ground_truth(i)?;
@@ -260,6 +272,65 @@ pub fn run(
 
 type PanopticGt = Result<(u64, Panoptic, image::RgbImage), EvalError>;
 
+/// A predictions path that is a COCO results file (a JSON list) rather than panoptic output.
+fn instance_results(source: &Source) -> Option<&Path> {
+    let Source::Predictions(p) = source else {
+        return None;
+    };
+    let bytes = std::fs::read(p).ok()?;
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
+    (*first == b'[').then_some(p.as_path())
+}
+
+/// Mask AP of instance predictions against the "thing" segments of panoptic ground truth (crowd
+/// segments stay crowd), as Mask2Former reports AP on panoptic datasets.
+fn eval_panoptic_as_instances(
+    name: &str,
+    total: usize,
+    gts: impl Iterator<Item = Result<(u64, Panoptic), EvalError>>,
+    cats: &Categories,
+    results: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EvalError> {
+    let mut instances = Vec::new();
+    let mut sizes = HashMap::new();
+    let mut image_ids = Vec::new();
+    for (done, gt) in gts.enumerate() {
+        let (image_id, pan) = gt?;
+        sizes.insert(image_id, (pan.height, pan.width));
+        image_ids.push(image_id);
+        for seg in &pan.segments {
+            if !cats.get(seg.category_id).is_some_and(|c| c.isthing) {
+                continue;
+            }
+            let mask =
+                crate::data::Mask::from_map(pan.height, pan.width, &pan.ids, |v| v == seg.id);
+            instances.push(ap::GtInstance {
+                image_id,
+                category_id: seg.category_id,
+                rle: Rle::encode(&mask),
+                area: seg.area,
+                iscrowd: seg.iscrowd,
+            });
+        }
+        progress(done + 1, total);
+    }
+    let dts = ap::read_results(results, &sizes)?;
+    let thing_ids: Vec<u32> = cats
+        .list()
+        .iter()
+        .filter(|c| c.isthing)
+        .map(|c| c.id)
+        .collect();
+    Ok(Report {
+        data: name.to_string(),
+        images: total,
+        panoptic: None,
+        instance: Some(ap::evaluate(&instances, &dts, &image_ids, &thing_ids)?),
+        semantic: None,
+    })
+}
+
 fn eval_panoptic(
     name: &str,
     total: usize,
@@ -273,6 +344,8 @@ fn eval_panoptic(
         Source::Model(_) => None,
     };
     let mut acc = pq::PqAccumulator::new();
+    // the semantic view of the same predictions (as Mask2Former reports mIoU on panoptic data)
+    let mut cm = miou::ConfusionMatrix::new(cats.len(), IGNORE);
     for (done, gt) in gts.enumerate() {
         let (image_id, gt, image) = gt?;
         let pred = match (&preds, source) {
@@ -294,7 +367,13 @@ fn eval_panoptic(
             }
             (None, Source::Predictions(_)) => unreachable!("predictions opened above"),
         };
-        acc.add(&format!("image_id {image_id}"), &gt, &pred, cats)?;
+        let image = format!("image_id {image_id}");
+        acc.add(&image, &gt, &pred, cats)?;
+        cm.add(
+            &image,
+            &panoptic_to_labels(&gt, cats)?,
+            &panoptic_to_labels(&pred, cats)?,
+        )?;
         progress(done + 1, total);
     }
     Ok(Report {
@@ -302,7 +381,7 @@ fn eval_panoptic(
         images: total,
         panoptic: Some(acc.finish(cats)),
         instance: None,
-        semantic: None,
+        semantic: Some(cm.finish()),
     })
 }
 
@@ -350,7 +429,7 @@ fn eval_instance(
                 .iter()
                 .map(|i| (i.id, (i.height, i.width)))
                 .collect();
-            read_results(p, &sizes)?
+            ap::read_results(p, &sizes)?
         }
         Source::Model(dir) => {
             let mut dts = Vec::new();
