@@ -3,6 +3,7 @@
 //! Runs with `always_partition=True` as Mask2Former does: a stage smaller than the window is
 //! padded to it and still shifted.
 
+use crate::graph::ops::WindowAttention;
 use crate::graph::{Graph, ParamKind, Result, Value};
 use crate::model::config::SwinConfig;
 use crate::nn::{self, Path};
@@ -116,7 +117,16 @@ fn swin_block(
     let q = g.reshape(q, &[b, h, w, c])?;
     let k = g.reshape(k, &[b, h, w, c])?;
     let v = g.reshape(v, &[b, h, w, c])?;
-    let a = g.window_attention(q, k, v, table, heads, win, shift)?;
+    // transformers pads the normed tokens before the q/k/v linears, so a padding token's key and
+    // value are the linears' biases: the kernel takes them as the padding values.
+    let a = if cfg.qkv_bias {
+        let pad_k = nn::param(g, &sp.pp("key").key("bias"), &[c], ParamKind::Bias)?;
+        let pad_v = nn::param(g, &sp.pp("value").key("bias"), &[c], ParamKind::Bias)?;
+        let op = WindowAttention { heads, window: win, shift, pad_tokens: true };
+        g.apply(std::sync::Arc::new(op), &[q, k, v, table, pad_k, pad_v])?[0]
+    } else {
+        g.window_attention(q, k, v, table, heads, win, shift)?
+    };
     let a = g.reshape(a, &[b, h * w, c])?;
     let a = nn::linear(g, &att.pp("output").pp("dense"), a, c, true)?;
     let x = g.add(x, a)?;
