@@ -122,7 +122,12 @@ fn swin_block(
     let a = if cfg.qkv_bias {
         let pad_k = nn::param(g, &sp.pp("key").key("bias"), &[c], ParamKind::Bias)?;
         let pad_v = nn::param(g, &sp.pp("value").key("bias"), &[c], ParamKind::Bias)?;
-        let op = WindowAttention { heads, window: win, shift, pad_tokens: true };
+        let op = WindowAttention {
+            heads,
+            window: win,
+            shift,
+            pad_tokens: true,
+        };
         g.apply(std::sync::Arc::new(op), &[q, k, v, table, pad_k, pad_v])?[0]
     } else {
         g.window_attention(q, k, v, table, heads, win, shift)?
