@@ -187,9 +187,18 @@ fn forward_past_one_workgroup_grid() {
 }
 
 fn check_backward(rt: &Runtime, scatter: Scatter, chunked: bool) {
+    for variant in [Variant::Scalar, Variant::Vec4] {
+        check_backward_variant(rt, BackwardOptions { scatter, variant }, chunked);
+    }
+}
+
+fn check_backward_variant(rt: &Runtime, opts: BackwardOptions, chunked: bool) {
     let seed = testing::seed();
     let mut rng = testing::rng(seed);
     for d in cases() {
+        if opts.variant == Variant::Vec4 && !d.channels.is_multiple_of(4) {
+            continue;
+        }
         let x = inputs(&mut rng, &d);
         let t = upload(rt, &d, &x);
         let go = testing::uniform(&mut rng, d.n * d.queries * d.heads * d.channels, -1.0, 1.0);
@@ -217,7 +226,7 @@ fn check_backward(rt: &Runtime, scatter: Scatter, chunked: bool) {
             chunk::binding_limit(rt)
         };
         let ds = backward_limit(
-            rt, &t.value, &d.shapes, &t.loc, &t.attn, &grad_out, &grads, scatter, limit,
+            rt, &t.value, &d.shapes, &t.loc, &t.attn, &grad_out, &grads, opts, limit,
         )
         .unwrap();
         rt.run(&ds);
@@ -228,7 +237,7 @@ fn check_backward(rt: &Runtime, scatter: Scatter, chunked: bool) {
             &f64s(&go),
             &d,
         );
-        let case = format!("backward {scatter:?} chunked={chunked} {d:?}");
+        let case = format!("backward {opts:?} chunked={chunked} {d:?}");
         // grad_value sums up to Lq·L·P scattered terms in an order that varies run to run; f32
         // rounding of such sums stays well inside 1e-5 relative L2.
         assert_close(
@@ -379,7 +388,10 @@ fn errors_name_the_op_and_shapes() {
         &tp.loc,
         &tp.attn,
         &go,
-        Scatter::NativeF32,
+        BackwardOptions {
+            scatter: Scatter::NativeF32,
+            variant: Variant::Auto,
+        },
     )
     .err()
     .unwrap()
