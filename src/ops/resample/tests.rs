@@ -386,3 +386,18 @@ fn more_planes_than_one_grid_dimension() {
         1e-5,
     );
 }
+
+#[test]
+fn grid_sample_known_values_match_pytorch() {
+    // F.grid_sample on [[1, 2], [3, 4]] with align_corners=False and zeros padding: the centre
+    // (0, 0) averages all four pixels (2.5); the corner (-1, -1) is the outer corner of pixel
+    // (0, 0), a quarter of it (0.25); (0.5, -0.5) is the centre of pixel (0, 1) (2.0); (2, 0) is
+    // outside (0).
+    let rt = testing::runtime();
+    let x = rt.upload(&[1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]).unwrap();
+    let g = rt
+        .upload(&[0.0, 0.0, -1.0, -1.0, 0.5, -0.5, 2.0, 0.0], &[1, 1, 4, 2])
+        .unwrap();
+    let y = rt.download(&grid_sample(rt, &x, &g).unwrap()).unwrap();
+    assert_eq!(y, [2.5, 0.25, 2.0, 0.0]);
+}
