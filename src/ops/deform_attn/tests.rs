@@ -362,6 +362,25 @@ fn errors_name_the_op_and_shapes() {
         .unwrap()
         .to_string();
     assert!(e.contains("attention_weights"), "{e}");
+    // One batch item past the binding limit (here 64 bytes) is an error naming the tensor.
+    let out = rt.empty(&[1, 2, 8], DType::F32).unwrap();
+    let e = forward_limit(
+        rt,
+        &t.value,
+        &[(2, 2)],
+        &t.loc,
+        &t.attn,
+        &out,
+        Variant::Auto,
+        64,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("deform_attn") && e.contains("value") && e.contains("64"),
+        "{e}"
+    );
     let d5 = dims(1, 2, 2, 5, 1, &[(2, 2)]);
     let t5 = upload(rt, &d5, &inputs(&mut rng, &d5));
     let out = rt.empty(&[1, 2, 10], DType::F32).unwrap();
