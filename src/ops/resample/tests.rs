@@ -401,3 +401,29 @@ fn grid_sample_known_values_match_pytorch() {
     let y = rt.download(&grid_sample(rt, &x, &g).unwrap()).unwrap();
     assert_eq!(y, [2.5, 0.25, 2.0, 0.0]);
 }
+
+#[test]
+fn grid_sample_past_one_workgroup_grid() {
+    // 4.3 M points: past 65 535 workgroups of 64 threads, so the launch uses a 2-D grid.
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    let (h, w, pts) = (3, 4, 4_300_000);
+    let xs = testing::uniform(&mut rng, h * w, -1.0, 1.0);
+    let gs = grid_values(&mut rng, pts * 2);
+    let x = rt.upload(&xs, &[1, 1, h, w]).unwrap();
+    let grid = rt.upload(&gs, &[1, 1, pts, 2]).unwrap();
+    let out = rt.empty(&[1, 1, 1, pts], DType::F32).unwrap();
+    rt.fill(&out, f32::NAN).unwrap();
+    let ds = grid_sample_into(rt, &x, &grid, &out).unwrap();
+    assert!(ds[0].workgroups()[1] > 1, "expected a 2-D grid");
+    rt.run(&ds);
+    let want = reference::grid_sample(&f64s(&xs), &f64s(&gs), 1, 1, (h, w));
+    assert_close(
+        "grid_sample 2-D grid",
+        seed,
+        &rt.download(&out).unwrap(),
+        &f32s(&want),
+        1e-5,
+    );
+}
