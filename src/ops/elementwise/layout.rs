@@ -422,6 +422,33 @@ pub fn launch_with<P: bytemuck::Pod>(
         .collect()
 }
 
+/// Like [`launch`] for kernels where each thread handles up to 4 consecutive elements of one
+/// row of the innermost dim (extent `inner` ≥ 1): a chunk needs `ceil(inner/4)` threads for
+/// every row it touches.
+pub fn launch_rows<P: bytemuck::Pod>(
+    rt: &Runtime,
+    kernel: &Arc<Kernel>,
+    chunks: &[Chunk],
+    tensors: &[&Tensor],
+    inner: usize,
+    binder: for<'t> fn(&'t Tensor, Window) -> Binding<'t>,
+    params: impl Fn(&Chunk) -> P,
+) -> Vec<Dispatch> {
+    let tpr = inner.div_ceil(4) as u64;
+    chunks
+        .iter()
+        .map(|c| {
+            let b: Vec<Binding> = tensors
+                .iter()
+                .zip(&c.windows)
+                .map(|(t, w)| binder(t, *w))
+                .collect();
+            let rows = ((c.start + c.n - 1) / inner - c.start / inner + 1) as u64;
+            rt.dispatch(kernel, &params(c), &b, rt.grid(rows * tpr, WG))
+        })
+        .collect()
+}
+
 /// Checks that `t` has the dtype and shape an op expects for one of its tensors.
 pub fn expect(
     op: &'static str,
