@@ -105,27 +105,43 @@ fn at_b(i: u32) -> f32 {
     return b[i / 4u][i % 4u];
 }
 
+// Each thread computes up to 4 consecutive outputs of one row of the innermost dim, so the
+// divisions that locate the row (costly per lane on CPU adapters) are shared by 4 elements.
 @compute @workgroup_size(256)
 fn broadcast(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = 4u * (gid.x + gid.y * nwg.x * 256u);
-    if (e >= p.n) {
+    let t = gid.x + gid.y * nwg.x * 256u;
+    let last = p.rank - 1u;
+    let n0 = p.shape[last / 4u][last % 4u];
+    let tpr = (n0 + 3u) / 4u;
+    let row = p.start / n0 + t / tpr;
+    let c0 = 4u * (t % tpr);
+    let end = p.start + p.n;
+    if (row * n0 + c0 >= end) {
         return;
     }
-    let g = p.start + e;
-    var r = vec4<f32>(0.0);
-    for (var j = 0u; j < min(4u, p.n - e); j++) {
-        var rest = g + j;
-        var ia = 0u;
-        var ib = 0u;
-        for (var d = p.rank; d > 0u; d--) {
-            let k = d - 1u;
-            let n = p.shape[k / 4u][k % 4u];
-            let c = rest % n;
-            rest = rest / n;
-            ia += c * p.sa[k / 4u][k % 4u];
-            ib += c * p.sb[k / 4u][k % 4u];
-        }
-        r[j] = apply(at_a(ia - p.win_a), at_b(ib - p.win_b));
+    var rest = row;
+    var ia = 0u;
+    var ib = 0u;
+    for (var d = last; d > 0u; d--) {
+        let k = d - 1u;
+        let n = p.shape[k / 4u][k % 4u];
+        let c = rest % n;
+        rest = rest / n;
+        ia += c * p.sa[k / 4u][k % 4u];
+        ib += c * p.sb[k / 4u][k % 4u];
     }
-    store(e, g, r);
+    let sa0 = p.sa[last / 4u][last % 4u];
+    let sb0 = p.sb[last / 4u][last % 4u];
+    for (var j = 0u; j < 4u; j++) {
+        let c = c0 + j;
+        let g = row * n0 + c;
+        if (c >= n0 || g >= end) {
+            break;
+        }
+        if (g < p.start) {
+            continue;
+        }
+        let k = g - p.win_o;
+        out[k / 4u][k % 4u] = apply(at_a(ia + c * sa0 - p.win_a), at_b(ib + c * sb0 - p.win_b));
+    }
 }

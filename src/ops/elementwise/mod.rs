@@ -298,19 +298,26 @@ pub fn binary_into(
     let sa = layout::broadcast_strides(a.shape(), &shape);
     let sb = layout::broadcast_strides(b.shape(), &shape);
     let so = layout::strides(&shape);
-    let (space, st) = layout::collapse(&shape, &[&sa, &sb, &so]);
+    let (mut space, mut st) = layout::collapse(&shape, &[&sa, &sb, &so]);
+    if space.is_empty() {
+        // The kernel walks rows of the innermost dim: one row of one element.
+        space.push(1);
+        for s in &mut st {
+            s.push(0);
+        }
+    }
     let acc_a = Access::strided(a.numel(), st[0].clone());
     let acc_b = Access::strided(b.numel(), st[1].clone());
     let acc_o = Access::contiguous(&space);
     let chunks = plan(rt, OP, &space, &[&acc_a, &acc_b, &acc_o])?;
     let k = rt.kernel(&shader, "broadcast", &consts)?;
     let (ps, pa, pb) = (pack(OP, &space)?, pack(OP, &st[0])?, pack(OP, &st[1])?);
-    Ok(layout::launch_with(
+    Ok(layout::launch_rows(
         rt,
         &k,
         &chunks,
         &[a, b, out],
-        VEC_WG,
+        *space.last().unwrap(),
         layout::bind_vec4,
         |c| binary_params(c, space.len(), ps, pa, pb),
     ))
