@@ -161,8 +161,18 @@ pub fn strided_copy_into(
             }
         })
         .collect();
-    let x0: Vec<i64> = groups.iter().map(|g| c.x_start[g[0]]).collect();
-    let step: Vec<usize> = groups.iter().map(|g| c.x_step[g[0]]).collect();
+    let mut x0: Vec<i64> = groups.iter().map(|g| c.x_start[g[0]]).collect();
+    let mut step: Vec<usize> = groups.iter().map(|g| c.x_step[g[0]]).collect();
+    // The kernel walks rows of the innermost dim: give a scalar copy one dim of size 1.
+    let (mut shape, mut xs, mut os, mut lim) = (shape, xs, os, lim);
+    if shape.is_empty() {
+        shape.push(1);
+        xs.push(0);
+        os.push(0);
+        lim.push(1);
+        x0.push(0);
+        step.push(1);
+    }
     let mut ax = Access::strided(x.numel(), xs.clone());
     ax.base = c.x_base;
     ax.affine = Some(Affine {
@@ -190,12 +200,14 @@ pub fn strided_copy_into(
         step: pack(OP, &step)?,
         lim: pack(OP, &lim)?,
     };
-    Ok(layout::launch(
+    let inner = *shape.last().unwrap();
+    Ok(layout::launch_rows(
         rt,
         &k,
         &chunks,
         &[x, out],
-        layout::WG,
+        inner,
+        layout::bind,
         |ch| CopyParams {
             n: u(ch.n),
             start: u(ch.start),
