@@ -309,7 +309,11 @@ fn is_pointwise(d: &ConvDims, opts: &Conv2dOptions) -> bool {
 /// The vec4-strip kernel's conditions (see `shaders/conv2d.wgsl`, `direct_v4`).
 fn is_direct_v4(d: &ConvDims, opts: &Conv2dOptions) -> bool {
     let pw = opts.padding[1];
-    opts.stride == [1, 1] && opts.dilation == [1, 1] && d.w % 4 == 0 && pw <= 4 && d.kw <= pw + 5
+    opts.stride == [1, 1]
+        && opts.dilation == [1, 1]
+        && d.w.is_multiple_of(4)
+        && pw <= 4
+        && d.kw <= pw + 5
 }
 
 /// The forward kernel for this convolution and path.
@@ -323,7 +327,7 @@ enum Forward {
 
 fn choose_forward(d: &ConvDims, opts: &Conv2dOptions) -> Result<Forward> {
     let pointwise = is_pointwise(d, opts);
-    let plane4 = (d.h * d.w) % 4 == 0;
+    let plane4 = (d.h * d.w).is_multiple_of(4);
     let chosen = match opts.path {
         Path::Auto if pointwise && plane4 => Forward::PointwiseV4,
         Path::Auto if pointwise => Forward::Pointwise,

@@ -236,7 +236,7 @@ fn forward_matches_reference_all_paths_and_blocks() {
         if is_pointwise(&d, &c.o) {
             paths.push(Path::Pointwise);
         }
-        if is_pointwise(&d, &c.o) && (d.h * d.w) % 4 == 0 {
+        if is_pointwise(&d, &c.o) && (d.h * d.w).is_multiple_of(4) {
             paths.push(Path::PointwiseVec4);
         }
         if is_direct_v4(&d, &c.o) {
