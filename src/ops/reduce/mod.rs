@@ -153,8 +153,15 @@ pub fn reduce_into(
     };
     let (entry, per_wg) = variant.entry(rt);
     let k = rt.kernel(&crate::shader!("reduce"), entry, &[("OP", code as f64)])?;
-    Ok(layout::launch(rt, &k, &chunks, &[x, out], per_wg, |c| {
-        RowParams {
+    // x is read through a vec4 view; out's rounded binding is unused past its elements.
+    Ok(layout::launch_with(
+        rt,
+        &k,
+        &chunks,
+        &[x, out],
+        per_wg,
+        layout::bind_vec4,
+        |c| RowParams {
             n: u(c.n),
             start: u(c.start),
             len: u(dims.1),
@@ -163,8 +170,8 @@ pub fn reduce_into(
             win_b: u(c.windows[1].offset),
             scale,
             _p: 0,
-        }
-    }))
+        },
+    ))
 }
 
 /// `op(x)` along `axis` in a new tensor (the axis removed).

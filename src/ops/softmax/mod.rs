@@ -99,9 +99,15 @@ pub fn softmax_into(
         entry,
         &[("OP", kind.code() as f64)],
     )?;
-    Ok(layout::launch(rt, &k, &chunks, &[x, y], per_wg, |c| {
-        params(c, dims)
-    }))
+    Ok(layout::launch_with(
+        rt,
+        &k,
+        &chunks,
+        &[x, y],
+        per_wg,
+        layout::bind_vec4,
+        |c| params(c, dims),
+    ))
 }
 
 /// Softmax along `axis` in a new tensor.
@@ -154,9 +160,15 @@ pub fn softmax_backward_into(
         entry,
         &[("OP", kind.code() as f64)],
     )?;
-    Ok(layout::launch(rt, &k, &chunks, &[y, dy, dx], per_wg, |c| {
-        params(c, dims)
-    }))
+    Ok(layout::launch_with(
+        rt,
+        &k,
+        &chunks,
+        &[y, dy, dx],
+        per_wg,
+        layout::bind_vec4,
+        |c| params(c, dims),
+    ))
 }
 
 /// The gradient of `kind` along `axis` in a new tensor.
