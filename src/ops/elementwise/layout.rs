@@ -474,6 +474,21 @@ pub fn expect(
     Ok(())
 }
 
+/// Errors when an output shares its buffer with an input: one dispatch cannot bind a buffer
+/// both read-only and writable (in-place updates need a separate output).
+pub fn no_alias(op: &'static str, inputs: &[&Tensor], output: &Tensor) -> Result<()> {
+    if inputs.iter().any(|t| t.buffer() == output.buffer()) {
+        return Err(Error::Unsupported {
+            op,
+            what: format!(
+                "an output ({:?}) that shares storage with an input (in place)",
+                output.shape()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Checks only the dtype.
 pub fn expect_dtype(op: &'static str, t: &Tensor, dtype: crate::DType) -> Result<()> {
     if t.dtype() != dtype {

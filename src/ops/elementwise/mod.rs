@@ -149,6 +149,7 @@ pub fn unary_into(rt: &Runtime, op: Unary, x: &Tensor, out: &Tensor) -> Result<V
     const OP: &str = "unary";
     expect_dtype(OP, x, DType::F32)?;
     expect(OP, "out", out, DType::F32, x.shape())?;
+    layout::no_alias(OP, &[x], out)?;
     let space = [x.numel()];
     let acc = Access::contiguous(&space);
     let chunks = plan(rt, OP, &space, &[&acc, &acc])?;
@@ -209,6 +210,7 @@ pub fn unary_backward_into(
     expect_dtype(OP, x, DType::F32)?;
     expect(OP, "dy", dy, DType::F32, x.shape())?;
     expect(OP, "dx", dx, DType::F32, x.shape())?;
+    layout::no_alias(OP, &[x, dy], dx)?;
     let space = [x.numel()];
     let acc = Access::contiguous(&space);
     let chunks = plan(rt, OP, &space, &[&acc, &acc, &acc])?;
@@ -278,6 +280,7 @@ pub fn binary_into(
     expect_dtype(OP, b, DType::F32)?;
     let shape = layout::broadcast_shape(OP, &[a.shape(), b.shape()])?;
     expect(OP, "out", out, DType::F32, &shape)?;
+    layout::no_alias(OP, &[a, b], out)?;
     let consts = [("OP", op.code() as f64)];
     let shader = crate::shader!("elementwise_binary");
     if a.shape() == b.shape() {
@@ -392,6 +395,7 @@ pub(crate) fn grad_into(
 ) -> Result<Vec<Dispatch>> {
     let out = dy.shape();
     let target = grad.shape();
+    layout::no_alias(op_name, &[a, b, dy], grad)?;
     if target.len() > out.len() || layout::broadcast_shape(op_name, &[target, out])? != out {
         return Err(crate::shape_err!(
             op_name,
@@ -571,6 +575,7 @@ pub fn select_into(
     }
     let shape = layout::broadcast_shape(OP, &[cond.shape(), a.shape(), b.shape()])?;
     expect(OP, "out", out, DType::F32, &shape)?;
+    layout::no_alias(OP, &[cond, a, b], out)?;
     let sc = layout::broadcast_strides(cond.shape(), &shape);
     let sa = layout::broadcast_strides(a.shape(), &shape);
     let sb = layout::broadcast_strides(b.shape(), &shape);

@@ -490,3 +490,19 @@ fn perf_report() {
         copy::permute_into(rt, &x4, &[0, 2, 3, 1], &y4).unwrap(),
     );
 }
+
+#[test]
+fn in_place_outputs_are_an_error_not_a_panic() {
+    let rt = runtime();
+    let x = rt.upload(&[1.0, -2.0, 3.0], &[3]).unwrap();
+    let err = unary_into(rt, Unary::Relu, &x, &x)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unary") && err.contains("in place"), "{err}");
+    let err = crate::ops::copy::permute_into(rt, &x, &[0], &x)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("in place"), "{err}");
+}

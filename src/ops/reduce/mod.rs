@@ -137,6 +137,7 @@ pub fn reduce_into(
     expect_dtype(OP, x, DType::F32)?;
     let dims = split_axis(OP, x.shape(), axis)?;
     check_out(OP, x.shape(), axis, out, DType::F32)?;
+    layout::no_alias(OP, &[x], out)?;
     if dims.1 == 0 && matches!(op, Reduce::Max | Reduce::Min) {
         return Err(crate::shape_err!(
             OP,
@@ -203,6 +204,7 @@ pub fn arg_reduce_into(
     expect_dtype(OP, x, DType::F32)?;
     let dims = split_axis(OP, x.shape(), axis)?;
     check_out(OP, x.shape(), axis, idx, DType::U32)?;
+    layout::no_alias(OP, &[x], idx)?;
     if dims.1 == 0 {
         return Err(crate::shape_err!(
             OP,
@@ -273,6 +275,7 @@ pub fn reduce_backward_into(
     expect_dtype(OP, dx, DType::F32)?;
     let (outer, len, inner) = split_axis(OP, dx.shape(), axis)?;
     check_out(OP, dx.shape(), axis, dy, DType::F32)?;
+    layout::no_alias(OP, &[dy], dx)?;
     let space = [outer, len, inner];
     let ad = Access::strided(dy.numel(), vec![inner, 0, 1]);
     let ax = Access::contiguous(&space);
