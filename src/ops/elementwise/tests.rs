@@ -154,6 +154,9 @@ const BROADCAST_CASES: &[(&[usize], &[usize])] = &[
     (&[2, 1, 3, 1, 2], &[4, 1, 5, 2]),
     (&[1, 1, 1], &[1]),
     (&[300, 1], &[1, 3]),
+    // Rows of whole vec4s with a contiguous and a constant input along them.
+    (&[3, 8], &[3, 1]),
+    (&[16], &[]),
 ];
 
 /// Inputs for `op`: values from a small grid so ties (max/min/eq) occur; pow gets a positive
