@@ -375,6 +375,7 @@ pub fn bind(t: &Tensor, w: Window) -> Binding<'_> {
 /// The binding of a tensor's window rounded up to whole 16-byte words, for kernels that view
 /// the data as `array<vec4<f32>>` (the pooled buffer's capacity is a multiple of 64 bytes, so
 /// the rounded range stays inside it; the kernels never write past their element count).
+/// Windows never exceed the binding limit, a multiple of 16, so rounding cannot either.
 pub fn bind_vec4(t: &Tensor, w: Window) -> Binding<'_> {
     let offset = w.offset as u64 * 4;
     let size = (w.len as u64 * 4).div_ceil(16).max(1) * 16;

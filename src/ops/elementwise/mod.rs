@@ -12,6 +12,11 @@
 //!   pass per input (no intermediate of the output's size); [`select_backward`] likewise.
 //!   All backward launchers overwrite their outputs.
 //!
+//! Kernels (shaders/elementwise_*.wgsl): unary and same-shape binary maps handle 4 elements
+//! per thread through vec4 views; the broadcast map walks rows of the innermost (collapsed) dim
+//! 4 outputs at a time; gradients of broadcast inputs loop over the broadcast dims per output
+//! element (no split along them, so a bias gradient `[N, C] → [C]` runs C threads).
+//!
 //! [`layout`] holds the index-space machinery (broadcast strides, collapsing, chunking under
 //! the binding limit) the reduce, softmax and copy families share.
 
