@@ -509,3 +509,19 @@ fn in_place_outputs_are_an_error_not_a_panic() {
         .to_string();
     assert!(err.contains("in place"), "{err}");
 }
+
+/// Zero-size tensors launch nothing and do not fail; a sum over an empty axis is 0.
+#[test]
+fn zero_size_tensors() {
+    use crate::ops::{copy, reduce, softmax};
+    let rt = runtime();
+    let e = rt.empty(&[0, 3], DType::F32).unwrap();
+    let row = rt.upload(&[1.0, 2.0, 3.0], &[3]).unwrap();
+    assert_eq!(unary(rt, Unary::Exp, &e).unwrap().shape(), &[0, 3]);
+    assert_eq!(binary(rt, Binary::Add, &e, &row).unwrap().shape(), &[0, 3]);
+    assert_eq!(softmax::softmax(rt, &e, 1).unwrap().shape(), &[0, 3]);
+    assert_eq!(copy::permute(rt, &e, &[1, 0]).unwrap().shape(), &[3, 0]);
+    let s = reduce::reduce(rt, reduce::Reduce::Sum, &e, 0).unwrap();
+    assert_eq!(rt.download(&s).unwrap(), vec![0.0; 3]);
+    assert!(reduce::reduce(rt, reduce::Reduce::Max, &e, 0).is_err());
+}
