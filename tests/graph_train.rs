@@ -101,13 +101,14 @@ fn toy_gradients_are_the_same_with_and_without_buffer_reuse() {
 }
 
 /// Central finite differences of the loss through the executor against the gradients the
-/// backward rules produce, for random elements of every parameter.
+/// backward rules produce, for random elements of every parameter (with a fixed attention
+/// mask: a mask computed from the parameters makes the loss jump where it flips).
 #[test]
 fn toy_gradients_match_finite_differences() {
     let rt = testing::runtime();
     let seed = testing::seed();
     let mut rng = testing::rng(seed);
-    let mut toy = graph_toy::toy(3);
+    let mut toy = graph_toy::toy_with(3, false);
     toy.g.backward(toy.loss).unwrap();
     let mut exe = compile(&toy, PlanOptions::default());
     exe.run_graph().unwrap();
@@ -121,7 +122,7 @@ fn toy_gradients_match_finite_differences() {
         exe.run_graph().unwrap();
         exe.read(toy.loss).unwrap()[0] as f64
     };
-    let eps = 1e-2f32;
+    let eps = 3e-3f32;
     let mut worst = (0.0f64, String::new());
     for (k, (name, data)) in toy.params.iter().enumerate() {
         let scale = grads[k].iter().fold(0.0f32, |m, g| m.max(g.abs())) as f64;
@@ -135,9 +136,9 @@ fn toy_gradients_match_finite_differences() {
             exe.set_param(name, data).unwrap();
             let fd = (up - down) / (2.0 * eps as f64);
             let g = grads[k][i] as f64;
-            // Relative to the largest gradient of the tensor: f32 losses carry ~1e-7
-            // absolute noise, /2eps that is ~1e-5 on the difference quotient.
-            let err = (fd - g).abs() / scale.max(1e-3);
+            // Relative to the largest gradient of the tensor, above an absolute floor: the
+            // f32 loss moves by ~1e-6 from rounding alone, i.e. ~3e-4 in the quotient.
+            let err = (fd - g).abs() / (scale + 0.04);
             if err > worst.0 {
                 worst = (err, format!("{name}[{i}]: fd {fd:.6e}, backward {g:.6e}"));
             }
