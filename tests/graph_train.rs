@@ -57,7 +57,7 @@ fn toy_network_trains_below_threshold() {
     for step in 0..steps {
         opt.begin_step(schedule.lr(step));
         exe.run().unwrap();
-        if step % 25 == 0 || step + 1 == steps {
+        if step.is_multiple_of(25) || step + 1 == steps {
             losses.push(exe.read(toy.loss).unwrap()[0]);
         }
     }

@@ -164,7 +164,7 @@ pub fn toy_with(seed: u64, mask_from_guess: bool) -> Toy {
         .map(|i| {
             let (q, p) = (i / n, i % n);
             let (y, x) = (p / W, p % W);
-            if (y < H / 2) == (q % 2 == 0) && (x < W / 2) == (q / 2 == 0) {
+            if (y < H / 2) == q.is_multiple_of(2) && (x < W / 2) == (q / 2 == 0) {
                 1.0
             } else {
                 -1.0
