@@ -19,7 +19,8 @@ struct Params {
 
 override CO_B: u32 = 8u;
 override PX_B: u32 = 8u;
-const MAXB: u32 = 8u;
+const MAXC: u32 = 16u; // channel block (CO_B) bound
+const MAXB: u32 = 8u;  // pixel / tap block (PX_B) bound
 const WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -40,27 +41,26 @@ fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // ---- dx -----------------------------------------------------------------------------------------
 
 @compute @workgroup_size(WG)
-fn dx_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    // Invocation order (n, input-channel block, iy, pixel block).
+fn dx_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    // z: (n, input-channel block), uniform per workgroup so weight loads are uniform; x, y: pixels.
     let xblocks = (p.w + PX_B - 1u) / PX_B;
     let per_group = (p.cin_g + CO_B - 1u) / CO_B;
     let nb = p.groups * per_group;
     let t = linear(gid, nwg);
-    if (t >= p.n * nb * p.h * xblocks) {
+    if (t >= p.h * xblocks) {
         return;
     }
     let ix0 = (t % xblocks) * PX_B;
-    var r = t / xblocks;
-    let iy = r % p.h;
-    r /= p.h;
-    let cb = r % nb;
-    let nn = r / nb;
+    let iy = t / xblocks;
+    let cb = wid.z % nb;
+    let nn = wid.z / nb;
     let g = cb / per_group;
     let cil0 = (cb % per_group) * CO_B; // first input channel inside the group
     let count = min(CO_B, p.cin_g - cil0);
 
     let taps = p.kh * p.kw;
-    var acc: array<array<f32, MAXB>, MAXB>;
+    var acc: array<array<f32, MAXB>, MAXC>;
     for (var col = 0u; col < p.cout_g; col += 1u) {
         let co = g * p.cout_g + col;
         let dyc = (nn * p.cout + co) * p.ho;
@@ -104,18 +104,19 @@ fn dx_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 // ---- dweight ------------------------------------------------------------------------------------
 
 @compute @workgroup_size(WG)
-fn dw_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn dw_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
     let taps = p.kh * p.kw;
     let kn = p.cin_g * taps; // weights per output channel
     let kblocks = (kn + PX_B - 1u) / PX_B;
     let per_group = (p.cout_g + CO_B - 1u) / CO_B;
     let t = linear(gid, nwg);
-    if (t >= p.groups * per_group * kblocks) {
+    if (t >= kblocks) {
         return;
     }
-    // Invocation order (channel block, tap block): neighbours read the same dy values.
-    let k0 = (t % kblocks) * PX_B;
-    let cb = t / kblocks;
+    // z: output-channel block, uniform per workgroup so the dy loads are uniform; x, y: tap blocks.
+    let k0 = t * PX_B;
+    let cb = wid.z;
     let g = cb / per_group;
     let c0 = g * p.cout_g + (cb % per_group) * CO_B;
     let count = min(CO_B, p.cout_g - (cb % per_group) * CO_B);
@@ -131,13 +132,13 @@ fn dw_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         offy[j] = i32((tap / p.kw) * p.dh) - i32(p.ph);
         offx[j] = i32((tap % p.kw) * p.dw) - i32(p.pw);
     }
-    var total: array<array<f32, MAXB>, MAXB>;
+    var total: array<array<f32, MAXB>, MAXC>;
     for (var nn = 0u; nn < p.n; nn += 1u) {
         let xn = nn * p.cin * plane;
         for (var oy = 0u; oy < p.ho; oy += 1u) {
-            var acc: array<array<f32, MAXB>, MAXB>;
+            var acc: array<array<f32, MAXB>, MAXC>;
             for (var ox = 0u; ox < p.wo; ox += 1u) {
-                var dv: array<f32, MAXB>;
+                var dv: array<f32, MAXC>;
                 for (var i = 0u; i < CO_B; i += 1u) {
                     dv[i] = dy[((nn * p.cout + c0 + min(i, count - 1u)) * p.ho + oy) * p.wo + ox];
                 }

@@ -5,9 +5,9 @@
 // Level l is sampled at h = y·H_l − 0.5, w = x·W_l − 0.5 only when −1 < h < H_l and −1 < w < W_l;
 // bilinear corners outside the map read as 0.
 //
-// Forward: one thread per (n, q, m, channel group) — 4 channels with vec4 loads when D % 4 == 0
-// (`forward_vec4`), else one channel (`forward`). Backward: one thread per (n, q, m) loops over
-// the channels, so the per-(q, m, l, p) gradients (sums over D) need no reduction between threads;
+// Forward: one thread per (n, q, m, channel group) — 4·C4 channels with vec4 loads when
+// D % 4 == 0 (`forward_vec4`), else one channel (`forward`). Backward: one thread per (n, q, m)
+// loops over the channels, so the per-(q, m, l, p) gradients (sums over D) need no reduction between threads;
 // grad_value is a scatter-add (compare-exchange on atomic<u32> here; the launcher swaps in native
 // f32 atomics where the adapter has them). `*_off` are element skips from the binding starts
 // (chunked launches over N, see src/ops/resample/chunk.rs).
@@ -42,6 +42,7 @@ const WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
 // Backward: grad_out [N, Lq, M·D] in the output's slot, grad_loc, grad_attn, grad_value.
 @group(0) @binding(4) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(4) var<storage, read> grad_out4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> grad_loc: array<f32>;
 @group(0) @binding(6) var<storage, read_write> grad_attn: array<f32>;
 // SCATTER_BEGIN
@@ -141,21 +142,31 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     out[p.out_off + t] = acc;
 }
 
+// Channel groups of 4 per thread in `forward_vec4`, at most 8 (32 channels): the launcher sets
+// the largest divisor of D / 4 up to 8 on CPU adapters (the tap weights are computed once per
+// thread, and with a constant trip count the accumulators stay in registers), 1 on GPUs (more
+// threads).
+override C4: u32 = 1u;
+
 @compute @workgroup_size(WG)
 fn forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = gid.x + gid.y * nwg.x * WG;
     let c4s = p.channels / 4u;
-    if (t >= p.items * p.queries * p.heads * c4s) {
+    let groups = c4s / C4;
+    if (t >= p.items * p.queries * p.heads * groups) {
         return;
     }
-    let c4 = t % c4s;
-    let nqm = t / c4s;
+    let c4 = (t % groups) * C4;
+    let nqm = t / groups;
     let m = nqm % p.heads;
     let n = nqm / (p.heads * p.queries);
     // Offsets are multiples of 4 elements when D % 4 == 0 (the launcher checks the alignment).
     let vbase = p.value_off / 4u + n * p.spatial * p.heads * c4s + m * c4s + c4;
     let vstride = p.heads * c4s;
-    var acc = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, 8>;
+    for (var j = 0u; j < C4; j++) {
+        acc[j] = vec4<f32>(0.0);
+    }
     var slot = head_slot(nqm);
     for (var l = 0u; l < p.levels; l++) {
         for (var k = 0u; k < p.points; k++) {
@@ -166,14 +177,56 @@ fn forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
                 continue;
             }
             let w = a * tp.w;
-            acc += w.x * value4[vbase + tp.s.x * vstride] + w.y * value4[vbase + tp.s.y * vstride]
-                + w.z * value4[vbase + tp.s.z * vstride] + w.w * value4[vbase + tp.s.w * vstride];
+            let s = vbase + tp.s * vstride;
+            for (var j = 0u; j < C4; j++) {
+                acc[j] += w.x * value4[s.x + j] + w.y * value4[s.y + j] + w.z * value4[s.z + j]
+                    + w.w * value4[s.w + j];
+            }
         }
     }
-    out4[p.out_off / 4u + t] = acc;
+    let o = p.out_off / 4u + nqm * c4s + c4;
+    for (var j = 0u; j < C4; j++) {
+        out4[o + j] = acc[j];
+    }
 }
 
-// grad_value must be zero before this runs (the launcher records the zero fill); grad_loc and
+// Per-tap factors of the backward: corner weights times the attention weight (grad_value), and
+// the derivatives of the sample with respect to h_im and w_im per corner value.
+struct TapGrad {
+    sw: vec4<f32>,
+    dh: vec4<f32>,
+    dw: vec4<f32>,
+}
+
+fn tap_grad(tp: Tap, a: f32) -> TapGrad {
+    let hh = 1.0 - tp.lh;
+    let hw = 1.0 - tp.lw;
+    var g: TapGrad;
+    g.sw = a * tp.w;
+    g.dh = tp.mask * vec4<f32>(-hw, -tp.lw, hw, tp.lw);
+    g.dw = tp.mask * vec4<f32>(-hh, hh, -tp.lh, tp.lh);
+    return g;
+}
+
+fn scatter_corners(s: vec4<u32>, sw: vec4<f32>, go: f32) {
+    if (go != 0.0) {
+        if (sw.x != 0.0) { scatter_add(s.x, sw.x * go); }
+        if (sw.y != 0.0) { scatter_add(s.y, sw.y * go); }
+        if (sw.z != 0.0) { scatter_add(s.z, sw.z * go); }
+        if (sw.w != 0.0) { scatter_add(s.w, sw.w * go); }
+    }
+}
+
+// Writes the (l, p) slot's weight and location gradients from the channel sums.
+fn store_tap_grads(slot: u32, l: u32, a: f32, g_attn: f32, g_h: f32, g_w: f32) {
+    let shape = p.shapes[l];
+    grad_attn[p.attn_off + slot] = g_attn;
+    // d(w_im)/dx = W and d(h_im)/dy = H.
+    grad_loc[p.loc_off + 2u * slot] = g_w * a * f32(shape.y);
+    grad_loc[p.loc_off + 2u * slot + 1u] = g_h * a * f32(shape.x);
+}
+
+// grad_value must be zero before these run (the launcher records the zero fill); grad_loc and
 // grad_attn are overwritten.
 @compute @workgroup_size(WG)
 fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -195,32 +248,69 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             var g_h = 0.0;
             var g_w = 0.0;
             if (tp.inside) {
-                let hh = 1.0 - tp.lh;
-                let hw = 1.0 - tp.lw;
-                // d(sample)/dh and d(sample)/dw per corner value.
-                let dh = tp.mask * vec4<f32>(-hw, -tp.lw, hw, tp.lw);
-                let dw = tp.mask * vec4<f32>(-hh, hh, -tp.lh, tp.lh);
-                let sw = a * tp.w;
+                let tg = tap_grad(tp, a);
+                let s = vbase + tp.s * vstride;
                 for (var c = 0u; c < p.channels; c++) {
                     let go = grad_out[gbase + c];
-                    let v = vec4<f32>(value[vbase + tp.s.x * vstride + c], value[vbase + tp.s.y * vstride + c],
-                        value[vbase + tp.s.z * vstride + c], value[vbase + tp.s.w * vstride + c]);
+                    let v = vec4<f32>(value[s.x + c], value[s.y + c], value[s.z + c], value[s.w + c]);
                     g_attn += go * dot(tp.w, v);
-                    g_h += go * dot(dh, v);
-                    g_w += go * dot(dw, v);
-                    if (go != 0.0) {
-                        if (sw.x != 0.0) { scatter_add(vbase + tp.s.x * vstride + c, sw.x * go); }
-                        if (sw.y != 0.0) { scatter_add(vbase + tp.s.y * vstride + c, sw.y * go); }
-                        if (sw.z != 0.0) { scatter_add(vbase + tp.s.z * vstride + c, sw.z * go); }
-                        if (sw.w != 0.0) { scatter_add(vbase + tp.s.w * vstride + c, sw.w * go); }
-                    }
+                    g_h += go * dot(tg.dh, v);
+                    g_w += go * dot(tg.dw, v);
+                    scatter_corners(s + vec4<u32>(c), tg.sw, go);
                 }
             }
-            let shape = p.shapes[l];
-            grad_attn[p.attn_off + slot] = g_attn;
-            // d(w_im)/dx = W and d(h_im)/dy = H.
-            grad_loc[p.loc_off + 2u * slot] = g_w * a * f32(shape.y);
-            grad_loc[p.loc_off + 2u * slot + 1u] = g_h * a * f32(shape.x);
+            store_tap_grads(slot, l, a, g_attn, g_h, g_w);
+            slot++;
+        }
+    }
+}
+
+// The same with vec4 loads of value and grad_out (D % 4 == 0; offsets are multiples of 4).
+@compute @workgroup_size(WG)
+fn backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let nqm = gid.x + gid.y * nwg.x * WG;
+    if (nqm >= p.items * p.queries * p.heads) {
+        return;
+    }
+    let c4s = p.channels / 4u;
+    let m = nqm % p.heads;
+    let n = nqm / (p.heads * p.queries);
+    let vbase = p.value_off / 4u + n * p.spatial * p.heads * c4s + m * c4s;
+    let vstride = p.heads * c4s;
+    let gbase = p.out_off / 4u + nqm * c4s;
+    var slot = head_slot(nqm);
+    for (var l = 0u; l < p.levels; l++) {
+        for (var k = 0u; k < p.points; k++) {
+            let a = attn[p.attn_off + slot];
+            let tp = tap(l, loc[p.loc_off + 2u * slot], loc[p.loc_off + 2u * slot + 1u]);
+            var g_attn = 0.0;
+            var g_h = 0.0;
+            var g_w = 0.0;
+            if (tp.inside) {
+                let tg = tap_grad(tp, a);
+                let s = vbase + tp.s * vstride;
+                for (var c = 0u; c < c4s; c++) {
+                    let go = grad_out4[gbase + c];
+                    let v0 = value4[s.x + c];
+                    let v1 = value4[s.y + c];
+                    let v2 = value4[s.z + c];
+                    let v3 = value4[s.w + c];
+                    // Rows: corners; a column per channel. Sums over the four channels.
+                    let val = tp.w.x * v0 + tp.w.y * v1 + tp.w.z * v2 + tp.w.w * v3;
+                    let dh = tg.dh.x * v0 + tg.dh.y * v1 + tg.dh.z * v2 + tg.dh.w * v3;
+                    let dw = tg.dw.x * v0 + tg.dw.y * v1 + tg.dw.z * v2 + tg.dw.w * v3;
+                    g_attn += dot(go, val);
+                    g_h += dot(go, dh);
+                    g_w += dot(go, dw);
+                    // Scalar element indices of channel 4c of each corner.
+                    let e = 4u * (s + vec4<u32>(c));
+                    scatter_corners(e, tg.sw, go.x);
+                    scatter_corners(e + vec4<u32>(1u), tg.sw, go.y);
+                    scatter_corners(e + vec4<u32>(2u), tg.sw, go.z);
+                    scatter_corners(e + vec4<u32>(3u), tg.sw, go.w);
+                }
+            }
+            store_tap_grads(slot, l, a, g_attn, g_h, g_w);
             slot++;
         }
     }

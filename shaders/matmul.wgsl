@@ -110,6 +110,13 @@ fn epilogue(bz: u32, m: u32, n: u32, acc: f32) {
     c[ci] = activate(v, (p.flags >> 4u) & 3u);
 }
 
+// Writes the first `count` (≤ 4) of four consecutive outputs of row m starting at column n.
+fn store4(bz: u32, m: u32, n: u32, count: u32, acc: vec4<f32>) {
+    for (var j = 0u; j < min(count, 4u); j++) {
+        epilogue(bz, m, n + j, acc[j]);
+    }
+}
+
 // ---- naive: one output per thread ---------------------------------------------------------
 
 @compute @workgroup_size(16, 16, 1)
@@ -422,37 +429,46 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c15_0 = fma(r15, s0, c15_0);
         c15_1 = fma(r15, s1, c15_1);
     }
-    // Epilogue: one row at a time; rows and columns past the edge are skipped.
-    store_row(bz, m0 + 0u, n0, c0_0, c0_1);
-    store_row(bz, m0 + 1u, n0, c1_0, c1_1);
-    store_row(bz, m0 + 2u, n0, c2_0, c2_1);
-    store_row(bz, m0 + 3u, n0, c3_0, c3_1);
-    store_row(bz, m0 + 4u, n0, c4_0, c4_1);
-    store_row(bz, m0 + 5u, n0, c5_0, c5_1);
-    store_row(bz, m0 + 6u, n0, c6_0, c6_1);
-    store_row(bz, m0 + 7u, n0, c7_0, c7_1);
-    store_row(bz, m0 + 8u, n0, c8_0, c8_1);
-    store_row(bz, m0 + 9u, n0, c9_0, c9_1);
-    store_row(bz, m0 + 10u, n0, c10_0, c10_1);
-    store_row(bz, m0 + 11u, n0, c11_0, c11_1);
-    store_row(bz, m0 + 12u, n0, c12_0, c12_1);
-    store_row(bz, m0 + 13u, n0, c13_0, c13_1);
-    store_row(bz, m0 + 14u, n0, c14_0, c14_1);
-    store_row(bz, m0 + 15u, n0, c15_0, c15_1);
-}
-
-fn store_row(bz: u32, m: u32, n0: u32, v0: vec4<f32>, v1: vec4<f32>) {
-    if (m >= p.m) {
-        return;
+    // Epilogue: the accumulators go to a private array once so that the row loop below is
+    // not unrolled (16 inlined copies of the GELU path would bloat the kernel).
+    var acc: array<vec4<f32>, 32>;
+    acc[0u] = c0_0;
+    acc[1u] = c0_1;
+    acc[2u] = c1_0;
+    acc[3u] = c1_1;
+    acc[4u] = c2_0;
+    acc[5u] = c2_1;
+    acc[6u] = c3_0;
+    acc[7u] = c3_1;
+    acc[8u] = c4_0;
+    acc[9u] = c4_1;
+    acc[10u] = c5_0;
+    acc[11u] = c5_1;
+    acc[12u] = c6_0;
+    acc[13u] = c6_1;
+    acc[14u] = c7_0;
+    acc[15u] = c7_1;
+    acc[16u] = c8_0;
+    acc[17u] = c8_1;
+    acc[18u] = c9_0;
+    acc[19u] = c9_1;
+    acc[20u] = c10_0;
+    acc[21u] = c10_1;
+    acc[22u] = c11_0;
+    acc[23u] = c11_1;
+    acc[24u] = c12_0;
+    acc[25u] = c12_1;
+    acc[26u] = c13_0;
+    acc[27u] = c13_1;
+    acc[28u] = c14_0;
+    acc[29u] = c14_1;
+    acc[30u] = c15_0;
+    acc[31u] = c15_1;
+    let nv = min(p.n - n0, TN);
+    for (var i = 0u; i < min(p.m - m0, TM); i++) {
+        store4(bz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 2u + 0u]);
+        store4(bz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 2u + 1u]);
     }
-    if (n0 + 0u < p.n) { epilogue(bz, m, n0 + 0u, v0.x); }
-    if (n0 + 1u < p.n) { epilogue(bz, m, n0 + 1u, v0.y); }
-    if (n0 + 2u < p.n) { epilogue(bz, m, n0 + 2u, v0.z); }
-    if (n0 + 3u < p.n) { epilogue(bz, m, n0 + 3u, v0.w); }
-    if (n0 + 4u < p.n) { epilogue(bz, m, n0 + 4u, v1.x); }
-    if (n0 + 5u < p.n) { epilogue(bz, m, n0 + 5u, v1.y); }
-    if (n0 + 6u < p.n) { epilogue(bz, m, n0 + 6u, v1.z); }
-    if (n0 + 7u < p.n) { epilogue(bz, m, n0 + 7u, v1.w); }
 }
 // END GENERATED regblock
 

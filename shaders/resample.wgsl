@@ -3,8 +3,9 @@
 // atomics), legacy nearest, and grid_sample forward (bilinear, zero padding, align_corners=False).
 //
 // A launch covers `planes` planes of one chunk; `in_off` / `out_off` are element skips from the
-// binding starts (bindings begin at aligned offsets, see src/ops/resample/chunk.rs). Threads are
-// on a 2-D grid (x + y * num_workgroups.x) and return past the end.
+// binding starts (bindings begin at aligned offsets, see src/ops/resample/chunk.rs). The grid is
+// 3-D — x: column, y: row (or block of ROWS rows), z: plane — of the tensor written, so no thread
+// divides integers (vector integer division is scalarised on CPU adapters).
 
 struct Resize {
     planes: u32,
@@ -20,15 +21,11 @@ struct Resize {
     scale_w: f32,
 }
 
-const WG: u32 = 256u;
+const WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Resize;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-
-fn thread_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
 
 // PyTorch's linear source index: `scale * (d + 0.5) - 0.5` clamped at 0, the lower neighbour
 // clamped to the last pixel and the fraction clamped to [0, 1] (`guard_index_and_lambda`).
@@ -49,24 +46,39 @@ fn linear_tap(d: u32, scale: f32, size: u32) -> Tap {
     return t;
 }
 
+// Output rows per `bilinear` / `nearest` thread (set by the launcher): the column's source taps are computed once, and
+// consecutive rows reading the same two source rows reuse the horizontally interpolated values
+// (an integer upsample by k reuses them k times), leaving one lerp and one store per pixel.
+override ROWS: u32 = 16u;
+
 @compute @workgroup_size(WG)
-fn bilinear(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = thread_index(gid, nwg);
-    let plane_out = p.out_h * p.out_w;
-    if (i >= p.planes * plane_out) {
+fn bilinear(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ox = gid.x;
+    let pl = gid.z;
+    let oy0 = gid.y * ROWS;
+    if (ox >= p.out_w || oy0 >= p.out_h || pl >= p.planes) {
         return;
     }
-    let ox = i % p.out_w;
-    let oy = (i / p.out_w) % p.out_h;
-    let pl = i / plane_out;
-    let ty = linear_tap(oy, p.scale_h, p.in_h);
     let tx = linear_tap(ox, p.scale_w, p.in_w);
     let base = p.in_off + pl * p.in_h * p.in_w;
-    let r0 = base + ty.i0 * p.in_w;
-    let r1 = base + ty.i1 * p.in_w;
-    let top = mix(src[r0 + tx.i0], src[r0 + tx.i1], tx.l1);
-    let bottom = mix(src[r1 + tx.i0], src[r1 + tx.i1], tx.l1);
-    dst[p.out_off + i] = (1.0 - ty.l1) * top + ty.l1 * bottom;
+    let obase = p.out_off + pl * p.out_h * p.out_w + ox;
+    // Source rows of the cached horizontal lerps (none yet).
+    var y0 = 0xffffffffu;
+    var y1 = 0xffffffffu;
+    var top = 0.0;
+    var bottom = 0.0;
+    for (var oy = oy0; oy < min(oy0 + ROWS, p.out_h); oy++) {
+        let ty = linear_tap(oy, p.scale_h, p.in_h);
+        if (ty.i0 != y0 || ty.i1 != y1) {
+            let r0 = base + ty.i0 * p.in_w;
+            let r1 = base + ty.i1 * p.in_w;
+            top = mix(src[r0 + tx.i0], src[r0 + tx.i1], tx.l1);
+            bottom = mix(src[r1 + tx.i0], src[r1 + tx.i1], tx.l1);
+            y0 = ty.i0;
+            y1 = ty.i1;
+        }
+        dst[obase + oy * p.out_w] = (1.0 - ty.l1) * top + ty.l1 * bottom;
+    }
 }
 
 // Weight with which destination index `d` reads source index `s` along one axis.
@@ -85,15 +97,14 @@ fn first_reader(s: u32, scale: f32) -> u32 {
 // [planes, in_h, in_w] (overwritten). Rows and columns that read a pixel form contiguous ranges
 // because the source index grows with the destination index.
 @compute @workgroup_size(WG)
-fn bilinear_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = thread_index(gid, nwg);
-    let plane_in = p.in_h * p.in_w;
-    if (i >= p.planes * plane_in) {
+fn bilinear_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ix = gid.x;
+    let iy = gid.y;
+    let pl = gid.z;
+    if (ix >= p.in_w || iy >= p.in_h || pl >= p.planes) {
         return;
     }
-    let ix = i % p.in_w;
-    let iy = (i / p.in_w) % p.in_h;
-    let pl = i / plane_in;
+    let i = (pl * p.in_h + iy) * p.in_w + ix;
     let base = p.out_off + pl * p.out_h * p.out_w;
     var acc = 0.0;
     for (var oy = first_reader(iy, p.scale_h); oy < p.out_h; oy++) {
@@ -131,16 +142,18 @@ fn nearest_index(d: u32, scale: f32, size_in: u32, size_out: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn nearest(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = thread_index(gid, nwg);
-    let plane_out = p.out_h * p.out_w;
-    if (i >= p.planes * plane_out) {
+fn nearest(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ox = gid.x;
+    let pl = gid.z;
+    let oy0 = gid.y * ROWS;
+    if (ox >= p.out_w || oy0 >= p.out_h || pl >= p.planes) {
         return;
     }
-    let ox = i % p.out_w;
-    let oy = (i / p.out_w) % p.out_h;
-    let pl = i / plane_out;
-    let sy = nearest_index(oy, p.scale_h, p.in_h, p.out_h);
     let sx = nearest_index(ox, p.scale_w, p.in_w, p.out_w);
-    dst[p.out_off + i] = src[p.in_off + (pl * p.in_h + sy) * p.in_w + sx];
+    let base = p.in_off + pl * p.in_h * p.in_w + sx;
+    let obase = p.out_off + pl * p.out_h * p.out_w + ox;
+    for (var oy = oy0; oy < min(oy0 + ROWS, p.out_h); oy++) {
+        let sy = nearest_index(oy, p.scale_h, p.in_h, p.out_h);
+        dst[obase + oy * p.out_w] = src[base + sy * p.in_w];
+    }
 }

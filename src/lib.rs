@@ -9,9 +9,11 @@ pub mod error;
 pub mod eval;
 pub mod graph;
 pub mod model;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod runtime;
+pub mod segment;
 #[doc(hidden)]
 pub mod testing;
 pub mod visualize;

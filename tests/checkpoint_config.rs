@@ -658,3 +658,26 @@ fn unreadable_configs_are_errors_naming_the_file() {
     let err = Mask2FormerConfig::from_json(r#"{"id2label": {"0": "a"}}"#).unwrap_err();
     assert!(err.to_string().contains("backbone_config"), "{err}");
 }
+
+#[test]
+fn invalid_config_file_error_names_file_and_field() {
+    let dir = std::env::temp_dir().join(format!("m2f-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.json");
+    std::fs::write(
+        &path,
+        SWIN_TINY_COCO_PANOPTIC.replace(r#""pre_norm": false"#, r#""pre_norm": true"#),
+    )
+    .unwrap();
+    let err = Mask2FormerConfig::from_file(&path).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::InFile { source, .. } if matches!(**source, ConfigError::Invalid { field: "pre_norm", .. })),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("config.json") && msg.contains("pre_norm"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -161,6 +161,17 @@ fn pq_matches_panopticapi() {
         );
         assert_eq!(got.n as u64, want[name]["n"].as_u64().unwrap(), "{name} n");
     }
+    // the semantic view of the same predictions
+    let m = report.semantic.unwrap();
+    let ws = &want["semantic"];
+    for (name, got) in [
+        ("mIoU", m.miou),
+        ("fwIoU", m.fwiou),
+        ("mACC", m.macc),
+        ("pACC", m.pacc),
+    ] {
+        close(&format!("panoptic {name}"), got, ws[name].as_f64().unwrap());
+    }
     for (id, [p, s, r]) in &pq.per_class {
         let w = &want["per_class"][id.to_string()];
         close(&format!("class {id} PQ"), *p, w["pq"].as_f64().unwrap());
@@ -198,5 +209,28 @@ fn miou_matches_detectron2_definition() {
             (None, None) => {}
             (g, w) => panic!("class {c}: got {g:?}, reference {w:?}"),
         }
+    }
+}
+
+#[test]
+fn mask_ap_on_panoptic_things_matches_pycocotools() {
+    let dir = fixtures().join("panoptic");
+    let report = run(
+        &EvalOptions {
+            data: DataSpec::CocoPanoptic(dir.clone()),
+            source: Source::Predictions(dir.join("results.json")),
+            reduce_labels: false,
+            num_classes: None,
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let got = report.instance.unwrap().stats();
+    let want = &load(&dir.join("expected.json"))["instance"];
+    let names = [
+        "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+    ];
+    for (name, g) in names.iter().zip(got) {
+        close(name, g, want[*name].as_f64().unwrap());
     }
 }

@@ -150,7 +150,6 @@ def make_instance(rng, out):
             style = (i + j) % 3
             if crowd:
                 m = rect(h, w, int(cy - r), int(cx - r), int(cy + r), int(cx + r))
-                rr = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
                 seg = {"size": [h, w], "counts": [int(c) for c in rle_counts(m)]}
                 area = float(m.sum())
             elif style == 0:
@@ -314,8 +313,66 @@ def make_panoptic(rng, out):
         json.dump(pred_json, f)
     res = pq_compute(os.path.join(out, "panoptic.json"), os.path.join(out, "pred.json"),
                      os.path.join(out, "panoptic"), os.path.join(out, "pred"))
+    res["semantic"] = panoptic_semseg(out, gt_json, pred_json)
+    res["instance"] = panoptic_as_instances(out, gt_json, pred_json)
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(res, f, indent=1)
+
+
+def panoptic_as_instances(out, gt_json, pred_json):
+    """COCO mask AP of instance results against the thing segments of the panoptic ground truth
+    (crowd stays crowd, area from the JSON). Results: the predicted thing segments with random
+    scores, written to results.json."""
+    rng = np.random.default_rng(12345)  # own stream: keeps the other fixtures unchanged
+    things = {c["id"] for c in gt_json["categories"] if c["isthing"]}
+    inst = {"images": gt_json["images"], "categories": [c for c in gt_json["categories"] if c["isthing"]],
+            "annotations": []}
+    for g in gt_json["annotations"]:
+        ids = rgb2id(np.array(Image.open(os.path.join(out, "panoptic", g["file_name"]))))
+        for seg in g["segments_info"]:
+            if seg["category_id"] in things:
+                inst["annotations"].append({
+                    "id": len(inst["annotations"]) + 1, "image_id": g["image_id"],
+                    "category_id": seg["category_id"], "segmentation": enc(ids == seg["id"]),
+                    "area": seg["area"], "iscrowd": seg["iscrowd"]})
+    results = []
+    for p in pred_json["annotations"]:
+        ids = rgb2id(np.array(Image.open(os.path.join(out, "pred", p["file_name"]))))
+        for seg in p["segments_info"]:
+            if seg["category_id"] in things:
+                results.append(det(p["image_id"], seg["category_id"], ids == seg["id"], rng))
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f)
+    coco = COCO()
+    coco.dataset = inst
+    coco.createIndex()
+    ev = COCOeval(coco, coco.loadRes(os.path.join(out, "results.json")), "segm")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    return {k: float(v) for k, v in zip(names, ev.stats)}
+
+
+def panoptic_semseg(out, gt_json, pred_json):
+    """mIoU of the semantic view: pixel -> contiguous class of its segment (crowd included),
+    VOID -> ignore in the ground truth and "no class" in the prediction."""
+    k = len(gt_json["categories"])
+    index = {c["id"]: i for i, c in enumerate(gt_json["categories"])}
+    conf = np.zeros((k + 1, k + 1), np.int64)
+    preds = {a["image_id"]: a for a in pred_json["annotations"]}
+    for g in gt_json["annotations"]:
+        p = preds[g["image_id"]]
+        maps = []
+        for folder, ann in [("panoptic", g), ("pred", p)]:
+            ids = rgb2id(np.array(Image.open(os.path.join(out, folder, ann["file_name"]))))
+            lab = np.full(ids.shape, k, np.int64)
+            for seg in ann["segments_info"]:
+                lab[ids == seg["id"]] = index[seg["category_id"]]
+            maps.append(lab.reshape(-1))
+        gl, pl = maps
+        conf += np.bincount((k + 1) * pl + gl, minlength=conf.size).reshape(conf.shape)
+    return semseg_metrics(conf, k)
 
 
 def pq_compute(gt_json_file, pred_json_file, gt_folder, pred_folder):
@@ -410,6 +467,31 @@ def pq_compute(gt_json_file, pred_json_file, gt_folder, pred_folder):
 # ----------------------------------------------------------------------------------------------
 # semantic (detectron2 SemSegEvaluator definition)
 
+def semseg_metrics(conf, k):
+    """detectron2 SemSegEvaluator.evaluate on a [K+1, K+1] (pred, gt) confusion matrix; the extra
+    row counts predictions of "no class" (VOID in a panoptic prediction): misses of their
+    ground-truth class (detectron2 itself never predicts "no class")."""
+    acc = np.full(k, np.nan, dtype=float)
+    iou = np.full(k, np.nan, dtype=float)
+    tp = conf.diagonal()[:-1].astype(float)
+    pos_gt = np.sum(conf[:, :-1], axis=0).astype(float)
+    class_weights = pos_gt / np.sum(pos_gt)
+    pos_pred = np.sum(conf[:-1, :-1], axis=1).astype(float)
+    acc_valid = pos_gt > 0
+    acc[acc_valid] = tp[acc_valid] / pos_gt[acc_valid]
+    union = pos_gt + pos_pred - tp
+    iou_valid = np.logical_and(acc_valid, union > 0)
+    iou[iou_valid] = tp[iou_valid] / union[iou_valid]
+    return {
+        "num_classes": k,
+        "mIoU": float(np.sum(iou[iou_valid]) / np.sum(iou_valid)),
+        "fwIoU": float(np.sum(iou[iou_valid] * class_weights[iou_valid])),
+        "mACC": float(np.sum(acc[acc_valid]) / np.sum(acc_valid)),
+        "pACC": float(np.sum(tp) / np.sum(pos_gt)),
+        "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
+    }
+
+
 def make_semantic(rng, out, k=6, ignore=255):
     os.makedirs(os.path.join(out, "labels"), exist_ok=True)
     os.makedirs(os.path.join(out, "pred"), exist_ok=True)
@@ -432,25 +514,7 @@ def make_semantic(rng, out, k=6, ignore=255):
         g[g == ignore] = k
         conf += np.bincount((k + 1) * pred.astype(np.int64).reshape(-1) + g,
                             minlength=conf.size).reshape(conf.shape)
-    acc = np.full(k, np.nan, dtype=float)
-    iou = np.full(k, np.nan, dtype=float)
-    tp = conf.diagonal()[:-1].astype(float)
-    pos_gt = np.sum(conf[:-1, :-1], axis=0).astype(float)
-    class_weights = pos_gt / np.sum(pos_gt)
-    pos_pred = np.sum(conf[:-1, :-1], axis=1).astype(float)
-    acc_valid = pos_gt > 0
-    acc[acc_valid] = tp[acc_valid] / pos_gt[acc_valid]
-    union = pos_gt + pos_pred - tp
-    iou_valid = np.logical_and(acc_valid, union > 0)
-    iou[iou_valid] = tp[iou_valid] / union[iou_valid]
-    res = {
-        "num_classes": k,
-        "mIoU": float(np.sum(iou[iou_valid]) / np.sum(iou_valid)),
-        "fwIoU": float(np.sum(iou[iou_valid] * class_weights[iou_valid])),
-        "mACC": float(np.sum(acc[acc_valid]) / np.sum(acc_valid)),
-        "pACC": float(np.sum(tp) / np.sum(pos_gt)),
-        "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
-    }
+    res = semseg_metrics(conf, k)
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(res, f, indent=1)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -39,15 +40,26 @@ def swin_tiny_config() -> Mask2FormerConfig:
     )
 
 
-def timed(fn, runs: int, warmup: int = 1) -> list[float]:
+def timed(fn, runs: int, warmup: int = 1) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds per run. On a shared machine the wall time mostly measures the other
+    tenants; CPU seconds / threads approximates the wall time the run would take on an idle machine."""
     for _ in range(warmup):
         fn()
-    out = []
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        out.append(time.perf_counter() - t0)
-    return out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
+
+
+def report(results: dict, name: str, wall: list[float], cpu: list[float]) -> None:
+    results[f"{name}_s"] = statistics.median(wall)
+    results[f"{name}_all_s"] = wall
+    results[f"{name}_cpu_s"] = statistics.median(cpu)
+    print(f"{name}: wall median {statistics.median(wall):.3f} s {[round(v, 3) for v in wall]}, "
+          f"CPU median {statistics.median(cpu):.3f} s ({len(wall)} runs)")
 
 
 def targets(height: int, width: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -78,7 +90,10 @@ def main() -> None:
         "params": n_params,
         "runs": args.runs,
     }
-    print(f"Swin-T Mask2Former, {n_params / 1e6:.2f}M parameters, torch threads {torch.get_num_threads()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    results["load_average_1m"] = load
+    print(f"Swin-T Mask2Former, {n_params / 1e6:.2f}M parameters, torch threads {torch.get_num_threads()}, "
+          f"load average {load:.1f} on {os.cpu_count()} CPUs")
 
     model.eval()
     for h, w in [(384, 384), (800, 1088)]:
@@ -89,10 +104,7 @@ def main() -> None:
                 model(pixel_values=x)
 
         runs = args.runs if h * w <= 384 * 384 else max(3, args.runs // 2)
-        t = timed(forward, runs)
-        results[f"forward_{h}x{w}_s"] = statistics.median(t)
-        results[f"forward_{h}x{w}_all_s"] = t
-        print(f"forward {h}x{w}: median {statistics.median(t):.3f} s over {runs} runs {[round(v, 3) for v in t]}")
+        report(results, f"forward_{h}x{w}", *timed(forward, runs))
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
@@ -105,11 +117,7 @@ def main() -> None:
         out.loss.backward()
         opt.step()
 
-    t = timed(train_step, args.runs)
-    results["train_step_384x384_s"] = statistics.median(t)
-    results["train_step_384x384_all_s"] = t
-    print(f"train step 384x384 (fwd+loss+bwd+AdamW): median {statistics.median(t):.3f} s over {args.runs} runs "
-          f"{[round(v, 3) for v in t]}")
+    report(results, "train_step_384x384", *timed(train_step, args.runs))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

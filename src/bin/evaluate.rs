@@ -17,16 +17,17 @@ use mask2former::eval::{run, DataSpec, EvalOptions, Source};
 #[derive(Parser, Debug)]
 #[command(about = "Evaluate segmentation predictions (PQ, mask AP, mIoU)")]
 struct Args {
-    /// synthetic[:N[:SEED]] | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>.
-    /// Layouts: coco-panoptic DIR/{panoptic.json,panoptic/,images/}; coco-instance
+    /// One of synthetic, synthetic:N, synthetic:N:SEED, coco-panoptic:DIR, coco-instance:DIR,
+    /// semantic:DIR. Layouts: coco-panoptic DIR/{panoptic.json,panoptic/,images/}; coco-instance
     /// DIR/{instances.json,images/}; semantic DIR/{labels/*.png,images/,classes.txt?}.
     #[arg(long)]
     data: String,
     /// Run the segmentation model in this directory (config.json + model.safetensors).
     #[arg(long, conflicts_with = "predictions")]
     model: Option<PathBuf>,
-    /// COCO results JSON (instance), COCO panoptic JSON with its PNG folder of the same name (or
-    /// a folder with panoptic.json + panoptic/), or a folder of label PNGs (semantic).
+    /// COCO results JSON (instance data; with panoptic data: mask AP on the "thing" segments),
+    /// COCO panoptic JSON with its PNG folder of the same name (or a folder with panoptic.json +
+    /// panoptic/), or a folder of label PNGs (semantic).
     #[arg(long)]
     predictions: Option<PathBuf>,
     /// Where to write the numbers as JSON.

@@ -139,8 +139,10 @@ pub fn augment(sample: &Sample, cfg: &AugmentConfig, rng: &mut impl Rng) -> Samp
     let image = imageops::resize(&image, rw as u32, rh as u32, imageops::FilterType::Triangle);
     // FixedSizeCrop: random crop where larger than the output, pad bottom/right where smaller
     let (ch, cw) = (rh.min(cfg.output.0), rw.min(cfg.output.1));
-    let y0 = ((rh - ch) as f64 * rng.random::<f64>()).round() as usize;
-    let x0 = ((rw - cw) as f64 * rng.random::<f64>()).round() as usize;
+    // one draw for both axes, as detectron2's FixedSizeCrop does
+    let t = rng.random::<f64>();
+    let y0 = ((rh - ch) as f64 * t).round() as usize;
+    let x0 = ((rw - cw) as f64 * t).round() as usize;
     let image = crop_pad_image(&image, y0, x0, ch, cw, cfg.output, cfg.pad_value);
     // resize only the window the crop keeps: same source map as resizing everything, less work
     let ys: Vec<usize> = (y0..y0 + ch).map(|y| nearest(y, h, rh)).collect();

@@ -15,7 +15,6 @@ use super::{
     de_bool_or_int, load_rgb, read_json, Categories, Category, DataError, GroundTruth, Instance,
     Rle, Sample,
 };
-use crate::eval::ap::Detection;
 
 #[derive(Deserialize)]
 struct AnnotationJson {
@@ -136,6 +135,13 @@ impl CocoInstance {
                 ));
             }
             let info = &json.images[i];
+            if info.height == 0 || info.width == 0 {
+                return Err(DataError::record(
+                    json_path,
+                    format!("image id {}", info.id),
+                    "missing or zero `height`/`width`",
+                ));
+            }
             let rle = segmentation_to_rle(&ann.segmentation, info.height, info.width)
                 .map_err(|m| DataError::record(json_path, &rec, m))?;
             if (rle.height, rle.width) != (info.height, info.width) {
@@ -225,45 +231,4 @@ impl CocoInstance {
             ground_truth: GroundTruth::Instance(self.instances[i].clone()),
         })
     }
-}
-
-#[derive(Deserialize)]
-struct ResultJson {
-    image_id: u64,
-    category_id: u32,
-    segmentation: Value,
-    score: f64,
-}
-
-/// Reads a COCO results JSON (a list of `{image_id, category_id, segmentation, score}`).
-/// `sizes` gives `(height, width)` per image id, needed for polygon results.
-pub fn read_results(
-    path: &Path,
-    sizes: &HashMap<u64, (usize, usize)>,
-) -> Result<Vec<Detection>, DataError> {
-    let list: Vec<ResultJson> = read_json(path)?;
-    list.into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let rec = format!("result #{i} (image_id {})", r.image_id);
-            let &(h, w) = sizes
-                .get(&r.image_id)
-                .ok_or_else(|| DataError::record(path, &rec, "image_id not in the ground truth"))?;
-            let rle = segmentation_to_rle(&r.segmentation, h, w)
-                .map_err(|m| DataError::record(path, &rec, m))?;
-            if (rle.height, rle.width) != (h, w) {
-                return Err(DataError::record(
-                    path,
-                    &rec,
-                    format!("mask is {}x{}, the image is {h}x{w}", rle.height, rle.width),
-                ));
-            }
-            Ok(Detection {
-                image_id: r.image_id,
-                category_id: r.category_id,
-                rle,
-                score: r.score,
-            })
-        })
-        .collect()
 }

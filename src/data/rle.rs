@@ -285,13 +285,14 @@ impl Rle {
     }
 
     /// Union (`intersect == false`) or intersection of masks (`rleMerge`).
-    /// Returns `None` for an empty list or differing sizes.
+    /// Returns `None` for an empty list, differing sizes or empty (0-pixel) masks.
     pub fn merge(rles: &[Rle], intersect: bool) -> Option<Rle> {
         let first = rles.first()?;
         let (h, w) = (first.height, first.width);
         let mut cnts = first.counts.clone();
         for b in &rles[1..] {
-            if b.height != h || b.width != w {
+            // empty counts only describe 0-pixel masks; nothing to merge run by run
+            if b.height != h || b.width != w || b.counts.is_empty() || cnts.is_empty() {
                 return None;
             }
             let a = std::mem::take(&mut cnts);

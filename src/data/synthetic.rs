@@ -307,6 +307,20 @@ impl Dataset {
     }
 }
 
+/// Writes a train and a val split in COCO panoptic format to `root/train` and `root/val`.
+pub fn write_splits(
+    root: &std::path::Path,
+    seed: u64,
+    train: usize,
+    val: usize,
+    config: &Config,
+) -> Result<(), DataError> {
+    Dataset::with_config(seed, Split::Train, train, config.clone())
+        .write_coco_panoptic(&root.join("train"))?;
+    Dataset::with_config(seed, Split::Val, val, config.clone())
+        .write_coco_panoptic(&root.join("val"))
+}
+
 fn jitter(rng: &mut ChaCha8Rng, c: [u8; 3]) -> [u8; 3] {
     c.map(|v| (v as i32 + rng.random_range(-30..=30)).clamp(0, 255) as u8)
 }

@@ -7,11 +7,15 @@
 //! categories with no non-ignored ground truth are left out of the averages.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 use serde::Serialize;
 
+use serde::Deserialize;
+
 use super::EvalError;
-use crate::data::Rle;
+use crate::data::coco_instance::segmentation_to_rle;
+use crate::data::{read_json, DataError, Rle};
 
 /// A ground truth instance.
 #[derive(Clone, Debug)]
@@ -402,6 +406,47 @@ pub fn per_category_ap(
         out.insert(c, evaluate(&g, &d, image_ids, &[c])?.ap);
     }
     Ok(out)
+}
+
+#[derive(Deserialize)]
+struct ResultJson {
+    image_id: u64,
+    category_id: u32,
+    segmentation: serde_json::Value,
+    score: f64,
+}
+
+/// Reads a COCO results JSON (a list of `{image_id, category_id, segmentation, score}`).
+/// `sizes` gives `(height, width)` per image id, needed for polygon results.
+pub fn read_results(
+    path: &Path,
+    sizes: &HashMap<u64, (usize, usize)>,
+) -> Result<Vec<Detection>, DataError> {
+    let list: Vec<ResultJson> = read_json(path)?;
+    list.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rec = format!("result #{i} (image_id {})", r.image_id);
+            let &(h, w) = sizes
+                .get(&r.image_id)
+                .ok_or_else(|| DataError::record(path, &rec, "image_id not in the ground truth"))?;
+            let rle = segmentation_to_rle(&r.segmentation, h, w)
+                .map_err(|m| DataError::record(path, &rec, m))?;
+            if (rle.height, rle.width) != (h, w) {
+                return Err(DataError::record(
+                    path,
+                    &rec,
+                    format!("mask is {}x{}, the image is {h}x{w}", rle.height, rle.width),
+                ));
+            }
+            Ok(Detection {
+                image_id: r.image_id,
+                category_id: r.category_id,
+                rle,
+                score: r.score,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

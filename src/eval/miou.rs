@@ -1,6 +1,9 @@
 //! Semantic segmentation metrics (mIoU, pixel accuracy), following detectron2's
 //! `SemSegEvaluator`: a confusion matrix over `K` classes, ground-truth pixels with the ignore
 //! label left out; a class enters the means only when it occurs in the ground truth.
+//! A prediction may also carry the ignore value, meaning "no class" (a VOID pixel of a panoptic
+//! prediction): such a pixel counts as a miss for its ground-truth class and as no class's
+//! prediction.
 
 use serde::Serialize;
 
@@ -31,6 +34,8 @@ pub struct ConfusionMatrix {
     num_classes: usize,
     ignore: u8,
     counts: Vec<u64>,
+    /// Per ground-truth class: pixels predicted as "no class".
+    missed: Vec<u64>,
 }
 
 impl ConfusionMatrix {
@@ -39,11 +44,12 @@ impl ConfusionMatrix {
             num_classes,
             ignore,
             counts: vec![0; num_classes * num_classes],
+            missed: vec![0; num_classes],
         }
     }
 
     /// Adds one image; `image` names it in errors. Ground truth values must be `< K` or the
-    /// ignore label; predictions must be `< K`.
+    /// ignore label; predictions must be `< K` or the ignore label ("no class").
     pub fn add(&mut self, image: &str, gt: &LabelMap, pred: &LabelMap) -> Result<(), EvalError> {
         if (gt.height, gt.width) != (pred.height, pred.width) {
             return Err(EvalError::Mismatch(format!(
@@ -62,9 +68,14 @@ impl ConfusionMatrix {
                     self.ignore
                 )));
             }
+            if p == self.ignore {
+                self.missed[g as usize] += 1;
+                continue;
+            }
             if p as usize >= k {
                 return Err(EvalError::Mismatch(format!(
-                    "image {image}: predicted label {p} at pixel {i} is not below {k} classes"
+                    "image {image}: predicted label {p} at pixel {i} is not below {k} classes nor the ignore value {}",
+                    self.ignore
                 )));
             }
             self.counts[g as usize * k + p as usize] += 1;
@@ -81,7 +92,7 @@ impl ConfusionMatrix {
         let k = self.num_classes;
         let tp: Vec<f64> = (0..k).map(|c| self.get(c, c) as f64).collect();
         let pos_gt: Vec<f64> = (0..k)
-            .map(|c| (0..k).map(|p| self.get(c, p)).sum::<u64>() as f64)
+            .map(|c| (0..k).map(|p| self.get(c, p)).sum::<u64>() as f64 + self.missed[c] as f64)
             .collect();
         let pos_pred: Vec<f64> = (0..k)
             .map(|c| (0..k).map(|g| self.get(g, c)).sum::<u64>() as f64)

@@ -16,8 +16,8 @@ pub enum EvalError {
     Mismatch(String),
     #[error("invalid argument: {0}")]
     Invalid(String),
-    #[error("--model {dir}: running the segmentation model is not built into `evaluate` yet; pass --predictions instead")]
-    ModelNotAvailable { dir: std::path::PathBuf },
+    #[error("running the model: {0}")]
+    Model(String),
 }
 
 use std::collections::HashMap;
@@ -26,11 +26,11 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::data::coco_instance::{read_results, CocoInstance};
+use crate::data::coco_instance::CocoInstance;
 use crate::data::coco_panoptic::{CocoPanoptic, PanopticPredictions};
 use crate::data::semantic::{read_label_png, SemanticFolder};
 use crate::data::synthetic::{self, Split};
-use crate::data::{Categories, LabelMap, Panoptic, Rle, Sample, IGNORE};
+use crate::data::{panoptic_to_labels, Categories, LabelMap, Panoptic, Rle, Sample, IGNORE};
 
 /// Which ground truth to evaluate against (`--data`).
 #[derive(Clone, Debug, PartialEq)]
@@ -102,8 +102,9 @@ impl FromStr for DataSpec {
 pub enum Source {
     /// Run the segmentation model stored in this directory.
     Model(PathBuf),
-    /// Read them: a COCO results JSON (instance), a COCO panoptic JSON (+ PNG folder), or a
-    /// folder of label PNGs (semantic).
+    /// Read them: a COCO results JSON (instance data; with panoptic data it is scored against
+    /// the "thing" segments), a COCO panoptic JSON (+ PNG folder), or a folder of label PNGs
+    /// (semantic).
     Predictions(PathBuf),
 }
 
@@ -207,16 +208,84 @@ pub enum Task {
     Semantic,
 }
 
-/// The one connection point to inference: runs the model of `model_dir` on one sample.
-/// Inference is not built into this binary yet, so this always fails with a clear message.
+/// The one connection point to inference: runs the model of `model_dir` on one sample. The
+/// model is loaded on first use and kept for the following samples. Model label `i` is the
+/// dataset's category index `i` (the model was trained on this dataset's categories).
 pub fn run_model(
     model_dir: &Path,
-    _sample: &Sample,
-    _task: Task,
-    _categories: &Categories,
+    sample: &Sample,
+    task: Task,
+    categories: &Categories,
 ) -> Result<ModelOutput, EvalError> {
-    Err(EvalError::ModelNotAvailable {
-        dir: model_dir.to_path_buf(),
+    use crate::segment::{Segmentation, Segmenter};
+    thread_local! {
+        static MODEL: std::cell::RefCell<Option<(PathBuf, Segmenter)>> = const { std::cell::RefCell::new(None) };
+    }
+    MODEL.with_borrow_mut(|slot| {
+        if slot.as_ref().map(|(d, _)| d.as_path()) != Some(model_dir) {
+            let rt = crate::Runtime::new().map_err(|e| EvalError::Model(e.to_string()))?;
+            let seg =
+                Segmenter::load(&rt, model_dir).map_err(|e| EvalError::Model(e.to_string()))?;
+            *slot = Some((model_dir.to_path_buf(), seg));
+        }
+        let seg = &mut slot.as_mut().expect("loaded above").1;
+        let image = image::DynamicImage::ImageRgb8(sample.image.clone());
+        let (seg_task, category) = match task {
+            Task::Panoptic => (crate::segment::Task::Panoptic, true),
+            Task::Instance => (crate::segment::Task::Instance, true),
+            Task::Semantic => (crate::segment::Task::Semantic, false),
+        };
+        let result = seg
+            .segment(&image, seg_task)
+            .map_err(|e| EvalError::Model(e.to_string()))?;
+        let category_of = |label: u32| -> Result<u32, EvalError> {
+            if !category {
+                return Ok(label);
+            }
+            categories.id_of(label).ok_or_else(|| {
+                EvalError::Mismatch(format!(
+                    "model label {label} has no category in the dataset ({} categories)",
+                    categories.len()
+                ))
+            })
+        };
+        Ok(match result {
+            Segmentation::Panoptic(p) => {
+                let mut segments = Vec::with_capacity(p.segments.len());
+                for s in &p.segments {
+                    segments.push(crate::data::SegmentInfo {
+                        id: s.id,
+                        category_id: category_of(s.label_id)?,
+                        iscrowd: false,
+                        area: s.area as f64,
+                        bbox: Some(s.bbox.map(|v| v as f64)),
+                    });
+                }
+                ModelOutput::Panoptic(Panoptic {
+                    height: p.height,
+                    width: p.width,
+                    ids: p.ids,
+                    segments,
+                })
+            }
+            Segmentation::Instance(r) => {
+                let mut list = Vec::with_capacity(r.instances.len());
+                for inst in r.instances {
+                    let mask = crate::data::Mask::from_map(r.height, r.width, &inst.mask, |b| b);
+                    list.push((
+                        category_of(inst.label_id)?,
+                        Rle::encode(&mask),
+                        inst.score as f64,
+                    ));
+                }
+                ModelOutput::Instances(list)
+            }
+            Segmentation::Semantic(s) => ModelOutput::Semantic(LabelMap {
+                height: s.height,
+                width: s.width,
+                labels: s.labels.iter().map(|&l| l.min(254) as u8).collect(),
+            }),
+        })
     })
 }
 
@@ -235,11 +304,22 @@ pub fn run(
                 let g = ds.generate(i);
                 Ok((g.info.id, g.panoptic, g.image))
             });
+            if let Some(results) = instance_results(&opts.source) {
+                let gts = (0..ds.len()).map(|i| {
+                    let g = ds.generate(i);
+                    Ok((g.info.id, g.panoptic))
+                });
+                return eval_panoptic_as_instances(&name, ds.len(), gts, &cats, results, progress);
+            }
             eval_panoptic(&name, ds.len(), gts, &cats, &opts.source, progress)
         }
         DataSpec::CocoPanoptic(dir) => {
             let ds = CocoPanoptic::open_dir(dir)?;
             let cats = ds.categories().clone();
+            if let Some(results) = instance_results(&opts.source) {
+                let gts = (0..ds.len()).map(|i| Ok((ds.image_info(i).id, ds.ground_truth(i)?)));
+                return eval_panoptic_as_instances(&name, ds.len(), gts, &cats, results, progress);
+            }
             let model = matches!(opts.source, Source::Model(_));
             let gts = (0..ds.len()).map(|i| {
                 let pan = ds.ground_truth(i)?;
@@ -260,6 +340,65 @@ pub fn run(
 
 type PanopticGt = Result<(u64, Panoptic, image::RgbImage), EvalError>;
 
+/// A predictions path that is a COCO results file (a JSON list) rather than panoptic output.
+fn instance_results(source: &Source) -> Option<&Path> {
+    let Source::Predictions(p) = source else {
+        return None;
+    };
+    let bytes = std::fs::read(p).ok()?;
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
+    (*first == b'[').then_some(p.as_path())
+}
+
+/// Mask AP of instance predictions against the "thing" segments of panoptic ground truth (crowd
+/// segments stay crowd), as Mask2Former reports AP on panoptic datasets.
+fn eval_panoptic_as_instances(
+    name: &str,
+    total: usize,
+    gts: impl Iterator<Item = Result<(u64, Panoptic), EvalError>>,
+    cats: &Categories,
+    results: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EvalError> {
+    let mut instances = Vec::new();
+    let mut sizes = HashMap::new();
+    let mut image_ids = Vec::new();
+    for (done, gt) in gts.enumerate() {
+        let (image_id, pan) = gt?;
+        sizes.insert(image_id, (pan.height, pan.width));
+        image_ids.push(image_id);
+        for seg in &pan.segments {
+            if !cats.get(seg.category_id).is_some_and(|c| c.isthing) {
+                continue;
+            }
+            let mask =
+                crate::data::Mask::from_map(pan.height, pan.width, &pan.ids, |v| v == seg.id);
+            instances.push(ap::GtInstance {
+                image_id,
+                category_id: seg.category_id,
+                rle: Rle::encode(&mask),
+                area: seg.area,
+                iscrowd: seg.iscrowd,
+            });
+        }
+        progress(done + 1, total);
+    }
+    let dts = ap::read_results(results, &sizes)?;
+    let thing_ids: Vec<u32> = cats
+        .list()
+        .iter()
+        .filter(|c| c.isthing)
+        .map(|c| c.id)
+        .collect();
+    Ok(Report {
+        data: name.to_string(),
+        images: total,
+        panoptic: None,
+        instance: Some(ap::evaluate(&instances, &dts, &image_ids, &thing_ids)?),
+        semantic: None,
+    })
+}
+
 fn eval_panoptic(
     name: &str,
     total: usize,
@@ -273,6 +412,8 @@ fn eval_panoptic(
         Source::Model(_) => None,
     };
     let mut acc = pq::PqAccumulator::new();
+    // the semantic view of the same predictions (as Mask2Former reports mIoU on panoptic data)
+    let mut cm = miou::ConfusionMatrix::new(cats.len(), IGNORE);
     for (done, gt) in gts.enumerate() {
         let (image_id, gt, image) = gt?;
         let pred = match (&preds, source) {
@@ -294,7 +435,13 @@ fn eval_panoptic(
             }
             (None, Source::Predictions(_)) => unreachable!("predictions opened above"),
         };
-        acc.add(&format!("image_id {image_id}"), &gt, &pred, cats)?;
+        let image = format!("image_id {image_id}");
+        acc.add(&image, &gt, &pred, cats)?;
+        cm.add(
+            &image,
+            &panoptic_to_labels(&gt, cats)?,
+            &panoptic_to_labels(&pred, cats)?,
+        )?;
         progress(done + 1, total);
     }
     Ok(Report {
@@ -302,7 +449,7 @@ fn eval_panoptic(
         images: total,
         panoptic: Some(acc.finish(cats)),
         instance: None,
-        semantic: None,
+        semantic: Some(cm.finish()),
     })
 }
 
@@ -350,7 +497,7 @@ fn eval_instance(
                 .iter()
                 .map(|i| (i.id, (i.height, i.width)))
                 .collect();
-            read_results(p, &sizes)?
+            ap::read_results(p, &sizes)?
         }
         Source::Model(dir) => {
             let mut dts = Vec::new();

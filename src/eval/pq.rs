@@ -74,10 +74,27 @@ impl PqAccumulator {
         let gt_segs: HashMap<u32, _> = gt.segments.iter().map(|s| (s.id, s)).collect();
         let pred_segs: HashMap<u32, _> = pred.segments.iter().map(|s| (s.id, s)).collect();
 
+        // confusion between gt and predicted ids; runs of equal pairs are counted before one
+        // map update, since segments are mostly long horizontal runs
+        let mut inter: HashMap<(u32, u32), u64> = HashMap::new();
+        let mut run = ((0u32, 0u32), 0u64);
+        for pair in gt.ids.iter().copied().zip(pred.ids.iter().copied()) {
+            if pair != run.0 {
+                if run.1 > 0 {
+                    *inter.entry(run.0).or_default() += run.1;
+                }
+                run = (pair, 0);
+            }
+            run.1 += 1;
+        }
+        if run.1 > 0 {
+            *inter.entry(run.0).or_default() += run.1;
+        }
+
         // predicted areas and sanity checks
         let mut pred_area: HashMap<u32, u64> = HashMap::new();
-        for &id in &pred.ids {
-            *pred_area.entry(id).or_default() += 1;
+        for (&(_, p), &n) in &inter {
+            *pred_area.entry(p).or_default() += n;
         }
         for &id in pred_area.keys() {
             match pred_segs.get(&id) {
@@ -105,12 +122,6 @@ impl PqAccumulator {
             return Err(EvalError::Mismatch(format!(
                 "image {image}: predicted segment ids {missing:?} are in the JSON but not in the PNG"
             )));
-        }
-
-        // confusion between gt and predicted ids
-        let mut inter: HashMap<(u32, u32), u64> = HashMap::new();
-        for (&g, &p) in gt.ids.iter().zip(&pred.ids) {
-            *inter.entry((g, p)).or_default() += 1;
         }
 
         let mut gt_matched = HashSet::new();

@@ -32,6 +32,11 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("{path}: {source}")]
+    InFile {
+        path: PathBuf,
+        source: Box<ConfigError>,
+    },
     #[error("serialising config: {0}")]
     Serialize(serde_json::Error),
 }
@@ -191,7 +196,10 @@ impl Mask2FormerConfig {
             path: path.to_owned(),
             source,
         })?;
-        config.validate()?;
+        config.validate().map_err(|e| ConfigError::InFile {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
         Ok(config)
     }
 

@@ -37,7 +37,11 @@ pub fn transformer_decoder(
     let b = g.shape(pix.mask_features)[0];
 
     // Keys and values per level: tokens [B, h*w, C] + level embedding; positions [1, h*w, C].
-    let level_embed = g.param_of_kind(&p.pp("level_embed").key("weight"), &[N_LEVELS, c], ParamKind::Embedding)?;
+    let level_embed = g.param_of_kind(
+        &p.pp("level_embed").key("weight"),
+        &[N_LEVELS, c],
+        ParamKind::Embedding,
+    )?;
     let mut feats = Vec::new();
     let mut poss = Vec::new();
     let mut sizes = Vec::new();
@@ -47,13 +51,24 @@ pub fn transformer_decoder(
         let t = g.permute(t, &[0, 2, 1])?;
         let lv = g.slice(level_embed, 0, l, l + 1)?;
         feats.push(g.add(t, lv)?);
-        poss.push(g.constant(&sine_position_embedding(f.height, f.width, c / 2), &[1, n, c])?);
+        poss.push(g.constant(
+            &sine_position_embedding(f.height, f.width, c / 2),
+            &[1, n, c],
+        )?);
         sizes.push((f.height, f.width));
     }
 
     // Learnable queries: content (`queries_features`) and position (`queries_embedder`), [B, Q, C].
-    let qfeat = g.param_of_kind(&p.pp("queries_features").key("weight"), &[1, q, c], ParamKind::Embedding)?;
-    let qpos = g.param_of_kind(&p.pp("queries_embedder").key("weight"), &[1, q, c], ParamKind::Embedding)?;
+    let qfeat = g.param_of_kind(
+        &p.pp("queries_features").key("weight"),
+        &[1, q, c],
+        ParamKind::Embedding,
+    )?;
+    let qpos = g.param_of_kind(
+        &p.pp("queries_embedder").key("weight"),
+        &[1, q, c],
+        ParamKind::Embedding,
+    )?;
     let zeros = g.constant(&vec![0.0; b * q * c], &[b, q, c])?;
     let mut x = g.add(zeros, qfeat)?;
 
@@ -65,12 +80,17 @@ pub fn transformer_decoder(
     for i in 0..cfg.num_masked_attention_layers() {
         let level = i % N_LEVELS;
         let lp = dp.pp("layers").pp(i);
-        let mask = preds.last().expect("a prediction precedes each layer").next_attention_mask;
+        let mask = preds
+            .last()
+            .expect("a prediction precedes each layer")
+            .next_attention_mask;
         x = g.scoped(lp.as_str(), |g| {
             decoder_layer(g, &lp, cfg, x, qpos, feats[level], poss[level], mask)
         })?;
         let next = sizes[(i + 1) % N_LEVELS];
-        let pred = g.scoped(dp.as_str(), |g| prediction(g, &dp, class_predictor, cfg, x, mask_features, next))?;
+        let pred = g.scoped(dp.as_str(), |g| {
+            prediction(g, &dp, class_predictor, cfg, x, mask_features, next)
+        })?;
         preds.push(pred);
     }
     Ok(preds)
@@ -96,8 +116,16 @@ fn decoder_layer(
     let ca = p.pp("cross_attn");
     let w = g.param(&ca.key("in_proj_weight"), &[3 * c, c])?;
     let bias = g.param(&ca.key("in_proj_bias"), &[3 * c])?;
-    let (wq, wk, wv) = (g.slice(w, 0, 0, c)?, g.slice(w, 0, c, 2 * c)?, g.slice(w, 0, 2 * c, 3 * c)?);
-    let (bq, bk, bv) = (g.slice(bias, 0, 0, c)?, g.slice(bias, 0, c, 2 * c)?, g.slice(bias, 0, 2 * c, 3 * c)?);
+    let (wq, wk, wv) = (
+        g.slice(w, 0, 0, c)?,
+        g.slice(w, 0, c, 2 * c)?,
+        g.slice(w, 0, 2 * c, 3 * c)?,
+    );
+    let (bq, bk, bv) = (
+        g.slice(bias, 0, 0, c)?,
+        g.slice(bias, 0, c, 2 * c)?,
+        g.slice(bias, 0, 2 * c, 3 * c)?,
+    );
     let qin = g.add(x, qpos)?;
     let kin = g.add(feat, pos)?;
     let qq = nn::linear_with(g, qin, wq, Some(bq))?;
@@ -158,5 +186,10 @@ fn prediction(
     let small = g.interpolate_bilinear(mask_logits, next_size)?;
     let small = g.reshape(small, &[b, q, next_size.0 * next_size.1])?;
     let blocked = g.less_than_zero(small)?; // no gradient: a detached 0/1 mask
-    Ok(Prediction { class_logits, mask_logits, next_attention_mask: blocked, queries: y })
+    Ok(Prediction {
+        class_logits,
+        mask_logits,
+        next_attention_mask: blocked,
+        queries: y,
+    })
 }

@@ -2,9 +2,15 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod decoder;
 pub mod embed;
 pub mod labels;
+pub mod mask2former;
+pub mod network;
+pub mod pixel_decoder;
 pub mod postprocess;
 pub mod preprocess;
+pub mod swin;
 
 pub use labels::LabelInfo;
+pub use mask2former::{Mask2Former, ModelError, RawBatch};

@@ -22,20 +22,35 @@ pub struct Network {
 
 impl Network {
     pub fn last(&self) -> &Prediction {
-        self.predictions.last().expect("at least the learnable-query prediction")
+        self.predictions
+            .last()
+            .expect("at least the learnable-query prediction")
     }
 }
 
 /// Adds the network to `g` for a batch of `batch` images of `height x width`.
-pub fn build(g: &mut Graph, cfg: &Mask2FormerConfig, batch: usize, height: usize, width: usize) -> Result<Network> {
+pub fn build(
+    g: &mut Graph,
+    cfg: &Mask2FormerConfig,
+    batch: usize,
+    height: usize,
+    width: usize,
+) -> Result<Network> {
     let model = Path::root("model");
     let pixel_values = g.input(PIXEL_VALUES, &[batch, 3, height, width])?;
     let enc = model.pp("pixel_level_module").pp("encoder");
-    let backbone = g.scoped(enc.as_str(), |g| swin_backbone(g, &enc, &cfg.backbone_config, pixel_values))?;
+    let backbone = g.scoped(enc.as_str(), |g| {
+        swin_backbone(g, &enc, &cfg.backbone_config, pixel_values)
+    })?;
     let dec = model.pp("pixel_level_module").pp("decoder");
     let pix = g.scoped(dec.as_str(), |g| pixel_decoder(g, &dec, cfg, &backbone))?;
     let predictions = g.scoped("model.transformer_module", |g| {
         transformer_decoder(g, &model, &Path::root("class_predictor"), cfg, &pix)
     })?;
-    Ok(Network { pixel_values, backbone, pixel_decoder: pix, predictions })
+    Ok(Network {
+        pixel_values,
+        backbone,
+        pixel_decoder: pix,
+        predictions,
+    })
 }

@@ -20,7 +20,12 @@ pub struct PixelDecoderOut {
     pub multi_scale: Vec<FeatureMap>,
 }
 
-pub fn pixel_decoder(g: &mut Graph, p: &Path, cfg: &Mask2FormerConfig, features: &[FeatureMap]) -> Result<PixelDecoderOut> {
+pub fn pixel_decoder(
+    g: &mut Graph,
+    p: &Path,
+    cfg: &Mask2FormerConfig,
+    features: &[FeatureMap],
+) -> Result<PixelDecoderOut> {
     let c = cfg.feature_size;
     let b = g.shape(features[0].value)[0];
     // Levels from the coarsest: stage 4 (1/32), stage 3, stage 2 (1/8).
@@ -28,7 +33,8 @@ pub fn pixel_decoder(g: &mut Graph, p: &Path, cfg: &Mask2FormerConfig, features:
     let shapes: Vec<(usize, usize)> = levels.iter().map(|f| (f.height, f.width)).collect();
     let seq: usize = shapes.iter().map(|(h, w)| h * w).sum();
 
-    let level_embed = g.param_of_kind(&p.key("level_embed"), &[N_LEVELS, c], ParamKind::Embedding)?;
+    let level_embed =
+        g.param_of_kind(&p.key("level_embed"), &[N_LEVELS, c], ParamKind::Embedding)?;
     let mut tokens = Vec::new();
     let mut pos = Vec::new();
     for (l, f) in levels.iter().enumerate() {
@@ -41,7 +47,10 @@ pub fn pixel_decoder(g: &mut Graph, p: &Path, cfg: &Mask2FormerConfig, features:
         let x = g.reshape(x, &[b, c, f.height * f.width])?;
         tokens.push(g.permute(x, &[0, 2, 1])?);
         // Position: sine embedding + this level's embedding, [h*w, C].
-        let pe = g.constant(&sine_position_embedding(f.height, f.width, c / 2), &[f.height * f.width, c])?;
+        let pe = g.constant(
+            &sine_position_embedding(f.height, f.width, c / 2),
+            &[f.height * f.width, c],
+        )?;
         let lv = g.slice(level_embed, 0, l, l + 1)?;
         pos.push(g.add(pe, lv)?);
     }
@@ -52,7 +61,10 @@ pub fn pixel_decoder(g: &mut Graph, p: &Path, cfg: &Mask2FormerConfig, features:
     // Constants of the deformable attention: reference points [1, S, 1, L, 1, 2] and the
     // per-level offset normaliser 1 / (w_l, h_l) [1, 1, 1, L, 1, 2].
     let refs = g.constant(&reference_points(&shapes), &[1, seq, 1, N_LEVELS, 1, 2])?;
-    let inv: Vec<f32> = shapes.iter().flat_map(|&(h, w)| [1.0 / w as f32, 1.0 / h as f32]).collect();
+    let inv: Vec<f32> = shapes
+        .iter()
+        .flat_map(|&(h, w)| [1.0 / w as f32, 1.0 / h as f32])
+        .collect();
     let inv = g.constant(&inv, &[1, 1, 1, N_LEVELS, 1, 2])?;
 
     let enc = p.pp("encoder");
@@ -71,7 +83,12 @@ pub fn pixel_decoder(g: &mut Graph, p: &Path, cfg: &Mask2FormerConfig, features:
         start += h * w;
         let t = g.permute(t, &[0, 2, 1])?;
         let t = g.reshape(t, &[b, c, h, w])?;
-        multi_scale.push(FeatureMap { value: t, channels: c, height: h, width: w });
+        multi_scale.push(FeatureMap {
+            value: t,
+            channels: c,
+            height: h,
+            width: w,
+        });
     }
 
     // FPN: stage 1 (stride 4) lateral + upsampled 1/8 map, 3x3 conv + GN + ReLU.
@@ -92,8 +109,20 @@ pub fn pixel_decoder(g: &mut Graph, p: &Path, cfg: &Mask2FormerConfig, features:
             nn::group_norm(g, &lay.pp(1), y, 32, true)
         })?;
     }
-    let mask_features = nn::conv2d(g, &p.pp("mask_projection"), out, cfg.mask_feature_size, 1, 1, 0, true)?;
-    Ok(PixelDecoderOut { mask_features, multi_scale })
+    let mask_features = nn::conv2d(
+        g,
+        &p.pp("mask_projection"),
+        out,
+        cfg.mask_feature_size,
+        1,
+        1,
+        0,
+        true,
+    )?;
+    Ok(PixelDecoderOut {
+        mask_features,
+        multi_scale,
+    })
 }
 
 /// One deformable encoder layer on tokens `[B, S, C]` (post-norm).
@@ -115,9 +144,21 @@ fn encoder_layer(
     let q = g.add(x, pos)?;
     let value = nn::linear(g, &ap.pp("value_proj"), x, c, true)?;
     let value = g.reshape(value, &[b, s, heads, c / heads])?;
-    let off = nn::linear(g, &ap.pp("sampling_offsets"), q, heads * N_LEVELS * N_POINTS * 2, true)?;
+    let off = nn::linear(
+        g,
+        &ap.pp("sampling_offsets"),
+        q,
+        heads * N_LEVELS * N_POINTS * 2,
+        true,
+    )?;
     let off = g.reshape(off, &[b, s, heads, N_LEVELS, N_POINTS, 2])?;
-    let attn = nn::linear(g, &ap.pp("attention_weights"), q, heads * N_LEVELS * N_POINTS, true)?;
+    let attn = nn::linear(
+        g,
+        &ap.pp("attention_weights"),
+        q,
+        heads * N_LEVELS * N_POINTS,
+        true,
+    )?;
     let attn = g.reshape(attn, &[b, s, heads, N_LEVELS * N_POINTS])?;
     let attn = g.softmax(attn)?;
     let attn = g.reshape(attn, &[b, s, heads, N_LEVELS, N_POINTS])?;

@@ -3,6 +3,7 @@
 //! Runs with `always_partition=True` as Mask2Former does: a stage smaller than the window is
 //! padded to it and still shifted.
 
+use crate::graph::ops::WindowAttention;
 use crate::graph::{Graph, ParamKind, Result, Value};
 use crate::model::config::SwinConfig;
 use crate::nn::{self, Path};
@@ -16,17 +17,38 @@ pub struct FeatureMap {
 }
 
 /// Runs the backbone on `pixel_values [B, 3, H, W]`; returns the four stage maps (strides 4..32).
-pub fn swin_backbone(g: &mut Graph, p: &Path, cfg: &SwinConfig, pixel_values: Value) -> Result<Vec<FeatureMap>> {
+pub fn swin_backbone(
+    g: &mut Graph,
+    p: &Path,
+    cfg: &SwinConfig,
+    pixel_values: Value,
+) -> Result<Vec<FeatureMap>> {
     let eps = cfg.layer_norm_eps as f32;
-    let [b, _, h, w] = g.shape(pixel_values).try_into().expect("pixel_values is [B, 3, H, W]");
+    let [b, _, h, w] = g
+        .shape(pixel_values)
+        .try_into()
+        .expect("pixel_values is [B, 3, H, W]");
     let ps = cfg.patch_size;
 
     // Patch embedding: pad bottom/right to a multiple of the patch, conv k=s=patch, tokens, norm.
     let emb = p.pp("embeddings");
     let (ph, pw) = ((ps - h % ps) % ps, (ps - w % ps) % ps);
-    let x = if ph + pw > 0 { g.pad(pixel_values, &[(0, 0), (0, 0), (0, ph), (0, pw)])? } else { pixel_values };
+    let x = if ph + pw > 0 {
+        g.pad(pixel_values, &[(0, 0), (0, 0), (0, ph), (0, pw)])?
+    } else {
+        pixel_values
+    };
     let x = g.scoped(emb.as_str(), |g| {
-        nn::conv2d(g, &emb.pp("patch_embeddings").pp("projection"), x, cfg.embed_dim, ps, ps, 0, true)
+        nn::conv2d(
+            g,
+            &emb.pp("patch_embeddings").pp("projection"),
+            x,
+            cfg.embed_dim,
+            ps,
+            ps,
+            0,
+            true,
+        )
     })?;
     let (mut hh, mut ww) = (h.div_ceil(ps), w.div_ceil(ps));
     // [B, C, H, W] -> [B, H*W, C]
@@ -41,17 +63,26 @@ pub fn swin_backbone(g: &mut Graph, p: &Path, cfg: &SwinConfig, pixel_values: Va
         for blk in 0..depth {
             let bp = stage.pp("blocks").pp(blk);
             let shift = if blk % 2 == 0 { 0 } else { cfg.window_size / 2 };
-            x = g.scoped(bp.as_str(), |g| swin_block(g, &bp, cfg, x, (b, hh, ww, dim), heads, shift))?;
+            x = g.scoped(bp.as_str(), |g| {
+                swin_block(g, &bp, cfg, x, (b, hh, ww, dim), heads, shift)
+            })?;
         }
         // Stage output before downsampling, normed: [B, H*W, C] -> [B, C, H, W].
         let norm = p.pp("hidden_states_norms").pp(format!("stage{}", s + 1));
         let y = nn::layer_norm(g, &norm, x, eps)?;
         let y = g.reshape(y, &[b, hh, ww, dim])?;
         let y = g.permute(y, &[0, 3, 1, 2])?;
-        maps.push(FeatureMap { value: y, channels: dim, height: hh, width: ww });
+        maps.push(FeatureMap {
+            value: y,
+            channels: dim,
+            height: hh,
+            width: ww,
+        });
         if s + 1 < cfg.depths.len() {
             let dp = stage.pp("downsample");
-            x = g.scoped(dp.as_str(), |g| patch_merging(g, &dp, x, (b, hh, ww, dim), eps))?;
+            x = g.scoped(dp.as_str(), |g| {
+                patch_merging(g, &dp, x, (b, hh, ww, dim), eps)
+            })?;
             (hh, ww) = (hh.div_ceil(2), ww.div_ceil(2));
             dim *= 2;
         }
@@ -86,7 +117,21 @@ fn swin_block(
     let q = g.reshape(q, &[b, h, w, c])?;
     let k = g.reshape(k, &[b, h, w, c])?;
     let v = g.reshape(v, &[b, h, w, c])?;
-    let a = g.window_attention(q, k, v, table, heads, win, shift)?;
+    // transformers pads the normed tokens before the q/k/v linears, so a padding token's key and
+    // value are the linears' biases: the kernel takes them as the padding values.
+    let a = if cfg.qkv_bias {
+        let pad_k = nn::param(g, &sp.pp("key").key("bias"), &[c], ParamKind::Bias)?;
+        let pad_v = nn::param(g, &sp.pp("value").key("bias"), &[c], ParamKind::Bias)?;
+        let op = WindowAttention {
+            heads,
+            window: win,
+            shift,
+            pad_tokens: true,
+        };
+        g.apply(std::sync::Arc::new(op), &[q, k, v, table, pad_k, pad_v])?[0]
+    } else {
+        g.window_attention(q, k, v, table, heads, win, shift)?
+    };
     let a = g.reshape(a, &[b, h * w, c])?;
     let a = nn::linear(g, &att.pp("output").pp("dense"), a, c, true)?;
     let x = g.add(x, a)?;
@@ -101,10 +146,20 @@ fn swin_block(
 
 /// Patch merging: pad H and W to even, concatenate each 2x2 neighbourhood in the order
 /// (0,0), (1,0), (0,1), (1,1) (row, col) into 4C channels, LayerNorm, linear 4C -> 2C (no bias).
-fn patch_merging(g: &mut Graph, p: &Path, x: Value, (b, h, w, c): (usize, usize, usize, usize), eps: f32) -> Result<Value> {
+fn patch_merging(
+    g: &mut Graph,
+    p: &Path,
+    x: Value,
+    (b, h, w, c): (usize, usize, usize, usize),
+    eps: f32,
+) -> Result<Value> {
     let x = g.reshape(x, &[b, h, w, c])?;
     let (ph, pw) = (h % 2, w % 2);
-    let x = if ph + pw > 0 { g.pad(x, &[(0, 0), (0, ph), (0, pw), (0, 0)])? } else { x };
+    let x = if ph + pw > 0 {
+        g.pad(x, &[(0, 0), (0, ph), (0, pw), (0, 0)])?
+    } else {
+        x
+    };
     let (h2, w2) = ((h + ph) / 2, (w + pw) / 2);
     // [B, H/2, 2(row), W/2, 2(col), C] -> [B, H/2, W/2, col, row, C]: channel block = col*2 + row.
     let x = g.reshape(x, &[b, h2, 2, w2, 2, c])?;

@@ -2,7 +2,7 @@
 //! (`p.pp("layers").pp(3)`) and linear, norm, conv and MLP layers that create their parameters
 //! under it. Model code reads like the PyTorch modules it mirrors.
 
-use crate::graph::{Graph, ParamKind, Result, Value};
+use crate::graph::{Graph, GraphError, ParamKind, Result, Value};
 
 /// A checkpoint key prefix, e.g. `model.pixel_level_module.decoder`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,11 +35,36 @@ impl std::fmt::Display for Path {
     }
 }
 
+/// The parameter `name`, created on first use and shared afterwards (Mask2Former applies one
+/// prediction head after every decoder layer). A second use with another shape is an error.
+pub fn param(g: &mut Graph, name: &str, shape: &[usize], kind: ParamKind) -> Result<Value> {
+    if let Some(v) = g.by_name(name) {
+        if g.shape(v) != shape {
+            return Err(GraphError::Shape {
+                node: name.to_string(),
+                op: "param".into(),
+                inputs: format!("{:?}", g.shape(v)),
+                detail: format!("parameter reused with shape {shape:?}"),
+            });
+        }
+        return Ok(v);
+    }
+    g.param_of_kind(name, shape, kind)
+}
+
+fn param_auto(g: &mut Graph, name: &str, shape: &[usize]) -> Result<Value> {
+    param(g, name, shape, ParamKind::from_name(name))
+}
+
 /// `nn.Linear`: `x [.., in] -> [.., out]`, weight `[out, in]`, optional bias `[out]`.
 pub fn linear(g: &mut Graph, p: &Path, x: Value, out: usize, bias: bool) -> Result<Value> {
     let d_in = *g.shape(x).last().expect("linear input has a feature axis");
-    let w = g.param(&p.key("weight"), &[out, d_in])?;
-    let b = if bias { Some(g.param(&p.key("bias"), &[out])?) } else { None };
+    let w = param_auto(g, &p.key("weight"), &[out, d_in])?;
+    let b = if bias {
+        Some(param_auto(g, &p.key("bias"), &[out])?)
+    } else {
+        None
+    };
     g.linear(x, w, b)
 }
 
@@ -50,17 +75,20 @@ pub fn linear_with(g: &mut Graph, x: Value, w: Value, b: Option<Value>) -> Resul
 
 /// `nn.LayerNorm` over the last axis.
 pub fn layer_norm(g: &mut Graph, p: &Path, x: Value, eps: f32) -> Result<Value> {
-    let d = *g.shape(x).last().expect("layer norm input has a feature axis");
-    let w = g.param_of_kind(&p.key("weight"), &[d], ParamKind::Norm)?;
-    let b = g.param_of_kind(&p.key("bias"), &[d], ParamKind::Norm)?;
+    let d = *g
+        .shape(x)
+        .last()
+        .expect("layer norm input has a feature axis");
+    let w = param(g, &p.key("weight"), &[d], ParamKind::Norm)?;
+    let b = param(g, &p.key("bias"), &[d], ParamKind::Norm)?;
     g.layer_norm(x, w, b, eps)
 }
 
 /// `nn.GroupNorm(groups, C)` on `[N, C, H, W]`, optionally followed by ReLU.
 pub fn group_norm(g: &mut Graph, p: &Path, x: Value, groups: usize, relu: bool) -> Result<Value> {
     let c = g.shape(x)[1];
-    let w = g.param_of_kind(&p.key("weight"), &[c], ParamKind::Norm)?;
-    let b = g.param_of_kind(&p.key("bias"), &[c], ParamKind::Norm)?;
+    let w = param(g, &p.key("weight"), &[c], ParamKind::Norm)?;
+    let b = param(g, &p.key("bias"), &[c], ParamKind::Norm)?;
     g.group_norm(x, w, b, groups, 1e-5, relu)
 }
 
@@ -76,7 +104,11 @@ pub fn conv2d(
     bias: bool,
 ) -> Result<Value> {
     let c = g.shape(x)[1];
-    let w = g.param(&p.key("weight"), &[out, c, kernel, kernel])?;
-    let b = if bias { Some(g.param(&p.key("bias"), &[out])?) } else { None };
+    let w = param_auto(g, &p.key("weight"), &[out, c, kernel, kernel])?;
+    let b = if bias {
+        Some(param_auto(g, &p.key("bias"), &[out])?)
+    } else {
+        None
+    };
     g.conv2d(x, w, b, stride, padding)
 }

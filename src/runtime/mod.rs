@@ -292,7 +292,7 @@ impl Runtime {
         let t = self.empty(shape, dtype)?;
         if !bytes.is_empty() {
             // write_buffer needs a multiple of 4 bytes; f16 data of odd length gets one pad element.
-            if bytes.len() % 4 == 0 {
+            if bytes.len().is_multiple_of(4) {
                 self.inner.queue.write_buffer(t.buffer(), 0, bytes);
             } else {
                 let mut padded = bytes.to_vec();

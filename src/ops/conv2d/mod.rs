@@ -8,8 +8,9 @@
 //!
 //! Kernels (`shaders/conv2d.wgsl`, `shaders/conv2d_backward.wgsl`) are register-blocked direct
 //! convolutions without workgroup memory: each invocation owns a block of output channels ×
-//! output pixels (8×8 on CPU adapters, 4×4 on GPUs; [`Conv2dOptions::block`] overrides). 1×1
-//! convolutions with stride 1 and no padding take a GEMM-shaped path over the flattened plane.
+//! output pixels (4×8 on CPU adapters, 4×4 or 8×8 on GPUs; [`Conv2dOptions::block`] overrides).
+//! Stride-1 convolutions over rows of a multiple of 4 read the input as vec4 row strips (the
+//! FPN's 3×3); 1×1 convolutions with stride 1 and no padding run over the flattened plane.
 //! The backward computes `dinput` as the transposed convolution (same blocking over input
 //! pixels), `dweight` with one invocation per block of weights reducing over batch and pixels,
 //! and `dbias` per channel — deterministic, no atomics.
@@ -35,6 +36,11 @@ pub enum Path {
     Direct,
     /// The 1×1 / stride 1 / no padding GEMM path; an error for other convolutions.
     Pointwise,
+    /// Stride 1, dilation 1, `W % 4 == 0`, `pw ≤ 4`, `KW ≤ pw + 5`: vec4 row strips; an error
+    /// for other convolutions.
+    DirectVec4,
+    /// `Pointwise` with vec4 strips over the flattened plane (`H·W % 4 == 0`); an error otherwise.
+    PointwiseVec4,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +54,8 @@ pub struct Conv2dOptions {
     /// Divides `Cin` and `Cout`.
     pub groups: usize,
     pub path: Path,
-    /// `[channels, pixels]` per invocation, each in `1..=8`; `None` picks by adapter.
+    /// `[channels, pixels]` per invocation, channels in `1..=16`, pixels in `1..=8` (the vec4
+    /// paths always take 8 pixels); `None` picks by adapter.
     pub block: Option<[u32; 2]>,
 }
 
@@ -261,24 +268,85 @@ fn block(
     op: &'static str,
     opts: &Conv2dOptions,
     channels: usize,
+    vec4: bool,
 ) -> Result<[u32; 2]> {
-    let [c, px] = match opts.block {
-        Some(b) => b,
-        None if rt.caps().is_cpu => [8, 8],
-        None => [4, 4],
+    // On lavapipe (3x3 256→256 at 100×136, a loaded machine) 4 channels × 8 pixels beat 8×8
+    // and 16×8 by up to 2×: larger blocks spill their accumulators.
+    let [c, px] = match (opts.block, rt.caps().is_cpu, vec4) {
+        (Some(b), _, _) => b,
+        (None, true, _) => [4, 8],
+        (None, false, true) => [8, 8],
+        (None, false, false) => [4, 4],
     };
-    if !(1..=8).contains(&c) || !(1..=8).contains(&px) {
+    if !(1..=16).contains(&c) || !(1..=8).contains(&px) {
         return Err(crate::shape_err!(
             op,
-            "block {:?} must have both entries in 1..=8",
+            "block {:?} must have channels in 1..=16 and pixels in 1..=8",
             [c, px]
         ));
     }
     Ok([c.min(channels.max(1) as u32), px])
 }
 
+/// Workgroups for `threads` invocations along x/y (split past the per-dimension limit) times
+/// `z` uniform blocks along z.
+fn grid_z(rt: &Runtime, op: &'static str, threads: usize, z: usize) -> Result<[u32; 3]> {
+    let max = rt.caps().max_workgroups_per_dim;
+    if z > max as usize {
+        return Err(Error::Unsupported {
+            op,
+            what: format!("{z} batch × channel blocks (more than {max} workgroups along z)"),
+        });
+    }
+    let [x, y, _] = rt.grid(threads as u64, WG);
+    Ok([x, y, z as u32])
+}
+
 fn is_pointwise(d: &ConvDims, opts: &Conv2dOptions) -> bool {
     d.kh == 1 && d.kw == 1 && opts.stride == [1, 1] && opts.padding == [0, 0]
+}
+
+/// The vec4-strip kernel's conditions (see `shaders/conv2d.wgsl`, `direct_v4`).
+fn is_direct_v4(d: &ConvDims, opts: &Conv2dOptions) -> bool {
+    let pw = opts.padding[1];
+    opts.stride == [1, 1]
+        && opts.dilation == [1, 1]
+        && d.w.is_multiple_of(4)
+        && pw <= 4
+        && d.kw <= pw + 5
+}
+
+/// The forward kernel for this convolution and path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Forward {
+    Direct,
+    Pointwise,
+    DirectV4,
+    PointwiseV4,
+}
+
+fn choose_forward(d: &ConvDims, opts: &Conv2dOptions) -> Result<Forward> {
+    let pointwise = is_pointwise(d, opts);
+    let plane4 = (d.h * d.w).is_multiple_of(4);
+    let chosen = match opts.path {
+        Path::Auto if pointwise && plane4 => Forward::PointwiseV4,
+        Path::Auto if pointwise => Forward::Pointwise,
+        Path::Auto if is_direct_v4(d, opts) => Forward::DirectV4,
+        Path::Auto | Path::Direct => Forward::Direct,
+        Path::Pointwise if pointwise => Forward::Pointwise,
+        Path::PointwiseVec4 if pointwise && plane4 => Forward::PointwiseV4,
+        Path::DirectVec4 if is_direct_v4(d, opts) => Forward::DirectV4,
+        path => {
+            return Err(Error::Unsupported {
+                op: OP,
+                what: format!(
+                    "the {path:?} path for x [{}, {}, {}, {}], kernel [{}, {}], stride {:?}, padding {:?}, dilation {:?}",
+                    d.n, d.cin, d.h, d.w, d.kh, d.kw, opts.stride, opts.padding, opts.dilation
+                ),
+            })
+        }
+    };
+    Ok(chosen)
 }
 
 /// Records the forward into `out` (`[N, Cout, Ho, Wo]`, overwritten).
@@ -297,40 +365,40 @@ pub fn conv2d_into(
         check::operand(rt, OP, "bias", b, &[d.cout])?;
     }
     check::operand(rt, OP, "out", out, &d.out_shape())?;
-    let pointwise = match opts.path {
-        Path::Auto => is_pointwise(&d, opts),
-        Path::Direct => false,
-        Path::Pointwise if is_pointwise(&d, opts) => true,
-        Path::Pointwise => {
-            return Err(Error::Unsupported {
-                op: OP,
-                what: format!(
-                    "the pointwise path for kernel [{}, {}], stride {:?}, padding {:?}",
-                    d.kh, d.kw, opts.stride, opts.padding
-                ),
-            })
-        }
-    };
-    let [cb, pb] = block(rt, OP, opts, d.cout / opts.groups)?;
+    let kind = choose_forward(&d, opts)?;
+    let vec4 = matches!(kind, Forward::DirectV4 | Forward::PointwiseV4);
+    let [cb, pb] = block(rt, OP, opts, d.cout / opts.groups, vec4)?;
     if out.numel() == 0 {
         return Ok(Vec::new());
     }
-    let (cb_u, pb_u) = (cb as usize, pb as usize);
-    let channel_blocks = opts.groups * (d.cout / opts.groups).div_ceil(cb_u);
-    let (entry, threads) = if pointwise {
-        (
-            "pointwise",
-            d.n * channel_blocks * (d.h * d.w).div_ceil(pb_u),
-        )
-    } else {
-        ("direct", d.n * channel_blocks * d.ho * d.wo.div_ceil(pb_u))
+    let channel_blocks = opts.groups * (d.cout / opts.groups).div_ceil(cb as usize);
+    let pb = if vec4 { 8 } else { pb };
+    // The pointwise vec4 path is the strip kernel over the plane seen as one row of H·W pixels.
+    let geometry = match kind {
+        Forward::PointwiseV4 => ConvDims {
+            h: 1,
+            w: d.h * d.w,
+            ho: 1,
+            wo: d.h * d.w,
+            ..d
+        },
+        _ => d,
     };
-    let k = rt.kernel(
-        &crate::shader!("conv2d"),
-        entry,
-        &[("CO_B", cb as f64), ("PX_B", pb as f64)],
-    )?;
-    let p = params(&d, opts, bias.is_some());
+    let (entry, threads) = match kind {
+        Forward::Pointwise => ("pointwise", (d.h * d.w).div_ceil(pb as usize)),
+        Forward::Direct => ("direct", d.ho * d.wo.div_ceil(pb as usize)),
+        Forward::DirectV4 | Forward::PointwiseV4 => {
+            ("direct_v4", geometry.ho * geometry.wo.div_ceil(pb as usize))
+        }
+    };
+    let grid = grid_z(rt, OP, threads, d.n * channel_blocks)?;
+    let mut constants = vec![("CO_B", cb as f64), ("PX_B", pb as f64)];
+    if vec4 {
+        constants.push(("KW", d.kw as f64));
+        constants.push(("PW", opts.padding[1] as f64));
+    }
+    let k = rt.kernel(&crate::shader!("conv2d"), entry, &constants)?;
+    let p = params(&geometry, opts, bias.is_some());
     Ok(vec![rt.dispatch(
         &k,
         &p,
@@ -340,7 +408,7 @@ pub fn conv2d_into(
             bias.unwrap_or(weight).binding(),
             out.binding(),
         ],
-        rt.grid(threads as u64, WG),
+        grid,
     )])
 }
 
@@ -389,10 +457,11 @@ pub fn conv2d_backward_into(
     let shader = crate::shader!("conv2d_backward");
     let mut out = Vec::with_capacity(3);
     if let Some(dx) = dx {
-        let [cb, pb] = block(rt, OP_BACK, opts, cin_g)?;
+        let [cb, pb] = block(rt, OP_BACK, opts, cin_g, false)?;
         let blocks = g * cin_g.div_ceil(cb as usize);
-        let threads = d.n * blocks * d.h * d.w.div_ceil(pb as usize);
-        if threads > 0 {
+        let threads = d.h * d.w.div_ceil(pb as usize);
+        if threads * d.n * blocks > 0 {
+            let grid = grid_z(rt, OP_BACK, threads, d.n * blocks)?;
             let k = rt.kernel(
                 &shader,
                 "dx_direct",
@@ -402,14 +471,16 @@ pub fn conv2d_backward_into(
                 &k,
                 &p,
                 &[dy.binding(), weight.binding(), dx.binding()],
-                rt.grid(threads as u64, WG),
+                grid,
             ));
         }
     }
-    let [cb, pb] = block(rt, OP_BACK, opts, cout_g)?;
+    let [cb, pb] = block(rt, OP_BACK, opts, cout_g, false)?;
     let taps = cin_g * d.kh * d.kw;
-    let threads = g * cout_g.div_ceil(cb as usize) * taps.div_ceil(pb as usize);
-    if threads > 0 {
+    let blocks = g * cout_g.div_ceil(cb as usize);
+    let threads = taps.div_ceil(pb as usize);
+    if threads * blocks > 0 {
+        let grid = grid_z(rt, OP_BACK, threads, blocks)?;
         let k = rt.kernel(
             &shader,
             "dw_direct",
@@ -419,7 +490,7 @@ pub fn conv2d_backward_into(
             &k,
             &p,
             &[dy.binding(), x.binding(), dweight.binding()],
-            rt.grid(threads as u64, WG),
+            grid,
         ));
     }
     if let Some(db) = dbias {

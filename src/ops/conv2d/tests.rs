@@ -128,10 +128,62 @@ fn cases() -> Vec<Case> {
             o: d.stride(3),
             bias: true,
         },
+        // Rows with W % 4 == 0 reach the vec4-strip kernel: several channel blocks, a ragged
+        // last one, 5x5, a 3x1 kernel, padding 4, a padded 1x1, groups, a plane of 12 (one
+        // and a half pixel blocks).
+        Case {
+            name: "v4 3x3 pad 1",
+            x: [2, 19, 5, 12],
+            w: [21, 19, 3, 3],
+            o: d.padding(1),
+            bias: true,
+        },
+        Case {
+            name: "v4 5x5 pad 2",
+            x: [1, 3, 6, 8],
+            w: [5, 3, 5, 5],
+            o: d.padding(2),
+            bias: false,
+        },
+        Case {
+            name: "v4 3x1 kernel",
+            x: [1, 4, 7, 4],
+            w: [3, 4, 3, 1],
+            o: opts([1, 1], [1, 0], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "v4 pad 4",
+            x: [1, 2, 3, 8],
+            w: [2, 2, 3, 3],
+            o: opts([1, 1], [0, 4], [1, 1], 1),
+            bias: true,
+        },
+        Case {
+            name: "v4 padded 1x1",
+            x: [1, 3, 4, 8],
+            w: [4, 3, 1, 1],
+            o: d.padding(1),
+            bias: true,
+        },
+        Case {
+            name: "v4 groups 2",
+            x: [1, 6, 4, 8],
+            w: [4, 3, 3, 3],
+            o: d.padding(1).groups(2),
+            bias: true,
+        },
+        Case {
+            name: "1x1 plane 12",
+            x: [1, 5, 3, 4],
+            w: [7, 5, 1, 1],
+            o: d,
+            bias: true,
+        },
     ]
 }
 
-const BLOCKS: &[[u32; 2]] = &[[8, 8], [4, 4], [3, 5], [1, 1]];
+const BLOCKS: &[[u32; 2]] = &[[16, 8], [8, 8], [4, 4], [3, 5], [1, 1]];
 
 struct Data {
     x: Vec<f32>,
@@ -183,6 +235,12 @@ fn forward_matches_reference_all_paths_and_blocks() {
         let mut paths = vec![Path::Auto, Path::Direct];
         if is_pointwise(&d, &c.o) {
             paths.push(Path::Pointwise);
+        }
+        if is_pointwise(&d, &c.o) && (d.h * d.w).is_multiple_of(4) {
+            paths.push(Path::PointwiseVec4);
+        }
+        if is_direct_v4(&d, &c.o) {
+            paths.push(Path::DirectVec4);
         }
         for path in paths {
             for &b in BLOCKS {
@@ -258,7 +316,7 @@ fn shape_errors_are_values() {
         ..Default::default()
     };
     let err = conv2d(rt, &x, &w, None, &o).unwrap_err().to_string();
-    assert!(err.contains("pointwise"), "{err}");
+    assert!(err.contains("Pointwise path"), "{err}");
     let b = rt.full(&[5], 1.0).unwrap();
     let err = conv2d(rt, &x, &w, Some(&b), &Conv2dOptions::default())
         .unwrap_err()
@@ -436,4 +494,92 @@ fn backward_portable_runtime_and_convenience_entry() {
     );
     let g = conv2d_backward(rt, &dy, &x, &w, false, &o).unwrap();
     assert!(g.dbias.is_none());
+}
+
+/// Quick throughput report for the pixel decoder's convolutions (not an assertion):
+/// `cargo test --release --lib ops::conv2d::tests::timing -- --ignored --nocapture`.
+/// `M2F_CONV_BLOCK=c,p` overrides the register block.
+#[test]
+#[ignore]
+fn timing_fpn_convs() {
+    let rt = testing::runtime();
+    let block = std::env::var("M2F_CONV_BLOCK").ok().map(|s| {
+        let v: Vec<u32> = s.split(',').map(|t| t.parse().unwrap()).collect();
+        [v[0], v[1]]
+    });
+    // `M2F_CONV_PATH=direct` forces the general kernel for comparison.
+    let path = match std::env::var("M2F_CONV_PATH").as_deref() {
+        Ok("direct") => Path::Direct,
+        _ => Path::Auto,
+    };
+    let d0 = Conv2dOptions {
+        block,
+        path,
+        ..Default::default()
+    };
+    let setups = [
+        (
+            "3x3 256->256 pad 1 @ 1x256x100x136",
+            [1, 256, 100, 136],
+            [256, 256, 3, 3],
+            d0.padding(1),
+        ),
+        (
+            "1x1 256->256 @ 1x256x100x136",
+            [1, 256, 100, 136],
+            [256, 256, 1, 1],
+            d0,
+        ),
+        (
+            "4x4/4 3->96 @ 1x3x384x384",
+            [1, 3, 384, 384],
+            [96, 3, 4, 4],
+            d0.stride(4),
+        ),
+    ];
+    // `M2F_CONV_CASE=i` times only setup i (the machine is shared; keep runs short).
+    let only: Option<usize> = std::env::var("M2F_CONV_CASE")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    for (i, (name, xs, ws, o)) in setups.into_iter().enumerate() {
+        if only.is_some_and(|k| k != i) {
+            continue;
+        }
+        let d = conv_dims(&xs, &ws, &o).unwrap();
+        let x = rt.full(&xs, 0.5).unwrap();
+        let w = rt.full(&ws, 0.01).unwrap();
+        let out = rt.empty(&d.out_shape(), DType::F32).unwrap();
+        let dx = rt.empty(&xs, DType::F32).unwrap();
+        let dw = rt.empty(&ws, DType::F32).unwrap();
+        let fwd = conv2d_into(rt, &x, &w, None, &out, &o).unwrap();
+        let bwd = conv2d_backward_into(rt, &out, &x, &w, Some(&dx), &dw, None, &o).unwrap();
+        let flops = d.flops(o.groups);
+        let fwd_only = std::env::var("M2F_CONV_FWD_ONLY").is_ok();
+        for (label, ds) in [("forward", &fwd), ("backward dx+dw", &bwd)] {
+            if fwd_only && label != "forward" {
+                continue;
+            }
+            rt.run(ds); // warm-up: JIT and first-touch
+            rt.sync().unwrap();
+            let mut best = f64::INFINITY;
+            for _ in 0..1 {
+                let t = std::time::Instant::now();
+                rt.run(ds);
+                rt.sync().unwrap();
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let f = if label == "forward" {
+                flops
+            } else {
+                2.0 * flops
+            };
+            println!(
+                "{name} {label}: {:.1} ms, {:.2} GFLOP/s (block {:?}, {})",
+                best * 1e3,
+                f / best / 1e9,
+                o.block,
+                rt.describe()
+            );
+        }
+    }
 }

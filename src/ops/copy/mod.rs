@@ -1,1 +1,863 @@
-//! (in progress)
+//! Movement ops: permute, slice, pad, concat, gather / index_select, and the strided copy they
+//! are built on, with backward passes.
+//!
+//! - [`strided_copy_into`]: the primitive. Over an index space, element `c` is written to
+//!   `out[o_base + Σ c_d·os_d]` from `x` at coordinates `c_d·step_d + start_d` (or the pad value
+//!   where a coordinate falls outside `[0, lim_d)`). Works on any 4-byte dtype (f32, u32, i32).
+//! - [`permute`] (`out.shape[d] = x.shape[perm[d]]`), [`slice`] (start/end/step per axis),
+//!   [`pad`] (constant, per-axis before/after; negative amounts crop), [`concat`] along an axis,
+//!   [`gather`] (torch.gather: `out[c] = x[c with c_axis := idx[c]]`, idx has out's shape) and
+//!   [`index_select`] (`idx` 1-D, picks whole slices along the axis). Out-of-range gather
+//!   indices give 0 (the kernel never reads outside x).
+//! - Backward (gradients of f32 inputs): permute → inverse permute, slice → zeros with dy
+//!   written into the slice, pad → pad with the negated amounts (a crop, zero-filled where the
+//!   forward cropped), concat → slices, gather/index_select → scatter-add into zeros, with
+//!   native f32 atomics where the adapter has them and a compare-exchange loop otherwise
+//!   ([`ScatterVariant`]).
+//!
+//! Every launch is split into chunks so that each binding stays under the adapter's limit.
+
+pub mod reference;
+#[cfg(test)]
+mod tests;
+
+use crate::error::{Error, Result};
+use crate::ops::elementwise::layout::{
+    self, collapse_groups, expect, expect_dtype, pack, pack_i32, plan, strides, u, Access, Affine,
+};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+
+/// A strided copy over an index space (see the module docs). Dims are outermost first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StridedCopy {
+    pub shape: Vec<usize>,
+    /// x's element strides per index dim.
+    pub x_strides: Vec<usize>,
+    /// x coordinate of index 0 per dim (negative: padding before).
+    pub x_start: Vec<i64>,
+    /// x coordinate step per index step.
+    pub x_step: Vec<usize>,
+    /// x's extent per dim; coordinates outside `[0, lim)` read the pad value.
+    pub x_lim: Vec<usize>,
+    /// x element offset added to every read.
+    pub x_base: usize,
+    pub out_strides: Vec<usize>,
+    pub out_base: usize,
+    /// Bits of the pad value (f32 bits for f32 tensors).
+    pub pad: u32,
+}
+
+impl StridedCopy {
+    /// A plain copy of x read through `x_strides` into a contiguous `shape`.
+    pub fn gather_view(shape: &[usize], x_strides: Vec<usize>, x_base: usize) -> Self {
+        Self {
+            shape: shape.to_vec(),
+            x_strides,
+            x_start: vec![0; shape.len()],
+            x_step: vec![1; shape.len()],
+            x_lim: shape.to_vec(),
+            x_base,
+            out_strides: strides(shape),
+            out_base: 0,
+            pad: 0,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CopyParams {
+    n: u32,
+    start: u32,
+    rank: u32,
+    win_x: u32,
+    win_o: u32,
+    x_base: u32,
+    o_base: u32,
+    pad: u32,
+    shape: [u32; 8],
+    xs: [u32; 8],
+    os: [u32; 8],
+    x0: [i32; 8],
+    step: [u32; 8],
+    lim: [u32; 8],
+}
+
+fn check_word_dtype(op: &'static str, x: &Tensor, out: &Tensor) -> Result<()> {
+    if x.dtype() == DType::F16 {
+        return Err(Error::Unsupported {
+            op,
+            what: "f16 tensors (the copy kernels move 4-byte words)".into(),
+        });
+    }
+    expect_dtype(op, out, x.dtype())
+}
+
+/// Dispatches for the strided copy `c` from x into out (same 4-byte dtype). Validates that
+/// every read and write stays inside the tensors.
+pub fn strided_copy_into(
+    rt: &Runtime,
+    x: &Tensor,
+    out: &Tensor,
+    c: &StridedCopy,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "strided_copy";
+    check_word_dtype(OP, x, out)?;
+    let r = c.shape.len();
+    if [
+        c.x_strides.len(),
+        c.x_start.len(),
+        c.x_step.len(),
+        c.x_lim.len(),
+        c.out_strides.len(),
+    ]
+    .iter()
+    .any(|&l| l != r)
+    {
+        return Err(crate::shape_err!(
+            OP,
+            "every per-dim list must have {r} entries: {c:?}"
+        ));
+    }
+    if c.shape.contains(&0) {
+        return Ok(Vec::new());
+    }
+    let out_last = c.out_base
+        + (0..r)
+            .map(|d| (c.shape[d] - 1) * c.out_strides[d])
+            .sum::<usize>();
+    let x_last = c.x_base
+        + (0..r)
+            .map(|d| c.x_lim[d].saturating_sub(1) * c.x_strides[d])
+            .sum::<usize>();
+    if out_last >= out.numel() || (x_last >= x.numel() && !c.x_lim.contains(&0)) {
+        return Err(crate::shape_err!(
+            OP,
+            "copy {c:?} reaches element {out_last} of out {:?} / {x_last} of x {:?}",
+            out.shape(),
+            x.shape()
+        ));
+    }
+    // Identity dims (no stepping or padding) may merge with their neighbours.
+    let fixed: Vec<bool> = (0..r)
+        .map(|d| c.x_start[d] != 0 || c.x_step[d] != 1 || c.x_lim[d] != c.shape[d])
+        .collect();
+    let groups = collapse_groups(&c.shape, &[&c.x_strides, &c.out_strides], &fixed);
+    let pick =
+        |v: &[usize]| -> Vec<usize> { groups.iter().map(|g| v[*g.last().unwrap()]).collect() };
+    let shape: Vec<usize> = groups
+        .iter()
+        .map(|g| g.iter().map(|&d| c.shape[d]).product())
+        .collect();
+    let (xs, os) = (pick(&c.x_strides), pick(&c.out_strides));
+    // Merged dims are identity dims, so their extent is also their limit.
+    let lim: Vec<usize> = groups
+        .iter()
+        .map(|g| {
+            if g.len() == 1 {
+                c.x_lim[g[0]]
+            } else {
+                g.iter().map(|&d| c.shape[d]).product()
+            }
+        })
+        .collect();
+    let mut x0: Vec<i64> = groups.iter().map(|g| c.x_start[g[0]]).collect();
+    let mut step: Vec<usize> = groups.iter().map(|g| c.x_step[g[0]]).collect();
+    // The kernel walks rows of the innermost dim: give a scalar copy one dim of size 1.
+    let (mut shape, mut xs, mut os, mut lim) = (shape, xs, os, lim);
+    if shape.is_empty() {
+        shape.push(1);
+        xs.push(0);
+        os.push(0);
+        lim.push(1);
+        x0.push(0);
+        step.push(1);
+    }
+    let mut ax = Access::strided(x.numel(), xs.clone());
+    ax.base = c.x_base;
+    ax.affine = Some(Affine {
+        start: x0.clone(),
+        step: step.clone(),
+        lim: lim.clone(),
+    });
+    let mut ao = Access::strided(out.numel(), os.clone());
+    ao.base = c.out_base;
+    let chunks = plan(rt, OP, &shape, &[&ax, &ao])?;
+    let k = rt.kernel(&crate::shader!("copy"), "main", &[])?;
+    let p = CopyParams {
+        n: 0,
+        start: 0,
+        rank: u(shape.len()),
+        win_x: 0,
+        win_o: 0,
+        x_base: u(c.x_base),
+        o_base: u(c.out_base),
+        pad: c.pad,
+        shape: pack(OP, &shape)?,
+        xs: pack(OP, &xs)?,
+        os: pack(OP, &os)?,
+        x0: pack_i32(OP, &x0)?,
+        step: pack(OP, &step)?,
+        lim: pack(OP, &lim)?,
+    };
+    let inner = *shape.last().unwrap();
+    Ok(layout::launch_rows(
+        rt,
+        &k,
+        &chunks,
+        &[x, out],
+        inner,
+        layout::bind,
+        |ch| CopyParams {
+            n: u(ch.n),
+            start: u(ch.start),
+            win_x: u(ch.windows[0].offset),
+            win_o: u(ch.windows[1].offset),
+            ..p
+        },
+    ))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FillParams {
+    n: u32,
+    value: u32,
+}
+
+/// Dispatches that set every element of `t` (any 4-byte dtype) to the bits `value`.
+pub fn fill_into(rt: &Runtime, t: &Tensor, value: u32) -> Result<Vec<Dispatch>> {
+    let space = [t.numel()];
+    let chunks = plan(rt, "fill", &space, &[&Access::contiguous(&space)])?;
+    let k = rt.kernel(&crate::shader!("fill"), "main", &[])?;
+    // The fill kernel indexes from its binding's start, which is the chunk's start here.
+    Ok(layout::launch(rt, &k, &chunks, &[t], layout::WG, |c| {
+        debug_assert_eq!(c.windows[0].offset, c.start);
+        FillParams { n: u(c.n), value }
+    }))
+}
+
+// ---- permute ---------------------------------------------------------------------------
+
+fn check_perm(op: &'static str, rank: usize, perm: &[usize]) -> Result<()> {
+    let mut seen = vec![false; rank];
+    if perm.len() != rank
+        || perm
+            .iter()
+            .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+    {
+        return Err(crate::shape_err!(
+            op,
+            "{perm:?} is not a permutation of {rank} axes"
+        ));
+    }
+    Ok(())
+}
+
+/// The shape of `permute(x, perm)`.
+pub fn permuted_shape(shape: &[usize], perm: &[usize]) -> Vec<usize> {
+    perm.iter().map(|&p| shape[p]).collect()
+}
+
+/// Dispatches for `out = x.permute(perm)`: `out.shape[d] = x.shape[perm[d]]`.
+pub fn permute_into(
+    rt: &Runtime,
+    x: &Tensor,
+    perm: &[usize],
+    out: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "permute";
+    check_perm(OP, x.rank(), perm)?;
+    let shape = permuted_shape(x.shape(), perm);
+    expect(OP, "out", out, x.dtype(), &shape)?;
+    let xs = strides(x.shape());
+    let c = StridedCopy::gather_view(&shape, perm.iter().map(|&p| xs[p]).collect(), 0);
+    strided_copy_into(rt, x, out, &c)
+}
+
+pub fn permute(rt: &Runtime, x: &Tensor, perm: &[usize]) -> Result<Tensor> {
+    check_perm("permute", x.rank(), perm)?;
+    let out = rt.empty(&permuted_shape(x.shape(), perm), x.dtype())?;
+    rt.run(&permute_into(rt, x, perm, &out)?);
+    Ok(out)
+}
+
+/// The inverse permutation (the backward of permute is permute by it).
+pub fn inverse_permutation(perm: &[usize]) -> Vec<usize> {
+    let mut inv = vec![0; perm.len()];
+    for (d, &p) in perm.iter().enumerate() {
+        inv[p] = d;
+    }
+    inv
+}
+
+/// Dispatches for the gradient of `permute(x, perm)`: dx = dy.permute(perm⁻¹). Overwrites dx.
+pub fn permute_backward_into(
+    rt: &Runtime,
+    dy: &Tensor,
+    perm: &[usize],
+    dx: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    check_perm("permute_backward", dy.rank(), perm)?;
+    permute_into(rt, dy, &inverse_permutation(perm), dx)
+}
+
+// ---- slice -----------------------------------------------------------------------------
+
+/// A slice of one axis: `start..end` by `step` (≥ 1), as Python's `x[start:end:step]` with
+/// `0 ≤ start ≤ end ≤ dim`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub start: usize,
+    pub end: usize,
+    pub step: usize,
+}
+
+impl Range {
+    pub fn new(start: usize, end: usize, step: usize) -> Self {
+        Self { start, end, step }
+    }
+    /// The whole axis.
+    pub fn all(dim: usize) -> Self {
+        Self::new(0, dim, 1)
+    }
+    pub fn len(&self) -> usize {
+        (self.end - self.start).div_ceil(self.step)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The shape of a slice; validates the ranges against `shape`.
+pub fn sliced_shape(op: &'static str, shape: &[usize], ranges: &[Range]) -> Result<Vec<usize>> {
+    if ranges.len() != shape.len() {
+        return Err(crate::shape_err!(
+            op,
+            "{} ranges for shape {shape:?}",
+            ranges.len()
+        ));
+    }
+    for (d, (r, &n)) in ranges.iter().zip(shape).enumerate() {
+        if r.step == 0 || r.start > r.end || r.end > n {
+            return Err(crate::shape_err!(
+                op,
+                "range {r:?} of axis {d} is invalid for shape {shape:?}"
+            ));
+        }
+    }
+    Ok(ranges.iter().map(Range::len).collect())
+}
+
+fn slice_view(shape: &[usize], ranges: &[Range]) -> (Vec<usize>, usize) {
+    let st = strides(shape);
+    let strided = ranges.iter().zip(&st).map(|(r, s)| r.step * s).collect();
+    let base = ranges.iter().zip(&st).map(|(r, s)| r.start * s).sum();
+    (strided, base)
+}
+
+/// Dispatches for `out = x[ranges]` (one range per axis).
+pub fn slice_into(
+    rt: &Runtime,
+    x: &Tensor,
+    ranges: &[Range],
+    out: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "slice";
+    let shape = sliced_shape(OP, x.shape(), ranges)?;
+    expect(OP, "out", out, x.dtype(), &shape)?;
+    let (xs, base) = slice_view(x.shape(), ranges);
+    strided_copy_into(rt, x, out, &StridedCopy::gather_view(&shape, xs, base))
+}
+
+pub fn slice(rt: &Runtime, x: &Tensor, ranges: &[Range]) -> Result<Tensor> {
+    let out = rt.empty(&sliced_shape("slice", x.shape(), ranges)?, x.dtype())?;
+    rt.run(&slice_into(rt, x, ranges, &out)?);
+    Ok(out)
+}
+
+/// Dispatches for the gradient of `slice(x, ranges)`: dx = zeros with dy written at the
+/// sliced positions. Overwrites dx (x's shape).
+pub fn slice_backward_into(
+    rt: &Runtime,
+    dy: &Tensor,
+    ranges: &[Range],
+    dx: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "slice_backward";
+    let shape = sliced_shape(OP, dx.shape(), ranges)?;
+    expect(OP, "dy", dy, dx.dtype(), &shape)?;
+    let (os, base) = slice_view(dx.shape(), ranges);
+    let mut c = StridedCopy::gather_view(&shape, strides(&shape), 0);
+    c.out_strides = os;
+    c.out_base = base;
+    let mut d = fill_into(rt, dx, 0)?;
+    d.extend(strided_copy_into(rt, dy, dx, &c)?);
+    Ok(d)
+}
+
+// ---- pad -------------------------------------------------------------------------------
+
+/// The shape of `pad(x, amounts)`; amounts are (before, after) per axis, negative crops.
+pub fn padded_shape(
+    op: &'static str,
+    shape: &[usize],
+    amounts: &[(i64, i64)],
+) -> Result<Vec<usize>> {
+    if amounts.len() != shape.len() {
+        return Err(crate::shape_err!(
+            op,
+            "{} pad amounts for shape {shape:?}",
+            amounts.len()
+        ));
+    }
+    shape
+        .iter()
+        .zip(amounts)
+        .map(|(&n, &(b, a))| {
+            let m = n as i64 + b + a;
+            if m < 0 || (b < 0 && -b > n as i64) || (a < 0 && -a > n as i64) {
+                Err(crate::shape_err!(
+                    op,
+                    "padding {amounts:?} crops more than shape {shape:?} holds"
+                ))
+            } else {
+                Ok(m as usize)
+            }
+        })
+        .collect()
+}
+
+/// Dispatches for `out = pad(x, amounts, value)` (value as f32 bits for f32 tensors).
+pub fn pad_into(
+    rt: &Runtime,
+    x: &Tensor,
+    amounts: &[(i64, i64)],
+    value: u32,
+    out: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "pad";
+    let shape = padded_shape(OP, x.shape(), amounts)?;
+    expect(OP, "out", out, x.dtype(), &shape)?;
+    let c = StridedCopy {
+        shape: shape.clone(),
+        x_strides: strides(x.shape()),
+        x_start: amounts.iter().map(|&(b, _)| -b).collect(),
+        x_step: vec![1; shape.len()],
+        x_lim: x.shape().to_vec(),
+        x_base: 0,
+        out_strides: strides(&shape),
+        out_base: 0,
+        pad: value,
+    };
+    strided_copy_into(rt, x, out, &c)
+}
+
+/// Constant padding of an f32 tensor.
+pub fn pad(rt: &Runtime, x: &Tensor, amounts: &[(i64, i64)], value: f32) -> Result<Tensor> {
+    let out = rt.empty(&padded_shape("pad", x.shape(), amounts)?, x.dtype())?;
+    rt.run(&pad_into(rt, x, amounts, value.to_bits(), &out)?);
+    Ok(out)
+}
+
+/// Dispatches for the gradient of `pad(x, amounts)`: the padding removed (and zeros where the
+/// forward cropped), i.e. a pad by the negated amounts. Overwrites dx.
+pub fn pad_backward_into(
+    rt: &Runtime,
+    dy: &Tensor,
+    amounts: &[(i64, i64)],
+    dx: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let neg: Vec<(i64, i64)> = amounts.iter().map(|&(b, a)| (-b, -a)).collect();
+    let fwd = padded_shape("pad_backward", dx.shape(), amounts)?;
+    expect("pad_backward", "dy", dy, dx.dtype(), &fwd)?;
+    pad_into(rt, dy, &neg, 0, dx)
+}
+
+// ---- concat ----------------------------------------------------------------------------
+
+/// The shape of `concat(xs, axis)`.
+pub fn concat_shape(op: &'static str, shapes: &[&[usize]], axis: usize) -> Result<Vec<usize>> {
+    let first = shapes
+        .first()
+        .ok_or_else(|| crate::shape_err!(op, "nothing to concatenate"))?;
+    if axis >= first.len() {
+        return Err(crate::shape_err!(
+            op,
+            "axis {axis} out of range for shape {first:?}"
+        ));
+    }
+    let mut out = first.to_vec();
+    out[axis] = 0;
+    for s in shapes {
+        let same = s.len() == first.len() && (0..s.len()).all(|d| d == axis || s[d] == first[d]);
+        if !same {
+            return Err(crate::shape_err!(
+                op,
+                "shapes {shapes:?} differ off axis {axis}"
+            ));
+        }
+        out[axis] += s[axis];
+    }
+    Ok(out)
+}
+
+/// Dispatches for `out = concat(xs, axis)`.
+pub fn concat_into(
+    rt: &Runtime,
+    xs: &[&Tensor],
+    axis: usize,
+    out: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "concat";
+    let shapes: Vec<&[usize]> = xs.iter().map(|t| t.shape()).collect();
+    let shape = concat_shape(OP, &shapes, axis)?;
+    expect(OP, "out", out, xs[0].dtype(), &shape)?;
+    let os = strides(&shape);
+    let mut d = Vec::new();
+    let mut offset = 0;
+    for x in xs {
+        let mut c = StridedCopy::gather_view(x.shape(), strides(x.shape()), 0);
+        c.out_strides = os.clone();
+        c.out_base = offset * os[axis];
+        d.extend(strided_copy_into(rt, x, out, &c)?);
+        offset += x.shape()[axis];
+    }
+    Ok(d)
+}
+
+pub fn concat(rt: &Runtime, xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+    let shapes: Vec<&[usize]> = xs.iter().map(|t| t.shape()).collect();
+    let out = rt.empty(&concat_shape("concat", &shapes, axis)?, xs[0].dtype())?;
+    rt.run(&concat_into(rt, xs, axis, &out)?);
+    Ok(out)
+}
+
+/// Dispatches for the gradients of `concat`: each dxs[i] is its slice of dy along `axis`.
+pub fn concat_backward_into(
+    rt: &Runtime,
+    dy: &Tensor,
+    axis: usize,
+    dxs: &[&Tensor],
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "concat_backward";
+    let shapes: Vec<&[usize]> = dxs.iter().map(|t| t.shape()).collect();
+    let shape = concat_shape(OP, &shapes, axis)?;
+    expect(OP, "dy", dy, dxs[0].dtype(), &shape)?;
+    let mut d = Vec::new();
+    let mut offset = 0;
+    for dx in dxs {
+        let mut ranges: Vec<Range> = shape.iter().map(|&n| Range::all(n)).collect();
+        ranges[axis] = Range::new(offset, offset + dx.shape()[axis], 1);
+        d.extend(slice_into(rt, dy, &ranges, dx)?);
+        offset += dx.shape()[axis];
+    }
+    Ok(d)
+}
+
+// ---- gather / index_select -------------------------------------------------------------
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GatherParams {
+    n: u32,
+    start: u32,
+    rank: u32,
+    axis: u32,
+    len: u32,
+    win_a: u32,
+    win_i: u32,
+    win_b: u32,
+    shape: [u32; 8],
+    xs: [u32; 8],
+    is: [u32; 8],
+}
+
+/// How gather's index space maps onto x, idx and out.
+struct GatherPlan {
+    space: Vec<usize>,
+    xs: Vec<usize>,
+    is: Vec<usize>,
+    axis: usize,
+    len: usize,
+}
+
+/// index_select: out = x with axis replaced by idx.len(), idx 1-D.
+fn index_select_plan(
+    op: &'static str,
+    x: &[usize],
+    axis: usize,
+    idx: &Tensor,
+) -> Result<GatherPlan> {
+    expect_dtype(op, idx, DType::U32)?;
+    if axis >= x.len() || idx.rank() != 1 {
+        return Err(crate::shape_err!(
+            op,
+            "needs axis < rank and 1-D indices: axis {axis}, x {x:?}, indices {:?}",
+            idx.shape()
+        ));
+    }
+    let mut space = x.to_vec();
+    space[axis] = idx.numel();
+    let mut is = vec![0; x.len()];
+    is[axis] = 1;
+    Ok(GatherPlan {
+        space,
+        xs: strides(x),
+        is,
+        axis,
+        len: x[axis],
+    })
+}
+
+/// torch.gather: idx has out's shape, same rank as x, no larger than x off the axis.
+fn gather_plan(op: &'static str, x: &[usize], axis: usize, idx: &Tensor) -> Result<GatherPlan> {
+    expect_dtype(op, idx, DType::U32)?;
+    let s = idx.shape();
+    if axis >= x.len() || s.len() != x.len() || (0..s.len()).any(|d| d != axis && s[d] > x[d]) {
+        return Err(crate::shape_err!(
+            op,
+            "indices {s:?} do not fit x {x:?} along axis {axis} (same rank, no larger off the axis)"
+        ));
+    }
+    Ok(GatherPlan {
+        space: s.to_vec(),
+        xs: strides(x),
+        is: strides(s),
+        axis,
+        len: x[axis],
+    })
+}
+
+/// Chunks and params for a gather-shaped launch: `a` is addressed like x (by `xs` with the axis
+/// spread over its full extent), `b` contiguously over the index space.
+fn gather_launch(
+    rt: &Runtime,
+    op: &'static str,
+    g: &GatherPlan,
+    a_len: usize,
+    idx: &Tensor,
+    b_len: usize,
+    a_is_x: bool,
+) -> Result<(Vec<layout::Chunk>, GatherParams)> {
+    let mut xs_space = g.xs.clone();
+    xs_space[g.axis] = 0;
+    let mut ax = Access::strided(if a_is_x { a_len } else { b_len }, xs_space);
+    ax.extra = g.len.saturating_sub(1) * g.xs[g.axis];
+    let ai = Access::strided(idx.numel(), g.is.clone());
+    let ao = Access::contiguous(&g.space);
+    // Binding order: gather (x, idx, out); scatter (dy, idx, dx).
+    let chunks = if a_is_x {
+        plan(rt, op, &g.space, &[&ax, &ai, &ao])?
+    } else {
+        let ao = Access { len: a_len, ..ao };
+        plan(rt, op, &g.space, &[&ao, &ai, &ax])?
+    };
+    let p = GatherParams {
+        n: 0,
+        start: 0,
+        rank: u(g.space.len()),
+        axis: u(g.axis),
+        len: u(g.len),
+        win_a: 0,
+        win_i: 0,
+        win_b: 0,
+        shape: pack(op, &g.space)?,
+        xs: pack(op, &g.xs)?,
+        is: pack(op, &g.is)?,
+    };
+    Ok((chunks, p))
+}
+
+fn gather_dispatches(
+    rt: &Runtime,
+    op: &'static str,
+    g: GatherPlan,
+    x: &Tensor,
+    idx: &Tensor,
+    out: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    check_word_dtype(op, x, out)?;
+    expect(op, "out", out, x.dtype(), &g.space)?;
+    let (chunks, p) = gather_launch(rt, op, &g, x.numel(), idx, out.numel(), true)?;
+    let k = rt.kernel(&crate::shader!("copy_gather"), "main", &[])?;
+    Ok(layout::launch(
+        rt,
+        &k,
+        &chunks,
+        &[x, idx, out],
+        layout::WG,
+        |c| GatherParams {
+            n: u(c.n),
+            start: u(c.start),
+            win_a: u(c.windows[0].offset),
+            win_i: u(c.windows[1].offset),
+            win_b: u(c.windows[2].offset),
+            ..p
+        },
+    ))
+}
+
+/// Dispatches for `out = x.gather(axis, idx)` (torch.gather; idx u32 with out's shape).
+pub fn gather_into(
+    rt: &Runtime,
+    x: &Tensor,
+    axis: usize,
+    idx: &Tensor,
+    out: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let g = gather_plan("gather", x.shape(), axis, idx)?;
+    gather_dispatches(rt, "gather", g, x, idx, out)
+}
+
+pub fn gather(rt: &Runtime, x: &Tensor, axis: usize, idx: &Tensor) -> Result<Tensor> {
+    let g = gather_plan("gather", x.shape(), axis, idx)?;
+    let out = rt.empty(&g.space, x.dtype())?;
+    rt.run(&gather_dispatches(rt, "gather", g, x, idx, &out)?);
+    Ok(out)
+}
+
+/// Dispatches for `out = x.index_select(axis, idx)` (idx 1-D u32).
+pub fn index_select_into(
+    rt: &Runtime,
+    x: &Tensor,
+    axis: usize,
+    idx: &Tensor,
+    out: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let g = index_select_plan("index_select", x.shape(), axis, idx)?;
+    gather_dispatches(rt, "index_select", g, x, idx, out)
+}
+
+pub fn index_select(rt: &Runtime, x: &Tensor, axis: usize, idx: &Tensor) -> Result<Tensor> {
+    let g = index_select_plan("index_select", x.shape(), axis, idx)?;
+    let out = rt.empty(&g.space, x.dtype())?;
+    rt.run(&gather_dispatches(rt, "index_select", g, x, idx, &out)?);
+    Ok(out)
+}
+
+/// Which scatter-add kernel the gather backward runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ScatterVariant {
+    /// Native f32 atomics when the adapter has them, else compare-exchange.
+    #[default]
+    Auto,
+    /// `atomicAdd` on `atomic<f32>` (errors without `Capabilities::f32_atomics`).
+    FloatAtomics,
+    /// Compare-exchange loop on the bits in `atomic<u32>`: every adapter.
+    CompareExchange,
+}
+
+fn scatter_dispatches(
+    rt: &Runtime,
+    op: &'static str,
+    g: GatherPlan,
+    dy: &Tensor,
+    idx: &Tensor,
+    dx: &Tensor,
+    variant: ScatterVariant,
+) -> Result<Vec<Dispatch>> {
+    expect_dtype(op, dx, DType::F32)?;
+    expect(op, "dy", dy, DType::F32, &g.space)?;
+    let native = match variant {
+        ScatterVariant::Auto => rt.caps().f32_atomics,
+        ScatterVariant::FloatAtomics => {
+            if !rt.caps().f32_atomics {
+                return Err(Error::Unsupported {
+                    op,
+                    what: "float atomics on this adapter".into(),
+                });
+            }
+            true
+        }
+        ScatterVariant::CompareExchange => false,
+    };
+    let (chunks, p) = gather_launch(rt, op, &g, dy.numel(), idx, dx.numel(), false)?;
+    let k = if native {
+        rt.kernel(&crate::shader!("copy_scatter_atomic"), "main", &[])?
+    } else {
+        rt.kernel(&crate::shader!("copy_scatter"), "main", &[])?
+    };
+    let mut d = fill_into(rt, dx, 0)?;
+    d.extend(layout::launch(
+        rt,
+        &k,
+        &chunks,
+        &[dy, idx, dx],
+        layout::WG,
+        |c| GatherParams {
+            n: u(c.n),
+            start: u(c.start),
+            win_a: u(c.windows[0].offset),
+            win_i: u(c.windows[1].offset),
+            win_b: u(c.windows[2].offset),
+            ..p
+        },
+    ));
+    Ok(d)
+}
+
+/// Dispatches for the gradient of `gather(x, axis, idx)`: dx (x's shape, f32) = zeros with
+/// every dy element added at the position it was gathered from. Overwrites dx.
+pub fn gather_backward_into(
+    rt: &Runtime,
+    dy: &Tensor,
+    axis: usize,
+    idx: &Tensor,
+    dx: &Tensor,
+    variant: ScatterVariant,
+) -> Result<Vec<Dispatch>> {
+    let g = gather_plan("gather_backward", dx.shape(), axis, idx)?;
+    scatter_dispatches(rt, "gather_backward", g, dy, idx, dx, variant)
+}
+
+pub fn gather_backward(
+    rt: &Runtime,
+    dy: &Tensor,
+    axis: usize,
+    idx: &Tensor,
+    x_shape: &[usize],
+) -> Result<Tensor> {
+    let dx = rt.empty(x_shape, DType::F32)?;
+    rt.run(&gather_backward_into(
+        rt,
+        dy,
+        axis,
+        idx,
+        &dx,
+        ScatterVariant::Auto,
+    )?);
+    Ok(dx)
+}
+
+/// Dispatches for the gradient of `index_select(x, axis, idx)` (scatter-add into zeros).
+pub fn index_select_backward_into(
+    rt: &Runtime,
+    dy: &Tensor,
+    axis: usize,
+    idx: &Tensor,
+    dx: &Tensor,
+    variant: ScatterVariant,
+) -> Result<Vec<Dispatch>> {
+    let g = index_select_plan("index_select_backward", dx.shape(), axis, idx)?;
+    scatter_dispatches(rt, "index_select_backward", g, dy, idx, dx, variant)
+}
+
+pub fn index_select_backward(
+    rt: &Runtime,
+    dy: &Tensor,
+    axis: usize,
+    idx: &Tensor,
+    x_shape: &[usize],
+) -> Result<Tensor> {
+    let dx = rt.empty(x_shape, DType::F32)?;
+    rt.run(&index_select_backward_into(
+        rt,
+        dy,
+        axis,
+        idx,
+        &dx,
+        ScatterVariant::Auto,
+    )?);
+    Ok(dx)
+}

@@ -129,6 +129,9 @@ impl Binary {
     }
 }
 
+/// Elements per workgroup of the vec4 kernels (256 threads × 4).
+const VEC_WG: u32 = 4 * layout::WG;
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct UnaryParams {
@@ -155,12 +158,13 @@ pub fn unary_into(rt: &Runtime, op: Unary, x: &Tensor, out: &Tensor) -> Result<V
         &[("OP", op.code() as f64)],
     )?;
     let (alpha, beta) = op.scalars();
-    Ok(layout::launch(
+    Ok(layout::launch_with(
         rt,
         &k,
         &chunks,
         &[x, out],
-        layout::WG,
+        VEC_WG,
+        layout::bind_vec4,
         |c| UnaryParams {
             n: u(c.n),
             start: u(c.start),
@@ -214,12 +218,13 @@ pub fn unary_backward_into(
         &[("OP", op.code() as f64)],
     )?;
     let (alpha, beta) = op.scalars();
-    Ok(layout::launch(
+    Ok(layout::launch_with(
         rt,
         &k,
         &chunks,
         &[x, dy, dx],
-        layout::WG,
+        VEC_WG,
+        layout::bind_vec4,
         |c| UnaryBackwardParams {
             n: u(c.n),
             start: u(c.start),
@@ -280,31 +285,40 @@ pub fn binary_into(
         let acc = Access::contiguous(&space);
         let chunks = plan(rt, OP, &space, &[&acc, &acc, &acc])?;
         let k = rt.kernel(&shader, "same", &consts)?;
-        return Ok(layout::launch(
+        return Ok(layout::launch_with(
             rt,
             &k,
             &chunks,
             &[a, b, out],
-            layout::WG,
+            VEC_WG,
+            layout::bind_vec4,
             |c| binary_params(c, 0, [0; 8], [0; 8], [0; 8]),
         ));
     }
     let sa = layout::broadcast_strides(a.shape(), &shape);
     let sb = layout::broadcast_strides(b.shape(), &shape);
     let so = layout::strides(&shape);
-    let (space, st) = layout::collapse(&shape, &[&sa, &sb, &so]);
+    let (mut space, mut st) = layout::collapse(&shape, &[&sa, &sb, &so]);
+    if space.is_empty() {
+        // The kernel walks rows of the innermost dim: one row of one element.
+        space.push(1);
+        for s in &mut st {
+            s.push(0);
+        }
+    }
     let acc_a = Access::strided(a.numel(), st[0].clone());
     let acc_b = Access::strided(b.numel(), st[1].clone());
     let acc_o = Access::contiguous(&space);
     let chunks = plan(rt, OP, &space, &[&acc_a, &acc_b, &acc_o])?;
     let k = rt.kernel(&shader, "broadcast", &consts)?;
     let (ps, pa, pb) = (pack(OP, &space)?, pack(OP, &st[0])?, pack(OP, &st[1])?);
-    Ok(layout::launch(
+    Ok(layout::launch_rows(
         rt,
         &k,
         &chunks,
         &[a, b, out],
-        layout::WG,
+        *space.last().unwrap(),
+        layout::bind_vec4,
         |c| binary_params(c, space.len(), ps, pa, pb),
     ))
 }

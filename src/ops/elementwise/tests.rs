@@ -404,3 +404,89 @@ fn unary_and_binary_past_binding_limit() {
         .position(|(g, v)| (*g - ((v + 1.5) - v)).abs() > 0.0);
     assert_eq!(bad, None, "binary past the binding limit");
 }
+
+/// Throughput on the current adapter (run by hand: `cargo test --release --lib perf_report --
+/// --ignored --nocapture`); prints GB/s of tensor traffic per kernel, median of 5 runs.
+#[test]
+#[ignore]
+fn perf_report() {
+    use crate::ops::{copy, reduce, softmax};
+    let rt = runtime();
+    if !rt.caps().timestamps {
+        return;
+    }
+    let time = |name: &str, bytes: usize, d: Vec<crate::runtime::Dispatch>| {
+        rt.run(&d);
+        rt.sync().unwrap();
+        let mut t: Vec<f64> = (0..5)
+            .map(|_| {
+                rt.run_timed(&d)
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_secs_f64())
+                    .sum()
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        eprintln!(
+            "{name:40} {:8.3} ms {:6.2} GB/s",
+            t[2] * 1e3,
+            bytes as f64 / t[2] / 1e9
+        );
+    };
+    let (rows, len) = (4096, 1024);
+    let n = rows * len;
+    let mut r = rng(1);
+    let x = rt
+        .upload(&uniform(&mut r, n, -3.0, 3.0), &[rows, len])
+        .unwrap();
+    let b = rt.upload(&uniform(&mut r, len, -3.0, 3.0), &[len]).unwrap();
+    let y = rt.empty(&[rows, len], DType::F32).unwrap();
+    let small = rt.empty(&[rows], DType::F32).unwrap();
+    time(
+        "unary gelu [4096,1024]",
+        8 * n,
+        unary_into(rt, Unary::Gelu, &x, &y).unwrap(),
+    );
+    time(
+        "binary add same [4096,1024]",
+        12 * n,
+        binary_into(rt, Binary::Add, &x, &x, &y).unwrap(),
+    );
+    time(
+        "binary add bias [4096,1024]+[1024]",
+        8 * n,
+        binary_into(rt, Binary::Add, &x, &b, &y).unwrap(),
+    );
+    let db = rt.empty(&[len], DType::F32).unwrap();
+    time(
+        "sum_to_shape [4096,1024]->[1024]",
+        4 * n,
+        sum_to_shape_into(rt, &x, &db).unwrap(),
+    );
+    for v in [reduce::Variant::Rows, reduce::Variant::Groups] {
+        time(
+            &format!("reduce sum last axis {v:?}"),
+            4 * n,
+            reduce::reduce_into(rt, reduce::Reduce::Sum, &x, 1, &small, v).unwrap(),
+        );
+        time(
+            &format!("softmax last axis {v:?}"),
+            8 * n,
+            softmax::softmax_into(rt, softmax::Kind::Softmax, &x, 1, &y, v).unwrap(),
+        );
+    }
+    let y3 = rt.empty(&[len, rows], DType::F32).unwrap();
+    time(
+        "permute [4096,1024]->[1024,4096]",
+        8 * n,
+        copy::permute_into(rt, &x, &[1, 0], &y3).unwrap(),
+    );
+    let x4 = x.reshape(&[16, 256, 32, 32]).unwrap();
+    let y4 = rt.empty(&[16, 32, 32, 256], DType::F32).unwrap();
+    time(
+        "permute BCHW->BHWC [16,256,32,32]",
+        8 * n,
+        copy::permute_into(rt, &x4, &[0, 2, 3, 1], &y4).unwrap(),
+    );
+}

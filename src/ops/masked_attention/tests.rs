@@ -542,3 +542,109 @@ fn backward_matches_reference() {
         }
     }
 }
+
+/// The kernels use no optional feature: the same results on a runtime with none enabled.
+#[test]
+fn portable_runtime_forward_and_backward() {
+    let rt = testing::portable_runtime();
+    let seed = testing::seed();
+    let c = CASES[7];
+    let d = c.data(seed);
+    let t = Uploaded::new(rt, &c, &d);
+    let x = t.inputs();
+    let (out, lse) = masked_attention(rt, &x, &c.opts()).unwrap();
+    let d64 = Data64::new(&d);
+    let want = reference::forward(&c.geometry(), &d64.inputs(&c, &d));
+    assert_close(
+        "portable forward",
+        seed,
+        &rt.download(&out).unwrap(),
+        &f32s(&want),
+        1e-5,
+    );
+    let dout_h = uniform(&mut testing::rng(seed ^ 1), d.q.len(), -1.0, 1.0);
+    let dout = rt.upload(&dout_h, x.q.shape()).unwrap();
+    let gr = masked_attention_backward(rt, &x, &out, &lse, &dout, &c.opts()).unwrap();
+    let want = reference::backward(&c.geometry(), &d64.inputs(&c, &d), &f64s(&dout_h));
+    let got = rt.download(&gr.dk).unwrap();
+    assert_close("portable dk", seed, &got, &f32s(&want.dk), 1e-5);
+}
+
+/// Mask2Former's largest cross-attention (800×1088 input, 1/8 level: K = 100·136): long
+/// key loops in f32 still within tolerance. Slow on CPU adapters (tens of seconds): run with
+/// `cargo test --lib masked_attention -- --ignored`.
+#[test]
+#[ignore]
+fn full_size_cross_attention() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let c = Case {
+        batch: 1,
+        nq: 100,
+        nk: 13600,
+        heads: 8,
+        head_dim: 32,
+        mask: Mask::Bool {
+            per_head: true,
+            f32_dtype: false,
+            density: 0.6,
+        },
+        additive: None,
+        splits: None,
+    };
+    let d = c.data(seed);
+    let t = Uploaded::new(rt, &c, &d);
+    let x = t.inputs();
+    let (out, lse) = masked_attention(rt, &x, &c.opts()).unwrap();
+    let d64 = Data64::new(&d);
+    let want = reference::forward(&c.geometry(), &d64.inputs(&c, &d));
+    assert_close(
+        "full-size forward",
+        seed,
+        &rt.download(&out).unwrap(),
+        &f32s(&want),
+        1e-5,
+    );
+    let dout_h = uniform(&mut testing::rng(seed ^ 1), d.q.len(), -1.0, 1.0);
+    let dout = rt.upload(&dout_h, x.q.shape()).unwrap();
+    let gr = masked_attention_backward(rt, &x, &out, &lse, &dout, &c.opts()).unwrap();
+    let want = reference::backward(&c.geometry(), &d64.inputs(&c, &d), &f64s(&dout_h));
+    for (name, got, want) in [
+        ("dq", &gr.dq, &want.dq),
+        ("dk", &gr.dk, &want.dk),
+        ("dv", &gr.dv, &want.dv),
+    ] {
+        assert_close(name, seed, &rt.download(got).unwrap(), &f32s(want), 1e-5);
+    }
+}
+
+#[test]
+fn workspace_must_match_the_call() {
+    let rt = testing::runtime();
+    let c = CASES[0];
+    let d = c.data(3);
+    let t = Uploaded::new(rt, &c, &d);
+    let x = t.inputs();
+    let ws = MaskedAttentionWorkspace::new(
+        rt,
+        &x,
+        &MaskedAttentionOptions {
+            splits: Some(2),
+            ..c.opts()
+        },
+    )
+    .unwrap();
+    let out = rt.empty(&[c.batch, c.nq, c.c()], DType::F32).unwrap();
+    let lse = rt.empty(&[c.batch, c.heads, c.nq], DType::F32).unwrap();
+    let opts = MaskedAttentionOptions {
+        splits: Some(3),
+        ..c.opts()
+    };
+    let e = masked_attention_into(rt, &x, &out, &lse, &ws, &opts)
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("workspace")),
+        "{e:?}"
+    );
+}

@@ -106,19 +106,17 @@ def gen():
         for h in range(H):
             w(f"        c{i}_{h} = fma(r{i}, s{h}, c{i}_{h});")
     w("    }")
-    w("    // Epilogue: one row at a time; rows and columns past the edge are skipped.")
+    w("    // Epilogue: the accumulators go to a private array once so that the row loop below is")
+    w("    // not unrolled (16 inlined copies of the GELU path would bloat the kernel).")
+    w(f"    var acc: array<vec4<f32>, {TM * H}>;")
     for i in range(TM):
-        w(f"    store_row(bz, m0 + {i}u, n0, " + ", ".join(f"c{i}_{h}" for h in range(H)) + ");")
-    w("}")
-    w("")
-    w("fn store_row(bz: u32, m: u32, n0: u32, " + ", ".join(f"v{h}: vec4<f32>" for h in range(H)) + ") {")
-    w("    if (m >= p.m) {")
-    w("        return;")
-    w("    }")
+        for h in range(H):
+            w(f"    acc[{i * H + h}u] = c{i}_{h};")
+    w("    let nv = min(p.n - n0, TN);")
+    w("    for (var i = 0u; i < min(p.m - m0, TM); i++) {")
     for h in range(H):
-        for c, comp in enumerate("xyzw"):
-            j = 4 * h + c
-            w(f"    if (n0 + {j}u < p.n) {{ epilogue(bz, m, n0 + {j}u, v{h}.{comp}); }}")
+        w(f"        store4(bz, m0 + i, n0 + {4 * h}u, nv - min(nv, {4 * h}u), acc[i * {H}u + {h}u]);")
+    w("    }")
     w("}")
     return "\n".join(o) + "\n"
 

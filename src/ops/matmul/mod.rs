@@ -378,7 +378,7 @@ fn forward_into(
         beta: opts.beta,
         act: opts.activation,
     };
-    encode(op, rt, &problem, opts)
+    encode(rt, &problem, opts)
 }
 
 // ---- backward -------------------------------------------------------------------------------
@@ -488,7 +488,6 @@ pub fn matmul_backward_into(
         let target = s.view_a(opts.trans_a);
         let y = s.view_b(opts.trans_b).t();
         dispatches.extend(grad_product(
-            OP,
             rt,
             opts,
             (g, gv),
@@ -505,7 +504,6 @@ pub fn matmul_backward_into(
         let target = s.view_b(opts.trans_b);
         let x = s.view_a(opts.trans_a).t();
         dispatches.extend(grad_product(
-            OP,
             rt,
             opts,
             (a, x),
@@ -572,7 +570,6 @@ pub fn matmul_backward(
 /// weight), otherwise one accumulating launch per batch.
 #[allow(clippy::too_many_arguments)]
 fn grad_product(
-    op: &'static str,
     rt: &Runtime,
     opts: &MatmulOptions,
     x: (&Tensor, View),
@@ -604,13 +601,13 @@ fn grad_product(
         act: Activation::None,
     };
     if out_batch == batch || batch == 1 {
-        return encode(op, rt, &problem(batch, k, x.1, y.1, beta), opts);
+        return encode(rt, &problem(batch, k, x.1, y.1, beta), opts);
     }
     let (xv, yv) = (x.1, y.1);
     if xv.bs == k * xv.cs && yv.bs == k * yv.rs {
         let xf = View { bs: 0, ..xv };
         let yf = View { bs: 0, ..yv };
-        return encode(op, rt, &problem(1, batch * k, xf, yf, beta), opts);
+        return encode(rt, &problem(1, batch * k, xf, yf, beta), opts);
     }
     let mut dispatches = Vec::new();
     for bz in 0..batch {
@@ -625,7 +622,7 @@ fn grad_product(
             ..yv
         };
         let beta = if bz == 0 { beta } else { 1.0 };
-        dispatches.extend(encode(op, rt, &problem(1, k, xb, yb, beta), opts)?);
+        dispatches.extend(encode(rt, &problem(1, k, xb, yb, beta), opts)?);
     }
     Ok(dispatches)
 }
@@ -805,12 +802,7 @@ fn stride(s: u64, count: u64) -> u32 {
     }
 }
 
-fn encode(
-    op: &'static str,
-    rt: &Runtime,
-    pr: &Problem<'_>,
-    opts: &MatmulOptions,
-) -> Result<Vec<Dispatch>> {
+fn encode(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions) -> Result<Vec<Dispatch>> {
     if pr.batch == 0 || pr.m == 0 || pr.n == 0 {
         return Ok(Vec::new());
     }
@@ -818,17 +810,6 @@ fn encode(
     let limit = binding_limit(rt, opts);
     debug_assert_eq!(pr.c.1.cs, 1, "the kernels write C contiguously along n");
     let align = caps.storage_offset_alignment.max(16) as u64;
-    if let Some(bias) = pr.bias {
-        if bias.size_bytes() + 16 > limit {
-            return Err(Error::TooLarge {
-                op,
-                what: format!("bias of shape {:?}", bias.shape()),
-                bytes: bias.size_bytes(),
-                limit,
-                limit_name: "max_storage_buffer_binding_size",
-            });
-        }
-    }
     let variant = opts.variant.resolve(rt);
     let tile = variant.tile();
     let max_wg = caps.max_workgroups_per_dim as u64;
@@ -899,9 +880,10 @@ fn launch(
     if last_k {
         flags |= pr.act.code() << 4;
     }
-    let bind_bias = match pr.bias {
-        Some(t) => t.binding_range(0, t.size_bytes().div_ceil(16) * 16),
-        None => bind_a,
+    // The bias covers this launch's columns; no wider than a row of C, so it fits too.
+    let (bind_bias, bias_off) = match pr.bias {
+        Some(t) => bind_block(t, &View::new(0, 0, 1), (0, 0, n0), (1, 1, e.n), align),
+        None => (bind_a, 0),
     };
     let params = Params {
         m: e.m as u32,
@@ -920,7 +902,7 @@ fn launch(
         c_bs: stride(vc.bs, e.b),
         c_rs: stride(vc.rs, e.m),
         p_off: p_off as u32,
-        bias_off: n0 as u32,
+        bias_off: bias_off as u32,
         alpha: pr.alpha,
         beta,
         _pad: 0,

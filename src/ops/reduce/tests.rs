@@ -18,8 +18,16 @@ const CASES: &[(&[usize], usize)] = &[
     (&[2, 1, 3], 1),
     (&[4, 5000], 1),
     (&[5000, 3], 0),
-    (&[70_000, 2], 1),
+    (BIG, 1),
 ];
+
+/// More rows than one grid dimension (65535 workgroups) holds. The workgroup variant takes about
+/// a second per launch of this on lavapipe, so only the first op of each test runs it there.
+const BIG: &[usize] = &[70_000, 2];
+
+fn skip(shape: &[usize], v: Variant, first: bool) -> bool {
+    shape == BIG && v == Variant::Groups && !first
+}
 
 #[test]
 fn reductions_match_reference() {
@@ -33,6 +41,9 @@ fn reductions_match_reference() {
         for op in OPS {
             let want = to32(&reference::reduce(op, &to64(&x), shape, axis));
             for v in VARIANTS {
+                if skip(shape, v, op == Reduce::Sum) {
+                    continue;
+                }
                 let out = poisoned(rt, &out_shape);
                 run(rt, reduce_into(rt, op, &xt, axis, &out, v));
                 let case = format!("{op:?} {v:?} {shape:?} axis {axis}");
@@ -57,6 +68,9 @@ fn argmax_argmin_first_index_on_ties() {
         for op in [ArgReduce::ArgMax, ArgReduce::ArgMin] {
             let want = reference::arg_reduce(op, &to64(&x), shape, axis);
             for v in VARIANTS {
+                if skip(shape, v, op == ArgReduce::ArgMax) {
+                    continue;
+                }
                 let idx = rt
                     .upload_u32(&vec![u32::MAX; want.len()], &out_shape)
                     .unwrap();

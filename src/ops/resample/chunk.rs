@@ -50,10 +50,23 @@ pub(crate) fn plan(
     max_binding: u64,
     align: u64,
 ) -> Result<Vec<Chunk>> {
+    plan_capped(op, items, per_item, names, max_binding, align, u64::MAX)
+}
+
+/// [`plan`] with at most `max_items` items per chunk (e.g. when items map to a grid dimension).
+pub(crate) fn plan_capped(
+    op: &'static str,
+    items: u64,
+    per_item: &[u64],
+    names: &[&str],
+    max_binding: u64,
+    align: u64,
+    max_items: u64,
+) -> Result<Vec<Chunk>> {
     let align = align.max(4);
     // Worst-case skip is align - 4 bytes, so a chunk of k items needs k*item + align - 4 bytes.
     let usable = max_binding.saturating_sub(align - 4);
-    let mut per_chunk = items.max(1);
+    let mut per_chunk = items.clamp(1, max_items.max(1));
     for (k, &n) in per_item.iter().enumerate() {
         let bytes = n * 4;
         if bytes == 0 {
@@ -192,6 +205,22 @@ mod tests {
         }
         assert_eq!(next, 7);
         assert!(chunks.len() > 1);
+        // GPUs align storage offsets to 256 bytes: skips stay below 64 elements and chunks fit.
+        let mut next = 0;
+        for c in plan("t", 50, &[37, 4], &["a", "b"], 4096, 256).unwrap() {
+            for (v, n) in c.views.iter().zip([37u64, 4]) {
+                assert_eq!(v.offset % 256, 0);
+                assert!(v.skip < 64 && v.size <= 4096);
+                assert_eq!(v.offset + v.skip as u64 * 4, next * n * 4);
+            }
+            next += c.count;
+        }
+        assert_eq!(next, 50);
+        let capped = plan_capped("t", 7, &[1], &["a"], 1 << 20, 32, 3).unwrap();
+        assert_eq!(
+            capped.iter().map(|c| c.count).collect::<Vec<_>>(),
+            [3, 3, 1]
+        );
         let err = plan("op_x", 2, &[100], &["big"], 100, 32).unwrap_err();
         assert!(err.to_string().contains("op_x") && err.to_string().contains("big"));
     }

@@ -508,3 +508,105 @@ fn backward_matches_reference() {
         }
     }
 }
+
+/// The kernels use no optional feature: the same results on a runtime with none enabled.
+#[test]
+fn portable_runtime_forward_and_backward() {
+    let rt = testing::portable_runtime();
+    let seed = testing::seed();
+    let c = CASES[3];
+    let d = c.data(seed);
+    let t = upload(rt, &c, &d);
+    let x = t.inputs(c.pad);
+    let (out, lse) = window_attention(rt, &x, &c.opts()).unwrap();
+    let d64 = as_f64(&d);
+    let want = reference::forward(&c.geometry(), &reference_inputs(&c, &d64));
+    assert_close(
+        "portable forward",
+        seed,
+        &rt.download(&out).unwrap(),
+        &f32s(&want),
+        1e-5,
+    );
+    let dout_h = uniform(&mut testing::rng(seed ^ 1), d.q.len(), -1.0, 1.0);
+    let dout = rt.upload(&dout_h, &c.shape()).unwrap();
+    let gr = window_attention_backward(rt, &x, &out, &lse, &dout, &c.opts()).unwrap();
+    let want = reference::backward(&c.geometry(), &reference_inputs(&c, &d64), &f64s(&dout_h));
+    let got = rt.download(&gr.d_table).unwrap();
+    assert_close("portable d_table", seed, &got, &f32s(&want.d_table), 1e-5);
+}
+
+/// Swin-T stage 1 at 384×384 (96×96 tokens, C = 96, 3 heads, window 7, shift 3): the full
+/// model shape against the reference. Slow on CPU adapters: run with
+/// `cargo test --lib window_attention -- --ignored`.
+#[test]
+#[ignore]
+fn swin_t_stage1_full_size() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let c = Case {
+        batch: 1,
+        height: 96,
+        width: 96,
+        heads: 3,
+        head_dim: 32,
+        window: 7,
+        shift: 3,
+        pad: true,
+    };
+    let d = c.data(seed);
+    let t = upload(rt, &c, &d);
+    let x = t.inputs(c.pad);
+    let (out, lse) = window_attention(rt, &x, &c.opts()).unwrap();
+    let d64 = as_f64(&d);
+    let want = reference::forward(&c.geometry(), &reference_inputs(&c, &d64));
+    assert_close(
+        "full-size forward",
+        seed,
+        &rt.download(&out).unwrap(),
+        &f32s(&want),
+        1e-5,
+    );
+    let dout_h = uniform(&mut testing::rng(seed ^ 1), d.q.len(), -1.0, 1.0);
+    let dout = rt.upload(&dout_h, &c.shape()).unwrap();
+    let gr = window_attention_backward(rt, &x, &out, &lse, &dout, &c.opts()).unwrap();
+    let want = reference::backward(&c.geometry(), &reference_inputs(&c, &d64), &f64s(&dout_h));
+    let (dpk, dpv) = gr.d_pad.as_ref().unwrap();
+    for (name, got, want) in [
+        ("dq", &gr.dq, &want.dq),
+        ("dk", &gr.dk, &want.dk),
+        ("dv", &gr.dv, &want.dv),
+        ("d_table", &gr.d_table, &want.d_table),
+        ("d_pad_k", dpk, &want.d_pad_k),
+        ("d_pad_v", dpv, &want.d_pad_v),
+    ] {
+        assert_close(name, seed, &rt.download(got).unwrap(), &f32s(want), 1e-5);
+    }
+}
+
+#[test]
+fn backward_workspace_must_match_the_call() {
+    let rt = testing::runtime();
+    let c = CASES[0];
+    let d = c.data(3);
+    let t = upload(rt, &c, &d);
+    let x = t.inputs(c.pad);
+    let (out, lse) = window_attention(rt, &x, &c.opts()).unwrap();
+    let grads = WindowAttentionGrads::new(rt, &x, &c.opts()).unwrap();
+    let ws = WindowAttentionWorkspace::new(
+        rt,
+        &x,
+        &WindowAttentionOptions {
+            shift: 0,
+            ..c.opts()
+        },
+    )
+    .unwrap();
+    let e = window_attention_backward_into(rt, &x, &out, &lse, &out, &grads, &ws, &c.opts())
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("workspace")),
+        "{e:?}"
+    );
+}

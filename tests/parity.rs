@@ -3,6 +3,7 @@
 //! intermediate tensor of one forward. We build the same network on the graph, load the same
 //! weights, feed the same `pixel_values` and compare stage by stage.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use mask2former::graph::{CompileOptions, Executable, Graph, Value};
@@ -16,7 +17,27 @@ use mask2former::testing;
 const TOL: f64 = 1e-4;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(name)
+}
+
+/// The f32 tensors of a safetensors file (the fixtures also hold an i64 tensor we skip).
+fn load_f32(path: &std::path::Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .filter(|(_, t)| t.dtype() == safetensors::Dtype::F32)
+        .map(|(k, t)| {
+            let data = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (k, (t.shape().to_vec(), data))
+        })
+        .collect()
 }
 
 fn run_parity(name: &str) {
@@ -24,9 +45,11 @@ fn run_parity(name: &str) {
     let cfg = Mask2FormerConfig::from_file(&dir.join("config.json")).unwrap();
     cfg.validate().unwrap();
     let weights = Checkpoint::load(&dir.join("model.safetensors")).unwrap();
-    let want = Checkpoint::load(&dir.join("intermediates.safetensors")).unwrap();
-    let px = want.get("pixel_values").unwrap();
-    let [b, _, h, w] = px.shape[..] else { panic!("pixel_values shape") };
+    let want = load_f32(&dir.join("intermediates.safetensors"));
+    let (px_shape, px) = &want["pixel_values"];
+    let [b, _, h, w] = px_shape[..] else {
+        panic!("pixel_values shape")
+    };
 
     let rt = testing::runtime();
     let mut g = Graph::new();
@@ -40,7 +63,10 @@ fn run_parity(name: &str) {
     for (l, f) in net.pixel_decoder.multi_scale.iter().enumerate() {
         checks.push((format!("pixel_decoder.multi_scale_features.{l}"), f.value));
     }
-    checks.push(("pixel_decoder.mask_features".into(), net.pixel_decoder.mask_features));
+    checks.push((
+        "pixel_decoder.mask_features".into(),
+        net.pixel_decoder.mask_features,
+    ));
     let n = net.predictions.len();
     for (k, p) in net.predictions.iter().enumerate() {
         checks.push((format!("decoder.intermediate.{k}"), p.queries));
@@ -60,12 +86,17 @@ fn run_parity(name: &str) {
             exe.set_param(key, &t.data).unwrap();
         }
     }
-    let got = exe.run_with(&[(PIXEL_VALUES, px.data.as_slice().into())]).unwrap();
+    let got = exe
+        .run_with(&[(PIXEL_VALUES, px.as_slice().into())])
+        .unwrap();
 
     let mut report = Vec::new();
     let mut failed = false;
     for ((key, _), mut ours) in checks.iter().zip(got) {
-        let theirs = &want.get(key).unwrap_or_else(|e| panic!("{name}: fixture lacks {key}: {e}")).data;
+        let theirs = &want
+            .get(key)
+            .unwrap_or_else(|| panic!("{name}: fixture lacks {key}"))
+            .1;
         if key.starts_with("decoder.attention_mask") {
             // The fixture holds the mask after the "fully blocked row -> unblocked" fix, which our
             // attention kernel applies internally; apply it here too. Rows are Q x (h*w).
@@ -79,16 +110,27 @@ fn run_parity(name: &str) {
             // A logit within rounding of 0 may flip; allow a handful of such pixels.
             let ok = differ * 1000 <= ours.len();
             failed |= !ok;
-            report.push(format!("{key}: {differ} of {} mask entries differ{}", ours.len(), if ok { "" } else { "  <-- FAIL" }));
+            report.push(format!(
+                "{key}: {differ} of {} mask entries differ{}",
+                ours.len(),
+                if ok { "" } else { "  <-- FAIL" }
+            ));
             continue;
         }
         let err = testing::rel_l2(&ours, theirs);
         let ok = err <= TOL;
         failed |= !ok;
-        report.push(format!("{key}: rel L2 {err:.2e}{}", if ok { "" } else { "  <-- FAIL" }));
+        report.push(format!(
+            "{key}: rel L2 {err:.2e}{}",
+            if ok { "" } else { "  <-- FAIL" }
+        ));
     }
     println!("{name}:\n  {}", report.join("\n  "));
-    assert!(!failed, "{name}: parity failures:\n  {}", report.join("\n  "));
+    assert!(
+        !failed,
+        "{name}: parity failures:\n  {}",
+        report.join("\n  ")
+    );
 }
 
 #[test]

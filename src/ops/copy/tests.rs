@@ -1,0 +1,418 @@
+use super::*;
+use crate::ops::elementwise::testutil::{check_fd, poisoned, run, to32, to64};
+use crate::testing::{assert_close, portable_runtime, rng, runtime, seed, uniform};
+use rand::Rng;
+
+/// Copies are exact: compare bit for bit.
+fn assert_same(case: &str, seed: u64, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{case}: length (seed {seed})");
+    if let Some(i) = got
+        .iter()
+        .zip(want)
+        .position(|(g, w)| g.to_bits() != w.to_bits())
+    {
+        panic!(
+            "{case} (seed {seed}): index {i}: got {}, want {}",
+            got[i], want[i]
+        );
+    }
+}
+
+const PERMS: &[(&[usize], &[usize])] = &[
+    (&[], &[]),
+    (&[7], &[0]),
+    (&[2, 3, 4], &[0, 1, 2]),
+    (&[2, 3, 4], &[2, 0, 1]),
+    (&[2, 3, 4], &[1, 2, 0]),
+    (&[2, 3, 4], &[2, 1, 0]),
+    (&[1, 5, 1, 3], &[3, 1, 2, 0]),
+    // Swin window partition: [B, H/w, w, W/w, w, C] -> [B, H/w, W/w, w, w, C].
+    (&[2, 3, 4, 2, 4, 5], &[0, 1, 3, 2, 4, 5]),
+    // [B, C, H, W] -> [B, H, W, C].
+    (&[2, 5, 3, 7], &[0, 2, 3, 1]),
+];
+
+#[test]
+fn permute_and_backward_match_reference() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for &(shape, perm) in PERMS {
+        let n: usize = shape.iter().product();
+        let x = uniform(&mut r, n, -1.0, 1.0);
+        let xt = rt.upload(&x, shape).unwrap();
+        let out_shape = permuted_shape(shape, perm);
+        let out = poisoned(rt, &out_shape);
+        run(rt, permute_into(rt, &xt, perm, &out));
+        let case = format!("permute {shape:?} by {perm:?}");
+        assert_same(
+            &case,
+            s,
+            &rt.download(&out).unwrap(),
+            &reference::permute(&x, shape, perm),
+        );
+        // u32 tensors move the same way.
+        let xi: Vec<u32> = (0..n as u32).collect();
+        let xit = rt.upload_u32(&xi, shape).unwrap();
+        let oi = permute(rt, &xit, perm).unwrap();
+        assert_eq!(
+            rt.download_u32(&oi).unwrap(),
+            reference::permute(&xi, shape, perm),
+            "{case} u32"
+        );
+        // Backward: the inverse permutation; the reference adjoint checked by finite differences.
+        let dx = poisoned(rt, shape);
+        run(rt, permute_backward_into(rt, &out, perm, &dx));
+        assert_same(
+            &format!("{case} backward"),
+            s,
+            &rt.download(&dx).unwrap(),
+            &x,
+        );
+        if n <= 64 {
+            let dy = to64(&uniform(&mut r, n, -1.0, 1.0));
+            let inv = inverse_permutation(perm);
+            let g = reference::permute(&dy, &out_shape, &inv);
+            let f = |v: &[f64]| reference::permute(v, shape, perm);
+            check_fd(&case, &f, &to64(&x), &dy, &g, 1e-6);
+        }
+    }
+}
+
+/// (shape, per-axis (start, end, step)).
+type SliceCase = (&'static [usize], &'static [(usize, usize, usize)]);
+
+const SLICES: &[SliceCase] = &[
+    (&[10], &[(2, 9, 1)]),
+    (&[10], &[(1, 10, 3)]),
+    (&[4, 6, 5], &[(1, 3, 1), (0, 6, 2), (4, 5, 1)]),
+    (&[4, 6, 5], &[(0, 4, 1), (2, 5, 1), (0, 5, 1)]),
+    (&[3, 8, 8, 2], &[(0, 3, 1), (0, 8, 2), (1, 8, 2), (0, 2, 1)]),
+    (&[5, 1], &[(3, 3, 1), (0, 1, 1)]),
+];
+
+#[test]
+fn slice_and_backward_match_reference() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for &(shape, rs) in SLICES {
+        let ranges: Vec<Range> = rs.iter().map(|&(a, b, c)| Range::new(a, b, c)).collect();
+        let n: usize = shape.iter().product();
+        let x = uniform(&mut r, n, -1.0, 1.0);
+        let xt = rt.upload(&x, shape).unwrap();
+        let out_shape = sliced_shape("t", shape, &ranges).unwrap();
+        let out = poisoned(rt, &out_shape);
+        run(rt, slice_into(rt, &xt, &ranges, &out));
+        let case = format!("slice {shape:?} {rs:?}");
+        if out.numel() == 0 {
+            // Runtime::download of an empty tensor panics in bytemuck (a runtime issue):
+            // check only that the launch is empty.
+            assert!(slice_into(rt, &xt, &ranges, &out).unwrap().is_empty());
+            continue;
+        }
+        assert_same(
+            &case,
+            s,
+            &rt.download(&out).unwrap(),
+            &reference::slice(&x, shape, &ranges),
+        );
+
+        let m: usize = out_shape.iter().product();
+        let dy = uniform(&mut r, m, -1.0, 1.0);
+        let dyt = rt.upload(&dy, &out_shape).unwrap();
+        let dx = poisoned(rt, shape);
+        run(rt, slice_backward_into(rt, &dyt, &ranges, &dx));
+        let want = reference::slice_backward(&to64(&dy), shape, &ranges);
+        assert_same(
+            &format!("{case} backward"),
+            s,
+            &rt.download(&dx).unwrap(),
+            &to32(&want),
+        );
+        let f = |v: &[f64]| reference::slice(v, shape, &ranges);
+        check_fd(&case, &f, &to64(&x), &to64(&dy), &want, 1e-6);
+    }
+}
+
+/// (shape, per-axis (before, after)).
+type PadCase = (&'static [usize], &'static [(i64, i64)]);
+
+const PADS: &[PadCase] = &[
+    (&[5], &[(2, 3)]),
+    (&[5], &[(-1, -2)]),
+    (&[3, 4], &[(1, 0), (0, 2)]),
+    (&[3, 4, 5], &[(0, 0), (-1, 2), (3, -2)]),
+    (&[1, 2, 7, 7], &[(0, 0), (0, 0), (0, 5), (0, 5)]),
+    (&[2, 2], &[(0, 0), (-2, 1)]),
+];
+
+#[test]
+fn pad_and_backward_match_reference() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for &(shape, amounts) in PADS {
+        let n: usize = shape.iter().product();
+        let x = uniform(&mut r, n, -1.0, 1.0);
+        let xt = rt.upload(&x, shape).unwrap();
+        let out_shape = padded_shape("t", shape, amounts).unwrap();
+        let out = poisoned(rt, &out_shape);
+        run(rt, pad_into(rt, &xt, amounts, 7.5f32.to_bits(), &out));
+        let case = format!("pad {shape:?} {amounts:?}");
+        assert_same(
+            &case,
+            s,
+            &rt.download(&out).unwrap(),
+            &reference::pad(&x, shape, amounts, 7.5),
+        );
+
+        let m: usize = out_shape.iter().product();
+        let dy = uniform(&mut r, m, -1.0, 1.0);
+        let dyt = rt.upload(&dy, &out_shape).unwrap();
+        let dx = poisoned(rt, shape);
+        run(rt, pad_backward_into(rt, &dyt, amounts, &dx));
+        let want = reference::pad_backward(&to64(&dy), shape, amounts);
+        assert_same(
+            &format!("{case} backward"),
+            s,
+            &rt.download(&dx).unwrap(),
+            &to32(&want),
+        );
+        let f = |v: &[f64]| reference::pad(v, shape, amounts, 0.0);
+        check_fd(&case, &f, &to64(&x), &to64(&dy), &want, 1e-6);
+    }
+}
+
+#[test]
+fn concat_and_backward_match_reference() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    for (shapes, axis) in [
+        (vec![vec![3], vec![1], vec![4]], 0),
+        (vec![vec![2, 3, 4], vec![2, 1, 4], vec![2, 5, 4]], 1),
+        (vec![vec![2, 3, 4], vec![2, 3, 1]], 2),
+        (vec![vec![1, 3], vec![2, 3], vec![1, 3]], 0),
+    ] {
+        let xs: Vec<Vec<f32>> = shapes
+            .iter()
+            .map(|sh| uniform(&mut r, sh.iter().product(), -1.0, 1.0))
+            .collect();
+        let ts: Vec<Tensor> = xs
+            .iter()
+            .zip(&shapes)
+            .map(|(x, sh)| rt.upload(x, sh).unwrap())
+            .collect();
+        let refs: Vec<&Tensor> = ts.iter().collect();
+        let sh: Vec<&[usize]> = shapes.iter().map(|v| v.as_slice()).collect();
+        let out_shape = concat_shape("t", &sh, axis).unwrap();
+        let out = poisoned(rt, &out_shape);
+        run(rt, concat_into(rt, &refs, axis, &out));
+        let parts: Vec<(&[f32], &[usize])> = xs
+            .iter()
+            .zip(&sh)
+            .map(|(x, s)| (x.as_slice(), *s))
+            .collect();
+        let case = format!("concat {shapes:?} axis {axis}");
+        assert_same(
+            &case,
+            s,
+            &rt.download(&out).unwrap(),
+            &reference::concat(&parts, axis),
+        );
+
+        // Backward: slices of dy, exactly the inputs back when dy is the output.
+        let dxs: Vec<Tensor> = sh.iter().map(|s| poisoned(rt, s)).collect();
+        let drefs: Vec<&Tensor> = dxs.iter().collect();
+        run(rt, concat_backward_into(rt, &out, axis, &drefs));
+        for (i, (dx, x)) in dxs.iter().zip(&xs).enumerate() {
+            assert_same(
+                &format!("{case} backward {i}"),
+                s,
+                &rt.download(dx).unwrap(),
+                x,
+            );
+        }
+    }
+}
+
+fn indices(r: &mut impl Rng, n: usize, len: usize, out_of_range: bool) -> Vec<u32> {
+    (0..n)
+        .map(|_| {
+            if out_of_range && r.random_bool(0.1) {
+                (len + r.random_range(0..3)) as u32
+            } else {
+                r.random_range(0..len) as u32
+            }
+        })
+        .collect()
+}
+
+const GATHERS: &[(&[usize], usize, &[usize])] = &[
+    (&[7], 0, &[12]),
+    (&[4, 5, 3], 1, &[4, 9, 3]),
+    (&[4, 5, 3], 0, &[2, 5, 2]),
+    (&[4, 5, 3], 2, &[3, 1, 6]),
+    (&[1, 3], 1, &[1, 1]),
+];
+
+#[test]
+fn gather_index_select_and_backward_match_reference() {
+    let s = seed();
+    let mut r = rng(s);
+    for (rt, variants) in [
+        (
+            runtime(),
+            vec![
+                ScatterVariant::Auto,
+                ScatterVariant::FloatAtomics,
+                ScatterVariant::CompareExchange,
+            ],
+        ),
+        (portable_runtime(), vec![ScatterVariant::Auto]),
+    ] {
+        for &(shape, axis, idx_shape) in GATHERS {
+            let n: usize = shape.iter().product();
+            let x = uniform(&mut r, n, -1.0, 1.0);
+            let xt = rt.upload(&x, shape).unwrap();
+            // torch.gather; some indices out of range (they read 0 and scatter nothing).
+            let m: usize = idx_shape.iter().product();
+            let idx = indices(&mut r, m, shape[axis], true);
+            let it = rt.upload_u32(&idx, idx_shape).unwrap();
+            let out = poisoned(rt, idx_shape);
+            run(rt, gather_into(rt, &xt, axis, &it, &out));
+            let case = format!("gather {shape:?} axis {axis} idx {idx_shape:?}");
+            let want = reference::gather(&x, shape, axis, &idx, idx_shape, 0.0);
+            assert_same(&case, s, &rt.download(&out).unwrap(), &want);
+            let dy = uniform(&mut r, m, -1.0, 1.0);
+            let dyt = rt.upload(&dy, idx_shape).unwrap();
+            let want = reference::gather_backward(&to64(&dy), shape, axis, &idx, idx_shape);
+            let f = |v: &[f64]| reference::gather(v, shape, axis, &idx, idx_shape, 0.0);
+            check_fd(&case, &f, &to64(&x), &to64(&dy), &want, 1e-6);
+            for &v in &variants {
+                if v == ScatterVariant::FloatAtomics && !rt.caps().f32_atomics {
+                    continue;
+                }
+                let dx = poisoned(rt, shape);
+                run(rt, gather_backward_into(rt, &dyt, axis, &it, &dx, v));
+                // Atomic adds in varying order: not bit-exact.
+                assert_close(
+                    &format!("{case} backward {v:?}"),
+                    s,
+                    &rt.download(&dx).unwrap(),
+                    &to32(&want),
+                    1e-6,
+                );
+            }
+
+            // index_select with duplicates (several dy elements add into one dx element).
+            let k = idx_shape[axis];
+            let idx = indices(&mut r, k, shape[axis], false);
+            let it = rt.upload_u32(&idx, &[k]).unwrap();
+            let mut out_shape = shape.to_vec();
+            out_shape[axis] = k;
+            let out = poisoned(rt, &out_shape);
+            run(rt, index_select_into(rt, &xt, axis, &it, &out));
+            let case = format!("index_select {shape:?} axis {axis} {idx:?}");
+            assert_same(
+                &case,
+                s,
+                &rt.download(&out).unwrap(),
+                &reference::index_select(&x, shape, axis, &idx, 0.0),
+            );
+            let m: usize = out_shape.iter().product();
+            let dy = uniform(&mut r, m, -1.0, 1.0);
+            let dyt = rt.upload(&dy, &out_shape).unwrap();
+            let want = reference::index_select_backward(&to64(&dy), shape, axis, &idx);
+            for &v in &variants {
+                if v == ScatterVariant::FloatAtomics && !rt.caps().f32_atomics {
+                    continue;
+                }
+                let dx = poisoned(rt, shape);
+                run(rt, index_select_backward_into(rt, &dyt, axis, &it, &dx, v));
+                assert_close(
+                    &format!("{case} backward {v:?}"),
+                    s,
+                    &rt.download(&dx).unwrap(),
+                    &to32(&want),
+                    1e-6,
+                );
+            }
+        }
+    }
+}
+
+/// Many updates to few elements: no lost updates in either atomic variant.
+#[test]
+fn scatter_add_contended() {
+    let s = seed();
+    for (rt, v) in [
+        (runtime(), ScatterVariant::Auto),
+        (runtime(), ScatterVariant::CompareExchange),
+        (portable_runtime(), ScatterVariant::Auto),
+    ] {
+        let n = 20_000;
+        let idx: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        let it = rt.upload_u32(&idx, &[n]).unwrap();
+        let dy = rt.upload(&vec![1.0; n], &[n]).unwrap();
+        let dx = poisoned(rt, &[3]);
+        run(rt, index_select_backward_into(rt, &dy, 0, &it, &dx, v));
+        let want = [6667.0, 6667.0, 6666.0];
+        assert_same(
+            &format!("contended {v:?}"),
+            s,
+            &rt.download(&dx).unwrap(),
+            &want,
+        );
+    }
+}
+
+#[test]
+fn copy_errors_name_the_op_and_shapes() {
+    let rt = runtime();
+    let x = rt.upload(&[1.0; 6], &[2, 3]).unwrap();
+    let err = permute(rt, &x, &[0, 0]).unwrap_err().to_string();
+    assert!(err.contains("permute") && err.contains("[0, 0]"), "{err}");
+    let err = slice(rt, &x, &[Range::all(2), Range::new(1, 4, 1)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("slice") && err.contains("axis 1"), "{err}");
+    let err = pad(rt, &x, &[(0, 0), (-4, 0)], 0.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pad"), "{err}");
+    let y = rt.upload(&[1.0; 4], &[4, 1]).unwrap();
+    let err = concat(rt, &[&x, &y], 0).unwrap_err().to_string();
+    assert!(err.contains("concat") && err.contains("[4, 1]"), "{err}");
+    let idx = rt.upload(&[0.0], &[1]).unwrap();
+    let err = index_select(rt, &x, 0, &idx).unwrap_err().to_string();
+    assert!(err.contains("index_select") && err.contains("U32"), "{err}");
+    if !portable_runtime().caps().f32_atomics {
+        let prt = portable_runtime();
+        let dy = prt.upload(&[1.0], &[1]).unwrap();
+        let it = prt.upload_u32(&[0], &[1]).unwrap();
+        let dx = prt.empty(&[2], DType::F32).unwrap();
+        let err = index_select_backward_into(prt, &dy, 0, &it, &dx, ScatterVariant::FloatAtomics)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("atomics"), "{err}");
+    }
+}
+
+/// A permute of a tensor just past the 128 MiB binding limit: chunks start mid-row and the
+/// transposed reads span most of x.
+#[test]
+fn permute_past_binding_limit() {
+    let rt = runtime();
+    let m = (rt.caps().max_storage_binding / 4) as usize / 3 + 1000;
+    // u32 values: every element distinct, so any misplaced element shows.
+    let x: Vec<u32> = (0..3 * m as u32).collect();
+    let xt = rt.upload_u32(&x, &[3, m]).unwrap();
+    let out = rt.upload_u32(&vec![u32::MAX; 3 * m], &[m, 3]).unwrap();
+    run(rt, permute_into(rt, &xt, &[1, 0], &out));
+    let got = rt.download_u32(&out).unwrap();
+    let bad = (0..3 * m).find(|&i| got[i] != x[(i % 3) * m + i / 3]);
+    assert_eq!(bad, None, "first wrong element");
+}
