@@ -55,7 +55,7 @@ impl Op for WindowAttention {
             return infer_err("q, k and v must have one shape");
         }
         let win = self.window;
-        if win == 0 || self.shift >= win || self.heads == 0 || c % self.heads != 0 {
+        if win == 0 || self.shift >= win || self.heads == 0 || !c.is_multiple_of(self.heads) {
             return infer_err(format!(
                 "window {win}, shift {}, heads {} do not fit C = {c}",
                 self.shift, self.heads
@@ -172,7 +172,7 @@ impl Op for MaskedAttention {
         if bk != b || ck != c || i[2].shape != i[1].shape {
             return infer_err("k and v must be [B, N, C] with the batch and width of q");
         }
-        if self.heads == 0 || c % self.heads != 0 {
+        if self.heads == 0 || !c.is_multiple_of(self.heads) {
             return infer_err(format!("{} heads do not divide C = {c}", self.heads));
         }
         if self.masked && i[3].shape != [b, q, n] {
