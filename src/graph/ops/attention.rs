@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::{arity, infer_err, no_second_order};
 use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
-use crate::ops::deform_attn::{self as msda, deform_attn_backward_into, deform_attn_into, BackwardOptions};
+use crate::ops::deform_attn::{
+    self as msda, deform_attn_backward_into, deform_attn_into, BackwardOptions,
+};
 use crate::ops::masked_attention::{
     masked_attention_backward_into, masked_attention_into, MaskedAttentionGrads,
     MaskedAttentionInputs, MaskedAttentionOptions, MaskedAttentionWorkspace,
@@ -347,7 +349,16 @@ impl Op for DeformAttnBackward {
             attention_weights: io.outputs[2].clone(),
         };
         let shapes = &self.0.shapes;
-        deform_attn_backward_into(rt, value, shapes, loc, attn, dy, &grads, BackwardOptions::default())
+        deform_attn_backward_into(
+            rt,
+            value,
+            shapes,
+            loc,
+            attn,
+            dy,
+            &grads,
+            BackwardOptions::default(),
+        )
     }
     fn backward(
         &self,

@@ -46,7 +46,6 @@ fn sum_to(g: &mut Graph, dy: Value, shape: &[usize]) -> Result<Value> {
     )
 }
 
-
 // ---- elementwise -------------------------------------------------------------------------
 
 /// Which binary operation.
@@ -234,7 +233,14 @@ impl Op for Softmax {
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         let x = io.inputs[0];
         let axis = x.rank() - 1;
-        softmax::softmax_into(rt, softmax::Kind::Softmax, x, axis, io.outputs[0], softmax::Variant::Auto)
+        softmax::softmax_into(
+            rt,
+            softmax::Kind::Softmax,
+            x,
+            axis,
+            io.outputs[0],
+            softmax::Variant::Auto,
+        )
     }
     fn backward(
         &self,
@@ -263,7 +269,15 @@ impl Op for SoftmaxBackward {
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         let (dy, y) = (io.inputs[0], io.inputs[1]);
         let axis = y.rank() - 1;
-        softmax::softmax_backward_into(rt, softmax::Kind::Softmax, y, dy, axis, io.outputs[0], softmax::Variant::Auto)
+        softmax::softmax_backward_into(
+            rt,
+            softmax::Kind::Softmax,
+            y,
+            dy,
+            axis,
+            io.outputs[0],
+            softmax::Variant::Auto,
+        )
     }
     fn backward(
         &self,
@@ -505,8 +519,15 @@ impl Op for Slice {
         }])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let ranges: Vec<copy::Range> =
-            self.ranges.iter().map(|&(start, end)| copy::Range { start, end, step: 1 }).collect();
+        let ranges: Vec<copy::Range> = self
+            .ranges
+            .iter()
+            .map(|&(start, end)| copy::Range {
+                start,
+                end,
+                step: 1,
+            })
+            .collect();
         copy::slice_into(rt, io.inputs[0], &ranges, io.outputs[0])
     }
     fn backward(
@@ -559,7 +580,11 @@ impl Op for Pad {
         }])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let amounts: Vec<(i64, i64)> = self.pads.iter().map(|&(a, b)| (a as i64, b as i64)).collect();
+        let amounts: Vec<(i64, i64)> = self
+            .pads
+            .iter()
+            .map(|&(a, b)| (a as i64, b as i64))
+            .collect();
         copy::pad_into(rt, io.inputs[0], &amounts, 0f32.to_bits(), io.outputs[0])
     }
     fn backward(
