@@ -132,6 +132,27 @@ fn broadcast(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     let sa0 = p.sa[last / 4u][last % 4u];
     let sb0 = p.sb[last / 4u][last % 4u];
+    let g0 = row * n0 + c0;
+    let xa = ia + c0 * sa0 - p.win_a;
+    let xb = ib + c0 * sb0 - p.win_b;
+    // Whole aligned vec4 of a row along which each input is contiguous (stride 1, vec4-aligned)
+    // or constant (stride 0), e.g. a bias add: one vector op instead of four scalar ones.
+    let whole = n0 % 4u == 0u && g0 >= p.start && g0 + 4u <= end;
+    let a_ok = sa0 == 0u || (sa0 == 1u && xa % 4u == 0u);
+    let b_ok = sb0 == 0u || (sb0 == 1u && xb % 4u == 0u);
+    if (whole && a_ok && b_ok) {
+        var u = vec4<f32>(at_a(xa));
+        if (sa0 == 1u) {
+            u = a[xa / 4u];
+        }
+        var v = vec4<f32>(at_b(xb));
+        if (sb0 == 1u) {
+            v = b[xb / 4u];
+        }
+        out[(g0 - p.win_o) / 4u] =
+            vec4<f32>(apply(u.x, v.x), apply(u.y, v.y), apply(u.z, v.z), apply(u.w, v.w));
+        return;
+    }
     for (var j = 0u; j < 4u; j++) {
         let c = c0 + j;
         let g = row * n0 + c;

@@ -150,8 +150,7 @@ fn run_pixel_values(
     path: &std::path::Path,
     args: &Args,
 ) -> anyhow::Result<()> {
-    let file = mask2former::model::checkpoint::Checkpoint::load(path)?;
-    let t = file.get("pixel_values")?;
+    let t = mask2former::model::checkpoint::read_tensor(path, "pixel_values")?;
     let shape = t.shape.clone();
     if shape.len() != 4 || shape[1] != 3 {
         bail!(

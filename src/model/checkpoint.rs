@@ -105,6 +105,32 @@ pub struct Checkpoint {
     skipped: BTreeMap<String, Vec<usize>>,
 }
 
+/// Reads one float tensor from a safetensors file that may also hold other tensors of any dtype
+/// (e.g. a processor's `pixel_values` beside an int64 `pixel_mask`).
+pub fn read_tensor(path: &Path, key: &str) -> Result<HostTensor, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Format {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let view = st.tensor(key).map_err(|_| CheckpointError::Missing {
+        path: path.to_owned(),
+        key: key.to_owned(),
+    })?;
+    let data = to_f32(view.dtype(), view.data()).ok_or_else(|| CheckpointError::Dtype {
+        path: path.to_owned(),
+        key: key.to_owned(),
+        dtype: format!("{:?}", view.dtype()),
+    })?;
+    Ok(HostTensor {
+        shape: view.shape().to_vec(),
+        data,
+    })
+}
+
 impl Checkpoint {
     /// Reads a safetensors file into host memory.
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {

@@ -27,6 +27,8 @@ pub struct WindowAttention {
     pub shift: usize,
     /// Padding tokens' key and value are given (HF: the key/value linear biases).
     pub pad_tokens: bool,
+    /// Logit scale; `None` = 1/√head_dim (set it when heads were zero-padded to a kernel size).
+    pub scale: Option<f32>,
 }
 
 impl WindowAttention {
@@ -35,7 +37,7 @@ impl WindowAttention {
             heads: self.heads,
             window: self.window,
             shift: self.shift,
-            scale: None,
+            scale: self.scale,
         }
     }
 }
@@ -151,6 +153,8 @@ impl Op for WindowAttentionBackward {
 pub struct MaskedAttention {
     pub heads: usize,
     pub masked: bool,
+    /// Logit scale; `None` = 1/√head_dim.
+    pub scale: Option<f32>,
 }
 
 impl Op for MaskedAttention {
@@ -185,7 +189,8 @@ impl Op for MaskedAttention {
             mask: mask.as_ref(),
             additive: None,
         };
-        let opts = MaskedAttentionOptions::new(self.heads);
+        let mut opts = MaskedAttentionOptions::new(self.heads);
+        opts.scale = self.scale;
         let ws = MaskedAttentionWorkspace::new(rt, &x, &opts)?;
         let ds = masked_attention_into(rt, &x, io.outputs[0], io.outputs[1], &ws, &opts)?;
         io.keep_alive(ws);
@@ -250,7 +255,8 @@ impl Op for MaskedAttentionBackward {
             dk: io.outputs[1].clone(),
             dv: io.outputs[2].clone(),
         };
-        let opts = MaskedAttentionOptions::new(self.0.heads);
+        let mut opts = MaskedAttentionOptions::new(self.0.heads);
+        opts.scale = self.0.scale;
         let ws = MaskedAttentionWorkspace::new(rt, &x, &opts)?;
         let ds = masked_attention_backward_into(rt, &x, out, lse, dy, &grads, &ws, &opts)?;
         io.keep_alive(ws);
@@ -389,6 +395,7 @@ impl Graph {
             window,
             shift,
             pad_tokens: false,
+            scale: None,
         };
         Ok(self.apply(Arc::new(op), &[q, k, v, table])?[0])
     }
@@ -408,6 +415,7 @@ impl Graph {
         let op = MaskedAttention {
             heads,
             masked: mask.is_some(),
+            scale: None,
         };
         Ok(self.apply(Arc::new(op), &inputs)?[0])
     }

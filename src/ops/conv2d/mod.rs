@@ -11,6 +11,8 @@
 //! output pixels (4×8 on CPU adapters, 4×4 or 8×8 on GPUs; [`Conv2dOptions::block`] overrides).
 //! Stride-1 convolutions over rows of a multiple of 4 read the input as vec4 row strips (the
 //! FPN's 3×3); 1×1 convolutions with stride 1 and no padding run over the flattened plane.
+//! (On lavapipe the strip kernel measured the same as the general one within noise; it is the
+//! `Auto` choice because vector loads are what real GPUs prefer.)
 //! The backward computes `dinput` as the transposed convolution (same blocking over input
 //! pixels), `dweight` with one invocation per block of weights reducing over batch and pixels,
 //! and `dbias` per channel — deterministic, no atomics.

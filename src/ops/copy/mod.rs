@@ -103,6 +103,7 @@ pub fn strided_copy_into(
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "strided_copy";
     check_word_dtype(OP, x, out)?;
+    layout::no_alias(OP, &[x], out)?;
     let r = c.shape.len();
     if [
         c.x_strides.len(),
@@ -679,6 +680,7 @@ fn gather_dispatches(
 ) -> Result<Vec<Dispatch>> {
     check_word_dtype(op, x, out)?;
     expect(op, "out", out, x.dtype(), &g.space)?;
+    layout::no_alias(op, &[x, idx], out)?;
     let (chunks, p) = gather_launch(rt, op, &g, x.numel(), idx, out.numel(), true)?;
     let k = rt.kernel(&crate::shader!("copy_gather"), "main", &[])?;
     Ok(layout::launch(
@@ -759,6 +761,7 @@ fn scatter_dispatches(
 ) -> Result<Vec<Dispatch>> {
     expect_dtype(op, dx, DType::F32)?;
     expect(op, "dy", dy, DType::F32, &g.space)?;
+    layout::no_alias(op, &[dy, idx], dx)?;
     let native = match variant {
         ScatterVariant::Auto => rt.caps().f32_atomics,
         ScatterVariant::FloatAtomics => {

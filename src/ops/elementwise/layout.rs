@@ -375,6 +375,7 @@ pub fn bind(t: &Tensor, w: Window) -> Binding<'_> {
 /// The binding of a tensor's window rounded up to whole 16-byte words, for kernels that view
 /// the data as `array<vec4<f32>>` (the pooled buffer's capacity is a multiple of 64 bytes, so
 /// the rounded range stays inside it; the kernels never write past their element count).
+/// Windows never exceed the binding limit, a multiple of 16, so rounding cannot either.
 pub fn bind_vec4(t: &Tensor, w: Window) -> Binding<'_> {
     let offset = w.offset as u64 * 4;
     let size = (w.len as u64 * 4).div_ceil(16).max(1) * 16;
@@ -470,6 +471,21 @@ pub fn expect(
             "{name} has shape {:?}, expected {shape:?}",
             t.shape()
         ));
+    }
+    Ok(())
+}
+
+/// Errors when an output shares its buffer with an input: one dispatch cannot bind a buffer
+/// both read-only and writable (in-place updates need a separate output).
+pub fn no_alias(op: &'static str, inputs: &[&Tensor], output: &Tensor) -> Result<()> {
+    if inputs.iter().any(|t| t.buffer() == output.buffer()) {
+        return Err(Error::Unsupported {
+            op,
+            what: format!(
+                "an output ({:?}) that shares storage with an input (in place)",
+                output.shape()
+            ),
+        });
     }
     Ok(())
 }

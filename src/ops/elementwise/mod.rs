@@ -12,6 +12,11 @@
 //!   pass per input (no intermediate of the output's size); [`select_backward`] likewise.
 //!   All backward launchers overwrite their outputs.
 //!
+//! Kernels (shaders/elementwise_*.wgsl): unary and same-shape binary maps handle 4 elements
+//! per thread through vec4 views; the broadcast map walks rows of the innermost (collapsed) dim
+//! 4 outputs at a time; gradients of broadcast inputs loop over the broadcast dims per output
+//! element (no split along them, so a bias gradient `[N, C] → [C]` runs C threads).
+//!
 //! [`layout`] holds the index-space machinery (broadcast strides, collapsing, chunking under
 //! the binding limit) the reduce, softmax and copy families share.
 
@@ -149,6 +154,7 @@ pub fn unary_into(rt: &Runtime, op: Unary, x: &Tensor, out: &Tensor) -> Result<V
     const OP: &str = "unary";
     expect_dtype(OP, x, DType::F32)?;
     expect(OP, "out", out, DType::F32, x.shape())?;
+    layout::no_alias(OP, &[x], out)?;
     let space = [x.numel()];
     let acc = Access::contiguous(&space);
     let chunks = plan(rt, OP, &space, &[&acc, &acc])?;
@@ -209,6 +215,7 @@ pub fn unary_backward_into(
     expect_dtype(OP, x, DType::F32)?;
     expect(OP, "dy", dy, DType::F32, x.shape())?;
     expect(OP, "dx", dx, DType::F32, x.shape())?;
+    layout::no_alias(OP, &[x, dy], dx)?;
     let space = [x.numel()];
     let acc = Access::contiguous(&space);
     let chunks = plan(rt, OP, &space, &[&acc, &acc, &acc])?;
@@ -278,6 +285,7 @@ pub fn binary_into(
     expect_dtype(OP, b, DType::F32)?;
     let shape = layout::broadcast_shape(OP, &[a.shape(), b.shape()])?;
     expect(OP, "out", out, DType::F32, &shape)?;
+    layout::no_alias(OP, &[a, b], out)?;
     let consts = [("OP", op.code() as f64)];
     let shader = crate::shader!("elementwise_binary");
     if a.shape() == b.shape() {
@@ -392,6 +400,7 @@ pub(crate) fn grad_into(
 ) -> Result<Vec<Dispatch>> {
     let out = dy.shape();
     let target = grad.shape();
+    layout::no_alias(op_name, &[a, b, dy], grad)?;
     if target.len() > out.len() || layout::broadcast_shape(op_name, &[target, out])? != out {
         return Err(crate::shape_err!(
             op_name,
@@ -571,6 +580,7 @@ pub fn select_into(
     }
     let shape = layout::broadcast_shape(OP, &[cond.shape(), a.shape(), b.shape()])?;
     expect(OP, "out", out, DType::F32, &shape)?;
+    layout::no_alias(OP, &[cond, a, b], out)?;
     let sc = layout::broadcast_strides(cond.shape(), &shape);
     let sa = layout::broadcast_strides(a.shape(), &shape);
     let sb = layout::broadcast_strides(b.shape(), &shape);

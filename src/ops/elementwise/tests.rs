@@ -154,6 +154,9 @@ const BROADCAST_CASES: &[(&[usize], &[usize])] = &[
     (&[2, 1, 3, 1, 2], &[4, 1, 5, 2]),
     (&[1, 1, 1], &[1]),
     (&[300, 1], &[1, 3]),
+    // Rows of whole vec4s with a contiguous and a constant input along them.
+    (&[3, 8], &[3, 1]),
+    (&[16], &[]),
 ];
 
 /// Inputs for `op`: values from a small grid so ties (max/min/eq) occur; pow gets a positive
@@ -489,4 +492,36 @@ fn perf_report() {
         8 * n,
         copy::permute_into(rt, &x4, &[0, 2, 3, 1], &y4).unwrap(),
     );
+}
+
+#[test]
+fn in_place_outputs_are_an_error_not_a_panic() {
+    let rt = runtime();
+    let x = rt.upload(&[1.0, -2.0, 3.0], &[3]).unwrap();
+    let err = unary_into(rt, Unary::Relu, &x, &x)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unary") && err.contains("in place"), "{err}");
+    let err = crate::ops::copy::permute_into(rt, &x, &[0], &x)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("in place"), "{err}");
+}
+
+/// Zero-size tensors launch nothing and do not fail; a sum over an empty axis is 0.
+#[test]
+fn zero_size_tensors() {
+    use crate::ops::{copy, reduce, softmax};
+    let rt = runtime();
+    let e = rt.empty(&[0, 3], DType::F32).unwrap();
+    let row = rt.upload(&[1.0, 2.0, 3.0], &[3]).unwrap();
+    assert_eq!(unary(rt, Unary::Exp, &e).unwrap().shape(), &[0, 3]);
+    assert_eq!(binary(rt, Binary::Add, &e, &row).unwrap().shape(), &[0, 3]);
+    assert_eq!(softmax::softmax(rt, &e, 1).unwrap().shape(), &[0, 3]);
+    assert_eq!(copy::permute(rt, &e, &[1, 0]).unwrap().shape(), &[3, 0]);
+    let s = reduce::reduce(rt, reduce::Reduce::Sum, &e, 0).unwrap();
+    assert_eq!(rt.download(&s).unwrap(), vec![0.0; 3]);
+    assert!(reduce::reduce(rt, reduce::Reduce::Max, &e, 0).is_err());
 }
