@@ -263,17 +263,26 @@ impl Plan {
         }
 
         // Memory report.
-        let mut live = vec![0u64; end + 1];
+        // Live bytes per step as a difference array (+b where a value starts, −b after it ends).
+        let mut delta = vec![0i64; end + 2];
         let mut unshared = 0;
         for lt in &lifetimes {
             let b = bytes_of(g, lt.value);
             unshared += b;
             // A value that took its input's slot in place does not add to the live total.
             let from = if lt.inplace { lt.def + 1 } else { lt.def };
-            for l in live.iter_mut().take(lt.last + 1).skip(from) {
-                *l += b;
+            if from <= lt.last {
+                delta[from] += b as i64;
+                delta[lt.last + 1] -= b as i64;
             }
         }
+        let live: Vec<u64> = delta
+            .iter()
+            .scan(0i64, |acc, d| {
+                *acc += d;
+                Some(*acc as u64)
+            })
+            .collect();
         let leaf_bytes = (0..nv)
             .filter(|&v| storage[v] == Storage::Leaf)
             .map(|v| bytes_of(g, Value(v as u32)))

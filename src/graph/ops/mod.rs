@@ -1,9 +1,9 @@
 //! The graph's ops: one [`Op`] implementation per primitive of the kernel library, each with its
 //! shape rule, its launcher call and its backward rule, and the builder method model code calls.
 //!
-//! An op whose kernel family has not been merged yet reports so from `dispatches` (an
-//! `Unsupported` error naming the family) — its shape and backward rules already work, so graphs
-//! that use it build, differentiate and plan.
+//! Multi-output ops (norms, attentions) return their saved statistics as extra outputs that
+//! their backward node reads; kernel scratch is an extra output (planned) or kept alive with
+//! [`Io::keep_alive`]. Backward nodes have no backward rule themselves (first order only).
 
 mod attention;
 mod conv;
