@@ -12,14 +12,23 @@ use mask2former::Runtime;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut args = std::env::args().skip(1);
-    let model = args.next().map(Into::into).unwrap_or_else(|| root.join("tests/fixtures/parity/tiny"));
-    let image = args.next().map(Into::into).unwrap_or_else(|| root.join("tests/fixtures/parity/tiny/image_0.png"));
+    let model = args
+        .next()
+        .map(Into::into)
+        .unwrap_or_else(|| root.join("tests/fixtures/parity/tiny"));
+    let image = args
+        .next()
+        .map(Into::into)
+        .unwrap_or_else(|| root.join("tests/fixtures/parity/tiny/image_0.png"));
 
     let rt = Runtime::new()?;
     let mut seg = Segmenter::load(&rt, &model)?;
     let result = seg.segment(&image::open(&image)?, Task::Panoptic)?;
     for s in result.segments(seg.labels()) {
-        println!("{:>3} {:<20} score {:.2} area {:>7} bbox {:?}", s.id, s.label_name, s.score, s.area, s.bbox);
+        println!(
+            "{:>3} {:<20} score {:.2} area {:>7} bbox {:?}",
+            s.id, s.label_name, s.score, s.area, s.bbox
+        );
     }
     Ok(())
 }

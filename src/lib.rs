@@ -20,3 +20,8 @@ pub mod visualize;
 
 pub use error::{Error, Result};
 pub use runtime::{DType, Runtime, RuntimeOptions, Tensor};
+
+/// The README's code blocks are compiled as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

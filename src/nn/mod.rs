@@ -92,7 +92,9 @@ pub fn group_norm(g: &mut Graph, p: &Path, x: Value, groups: usize, relu: bool) 
     g.group_norm(x, w, b, groups, 1e-5, relu)
 }
 
-/// `nn.Conv2d` on `[N, C, H, W]` with a square kernel, no dilation, one group.
+/// `nn.Conv2d` on `[N, C, H, W]` with a square kernel, no dilation, one group (the arguments
+/// mirror the PyTorch constructor, hence their number).
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     g: &mut Graph,
     p: &Path,
