@@ -42,6 +42,7 @@ const WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
 // Backward: grad_out [N, Lq, M·D] in the output's slot, grad_loc, grad_attn, grad_value.
 @group(0) @binding(4) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(4) var<storage, read> grad_out4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> grad_loc: array<f32>;
 @group(0) @binding(6) var<storage, read_write> grad_attn: array<f32>;
 // SCATTER_BEGIN
@@ -189,7 +190,43 @@ fn forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
 }
 
-// grad_value must be zero before this runs (the launcher records the zero fill); grad_loc and
+// Per-tap factors of the backward: corner weights times the attention weight (grad_value), and
+// the derivatives of the sample with respect to h_im and w_im per corner value.
+struct TapGrad {
+    sw: vec4<f32>,
+    dh: vec4<f32>,
+    dw: vec4<f32>,
+}
+
+fn tap_grad(tp: Tap, a: f32) -> TapGrad {
+    let hh = 1.0 - tp.lh;
+    let hw = 1.0 - tp.lw;
+    var g: TapGrad;
+    g.sw = a * tp.w;
+    g.dh = tp.mask * vec4<f32>(-hw, -tp.lw, hw, tp.lw);
+    g.dw = tp.mask * vec4<f32>(-hh, hh, -tp.lh, tp.lh);
+    return g;
+}
+
+fn scatter_corners(s: vec4<u32>, sw: vec4<f32>, go: f32) {
+    if (go != 0.0) {
+        if (sw.x != 0.0) { scatter_add(s.x, sw.x * go); }
+        if (sw.y != 0.0) { scatter_add(s.y, sw.y * go); }
+        if (sw.z != 0.0) { scatter_add(s.z, sw.z * go); }
+        if (sw.w != 0.0) { scatter_add(s.w, sw.w * go); }
+    }
+}
+
+// Writes the (l, p) slot's weight and location gradients from the channel sums.
+fn store_tap_grads(slot: u32, l: u32, a: f32, g_attn: f32, g_h: f32, g_w: f32) {
+    let shape = p.shapes[l];
+    grad_attn[p.attn_off + slot] = g_attn;
+    // d(w_im)/dx = W and d(h_im)/dy = H.
+    grad_loc[p.loc_off + 2u * slot] = g_w * a * f32(shape.y);
+    grad_loc[p.loc_off + 2u * slot + 1u] = g_h * a * f32(shape.x);
+}
+
+// grad_value must be zero before these run (the launcher records the zero fill); grad_loc and
 // grad_attn are overwritten.
 @compute @workgroup_size(WG)
 fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -211,32 +248,69 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             var g_h = 0.0;
             var g_w = 0.0;
             if (tp.inside) {
-                let hh = 1.0 - tp.lh;
-                let hw = 1.0 - tp.lw;
-                // d(sample)/dh and d(sample)/dw per corner value.
-                let dh = tp.mask * vec4<f32>(-hw, -tp.lw, hw, tp.lw);
-                let dw = tp.mask * vec4<f32>(-hh, hh, -tp.lh, tp.lh);
-                let sw = a * tp.w;
+                let tg = tap_grad(tp, a);
+                let s = vbase + tp.s * vstride;
                 for (var c = 0u; c < p.channels; c++) {
                     let go = grad_out[gbase + c];
-                    let v = vec4<f32>(value[vbase + tp.s.x * vstride + c], value[vbase + tp.s.y * vstride + c],
-                        value[vbase + tp.s.z * vstride + c], value[vbase + tp.s.w * vstride + c]);
+                    let v = vec4<f32>(value[s.x + c], value[s.y + c], value[s.z + c], value[s.w + c]);
                     g_attn += go * dot(tp.w, v);
-                    g_h += go * dot(dh, v);
-                    g_w += go * dot(dw, v);
-                    if (go != 0.0) {
-                        if (sw.x != 0.0) { scatter_add(vbase + tp.s.x * vstride + c, sw.x * go); }
-                        if (sw.y != 0.0) { scatter_add(vbase + tp.s.y * vstride + c, sw.y * go); }
-                        if (sw.z != 0.0) { scatter_add(vbase + tp.s.z * vstride + c, sw.z * go); }
-                        if (sw.w != 0.0) { scatter_add(vbase + tp.s.w * vstride + c, sw.w * go); }
-                    }
+                    g_h += go * dot(tg.dh, v);
+                    g_w += go * dot(tg.dw, v);
+                    scatter_corners(s + vec4<u32>(c), tg.sw, go);
                 }
             }
-            let shape = p.shapes[l];
-            grad_attn[p.attn_off + slot] = g_attn;
-            // d(w_im)/dx = W and d(h_im)/dy = H.
-            grad_loc[p.loc_off + 2u * slot] = g_w * a * f32(shape.y);
-            grad_loc[p.loc_off + 2u * slot + 1u] = g_h * a * f32(shape.x);
+            store_tap_grads(slot, l, a, g_attn, g_h, g_w);
+            slot++;
+        }
+    }
+}
+
+// The same with vec4 loads of value and grad_out (D % 4 == 0; offsets are multiples of 4).
+@compute @workgroup_size(WG)
+fn backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let nqm = gid.x + gid.y * nwg.x * WG;
+    if (nqm >= p.items * p.queries * p.heads) {
+        return;
+    }
+    let c4s = p.channels / 4u;
+    let m = nqm % p.heads;
+    let n = nqm / (p.heads * p.queries);
+    let vbase = p.value_off / 4u + n * p.spatial * p.heads * c4s + m * c4s;
+    let vstride = p.heads * c4s;
+    let gbase = p.out_off / 4u + nqm * c4s;
+    var slot = head_slot(nqm);
+    for (var l = 0u; l < p.levels; l++) {
+        for (var k = 0u; k < p.points; k++) {
+            let a = attn[p.attn_off + slot];
+            let tp = tap(l, loc[p.loc_off + 2u * slot], loc[p.loc_off + 2u * slot + 1u]);
+            var g_attn = 0.0;
+            var g_h = 0.0;
+            var g_w = 0.0;
+            if (tp.inside) {
+                let tg = tap_grad(tp, a);
+                let s = vbase + tp.s * vstride;
+                for (var c = 0u; c < c4s; c++) {
+                    let go = grad_out4[gbase + c];
+                    let v0 = value4[s.x + c];
+                    let v1 = value4[s.y + c];
+                    let v2 = value4[s.z + c];
+                    let v3 = value4[s.w + c];
+                    // Rows: corners; a column per channel. Sums over the four channels.
+                    let val = tp.w.x * v0 + tp.w.y * v1 + tp.w.z * v2 + tp.w.w * v3;
+                    let dh = tg.dh.x * v0 + tg.dh.y * v1 + tg.dh.z * v2 + tg.dh.w * v3;
+                    let dw = tg.dw.x * v0 + tg.dw.y * v1 + tg.dw.z * v2 + tg.dw.w * v3;
+                    g_attn += dot(go, val);
+                    g_h += dot(go, dh);
+                    g_w += dot(go, dw);
+                    // Scalar element indices of channel 4c of each corner.
+                    let e = 4u * (s + vec4<u32>(c));
+                    scatter_corners(e, tg.sw, go.x);
+                    scatter_corners(e + vec4<u32>(1u), tg.sw, go.y);
+                    scatter_corners(e + vec4<u32>(2u), tg.sw, go.z);
+                    scatter_corners(e + vec4<u32>(3u), tg.sw, go.w);
+                }
+            }
+            store_tap_grads(slot, l, a, g_attn, g_h, g_w);
             slot++;
         }
     }

@@ -125,22 +125,32 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var d = 0u; d < p.rrank; d++) {
         total *= p.rshape[d / 4u][d % 4u];
     }
+    // Walk the reduced index space as an odometer: no divisions per element.
+    var cr = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
+    var ia = ka;
+    var ib = kb;
+    var id = kd;
     var acc = 0.0;
     for (var r = 0u; r < total; r++) {
-        var rr = r;
-        var ia = ka;
-        var ib = kb;
-        var id = kd;
+        acc += partial(a[ia - p.win_a], b[ib - p.win_b], dy[id - p.win_dy]);
         for (var d = p.rrank; d > 0u; d--) {
             let j = d - 1u;
+            let sa = p.ra[j / 4u][j % 4u];
+            let sb = p.rb[j / 4u][j % 4u];
+            let sd = p.rd[j / 4u][j % 4u];
+            cr[j] += 1u;
+            ia += sa;
+            ib += sb;
+            id += sd;
             let n = p.rshape[j / 4u][j % 4u];
-            let c = rr % n;
-            rr = rr / n;
-            ia += c * p.ra[j / 4u][j % 4u];
-            ib += c * p.rb[j / 4u][j % 4u];
-            id += c * p.rd[j / 4u][j % 4u];
+            if (cr[j] < n) {
+                break;
+            }
+            cr[j] = 0u;
+            ia -= n * sa;
+            ib -= n * sb;
+            id -= n * sd;
         }
-        acc += partial(a[ia - p.win_a], b[ib - p.win_b], dy[id - p.win_dy]);
     }
     grad[k - p.win_g] = acc;
 }

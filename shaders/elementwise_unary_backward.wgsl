@@ -16,9 +16,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+// vec4 views, as in elementwise_unary.wgsl.
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
 
 fn nan() -> f32 {
     return bitcast<f32>(0x7fc00000u);
@@ -89,10 +90,20 @@ fn derivative(v: f32) -> f32 {
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= p.n) {
+    let e = 4u * (gid.x + gid.y * nwg.x * 256u);
+    if (e >= p.n) {
         return;
     }
-    let g = p.start + i;
-    dx[g - p.win_dx] = dy[g - p.win_dy] * derivative(x[g - p.win_x]);
+    let g = p.start + e;
+    let v = x[(g - p.win_x) / 4u];
+    let r = dy[(g - p.win_dy) / 4u]
+        * vec4<f32>(derivative(v.x), derivative(v.y), derivative(v.z), derivative(v.w));
+    let k = (g - p.win_dx) / 4u;
+    if (e + 4u <= p.n) {
+        dx[k] = r;
+    } else {
+        for (var j = 0u; j < p.n - e; j++) {
+            dx[k][j] = r[j];
+        }
+    }
 }

@@ -124,16 +124,25 @@ fn stats_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 
 // ---- normalise, scale, shift (and ReLU) ---------------------------------------------------------
 
+// Workgroups tile each (n, c) plane with WG elements, so the plane index is the same for the
+// whole workgroup and the per-channel loads (w, b, mean, rstd) are uniform: one scalar load on
+// adapters that run invocations as SIMD lanes, instead of a per-lane gather.
 @compute @workgroup_size(WG)
-fn apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= p.n * p.c * p.s) {
+fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let per_plane = (p.s + WG - 1u) / WG;
+    let wl = wid.x + wid.y * nwg.x;
+    let nc = wl / per_plane;
+    let j = (wl % per_plane) * WG + lid;
+    if (nc >= p.n * p.c || j >= p.s) {
         return;
     }
-    let nc = i / p.s;
     let ch = nc % p.c;
     let seg = nc / (p.c / p.groups); // = n·G + g
-    var v = (x[i] - mean_in[seg]) * rstd_in[seg] * w[ch] + b[ch];
+    // (x − mean)·(rstd·w) + b, not x·scale + shift: the latter cancels badly when rstd is large.
+    let scale = rstd_in[seg] * w[ch];
+    let i = nc * p.s + j;
+    var v = (x[i] - mean_in[seg]) * scale + b[ch];
     if (RELU) {
         v = max(v, 0.0);
     }

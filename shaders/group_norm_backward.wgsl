@@ -157,13 +157,18 @@ fn group_sums(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 // ---- 4. dx --------------------------------------------------------------------------------------
 
+// Workgroups tile each (n, c) plane as in the forward's `apply`, so per-channel values are uniform.
 @compute @workgroup_size(WG)
-fn dx_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = linear(gid, nwg);
-    if (i >= p.n * p.c * p.s) {
+fn dx_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let per_plane = (p.s + WG - 1u) / WG;
+    let wl = wid.x + wid.y * nwg.x;
+    let nc = wl / per_plane;
+    let j = (wl % per_plane) * WG + lid;
+    if (nc >= p.n * p.c || j >= p.s) {
         return;
     }
-    let nc = i / p.s;
+    let i = nc * p.s + j;
     let ch = nc % p.c;
     let seg = nc / (p.c / p.groups);
     let r = rstd[seg];

@@ -18,8 +18,15 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+// x is viewed as vec4 (binding rounded up to 16 bytes, window offset a multiple of 8 elements):
+// contiguous rows whose length is a multiple of 4 are read 4 at a time, which cuts the per-lane
+// memory-access cost on CPU adapters; other shapes index single elements.
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+fn xs(i: u32) -> f32 {
+    return x[i / 4u][i % 4u];
+}
 
 fn identity() -> f32 {
     switch (OP) {
@@ -30,6 +37,14 @@ fn identity() -> f32 {
 }
 
 fn combine(acc: f32, v: f32) -> f32 {
+    switch (OP) {
+        case 1u: { return max(acc, v); }
+        case 2u: { return min(acc, v); }
+        default: { return acc + v; }
+    }
+}
+
+fn combine4(acc: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
     switch (OP) {
         case 1u: { return max(acc, v); }
         case 2u: { return min(acc, v); }
@@ -53,8 +68,17 @@ fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let q = p.start + t;
     let b = base_of(q);
     var acc = identity();
-    for (var l = 0u; l < p.len; l++) {
-        acc = combine(acc, x[b + l * p.inner]);
+    if (p.inner == 1u && p.len % 4u == 0u) {
+        // Contiguous row of whole vec4s (b is a multiple of 4).
+        var a4 = vec4<f32>(identity());
+        for (var l = 0u; l < p.len / 4u; l++) {
+            a4 = combine4(a4, x[b / 4u + l]);
+        }
+        acc = combine(combine(a4.x, a4.y), combine(a4.z, a4.w));
+    } else {
+        for (var l = 0u; l < p.len; l++) {
+            acc = combine(acc, xs(b + l * p.inner));
+        }
     }
     out[q - p.win_o] = acc * select(p.scale, 1.0, OP != 0u);
 }
@@ -72,7 +96,7 @@ fn groups(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     if (live) {
         let b = base_of(q);
         for (var l = lid; l < p.len; l += 64u) {
-            acc = combine(acc, x[b + l * p.inner]);
+            acc = combine(acc, xs(b + l * p.inner));
         }
     }
     part[lid] = acc;

@@ -73,13 +73,21 @@ fn corners(ix: f32, iy: f32) -> Corners {
     return c;
 }
 
-// Unnormalise with align_corners=False: -1 is the left edge of pixel 0, +1 the right edge of the
-// last pixel.
+// Grid coordinates in [0, 1] (Mask2Former's point_sample coordinates) instead of [-1, 1]:
+// the same sample, without a kernel to compute 2·c − 1 first.
+override UNIT: bool = false;
+
+// Unnormalise with align_corners=False: -1 (or 0 with UNIT) is the left edge of pixel 0, +1 the
+// right edge of the last pixel.
 fn tap(t: u32) -> Corners {
     let g = p.grid_off + 2u * t;
-    let ix = ((grid[g] + 1.0) * f32(p.in_w) - 1.0) * 0.5;
-    let iy = ((grid[g + 1u] + 1.0) * f32(p.in_h) - 1.0) * 0.5;
-    return corners(ix, iy);
+    let size = vec2<f32>(f32(p.in_w), f32(p.in_h));
+    let xy = vec2<f32>(grid[g], grid[g + 1u]);
+    var pix = ((xy + 1.0) * size - 1.0) * 0.5;
+    if (UNIT) {
+        pix = xy * size - 0.5;
+    }
+    return corners(pix.x, pix.y);
 }
 
 @compute @workgroup_size(WG)
@@ -126,7 +134,8 @@ fn grid_sample_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
             if (c.w.w != 0.0) { scatter_add(b + c.idx.w, c.w.w * go); }
         }
     }
-    // d(ix)/d(grid x) = W / 2 and d(iy)/d(grid y) = H / 2.
-    grad_grid[p.grid_off + 2u * t] = gx * f32(p.in_w) * 0.5;
-    grad_grid[p.grid_off + 2u * t + 1u] = gy * f32(p.in_h) * 0.5;
+    // d(ix)/d(grid x) = W / 2 and d(iy)/d(grid y) = H / 2 (W and H for unit coordinates).
+    let scale = select(0.5, 1.0, UNIT);
+    grad_grid[p.grid_off + 2u * t] = gx * f32(p.in_w) * scale;
+    grad_grid[p.grid_off + 2u * t + 1u] = gy * f32(p.in_h) * scale;
 }

@@ -17,8 +17,19 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+// vec4 views (bindings rounded up to 16 bytes, window offsets multiples of 8 elements): rows
+// along a contiguous axis whose length is a multiple of 4 are read 4 at a time, which cuts the
+// per-lane memory-access cost on CPU adapters; other shapes index single elements.
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+
+fn xs(i: u32) -> f32 {
+    return x[i / 4u][i % 4u];
+}
+
+fn put(i: u32, v: f32) {
+    y[i / 4u][i % 4u] = v;
+}
 
 fn base_of(q: u32) -> u32 {
     let o = q / p.inner;
@@ -41,17 +52,42 @@ fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let b = base_of(p.start + t);
     let bx = b - p.win_x;
+    let by = b - p.win_y;
+    if (p.inner == 1u && p.len % 4u == 0u) {
+        // Contiguous rows of whole vec4s (b, and so bx and by, are multiples of 4).
+        let n4 = p.len / 4u;
+        let x4 = bx / 4u;
+        let y4 = by / 4u;
+        var m4 = vec4<f32>(-bitcast<f32>(0x7f800000u));
+        for (var l = 0u; l < n4; l++) {
+            m4 = max(m4, x[x4 + l]);
+        }
+        let m = max(max(m4.x, m4.y), max(m4.z, m4.w));
+        var s4 = vec4<f32>(0.0);
+        for (var l = 0u; l < n4; l++) {
+            s4 += exp(x[x4 + l] - m);
+        }
+        let s = (s4.x + s4.y) + (s4.z + s4.w);
+        for (var l = 0u; l < n4; l++) {
+            let v = x[x4 + l];
+            if (OP == 1u) {
+                y[y4 + l] = v - (m + log(s));
+            } else {
+                y[y4 + l] = exp(v - m) / s;
+            }
+        }
+        return;
+    }
     var m = -bitcast<f32>(0x7f800000u);
     for (var l = 0u; l < p.len; l++) {
-        m = max(m, x[bx + l * p.inner]);
+        m = max(m, xs(bx + l * p.inner));
     }
     var s = 0.0;
     for (var l = 0u; l < p.len; l++) {
-        s += exp(x[bx + l * p.inner] - m);
+        s += exp(xs(bx + l * p.inner) - m);
     }
-    let by = b - p.win_y;
     for (var l = 0u; l < p.len; l++) {
-        y[by + l * p.inner] = finish(x[bx + l * p.inner], m, s);
+        put(by + l * p.inner, finish(xs(bx + l * p.inner), m, s));
     }
 }
 
@@ -68,7 +104,7 @@ fn groups(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     var m = -bitcast<f32>(0x7f800000u);
     if (live) {
         for (var l = lid; l < p.len; l += 64u) {
-            m = max(m, x[bx + l * p.inner]);
+            m = max(m, xs(bx + l * p.inner));
         }
     }
     part[lid] = m;
@@ -84,7 +120,7 @@ fn groups(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     var acc = 0.0;
     if (live) {
         for (var l = lid; l < p.len; l += 64u) {
-            acc += exp(x[bx + l * p.inner] - m);
+            acc += exp(xs(bx + l * p.inner) - m);
         }
     }
     part[lid] = acc;
@@ -99,7 +135,7 @@ fn groups(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     if (live) {
         let by = b - p.win_y;
         for (var l = lid; l < p.len; l += 64u) {
-            y[by + l * p.inner] = finish(x[bx + l * p.inner], m, total);
+            put(by + l * p.inner, finish(xs(bx + l * p.inner), m, total));
         }
     }
 }

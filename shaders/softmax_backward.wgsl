@@ -18,9 +18,22 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> y: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+// vec4 views, as in softmax.wgsl.
+@group(0) @binding(1) var<storage, read> y: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
+
+fn ys(i: u32) -> f32 {
+    return y[i / 4u][i % 4u];
+}
+
+fn dys(i: u32) -> f32 {
+    return dy[i / 4u][i % 4u];
+}
+
+fn put(i: u32, v: f32) {
+    dx[i / 4u][i % 4u] = v;
+}
 
 fn base_of(q: u32) -> u32 {
     let o = q / p.inner;
@@ -46,14 +59,37 @@ fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let b = base_of(p.start + t);
+    if (p.inner == 1u && p.len % 4u == 0u) {
+        // Contiguous rows of whole vec4s.
+        let n4 = p.len / 4u;
+        let y4 = (b - p.win_y) / 4u;
+        let d4 = (b - p.win_dy) / 4u;
+        let x4 = (b - p.win_dx) / 4u;
+        var s4 = vec4<f32>(0.0);
+        for (var l = 0u; l < n4; l++) {
+            let g = dy[d4 + l];
+            s4 += select(g * y[y4 + l], g, OP == 1u);
+        }
+        let s = (s4.x + s4.y) + (s4.z + s4.w);
+        for (var l = 0u; l < n4; l++) {
+            let yv = y[y4 + l];
+            let g = dy[d4 + l];
+            if (OP == 1u) {
+                dx[x4 + l] = g - exp(yv) * s;
+            } else {
+                dx[x4 + l] = yv * (g - s);
+            }
+        }
+        return;
+    }
     var s = 0.0;
     for (var l = 0u; l < p.len; l++) {
         let k = b + l * p.inner;
-        s += term(y[k - p.win_y], dy[k - p.win_dy]);
+        s += term(ys(k - p.win_y), dys(k - p.win_dy));
     }
     for (var l = 0u; l < p.len; l++) {
         let k = b + l * p.inner;
-        dx[k - p.win_dx] = grad(y[k - p.win_y], dy[k - p.win_dy], s);
+        put(k - p.win_dx, grad(ys(k - p.win_y), dys(k - p.win_dy), s));
     }
 }
 
@@ -69,7 +105,7 @@ fn groups(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     if (live) {
         for (var l = lid; l < p.len; l += 64u) {
             let k = b + l * p.inner;
-            acc += term(y[k - p.win_y], dy[k - p.win_dy]);
+            acc += term(ys(k - p.win_y), dys(k - p.win_dy));
         }
     }
     part[lid] = acc;
@@ -84,7 +120,7 @@ fn groups(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     if (live) {
         for (var l = lid; l < p.len; l += 64u) {
             let k = b + l * p.inner;
-            dx[k - p.win_dx] = grad(y[k - p.win_y], dy[k - p.win_dy], s);
+            put(k - p.win_dx, grad(ys(k - p.win_y), dys(k - p.win_dy), s));
         }
     }
 }

@@ -20,7 +20,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::data::{rle::Rle, Mask};
-use crate::model::postprocess::{self, Instances, Panoptic, PostprocessConfig, RawOutputs, Semantic};
+use crate::model::postprocess::{
+    self, Instances, Panoptic, PostprocessConfig, RawOutputs, Semantic,
+};
 use crate::model::preprocess::{preprocess, PreprocessConfig, Preprocessed};
 use crate::model::{LabelInfo, Mask2Former, ModelError, RawBatch};
 use crate::visualize;
@@ -40,9 +42,15 @@ pub enum SegmentError {
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot encode {path}: {source}")]
-    Encode { path: PathBuf, source: image::ImageError },
+    Encode {
+        path: PathBuf,
+        source: image::ImageError,
+    },
 }
 
 /// A loaded model with its pre- and post-processing settings.
@@ -101,19 +109,37 @@ impl Segmenter {
     }
 
     /// Segments one image.
-    pub fn segment(&mut self, image: &DynamicImage, task: Task) -> Result<Segmentation, SegmentError> {
+    pub fn segment(
+        &mut self,
+        image: &DynamicImage,
+        task: Task,
+    ) -> Result<Segmentation, SegmentError> {
         let pre = preprocess(image, &self.preprocess);
-        let raw = self.model.forward(&pre.pixel_values, 1, pre.height, pre.width)?;
+        let raw = self
+            .model
+            .forward(&pre.pixel_values, 1, pre.height, pre.width)?;
         Ok(self.postprocess(&raw, 0, &pre, task))
     }
 
     /// Runs the network on an already pre-processed `[B, 3, H, W]` batch.
-    pub fn forward(&mut self, pixel_values: &[f32], batch: usize, height: usize, width: usize) -> Result<RawBatch, SegmentError> {
+    pub fn forward(
+        &mut self,
+        pixel_values: &[f32],
+        batch: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<RawBatch, SegmentError> {
         Ok(self.model.forward(pixel_values, batch, height, width)?)
     }
 
     /// Post-processes image `b` of a raw batch into a result at `pre.original_size`.
-    pub fn postprocess(&self, raw: &RawBatch, b: usize, pre: &Preprocessed, task: Task) -> Segmentation {
+    pub fn postprocess(
+        &self,
+        raw: &RawBatch,
+        b: usize,
+        pre: &Preprocessed,
+        task: Task,
+    ) -> Segmentation {
         let (q, c) = (raw.num_queries, raw.num_classes_with_void);
         let (h, w) = raw.mask_size;
         let out = RawOutputs {
@@ -128,8 +154,12 @@ impl Segmenter {
         let labels = self.model.labels();
         let is_thing = |l: u32| labels.is_thing(l);
         match task {
-            Task::Panoptic => Segmentation::Panoptic(postprocess::panoptic(&out, &self.postprocess, &is_thing)),
-            Task::Instance => Segmentation::Instance(postprocess::instance(&out, &self.postprocess, None)),
+            Task::Panoptic => {
+                Segmentation::Panoptic(postprocess::panoptic(&out, &self.postprocess, &is_thing))
+            }
+            Task::Instance => {
+                Segmentation::Instance(postprocess::instance(&out, &self.postprocess, None))
+            }
             Task::Semantic => Segmentation::Semantic(postprocess::semantic(&out)),
         }
     }
@@ -167,7 +197,10 @@ impl Segmentation {
                         score: inst.score,
                         area: inst.area,
                         bbox: inst.bbox,
-                        segmentation: Some(RleJson { size: [r.height, r.width], counts: rle.to_compressed() }),
+                        segmentation: Some(RleJson {
+                            size: [r.height, r.width],
+                            counts: rle.to_compressed(),
+                        }),
                     }
                 })
                 .collect(),
@@ -238,7 +271,12 @@ fn bbox_of(ids: &[u32], width: usize) -> [u32; 4] {
     if x0 == usize::MAX {
         return [0; 4];
     }
-    [x0 as u32, y0 as u32, (x1 - x0 + 1) as u32, (y1 - y0 + 1) as u32]
+    [
+        x0 as u32,
+        y0 as u32,
+        (x1 - x0 + 1) as u32,
+        (y1 - y0 + 1) as u32,
+    ]
 }
 
 /// Writes `<stem>.overlay.png`, `<stem>.json`, and for panoptic `<stem>.panoptic.png` (COCO RGB
@@ -251,7 +289,10 @@ pub fn write_outputs(
     result: &Segmentation,
     labels: &LabelInfo,
 ) -> Result<Vec<PathBuf>, SegmentError> {
-    std::fs::create_dir_all(dir).map_err(|source| SegmentError::Write { path: dir.into(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| SegmentError::Write {
+        path: dir.into(),
+        source,
+    })?;
     let (h, w) = result.size();
     let segments = result.segments(labels);
     let mut written = Vec::new();
@@ -263,7 +304,11 @@ pub fn write_outputs(
                 Segmentation::Semantic(_) => s.label_id + 1,
                 _ => s.id,
             },
-            color: visualize::color(if s.is_thing { s.id * 7919 + s.label_id } else { s.label_id }),
+            color: visualize::color(if s.is_thing {
+                s.id * 7919 + s.label_id
+            } else {
+                s.label_id
+            }),
             caption: match task {
                 Task::Semantic => s.label_name.clone(),
                 _ => format!("{} {:.0}%", s.label_name, s.score * 100.0),
@@ -272,7 +317,10 @@ pub fn write_outputs(
         .collect();
     let overlay = visualize::overlay(image, &result.id_map(), &regions);
     let path = dir.join(format!("{stem}.overlay.png"));
-    overlay.save(&path).map_err(|source| SegmentError::Encode { path: path.clone(), source })?;
+    overlay.save(&path).map_err(|source| SegmentError::Encode {
+        path: path.clone(),
+        source,
+    })?;
     written.push(path);
 
     #[derive(Serialize)]
@@ -283,7 +331,13 @@ pub fn write_outputs(
         segments: &'a [SegmentInfo],
     }
     let path = dir.join(format!("{stem}.json"));
-    let text = serde_json::to_string_pretty(&Json { task, height: h, width: w, segments: &segments }).expect("plain data");
+    let text = serde_json::to_string_pretty(&Json {
+        task,
+        height: h,
+        width: w,
+        segments: &segments,
+    })
+    .expect("plain data");
     write_atomic(&path, text.as_bytes())?;
     written.push(path);
 
@@ -291,22 +345,36 @@ pub fn write_outputs(
         let path = dir.join(format!("{stem}.panoptic.png"));
         visualize::panoptic_png(&p.ids, w as u32, h as u32)
             .save(&path)
-            .map_err(|source| SegmentError::Encode { path: path.clone(), source })?;
+            .map_err(|source| SegmentError::Encode {
+                path: path.clone(),
+                source,
+            })?;
         written.push(path);
         // Semantic view of the panoptic result: label per pixel, 255 where void.
-        let by_id: std::collections::HashMap<u32, u32> = p.segments.iter().map(|s| (s.id, s.label_id)).collect();
-        let labels_map: Vec<u32> = p.ids.iter().map(|id| by_id.get(id).copied().unwrap_or(255)).collect();
+        let by_id: std::collections::HashMap<u32, u32> =
+            p.segments.iter().map(|s| (s.id, s.label_id)).collect();
+        let labels_map: Vec<u32> = p
+            .ids
+            .iter()
+            .map(|id| by_id.get(id).copied().unwrap_or(255))
+            .collect();
         let path = dir.join(format!("{stem}.semantic.png"));
         visualize::LabelPng::new(&labels_map, w as u32, h as u32)
             .save(&path)
-            .map_err(|source| SegmentError::Encode { path: path.clone(), source })?;
+            .map_err(|source| SegmentError::Encode {
+                path: path.clone(),
+                source,
+            })?;
         written.push(path);
     }
     if let Segmentation::Semantic(s) = result {
         let path = dir.join(format!("{stem}.semantic.png"));
         visualize::LabelPng::new(&s.labels, w as u32, h as u32)
             .save(&path)
-            .map_err(|source| SegmentError::Encode { path: path.clone(), source })?;
+            .map_err(|source| SegmentError::Encode {
+                path: path.clone(),
+                source,
+            })?;
         written.push(path);
     }
     Ok(written)
@@ -321,7 +389,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SegmentError> {
         path.extension().and_then(|e| e.to_str()).unwrap_or(""),
         std::process::id()
     ));
-    let err = |source| SegmentError::Write { path: path.into(), source };
+    let err = |source| SegmentError::Write {
+        path: path.into(),
+        source,
+    };
     let mut f = std::fs::File::create(&tmp).map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)?;

@@ -217,7 +217,7 @@ fn every_op_builds_differentiates_and_plans() {
     let ow = g.param("offsets.weight", &[heads * 2 * 2 * 2, c]).unwrap();
     let off = g.linear(tokens, ow, None).unwrap();
     let off = g.reshape(off, &[b, h * w, heads, 2, 2, 2]).unwrap();
-    let refs = g.constant(&vec![0.5; 2], &[1, 1, 1, 1, 1, 2]).unwrap();
+    let refs = g.constant(&[0.5; 2], &[1, 1, 1, 1, 1, 2]).unwrap();
     let loc = g.add(off, refs).unwrap();
     let aw = g.param("attn.weight", &[heads * 4, c]).unwrap();
     let att = g.linear(tokens, aw, None).unwrap();

@@ -132,3 +132,10 @@ fn bad_backend_name_is_a_clear_error() {
         .to_string();
     assert!(err.contains("M2F_BACKEND") && err.contains("cuda"), "{err}");
 }
+
+#[test]
+fn empty_tensors_round_trip() {
+    let rt = testing::runtime();
+    let t = rt.upload(&[], &[0, 3]).unwrap();
+    assert_eq!(rt.download(&t).unwrap(), Vec::<f32>::new());
+}

@@ -13,7 +13,7 @@
 //! count per output pixel.
 
 use criterion::{Criterion, Throughput};
-use mask2former::ops::deform_attn::{self, Gradients, Scatter, Variant};
+use mask2former::ops::deform_attn::{self, BackwardOptions, Gradients, Scatter, Variant};
 use mask2former::ops::resample::{self, Resize};
 use mask2former::{DType, Runtime};
 use rand::{Rng, SeedableRng};
@@ -114,21 +114,24 @@ fn deform(c: &mut Criterion, rt: &Runtime) {
         sampling_locations: rt.empty(loc.shape(), DType::F32).unwrap(),
         attention_weights: rt.empty(attn.shape(), DType::F32).unwrap(),
     };
-    let mut modes = vec![("backward_cas", Scatter::CompareExchange)];
+    let mut scatters = vec![("cas", Scatter::CompareExchange)];
     if rt.caps().f32_atomics {
-        modes.push(("backward_f32_atomics", Scatter::NativeF32));
+        scatters.push(("f32_atomics", Scatter::NativeF32));
     }
-    for (name, scatter) in modes {
-        let ds = deform_attn::deform_attn_backward_into(
-            rt, &value, &SHAPES, &loc, &attn, &grad_out, &grads, scatter,
-        )
-        .unwrap();
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                rt.run(&ds);
-                rt.sync().unwrap();
-            })
-        });
+    for (scatter_name, scatter) in scatters {
+        for (variant_name, variant) in [("vec4", Variant::Vec4), ("scalar", Variant::Scalar)] {
+            let opts = BackwardOptions { scatter, variant };
+            let ds = deform_attn::deform_attn_backward_into(
+                rt, &value, &SHAPES, &loc, &attn, &grad_out, &grads, opts,
+            )
+            .unwrap();
+            g.bench_function(format!("backward_{scatter_name}_{variant_name}"), |b| {
+                b.iter(|| {
+                    rt.run(&ds);
+                    rt.sync().unwrap();
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -21,7 +21,9 @@ pub fn benches(c: &mut Criterion) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut group = c.benchmark_group("matmul");
     for (variant, s) in cases {
-        let data: Vec<f32> = (0..2 * s * s).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let data: Vec<f32> = (0..2 * s * s)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         let a = rt.upload(&data[..s * s], &[s, s]).unwrap();
         let b = rt.upload(&data[s * s..], &[s, s]).unwrap();
         let out = rt.empty(&[s, s], DType::F32).unwrap();

@@ -12,7 +12,10 @@ use mask2former::segment::{write_outputs, Segmenter, Task};
 use mask2former::Runtime;
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Panoptic, instance and semantic segmentation with Mask2Former on any GPU (wgpu)")]
+#[command(
+    version,
+    about = "Panoptic, instance and semantic segmentation with Mask2Former on any GPU (wgpu)"
+)]
 struct Args {
     /// Images to segment (PNG or JPEG).
     #[arg(required_unless_present = "pixel_values")]
@@ -63,7 +66,8 @@ fn run() -> anyhow::Result<bool> {
     let rt = Runtime::new().context("opening a GPU adapter")?;
     eprintln!("adapter: {}", rt.describe());
     let model_dir = args.model.clone().unwrap_or_else(default_model);
-    let mut seg = Segmenter::load(&rt, &model_dir).with_context(|| format!("loading model {}", model_dir.display()))?;
+    let mut seg = Segmenter::load(&rt, &model_dir)
+        .with_context(|| format!("loading model {}", model_dir.display()))?;
     if let Some(v) = args.object_mask_threshold {
         seg.postprocess.object_mask_threshold = v;
     }
@@ -79,7 +83,9 @@ fn run() -> anyhow::Result<bool> {
     }
 
     let bar = ProgressBar::new(args.images.len() as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed} < {eta}]").unwrap());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed} < {eta}]").unwrap(),
+    );
     let start = Instant::now();
     let (mut done, mut failed) = (0usize, 0usize);
     for path in &args.images {
@@ -110,27 +116,49 @@ fn segment_one(seg: &mut Segmenter, path: &std::path::Path, args: &Args) -> anyh
     let raw = seg.forward(&pre.pixel_values, 1, pre.height, pre.width)?;
     if let Some(dump) = &args.dump_raw {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-        let file = if args.images.len() > 1 { dump.with_file_name(format!("{stem}.{}", file_name(dump))) } else { dump.clone() };
+        let file = if args.images.len() > 1 {
+            dump.with_file_name(format!("{stem}.{}", file_name(dump)))
+        } else {
+            dump.clone()
+        };
         raw.save_safetensors(&file)?;
     }
     let result = seg.postprocess(&raw, 0, &pre, args.task);
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-    write_outputs(&args.out, stem, &image.to_rgb8(), args.task, &result, seg.labels())?;
+    write_outputs(
+        &args.out,
+        stem,
+        &image.to_rgb8(),
+        args.task,
+        &result,
+        seg.labels(),
+    )?;
     Ok(())
 }
 
 fn file_name(p: &std::path::Path) -> String {
-    p.file_name().and_then(|s| s.to_str()).unwrap_or("raw.safetensors").to_string()
+    p.file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("raw.safetensors")
+        .to_string()
 }
 
 /// `--pixel-values`: the batch in the file goes through the network as is; outputs are written
 /// at the network input size (there is no original image).
-fn run_pixel_values(seg: &mut Segmenter, path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
+fn run_pixel_values(
+    seg: &mut Segmenter,
+    path: &std::path::Path,
+    args: &Args,
+) -> anyhow::Result<()> {
     let file = mask2former::model::checkpoint::Checkpoint::load(path)?;
     let t = file.get("pixel_values")?;
     let shape = t.shape.clone();
     if shape.len() != 4 || shape[1] != 3 {
-        bail!("{}: `pixel_values` must be [B, 3, H, W], found {:?}", path.display(), shape);
+        bail!(
+            "{}: `pixel_values` must be [B, 3, H, W], found {:?}",
+            path.display(),
+            shape
+        );
     }
     let data = t.data.clone();
     let (b, h, w) = (shape[0], shape[2], shape[3]);
@@ -141,21 +169,43 @@ fn run_pixel_values(seg: &mut Segmenter, path: &std::path::Path, args: &Args) ->
     }
     let plane = 3 * h * w;
     for i in 0..b {
-        let pre = Preprocessed { pixel_values: data[i * plane..(i + 1) * plane].to_vec(), height: h, width: w, original_size: (h, w) };
+        let pre = Preprocessed {
+            pixel_values: data[i * plane..(i + 1) * plane].to_vec(),
+            height: h,
+            width: w,
+            original_size: (h, w),
+        };
         let result = seg.postprocess(&raw, i, &pre, args.task);
         let image = denormalize(&pre, &seg.preprocess);
-        write_outputs(&args.out, &format!("batch{i}"), &image, args.task, &result, seg.labels())?;
+        write_outputs(
+            &args.out,
+            &format!("batch{i}"),
+            &image,
+            args.task,
+            &result,
+            seg.labels(),
+        )?;
     }
-    println!("{b} image(s) in {:.2} s; outputs in {}", start.elapsed().as_secs_f64(), args.out.display());
+    println!(
+        "{b} image(s) in {:.2} s; outputs in {}",
+        start.elapsed().as_secs_f64(),
+        args.out.display()
+    );
     Ok(())
 }
 
 /// Recovers a viewable RGB image from normalised pixel values (for the overlay).
-fn denormalize(pre: &Preprocessed, cfg: &mask2former::model::preprocess::PreprocessConfig) -> image::RgbImage {
+fn denormalize(
+    pre: &Preprocessed,
+    cfg: &mask2former::model::preprocess::PreprocessConfig,
+) -> image::RgbImage {
     let plane = pre.height * pre.width;
     image::RgbImage::from_fn(pre.width as u32, pre.height as u32, |x, y| {
         let i = y as usize * pre.width + x as usize;
-        let px = |c: usize| ((pre.pixel_values[c * plane + i] * cfg.std[c] + cfg.mean[c]) * 255.0).clamp(0.0, 255.0) as u8;
+        let px = |c: usize| {
+            ((pre.pixel_values[c * plane + i] * cfg.std[c] + cfg.mean[c]) * 255.0).clamp(0.0, 255.0)
+                as u8
+        };
         image::Rgb([px(0), px(1), px(2)])
     })
 }

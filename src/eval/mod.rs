@@ -16,8 +16,8 @@ pub enum EvalError {
     Mismatch(String),
     #[error("invalid argument: {0}")]
     Invalid(String),
-    #[error("--model {dir}: running the segmentation model is not built into `evaluate` yet; pass --predictions instead")]
-    ModelNotAvailable { dir: std::path::PathBuf },
+    #[error("running the model: {0}")]
+    Model(String),
 }
 
 use std::collections::HashMap;
@@ -208,16 +208,84 @@ pub enum Task {
     Semantic,
 }
 
-/// The one connection point to inference: runs the model of `model_dir` on one sample.
-/// Inference is not built into this binary yet, so this always fails with a clear message.
+/// The one connection point to inference: runs the model of `model_dir` on one sample. The
+/// model is loaded on first use and kept for the following samples. Model label `i` is the
+/// dataset's category index `i` (the model was trained on this dataset's categories).
 pub fn run_model(
     model_dir: &Path,
-    _sample: &Sample,
-    _task: Task,
-    _categories: &Categories,
+    sample: &Sample,
+    task: Task,
+    categories: &Categories,
 ) -> Result<ModelOutput, EvalError> {
-    Err(EvalError::ModelNotAvailable {
-        dir: model_dir.to_path_buf(),
+    use crate::segment::{Segmentation, Segmenter};
+    thread_local! {
+        static MODEL: std::cell::RefCell<Option<(PathBuf, Segmenter)>> = const { std::cell::RefCell::new(None) };
+    }
+    MODEL.with_borrow_mut(|slot| {
+        if slot.as_ref().map(|(d, _)| d.as_path()) != Some(model_dir) {
+            let rt = crate::Runtime::new().map_err(|e| EvalError::Model(e.to_string()))?;
+            let seg =
+                Segmenter::load(&rt, model_dir).map_err(|e| EvalError::Model(e.to_string()))?;
+            *slot = Some((model_dir.to_path_buf(), seg));
+        }
+        let seg = &mut slot.as_mut().expect("loaded above").1;
+        let image = image::DynamicImage::ImageRgb8(sample.image.clone());
+        let (seg_task, category) = match task {
+            Task::Panoptic => (crate::segment::Task::Panoptic, true),
+            Task::Instance => (crate::segment::Task::Instance, true),
+            Task::Semantic => (crate::segment::Task::Semantic, false),
+        };
+        let result = seg
+            .segment(&image, seg_task)
+            .map_err(|e| EvalError::Model(e.to_string()))?;
+        let category_of = |label: u32| -> Result<u32, EvalError> {
+            if !category {
+                return Ok(label);
+            }
+            categories.id_of(label).ok_or_else(|| {
+                EvalError::Mismatch(format!(
+                    "model label {label} has no category in the dataset ({} categories)",
+                    categories.len()
+                ))
+            })
+        };
+        Ok(match result {
+            Segmentation::Panoptic(p) => {
+                let mut segments = Vec::with_capacity(p.segments.len());
+                for s in &p.segments {
+                    segments.push(crate::data::SegmentInfo {
+                        id: s.id,
+                        category_id: category_of(s.label_id)?,
+                        iscrowd: false,
+                        area: s.area as f64,
+                        bbox: Some(s.bbox.map(|v| v as f64)),
+                    });
+                }
+                ModelOutput::Panoptic(Panoptic {
+                    height: p.height,
+                    width: p.width,
+                    ids: p.ids,
+                    segments,
+                })
+            }
+            Segmentation::Instance(r) => {
+                let mut list = Vec::with_capacity(r.instances.len());
+                for inst in r.instances {
+                    let mask = crate::data::Mask::from_map(r.height, r.width, &inst.mask, |b| b);
+                    list.push((
+                        category_of(inst.label_id)?,
+                        Rle::encode(&mask),
+                        inst.score as f64,
+                    ));
+                }
+                ModelOutput::Instances(list)
+            }
+            Segmentation::Semantic(s) => ModelOutput::Semantic(LabelMap {
+                height: s.height,
+                width: s.width,
+                labels: s.labels.iter().map(|&l| l.min(254) as u8).collect(),
+            }),
+        })
     })
 }
 

@@ -131,7 +131,7 @@ fn decoder_layer(
     let qq = nn::linear_with(g, qin, wq, Some(bq))?;
     let kk = nn::linear_with(g, kin, wk, Some(bk))?;
     let vv = nn::linear_with(g, feat, wv, Some(bv))?;
-    let a = g.masked_attention(qq, kk, vv, Some(mask), heads)?;
+    let a = nn::attention(g, qq, kk, vv, Some(mask), heads)?;
     let a = nn::linear(g, &ca.pp("out_proj"), a, c, true)?;
     let x = g.add(x, a)?;
     let x = nn::layer_norm(g, &p.pp("cross_attn_layer_norm"), x, 1e-5)?;
@@ -142,7 +142,7 @@ fn decoder_layer(
     let qq = nn::linear(g, &sa.pp("q_proj"), qk_in, c, true)?;
     let kk = nn::linear(g, &sa.pp("k_proj"), qk_in, c, true)?;
     let vv = nn::linear(g, &sa.pp("v_proj"), x, c, true)?;
-    let a = g.masked_attention(qq, kk, vv, None, heads)?;
+    let a = nn::attention(g, qq, kk, vv, None, heads)?;
     let a = nn::linear(g, &sa.pp("out_proj"), a, c, true)?;
     let x = g.add(x, a)?;
     let x = nn::layer_norm(g, &p.pp("self_attn_layer_norm"), x, 1e-5)?;

@@ -133,10 +133,7 @@ impl Mask2Former {
                     exe.set_param(name, &t.data)?;
                 }
             }
-            self.compiled.insert(
-                (b, h, w),
-                Compiled { exe, mask_size },
-            );
+            self.compiled.insert((b, h, w), Compiled { exe, mask_size });
         }
         Ok(self.compiled.get_mut(&(b, h, w)).expect("inserted above"))
     }

@@ -114,19 +114,31 @@ fn swin_block(
         ParamKind::PositionTable,
     )?;
     // [B, H*W, C] -> [B, H, W, C]: the kernel pads, shifts, partitions and reverses itself.
-    let q = g.reshape(q, &[b, h, w, c])?;
-    let k = g.reshape(k, &[b, h, w, c])?;
-    let v = g.reshape(v, &[b, h, w, c])?;
+    // Heads are zero-padded to a multiple of 4 channels where needed (see `nn::pad_heads`).
+    let d = c / heads;
+    let mut inputs = Vec::with_capacity(6);
+    for t in [q, k, v] {
+        let t = g.reshape(t, &[b, h, w, c])?;
+        inputs.push(nn::pad_heads(g, t, heads)?);
+    }
+    inputs.push(table);
     // transformers pads the normed tokens before the q/k/v linears, so a padding token's key and
     // value are the linears' biases: the kernel takes them as the padding values.
-    let a = if cfg.qkv_bias {
-        let pad_k = nn::param(g, &sp.pp("key").key("bias"), &[c], ParamKind::Bias)?;
-        let pad_v = nn::param(g, &sp.pp("value").key("bias"), &[c], ParamKind::Bias)?;
-        let op = WindowAttention { heads, window: win, shift, pad_tokens: true };
-        g.apply(std::sync::Arc::new(op), &[q, k, v, table, pad_k, pad_v])?[0]
-    } else {
-        g.window_attention(q, k, v, table, heads, win, shift)?
+    if cfg.qkv_bias {
+        for name in ["key", "value"] {
+            let bias = nn::param(g, &sp.pp(name).key("bias"), &[c], ParamKind::Bias)?;
+            inputs.push(nn::pad_heads(g, bias, heads)?);
+        }
+    }
+    let op = WindowAttention {
+        heads,
+        window: win,
+        shift,
+        pad_tokens: cfg.qkv_bias,
+        scale: Some(1.0 / (d as f32).sqrt()),
     };
+    let a = g.apply(std::sync::Arc::new(op), &inputs)?[0];
+    let a = nn::unpad_heads(g, a, heads, d)?;
     let a = g.reshape(a, &[b, h * w, c])?;
     let a = nn::linear(g, &att.pp("output").pp("dense"), a, c, true)?;
     let x = g.add(x, a)?;

@@ -112,3 +112,70 @@ pub fn conv2d(
     };
     g.conv2d(x, w, b, stride, padding)
 }
+
+/// The attention kernels read each head's channels as vec4: a head size that is not a multiple
+/// of 4 is zero-padded per head (`[.., heads·d] -> [.., heads·d4]`). Zero channels add nothing to
+/// q·k and produce zero outputs, which [`unpad_heads`] drops; the logit scale must stay 1/√d.
+pub fn pad_heads(g: &mut Graph, x: Value, heads: usize) -> Result<Value> {
+    let shape = g.shape(x).to_vec();
+    let (lead, c) = shape.split_at(shape.len() - 1);
+    let d = c[0] / heads;
+    let d4 = d.next_multiple_of(4);
+    if d4 == d {
+        return Ok(x);
+    }
+    let mut split = lead.to_vec();
+    split.extend([heads, d]);
+    let y = g.reshape(x, &split)?;
+    let mut pads = vec![(0, 0); split.len()];
+    *pads.last_mut().expect("head axis") = (0, d4 - d);
+    let y = g.pad(y, &pads)?;
+    let mut merged = lead.to_vec();
+    merged.push(heads * d4);
+    g.reshape(y, &merged)
+}
+
+/// Inverse of [`pad_heads`]: keeps the first `d` channels of each padded head.
+pub fn unpad_heads(g: &mut Graph, x: Value, heads: usize, d: usize) -> Result<Value> {
+    let shape = g.shape(x).to_vec();
+    let (lead, c) = shape.split_at(shape.len() - 1);
+    let d4 = c[0] / heads;
+    if d4 == d {
+        return Ok(x);
+    }
+    let mut split = lead.to_vec();
+    split.extend([heads, d4]);
+    let y = g.reshape(x, &split)?;
+    let y = g.slice(y, split.len() - 1, 0, d)?;
+    let mut merged = lead.to_vec();
+    merged.push(heads * d);
+    g.reshape(y, &merged)
+}
+
+/// Multi-head attention of `q [B, Q, C]` over `k, v [B, K, C]` (scale 1/√(C/heads)), blocked
+/// where `mask [B, Q, K]` is 1; any head size.
+pub fn attention(
+    g: &mut Graph,
+    q: Value,
+    k: Value,
+    v: Value,
+    mask: Option<Value>,
+    heads: usize,
+) -> Result<Value> {
+    let c = *g.shape(q).last().expect("[B, Q, C]");
+    let d = c / heads;
+    let (q, k, v) = (
+        pad_heads(g, q, heads)?,
+        pad_heads(g, k, heads)?,
+        pad_heads(g, v, heads)?,
+    );
+    let op = crate::graph::ops::MaskedAttention {
+        heads,
+        masked: mask.is_some(),
+        scale: Some(1.0 / (d as f32).sqrt()),
+    };
+    let mut inputs = vec![q, k, v];
+    inputs.extend(mask);
+    let y = g.apply(std::sync::Arc::new(op), &inputs)?[0];
+    unpad_heads(g, y, heads, d)
+}

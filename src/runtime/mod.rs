@@ -215,7 +215,7 @@ impl Runtime {
             enc.resolve_query_set(&qs, 0..count, &resolve, 0);
             self.inner.queue.submit([enc.finish()]);
             let raw = self.read_buffer(&resolve, 0, bytes)?;
-            let ticks: &[u64] = bytemuck::cast_slice(&raw);
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
             for w in ticks.windows(2) {
                 out.push(Duration::from_nanos(
                     (w[1].saturating_sub(w[0]) as f64 * period) as u64,
@@ -362,7 +362,8 @@ impl Runtime {
             });
         }
         let raw = self.read_buffer(t.buffer(), 0, t.size_bytes())?;
-        Ok(bytemuck::cast_slice(&raw).to_vec())
+        // The byte vector is only 1-aligned: decode instead of casting in place.
+        Ok(bytemuck::pod_collect_to_vec(&raw))
     }
 
     /// Reads a u32 tensor back to the host.
@@ -375,7 +376,7 @@ impl Runtime {
             });
         }
         let raw = self.read_buffer(t.buffer(), 0, t.size_bytes())?;
-        Ok(bytemuck::cast_slice(&raw).to_vec())
+        Ok(bytemuck::pod_collect_to_vec(&raw))
     }
 
     /// Copies `bytes` bytes at `offset` of `buffer` into host memory (rounded up to 4 bytes).

@@ -39,6 +39,12 @@ fn layer_norm(g: &mut Graph, name: &str, x: Value) -> Value {
 /// Builds the network and its loss; parameters get a fixed-seed init (uniform ±1/√fan_in,
 /// norms at weight 1 / bias 0), the image and target masks come from the same seed.
 pub fn toy(seed: u64) -> Toy {
+    toy_with(seed, true)
+}
+
+/// [`toy`] with the attention mask either from the queries' own guess (as Mask2Former: the
+/// loss then jumps where a guess crosses zero) or fixed (a smooth loss, for finite differences).
+pub fn toy_with(seed: u64, mask_from_guess: bool) -> Toy {
     let mut g = Graph::new();
     let image = g.input("image", &[1, 3, H, W]).unwrap();
     let target = g.input("target", &[1, QUERIES, H * W]).unwrap();
@@ -110,7 +116,14 @@ pub fn toy(seed: u64) -> Toy {
     // predict a mask as query · token.
     let loss = g.scoped("decoder", |g| {
         let qf = g.param("decoder.query_feat", &[1, QUERIES, C]).unwrap();
-        let guess = g.matmul_t(qf, x, false, true).unwrap(); // [1, Q, HW]
+        let guess = if mask_from_guess {
+            g.matmul_t(qf, x, false, true).unwrap() // [1, Q, HW]
+        } else {
+            let pattern: Vec<f32> = (0..QUERIES * n)
+                .map(|i| ((i * 7) % 5) as f32 - 1.5)
+                .collect();
+            g.constant(&pattern, &[1, QUERIES, n]).unwrap()
+        };
         let blocked = g.less_than_zero(guess).unwrap();
         let q = linear(g, "decoder.q_proj", qf, C, true);
         let k = linear(g, "decoder.k_proj", x, C, true);
@@ -151,7 +164,7 @@ pub fn toy(seed: u64) -> Toy {
         .map(|i| {
             let (q, p) = (i / n, i % n);
             let (y, x) = (p / W, p % W);
-            if (y < H / 2) == (q % 2 == 0) && (x < W / 2) == (q / 2 == 0) {
+            if (y < H / 2) == q.is_multiple_of(2) && (x < W / 2) == (q / 2 == 0) {
                 1.0
             } else {
                 -1.0

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::{arity, infer_err, no_second_order};
 use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
-use crate::ops::deform_attn::{self as msda, deform_attn_backward_into, deform_attn_into, Scatter};
+use crate::ops::deform_attn::{
+    self as msda, deform_attn_backward_into, deform_attn_into, BackwardOptions,
+};
 use crate::ops::masked_attention::{
     masked_attention_backward_into, masked_attention_into, MaskedAttentionGrads,
     MaskedAttentionInputs, MaskedAttentionOptions, MaskedAttentionWorkspace,
@@ -25,6 +27,8 @@ pub struct WindowAttention {
     pub shift: usize,
     /// Padding tokens' key and value are given (HF: the key/value linear biases).
     pub pad_tokens: bool,
+    /// Logit scale; `None` = 1/√head_dim (set it when heads were zero-padded to a kernel size).
+    pub scale: Option<f32>,
 }
 
 impl WindowAttention {
@@ -33,7 +37,7 @@ impl WindowAttention {
             heads: self.heads,
             window: self.window,
             shift: self.shift,
-            scale: None,
+            scale: self.scale,
         }
     }
 }
@@ -51,7 +55,7 @@ impl Op for WindowAttention {
             return infer_err("q, k and v must have one shape");
         }
         let win = self.window;
-        if win == 0 || self.shift >= win || self.heads == 0 || c % self.heads != 0 {
+        if win == 0 || self.shift >= win || self.heads == 0 || !c.is_multiple_of(self.heads) {
             return infer_err(format!(
                 "window {win}, shift {}, heads {} do not fit C = {c}",
                 self.shift, self.heads
@@ -149,6 +153,8 @@ impl Op for WindowAttentionBackward {
 pub struct MaskedAttention {
     pub heads: usize,
     pub masked: bool,
+    /// Logit scale; `None` = 1/√head_dim.
+    pub scale: Option<f32>,
 }
 
 impl Op for MaskedAttention {
@@ -166,7 +172,7 @@ impl Op for MaskedAttention {
         if bk != b || ck != c || i[2].shape != i[1].shape {
             return infer_err("k and v must be [B, N, C] with the batch and width of q");
         }
-        if self.heads == 0 || c % self.heads != 0 {
+        if self.heads == 0 || !c.is_multiple_of(self.heads) {
             return infer_err(format!("{} heads do not divide C = {c}", self.heads));
         }
         if self.masked && i[3].shape != [b, q, n] {
@@ -183,7 +189,8 @@ impl Op for MaskedAttention {
             mask: mask.as_ref(),
             additive: None,
         };
-        let opts = MaskedAttentionOptions::new(self.heads);
+        let mut opts = MaskedAttentionOptions::new(self.heads);
+        opts.scale = self.scale;
         let ws = MaskedAttentionWorkspace::new(rt, &x, &opts)?;
         let ds = masked_attention_into(rt, &x, io.outputs[0], io.outputs[1], &ws, &opts)?;
         io.keep_alive(ws);
@@ -248,7 +255,8 @@ impl Op for MaskedAttentionBackward {
             dk: io.outputs[1].clone(),
             dv: io.outputs[2].clone(),
         };
-        let opts = MaskedAttentionOptions::new(self.0.heads);
+        let mut opts = MaskedAttentionOptions::new(self.0.heads);
+        opts.scale = self.0.scale;
         let ws = MaskedAttentionWorkspace::new(rt, &x, &opts)?;
         let ds = masked_attention_backward_into(rt, &x, out, lse, dy, &grads, &ws, &opts)?;
         io.keep_alive(ws);
@@ -347,7 +355,16 @@ impl Op for DeformAttnBackward {
             attention_weights: io.outputs[2].clone(),
         };
         let shapes = &self.0.shapes;
-        deform_attn_backward_into(rt, value, shapes, loc, attn, dy, &grads, Scatter::Auto)
+        deform_attn_backward_into(
+            rt,
+            value,
+            shapes,
+            loc,
+            attn,
+            dy,
+            &grads,
+            BackwardOptions::default(),
+        )
     }
     fn backward(
         &self,
@@ -378,6 +395,7 @@ impl Graph {
             window,
             shift,
             pad_tokens: false,
+            scale: None,
         };
         Ok(self.apply(Arc::new(op), &[q, k, v, table])?[0])
     }
@@ -397,6 +415,7 @@ impl Graph {
         let op = MaskedAttention {
             heads,
             masked: mask.is_some(),
+            scale: None,
         };
         Ok(self.apply(Arc::new(op), &inputs)?[0])
     }

@@ -26,13 +26,6 @@ use super::ir::{Io, Op, TensorInfo, Value};
 use super::{GraphError, Result};
 use crate::runtime::{Dispatch, Runtime};
 
-fn pending(op: &'static str, family: &str) -> crate::Error {
-    crate::Error::Unsupported {
-        op,
-        what: format!("the `{family}` kernels are not in this build yet"),
-    }
-}
-
 fn arity(inputs: &[&TensorInfo], n: usize) -> std::result::Result<(), String> {
     if inputs.len() != n {
         return Err(format!("takes {n} inputs, got {}", inputs.len()));

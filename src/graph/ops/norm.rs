@@ -136,7 +136,7 @@ impl Op for GroupNorm {
     fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
         arity(i, 3)?;
         let s = &i[0].shape;
-        if s.len() < 2 || self.groups == 0 || s[1] % self.groups != 0 {
+        if s.len() < 2 || self.groups == 0 || !s[1].is_multiple_of(self.groups) {
             return infer_err(format!(
                 "x must be [N, C, ..] with C divisible by {} groups",
                 self.groups

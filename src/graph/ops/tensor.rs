@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use super::{arity, infer_err, pending};
+use super::{arity, infer_err};
 use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
 use crate::ops::elementwise as ew;
 use crate::ops::matmul::{matmul_into, MatmulOptions};
 use crate::ops::reduce::{reduce_backward_into, Reduce};
+use crate::ops::{copy, softmax};
 use crate::runtime::{Dispatch, Runtime};
 use crate::DType;
 
@@ -43,14 +44,6 @@ fn sum_to(g: &mut Graph, dy: Value, shape: &[usize]) -> Result<Value> {
         },
         &[dy],
     )
-}
-
-macro_rules! no_kernel_yet {
-    ($name:literal, $family:literal) => {
-        fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-            Err(pending($name, $family))
-        }
-    };
 }
 
 // ---- elementwise -------------------------------------------------------------------------
@@ -237,7 +230,18 @@ impl Op for Softmax {
         }
         Ok(vec![i[0].clone()])
     }
-    no_kernel_yet!("softmax", "softmax");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let x = io.inputs[0];
+        let axis = x.rank() - 1;
+        softmax::softmax_into(
+            rt,
+            softmax::Kind::Softmax,
+            x,
+            axis,
+            io.outputs[0],
+            softmax::Variant::Auto,
+        )
+    }
     fn backward(
         &self,
         g: &mut Graph,
@@ -262,7 +266,19 @@ impl Op for SoftmaxBackward {
         arity(i, 2)?;
         Ok(vec![i[1].clone()])
     }
-    no_kernel_yet!("softmax_backward", "softmax");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let (dy, y) = (io.inputs[0], io.inputs[1]);
+        let axis = y.rank() - 1;
+        softmax::softmax_backward_into(
+            rt,
+            softmax::Kind::Softmax,
+            y,
+            dy,
+            axis,
+            io.outputs[0],
+            softmax::Variant::Auto,
+        )
+    }
     fn backward(
         &self,
         _g: &mut Graph,
@@ -502,7 +518,18 @@ impl Op for Slice {
             dtype: i[0].dtype,
         }])
     }
-    no_kernel_yet!("slice", "copy");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let ranges: Vec<copy::Range> = self
+            .ranges
+            .iter()
+            .map(|&(start, end)| copy::Range {
+                start,
+                end,
+                step: 1,
+            })
+            .collect();
+        copy::slice_into(rt, io.inputs[0], &ranges, io.outputs[0])
+    }
     fn backward(
         &self,
         g: &mut Graph,
@@ -552,7 +579,14 @@ impl Op for Pad {
             dtype: i[0].dtype,
         }])
     }
-    no_kernel_yet!("pad", "copy");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let amounts: Vec<(i64, i64)> = self
+            .pads
+            .iter()
+            .map(|&(a, b)| (a as i64, b as i64))
+            .collect();
+        copy::pad_into(rt, io.inputs[0], &amounts, 0f32.to_bits(), io.outputs[0])
+    }
     fn backward(
         &self,
         g: &mut Graph,
@@ -596,7 +630,9 @@ impl Op for Permute {
             dtype: i[0].dtype,
         }])
     }
-    no_kernel_yet!("permute", "copy");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        copy::permute_into(rt, io.inputs[0], &self.perm, io.outputs[0])
+    }
     fn backward(
         &self,
         g: &mut Graph,
@@ -653,7 +689,9 @@ impl Op for Concat {
             dtype: first.dtype,
         }])
     }
-    no_kernel_yet!("concat", "copy");
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        copy::concat_into(rt, &io.inputs, self.axis, io.outputs[0])
+    }
     fn backward(
         &self,
         g: &mut Graph,

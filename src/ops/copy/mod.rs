@@ -103,6 +103,7 @@ pub fn strided_copy_into(
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "strided_copy";
     check_word_dtype(OP, x, out)?;
+    layout::no_alias(OP, &[x], out)?;
     let r = c.shape.len();
     if [
         c.x_strides.len(),
@@ -161,8 +162,18 @@ pub fn strided_copy_into(
             }
         })
         .collect();
-    let x0: Vec<i64> = groups.iter().map(|g| c.x_start[g[0]]).collect();
-    let step: Vec<usize> = groups.iter().map(|g| c.x_step[g[0]]).collect();
+    let mut x0: Vec<i64> = groups.iter().map(|g| c.x_start[g[0]]).collect();
+    let mut step: Vec<usize> = groups.iter().map(|g| c.x_step[g[0]]).collect();
+    // The kernel walks rows of the innermost dim: give a scalar copy one dim of size 1.
+    let (mut shape, mut xs, mut os, mut lim) = (shape, xs, os, lim);
+    if shape.is_empty() {
+        shape.push(1);
+        xs.push(0);
+        os.push(0);
+        lim.push(1);
+        x0.push(0);
+        step.push(1);
+    }
     let mut ax = Access::strided(x.numel(), xs.clone());
     ax.base = c.x_base;
     ax.affine = Some(Affine {
@@ -190,12 +201,14 @@ pub fn strided_copy_into(
         step: pack(OP, &step)?,
         lim: pack(OP, &lim)?,
     };
-    Ok(layout::launch(
+    let inner = *shape.last().unwrap();
+    Ok(layout::launch_rows(
         rt,
         &k,
         &chunks,
         &[x, out],
-        layout::WG,
+        inner,
+        layout::bind,
         |ch| CopyParams {
             n: u(ch.n),
             start: u(ch.start),
@@ -667,6 +680,7 @@ fn gather_dispatches(
 ) -> Result<Vec<Dispatch>> {
     check_word_dtype(op, x, out)?;
     expect(op, "out", out, x.dtype(), &g.space)?;
+    layout::no_alias(op, &[x, idx], out)?;
     let (chunks, p) = gather_launch(rt, op, &g, x.numel(), idx, out.numel(), true)?;
     let k = rt.kernel(&crate::shader!("copy_gather"), "main", &[])?;
     Ok(layout::launch(
@@ -747,6 +761,7 @@ fn scatter_dispatches(
 ) -> Result<Vec<Dispatch>> {
     expect_dtype(op, dx, DType::F32)?;
     expect(op, "dy", dy, DType::F32, &g.space)?;
+    layout::no_alias(op, &[dy, idx], dx)?;
     let native = match variant {
         ScatterVariant::Auto => rt.caps().f32_atomics,
         ScatterVariant::FloatAtomics => {

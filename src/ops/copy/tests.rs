@@ -400,3 +400,19 @@ fn copy_errors_name_the_op_and_shapes() {
         assert!(err.contains("atomics"), "{err}");
     }
 }
+
+/// A permute of a tensor just past the 128 MiB binding limit: chunks start mid-row and the
+/// transposed reads span most of x.
+#[test]
+fn permute_past_binding_limit() {
+    let rt = runtime();
+    let m = (rt.caps().max_storage_binding / 4) as usize / 3 + 1000;
+    // u32 values: every element distinct, so any misplaced element shows.
+    let x: Vec<u32> = (0..3 * m as u32).collect();
+    let xt = rt.upload_u32(&x, &[3, m]).unwrap();
+    let out = rt.upload_u32(&vec![u32::MAX; 3 * m], &[m, 3]).unwrap();
+    run(rt, permute_into(rt, &xt, &[1, 0], &out));
+    let got = rt.download_u32(&out).unwrap();
+    let bad = (0..3 * m).find(|&i| got[i] != x[(i % 3) * m + i / 3]);
+    assert_eq!(bad, None, "first wrong element");
+}

@@ -187,9 +187,18 @@ fn forward_past_one_workgroup_grid() {
 }
 
 fn check_backward(rt: &Runtime, scatter: Scatter, chunked: bool) {
+    for variant in [Variant::Scalar, Variant::Vec4] {
+        check_backward_variant(rt, BackwardOptions { scatter, variant }, chunked);
+    }
+}
+
+fn check_backward_variant(rt: &Runtime, opts: BackwardOptions, chunked: bool) {
     let seed = testing::seed();
     let mut rng = testing::rng(seed);
     for d in cases() {
+        if opts.variant == Variant::Vec4 && !d.channels.is_multiple_of(4) {
+            continue;
+        }
         let x = inputs(&mut rng, &d);
         let t = upload(rt, &d, &x);
         let go = testing::uniform(&mut rng, d.n * d.queries * d.heads * d.channels, -1.0, 1.0);
@@ -217,7 +226,7 @@ fn check_backward(rt: &Runtime, scatter: Scatter, chunked: bool) {
             chunk::binding_limit(rt)
         };
         let ds = backward_limit(
-            rt, &t.value, &d.shapes, &t.loc, &t.attn, &grad_out, &grads, scatter, limit,
+            rt, &t.value, &d.shapes, &t.loc, &t.attn, &grad_out, &grads, opts, limit,
         )
         .unwrap();
         rt.run(&ds);
@@ -228,7 +237,7 @@ fn check_backward(rt: &Runtime, scatter: Scatter, chunked: bool) {
             &f64s(&go),
             &d,
         );
-        let case = format!("backward {scatter:?} chunked={chunked} {d:?}");
+        let case = format!("backward {opts:?} chunked={chunked} {d:?}");
         // grad_value sums up to Lq·L·P scattered terms in an order that varies run to run; f32
         // rounding of such sums stays well inside 1e-5 relative L2.
         assert_close(
@@ -353,6 +362,25 @@ fn errors_name_the_op_and_shapes() {
         .unwrap()
         .to_string();
     assert!(e.contains("attention_weights"), "{e}");
+    // One batch item past the binding limit (here 64 bytes) is an error naming the tensor.
+    let out = rt.empty(&[1, 2, 8], DType::F32).unwrap();
+    let e = forward_limit(
+        rt,
+        &t.value,
+        &[(2, 2)],
+        &t.loc,
+        &t.attn,
+        &out,
+        Variant::Auto,
+        64,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("deform_attn") && e.contains("value") && e.contains("64"),
+        "{e}"
+    );
     let d5 = dims(1, 2, 2, 5, 1, &[(2, 2)]);
     let t5 = upload(rt, &d5, &inputs(&mut rng, &d5));
     let out = rt.empty(&[1, 2, 10], DType::F32).unwrap();
@@ -379,10 +407,70 @@ fn errors_name_the_op_and_shapes() {
         &tp.loc,
         &tp.attn,
         &go,
-        Scatter::NativeF32,
+        BackwardOptions {
+            scatter: Scatter::NativeF32,
+            variant: Variant::Auto,
+        },
     )
     .err()
     .unwrap()
     .to_string();
     assert!(e.contains("atomics"), "{e}");
+}
+
+#[test]
+fn reference_matches_the_grid_sample_formulation() {
+    // PyTorch's fallback `ms_deform_attn_core_pytorch`: per level, grid_sample(value_l, 2·loc − 1,
+    // bilinear, zeros, align_corners=False), weighted by the attention and summed over (l, p).
+    // The CUDA kernel's region test only skips points whose four corners all read zero, so the two
+    // agree everywhere; this ties the reference to the resample family's grid_sample reference.
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    for d in cases() {
+        let x = inputs(&mut rng, &d);
+        let (value, loc, attn) = (f64s(&x.value), f64s(&x.loc), f64s(&x.attn));
+        let got = reference::forward(&value, &loc, &attn, &d);
+        let (s_, m_, c_, l_, p_) = (d.spatial(), d.heads, d.channels, d.levels(), d.points);
+        let mut want = vec![0.0; got.len()];
+        let mut start = 0;
+        for (l, &(h, w)) in d.shapes.iter().enumerate() {
+            for n in 0..d.n {
+                for m in 0..m_ {
+                    // value_l as [1, D, H, W] and this head's points as a [1, Lq·P, 2] grid.
+                    let mut img = vec![0.0; c_ * h * w];
+                    for s in 0..h * w {
+                        for c in 0..c_ {
+                            img[c * h * w + s] = value[((n * s_ + start + s) * m_ + m) * c_ + c];
+                        }
+                    }
+                    let mut grid = Vec::with_capacity(d.queries * p_ * 2);
+                    for q in 0..d.queries {
+                        for k in 0..p_ {
+                            let slot = ((((n * d.queries + q) * m_ + m) * l_ + l) * p_) + k;
+                            grid.push(2.0 * loc[2 * slot] - 1.0);
+                            grid.push(2.0 * loc[2 * slot + 1] - 1.0);
+                        }
+                    }
+                    let sampled =
+                        crate::ops::resample::reference::grid_sample(&img, &grid, 1, c_, (h, w));
+                    for q in 0..d.queries {
+                        for k in 0..p_ {
+                            let slot = ((((n * d.queries + q) * m_ + m) * l_ + l) * p_) + k;
+                            for c in 0..c_ {
+                                want[((n * d.queries + q) * m_ + m) * c_ + c] +=
+                                    attn[slot] * sampled[c * d.queries * p_ + q * p_ + k];
+                            }
+                        }
+                    }
+                }
+            }
+            start += h * w;
+        }
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() < 1e-12,
+                "{d:?} [{i}]: {g} vs {w} (seed {seed})"
+            );
+        }
+    }
 }

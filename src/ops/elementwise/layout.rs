@@ -372,6 +372,20 @@ pub fn bind(t: &Tensor, w: Window) -> Binding<'_> {
     t.binding_range(w.offset as u64 * 4, w.len as u64 * 4)
 }
 
+/// The binding of a tensor's window rounded up to whole 16-byte words, for kernels that view
+/// the data as `array<vec4<f32>>` (the pooled buffer's capacity is a multiple of 64 bytes, so
+/// the rounded range stays inside it; the kernels never write past their element count).
+/// Windows never exceed the binding limit, a multiple of 16, so rounding cannot either.
+pub fn bind_vec4(t: &Tensor, w: Window) -> Binding<'_> {
+    let offset = w.offset as u64 * 4;
+    let size = (w.len as u64 * 4).div_ceil(16).max(1) * 16;
+    debug_assert!(
+        offset + size <= t.buf.capacity(),
+        "vec4 binding inside the buffer"
+    );
+    t.binding_range(offset, size)
+}
+
 /// Builds one dispatch per chunk: `params(chunk)` gives the chunk's parameters, operands are
 /// bound in order, and `per_wg` items run in one workgroup (WG for one thread per item, 1 for
 /// one workgroup per item).
@@ -383,15 +397,55 @@ pub fn launch<P: bytemuck::Pod>(
     per_wg: u32,
     params: impl Fn(&Chunk) -> P,
 ) -> Vec<Dispatch> {
+    launch_with(rt, kernel, chunks, tensors, per_wg, bind, params)
+}
+
+/// [`launch`] with every binding made by `binder` (e.g. [`bind_vec4`]).
+pub fn launch_with<P: bytemuck::Pod>(
+    rt: &Runtime,
+    kernel: &Arc<Kernel>,
+    chunks: &[Chunk],
+    tensors: &[&Tensor],
+    per_wg: u32,
+    binder: for<'t> fn(&'t Tensor, Window) -> Binding<'t>,
+    params: impl Fn(&Chunk) -> P,
+) -> Vec<Dispatch> {
     chunks
         .iter()
         .map(|c| {
             let b: Vec<Binding> = tensors
                 .iter()
                 .zip(&c.windows)
-                .map(|(t, w)| bind(t, *w))
+                .map(|(t, w)| binder(t, *w))
                 .collect();
             rt.dispatch(kernel, &params(c), &b, rt.grid(c.n as u64, per_wg))
+        })
+        .collect()
+}
+
+/// Like [`launch`] for kernels where each thread handles up to 4 consecutive elements of one
+/// row of the innermost dim (extent `inner` ≥ 1): a chunk needs `ceil(inner/4)` threads for
+/// every row it touches.
+pub fn launch_rows<P: bytemuck::Pod>(
+    rt: &Runtime,
+    kernel: &Arc<Kernel>,
+    chunks: &[Chunk],
+    tensors: &[&Tensor],
+    inner: usize,
+    binder: for<'t> fn(&'t Tensor, Window) -> Binding<'t>,
+    params: impl Fn(&Chunk) -> P,
+) -> Vec<Dispatch> {
+    let tpr = inner.div_ceil(4) as u64;
+    chunks
+        .iter()
+        .map(|c| {
+            let b: Vec<Binding> = tensors
+                .iter()
+                .zip(&c.windows)
+                .map(|(t, w)| binder(t, *w))
+                .collect();
+            let rows = ((c.start + c.n - 1) / inner - c.start / inner + 1) as u64;
+            rt.dispatch(kernel, &params(c), &b, rt.grid(rows * tpr, WG))
         })
         .collect()
 }
@@ -417,6 +471,21 @@ pub fn expect(
             "{name} has shape {:?}, expected {shape:?}",
             t.shape()
         ));
+    }
+    Ok(())
+}
+
+/// Errors when an output shares its buffer with an input: one dispatch cannot bind a buffer
+/// both read-only and writable (in-place updates need a separate output).
+pub fn no_alias(op: &'static str, inputs: &[&Tensor], output: &Tensor) -> Result<()> {
+    if inputs.iter().any(|t| t.buffer() == output.buffer()) {
+        return Err(Error::Unsupported {
+            op,
+            what: format!(
+                "an output ({:?}) that shares storage with an input (in place)",
+                output.shape()
+            ),
+        });
     }
     Ok(())
 }

@@ -12,6 +12,11 @@
 //!   pass per input (no intermediate of the output's size); [`select_backward`] likewise.
 //!   All backward launchers overwrite their outputs.
 //!
+//! Kernels (shaders/elementwise_*.wgsl): unary and same-shape binary maps handle 4 elements
+//! per thread through vec4 views; the broadcast map walks rows of the innermost (collapsed) dim
+//! 4 outputs at a time; gradients of broadcast inputs loop over the broadcast dims per output
+//! element (no split along them, so a bias gradient `[N, C] → [C]` runs C threads).
+//!
 //! [`layout`] holds the index-space machinery (broadcast strides, collapsing, chunking under
 //! the binding limit) the reduce, softmax and copy families share.
 
@@ -129,6 +134,9 @@ impl Binary {
     }
 }
 
+/// Elements per workgroup of the vec4 kernels (256 threads × 4).
+const VEC_WG: u32 = 4 * layout::WG;
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct UnaryParams {
@@ -146,6 +154,7 @@ pub fn unary_into(rt: &Runtime, op: Unary, x: &Tensor, out: &Tensor) -> Result<V
     const OP: &str = "unary";
     expect_dtype(OP, x, DType::F32)?;
     expect(OP, "out", out, DType::F32, x.shape())?;
+    layout::no_alias(OP, &[x], out)?;
     let space = [x.numel()];
     let acc = Access::contiguous(&space);
     let chunks = plan(rt, OP, &space, &[&acc, &acc])?;
@@ -155,12 +164,13 @@ pub fn unary_into(rt: &Runtime, op: Unary, x: &Tensor, out: &Tensor) -> Result<V
         &[("OP", op.code() as f64)],
     )?;
     let (alpha, beta) = op.scalars();
-    Ok(layout::launch(
+    Ok(layout::launch_with(
         rt,
         &k,
         &chunks,
         &[x, out],
-        layout::WG,
+        VEC_WG,
+        layout::bind_vec4,
         |c| UnaryParams {
             n: u(c.n),
             start: u(c.start),
@@ -205,6 +215,7 @@ pub fn unary_backward_into(
     expect_dtype(OP, x, DType::F32)?;
     expect(OP, "dy", dy, DType::F32, x.shape())?;
     expect(OP, "dx", dx, DType::F32, x.shape())?;
+    layout::no_alias(OP, &[x, dy], dx)?;
     let space = [x.numel()];
     let acc = Access::contiguous(&space);
     let chunks = plan(rt, OP, &space, &[&acc, &acc, &acc])?;
@@ -214,12 +225,13 @@ pub fn unary_backward_into(
         &[("OP", op.code() as f64)],
     )?;
     let (alpha, beta) = op.scalars();
-    Ok(layout::launch(
+    Ok(layout::launch_with(
         rt,
         &k,
         &chunks,
         &[x, dy, dx],
-        layout::WG,
+        VEC_WG,
+        layout::bind_vec4,
         |c| UnaryBackwardParams {
             n: u(c.n),
             start: u(c.start),
@@ -273,6 +285,7 @@ pub fn binary_into(
     expect_dtype(OP, b, DType::F32)?;
     let shape = layout::broadcast_shape(OP, &[a.shape(), b.shape()])?;
     expect(OP, "out", out, DType::F32, &shape)?;
+    layout::no_alias(OP, &[a, b], out)?;
     let consts = [("OP", op.code() as f64)];
     let shader = crate::shader!("elementwise_binary");
     if a.shape() == b.shape() {
@@ -280,31 +293,40 @@ pub fn binary_into(
         let acc = Access::contiguous(&space);
         let chunks = plan(rt, OP, &space, &[&acc, &acc, &acc])?;
         let k = rt.kernel(&shader, "same", &consts)?;
-        return Ok(layout::launch(
+        return Ok(layout::launch_with(
             rt,
             &k,
             &chunks,
             &[a, b, out],
-            layout::WG,
+            VEC_WG,
+            layout::bind_vec4,
             |c| binary_params(c, 0, [0; 8], [0; 8], [0; 8]),
         ));
     }
     let sa = layout::broadcast_strides(a.shape(), &shape);
     let sb = layout::broadcast_strides(b.shape(), &shape);
     let so = layout::strides(&shape);
-    let (space, st) = layout::collapse(&shape, &[&sa, &sb, &so]);
+    let (mut space, mut st) = layout::collapse(&shape, &[&sa, &sb, &so]);
+    if space.is_empty() {
+        // The kernel walks rows of the innermost dim: one row of one element.
+        space.push(1);
+        for s in &mut st {
+            s.push(0);
+        }
+    }
     let acc_a = Access::strided(a.numel(), st[0].clone());
     let acc_b = Access::strided(b.numel(), st[1].clone());
     let acc_o = Access::contiguous(&space);
     let chunks = plan(rt, OP, &space, &[&acc_a, &acc_b, &acc_o])?;
     let k = rt.kernel(&shader, "broadcast", &consts)?;
     let (ps, pa, pb) = (pack(OP, &space)?, pack(OP, &st[0])?, pack(OP, &st[1])?);
-    Ok(layout::launch(
+    Ok(layout::launch_rows(
         rt,
         &k,
         &chunks,
         &[a, b, out],
-        layout::WG,
+        *space.last().unwrap(),
+        layout::bind_vec4,
         |c| binary_params(c, space.len(), ps, pa, pb),
     ))
 }
@@ -378,6 +400,7 @@ pub(crate) fn grad_into(
 ) -> Result<Vec<Dispatch>> {
     let out = dy.shape();
     let target = grad.shape();
+    layout::no_alias(op_name, &[a, b, dy], grad)?;
     if target.len() > out.len() || layout::broadcast_shape(op_name, &[target, out])? != out {
         return Err(crate::shape_err!(
             op_name,
@@ -557,6 +580,7 @@ pub fn select_into(
     }
     let shape = layout::broadcast_shape(OP, &[cond.shape(), a.shape(), b.shape()])?;
     expect(OP, "out", out, DType::F32, &shape)?;
+    layout::no_alias(OP, &[cond, a, b], out)?;
     let sc = layout::broadcast_strides(cond.shape(), &shape);
     let sa = layout::broadcast_strides(a.shape(), &shape);
     let sb = layout::broadcast_strides(b.shape(), &shape);

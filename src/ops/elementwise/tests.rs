@@ -154,6 +154,9 @@ const BROADCAST_CASES: &[(&[usize], &[usize])] = &[
     (&[2, 1, 3, 1, 2], &[4, 1, 5, 2]),
     (&[1, 1, 1], &[1]),
     (&[300, 1], &[1, 3]),
+    // Rows of whole vec4s with a contiguous and a constant input along them.
+    (&[3, 8], &[3, 1]),
+    (&[16], &[]),
 ];
 
 /// Inputs for `op`: values from a small grid so ties (max/min/eq) occur; pow gets a positive
@@ -403,4 +406,122 @@ fn unary_and_binary_past_binding_limit() {
         .zip(&x)
         .position(|(g, v)| (*g - ((v + 1.5) - v)).abs() > 0.0);
     assert_eq!(bad, None, "binary past the binding limit");
+}
+
+/// Throughput on the current adapter (run by hand: `cargo test --release --lib perf_report --
+/// --ignored --nocapture`); prints GB/s of tensor traffic per kernel, median of 5 runs.
+#[test]
+#[ignore]
+fn perf_report() {
+    use crate::ops::{copy, reduce, softmax};
+    let rt = runtime();
+    if !rt.caps().timestamps {
+        return;
+    }
+    let time = |name: &str, bytes: usize, d: Vec<crate::runtime::Dispatch>| {
+        rt.run(&d);
+        rt.sync().unwrap();
+        let mut t: Vec<f64> = (0..5)
+            .map(|_| {
+                rt.run_timed(&d)
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_secs_f64())
+                    .sum()
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        eprintln!(
+            "{name:40} {:8.3} ms {:6.2} GB/s",
+            t[2] * 1e3,
+            bytes as f64 / t[2] / 1e9
+        );
+    };
+    let (rows, len) = (4096, 1024);
+    let n = rows * len;
+    let mut r = rng(1);
+    let x = rt
+        .upload(&uniform(&mut r, n, -3.0, 3.0), &[rows, len])
+        .unwrap();
+    let b = rt.upload(&uniform(&mut r, len, -3.0, 3.0), &[len]).unwrap();
+    let y = rt.empty(&[rows, len], DType::F32).unwrap();
+    let small = rt.empty(&[rows], DType::F32).unwrap();
+    time(
+        "unary gelu [4096,1024]",
+        8 * n,
+        unary_into(rt, Unary::Gelu, &x, &y).unwrap(),
+    );
+    time(
+        "binary add same [4096,1024]",
+        12 * n,
+        binary_into(rt, Binary::Add, &x, &x, &y).unwrap(),
+    );
+    time(
+        "binary add bias [4096,1024]+[1024]",
+        8 * n,
+        binary_into(rt, Binary::Add, &x, &b, &y).unwrap(),
+    );
+    let db = rt.empty(&[len], DType::F32).unwrap();
+    time(
+        "sum_to_shape [4096,1024]->[1024]",
+        4 * n,
+        sum_to_shape_into(rt, &x, &db).unwrap(),
+    );
+    for v in [reduce::Variant::Rows, reduce::Variant::Groups] {
+        time(
+            &format!("reduce sum last axis {v:?}"),
+            4 * n,
+            reduce::reduce_into(rt, reduce::Reduce::Sum, &x, 1, &small, v).unwrap(),
+        );
+        time(
+            &format!("softmax last axis {v:?}"),
+            8 * n,
+            softmax::softmax_into(rt, softmax::Kind::Softmax, &x, 1, &y, v).unwrap(),
+        );
+    }
+    let y3 = rt.empty(&[len, rows], DType::F32).unwrap();
+    time(
+        "permute [4096,1024]->[1024,4096]",
+        8 * n,
+        copy::permute_into(rt, &x, &[1, 0], &y3).unwrap(),
+    );
+    let x4 = x.reshape(&[16, 256, 32, 32]).unwrap();
+    let y4 = rt.empty(&[16, 32, 32, 256], DType::F32).unwrap();
+    time(
+        "permute BCHW->BHWC [16,256,32,32]",
+        8 * n,
+        copy::permute_into(rt, &x4, &[0, 2, 3, 1], &y4).unwrap(),
+    );
+}
+
+#[test]
+fn in_place_outputs_are_an_error_not_a_panic() {
+    let rt = runtime();
+    let x = rt.upload(&[1.0, -2.0, 3.0], &[3]).unwrap();
+    let err = unary_into(rt, Unary::Relu, &x, &x)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unary") && err.contains("in place"), "{err}");
+    let err = crate::ops::copy::permute_into(rt, &x, &[0], &x)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("in place"), "{err}");
+}
+
+/// Zero-size tensors launch nothing and do not fail; a sum over an empty axis is 0.
+#[test]
+fn zero_size_tensors() {
+    use crate::ops::{copy, reduce, softmax};
+    let rt = runtime();
+    let e = rt.empty(&[0, 3], DType::F32).unwrap();
+    let row = rt.upload(&[1.0, 2.0, 3.0], &[3]).unwrap();
+    assert_eq!(unary(rt, Unary::Exp, &e).unwrap().shape(), &[0, 3]);
+    assert_eq!(binary(rt, Binary::Add, &e, &row).unwrap().shape(), &[0, 3]);
+    assert_eq!(softmax::softmax(rt, &e, 1).unwrap().shape(), &[0, 3]);
+    assert_eq!(copy::permute(rt, &e, &[1, 0]).unwrap().shape(), &[3, 0]);
+    let s = reduce::reduce(rt, reduce::Reduce::Sum, &e, 0).unwrap();
+    assert_eq!(rt.download(&s).unwrap(), vec![0.0; 3]);
+    assert!(reduce::reduce(rt, reduce::Reduce::Max, &e, 0).is_err());
 }

@@ -93,6 +93,11 @@ const OP: &str = "group_norm";
 const OP_BACK: &str = "group_norm_backward";
 const WG: u32 = 64;
 
+/// Workgroups for the elementwise passes: `ceil(s / WG)` per (n, c) plane, split over x and y.
+fn plane_grid(rt: &Runtime, planes: usize, s: usize) -> [u32; 3] {
+    rt.grid((planes * s.div_ceil(WG as usize)) as u64, 1)
+}
+
 /// `(n, c, spatial)` of `x`, checked against the options.
 fn dims(op: &'static str, x: &Tensor, opts: &GroupNormOptions) -> Result<(usize, usize, usize)> {
     let shape = x.shape();
@@ -183,7 +188,7 @@ pub fn group_norm_into(
                 rstd.binding(),
                 out.binding(),
             ],
-            rt.grid(x.numel() as u64, WG),
+            plane_grid(rt, n * c, s),
         ),
     ])
 }
@@ -315,7 +320,7 @@ pub fn group_norm_backward_into(
         ));
         let mut b = fwd.to_vec();
         b.push(dx.binding());
-        out.push(rt.dispatch(&dx_k, &params, &b, rt.grid(x.numel() as u64, WG)));
+        out.push(rt.dispatch(&dx_k, &params, &b, plane_grid(rt, n * c, s)));
     }
     Ok(out)
 }

@@ -328,3 +328,44 @@ fn errors_name_the_op_and_shapes() {
         .to_string();
     assert!(err.contains("[N, C, *spatial]"), "{err}");
 }
+
+/// Quick timing of the FPN's GroupNorm(32, 256) + ReLU at 1×256×100×136 (a report, not an
+/// assertion): `cargo test --lib ops::group_norm::tests::timing -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_fpn_group_norm() {
+    let rt = testing::runtime();
+    let shape = [1usize, 256, 100, 136];
+    let x = rt.full(&shape, 0.5).unwrap();
+    let w = rt.full(&[256], 1.0).unwrap();
+    let (out, mean, rstd) = (
+        rt.empty(&shape, DType::F32).unwrap(),
+        rt.empty(&[1, 32], DType::F32).unwrap(),
+        rt.empty(&[1, 32], DType::F32).unwrap(),
+    );
+    for v in VARIANTS {
+        let o = options(32, true, *v);
+        let fwd = group_norm_into(rt, &x, &w, &w, &out, &mean, &rstd, &o).unwrap();
+        let ws = rt
+            .empty(&[group_norm_backward_workspace_len(&shape, 32)], DType::F32)
+            .unwrap();
+        let (dw, db) = (
+            rt.empty(&[256], DType::F32).unwrap(),
+            rt.empty(&[256], DType::F32).unwrap(),
+        );
+        let bwd =
+            group_norm_backward_into(rt, &x, &x, &w, &w, &mean, &rstd, &out, &dw, &db, &ws, &o)
+                .unwrap();
+        for (label, ds) in [("forward", &fwd), ("backward", &bwd)] {
+            rt.run(ds);
+            rt.sync().unwrap();
+            let t = std::time::Instant::now();
+            rt.run(ds);
+            rt.sync().unwrap();
+            println!(
+                "group_norm {shape:?} G=32 {v:?} {label}: {:.1} ms",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+}

@@ -283,3 +283,46 @@ fn errors_name_the_op_and_shapes() {
     };
     assert!(err.contains("workspace"), "{err}");
 }
+
+/// Quick timing at a Swin stage-1 size, 96×96 tokens × 192 (a report, not an assertion):
+/// `cargo test --lib ops::layer_norm::tests::timing -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_swin_layer_norm() {
+    let rt = testing::runtime();
+    let shape = [9216usize, 192];
+    let x = rt.full(&shape, 0.5).unwrap();
+    let w = rt.full(&[192], 1.0).unwrap();
+    let out = rt.empty(&shape, DType::F32).unwrap();
+    let (m, r) = (
+        rt.empty(&[9216], DType::F32).unwrap(),
+        rt.empty(&[9216], DType::F32).unwrap(),
+    );
+    let (dw, db) = (
+        rt.empty(&[192], DType::F32).unwrap(),
+        rt.empty(&[192], DType::F32).unwrap(),
+    );
+    let ws = rt
+        .empty(&[layer_norm_backward_workspace_len(&shape)], DType::F32)
+        .unwrap();
+    for &v in VARIANTS {
+        let o = LayerNormOptions {
+            eps: 1e-5,
+            variant: v,
+        };
+        let fwd = layer_norm_into(rt, &x, &w, &w, &out, Some((&m, &r)), &o).unwrap();
+        let bwd =
+            layer_norm_backward_into(rt, &x, &x, &w, &m, &r, &out, &dw, &db, &ws, &o).unwrap();
+        for (label, ds) in [("forward", &fwd), ("backward", &bwd)] {
+            rt.run(ds);
+            rt.sync().unwrap();
+            let t = std::time::Instant::now();
+            rt.run(ds);
+            rt.sync().unwrap();
+            println!(
+                "layer_norm {shape:?} {v:?} {label}: {:.2} ms",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+}

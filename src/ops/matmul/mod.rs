@@ -488,7 +488,6 @@ pub fn matmul_backward_into(
         let target = s.view_a(opts.trans_a);
         let y = s.view_b(opts.trans_b).t();
         dispatches.extend(grad_product(
-            OP,
             rt,
             opts,
             (g, gv),
@@ -505,7 +504,6 @@ pub fn matmul_backward_into(
         let target = s.view_b(opts.trans_b);
         let x = s.view_a(opts.trans_a).t();
         dispatches.extend(grad_product(
-            OP,
             rt,
             opts,
             (a, x),
@@ -572,7 +570,6 @@ pub fn matmul_backward(
 /// weight), otherwise one accumulating launch per batch.
 #[allow(clippy::too_many_arguments)]
 fn grad_product(
-    op: &'static str,
     rt: &Runtime,
     opts: &MatmulOptions,
     x: (&Tensor, View),

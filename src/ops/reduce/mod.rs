@@ -137,6 +137,7 @@ pub fn reduce_into(
     expect_dtype(OP, x, DType::F32)?;
     let dims = split_axis(OP, x.shape(), axis)?;
     check_out(OP, x.shape(), axis, out, DType::F32)?;
+    layout::no_alias(OP, &[x], out)?;
     if dims.1 == 0 && matches!(op, Reduce::Max | Reduce::Min) {
         return Err(crate::shape_err!(
             OP,
@@ -153,8 +154,15 @@ pub fn reduce_into(
     };
     let (entry, per_wg) = variant.entry(rt);
     let k = rt.kernel(&crate::shader!("reduce"), entry, &[("OP", code as f64)])?;
-    Ok(layout::launch(rt, &k, &chunks, &[x, out], per_wg, |c| {
-        RowParams {
+    // x is read through a vec4 view; out's rounded binding is unused past its elements.
+    Ok(layout::launch_with(
+        rt,
+        &k,
+        &chunks,
+        &[x, out],
+        per_wg,
+        layout::bind_vec4,
+        |c| RowParams {
             n: u(c.n),
             start: u(c.start),
             len: u(dims.1),
@@ -163,8 +171,8 @@ pub fn reduce_into(
             win_b: u(c.windows[1].offset),
             scale,
             _p: 0,
-        }
-    }))
+        },
+    ))
 }
 
 /// `op(x)` along `axis` in a new tensor (the axis removed).
@@ -196,6 +204,7 @@ pub fn arg_reduce_into(
     expect_dtype(OP, x, DType::F32)?;
     let dims = split_axis(OP, x.shape(), axis)?;
     check_out(OP, x.shape(), axis, idx, DType::U32)?;
+    layout::no_alias(OP, &[x], idx)?;
     if dims.1 == 0 {
         return Err(crate::shape_err!(
             OP,
@@ -266,6 +275,7 @@ pub fn reduce_backward_into(
     expect_dtype(OP, dx, DType::F32)?;
     let (outer, len, inner) = split_axis(OP, dx.shape(), axis)?;
     check_out(OP, dx.shape(), axis, dy, DType::F32)?;
+    layout::no_alias(OP, &[dy], dx)?;
     let space = [outer, len, inner];
     let ad = Access::strided(dy.numel(), vec![inner, 0, 1]);
     let ax = Access::contiguous(&space);

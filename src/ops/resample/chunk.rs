@@ -205,6 +205,17 @@ mod tests {
         }
         assert_eq!(next, 7);
         assert!(chunks.len() > 1);
+        // GPUs align storage offsets to 256 bytes: skips stay below 64 elements and chunks fit.
+        let mut next = 0;
+        for c in plan("t", 50, &[37, 4], &["a", "b"], 4096, 256).unwrap() {
+            for (v, n) in c.views.iter().zip([37u64, 4]) {
+                assert_eq!(v.offset % 256, 0);
+                assert!(v.skip < 64 && v.size <= 4096);
+                assert_eq!(v.offset + v.skip as u64 * 4, next * n * 4);
+            }
+            next += c.count;
+        }
+        assert_eq!(next, 50);
         let capped = plan_capped("t", 7, &[1], &["a"], 1 << 20, 32, 3).unwrap();
         assert_eq!(
             capped.iter().map(|c| c.count).collect::<Vec<_>>(),

@@ -9,7 +9,8 @@
 //!   Forward only (used on labels and masks, which carry no gradient).
 //! - [`grid_sample`]: `F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
 //!   align_corners=False)` with x [N, C, H, W] and grid [N, Hg, Wg, 2] (x then y, in [-1, 1]) →
-//!   [N, C, Hg, Wg]. Mask2Former's `point_sample` is this with grid = 2·coords − 1. Backward
+//!   [N, C, Hg, Wg]. Mask2Former's `point_sample` is this with grid = 2·coords − 1; [`point_sample`]
+//!   takes the coords [N, P, 2] in [0, 1] directly (a kernel constant). Backward
 //!   ([`grid_sample_backward`]) gives the input gradient (scatter-add: native f32 atomics or a
 //!   portable compare-exchange loop, see [`Scatter`]) and the grid gradient.
 //!
@@ -463,14 +464,16 @@ pub fn grid_sample_into(
     grid: &Tensor,
     out: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    grid_sample_into_limit(rt, x, grid, out, chunk::binding_limit(rt))
+    grid_sample_into_limit(rt, x, grid, out, false, chunk::binding_limit(rt))
 }
 
+/// `unit`: grid coordinates in [0, 1] (point_sample) rather than [-1, 1].
 fn grid_sample_into_limit(
     rt: &Runtime,
     x: &Tensor,
     grid: &Tensor,
     out: &Tensor,
+    unit: bool,
     max_binding: u64,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "resample::grid_sample";
@@ -484,7 +487,11 @@ fn grid_sample_into_limit(
         max_binding,
         rt.caps().storage_offset_alignment as u64,
     )?;
-    let k = rt.kernel(&crate::shader!("resample_grid"), "grid_sample", &[])?;
+    let k = rt.kernel(
+        &crate::shader!("resample_grid"),
+        "grid_sample",
+        &[("UNIT", unit as u8 as f64)],
+    )?;
     Ok(chunks
         .iter()
         .map(|ch| {
@@ -558,6 +565,7 @@ pub fn grid_sample_backward_into(
         grad_x,
         grad_grid,
         scatter,
+        false,
         chunk::binding_limit(rt),
     )
 }
@@ -571,6 +579,7 @@ fn grid_sample_backward_into_limit(
     grad_x: &Tensor,
     grad_grid: &Tensor,
     scatter: Scatter,
+    unit: bool,
     max_binding: u64,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "resample::grid_sample_backward";
@@ -603,7 +612,11 @@ fn grid_sample_backward_into_limit(
         max_binding,
         rt.caps().storage_offset_alignment as u64,
     )?;
-    let k = rt.kernel(&grid_backward_shader(native), "grid_sample_backward", &[])?;
+    let k = rt.kernel(
+        &grid_backward_shader(native),
+        "grid_sample_backward",
+        &[("UNIT", unit as u8 as f64)],
+    )?;
     let mut out = chunk::zero_dispatches(rt, grad_x)?;
     for ch in &chunks {
         let p = grid_params(ch, c, h, w, pts);
@@ -637,4 +650,113 @@ pub fn grid_sample_backward(
         rt, x, grid, grad_out, &grad_x, &grad_grid, scatter,
     )?);
     Ok((grad_x, grad_grid))
+}
+
+/// Views point_sample's coords [N, P, 2] and output [N, C, P] as a grid [N, 1, P, 2] and an
+/// output [N, C, 1, P].
+fn point_views(
+    op: &'static str,
+    x: &Tensor,
+    coords: &Tensor,
+    out: &Tensor,
+    out_name: &str,
+) -> Result<(Tensor, Tensor)> {
+    check_f32(op, "input", x, 4)?;
+    check_f32(op, "coords", coords, 3)?;
+    check_f32(op, out_name, out, 3)?;
+    let (n, c, _, _) = nchw(x);
+    let (cs, os) = (coords.shape(), out.shape());
+    if cs[0] != n || cs[2] != 2 || os != [n, c, cs[1]] {
+        return Err(crate::shape_err!(
+            op,
+            "coords must be [N={n}, P, 2] and {out_name} [N, C={c}, P] for input {:?}, got {cs:?} and {os:?}",
+            x.shape()
+        ));
+    }
+    Ok((
+        coords.reshape(&[n, 1, cs[1], 2])?,
+        out.reshape(&[n, c, 1, cs[1]])?,
+    ))
+}
+
+/// Mask2Former's `point_sample`: grid_sample of x [N, C, H, W] at coords [N, P, 2] given in
+/// [0, 1] (x then y), i.e. `grid_sample(x, 2·coords − 1)` → out [N, C, P].
+pub fn point_sample_into(
+    rt: &Runtime,
+    x: &Tensor,
+    coords: &Tensor,
+    out: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "resample::point_sample";
+    let (grid, out4) = point_views(OP, x, coords, out, "output")?;
+    grid_sample_into_limit(rt, x, &grid, &out4, true, chunk::binding_limit(rt))
+}
+
+/// [`point_sample_into`] into a new tensor [N, C, P].
+pub fn point_sample(rt: &Runtime, x: &Tensor, coords: &Tensor) -> Result<Tensor> {
+    const OP: &str = "resample::point_sample";
+    check_f32(OP, "input", x, 4)?;
+    check_f32(OP, "coords", coords, 3)?;
+    let out = rt.empty(&[x.shape()[0], x.shape()[1], coords.shape()[1]], DType::F32)?;
+    rt.run(&point_sample_into(rt, x, coords, &out)?);
+    Ok(out)
+}
+
+/// Gradients of [`point_sample`]: grad_x [N, C, H, W] and grad_coords [N, P, 2], both
+/// overwritten (grad_x is zeroed first, then scatter-added into).
+#[allow(clippy::too_many_arguments)]
+pub fn point_sample_backward_into(
+    rt: &Runtime,
+    x: &Tensor,
+    coords: &Tensor,
+    grad_out: &Tensor,
+    grad_x: &Tensor,
+    grad_coords: &Tensor,
+    scatter: Scatter,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "resample::point_sample_backward";
+    let (grid, grad_out4) = point_views(OP, x, coords, grad_out, "grad_out")?;
+    check_f32(OP, "grad_coords", grad_coords, 3)?;
+    if grad_coords.shape() != coords.shape() {
+        return Err(crate::shape_err!(
+            OP,
+            "grad_coords {:?} must match coords {:?}",
+            grad_coords.shape(),
+            coords.shape()
+        ));
+    }
+    let grad_grid = grad_coords.reshape(grid.shape())?;
+    grid_sample_backward_into_limit(
+        rt,
+        x,
+        &grid,
+        &grad_out4,
+        grad_x,
+        &grad_grid,
+        scatter,
+        true,
+        chunk::binding_limit(rt),
+    )
+}
+
+/// Gradients of [`point_sample`] with respect to x and coords: (grad_x, grad_coords).
+pub fn point_sample_backward(
+    rt: &Runtime,
+    x: &Tensor,
+    coords: &Tensor,
+    grad_out: &Tensor,
+    scatter: Scatter,
+) -> Result<(Tensor, Tensor)> {
+    let grad_x = rt.empty(x.shape(), DType::F32)?;
+    let grad_coords = rt.empty(coords.shape(), DType::F32)?;
+    rt.run(&point_sample_backward_into(
+        rt,
+        x,
+        coords,
+        grad_out,
+        &grad_x,
+        &grad_coords,
+        scatter,
+    )?);
+    Ok((grad_x, grad_coords))
 }

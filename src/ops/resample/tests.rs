@@ -228,7 +228,7 @@ fn check_grid_sample(rt: &Runtime, scatter: Scatter, chunked: bool, label: &str)
         let grid = rt.upload(&gs, &[n, hg, wg, 2]).unwrap();
         let out = rt.empty(&[n, c, hg, wg], DType::F32).unwrap();
         rt.fill(&out, f32::NAN).unwrap();
-        let d = grid_sample_into_limit(rt, &x, &grid, &out, lim).unwrap();
+        let d = grid_sample_into_limit(rt, &x, &grid, &out, false, lim).unwrap();
         assert!(!chunked || n < 3 || d.len() > 1, "{label}: not chunked");
         rt.run(&d);
         let (x64, g64) = (f64s(&xs), f64s(&gs));
@@ -242,8 +242,10 @@ fn check_grid_sample(rt: &Runtime, scatter: Scatter, chunked: bool, label: &str)
         rt.fill(&gx, f32::NAN).unwrap();
         rt.fill(&gg, f32::NAN).unwrap();
         rt.run(
-            &grid_sample_backward_into_limit(rt, &x, &grid, &grad_out, &gx, &gg, scatter, lim)
-                .unwrap(),
+            &grid_sample_backward_into_limit(
+                rt, &x, &grid, &grad_out, &gx, &gg, scatter, false, lim,
+            )
+            .unwrap(),
         );
         let (wx, wg_) = reference::grid_sample_backward(&x64, &g64, &f64s(&go), n, c, (h, w));
         // Scatter-add order varies between runs; f32 sums of a handful of terms stay within 1e-5.
@@ -385,4 +387,102 @@ fn more_planes_than_one_grid_dimension() {
         &f32s(&want),
         1e-5,
     );
+}
+
+#[test]
+fn grid_sample_known_values_match_pytorch() {
+    // F.grid_sample on [[1, 2], [3, 4]] with align_corners=False and zeros padding: the centre
+    // (0, 0) averages all four pixels (2.5); the corner (-1, -1) is the outer corner of pixel
+    // (0, 0), a quarter of it (0.25); (0.5, -0.5) is the centre of pixel (0, 1) (2.0); (2, 0) is
+    // outside (0).
+    let rt = testing::runtime();
+    let x = rt.upload(&[1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]).unwrap();
+    let g = rt
+        .upload(&[0.0, 0.0, -1.0, -1.0, 0.5, -0.5, 2.0, 0.0], &[1, 1, 4, 2])
+        .unwrap();
+    let y = rt.download(&grid_sample(rt, &x, &g).unwrap()).unwrap();
+    assert_eq!(y, [2.5, 0.25, 2.0, 0.0]);
+}
+
+#[test]
+fn grid_sample_past_one_workgroup_grid() {
+    // 4.3 M points: past 65 535 workgroups of 64 threads, so the launch uses a 2-D grid.
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    let (h, w, pts) = (3, 4, 4_300_000);
+    let xs = testing::uniform(&mut rng, h * w, -1.0, 1.0);
+    let gs = grid_values(&mut rng, pts * 2);
+    let x = rt.upload(&xs, &[1, 1, h, w]).unwrap();
+    let grid = rt.upload(&gs, &[1, 1, pts, 2]).unwrap();
+    let out = rt.empty(&[1, 1, 1, pts], DType::F32).unwrap();
+    rt.fill(&out, f32::NAN).unwrap();
+    let ds = grid_sample_into(rt, &x, &grid, &out).unwrap();
+    assert!(ds[0].workgroups()[1] > 1, "expected a 2-D grid");
+    rt.run(&ds);
+    let want = reference::grid_sample(&f64s(&xs), &f64s(&gs), 1, 1, (h, w));
+    assert_close(
+        "grid_sample 2-D grid",
+        seed,
+        &rt.download(&out).unwrap(),
+        &f32s(&want),
+        1e-5,
+    );
+}
+
+#[test]
+fn point_sample_matches_grid_sample_of_2c_minus_1() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    for &(n, c, h, w, pts) in &[
+        (2usize, 3usize, 5usize, 7usize, 40usize),
+        (1, 1, 1, 1, 3),
+        (3, 2, 8, 4, 1),
+    ] {
+        let case = format!("point_sample {:?} points {pts}", [n, c, h, w]);
+        let xs = testing::uniform(&mut rng, n * c * h * w, -2.0, 2.0);
+        // [0, 1] coordinates and a margin outside, plus exact 0, 0.5 and 1.
+        let cs: Vec<f32> = grid_values(&mut rng, n * pts * 2)
+            .iter()
+            .map(|g| (g + 1.0) / 2.0)
+            .collect();
+        let grid: Vec<f64> = cs.iter().map(|&v| 2.0 * v as f64 - 1.0).collect();
+        let x = rt.upload(&xs, &[n, c, h, w]).unwrap();
+        let coords = rt.upload(&cs, &[n, pts, 2]).unwrap();
+        let out = rt.empty(&[n, c, pts], DType::F32).unwrap();
+        rt.fill(&out, f32::NAN).unwrap();
+        rt.run(&point_sample_into(rt, &x, &coords, &out).unwrap());
+        let want = reference::grid_sample(&f64s(&xs), &grid, n, c, (h, w));
+        assert_close(&case, seed, &rt.download(&out).unwrap(), &f32s(&want), 1e-5);
+
+        let go = testing::uniform(&mut rng, n * c * pts, -1.0, 1.0);
+        let grad_out = rt.upload(&go, &[n, c, pts]).unwrap();
+        let (gx, gc) = point_sample_backward(rt, &x, &coords, &grad_out, Scatter::Auto).unwrap();
+        let (wx, wg) = reference::grid_sample_backward(&f64s(&xs), &grid, &f64s(&go), n, c, (h, w));
+        // d(grid)/d(coords) = 2.
+        let wc: Vec<f64> = wg.iter().map(|g| 2.0 * g).collect();
+        assert_close(
+            &format!("{case} grad_x"),
+            seed,
+            &rt.download(&gx).unwrap(),
+            &f32s(&wx),
+            1e-5,
+        );
+        assert_close(
+            &format!("{case} grad_coords"),
+            seed,
+            &rt.download(&gc).unwrap(),
+            &f32s(&wc),
+            1e-5,
+        );
+    }
+    let x = rt.upload(&[0.0; 4], &[1, 1, 2, 2]).unwrap();
+    let bad = rt.upload(&[0.0; 6], &[1, 3, 2]).unwrap();
+    let out = rt.empty(&[1, 2, 3], DType::F32).unwrap();
+    let e = point_sample_into(rt, &x, &bad, &out)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("point_sample") && e.contains("[1, 2, 3]"), "{e}");
 }

@@ -91,6 +91,7 @@ pub fn softmax_into(
     const OP: &str = "softmax";
     expect_dtype(OP, x, DType::F32)?;
     expect(OP, "y", y, DType::F32, x.shape())?;
+    layout::no_alias(OP, &[x], y)?;
     let dims = split_axis(OP, x.shape(), axis)?;
     let chunks = column_chunks(rt, OP, dims, 2)?;
     let (entry, per_wg) = variant.entry(rt);
@@ -99,9 +100,15 @@ pub fn softmax_into(
         entry,
         &[("OP", kind.code() as f64)],
     )?;
-    Ok(layout::launch(rt, &k, &chunks, &[x, y], per_wg, |c| {
-        params(c, dims)
-    }))
+    Ok(layout::launch_with(
+        rt,
+        &k,
+        &chunks,
+        &[x, y],
+        per_wg,
+        layout::bind_vec4,
+        |c| params(c, dims),
+    ))
 }
 
 /// Softmax along `axis` in a new tensor.
@@ -146,6 +153,7 @@ pub fn softmax_backward_into(
     expect_dtype(OP, y, DType::F32)?;
     expect(OP, "dy", dy, DType::F32, y.shape())?;
     expect(OP, "dx", dx, DType::F32, y.shape())?;
+    layout::no_alias(OP, &[y, dy], dx)?;
     let dims = split_axis(OP, y.shape(), axis)?;
     let chunks = column_chunks(rt, OP, dims, 3)?;
     let (entry, per_wg) = variant.entry(rt);
@@ -154,9 +162,15 @@ pub fn softmax_backward_into(
         entry,
         &[("OP", kind.code() as f64)],
     )?;
-    Ok(layout::launch(rt, &k, &chunks, &[y, dy, dx], per_wg, |c| {
-        params(c, dims)
-    }))
+    Ok(layout::launch_with(
+        rt,
+        &k,
+        &chunks,
+        &[y, dy, dx],
+        per_wg,
+        layout::bind_vec4,
+        |c| params(c, dims),
+    ))
 }
 
 /// The gradient of `kind` along `axis` in a new tensor.
