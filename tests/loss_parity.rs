@@ -268,7 +268,18 @@ fn training_step_matches_transformers() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
+    // Key biases of softmax attention have a zero gradient in exact arithmetic (adding q·b to a
+    // whole row of scores changes nothing); both sides hold rounding noise there, so every
+    // gradient is compared relative to max(its own norm, 1e-3 × the largest gradient norm).
+    let norm = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let scale = fx
+        .tensors
+        .keys()
+        .filter(|k| k.starts_with("grad."))
+        .map(|k| norm(fx.f32(k)))
+        .fold(0.0, f64::max);
     let mut checked = 0;
+    let mut failures = Vec::new();
     for name in &names {
         let key = format!("grad.{name}");
         if !fx.tensors.contains_key(&key) {
@@ -277,10 +288,14 @@ fn training_step_matches_transformers() {
         }
         let got = rt.download(exe.grad(name).unwrap().unwrap()).unwrap();
         let want = fx.f32(&key);
-        let err = testing::rel_l2(&got, want);
-        assert!(err < 1e-3, "gradient of {name}: relative L2 error {err:.2e}");
+        let diff: Vec<f32> = got.iter().zip(want).map(|(a, b)| a - b).collect();
+        let err = norm(&diff) / norm(want).max(1e-3 * scale);
+        if !(err < 1e-3) {
+            failures.push(format!("{name}: {err:.2e} (|g| {:.2e})", norm(want)));
+        }
         checked += 1;
     }
+    assert!(failures.is_empty(), "gradients off by more than 1e-3 relative L2:\n{}", failures.join("\n"));
     assert_eq!(checked, fx.tensors.keys().filter(|k| k.starts_with("grad.")).count());
 
     opt.begin_step(fx.json["optimizer"]["lr"].as_f64().unwrap());
