@@ -14,6 +14,7 @@ pub mod ops;
 pub mod optim;
 pub mod runtime;
 pub mod segment;
+pub mod train;
 #[doc(hidden)]
 pub mod testing;
 pub mod visualize;

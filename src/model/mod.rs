@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod criterion;
 pub mod decoder;
 pub mod embed;
 pub mod labels;

@@ -1,0 +1,62 @@
+//! `metrics.jsonl`: one JSON object per line, appended and flushed as training goes (a killed
+//! run keeps every line written before the kill; a resumed run appends).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use super::{file_err, Result};
+
+pub struct MetricsLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsLog {
+    /// Opens `path` for appending. On resume, lines of steps ≥ `keep_below` (written after the
+    /// checkpoint being resumed) are dropped first, so each step appears once.
+    pub fn open(path: &Path, keep_below: Option<u64>) -> Result<Self> {
+        if let (Some(limit), true) = (keep_below, path.exists()) {
+            let f = File::open(path).map_err(|e| file_err(path, e))?;
+            let mut kept = String::new();
+            for line in BufReader::new(f).lines() {
+                let line = line.map_err(|e| file_err(path, e))?;
+                let step = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
+                if step.is_none_or(|s| s < limit) {
+                    kept.push_str(&line);
+                    kept.push('\n');
+                }
+            }
+            std::fs::write(path, kept).map_err(|e| file_err(path, e))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| file_err(path, e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    pub fn write(&mut self, record: &serde_json::Value) -> Result<()> {
+        let mut line = record.to_string();
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(|e| file_err(&self.path, e))
+    }
+}
+
+/// Reads every record of a metrics file.
+pub fn read(path: &Path) -> Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| file_err(path, e)))
+        .collect()
+}
