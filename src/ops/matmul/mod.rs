@@ -16,7 +16,7 @@
 //! needs), and [`matmul_backward`] / [`matmul_backward_into`].
 //!
 //! Variants (`shaders/matmul.wgsl`), chosen by [`Variant::Auto`] from the adapter: `regblock`
-//! on CPU adapters (16×8 outputs per thread in registers, vec4 loads where the layout allows, no
+//! on CPU adapters (8×16 outputs per thread in registers, vec4 loads where the layout allows, no
 //! workgroup memory), `tiled` on GPUs (64×64 workgroup tiles through workgroup memory), and
 //! `naive` (one output per thread) as the plain port of the reference. Any operand larger than
 //! one storage binding (128 MiB on lavapipe) is handled by splitting the launch over batches,
@@ -78,7 +78,7 @@ impl Variant {
     /// Rows and columns of C covered by one workgroup.
     fn tile(self) -> (u64, u64) {
         match self {
-            Variant::RegBlock => (128, 64),
+            Variant::RegBlock => (64, 128),
             Variant::Tiled => (64, 64),
             Variant::Naive | Variant::Auto => (16, 16),
         }
