@@ -930,22 +930,23 @@ fn launch(
 
 /// The regblock load modes (see shaders/matmul.wgsl) this launch's layout and alignment allow.
 fn vector_modes(p: &Params, e: Extent) -> (u32, u32) {
-    let a_ok = p.a_off % 4 == 0 && p.a_bs % 4 == 0;
-    let a_mode = if a_ok && p.a_cs <= 1 && p.a_rs % 4 == 0 && e.k >= 4 {
+    let a_ok = p.a_off.is_multiple_of(4) && p.a_bs.is_multiple_of(4);
+    let a_mode = if a_ok && p.a_cs <= 1 && p.a_rs.is_multiple_of(4) && e.k >= 4 {
         1
-    } else if a_ok && p.a_rs <= 1 && p.a_cs % 4 == 0 && e.m % 4 == 0 && e.k >= 4 {
+    } else if a_ok && p.a_rs <= 1 && p.a_cs.is_multiple_of(4) && e.m.is_multiple_of(4) && e.k >= 4 {
         2
     } else {
         0
     };
-    let b_ok = p.b_off % 4 == 0 && p.b_bs % 4 == 0;
-    let b_mode = if b_ok && p.b_cs <= 1 && p.b_rs % 4 == 0 && e.n % 4 == 0 && e.k >= 4 {
-        1
-    } else if b_ok && p.b_rs <= 1 && p.b_cs % 4 == 0 && e.k >= 4 {
-        2
-    } else {
-        0
-    };
+    let b_ok = p.b_off.is_multiple_of(4) && p.b_bs.is_multiple_of(4);
+    let b_mode =
+        if b_ok && p.b_cs <= 1 && p.b_rs.is_multiple_of(4) && e.n.is_multiple_of(4) && e.k >= 4 {
+            1
+        } else if b_ok && p.b_rs <= 1 && p.b_cs.is_multiple_of(4) && e.k >= 4 {
+            2
+        } else {
+            0
+        };
     (a_mode, b_mode)
 }
 
