@@ -2,7 +2,7 @@
 //
 // Three variants share the bindings, the parameter block and the epilogue:
 // - `naive`:    one output per thread; the specification ported straight from reference.rs.
-// - `regblock`: for CPU adapters (lavapipe): each thread owns a 16×8 register block, no workgroup
+// - `regblock`: for CPU adapters (lavapipe): each thread owns an 8×16 register block, no workgroup
 //               memory and no barriers (each barrier makes llvmpipe switch coroutines), vec4 loads
 //               where the layout allows (A_MODE / B_MODE override constants).
 // - `tiled`:    for GPUs: 64×64 workgroup tiles staged through workgroup memory, 4×4 per thread.
@@ -136,7 +136,7 @@ fn naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     epilogue(bz, m, n, acc);
 }
 
-// ---- regblock: 16×8 outputs per thread, registers only -------------------------------------
+// ---- regblock: register blocks per thread, registers only --------------------------------
 
 // A_MODE: 0 scalar loads (any layout); 1 vec4 along k (a_cs = 1, a_rs, a_off multiple of 4);
 // 2 vec4 along m (a_rs = 1, a_cs and m multiple of 4). B_MODE: 0 scalar; 1 vec4 along n
@@ -146,13 +146,11 @@ override A_MODE: u32 = 0u;
 override B_MODE: u32 = 0u;
 
 // BEGIN GENERATED regblock (src/ops/matmul/gen_regblock.py)
-const TM: u32 = 16u; // rows of C per thread
-const TN: u32 = 8u; // columns of C per thread (2 vec4)
-
+// regblock: 8×16 outputs per thread, workgroup 8×8 = 64×128 outputs.
 @compute @workgroup_size(8, 8, 1)
 fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let n0 = (wg.x * 8u + lid.x) * TN;
-    let m0 = (wg.y * 8u + lid.y) * TM;
+    let n0 = (wg.x * 8u + lid.x) * 16u;
+    let m0 = (wg.y * 8u + lid.y) * 8u;
     let bz = wg.z;
     // No barriers in this kernel, so threads past the edge may leave early.
     if (m0 >= p.m || n0 >= p.n) {
@@ -170,14 +168,6 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
     let ar5 = a_base + min(m0 + 5u, p.m - 1u) * p.a_rs;
     let ar6 = a_base + min(m0 + 6u, p.m - 1u) * p.a_rs;
     let ar7 = a_base + min(m0 + 7u, p.m - 1u) * p.a_rs;
-    let ar8 = a_base + min(m0 + 8u, p.m - 1u) * p.a_rs;
-    let ar9 = a_base + min(m0 + 9u, p.m - 1u) * p.a_rs;
-    let ar10 = a_base + min(m0 + 10u, p.m - 1u) * p.a_rs;
-    let ar11 = a_base + min(m0 + 11u, p.m - 1u) * p.a_rs;
-    let ar12 = a_base + min(m0 + 12u, p.m - 1u) * p.a_rs;
-    let ar13 = a_base + min(m0 + 13u, p.m - 1u) * p.a_rs;
-    let ar14 = a_base + min(m0 + 14u, p.m - 1u) * p.a_rs;
-    let ar15 = a_base + min(m0 + 15u, p.m - 1u) * p.a_rs;
     let bc0 = b_base + min(n0 + 0u, p.n - 1u) * p.b_cs;
     let bc1 = b_base + min(n0 + 1u, p.n - 1u) * p.b_cs;
     let bc2 = b_base + min(n0 + 2u, p.n - 1u) * p.b_cs;
@@ -186,23 +176,23 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
     let bc5 = b_base + min(n0 + 5u, p.n - 1u) * p.b_cs;
     let bc6 = b_base + min(n0 + 6u, p.n - 1u) * p.b_cs;
     let bc7 = b_base + min(n0 + 7u, p.n - 1u) * p.b_cs;
+    let bc8 = b_base + min(n0 + 8u, p.n - 1u) * p.b_cs;
+    let bc9 = b_base + min(n0 + 9u, p.n - 1u) * p.b_cs;
+    let bc10 = b_base + min(n0 + 10u, p.n - 1u) * p.b_cs;
+    let bc11 = b_base + min(n0 + 11u, p.n - 1u) * p.b_cs;
+    let bc12 = b_base + min(n0 + 12u, p.n - 1u) * p.b_cs;
+    let bc13 = b_base + min(n0 + 13u, p.n - 1u) * p.b_cs;
+    let bc14 = b_base + min(n0 + 14u, p.n - 1u) * p.b_cs;
+    let bc15 = b_base + min(n0 + 15u, p.n - 1u) * p.b_cs;
     // c{i}_{h} holds C[m0 + i][n0 + 4h .. n0 + 4h + 4].
-    var c0_0 = vec4<f32>(0.0); var c0_1 = vec4<f32>(0.0);
-    var c1_0 = vec4<f32>(0.0); var c1_1 = vec4<f32>(0.0);
-    var c2_0 = vec4<f32>(0.0); var c2_1 = vec4<f32>(0.0);
-    var c3_0 = vec4<f32>(0.0); var c3_1 = vec4<f32>(0.0);
-    var c4_0 = vec4<f32>(0.0); var c4_1 = vec4<f32>(0.0);
-    var c5_0 = vec4<f32>(0.0); var c5_1 = vec4<f32>(0.0);
-    var c6_0 = vec4<f32>(0.0); var c6_1 = vec4<f32>(0.0);
-    var c7_0 = vec4<f32>(0.0); var c7_1 = vec4<f32>(0.0);
-    var c8_0 = vec4<f32>(0.0); var c8_1 = vec4<f32>(0.0);
-    var c9_0 = vec4<f32>(0.0); var c9_1 = vec4<f32>(0.0);
-    var c10_0 = vec4<f32>(0.0); var c10_1 = vec4<f32>(0.0);
-    var c11_0 = vec4<f32>(0.0); var c11_1 = vec4<f32>(0.0);
-    var c12_0 = vec4<f32>(0.0); var c12_1 = vec4<f32>(0.0);
-    var c13_0 = vec4<f32>(0.0); var c13_1 = vec4<f32>(0.0);
-    var c14_0 = vec4<f32>(0.0); var c14_1 = vec4<f32>(0.0);
-    var c15_0 = vec4<f32>(0.0); var c15_1 = vec4<f32>(0.0);
+    var c0_0 = vec4<f32>(0.0); var c0_1 = vec4<f32>(0.0); var c0_2 = vec4<f32>(0.0); var c0_3 = vec4<f32>(0.0);
+    var c1_0 = vec4<f32>(0.0); var c1_1 = vec4<f32>(0.0); var c1_2 = vec4<f32>(0.0); var c1_3 = vec4<f32>(0.0);
+    var c2_0 = vec4<f32>(0.0); var c2_1 = vec4<f32>(0.0); var c2_2 = vec4<f32>(0.0); var c2_3 = vec4<f32>(0.0);
+    var c3_0 = vec4<f32>(0.0); var c3_1 = vec4<f32>(0.0); var c3_2 = vec4<f32>(0.0); var c3_3 = vec4<f32>(0.0);
+    var c4_0 = vec4<f32>(0.0); var c4_1 = vec4<f32>(0.0); var c4_2 = vec4<f32>(0.0); var c4_3 = vec4<f32>(0.0);
+    var c5_0 = vec4<f32>(0.0); var c5_1 = vec4<f32>(0.0); var c5_2 = vec4<f32>(0.0); var c5_3 = vec4<f32>(0.0);
+    var c6_0 = vec4<f32>(0.0); var c6_1 = vec4<f32>(0.0); var c6_2 = vec4<f32>(0.0); var c6_3 = vec4<f32>(0.0);
+    var c7_0 = vec4<f32>(0.0); var c7_1 = vec4<f32>(0.0); var c7_2 = vec4<f32>(0.0); var c7_3 = vec4<f32>(0.0);
     let k4 = p.k & ~3u;
     for (var k = 0u; k < k4; k += 4u) {
         // a{i} = A[m0 + i][k .. k + 4]
@@ -214,14 +204,6 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         var a5: vec4<f32>;
         var a6: vec4<f32>;
         var a7: vec4<f32>;
-        var a8: vec4<f32>;
-        var a9: vec4<f32>;
-        var a10: vec4<f32>;
-        var a11: vec4<f32>;
-        var a12: vec4<f32>;
-        var a13: vec4<f32>;
-        var a14: vec4<f32>;
-        var a15: vec4<f32>;
         if (A_MODE == 1u) {
             a0 = a[(ar0 + k) >> 2u];
             a1 = a[(ar1 + k) >> 2u];
@@ -231,36 +213,18 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
             a5 = a[(ar5 + k) >> 2u];
             a6 = a[(ar6 + k) >> 2u];
             a7 = a[(ar7 + k) >> 2u];
-            a8 = a[(ar8 + k) >> 2u];
-            a9 = a[(ar9 + k) >> 2u];
-            a10 = a[(ar10 + k) >> 2u];
-            a11 = a[(ar11 + k) >> 2u];
-            a12 = a[(ar12 + k) >> 2u];
-            a13 = a[(ar13 + k) >> 2u];
-            a14 = a[(ar14 + k) >> 2u];
-            a15 = a[(ar15 + k) >> 2u];
         } else if (A_MODE == 2u) {
             // Four rows at a time along m, transposed into a{i} in registers.
             let mv0 = (a_base + min(m0 + 0u, p.m - 4u)) >> 2u;
             let mv1 = (a_base + min(m0 + 4u, p.m - 4u)) >> 2u;
-            let mv2 = (a_base + min(m0 + 8u, p.m - 4u)) >> 2u;
-            let mv3 = (a_base + min(m0 + 12u, p.m - 4u)) >> 2u;
             let t0_0 = a[mv0 + ((k + 0u) * p.a_cs >> 2u)];
             let t0_1 = a[mv1 + ((k + 0u) * p.a_cs >> 2u)];
-            let t0_2 = a[mv2 + ((k + 0u) * p.a_cs >> 2u)];
-            let t0_3 = a[mv3 + ((k + 0u) * p.a_cs >> 2u)];
             let t1_0 = a[mv0 + ((k + 1u) * p.a_cs >> 2u)];
             let t1_1 = a[mv1 + ((k + 1u) * p.a_cs >> 2u)];
-            let t1_2 = a[mv2 + ((k + 1u) * p.a_cs >> 2u)];
-            let t1_3 = a[mv3 + ((k + 1u) * p.a_cs >> 2u)];
             let t2_0 = a[mv0 + ((k + 2u) * p.a_cs >> 2u)];
             let t2_1 = a[mv1 + ((k + 2u) * p.a_cs >> 2u)];
-            let t2_2 = a[mv2 + ((k + 2u) * p.a_cs >> 2u)];
-            let t2_3 = a[mv3 + ((k + 2u) * p.a_cs >> 2u)];
             let t3_0 = a[mv0 + ((k + 3u) * p.a_cs >> 2u)];
             let t3_1 = a[mv1 + ((k + 3u) * p.a_cs >> 2u)];
-            let t3_2 = a[mv2 + ((k + 3u) * p.a_cs >> 2u)];
-            let t3_3 = a[mv3 + ((k + 3u) * p.a_cs >> 2u)];
             a0 = vec4<f32>(t0_0.x, t1_0.x, t2_0.x, t3_0.x);
             a1 = vec4<f32>(t0_0.y, t1_0.y, t2_0.y, t3_0.y);
             a2 = vec4<f32>(t0_0.z, t1_0.z, t2_0.z, t3_0.z);
@@ -269,14 +233,6 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
             a5 = vec4<f32>(t0_1.y, t1_1.y, t2_1.y, t3_1.y);
             a6 = vec4<f32>(t0_1.z, t1_1.z, t2_1.z, t3_1.z);
             a7 = vec4<f32>(t0_1.w, t1_1.w, t2_1.w, t3_1.w);
-            a8 = vec4<f32>(t0_2.x, t1_2.x, t2_2.x, t3_2.x);
-            a9 = vec4<f32>(t0_2.y, t1_2.y, t2_2.y, t3_2.y);
-            a10 = vec4<f32>(t0_2.z, t1_2.z, t2_2.z, t3_2.z);
-            a11 = vec4<f32>(t0_2.w, t1_2.w, t2_2.w, t3_2.w);
-            a12 = vec4<f32>(t0_3.x, t1_3.x, t2_3.x, t3_3.x);
-            a13 = vec4<f32>(t0_3.y, t1_3.y, t2_3.y, t3_3.y);
-            a14 = vec4<f32>(t0_3.z, t1_3.z, t2_3.z, t3_3.z);
-            a15 = vec4<f32>(t0_3.w, t1_3.w, t2_3.w, t3_3.w);
         } else {
             a0 = vec4<f32>(ld_a(ar0 + (k + 0u) * p.a_cs), ld_a(ar0 + (k + 1u) * p.a_cs), ld_a(ar0 + (k + 2u) * p.a_cs), ld_a(ar0 + (k + 3u) * p.a_cs));
             a1 = vec4<f32>(ld_a(ar1 + (k + 0u) * p.a_cs), ld_a(ar1 + (k + 1u) * p.a_cs), ld_a(ar1 + (k + 2u) * p.a_cs), ld_a(ar1 + (k + 3u) * p.a_cs));
@@ -286,35 +242,37 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
             a5 = vec4<f32>(ld_a(ar5 + (k + 0u) * p.a_cs), ld_a(ar5 + (k + 1u) * p.a_cs), ld_a(ar5 + (k + 2u) * p.a_cs), ld_a(ar5 + (k + 3u) * p.a_cs));
             a6 = vec4<f32>(ld_a(ar6 + (k + 0u) * p.a_cs), ld_a(ar6 + (k + 1u) * p.a_cs), ld_a(ar6 + (k + 2u) * p.a_cs), ld_a(ar6 + (k + 3u) * p.a_cs));
             a7 = vec4<f32>(ld_a(ar7 + (k + 0u) * p.a_cs), ld_a(ar7 + (k + 1u) * p.a_cs), ld_a(ar7 + (k + 2u) * p.a_cs), ld_a(ar7 + (k + 3u) * p.a_cs));
-            a8 = vec4<f32>(ld_a(ar8 + (k + 0u) * p.a_cs), ld_a(ar8 + (k + 1u) * p.a_cs), ld_a(ar8 + (k + 2u) * p.a_cs), ld_a(ar8 + (k + 3u) * p.a_cs));
-            a9 = vec4<f32>(ld_a(ar9 + (k + 0u) * p.a_cs), ld_a(ar9 + (k + 1u) * p.a_cs), ld_a(ar9 + (k + 2u) * p.a_cs), ld_a(ar9 + (k + 3u) * p.a_cs));
-            a10 = vec4<f32>(ld_a(ar10 + (k + 0u) * p.a_cs), ld_a(ar10 + (k + 1u) * p.a_cs), ld_a(ar10 + (k + 2u) * p.a_cs), ld_a(ar10 + (k + 3u) * p.a_cs));
-            a11 = vec4<f32>(ld_a(ar11 + (k + 0u) * p.a_cs), ld_a(ar11 + (k + 1u) * p.a_cs), ld_a(ar11 + (k + 2u) * p.a_cs), ld_a(ar11 + (k + 3u) * p.a_cs));
-            a12 = vec4<f32>(ld_a(ar12 + (k + 0u) * p.a_cs), ld_a(ar12 + (k + 1u) * p.a_cs), ld_a(ar12 + (k + 2u) * p.a_cs), ld_a(ar12 + (k + 3u) * p.a_cs));
-            a13 = vec4<f32>(ld_a(ar13 + (k + 0u) * p.a_cs), ld_a(ar13 + (k + 1u) * p.a_cs), ld_a(ar13 + (k + 2u) * p.a_cs), ld_a(ar13 + (k + 3u) * p.a_cs));
-            a14 = vec4<f32>(ld_a(ar14 + (k + 0u) * p.a_cs), ld_a(ar14 + (k + 1u) * p.a_cs), ld_a(ar14 + (k + 2u) * p.a_cs), ld_a(ar14 + (k + 3u) * p.a_cs));
-            a15 = vec4<f32>(ld_a(ar15 + (k + 0u) * p.a_cs), ld_a(ar15 + (k + 1u) * p.a_cs), ld_a(ar15 + (k + 2u) * p.a_cs), ld_a(ar15 + (k + 3u) * p.a_cs));
         }
         // b{kk}_{h} = B[k + kk][n0 + 4h .. n0 + 4h + 4]
-        var b0_0: vec4<f32>; var b0_1: vec4<f32>;
-        var b1_0: vec4<f32>; var b1_1: vec4<f32>;
-        var b2_0: vec4<f32>; var b2_1: vec4<f32>;
-        var b3_0: vec4<f32>; var b3_1: vec4<f32>;
+        var b0_0: vec4<f32>; var b0_1: vec4<f32>; var b0_2: vec4<f32>; var b0_3: vec4<f32>;
+        var b1_0: vec4<f32>; var b1_1: vec4<f32>; var b1_2: vec4<f32>; var b1_3: vec4<f32>;
+        var b2_0: vec4<f32>; var b2_1: vec4<f32>; var b2_2: vec4<f32>; var b2_3: vec4<f32>;
+        var b3_0: vec4<f32>; var b3_1: vec4<f32>; var b3_2: vec4<f32>; var b3_3: vec4<f32>;
         if (B_MODE == 1u) {
             let nv0 = min(n0 + 0u, p.n - 4u);
             let nv1 = min(n0 + 4u, p.n - 4u);
+            let nv2 = min(n0 + 8u, p.n - 4u);
+            let nv3 = min(n0 + 12u, p.n - 4u);
             let row0 = b_base + (k + 0u) * p.b_rs;
             b0_0 = b[(row0 + nv0) >> 2u];
             b0_1 = b[(row0 + nv1) >> 2u];
+            b0_2 = b[(row0 + nv2) >> 2u];
+            b0_3 = b[(row0 + nv3) >> 2u];
             let row1 = b_base + (k + 1u) * p.b_rs;
             b1_0 = b[(row1 + nv0) >> 2u];
             b1_1 = b[(row1 + nv1) >> 2u];
+            b1_2 = b[(row1 + nv2) >> 2u];
+            b1_3 = b[(row1 + nv3) >> 2u];
             let row2 = b_base + (k + 2u) * p.b_rs;
             b2_0 = b[(row2 + nv0) >> 2u];
             b2_1 = b[(row2 + nv1) >> 2u];
+            b2_2 = b[(row2 + nv2) >> 2u];
+            b2_3 = b[(row2 + nv3) >> 2u];
             let row3 = b_base + (k + 3u) * p.b_rs;
             b3_0 = b[(row3 + nv0) >> 2u];
             b3_1 = b[(row3 + nv1) >> 2u];
+            b3_2 = b[(row3 + nv2) >> 2u];
+            b3_3 = b[(row3 + nv3) >> 2u];
         } else if (B_MODE == 2u) {
             // One vec4 along k per column, transposed into b{kk}_{h} in registers.
             let u0 = b[(bc0 + k) >> 2u];
@@ -325,149 +283,169 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
             let u5 = b[(bc5 + k) >> 2u];
             let u6 = b[(bc6 + k) >> 2u];
             let u7 = b[(bc7 + k) >> 2u];
+            let u8 = b[(bc8 + k) >> 2u];
+            let u9 = b[(bc9 + k) >> 2u];
+            let u10 = b[(bc10 + k) >> 2u];
+            let u11 = b[(bc11 + k) >> 2u];
+            let u12 = b[(bc12 + k) >> 2u];
+            let u13 = b[(bc13 + k) >> 2u];
+            let u14 = b[(bc14 + k) >> 2u];
+            let u15 = b[(bc15 + k) >> 2u];
             b0_0 = vec4<f32>(u0.x, u1.x, u2.x, u3.x);
             b0_1 = vec4<f32>(u4.x, u5.x, u6.x, u7.x);
+            b0_2 = vec4<f32>(u8.x, u9.x, u10.x, u11.x);
+            b0_3 = vec4<f32>(u12.x, u13.x, u14.x, u15.x);
             b1_0 = vec4<f32>(u0.y, u1.y, u2.y, u3.y);
             b1_1 = vec4<f32>(u4.y, u5.y, u6.y, u7.y);
+            b1_2 = vec4<f32>(u8.y, u9.y, u10.y, u11.y);
+            b1_3 = vec4<f32>(u12.y, u13.y, u14.y, u15.y);
             b2_0 = vec4<f32>(u0.z, u1.z, u2.z, u3.z);
             b2_1 = vec4<f32>(u4.z, u5.z, u6.z, u7.z);
+            b2_2 = vec4<f32>(u8.z, u9.z, u10.z, u11.z);
+            b2_3 = vec4<f32>(u12.z, u13.z, u14.z, u15.z);
             b3_0 = vec4<f32>(u0.w, u1.w, u2.w, u3.w);
             b3_1 = vec4<f32>(u4.w, u5.w, u6.w, u7.w);
+            b3_2 = vec4<f32>(u8.w, u9.w, u10.w, u11.w);
+            b3_3 = vec4<f32>(u12.w, u13.w, u14.w, u15.w);
         } else {
             b0_0 = vec4<f32>(ld_b(bc0 + (k + 0u) * p.b_rs), ld_b(bc1 + (k + 0u) * p.b_rs), ld_b(bc2 + (k + 0u) * p.b_rs), ld_b(bc3 + (k + 0u) * p.b_rs));
             b0_1 = vec4<f32>(ld_b(bc4 + (k + 0u) * p.b_rs), ld_b(bc5 + (k + 0u) * p.b_rs), ld_b(bc6 + (k + 0u) * p.b_rs), ld_b(bc7 + (k + 0u) * p.b_rs));
+            b0_2 = vec4<f32>(ld_b(bc8 + (k + 0u) * p.b_rs), ld_b(bc9 + (k + 0u) * p.b_rs), ld_b(bc10 + (k + 0u) * p.b_rs), ld_b(bc11 + (k + 0u) * p.b_rs));
+            b0_3 = vec4<f32>(ld_b(bc12 + (k + 0u) * p.b_rs), ld_b(bc13 + (k + 0u) * p.b_rs), ld_b(bc14 + (k + 0u) * p.b_rs), ld_b(bc15 + (k + 0u) * p.b_rs));
             b1_0 = vec4<f32>(ld_b(bc0 + (k + 1u) * p.b_rs), ld_b(bc1 + (k + 1u) * p.b_rs), ld_b(bc2 + (k + 1u) * p.b_rs), ld_b(bc3 + (k + 1u) * p.b_rs));
             b1_1 = vec4<f32>(ld_b(bc4 + (k + 1u) * p.b_rs), ld_b(bc5 + (k + 1u) * p.b_rs), ld_b(bc6 + (k + 1u) * p.b_rs), ld_b(bc7 + (k + 1u) * p.b_rs));
+            b1_2 = vec4<f32>(ld_b(bc8 + (k + 1u) * p.b_rs), ld_b(bc9 + (k + 1u) * p.b_rs), ld_b(bc10 + (k + 1u) * p.b_rs), ld_b(bc11 + (k + 1u) * p.b_rs));
+            b1_3 = vec4<f32>(ld_b(bc12 + (k + 1u) * p.b_rs), ld_b(bc13 + (k + 1u) * p.b_rs), ld_b(bc14 + (k + 1u) * p.b_rs), ld_b(bc15 + (k + 1u) * p.b_rs));
             b2_0 = vec4<f32>(ld_b(bc0 + (k + 2u) * p.b_rs), ld_b(bc1 + (k + 2u) * p.b_rs), ld_b(bc2 + (k + 2u) * p.b_rs), ld_b(bc3 + (k + 2u) * p.b_rs));
             b2_1 = vec4<f32>(ld_b(bc4 + (k + 2u) * p.b_rs), ld_b(bc5 + (k + 2u) * p.b_rs), ld_b(bc6 + (k + 2u) * p.b_rs), ld_b(bc7 + (k + 2u) * p.b_rs));
+            b2_2 = vec4<f32>(ld_b(bc8 + (k + 2u) * p.b_rs), ld_b(bc9 + (k + 2u) * p.b_rs), ld_b(bc10 + (k + 2u) * p.b_rs), ld_b(bc11 + (k + 2u) * p.b_rs));
+            b2_3 = vec4<f32>(ld_b(bc12 + (k + 2u) * p.b_rs), ld_b(bc13 + (k + 2u) * p.b_rs), ld_b(bc14 + (k + 2u) * p.b_rs), ld_b(bc15 + (k + 2u) * p.b_rs));
             b3_0 = vec4<f32>(ld_b(bc0 + (k + 3u) * p.b_rs), ld_b(bc1 + (k + 3u) * p.b_rs), ld_b(bc2 + (k + 3u) * p.b_rs), ld_b(bc3 + (k + 3u) * p.b_rs));
             b3_1 = vec4<f32>(ld_b(bc4 + (k + 3u) * p.b_rs), ld_b(bc5 + (k + 3u) * p.b_rs), ld_b(bc6 + (k + 3u) * p.b_rs), ld_b(bc7 + (k + 3u) * p.b_rs));
+            b3_2 = vec4<f32>(ld_b(bc8 + (k + 3u) * p.b_rs), ld_b(bc9 + (k + 3u) * p.b_rs), ld_b(bc10 + (k + 3u) * p.b_rs), ld_b(bc11 + (k + 3u) * p.b_rs));
+            b3_3 = vec4<f32>(ld_b(bc12 + (k + 3u) * p.b_rs), ld_b(bc13 + (k + 3u) * p.b_rs), ld_b(bc14 + (k + 3u) * p.b_rs), ld_b(bc15 + (k + 3u) * p.b_rs));
         }
         c0_0 = fma(vec4<f32>(a0.w), b3_0, fma(vec4<f32>(a0.z), b2_0, fma(vec4<f32>(a0.y), b1_0, fma(vec4<f32>(a0.x), b0_0, c0_0))));
         c0_1 = fma(vec4<f32>(a0.w), b3_1, fma(vec4<f32>(a0.z), b2_1, fma(vec4<f32>(a0.y), b1_1, fma(vec4<f32>(a0.x), b0_1, c0_1))));
+        c0_2 = fma(vec4<f32>(a0.w), b3_2, fma(vec4<f32>(a0.z), b2_2, fma(vec4<f32>(a0.y), b1_2, fma(vec4<f32>(a0.x), b0_2, c0_2))));
+        c0_3 = fma(vec4<f32>(a0.w), b3_3, fma(vec4<f32>(a0.z), b2_3, fma(vec4<f32>(a0.y), b1_3, fma(vec4<f32>(a0.x), b0_3, c0_3))));
         c1_0 = fma(vec4<f32>(a1.w), b3_0, fma(vec4<f32>(a1.z), b2_0, fma(vec4<f32>(a1.y), b1_0, fma(vec4<f32>(a1.x), b0_0, c1_0))));
         c1_1 = fma(vec4<f32>(a1.w), b3_1, fma(vec4<f32>(a1.z), b2_1, fma(vec4<f32>(a1.y), b1_1, fma(vec4<f32>(a1.x), b0_1, c1_1))));
+        c1_2 = fma(vec4<f32>(a1.w), b3_2, fma(vec4<f32>(a1.z), b2_2, fma(vec4<f32>(a1.y), b1_2, fma(vec4<f32>(a1.x), b0_2, c1_2))));
+        c1_3 = fma(vec4<f32>(a1.w), b3_3, fma(vec4<f32>(a1.z), b2_3, fma(vec4<f32>(a1.y), b1_3, fma(vec4<f32>(a1.x), b0_3, c1_3))));
         c2_0 = fma(vec4<f32>(a2.w), b3_0, fma(vec4<f32>(a2.z), b2_0, fma(vec4<f32>(a2.y), b1_0, fma(vec4<f32>(a2.x), b0_0, c2_0))));
         c2_1 = fma(vec4<f32>(a2.w), b3_1, fma(vec4<f32>(a2.z), b2_1, fma(vec4<f32>(a2.y), b1_1, fma(vec4<f32>(a2.x), b0_1, c2_1))));
+        c2_2 = fma(vec4<f32>(a2.w), b3_2, fma(vec4<f32>(a2.z), b2_2, fma(vec4<f32>(a2.y), b1_2, fma(vec4<f32>(a2.x), b0_2, c2_2))));
+        c2_3 = fma(vec4<f32>(a2.w), b3_3, fma(vec4<f32>(a2.z), b2_3, fma(vec4<f32>(a2.y), b1_3, fma(vec4<f32>(a2.x), b0_3, c2_3))));
         c3_0 = fma(vec4<f32>(a3.w), b3_0, fma(vec4<f32>(a3.z), b2_0, fma(vec4<f32>(a3.y), b1_0, fma(vec4<f32>(a3.x), b0_0, c3_0))));
         c3_1 = fma(vec4<f32>(a3.w), b3_1, fma(vec4<f32>(a3.z), b2_1, fma(vec4<f32>(a3.y), b1_1, fma(vec4<f32>(a3.x), b0_1, c3_1))));
+        c3_2 = fma(vec4<f32>(a3.w), b3_2, fma(vec4<f32>(a3.z), b2_2, fma(vec4<f32>(a3.y), b1_2, fma(vec4<f32>(a3.x), b0_2, c3_2))));
+        c3_3 = fma(vec4<f32>(a3.w), b3_3, fma(vec4<f32>(a3.z), b2_3, fma(vec4<f32>(a3.y), b1_3, fma(vec4<f32>(a3.x), b0_3, c3_3))));
         c4_0 = fma(vec4<f32>(a4.w), b3_0, fma(vec4<f32>(a4.z), b2_0, fma(vec4<f32>(a4.y), b1_0, fma(vec4<f32>(a4.x), b0_0, c4_0))));
         c4_1 = fma(vec4<f32>(a4.w), b3_1, fma(vec4<f32>(a4.z), b2_1, fma(vec4<f32>(a4.y), b1_1, fma(vec4<f32>(a4.x), b0_1, c4_1))));
+        c4_2 = fma(vec4<f32>(a4.w), b3_2, fma(vec4<f32>(a4.z), b2_2, fma(vec4<f32>(a4.y), b1_2, fma(vec4<f32>(a4.x), b0_2, c4_2))));
+        c4_3 = fma(vec4<f32>(a4.w), b3_3, fma(vec4<f32>(a4.z), b2_3, fma(vec4<f32>(a4.y), b1_3, fma(vec4<f32>(a4.x), b0_3, c4_3))));
         c5_0 = fma(vec4<f32>(a5.w), b3_0, fma(vec4<f32>(a5.z), b2_0, fma(vec4<f32>(a5.y), b1_0, fma(vec4<f32>(a5.x), b0_0, c5_0))));
         c5_1 = fma(vec4<f32>(a5.w), b3_1, fma(vec4<f32>(a5.z), b2_1, fma(vec4<f32>(a5.y), b1_1, fma(vec4<f32>(a5.x), b0_1, c5_1))));
+        c5_2 = fma(vec4<f32>(a5.w), b3_2, fma(vec4<f32>(a5.z), b2_2, fma(vec4<f32>(a5.y), b1_2, fma(vec4<f32>(a5.x), b0_2, c5_2))));
+        c5_3 = fma(vec4<f32>(a5.w), b3_3, fma(vec4<f32>(a5.z), b2_3, fma(vec4<f32>(a5.y), b1_3, fma(vec4<f32>(a5.x), b0_3, c5_3))));
         c6_0 = fma(vec4<f32>(a6.w), b3_0, fma(vec4<f32>(a6.z), b2_0, fma(vec4<f32>(a6.y), b1_0, fma(vec4<f32>(a6.x), b0_0, c6_0))));
         c6_1 = fma(vec4<f32>(a6.w), b3_1, fma(vec4<f32>(a6.z), b2_1, fma(vec4<f32>(a6.y), b1_1, fma(vec4<f32>(a6.x), b0_1, c6_1))));
+        c6_2 = fma(vec4<f32>(a6.w), b3_2, fma(vec4<f32>(a6.z), b2_2, fma(vec4<f32>(a6.y), b1_2, fma(vec4<f32>(a6.x), b0_2, c6_2))));
+        c6_3 = fma(vec4<f32>(a6.w), b3_3, fma(vec4<f32>(a6.z), b2_3, fma(vec4<f32>(a6.y), b1_3, fma(vec4<f32>(a6.x), b0_3, c6_3))));
         c7_0 = fma(vec4<f32>(a7.w), b3_0, fma(vec4<f32>(a7.z), b2_0, fma(vec4<f32>(a7.y), b1_0, fma(vec4<f32>(a7.x), b0_0, c7_0))));
         c7_1 = fma(vec4<f32>(a7.w), b3_1, fma(vec4<f32>(a7.z), b2_1, fma(vec4<f32>(a7.y), b1_1, fma(vec4<f32>(a7.x), b0_1, c7_1))));
-        c8_0 = fma(vec4<f32>(a8.w), b3_0, fma(vec4<f32>(a8.z), b2_0, fma(vec4<f32>(a8.y), b1_0, fma(vec4<f32>(a8.x), b0_0, c8_0))));
-        c8_1 = fma(vec4<f32>(a8.w), b3_1, fma(vec4<f32>(a8.z), b2_1, fma(vec4<f32>(a8.y), b1_1, fma(vec4<f32>(a8.x), b0_1, c8_1))));
-        c9_0 = fma(vec4<f32>(a9.w), b3_0, fma(vec4<f32>(a9.z), b2_0, fma(vec4<f32>(a9.y), b1_0, fma(vec4<f32>(a9.x), b0_0, c9_0))));
-        c9_1 = fma(vec4<f32>(a9.w), b3_1, fma(vec4<f32>(a9.z), b2_1, fma(vec4<f32>(a9.y), b1_1, fma(vec4<f32>(a9.x), b0_1, c9_1))));
-        c10_0 = fma(vec4<f32>(a10.w), b3_0, fma(vec4<f32>(a10.z), b2_0, fma(vec4<f32>(a10.y), b1_0, fma(vec4<f32>(a10.x), b0_0, c10_0))));
-        c10_1 = fma(vec4<f32>(a10.w), b3_1, fma(vec4<f32>(a10.z), b2_1, fma(vec4<f32>(a10.y), b1_1, fma(vec4<f32>(a10.x), b0_1, c10_1))));
-        c11_0 = fma(vec4<f32>(a11.w), b3_0, fma(vec4<f32>(a11.z), b2_0, fma(vec4<f32>(a11.y), b1_0, fma(vec4<f32>(a11.x), b0_0, c11_0))));
-        c11_1 = fma(vec4<f32>(a11.w), b3_1, fma(vec4<f32>(a11.z), b2_1, fma(vec4<f32>(a11.y), b1_1, fma(vec4<f32>(a11.x), b0_1, c11_1))));
-        c12_0 = fma(vec4<f32>(a12.w), b3_0, fma(vec4<f32>(a12.z), b2_0, fma(vec4<f32>(a12.y), b1_0, fma(vec4<f32>(a12.x), b0_0, c12_0))));
-        c12_1 = fma(vec4<f32>(a12.w), b3_1, fma(vec4<f32>(a12.z), b2_1, fma(vec4<f32>(a12.y), b1_1, fma(vec4<f32>(a12.x), b0_1, c12_1))));
-        c13_0 = fma(vec4<f32>(a13.w), b3_0, fma(vec4<f32>(a13.z), b2_0, fma(vec4<f32>(a13.y), b1_0, fma(vec4<f32>(a13.x), b0_0, c13_0))));
-        c13_1 = fma(vec4<f32>(a13.w), b3_1, fma(vec4<f32>(a13.z), b2_1, fma(vec4<f32>(a13.y), b1_1, fma(vec4<f32>(a13.x), b0_1, c13_1))));
-        c14_0 = fma(vec4<f32>(a14.w), b3_0, fma(vec4<f32>(a14.z), b2_0, fma(vec4<f32>(a14.y), b1_0, fma(vec4<f32>(a14.x), b0_0, c14_0))));
-        c14_1 = fma(vec4<f32>(a14.w), b3_1, fma(vec4<f32>(a14.z), b2_1, fma(vec4<f32>(a14.y), b1_1, fma(vec4<f32>(a14.x), b0_1, c14_1))));
-        c15_0 = fma(vec4<f32>(a15.w), b3_0, fma(vec4<f32>(a15.z), b2_0, fma(vec4<f32>(a15.y), b1_0, fma(vec4<f32>(a15.x), b0_0, c15_0))));
-        c15_1 = fma(vec4<f32>(a15.w), b3_1, fma(vec4<f32>(a15.z), b2_1, fma(vec4<f32>(a15.y), b1_1, fma(vec4<f32>(a15.x), b0_1, c15_1))));
+        c7_2 = fma(vec4<f32>(a7.w), b3_2, fma(vec4<f32>(a7.z), b2_2, fma(vec4<f32>(a7.y), b1_2, fma(vec4<f32>(a7.x), b0_2, c7_2))));
+        c7_3 = fma(vec4<f32>(a7.w), b3_3, fma(vec4<f32>(a7.z), b2_3, fma(vec4<f32>(a7.y), b1_3, fma(vec4<f32>(a7.x), b0_3, c7_3))));
     }
     // The last k % 4 steps, scalar loads.
     for (var k = k4; k < p.k; k++) {
         let s0 = vec4<f32>(ld_b(bc0 + k * p.b_rs), ld_b(bc1 + k * p.b_rs), ld_b(bc2 + k * p.b_rs), ld_b(bc3 + k * p.b_rs));
         let s1 = vec4<f32>(ld_b(bc4 + k * p.b_rs), ld_b(bc5 + k * p.b_rs), ld_b(bc6 + k * p.b_rs), ld_b(bc7 + k * p.b_rs));
+        let s2 = vec4<f32>(ld_b(bc8 + k * p.b_rs), ld_b(bc9 + k * p.b_rs), ld_b(bc10 + k * p.b_rs), ld_b(bc11 + k * p.b_rs));
+        let s3 = vec4<f32>(ld_b(bc12 + k * p.b_rs), ld_b(bc13 + k * p.b_rs), ld_b(bc14 + k * p.b_rs), ld_b(bc15 + k * p.b_rs));
         let r0 = vec4<f32>(ld_a(ar0 + k * p.a_cs));
         c0_0 = fma(r0, s0, c0_0);
         c0_1 = fma(r0, s1, c0_1);
+        c0_2 = fma(r0, s2, c0_2);
+        c0_3 = fma(r0, s3, c0_3);
         let r1 = vec4<f32>(ld_a(ar1 + k * p.a_cs));
         c1_0 = fma(r1, s0, c1_0);
         c1_1 = fma(r1, s1, c1_1);
+        c1_2 = fma(r1, s2, c1_2);
+        c1_3 = fma(r1, s3, c1_3);
         let r2 = vec4<f32>(ld_a(ar2 + k * p.a_cs));
         c2_0 = fma(r2, s0, c2_0);
         c2_1 = fma(r2, s1, c2_1);
+        c2_2 = fma(r2, s2, c2_2);
+        c2_3 = fma(r2, s3, c2_3);
         let r3 = vec4<f32>(ld_a(ar3 + k * p.a_cs));
         c3_0 = fma(r3, s0, c3_0);
         c3_1 = fma(r3, s1, c3_1);
+        c3_2 = fma(r3, s2, c3_2);
+        c3_3 = fma(r3, s3, c3_3);
         let r4 = vec4<f32>(ld_a(ar4 + k * p.a_cs));
         c4_0 = fma(r4, s0, c4_0);
         c4_1 = fma(r4, s1, c4_1);
+        c4_2 = fma(r4, s2, c4_2);
+        c4_3 = fma(r4, s3, c4_3);
         let r5 = vec4<f32>(ld_a(ar5 + k * p.a_cs));
         c5_0 = fma(r5, s0, c5_0);
         c5_1 = fma(r5, s1, c5_1);
+        c5_2 = fma(r5, s2, c5_2);
+        c5_3 = fma(r5, s3, c5_3);
         let r6 = vec4<f32>(ld_a(ar6 + k * p.a_cs));
         c6_0 = fma(r6, s0, c6_0);
         c6_1 = fma(r6, s1, c6_1);
+        c6_2 = fma(r6, s2, c6_2);
+        c6_3 = fma(r6, s3, c6_3);
         let r7 = vec4<f32>(ld_a(ar7 + k * p.a_cs));
         c7_0 = fma(r7, s0, c7_0);
         c7_1 = fma(r7, s1, c7_1);
-        let r8 = vec4<f32>(ld_a(ar8 + k * p.a_cs));
-        c8_0 = fma(r8, s0, c8_0);
-        c8_1 = fma(r8, s1, c8_1);
-        let r9 = vec4<f32>(ld_a(ar9 + k * p.a_cs));
-        c9_0 = fma(r9, s0, c9_0);
-        c9_1 = fma(r9, s1, c9_1);
-        let r10 = vec4<f32>(ld_a(ar10 + k * p.a_cs));
-        c10_0 = fma(r10, s0, c10_0);
-        c10_1 = fma(r10, s1, c10_1);
-        let r11 = vec4<f32>(ld_a(ar11 + k * p.a_cs));
-        c11_0 = fma(r11, s0, c11_0);
-        c11_1 = fma(r11, s1, c11_1);
-        let r12 = vec4<f32>(ld_a(ar12 + k * p.a_cs));
-        c12_0 = fma(r12, s0, c12_0);
-        c12_1 = fma(r12, s1, c12_1);
-        let r13 = vec4<f32>(ld_a(ar13 + k * p.a_cs));
-        c13_0 = fma(r13, s0, c13_0);
-        c13_1 = fma(r13, s1, c13_1);
-        let r14 = vec4<f32>(ld_a(ar14 + k * p.a_cs));
-        c14_0 = fma(r14, s0, c14_0);
-        c14_1 = fma(r14, s1, c14_1);
-        let r15 = vec4<f32>(ld_a(ar15 + k * p.a_cs));
-        c15_0 = fma(r15, s0, c15_0);
-        c15_1 = fma(r15, s1, c15_1);
+        c7_2 = fma(r7, s2, c7_2);
+        c7_3 = fma(r7, s3, c7_3);
     }
     // Epilogue: the accumulators go to a private array once so that the row loop below is
-    // not unrolled (16 inlined copies of the GELU path would bloat the kernel).
+    // not unrolled (inlined copies of the GELU path would bloat the kernel).
     var acc: array<vec4<f32>, 32>;
     acc[0u] = c0_0;
     acc[1u] = c0_1;
-    acc[2u] = c1_0;
-    acc[3u] = c1_1;
-    acc[4u] = c2_0;
-    acc[5u] = c2_1;
-    acc[6u] = c3_0;
-    acc[7u] = c3_1;
-    acc[8u] = c4_0;
-    acc[9u] = c4_1;
-    acc[10u] = c5_0;
-    acc[11u] = c5_1;
-    acc[12u] = c6_0;
-    acc[13u] = c6_1;
-    acc[14u] = c7_0;
-    acc[15u] = c7_1;
-    acc[16u] = c8_0;
-    acc[17u] = c8_1;
-    acc[18u] = c9_0;
-    acc[19u] = c9_1;
-    acc[20u] = c10_0;
-    acc[21u] = c10_1;
-    acc[22u] = c11_0;
-    acc[23u] = c11_1;
-    acc[24u] = c12_0;
-    acc[25u] = c12_1;
-    acc[26u] = c13_0;
-    acc[27u] = c13_1;
-    acc[28u] = c14_0;
-    acc[29u] = c14_1;
-    acc[30u] = c15_0;
-    acc[31u] = c15_1;
-    let nv = min(p.n - n0, TN);
-    for (var i = 0u; i < min(p.m - m0, TM); i++) {
-        store4(bz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 2u + 0u]);
-        store4(bz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 2u + 1u]);
+    acc[2u] = c0_2;
+    acc[3u] = c0_3;
+    acc[4u] = c1_0;
+    acc[5u] = c1_1;
+    acc[6u] = c1_2;
+    acc[7u] = c1_3;
+    acc[8u] = c2_0;
+    acc[9u] = c2_1;
+    acc[10u] = c2_2;
+    acc[11u] = c2_3;
+    acc[12u] = c3_0;
+    acc[13u] = c3_1;
+    acc[14u] = c3_2;
+    acc[15u] = c3_3;
+    acc[16u] = c4_0;
+    acc[17u] = c4_1;
+    acc[18u] = c4_2;
+    acc[19u] = c4_3;
+    acc[20u] = c5_0;
+    acc[21u] = c5_1;
+    acc[22u] = c5_2;
+    acc[23u] = c5_3;
+    acc[24u] = c6_0;
+    acc[25u] = c6_1;
+    acc[26u] = c6_2;
+    acc[27u] = c6_3;
+    acc[28u] = c7_0;
+    acc[29u] = c7_1;
+    acc[30u] = c7_2;
+    acc[31u] = c7_3;
+    let nv = min(p.n - n0, 16u);
+    for (var i = 0u; i < min(p.m - m0, 8u); i++) {
+        store4(bz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
+        store4(bz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
+        store4(bz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);
+        store4(bz, m0 + i, n0 + 12u, nv - min(nv, 12u), acc[i * 4u + 3u]);
     }
 }
 // END GENERATED regblock

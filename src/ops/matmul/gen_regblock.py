@@ -2,29 +2,36 @@
 """Writes the `regblock` entry point of shaders/matmul.wgsl (between the GENERATED markers).
 
 llvmpipe keeps private arrays indexed in loops in memory unless its loop unroller gets to them,
-and it does not for a kernel this size (measured: 0.7 GFLOP/s at 1024³ with loops), so the 16×8
+and it does not for a kernel this size (measured: 0.7 GFLOP/s at 1024³ with loops), so the
 register block is spelled out: every accumulator and operand is a named local.
+Block shape, measured at 1024³ on lavapipe (CPU-time equivalent, see docs/PERFORMANCE.md):
+16×8 17, 8×16 20, 8×32 18, 4×32 12, 16×16 25, 16×32 27, 24×16 23, 32×16 27 GFLOP/s; at 2048³
+32×16 beat 16×16 (23 vs 19). If the block changes, change Variant::tile() in mod.rs (8·TM, 8·TN).
 
 Run from the repository root after changing TM/TN or the load modes: python3 src/ops/matmul/gen_regblock.py
 """
 import re
 import sys
 
-TM, TN = 16, 8
-H = TN // 4  # vec4 columns per thread
+# (entry point, rows, cols per thread, vector loads only). Larger blocks ran faster (32×16: 27
+# GFLOP/s CPU-time equivalent at 1024³) but lavapipe's LLVM JIT took about a minute of CPU per
+# pipeline variant for them, so the default is 8×16, the fastest shape that compiles quickly.
+# A vec_only entry (no scalar paths) can be added here for a larger row-major-only block.
+KERNELS = [("regblock", 8, 16, False)]
 PATH = "shaders/matmul.wgsl"
 
 
-def gen():
+def gen(name, TM, TN, vec_only):
+    H = TN // 4  # vec4 columns per thread
     o = []
     w = o.append
-    w(f"const TM: u32 = {TM}u; // rows of C per thread")
-    w(f"const TN: u32 = {TN}u; // columns of C per thread ({H} vec4)")
-    w("")
+    w(f"// {name}: {TM}×{TN} outputs per thread, workgroup 8×8 = {8 * TM}×{8 * TN} outputs.")
+    if vec_only:
+        w("// Row-major A and B only, with the vec4 conditions of A_MODE = B_MODE = 1.")
     w("@compute @workgroup_size(8, 8, 1)")
-    w("fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {")
-    w("    let n0 = (wg.x * 8u + lid.x) * TN;")
-    w("    let m0 = (wg.y * 8u + lid.y) * TM;")
+    w(f"fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{")
+    w(f"    let n0 = (wg.x * 8u + lid.x) * {TN}u;")
+    w(f"    let m0 = (wg.y * 8u + lid.y) * {TM}u;")
     w("    let bz = wg.z;")
     w("    // No barriers in this kernel, so threads past the edge may leave early.")
     w("    if (m0 >= p.m || n0 >= p.n) {")
@@ -46,49 +53,62 @@ def gen():
     w("        // a{i} = A[m0 + i][k .. k + 4]")
     for i in range(TM):
         w(f"        var a{i}: vec4<f32>;")
-    w("        if (A_MODE == 1u) {")
-    for i in range(TM):
-        w(f"            a{i} = a[(ar{i} + k) >> 2u];")
-    w("        } else if (A_MODE == 2u) {")
-    w("            // Four rows at a time along m, transposed into a{i} in registers.")
-    for q in range(TM // 4):
-        w(f"            let mv{q} = (a_base + min(m0 + {4 * q}u, p.m - 4u)) >> 2u;")
-    for kk in range(4):
+
+    def a_vec(ind):
+        for i in range(TM):
+            w(f"{ind}a{i} = a[(ar{i} + k) >> 2u];")
+
+    def b_vec(ind):
+        for h in range(H):
+            w(f"{ind}let nv{h} = min(n0 + {4 * h}u, p.n - 4u);")
+        for kk in range(4):
+            w(f"{ind}let row{kk} = b_base + (k + {kk}u) * p.b_rs;")
+            for h in range(H):
+                w(f"{ind}b{kk}_{h} = b[(row{kk} + nv{h}) >> 2u];")
+
+    if vec_only:
+        a_vec("        ")
+    else:
+        w("        if (A_MODE == 1u) {")
+        a_vec("            ")
+        w("        } else if (A_MODE == 2u) {")
+        w("            // Four rows at a time along m, transposed into a{i} in registers.")
         for q in range(TM // 4):
-            w(f"            let t{kk}_{q} = a[mv{q} + ((k + {kk}u) * p.a_cs >> 2u)];")
-    for q in range(TM // 4):
-        for c, comp in enumerate("xyzw"):
-            i = 4 * q + c
-            w(f"            a{i} = vec4<f32>(t0_{q}.{comp}, t1_{q}.{comp}, t2_{q}.{comp}, t3_{q}.{comp});")
-    w("        } else {")
-    for i in range(TM):
-        args = ", ".join(f"ld_a(ar{i} + (k + {kk}u) * p.a_cs)" for kk in range(4))
-        w(f"            a{i} = vec4<f32>({args});")
-    w("        }")
+            w(f"            let mv{q} = (a_base + min(m0 + {4 * q}u, p.m - 4u)) >> 2u;")
+        for kk in range(4):
+            for q in range(TM // 4):
+                w(f"            let t{kk}_{q} = a[mv{q} + ((k + {kk}u) * p.a_cs >> 2u)];")
+        for q in range(TM // 4):
+            for c, comp in enumerate("xyzw"):
+                i = 4 * q + c
+                w(f"            a{i} = vec4<f32>(t0_{q}.{comp}, t1_{q}.{comp}, t2_{q}.{comp}, t3_{q}.{comp});")
+        w("        } else {")
+        for i in range(TM):
+            args = ", ".join(f"ld_a(ar{i} + (k + {kk}u) * p.a_cs)" for kk in range(4))
+            w(f"            a{i} = vec4<f32>({args});")
+        w("        }")
     w("        // b{kk}_{h} = B[k + kk][n0 + 4h .. n0 + 4h + 4]")
     for kk in range(4):
         w("        " + " ".join(f"var b{kk}_{h}: vec4<f32>;" for h in range(H)))
-    w("        if (B_MODE == 1u) {")
-    for h in range(H):
-        w(f"            let nv{h} = min(n0 + {4 * h}u, p.n - 4u);")
-    for kk in range(4):
-        w(f"            let row{kk} = b_base + (k + {kk}u) * p.b_rs;")
-        for h in range(H):
-            w(f"            b{kk}_{h} = b[(row{kk} + nv{h}) >> 2u];")
-    w("        } else if (B_MODE == 2u) {")
-    w("            // One vec4 along k per column, transposed into b{kk}_{h} in registers.")
-    for j in range(TN):
-        w(f"            let u{j} = b[(bc{j} + k) >> 2u];")
-    for kk, comp in enumerate("xyzw"):
-        for h in range(H):
-            args = ", ".join(f"u{4 * h + c}.{comp}" for c in range(4))
-            w(f"            b{kk}_{h} = vec4<f32>({args});")
-    w("        } else {")
-    for kk in range(4):
-        for h in range(H):
-            args = ", ".join(f"ld_b(bc{4 * h + c} + (k + {kk}u) * p.b_rs)" for c in range(4))
-            w(f"            b{kk}_{h} = vec4<f32>({args});")
-    w("        }")
+    if vec_only:
+        b_vec("        ")
+    else:
+        w("        if (B_MODE == 1u) {")
+        b_vec("            ")
+        w("        } else if (B_MODE == 2u) {")
+        w("            // One vec4 along k per column, transposed into b{kk}_{h} in registers.")
+        for j in range(TN):
+            w(f"            let u{j} = b[(bc{j} + k) >> 2u];")
+        for kk, comp in enumerate("xyzw"):
+            for h in range(H):
+                args = ", ".join(f"u{4 * h + c}.{comp}" for c in range(4))
+                w(f"            b{kk}_{h} = vec4<f32>({args});")
+        w("        } else {")
+        for kk in range(4):
+            for h in range(H):
+                args = ", ".join(f"ld_b(bc{4 * h + c} + (k + {kk}u) * p.b_rs)" for c in range(4))
+                w(f"            b{kk}_{h} = vec4<f32>({args});")
+        w("        }")
     for i in range(TM):
         for h in range(H):
             e = f"c{i}_{h}"
@@ -107,13 +127,13 @@ def gen():
             w(f"        c{i}_{h} = fma(r{i}, s{h}, c{i}_{h});")
     w("    }")
     w("    // Epilogue: the accumulators go to a private array once so that the row loop below is")
-    w("    // not unrolled (16 inlined copies of the GELU path would bloat the kernel).")
+    w("    // not unrolled (inlined copies of the GELU path would bloat the kernel).")
     w(f"    var acc: array<vec4<f32>, {TM * H}>;")
     for i in range(TM):
         for h in range(H):
             w(f"    acc[{i * H + h}u] = c{i}_{h};")
-    w("    let nv = min(p.n - n0, TN);")
-    w("    for (var i = 0u; i < min(p.m - m0, TM); i++) {")
+    w(f"    let nv = min(p.n - n0, {TN}u);")
+    w(f"    for (var i = 0u; i < min(p.m - m0, {TM}u); i++) {{")
     for h in range(H):
         w(f"        store4(bz, m0 + i, n0 + {4 * h}u, nv - min(nv, {4 * h}u), acc[i * {H}u + {h}u]);")
     w("    }")
@@ -129,7 +149,7 @@ def main():
         sys.exit(f"{PATH}: generated-section markers not found")
     head, rest = src.split(begin)
     _, tail = rest.split(end)
-    open(PATH, "w").write(head + begin + gen() + end + tail)
+    open(PATH, "w").write(head + begin + "\n".join(gen(*k) for k in KERNELS) + end + tail)
 
 
 if __name__ == "__main__":

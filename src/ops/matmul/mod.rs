@@ -16,7 +16,7 @@
 //! needs), and [`matmul_backward`] / [`matmul_backward_into`].
 //!
 //! Variants (`shaders/matmul.wgsl`), chosen by [`Variant::Auto`] from the adapter: `regblock`
-//! on CPU adapters (16×8 outputs per thread in registers, vec4 loads where the layout allows, no
+//! on CPU adapters (8×16 outputs per thread in registers, vec4 loads where the layout allows, no
 //! workgroup memory), `tiled` on GPUs (64×64 workgroup tiles through workgroup memory), and
 //! `naive` (one output per thread) as the plain port of the reference. Any operand larger than
 //! one storage binding (128 MiB on lavapipe) is handled by splitting the launch over batches,
@@ -78,7 +78,7 @@ impl Variant {
     /// Rows and columns of C covered by one workgroup.
     fn tile(self) -> (u64, u64) {
         match self {
-            Variant::RegBlock => (128, 64),
+            Variant::RegBlock => (64, 128),
             Variant::Tiled => (64, 64),
             Variant::Naive | Variant::Auto => (16, 16),
         }
@@ -930,22 +930,23 @@ fn launch(
 
 /// The regblock load modes (see shaders/matmul.wgsl) this launch's layout and alignment allow.
 fn vector_modes(p: &Params, e: Extent) -> (u32, u32) {
-    let a_ok = p.a_off % 4 == 0 && p.a_bs % 4 == 0;
-    let a_mode = if a_ok && p.a_cs <= 1 && p.a_rs % 4 == 0 && e.k >= 4 {
+    let a_ok = p.a_off.is_multiple_of(4) && p.a_bs.is_multiple_of(4);
+    let a_mode = if a_ok && p.a_cs <= 1 && p.a_rs.is_multiple_of(4) && e.k >= 4 {
         1
-    } else if a_ok && p.a_rs <= 1 && p.a_cs % 4 == 0 && e.m % 4 == 0 && e.k >= 4 {
+    } else if a_ok && p.a_rs <= 1 && p.a_cs.is_multiple_of(4) && e.m.is_multiple_of(4) && e.k >= 4 {
         2
     } else {
         0
     };
-    let b_ok = p.b_off % 4 == 0 && p.b_bs % 4 == 0;
-    let b_mode = if b_ok && p.b_cs <= 1 && p.b_rs % 4 == 0 && e.n % 4 == 0 && e.k >= 4 {
-        1
-    } else if b_ok && p.b_rs <= 1 && p.b_cs % 4 == 0 && e.k >= 4 {
-        2
-    } else {
-        0
-    };
+    let b_ok = p.b_off.is_multiple_of(4) && p.b_bs.is_multiple_of(4);
+    let b_mode =
+        if b_ok && p.b_cs <= 1 && p.b_rs.is_multiple_of(4) && e.n.is_multiple_of(4) && e.k >= 4 {
+            1
+        } else if b_ok && p.b_rs <= 1 && p.b_cs.is_multiple_of(4) && e.k >= 4 {
+            2
+        } else {
+            0
+        };
     (a_mode, b_mode)
 }
 

@@ -158,8 +158,8 @@ fn opts(variant: Variant, (trans_a, trans_b): (bool, bool)) -> MatmulOptions {
 }
 
 /// Odd sizes, one-element dims, multiples of 4 (the vec4 paths) and sizes past one workgroup tile
-/// (128×64 regblock, 64×64 tiled) in both directions.
-const SHAPES: [(usize, usize, usize); 7] = [
+/// (64×128 regblock, 64×64 tiled) in both directions.
+const SHAPES: [(usize, usize, usize); 8] = [
     (1, 1, 1),
     (7, 13, 5),
     (65, 33, 129),
@@ -167,6 +167,7 @@ const SHAPES: [(usize, usize, usize); 7] = [
     (132, 72, 68),
     (130, 70, 3),
     (1, 68, 8),
+    (260, 132, 12),
 ];
 
 #[test]
