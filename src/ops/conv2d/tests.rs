@@ -650,8 +650,10 @@ fn timing_fpn_convs() {
         [v[0], v[1]]
     });
     // `M2F_CONV_PATH=direct` forces the general kernel for comparison.
+    // `M2F_CONV_PATH=gemm` forces the im2col + GEMM path (Auto takes it where it applies).
     let path = match std::env::var("M2F_CONV_PATH").as_deref() {
         Ok("direct") => Path::Direct,
+        Ok("gemm") => Path::Gemm,
         _ => Path::Auto,
     };
     let d0 = Conv2dOptions {
@@ -693,8 +695,21 @@ fn timing_fpn_convs() {
         let out = rt.empty(&d.out_shape(), DType::F32).unwrap();
         let dx = rt.empty(&xs, DType::F32).unwrap();
         let dw = rt.empty(&ws, DType::F32).unwrap();
-        let fwd = conv2d_into(rt, &x, &w, None, &out, &o).unwrap();
-        let bwd = conv2d_backward_into(rt, &out, &x, &w, Some(&dx), &dw, None, &o).unwrap();
+        let work = conv2d_workspace(rt, &xs, &ws, &o).unwrap();
+        let fwd = conv2d_with_workspace_into(rt, &x, &w, None, &out, work.as_ref(), &o).unwrap();
+        let wsb = conv2d_backward_workspace(rt, &xs, w.shape(), &o).unwrap();
+        let bwd = conv2d_backward_with_workspace_into(
+            rt,
+            &out,
+            &x,
+            &w,
+            Some(&dx),
+            &dw,
+            None,
+            wsb.as_ref(),
+            &o,
+        )
+        .unwrap();
         let flops = d.flops(o.groups);
         let fwd_only = std::env::var("M2F_CONV_FWD_ONLY").is_ok();
         for (label, ds) in [("forward", &fwd), ("backward dx+dw", &bwd)] {
@@ -716,9 +731,10 @@ fn timing_fpn_convs() {
                 2.0 * flops
             };
             println!(
-                "{name} {label}: {:.1} ms, {:.2} GFLOP/s (block {:?}, {})",
+                "{name} {label}: {:.1} ms, {:.2} GFLOP/s (path {:?}, block {:?}, {})",
                 best * 1e3,
                 f / best / 1e9,
+                o.path,
                 o.block,
                 rt.describe()
             );
