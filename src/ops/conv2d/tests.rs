@@ -725,6 +725,19 @@ fn timing_fpn_convs() {
                 rt.sync().unwrap();
                 best = best.min(t.elapsed().as_secs_f64());
             }
+            // `M2F_CONV_PROFILE=1`: the time of every dispatch (im2col, GEMM, col2im, ...).
+            if std::env::var("M2F_CONV_PROFILE").is_ok() {
+                if let Ok(times) = rt.run_timed(ds) {
+                    for (dsp, t) in ds.iter().zip(times) {
+                        println!(
+                            "  {} {:?}: {:.1} ms",
+                            dsp.label(),
+                            dsp.workgroups(),
+                            t.as_secs_f64() * 1e3
+                        );
+                    }
+                }
+            }
             let f = if label == "forward" {
                 flops
             } else {
