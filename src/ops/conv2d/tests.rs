@@ -512,12 +512,18 @@ fn backward_portable_runtime_and_convenience_entry() {
     assert!(g.dbias.is_none());
 }
 
-/// Column-matrix caps (bytes) that force one chunk, chunks of whole images, chunks of a few
-/// output rows and chunks of one row (the cap is raised to one row's columns where needed).
+/// Column-matrix caps (bytes) that force one chunk, chunks of two images (a ragged last one
+/// for N = 3), chunks of one image, chunks of a few output rows and chunks of one row.
 fn gemm_caps(c: &Case) -> Vec<Option<usize>> {
     let d = conv_dims(&c.x, &c.w, &c.o).unwrap();
     let row = c.w[1] * c.w[2] * c.w[3] * d.wo * 4;
-    vec![None, Some(row * d.ho), Some(row * 2 + 4), Some(row)]
+    vec![
+        None,
+        Some(row * d.ho * 2),
+        Some(row * d.ho),
+        Some(row * 2 + 4),
+        Some(row),
+    ]
 }
 
 #[test]
