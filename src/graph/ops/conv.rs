@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use super::{arity, infer_err, no_second_order};
 use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
-use crate::ops::conv2d::{conv2d_backward_into, conv2d_into, conv_dims, Conv2dOptions};
+use crate::ops::conv2d::{
+    conv2d_backward_with_workspace_into, conv2d_backward_workspace, conv2d_with_workspace_into,
+    conv2d_workspace, conv_dims, Conv2dOptions,
+};
 use crate::ops::resample::{bilinear_backward_into, bilinear_into, Resize};
 use crate::runtime::{Dispatch, Runtime};
 
@@ -38,14 +41,15 @@ impl Op for Conv2d {
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         let bias = io.inputs.get(2).copied();
-        conv2d_into(
-            rt,
-            io.inputs[0],
-            io.inputs[1],
-            bias,
-            io.outputs[0],
-            &self.opts(),
-        )
+        let (x, w) = (io.inputs[0], io.inputs[1]);
+        let ws = conv2d_workspace(rt, x.shape(), w.shape(), &self.opts())?;
+        let list =
+            conv2d_with_workspace_into(rt, x, w, bias, io.outputs[0], ws.as_ref(), &self.opts())?;
+        // The GEMM path's column matrix must outlive the recorded dispatches.
+        if let Some(ws) = ws {
+            io.keep_alive(ws);
+        }
+        Ok(list)
     }
     fn backward(
         &self,
@@ -83,7 +87,9 @@ impl Op for Conv2dBackward {
             unreachable!("arity checked")
         };
         let dbias = io.outputs.get(2).copied();
-        conv2d_backward_into(
+        let opts = self.0.opts();
+        let ws = conv2d_backward_workspace(rt, x.shape(), w.shape(), &opts)?;
+        let list = conv2d_backward_with_workspace_into(
             rt,
             dy,
             x,
@@ -91,8 +97,13 @@ impl Op for Conv2dBackward {
             Some(io.outputs[0]),
             io.outputs[1],
             dbias,
-            &self.0.opts(),
-        )
+            ws.as_ref(),
+            &opts,
+        )?;
+        if let Some(ws) = ws {
+            io.keep_alive(ws);
+        }
+        Ok(list)
     }
     fn backward(
         &self,

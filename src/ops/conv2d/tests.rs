@@ -216,7 +216,9 @@ fn run_forward(rt: &Runtime, seed: u64, c: &Case, o: Conv2dOptions) {
     let w = rt.upload(&v.w, &c.w).unwrap();
     let b = rt.upload(&v.b, &[c.w[0]]).unwrap();
     let out = rt.full(&d.out_shape(), f32::NAN).unwrap();
-    rt.run(&conv2d_into(rt, &x, &w, c.bias.then_some(&b), &out, &o).unwrap());
+    let ws = conv2d_workspace(rt, &c.x, &c.w, &o).unwrap();
+    let bias = c.bias.then_some(&b);
+    rt.run(&conv2d_with_workspace_into(rt, &x, &w, bias, &out, ws.as_ref(), &o).unwrap());
     assert_close(
         &label,
         seed,
@@ -431,7 +433,21 @@ fn run_backward(rt: &Runtime, seed: u64, c: &Case, o: Conv2dOptions) {
     let dw = rt.full(&c.w, f32::NAN).unwrap();
     let db = rt.full(&[c.w[0]], f32::NAN).unwrap();
     let dbias = c.bias.then_some(&db);
-    rt.run(&conv2d_backward_into(rt, &dy, &x, &w, Some(&dx), &dw, dbias, &o).unwrap());
+    let ws = conv2d_backward_workspace(rt, &c.x, &c.w, &o).unwrap();
+    rt.run(
+        &conv2d_backward_with_workspace_into(
+            rt,
+            &dy,
+            &x,
+            &w,
+            Some(&dx),
+            &dw,
+            dbias,
+            ws.as_ref(),
+            &o,
+        )
+        .unwrap(),
+    );
     assert_close(
         &format!("{label} dx"),
         seed,
@@ -496,6 +512,138 @@ fn backward_portable_runtime_and_convenience_entry() {
     assert!(g.dbias.is_none());
 }
 
+/// Column-matrix caps (bytes) that force one chunk, chunks of two images (a ragged last one
+/// for N = 3), chunks of one image, chunks of a few output rows and chunks of one row.
+fn gemm_caps(c: &Case) -> Vec<Option<usize>> {
+    let d = conv_dims(&c.x, &c.w, &c.o).unwrap();
+    let row = c.w[1] * c.w[2] * c.w[3] * d.wo * 4;
+    vec![
+        None,
+        Some(row * d.ho * 2),
+        Some(row * d.ho),
+        Some(row * 2 + 4),
+        Some(row),
+    ]
+}
+
+#[test]
+fn gemm_forward_matches_reference_with_chunking() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    for c in cases().iter().filter(|c| c.o.groups == 1) {
+        for cap in gemm_caps(c) {
+            let o = Conv2dOptions {
+                path: Path::Gemm,
+                max_workspace: cap,
+                ..c.o
+            };
+            run_forward(rt, seed, c, o);
+        }
+    }
+}
+
+#[test]
+fn gemm_backward_matches_reference_with_chunking() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    for c in cases().iter().filter(|c| c.o.groups == 1) {
+        for cap in gemm_caps(c) {
+            let o = Conv2dOptions {
+                path: Path::Gemm,
+                max_workspace: cap,
+                ..c.o
+            };
+            run_backward(rt, seed, c, o);
+        }
+    }
+}
+
+#[test]
+fn gemm_portable_runtime() {
+    let rt = testing::portable_runtime();
+    let seed = testing::seed();
+    for c in cases().iter().filter(|c| c.o.groups == 1).take(6) {
+        let o = Conv2dOptions {
+            path: Path::Gemm,
+            ..c.o
+        };
+        run_forward(rt, seed, c, o);
+        run_backward(rt, seed, c, o);
+    }
+}
+
+/// The chunks cover every output row once and, for `col2im`, every input row from 0 to H
+/// without gaps; rows an earlier chunk wrote are accumulated, never overwritten.
+#[test]
+fn gemm_plan_covers_rows() {
+    for c in cases().iter().filter(|c| c.o.groups == 1) {
+        let d = conv_dims(&c.x, &c.w, &c.o).unwrap();
+        let k = c.w[1] * c.w[2] * c.w[3];
+        for cap in [k * d.wo, k * d.wo * 3, k * d.ho * d.wo, usize::MAX] {
+            let p = gemm::plan(&d, &c.o, cap);
+            assert!(p.col <= cap.max(k * d.wo), "{} cap {cap}: {p:?}", c.name);
+            let mut out_rows = vec![0; d.n * d.ho];
+            let mut next_in = vec![0; d.n];
+            for ch in &p.chunks {
+                for n in ch.n0..ch.n0 + ch.nb {
+                    for oy in ch.oy0..ch.oy0 + ch.rows {
+                        out_rows[n * d.ho + oy] += 1;
+                    }
+                    if ch.nb > 1 || ch.rows == d.ho {
+                        assert_eq!((ch.iy0, ch.iy1, ch.acc_below), (0, d.h, 0));
+                    } else {
+                        assert!(ch.iy0 <= next_in[n] && ch.acc_below == next_in[n]);
+                        next_in[n] = ch.iy1;
+                    }
+                }
+            }
+            assert!(out_rows.iter().all(|&r| r == 1), "{} cap {cap}", c.name);
+        }
+    }
+}
+
+#[test]
+fn gemm_errors_are_values() {
+    let rt = testing::runtime();
+    let x = rt.full(&[1, 4, 5, 5], 1.0).unwrap();
+    let w = rt.full(&[6, 2, 3, 3], 1.0).unwrap();
+    let out = rt.empty(&[1, 6, 3, 3], DType::F32).unwrap();
+    let o = Conv2dOptions {
+        path: Path::Gemm,
+        ..Default::default()
+    }
+    .groups(2);
+    let err = conv2d_into(rt, &x, &w, None, &out, &o)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("Gemm path") && err.contains("groups 2"),
+        "{err}"
+    );
+    // A 3×3 GEMM needs a workspace; a too-small one is refused.
+    let w = rt.full(&[6, 4, 3, 3], 1.0).unwrap();
+    let o = Conv2dOptions {
+        path: Path::Gemm,
+        ..Default::default()
+    };
+    let err = conv2d_into(rt, &x, &w, None, &out, &o)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("workspace"), "{err}");
+    let small = Conv2dOptions {
+        max_workspace: Some(4 * 36 * 3),
+        ..o
+    };
+    let ws = conv2d_workspace(rt, x.shape(), w.shape(), &small).unwrap();
+    let err = conv2d_with_workspace_into(rt, &x, &w, None, &out, ws.as_ref(), &o)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("workspace of"), "{err}");
+}
+
 /// Quick throughput report for the pixel decoder's convolutions (not an assertion):
 /// `cargo test --release --lib ops::conv2d::tests::timing -- --ignored --nocapture`.
 /// `M2F_CONV_BLOCK=c,p` overrides the register block.
@@ -508,8 +656,10 @@ fn timing_fpn_convs() {
         [v[0], v[1]]
     });
     // `M2F_CONV_PATH=direct` forces the general kernel for comparison.
+    // `M2F_CONV_PATH=gemm` forces the im2col + GEMM path (Auto takes it where it applies).
     let path = match std::env::var("M2F_CONV_PATH").as_deref() {
         Ok("direct") => Path::Direct,
+        Ok("gemm") => Path::Gemm,
         _ => Path::Auto,
     };
     let d0 = Conv2dOptions {
@@ -551,8 +701,21 @@ fn timing_fpn_convs() {
         let out = rt.empty(&d.out_shape(), DType::F32).unwrap();
         let dx = rt.empty(&xs, DType::F32).unwrap();
         let dw = rt.empty(&ws, DType::F32).unwrap();
-        let fwd = conv2d_into(rt, &x, &w, None, &out, &o).unwrap();
-        let bwd = conv2d_backward_into(rt, &out, &x, &w, Some(&dx), &dw, None, &o).unwrap();
+        let work = conv2d_workspace(rt, &xs, &ws, &o).unwrap();
+        let fwd = conv2d_with_workspace_into(rt, &x, &w, None, &out, work.as_ref(), &o).unwrap();
+        let wsb = conv2d_backward_workspace(rt, &xs, w.shape(), &o).unwrap();
+        let bwd = conv2d_backward_with_workspace_into(
+            rt,
+            &out,
+            &x,
+            &w,
+            Some(&dx),
+            &dw,
+            None,
+            wsb.as_ref(),
+            &o,
+        )
+        .unwrap();
         let flops = d.flops(o.groups);
         let fwd_only = std::env::var("M2F_CONV_FWD_ONLY").is_ok();
         for (label, ds) in [("forward", &fwd), ("backward dx+dw", &bwd)] {
@@ -568,15 +731,29 @@ fn timing_fpn_convs() {
                 rt.sync().unwrap();
                 best = best.min(t.elapsed().as_secs_f64());
             }
+            // `M2F_CONV_PROFILE=1`: the time of every dispatch (im2col, GEMM, col2im, ...).
+            if std::env::var("M2F_CONV_PROFILE").is_ok() {
+                if let Ok(times) = rt.run_timed(ds) {
+                    for (dsp, t) in ds.iter().zip(times) {
+                        println!(
+                            "  {} {:?}: {:.1} ms",
+                            dsp.label(),
+                            dsp.workgroups(),
+                            t.as_secs_f64() * 1e3
+                        );
+                    }
+                }
+            }
             let f = if label == "forward" {
                 flops
             } else {
                 2.0 * flops
             };
             println!(
-                "{name} {label}: {:.1} ms, {:.2} GFLOP/s (block {:?}, {})",
+                "{name} {label}: {:.1} ms, {:.2} GFLOP/s (path {:?}, block {:?}, {})",
                 best * 1e3,
                 f / best / 1e9,
+                o.path,
                 o.block,
                 rt.describe()
             );

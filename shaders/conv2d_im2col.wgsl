@@ -1,0 +1,207 @@
+// Helpers of the implicit-GEMM conv2d path (one group, NCHW; see src/ops/conv2d/gemm.rs). The
+// GEMM itself is the matmul family's; these kernels only move data around it.
+//
+// A chunk is images n0..n0+nb × output rows oy0..oy0+rows (rows = Ho whenever nb > 1), i.e.
+// `pc = rows·Wo` output pixels per image. The column matrix of a chunk holds, for tap
+// k = (ci, ky, kx) and pixel q = (oy − oy0)·Wo + ox of image b, the input value under that tap:
+//   col[k, b, q] (CM = 1, channel-major: one [K, nb·pc] matrix, the backward's layout) or
+//   col[b, k, q] (CM = 0, image-major: a batch of [K, pc] matrices, the forward's layout).
+// Entry points (disjoint globals; globals of different entry points share bindings):
+// - `im2col`: x → col (zero padding).
+// - `col2im`: dcol (same layout) → dx rows iy0..iy1 of the chunk's images, the sum over every tap
+//   that reads the pixel; rows below `acc_below` add to dx (an earlier chunk wrote them), the rest
+//   are overwritten. One invocation per dx element, so no atomics and a fixed summation order.
+// - `scatter`: tmp [nb, Cout, pc] → out rows of the chunk, + bias.
+// - `gather`: dy rows of the chunk → tmp [Cout, nb, pc] (channel-major, the backward's GEMM input).
+// - `bias_fill`: out[n, co, :] = bias[co] (the GEMM then accumulates with beta = 1).
+// Every kernel takes 4 consecutive pixels per invocation (fewer address computations) and
+// checks its bounds.
+
+struct Params {
+    n: u32, cin: u32, h: u32, w: u32,
+    cout: u32, ho: u32, wo: u32, kh: u32,
+    kw: u32, sh: u32, sw: u32, ph: u32,
+    pw: u32, dh: u32, dw: u32, n0: u32,
+    nb: u32, oy0: u32, rows: u32, iy0: u32,
+    iy1: u32, acc_below: u32, has_bias: u32, cm: u32,
+}
+
+const WG: u32 = 64u;
+const PX: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+// im2col
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> col: array<f32>;
+// col2im
+@group(0) @binding(1) var<storage, read> dcol: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+// scatter
+@group(0) @binding(1) var<storage, read> tmp_in: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// gather
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> tmp_out: array<f32>;
+// bias_fill
+@group(0) @binding(1) var<storage, read> fill_bias: array<f32>;
+@group(0) @binding(2) var<storage, read_write> fill_out: array<f32>;
+
+fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+// Start of row (k, b) of the column matrix: its pc pixels are contiguous in both layouts.
+fn col_row(k: u32, b: u32, taps_total: u32, pc: u32) -> u32 {
+    return select((b * taps_total + k) * pc, (k * p.nb + b) * pc, p.cm != 0u);
+}
+
+@compute @workgroup_size(WG)
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // One invocation: PX consecutive pixels of one (b, k) row.
+    let pc = p.rows * p.wo;
+    let qblocks = (pc + PX - 1u) / PX;
+    let taps = p.kh * p.kw;
+    let kk = p.cin * taps;
+    let t = linear(gid, nwg);
+    if (t >= p.nb * kk * qblocks) {
+        return;
+    }
+    let q0 = (t % qblocks) * PX;
+    let row = t / qblocks; // b · K + k
+    let k = row % kk;
+    let b = row / kk;
+    let ci = k / taps;
+    let ky = (k % taps) / p.kw;
+    let kx = k % p.kw;
+    let xc = ((p.n0 + b) * p.cin + ci) * p.h;
+    let dst = col_row(k, b, kk, pc);
+    for (var j = 0u; j < PX; j += 1u) {
+        let q = q0 + j;
+        if (q < pc) {
+            let oy = p.oy0 + q / p.wo;
+            let ox = q % p.wo;
+            let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+            let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+            let inside = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
+            // Clamped index: the load stays in bounds and the value is discarded outside.
+            let src = (xc + u32(clamp(iy, 0, i32(p.h) - 1))) * p.w + u32(clamp(ix, 0, i32(p.w) - 1));
+            col[dst + q] = select(0.0, x[src], inside);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // One invocation: PX consecutive columns of one dx row iy in iy0..iy1 of (b, ci).
+    let rows = p.iy1 - p.iy0;
+    let xblocks = (p.w + PX - 1u) / PX;
+    let t = linear(gid, nwg);
+    if (t >= p.nb * p.cin * rows * xblocks) {
+        return;
+    }
+    let ix0 = (t % xblocks) * PX;
+    let iy = p.iy0 + (t / xblocks) % rows;
+    let bc = t / (xblocks * rows); // b · Cin + ci
+    let ci = bc % p.cin;
+    let b = bc / p.cin;
+    let pc = p.rows * p.wo;
+    let taps = p.kh * p.kw;
+    let kk = p.cin * taps;
+    var acc = array<f32, PX>(0.0, 0.0, 0.0, 0.0);
+    for (var ky = 0u; ky < p.kh; ky += 1u) {
+        // Output row oy with oy·sh + ky·dh − ph = iy, inside the chunk.
+        let ny = i32(iy + p.ph) - i32(ky * p.dh);
+        if (ny < 0 || u32(ny) % p.sh != 0u) {
+            continue;
+        }
+        let oy = u32(ny) / p.sh;
+        if (oy < p.oy0 || oy >= p.oy0 + p.rows) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.kw; kx += 1u) {
+            let k = (ci * p.kh + ky) * p.kw + kx;
+            let src = col_row(k, b, kk, pc) + (oy - p.oy0) * p.wo;
+            for (var j = 0u; j < PX; j += 1u) {
+                let nx = i32(ix0 + j + p.pw) - i32(kx * p.dw);
+                let ux = u32(max(nx, 0));
+                let hit = nx >= 0 && ux % p.sw == 0u && ux / p.sw < p.wo;
+                acc[j] += select(0.0, dcol[src + min(ux / p.sw, p.wo - 1u)], hit);
+            }
+        }
+    }
+    let base = (((p.n0 + b) * p.cin + ci) * p.h + iy) * p.w;
+    let add = iy < p.acc_below;
+    for (var j = 0u; j < PX; j += 1u) {
+        if (ix0 + j < p.w) {
+            let i = base + ix0 + j;
+            if (add) {
+                dx[i] += acc[j];
+            } else {
+                dx[i] = acc[j];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn scatter(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pc = p.rows * p.wo;
+    let qblocks = (pc + PX - 1u) / PX;
+    let t = linear(gid, nwg);
+    if (t >= p.nb * p.cout * qblocks) {
+        return;
+    }
+    let q0 = (t % qblocks) * PX;
+    let bc = t / qblocks; // b · Cout + co
+    let co = bc % p.cout;
+    let b = bc / p.cout;
+    let bv = select(0.0, bias[min(co, arrayLength(&bias) - 1u)], p.has_bias != 0u);
+    let dst = ((p.n0 + b) * p.cout + co) * p.ho * p.wo + p.oy0 * p.wo;
+    for (var j = 0u; j < PX; j += 1u) {
+        let q = q0 + j;
+        if (q < pc) {
+            out[dst + q] = tmp_in[bc * pc + q] + bv;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pc = p.rows * p.wo;
+    let qblocks = (pc + PX - 1u) / PX;
+    let t = linear(gid, nwg);
+    if (t >= p.nb * p.cout * qblocks) {
+        return;
+    }
+    let q0 = (t % qblocks) * PX;
+    let bc = t / qblocks; // b · Cout + co
+    let co = bc % p.cout;
+    let b = bc / p.cout;
+    let src = ((p.n0 + b) * p.cout + co) * p.ho * p.wo + p.oy0 * p.wo;
+    let dst = (co * p.nb + b) * pc;
+    for (var j = 0u; j < PX; j += 1u) {
+        let q = q0 + j;
+        if (q < pc) {
+            tmp_out[dst + q] = dy[src + q];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn bias_fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let plane = p.ho * p.wo;
+    let qblocks = (plane + PX - 1u) / PX;
+    let t = linear(gid, nwg);
+    if (t >= p.n * p.cout * qblocks) {
+        return;
+    }
+    let q0 = (t % qblocks) * PX;
+    let nc = t / qblocks;
+    let bv = fill_bias[nc % p.cout];
+    for (var j = 0u; j < PX; j += 1u) {
+        if (q0 + j < plane) {
+            fill_out[nc * plane + q0 + j] = bv;
+        }
+    }
+}
