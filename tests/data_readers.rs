@@ -229,7 +229,7 @@ fn semantic_labels_reduce_and_palette() {
 }
 
 #[test]
-fn model_source_reports_missing_inference() {
+fn model_source_reports_a_missing_model_folder() {
     let err = run(
         &EvalOptions {
             data: DataSpec::Synthetic { count: 2, seed: 0 },
@@ -242,7 +242,7 @@ fn model_source_reports_missing_inference() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("some/model") && err.contains("not built"),
+        err.contains("some/model") && err.contains("not a checkpoint folder"),
         "{err}"
     );
 }

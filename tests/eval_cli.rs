@@ -43,15 +43,47 @@ fn evaluate_prints_a_table_and_writes_json() {
 }
 
 #[test]
-fn evaluate_with_model_fails_clearly() {
+fn evaluate_with_a_missing_model_fails_clearly() {
     let result = Command::new(env!("CARGO_BIN_EXE_evaluate"))
         .args(["--data", "synthetic:2", "--model", "no/such/model"])
         .env("RUST_BACKTRACE", "0")
+        .env("XDG_RUNTIME_DIR", "/tmp")
         .output()
         .unwrap();
     assert!(!result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.contains("not built into `evaluate` yet"), "{stderr}");
+    assert!(
+        stderr.contains("no/such/model") && stderr.contains("not a checkpoint folder"),
+        "{stderr}"
+    );
+}
+
+/// `--model` runs the network on every image (here the random-weight transformers fixture,
+/// whose 5 labels map to the first 5 synthetic categories) and scores its panoptic output.
+#[test]
+fn evaluate_runs_a_model() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/tiny");
+    let out = std::env::temp_dir().join(format!("m2f-eval-model-{}.json", std::process::id()));
+    let result = Command::new(env!("CARGO_BIN_EXE_evaluate"))
+        .args([
+            "--data",
+            "synthetic:2",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(json.to_string().contains("pq"), "{json}");
 }
 
 #[test]
