@@ -55,7 +55,9 @@ fn load_average() -> String {
 fn matmul_1024(c: &mut Criterion, rt: &Runtime) {
     const S: usize = 1024;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let data: Vec<f32> = (0..2 * S * S).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let data: Vec<f32> = (0..2 * S * S)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let a = rt.upload(&data[..S * S], &[S, S]).expect("upload a");
     let b = rt.upload(&data[S * S..], &[S, S]).expect("upload b");
     let out = rt.empty(&[S, S], DType::F32).expect("output");
@@ -108,7 +110,10 @@ fn model(c: &mut Criterion) {
         let built = common::build(&rt, &cfg, 1, h, w);
         let compile = t0.elapsed();
         let flops = common::count_flops(&built);
-        println!("--- 1x3x{h}x{w} (compile + weights {:.1} s)", compile.as_secs_f64());
+        println!(
+            "--- 1x3x{h}x{w} (compile + weights {:.1} s)",
+            compile.as_secs_f64()
+        );
         common::print_flops(&flops);
         println!(
             "plan: {}; dispatches per forward: {}",

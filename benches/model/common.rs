@@ -49,7 +49,11 @@ pub fn random_weights(cfg: &Mask2FormerConfig, seed: u64) -> BTreeMap<String, Ve
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();
             let z = normals(&mut rng, n);
-            let is_norm = name.split('.').rev().nth(1).is_some_and(|m| m.contains("norm"))
+            let is_norm = name
+                .split('.')
+                .rev()
+                .nth(1)
+                .is_some_and(|m| m.contains("norm"))
                 || name.contains("layernorm");
             let data: Vec<f32> = if shape.len() >= 2 && !name.contains("relative_position") {
                 let fan_in: usize = shape[1..].iter().product();
@@ -72,42 +76,39 @@ pub struct Built {
     pub exe: Executable,
     /// `class_queries_logits`, `masks_queries_logits`.
     pub outputs: [Value; 2],
-    pub batch: usize,
-    pub height: usize,
-    pub width: usize,
 }
 
 /// Builds and compiles the network the way `Mask2Former::forward` does (same graph, same
 /// outputs, default compile options) and sets every parameter.
-pub fn build(rt: &Runtime, cfg: &Mask2FormerConfig, batch: usize, height: usize, width: usize) -> Built {
+pub fn build(
+    rt: &Runtime,
+    cfg: &Mask2FormerConfig,
+    batch: usize,
+    height: usize,
+    width: usize,
+) -> Built {
     let mut g = Graph::new();
     let net = network::build(&mut g, cfg, batch, height, width).expect("build the network");
     let last = *net.last();
     let outputs = [last.class_logits, last.mask_logits];
-    let mut exe = Executable::compile(
-        rt,
-        &g,
-        &outputs,
-        &CompileOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("compile at {batch}x3x{height}x{width}: {e}"));
+    let mut exe = Executable::compile(rt, &g, &outputs, &CompileOptions::default())
+        .unwrap_or_else(|e| panic!("compile at {batch}x3x{height}x{width}: {e}"));
     for (name, data) in random_weights(cfg, 17) {
         if exe.param(&name).is_ok() {
-            exe.set_param(&name, &data).expect("parameter shape from expected_keys");
+            exe.set_param(&name, &data)
+                .expect("parameter shape from expected_keys");
         }
     }
     let pixels = normals(
         &mut rand::rngs::StdRng::seed_from_u64(3),
         batch * 3 * height * width,
     );
-    exe.set_input(PIXEL_VALUES, pixels.as_slice()).expect("pixel_values");
+    exe.set_input(PIXEL_VALUES, pixels.as_slice())
+        .expect("pixel_values");
     Built {
         graph: g,
         exe,
         outputs,
-        batch,
-        height,
-        width,
     }
 }
 
@@ -205,7 +206,11 @@ pub fn print_flops(flops: &Flops) {
     for (op, f) in &flops.dense {
         println!("  {op:<24} {:>10.2} GFLOP", f / 1e9);
     }
-    println!("  {:<24} {:>10.2} GFLOP", "dense total", flops.dense_total() / 1e9);
+    println!(
+        "  {:<24} {:>10.2} GFLOP",
+        "dense total",
+        flops.dense_total() / 1e9
+    );
     println!(
         "  other ops: {:.2} G output elements ({} op kinds; not in GFLOP/s)",
         flops.other_total() / 1e9,
