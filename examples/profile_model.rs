@@ -89,4 +89,11 @@ fn main() {
     );
     table("by op", &profile.by_op(), Some(&flops));
     table("by scope (depth 3)", &profile.by_scope(3), None);
+
+    let mut slowest: Vec<_> = profile.entries.iter().collect();
+    slowest.sort_by_key(|e| std::cmp::Reverse(e.2));
+    println!("\nslowest dispatches");
+    for (op, label, t) in slowest.into_iter().take(15) {
+        println!("{:<24} {label:<60} {:>8.1} ms", op, t.as_secs_f64() * 1e3);
+    }
 }
