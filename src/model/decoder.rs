@@ -75,7 +75,9 @@ pub fn transformer_decoder(
     let dp = p.pp("decoder");
     let mask_features = pix.mask_features;
     let mut preds = Vec::new();
-    let first = prediction(g, &dp, class_predictor, cfg, x, mask_features, sizes[0])?;
+    let first = g.scoped(dp.as_str(), |g| {
+        prediction(g, &dp, class_predictor, cfg, x, mask_features, sizes[0])
+    })?;
     preds.push(first);
     for i in 0..cfg.num_masked_attention_layers() {
         let level = i % N_LEVELS;

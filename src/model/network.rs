@@ -38,15 +38,13 @@ pub fn build(
 ) -> Result<Network> {
     let model = Path::root("model");
     let pixel_values = g.input(PIXEL_VALUES, &[batch, 3, height, width])?;
+    // Modules scope their nodes by their full checkpoint prefix (`nn::Path`), so profiles group by
+    // module without an outer scope here (nested full-path scopes would repeat the prefix).
     let enc = model.pp("pixel_level_module").pp("encoder");
-    let backbone = g.scoped(enc.as_str(), |g| {
-        swin_backbone(g, &enc, &cfg.backbone_config, pixel_values)
-    })?;
+    let backbone = swin_backbone(g, &enc, &cfg.backbone_config, pixel_values)?;
     let dec = model.pp("pixel_level_module").pp("decoder");
-    let pix = g.scoped(dec.as_str(), |g| pixel_decoder(g, &dec, cfg, &backbone))?;
-    let predictions = g.scoped("model.transformer_module", |g| {
-        transformer_decoder(g, &model, &Path::root("class_predictor"), cfg, &pix)
-    })?;
+    let pix = pixel_decoder(g, &dec, cfg, &backbone)?;
+    let predictions = transformer_decoder(g, &model, &Path::root("class_predictor"), cfg, &pix)?;
     Ok(Network {
         pixel_values,
         backbone,
