@@ -14,9 +14,9 @@ pub mod ops;
 pub mod optim;
 pub mod runtime;
 pub mod segment;
-pub mod train;
 #[doc(hidden)]
 pub mod testing;
+pub mod train;
 pub mod visualize;
 
 pub use error::{Error, Result};

@@ -79,8 +79,19 @@ fn training_lowers_the_validation_loss_and_writes_a_loadable_checkpoint() {
     // metrics.jsonl: one line per step with each term, lr, step time and images/s.
     let lines = mask2former::train::metrics::read(&dir.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.len(), 30);
-    for key in ["loss", "lr", "step_time", "images_per_s", "loss_dice", "loss_mask_0"] {
-        assert!(lines[5].get(key).is_some(), "metrics line lacks {key}: {}", lines[5]);
+    for key in [
+        "loss",
+        "lr",
+        "step_time",
+        "images_per_s",
+        "loss_dice",
+        "loss_mask_0",
+    ] {
+        assert!(
+            lines[5].get(key).is_some(),
+            "metrics line lacks {key}: {}",
+            lines[5]
+        );
     }
 
     // The checkpoint is a model folder.
@@ -145,7 +156,9 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     t.set_param(name, &vec![f32::NAN; n]).unwrap();
     let err = t.train_step().unwrap_err();
     match &err {
-        TrainError::NonFinite { step, checkpoint, .. } => {
+        TrainError::NonFinite {
+            step, checkpoint, ..
+        } => {
             assert_eq!(*step, 1);
             assert!(checkpoint.ends_with("checkpoint"), "{checkpoint}");
         }

@@ -123,11 +123,17 @@ impl CriterionConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let bad = |what, value: String, reason| Err(CriterionError::Config { what, value, reason });
+        let bad = |what, value: String, reason| {
+            Err(CriterionError::Config {
+                what,
+                value,
+                reason,
+            })
+        };
         if self.num_points == 0 {
             return bad("num_points", "0".into(), "must be at least 1");
         }
-        if !(self.oversample_ratio >= 1.0) {
+        if self.oversample_ratio.is_nan() || self.oversample_ratio < 1.0 {
             return bad(
                 "oversample_ratio",
                 self.oversample_ratio.to_string(),
@@ -541,7 +547,10 @@ impl Criterion {
                 let logits = &pred.mask_logits[(b * q + qi) * h * w..(b * q + qi + 1) * h * w];
                 let row = &pred.class_logits[(b * q + qi) * c..(b * q + qi + 1) * c];
                 let probs = Self::softmax_row(row);
-                let x: Vec<f64> = pts.iter().map(|&p| sample(logits, h, w, p) as f64).collect();
+                let x: Vec<f64> = pts
+                    .iter()
+                    .map(|&p| sample(logits, h, w, p) as f64)
+                    .collect();
                 let pos: Vec<f64> = x.iter().map(|&v| bce(v, 1.0) / np as f64).collect();
                 let neg: Vec<f64> = x.iter().map(|&v| bce(v, 0.0) / np as f64).collect();
                 let sig: Vec<f64> = x.iter().map(|&v| sigmoid(v)).collect();
@@ -559,7 +568,11 @@ impl Criterion {
                         + self.cfg.cost_class * class
                         + self.cfg.cost_dice * dice;
                     // transformers clamps to ±1e10 and zeroes NaN before the assignment.
-                    cost[qi * n + t] = if v.is_nan() { 0.0 } else { v.clamp(-1e10, 1e10) };
+                    cost[qi * n + t] = if v.is_nan() {
+                        0.0
+                    } else {
+                        v.clamp(-1e10, 1e10)
+                    };
                 }
             }
             let (rows, cols) =
@@ -654,14 +667,20 @@ impl Criterion {
             let logits = &pred.mask_logits[off..off + h * w];
             let cand = &drawn[i * over..(i + 1) * over];
             // Most uncertain first: largest −|logit|, ties by index (stable).
-            let unc: Vec<f32> = cand.iter().map(|&p| -sample(logits, h, w, p).abs()).collect();
+            let unc: Vec<f32> = cand
+                .iter()
+                .map(|&p| -sample(logits, h, w, p).abs())
+                .collect();
             let mut idx: Vec<usize> = (0..over).collect();
             idx.sort_by(|&a, &b| unc[b].total_cmp(&unc[a]).then(a.cmp(&b)));
             let mut pts: Vec<[f32; 2]> = idx[..keep].iter().map(|&j| cand[j]).collect();
             pts.extend_from_slice(&extra[i * random..(i + 1) * random]);
 
             let tgt = &targets[b];
-            let x: Vec<f64> = pts.iter().map(|&p| sample(logits, h, w, p) as f64).collect();
+            let x: Vec<f64> = pts
+                .iter()
+                .map(|&p| sample(logits, h, w, p) as f64)
+                .collect();
             let lab: Vec<f64> = pts
                 .iter()
                 .map(|&p| sample(tgt.mask(t), tgt.height, tgt.width, p) as f64)
@@ -837,7 +856,11 @@ mod tests {
         };
         let m0: Vec<f32> = (0..16).map(|i| if i < 8 { 1.0 } else { 0.0 }).collect();
         let m1: Vec<f32> = m0.iter().map(|v| 1.0 - v).collect();
-        let to_logit = |m: &[f32]| m.iter().map(|&v| if v > 0.5 { 8.0 } else { -8.0 }).collect::<Vec<f32>>();
+        let to_logit = |m: &[f32]| {
+            m.iter()
+                .map(|&v| if v > 0.5 { 8.0 } else { -8.0 })
+                .collect::<Vec<f32>>()
+        };
         let mut masks = to_logit(&m1);
         masks.extend(vec![0.0; 16]);
         masks.extend(to_logit(&m0));
@@ -881,6 +904,9 @@ mod tests {
         ));
         let mut r = ReplayPoints::new(vec![([1, 2, 2], vec![0.1, 0.2, 0.3, 0.4])]);
         assert_eq!(r.draw(1, 2).unwrap(), vec![[0.1, 0.2], [0.3, 0.4]]);
-        assert!(matches!(r.draw(1, 2), Err(CriterionError::ReplayExhausted(1))));
+        assert!(matches!(
+            r.draw(1, 2),
+            Err(CriterionError::ReplayExhausted(1))
+        ));
     }
 }

@@ -69,11 +69,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Writes a checkpoint into `<run>/checkpoint/` atomically (see the module docs).
-pub fn save(
-    run: &Path,
-    saved: &Saved,
-    categories: Option<&[Category]>,
-) -> Result<PathBuf> {
+pub fn save(run: &Path, saved: &Saved, categories: Option<&[Category]>) -> Result<PathBuf> {
     let tmp = run.join(format!(".checkpoint.tmp-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
@@ -82,7 +78,8 @@ pub fn save(
     let json = saved.config.to_json()?;
     write_synced(&tmp.join("config.json"), json.as_bytes())?;
     if let Some(cats) = categories {
-        let text = serde_json::to_string_pretty(&categories_json(cats)).map_err(|e| file_err(&tmp, e))?;
+        let text =
+            serde_json::to_string_pretty(&categories_json(cats)).map_err(|e| file_err(&tmp, e))?;
         write_synced(&tmp.join("categories.json"), text.as_bytes())?;
     }
     save_safetensors(&tmp.join("model.safetensors"), &saved.params)?;
@@ -128,7 +125,9 @@ pub fn load(run: &Path) -> Result<Saved> {
     let params = Checkpoint::load(&dir.join("model.safetensors"))?
         .tensors()
         .clone();
-    let moments = Checkpoint::load(&dir.join(OPTIMIZER_FILE))?.tensors().clone();
+    let moments = Checkpoint::load(&dir.join(OPTIMIZER_FILE))?
+        .tensors()
+        .clone();
     let path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
     let state = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;

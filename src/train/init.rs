@@ -32,7 +32,13 @@ fn mix(seed: u64, name: &str) -> u64 {
 
 /// Values for parameter `name` of `shape` and `kind`. `heads`: MSDeformAttn heads (for the
 /// sampling-offset bias); levels and points are Mask2Former's 3 and 4.
-pub fn init_param(name: &str, shape: &[usize], kind: ParamKind, heads: usize, seed: u64) -> Vec<f32> {
+pub fn init_param(
+    name: &str,
+    shape: &[usize],
+    kind: ParamKind,
+    heads: usize,
+    seed: u64,
+) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, name));
     if name.ends_with("sampling_offsets.bias") {
@@ -86,12 +92,26 @@ mod tests {
         let w = init_param("a.fc.weight", &[64, 256], ParamKind::Weight, 4, 1);
         let var: f64 = w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / w.len() as f64;
         assert!((var - 1.0 / 256.0).abs() < 0.2 / 256.0, "variance {var}");
-        assert_eq!(w, init_param("a.fc.weight", &[64, 256], ParamKind::Weight, 4, 1));
-        assert_ne!(w, init_param("a.fc.weight", &[64, 256], ParamKind::Weight, 4, 2));
-        assert!(init_param("x.layernorm.weight", &[8], ParamKind::Norm, 4, 1)
-            .iter()
-            .all(|&v| v == 1.0));
-        let b = init_param("e.self_attn.sampling_offsets.bias", &[96], ParamKind::Bias, 4, 1);
+        assert_eq!(
+            w,
+            init_param("a.fc.weight", &[64, 256], ParamKind::Weight, 4, 1)
+        );
+        assert_ne!(
+            w,
+            init_param("a.fc.weight", &[64, 256], ParamKind::Weight, 4, 2)
+        );
+        assert!(
+            init_param("x.layernorm.weight", &[8], ParamKind::Norm, 4, 1)
+                .iter()
+                .all(|&v| v == 1.0)
+        );
+        let b = init_param(
+            "e.self_attn.sampling_offsets.bias",
+            &[96],
+            ParamKind::Bias,
+            4,
+            1,
+        );
         // head 0 points along +x: (1, 0), (2, 0), ...
         assert_eq!(&b[..4], &[1.0, 0.0, 2.0, 0.0]);
     }

@@ -56,8 +56,9 @@ impl FromStr for DataSpec {
         let bad = || TrainError::Setting {
             what: "data",
             value: s.into(),
-            reason: "expected synthetic | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>"
-                .into(),
+            reason:
+                "expected synthetic | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>"
+                    .into(),
         };
         if s == "synthetic" {
             return Ok(DataSpec::Synthetic);
@@ -183,7 +184,11 @@ impl TrainConfig {
     pub fn groups(&self) -> GroupConfig {
         GroupConfig {
             weight_decay: self.weight_decay,
-            no_decay: vec![ParamKind::Norm, ParamKind::Embedding, ParamKind::PositionTable],
+            no_decay: vec![
+                ParamKind::Norm,
+                ParamKind::Embedding,
+                ParamKind::PositionTable,
+            ],
             lr_multipliers: vec![(
                 "model.pixel_level_module.encoder.".into(),
                 self.backbone_lr_multiplier,
@@ -415,7 +420,13 @@ impl Trainer {
                     .iter()
                     .map(|(name, shape, kind)| {
                         let data = init_param(name, shape, *kind, heads, seed);
-                        (name.clone(), HostTensor { shape: shape.clone(), data })
+                        (
+                            name.clone(),
+                            HostTensor {
+                                shape: shape.clone(),
+                                data,
+                            },
+                        )
                     })
                     .collect()
             }
@@ -441,14 +452,21 @@ impl Trainer {
         if let Some(s) = steps {
             cfg.steps = s;
         }
-        let mut t = Self::build(rt, cfg, saved.config.clone(), run_dir, Some(saved.state.step))?;
+        let mut t = Self::build(
+            rt,
+            cfg,
+            saved.config.clone(),
+            run_dir,
+            Some(saved.state.step),
+        )?;
         t.set_weights(&saved.params)?;
         for s in t.opt.states() {
             for (prefix, tensor) in [("exp_avg", &s.m), ("exp_avg_sq", &s.v)] {
                 let key = format!("{prefix}.{}", s.name);
-                let m = saved.moments.get(&key).ok_or_else(|| {
-                    TrainError::Resume(format!("optimizer state has no `{key}`"))
-                })?;
+                let m = saved
+                    .moments
+                    .get(&key)
+                    .ok_or_else(|| TrainError::Resume(format!("optimizer state has no `{key}`")))?;
                 if m.data.len() != tensor.numel() {
                     return Err(TrainError::Resume(format!(
                         "`{key}` has {} values, the parameter {}",
@@ -585,7 +603,8 @@ impl Trainer {
     }
 
     fn forward_logits(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
-        self.forward.set_input(PIXEL_VALUES, HostData::F32(pixels))?;
+        self.forward
+            .set_input(PIXEL_VALUES, HostData::F32(pixels))?;
         self.forward.run()?;
         Ok(self
             .fwd_outputs
@@ -627,11 +646,7 @@ impl Trainer {
                 self.cfg.steps.max(step + 1),
             ));
         }
-        let batch = self
-            .prefetch
-            .as_mut()
-            .expect("started above")
-            .next(step)?;
+        let batch = self.prefetch.as_mut().expect("started above").next(step)?;
         let (pixels, targets) = batch_inputs(&batch);
         let host = self.forward_logits(&pixels)?;
         let out = self.loss_of(&host, &targets, mix(self.cfg.seed, step))?;
@@ -729,7 +744,9 @@ impl Trainer {
             let batch = batch_of_step(val.as_ref(), &cfg, i)?;
             let (pixels, targets) = batch_inputs(&batch);
             let host = self.forward_logits(&pixels)?;
-            total += self.loss_of(&host, &targets, mix(self.cfg.seed ^ 0xE7A1, i))?.total;
+            total += self
+                .loss_of(&host, &targets, mix(self.cfg.seed ^ 0xE7A1, i))?
+                .total;
         }
         let loss = total / n as f64;
         let path = self.run_dir.join("eval.jsonl");
