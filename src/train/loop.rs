@@ -119,7 +119,7 @@ impl Default for TrainConfig {
             steps: 200,
             batch_size: 2,
             lr: 1e-4,
-            image_size: 128,
+            image_size: 160,
             lsj_min_scale: 0.1,
             lsj_max_scale: 2.0,
             eval_every: 0,
