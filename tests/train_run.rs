@@ -125,7 +125,9 @@ fn resume_continues_exactly() {
     b.run(&AtomicBool::new(false), |_| {}).unwrap();
     let got = params(&b);
     for (g, w) in got.iter().zip(&want) {
-        testing::assert_close("parameters after resume", 0, g, w, 1e-5);
+        // Not bitwise: the deformable-attention backward scatter-adds with float atomics, whose
+        // order varies run to run (last-bit differences, here amplified over 6 Adam steps).
+        testing::assert_close("parameters after resume", 0, g, w, 1e-4);
     }
     // Each step appears once in the metrics of the resumed run.
     let steps: Vec<u64> = mask2former::train::metrics::read(&b_dir.join("metrics.jsonl"))

@@ -29,7 +29,7 @@ use crate::data::loader::{build_batch, epoch_order, Batch, LoaderConfig, SampleS
 use crate::data::semantic::SemanticFolder;
 use crate::data::{synthetic, Category};
 use crate::graph::{CompileOptions, Executable, Graph, HostData, ParamKind, Value};
-use crate::model::checkpoint::{Checkpoint, HostTensor};
+use crate::model::checkpoint::{expected_keys, Checkpoint, HostTensor};
 use crate::model::config::Mask2FormerConfig;
 use crate::model::criterion::{
     attach_logit_gradients, seed_names, Criterion, CriterionConfig, ImageTargets, Logits,
@@ -573,7 +573,8 @@ impl Trainer {
                 value: name.clone(),
                 reason: "the checkpoint has no such tensor".into(),
             })?;
-            if &t.shape != shape {
+            // Same element count: the graph may add unit axes the hub layout lacks (queries).
+            if t.numel() != shape.iter().product::<usize>() {
                 return Err(TrainError::Setting {
                     what: "init",
                     value: name.clone(),
@@ -757,9 +758,17 @@ impl Trainer {
 
     /// Writes the checkpoint of the current step (atomically).
     pub fn save(&self) -> Result<PathBuf> {
+        // Tensors are written in the hub layout's shapes (the graph holds the query embeddings
+        // as [1, Q, C], transformers as [Q, C]).
+        let hub: std::collections::HashMap<String, Vec<usize>> =
+            expected_keys(&self.model).into_iter().collect();
         let mut params = BTreeMap::new();
         for (name, shape, _) in &self.params {
             let data = self.train.read_param(name)?;
+            let shape = hub
+                .get(name)
+                .filter(|s| s.iter().product::<usize>() == data.len())
+                .unwrap_or(shape);
             params.insert(name.clone(), HostTensor::new(shape.clone(), data)?);
         }
         let mut moments = BTreeMap::new();
