@@ -147,7 +147,7 @@ impl TrainConfig {
                 reason: reason.into(),
             })
         };
-        if self.image_size < 32 || self.image_size % 32 != 0 {
+        if self.image_size < 32 || !self.image_size.is_multiple_of(32) {
             return bad(
                 "image_size",
                 self.image_size.to_string(),
@@ -808,14 +808,17 @@ impl Trainer {
             let report = self.train_step()?;
             on_step(&report);
             let s = self.step;
-            if self.cfg.eval_every > 0 && s % self.cfg.eval_every == 0 {
+            if self.cfg.eval_every > 0 && s.is_multiple_of(self.cfg.eval_every) {
                 self.evaluate()?;
             }
-            if self.cfg.checkpoint_every > 0 && s % self.cfg.checkpoint_every == 0 && !self.done() {
+            if self.cfg.checkpoint_every > 0
+                && s.is_multiple_of(self.cfg.checkpoint_every)
+                && !self.done()
+            {
                 self.save()?;
             }
         }
-        if self.cfg.eval_every > 0 && self.step % self.cfg.eval_every != 0 {
+        if self.cfg.eval_every > 0 && !self.step.is_multiple_of(self.cfg.eval_every) {
             self.evaluate()?;
         }
         self.save()
