@@ -306,7 +306,7 @@ fn training_step_matches_transformers() {
         let want = fx.f32(&key);
         let diff: Vec<f32> = got.iter().zip(want).map(|(a, b)| a - b).collect();
         let err = norm(&diff) / norm(want).max(1e-3 * scale);
-        if !(err < 1e-3) {
+        if err.is_nan() || err >= 1e-3 {
             failures.push(format!("{name}: {err:.2e} (|g| {:.2e})", norm(want)));
         }
         checked += 1;

@@ -26,14 +26,16 @@ struct Args {
     /// Start from a checkpoint folder (fine-tuning).
     #[arg(long)]
     init: Option<PathBuf>,
-    #[arg(long, default_value_t = 200)]
-    steps: u64,
+    /// Total steps (default 200; on --resume, the run's own total unless given).
+    #[arg(long)]
+    steps: Option<u64>,
     #[arg(long, default_value_t = 2)]
     batch_size: usize,
     #[arg(long, default_value_t = 1e-4)]
     lr: f64,
-    /// Square LSJ crop size, a multiple of 32.
-    #[arg(long, default_value_t = 128)]
+    /// Square LSJ crop size, a multiple of 32. (128 and 256 currently give an infinite
+    /// gradient norm at step 0 on lavapipe: a graph-kernel issue under investigation.)
+    #[arg(long, default_value_t = 160)]
     image_size: usize,
     /// Validation loss every N steps (synthetic data); 0: never.
     #[arg(long, default_value_t = 0)]
@@ -87,7 +89,7 @@ fn run() -> anyhow::Result<()> {
         let Some(out) = &args.out else {
             bail!("--resume needs --out <DIR> (the run folder to continue)");
         };
-        Trainer::resume(&rt, out, Some(args.steps))
+        Trainer::resume(&rt, out, args.steps)
             .with_context(|| format!("resuming {}", out.display()))?
     } else {
         let out = args.out.clone().unwrap_or_else(|| {
@@ -102,7 +104,7 @@ fn run() -> anyhow::Result<()> {
             .with_context(|| format!("model config {}", path.display()))?;
         let cfg = TrainConfig {
             data: args.data.clone(),
-            steps: args.steps,
+            steps: args.steps.unwrap_or(200),
             batch_size: args.batch_size,
             lr: args.lr,
             image_size: args.image_size,

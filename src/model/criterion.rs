@@ -133,7 +133,7 @@ impl CriterionConfig {
         if self.num_points == 0 {
             return bad("num_points", "0".into(), "must be at least 1");
         }
-        if !(self.oversample_ratio >= 1.0) {
+        if self.oversample_ratio.is_nan() || self.oversample_ratio < 1.0 {
             return bad(
                 "oversample_ratio",
                 self.oversample_ratio.to_string(),
@@ -301,8 +301,7 @@ impl LossOutput {
         self.terms.iter().find(|(n, _)| n == name).map(|t| t.1)
     }
 
-    /// The three terms of the final prediction, unweighted sums over all predictions are not
-    /// useful for logs; this is (cross-entropy, mask, dice) summed over every prediction.
+    /// The weighted (cross-entropy, mask, dice) terms, each summed over every prediction.
     pub fn sums(&self) -> (f64, f64, f64) {
         let mut s = (0.0, 0.0, 0.0);
         for (n, v) in &self.terms {

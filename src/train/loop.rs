@@ -29,7 +29,7 @@ use crate::data::loader::{build_batch, epoch_order, Batch, LoaderConfig, SampleS
 use crate::data::semantic::SemanticFolder;
 use crate::data::{synthetic, Category};
 use crate::graph::{CompileOptions, Executable, Graph, HostData, ParamKind, Value};
-use crate::model::checkpoint::{Checkpoint, HostTensor};
+use crate::model::checkpoint::{expected_keys, Checkpoint, HostTensor};
 use crate::model::config::Mask2FormerConfig;
 use crate::model::criterion::{
     attach_logit_gradients, seed_names, Criterion, CriterionConfig, ImageTargets, Logits,
@@ -119,7 +119,7 @@ impl Default for TrainConfig {
             steps: 200,
             batch_size: 2,
             lr: 1e-4,
-            image_size: 128,
+            image_size: 160,
             lsj_min_scale: 0.1,
             lsj_max_scale: 2.0,
             eval_every: 0,
@@ -147,7 +147,7 @@ impl TrainConfig {
                 reason: reason.into(),
             })
         };
-        if self.image_size < 32 || self.image_size % 32 != 0 {
+        if self.image_size < 32 || !self.image_size.is_multiple_of(32) {
             return bad(
                 "image_size",
                 self.image_size.to_string(),
@@ -573,7 +573,8 @@ impl Trainer {
                 value: name.clone(),
                 reason: "the checkpoint has no such tensor".into(),
             })?;
-            if &t.shape != shape {
+            // Same element count: the graph may add unit axes the hub layout lacks (queries).
+            if t.numel() != shape.iter().product::<usize>() {
                 return Err(TrainError::Setting {
                     what: "init",
                     value: name.clone(),
@@ -757,9 +758,17 @@ impl Trainer {
 
     /// Writes the checkpoint of the current step (atomically).
     pub fn save(&self) -> Result<PathBuf> {
+        // Tensors are written in the hub layout's shapes (the graph holds the query embeddings
+        // as [1, Q, C], transformers as [Q, C]).
+        let hub: std::collections::HashMap<String, Vec<usize>> =
+            expected_keys(&self.model).into_iter().collect();
         let mut params = BTreeMap::new();
         for (name, shape, _) in &self.params {
             let data = self.train.read_param(name)?;
+            let shape = hub
+                .get(name)
+                .filter(|s| s.iter().product::<usize>() == data.len())
+                .unwrap_or(shape);
             params.insert(name.clone(), HostTensor::new(shape.clone(), data)?);
         }
         let mut moments = BTreeMap::new();
@@ -799,14 +808,17 @@ impl Trainer {
             let report = self.train_step()?;
             on_step(&report);
             let s = self.step;
-            if self.cfg.eval_every > 0 && s % self.cfg.eval_every == 0 {
+            if self.cfg.eval_every > 0 && s.is_multiple_of(self.cfg.eval_every) {
                 self.evaluate()?;
             }
-            if self.cfg.checkpoint_every > 0 && s % self.cfg.checkpoint_every == 0 && !self.done() {
+            if self.cfg.checkpoint_every > 0
+                && s.is_multiple_of(self.cfg.checkpoint_every)
+                && !self.done()
+            {
                 self.save()?;
             }
         }
-        if self.cfg.eval_every > 0 && self.step % self.cfg.eval_every != 0 {
+        if self.cfg.eval_every > 0 && !self.step.is_multiple_of(self.cfg.eval_every) {
             self.evaluate()?;
         }
         self.save()
