@@ -108,7 +108,9 @@ fn values_and_gradients_match_the_formula() {
         gb.push((4.0 * h3 * w2[i] as f64) as f32);
         gw2.push((h3 * h3 + 1.0) as f32);
     }
-    testing::assert_close("loss", seed, &with.0[0], &[want_loss as f32], 1e-5);
+    // The loss sums 300 terms of both signs in f32: rounding relative to the partly cancelled
+    // result reaches ~2e-5 for some inputs (seen: 1.6e-5), so the scalar gets 1e-4.
+    testing::assert_close("loss", seed, &with.0[0], &[want_loss as f32], 1e-4);
     testing::assert_close("h3", seed, &with.0[1], &wh3, 1e-6);
     testing::assert_close("d/dw1", seed, &with.1[0], &gw1, 1e-6);
     testing::assert_close("d/db", seed, &with.1[1], &gb, 1e-6);
