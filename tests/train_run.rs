@@ -51,10 +51,6 @@ fn run_dir(name: &str) -> PathBuf {
     d
 }
 
-fn params(t: &Trainer) -> Vec<Vec<f32>> {
-    named_params(t).into_iter().map(|(_, v)| v).collect()
-}
-
 fn named_params(t: &Trainer) -> Vec<(String, Vec<f32>)> {
     let names: Vec<String> = t.param_names().map(str::to_string).collect();
     names
