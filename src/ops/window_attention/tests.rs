@@ -498,12 +498,16 @@ fn backward_matches_reference() {
                 assert!(got.iter().all(|&v| v == 0.0), "{}: {c:?}", names[i]);
                 continue;
             }
+            // d_pad_k sums ds·q over every padding key of a window; the softmax's shift invariance
+            // makes that sum nearly cancel (as for a key bias), so f32 rounding relative to the
+            // small result reaches ~2e-5 (seen 1.7e-5 on a 1x1 map with 48 padding keys).
+            let tol = if names[i] == "d_pad_k" { 1e-4 } else { 1e-5 };
             assert_close(
                 &format!("{} {c:?}", names[i]),
                 seed,
                 &got,
                 &f32s(wants[i]),
-                1e-5,
+                tol,
             );
         }
     }
