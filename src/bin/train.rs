@@ -33,8 +33,7 @@ struct Args {
     batch_size: usize,
     #[arg(long, default_value_t = 1e-4)]
     lr: f64,
-    /// Square LSJ crop size, a multiple of 32. (128 and 256 currently give an infinite
-    /// gradient norm at step 0 on lavapipe: a graph-kernel issue under investigation.)
+    /// Square LSJ crop size, a multiple of 32.
     #[arg(long, default_value_t = 160)]
     image_size: usize,
     /// Validation loss every N steps (synthetic data); 0: never.

@@ -175,3 +175,82 @@ fn patch_merging(
     let x = nn::layer_norm(g, &p.pp("norm"), x, eps)?;
     nn::linear(g, &p.pp("reduction"), x, 2 * c, false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{CompileOptions, Executable};
+    use crate::testing;
+    use crate::train::init::init_param;
+
+    /// One Swin block's input gradient through the graph against central differences of the
+    /// same graph's forward, on maps the window pads heavily (8x8 and 16x16 in a 7-window).
+    #[test]
+    fn block_input_gradient_matches_finite_differences() {
+        let rt = testing::runtime();
+        let seed = testing::seed();
+        let cfg: SwinConfig = serde_json::from_str("{}").unwrap();
+        for &(h, shift) in &[(8usize, 0usize), (8, 3), (10, 0)] {
+            let (b, c, heads) = (2, 128, 4);
+            let mut g = Graph::new();
+            let x = g
+                .param_of_kind("x", &[b, h * h, c], ParamKind::Weight)
+                .unwrap();
+            let r = g.input("r", &[b, h * h, c]).unwrap();
+            let y = swin_block(
+                &mut g,
+                &Path::root("blk"),
+                &cfg,
+                x,
+                (b, h, h, c),
+                heads,
+                shift,
+            )
+            .unwrap();
+            let yr = g.mul(y, r).unwrap();
+            let loss = g.sum(yr).unwrap();
+            g.backward(loss).unwrap();
+            let mut exe =
+                Executable::compile(rt, &g, &[loss], &CompileOptions::training()).unwrap();
+            let params: Vec<(String, Vec<usize>, ParamKind)> = g
+                .params()
+                .map(|(n, v, k)| (n.to_string(), g.shape(v).to_vec(), k))
+                .collect();
+            let mut xd = Vec::new();
+            for (name, shape, kind) in &params {
+                let mut d = init_param(name, shape, *kind, 1, seed);
+                if name == "x" {
+                    let mut rng = testing::rng(seed);
+                    d = testing::uniform(&mut rng, d.len(), -1.0, 1.0);
+                    xd = d.clone();
+                }
+                exe.set_param(name, &d).unwrap();
+            }
+            let mut rng = testing::rng(seed ^ 7);
+            let rd = testing::uniform(&mut rng, b * h * h * c, -1.0, 1.0);
+            exe.set_input("r", &rd).unwrap();
+            exe.run().unwrap();
+            let dx = rt.download(exe.grad("x").unwrap().unwrap()).unwrap();
+            let mut fd = Vec::new();
+            let mut an = Vec::new();
+            for i in (0..xd.len()).step_by(xd.len() / 23) {
+                let eps = 1e-2f32;
+                let mut at = |v: f32| {
+                    let mut p = xd.clone();
+                    p[i] = v;
+                    exe.set_param("x", &p).unwrap();
+                    exe.run_with(&[]).unwrap()[0][0] as f64
+                };
+                let (lp, lm) = (at(xd[i] + eps), at(xd[i] - eps));
+                fd.push(((lp - lm) / (2.0 * eps as f64)) as f32);
+                an.push(dx[i]);
+            }
+            exe.set_param("x", &xd).unwrap();
+            // f32 central differences with a step of 1e-2: ~1e-3 relative noise.
+            assert!(
+                testing::rel_l2(&an, &fd) < 1e-2,
+                "h={h} shift={shift}: analytic {an:?} vs differences {fd:?} (seed {seed})"
+            );
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! Deformable DETR's MSDeformAttn init (zero offset weights, offsets biased to a ring of
 //! directions, uniform attention), which the pixel decoder needs to sample sensibly at start.
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr_free::normal;
 
@@ -62,6 +62,41 @@ pub fn init_param(
     }
 }
 
+/// Initial values of every parameter in `params` (name, shape, kind), as `init_param`, except
+/// the Swin patch-embedding bias: the original Mask2Former's Swin leaves that `Conv2d` at
+/// PyTorch's default init, uniform ±1/√fan_in. It matters: with a zero bias, the zero-padded
+/// pixels of an LSJ crop embed to all-zero tokens, every LayerNorm then divides by √eps, and the
+/// gradient grows ~300x per norm until it overflows.
+pub fn init_params(
+    params: &[(String, Vec<usize>, ParamKind)],
+    heads: usize,
+    seed: u64,
+) -> Vec<Vec<f32>> {
+    params
+        .iter()
+        .map(|(name, shape, kind)| {
+            let weight = name
+                .strip_suffix("patch_embeddings.projection.bias")
+                .map(|p| format!("{p}patch_embeddings.projection.weight"));
+            let fan_in = weight.and_then(|w| {
+                params
+                    .iter()
+                    .find(|(n, _, _)| *n == w)
+                    .map(|(_, s, _)| s.iter().skip(1).product::<usize>().max(1))
+            });
+            match fan_in {
+                Some(f) => {
+                    let bound = 1.0 / (f as f32).sqrt();
+                    let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, name));
+                    let n: usize = shape.iter().product();
+                    (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+                }
+                None => init_param(name, shape, *kind, heads, seed),
+            }
+        })
+        .collect()
+}
+
 /// `[heads, levels, points, 2]`: head h points along angle 2πh/heads, scaled to the unit square
 /// and by (point + 1).
 fn offset_bias(heads: usize, levels: usize, points: usize, n: usize) -> Vec<f32> {
@@ -114,5 +149,21 @@ mod tests {
         );
         // head 0 points along +x: (1, 0), (2, 0), ...
         assert_eq!(&b[..4], &[1.0, 0.0, 2.0, 0.0]);
+    }
+
+    #[test]
+    fn patch_embedding_bias_is_pytorch_default() {
+        let p = "model.pixel_level_module.encoder.embeddings.patch_embeddings.projection";
+        let params = vec![
+            (format!("{p}.weight"), vec![32, 3, 4, 4], ParamKind::Weight),
+            (format!("{p}.bias"), vec![32], ParamKind::Bias),
+            ("x.dense.bias".to_string(), vec![8], ParamKind::Bias),
+        ];
+        let v = init_params(&params, 4, 3);
+        let bound = 1.0 / 48f32.sqrt();
+        assert!(v[1].iter().all(|x| x.abs() <= bound));
+        // Not constant across channels: a padded token must not normalise to zero.
+        assert!(v[1].iter().any(|&x| x != v[1][0]));
+        assert!(v[2].iter().all(|&x| x == 0.0));
     }
 }

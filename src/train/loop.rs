@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, Saved, TrainState};
-use super::init::init_param;
+use super::init::init_params;
 use super::metrics::MetricsLog;
 use super::{Result, TrainError};
 use crate::data::augment::AugmentConfig;
@@ -418,8 +418,8 @@ impl Trainer {
                 let seed = t.cfg.seed;
                 t.params
                     .iter()
-                    .map(|(name, shape, kind)| {
-                        let data = init_param(name, shape, *kind, heads, seed);
+                    .zip(init_params(&t.params, heads, seed))
+                    .map(|((name, shape, _), data)| {
                         (
                             name.clone(),
                             HostTensor {
@@ -614,6 +614,40 @@ impl Trainer {
             .collect::<crate::graph::Result<Vec<_>>>()?)
     }
 
+    /// Where a non-finite gradient norm comes from, for the error message: the parameters
+    /// whose gradient holds a non-finite value, else the largest one (whose square overflowed).
+    fn non_finite_grads(&self) -> String {
+        let mut bad = Vec::new();
+        let mut largest = (0f32, "");
+        for (name, _, _) in &self.params {
+            let Ok(Some(t)) = self.train.grad(name) else {
+                continue;
+            };
+            let Ok(g) = self.rt.download(t) else {
+                continue;
+            };
+            if g.iter().any(|x| !x.is_finite()) {
+                bad.push(name.as_str());
+            }
+            let m = g.iter().fold(0f32, |a, x| a.max(x.abs()));
+            if m > largest.0 {
+                largest = (m, name.as_str());
+            }
+        }
+        if bad.is_empty() {
+            return format!(
+                " (largest gradient: {} with |g| = {:e})",
+                largest.1, largest.0
+            );
+        }
+        let shown = bad.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+        let more = match bad.len().saturating_sub(5) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        format!(" (non-finite gradient in {shown}{more})")
+    }
+
     fn loss_of(
         &self,
         host: &[Vec<f32>],
@@ -677,7 +711,11 @@ impl Trainer {
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
                 step,
-                loss: format!("{} with gradient norm {grad_norm}", out.total),
+                loss: format!(
+                    "{} with gradient norm {grad_norm}{}",
+                    out.total,
+                    self.non_finite_grads()
+                ),
                 checkpoint: last_good(),
             });
         }

@@ -94,6 +94,27 @@ const CASES: &[Case] = &[
         shift: 3,
         pad: true,
     },
+    // The demo model's stage 3 at 128 px: 8x8 padded to 14x14, a window of one real token.
+    Case {
+        batch: 2,
+        height: 8,
+        width: 8,
+        heads: 4,
+        head_dim: 32,
+        window: 7,
+        shift: 0,
+        pad: true,
+    },
+    Case {
+        batch: 2,
+        height: 8,
+        width: 8,
+        heads: 4,
+        head_dim: 32,
+        window: 7,
+        shift: 3,
+        pad: true,
+    },
     // Swin head size and the Swin-L window.
     Case {
         batch: 1,
