@@ -91,11 +91,17 @@ pub struct RleJson {
 }
 
 impl Segmenter {
-    /// Loads a checkpoint folder (`config.json` + `model.safetensors`).
+    /// Loads a checkpoint folder (`config.json` + `model.safetensors`, and the image-processor
+    /// settings of `preprocessor_config.json` when the folder has one).
     pub fn load(rt: &Runtime, dir: &Path) -> Result<Self, SegmentError> {
+        let preprocess =
+            PreprocessConfig::for_model_dir(dir).map_err(|reason| ModelError::Folder {
+                path: dir.into(),
+                reason,
+            })?;
         Ok(Self {
             model: Mask2Former::load(rt, dir)?,
-            preprocess: PreprocessConfig::default(),
+            preprocess,
             postprocess: PostprocessConfig::default(),
         })
     }

@@ -7,6 +7,8 @@
 //! differently: expect differences of about one grey level per pixel, not bit-exact pixels.
 //! Parity tests therefore feed the same `pixel_values` to both implementations.
 
+use std::path::Path;
+
 use image::{imageops::FilterType, DynamicImage};
 
 /// Resize and normalisation settings (defaults are the transformers processor's).
@@ -31,6 +33,124 @@ impl Default for PreprocessConfig {
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
         }
+    }
+}
+
+/// The file a checkpoint folder keeps its image-processor settings in (the hub layout).
+pub const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
+
+impl PreprocessConfig {
+    /// The settings of a checkpoint folder: its `preprocessor_config.json` when present (as the
+    /// hub's `facebook/mask2former-*` folders and our `train` runs have it), else the defaults.
+    pub fn for_model_dir(dir: &Path) -> Result<Self, String> {
+        let path = dir.join(PREPROCESSOR_FILE);
+        if !path.is_file() {
+            return Ok(Self::default());
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Reads the transformers image-processor JSON: `size` as a number (shortest edge) or as
+    /// `{"shortest_edge", "longest_edge"}`, the older `max_size`, `size_divisor`, `image_mean`,
+    /// `image_std`. Fields it does not name keep their defaults; a form we cannot honour
+    /// (a fixed `height`/`width`, resizing or normalising switched off) is an error.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut cfg = Self::default();
+        let uint = |key: &str, x: &serde_json::Value| -> Result<u32, String> {
+            x.as_u64()
+                .filter(|&n| n > 0 && n <= u32::MAX as u64)
+                .map(|n| n as u32)
+                .ok_or_else(|| format!("`{key}` must be a positive integer, found {x}"))
+        };
+        for flag in ["do_resize", "do_normalize", "do_rescale"] {
+            if v.get(flag) == Some(&serde_json::Value::Bool(false)) {
+                return Err(format!("`{flag}: false` is not supported"));
+            }
+        }
+        if let Some(f) = v.get("rescale_factor").and_then(|f| f.as_f64()) {
+            if (f - 1.0 / 255.0).abs() > 1e-9 {
+                return Err(format!(
+                    "`rescale_factor` {f} is not supported (only 1/255)"
+                ));
+            }
+        }
+        for key in ["max_size", "_max_size"] {
+            if let Some(x) = v.get(key) {
+                cfg.longest_edge = Some(uint(key, x)?);
+            }
+        }
+        match v.get("size") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(x) if x.is_number() => cfg.shortest_edge = uint("size", x)?,
+            Some(serde_json::Value::Object(m)) => {
+                if m.contains_key("height") || m.contains_key("width") {
+                    return Err("`size` with a fixed height/width is not supported \
+                                (give shortest_edge and longest_edge)"
+                        .into());
+                }
+                let se = m
+                    .get("shortest_edge")
+                    .ok_or("`size` has no `shortest_edge`")?;
+                cfg.shortest_edge = uint("size.shortest_edge", se)?;
+                if let Some(le) = m.get("longest_edge") {
+                    cfg.longest_edge = Some(uint("size.longest_edge", le)?);
+                }
+            }
+            Some(x) => return Err(format!("`size` must be a number or an object, found {x}")),
+        }
+        for key in ["size_divisor", "size_divisibility"] {
+            if let Some(x) = v.get(key) {
+                cfg.size_divisor = x
+                    .as_u64()
+                    .filter(|&n| n <= 1024)
+                    .ok_or_else(|| format!("`{key}` must be an integer ≤ 1024, found {x}"))?
+                    as u32;
+            }
+        }
+        for (key, dst) in [("image_mean", &mut cfg.mean), ("image_std", &mut cfg.std)] {
+            if let Some(x) = v.get(key) {
+                let vals: Vec<f32> = x
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|e| e.as_f64())
+                            .map(|e| e as f32)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if vals.len() != 3 || (key == "image_std" && vals.iter().any(|&s| s <= 0.0)) {
+                    return Err(format!(
+                        "`{key}` must be three numbers (std positive), found {x}"
+                    ));
+                }
+                dst.copy_from_slice(&vals);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The transformers image-processor JSON for these settings (what `from_json` reads).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut size = serde_json::json!({ "shortest_edge": self.shortest_edge });
+        if let Some(le) = self.longest_edge {
+            size["longest_edge"] = le.into();
+        }
+        serde_json::json!({
+            "image_processor_type": "Mask2FormerImageProcessor",
+            "do_resize": true,
+            "do_rescale": true,
+            "rescale_factor": 1.0 / 255.0,
+            "do_normalize": true,
+            "resample": 2,
+            "size": size,
+            "size_divisor": self.size_divisor,
+            "image_mean": self.mean,
+            "image_std": self.std,
+            "ignore_index": 255,
+        })
     }
 }
 
@@ -124,6 +244,37 @@ pub fn normalize_chw(rgb: &image::RgbImage, cfg: &PreprocessConfig) -> Vec<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preprocessor_json_round_trips_and_reads_hub_forms() {
+        let cfg = PreprocessConfig {
+            shortest_edge: 128,
+            longest_edge: None,
+            ..PreprocessConfig::default()
+        };
+        assert_eq!(
+            PreprocessConfig::from_json(&cfg.to_json().to_string()).unwrap(),
+            cfg
+        );
+        // The two spellings seen on the hub.
+        let a = PreprocessConfig::from_json(
+            r#"{"size": {"shortest_edge": 384, "longest_edge": 1333}, "size_divisor": 32}"#,
+        )
+        .unwrap();
+        let b = PreprocessConfig::from_json(r#"{"size": 384, "max_size": 1333}"#).unwrap();
+        assert_eq!(a, b);
+        assert_eq!((a.shortest_edge, a.longest_edge), (384, Some(1333)));
+        for (bad, says) in [
+            (r#"{"size": {"height": 512, "width": 512}}"#, "height/width"),
+            (r#"{"size": -3}"#, "positive integer"),
+            (r#"{"image_std": [0.2, 0.0, 0.2]}"#, "image_std"),
+            (r#"{"do_normalize": false}"#, "do_normalize"),
+            ("{", "EOF"),
+        ] {
+            let e = PreprocessConfig::from_json(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn sizes_match_transformers() {

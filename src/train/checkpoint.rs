@@ -1,6 +1,6 @@
 //! The run folder's checkpoint: `<run>/checkpoint/` holds the model in the hub layout
-//! (`config.json`, `model.safetensors`, `categories.json`: loadable by `segment --model` and by
-//! transformers), the optimizer moments (`optimizer.safetensors`: `exp_avg.<param>`,
+//! (`config.json`, `model.safetensors`, `preprocessor_config.json`, `categories.json`: loadable
+//! by `segment --model` and by transformers), the optimizer moments (`optimizer.safetensors`: `exp_avg.<param>`,
 //! `exp_avg_sq.<param>`) and `train_state.json` (step, optimizer step, settings).
 //!
 //! Atomicity: a checkpoint is written completely into a fresh temporary folder, synced, then
@@ -17,6 +17,7 @@ use super::{file_err, Result, TrainError};
 use crate::data::Category;
 use crate::model::checkpoint::{save_safetensors, Checkpoint, HostTensor};
 use crate::model::config::Mask2FormerConfig;
+use crate::model::preprocess::{PreprocessConfig, PREPROCESSOR_FILE};
 
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 const OLD_DIR: &str = ".checkpoint.old";
@@ -41,6 +42,8 @@ pub struct Saved {
     /// `exp_avg.<name>` / `exp_avg_sq.<name>`.
     pub moments: BTreeMap<String, HostTensor>,
     pub state: TrainState,
+    /// `preprocessor_config.json`: how `segment` should size images for this model.
+    pub preprocess: PreprocessConfig,
 }
 
 /// `categories.json` in label order, with `isthing` as 0/1 (what `LabelInfo` reads).
@@ -82,6 +85,9 @@ pub fn save(run: &Path, saved: &Saved, categories: Option<&[Category]>) -> Resul
             serde_json::to_string_pretty(&categories_json(cats)).map_err(|e| file_err(&tmp, e))?;
         write_synced(&tmp.join("categories.json"), text.as_bytes())?;
     }
+    let pre =
+        serde_json::to_string_pretty(&saved.preprocess.to_json()).map_err(|e| file_err(&tmp, e))?;
+    write_synced(&tmp.join(PREPROCESSOR_FILE), pre.as_bytes())?;
     save_safetensors(&tmp.join("model.safetensors"), &saved.params)?;
     save_safetensors(&tmp.join(OPTIMIZER_FILE), &saved.moments)?;
     let state = serde_json::to_string_pretty(&saved.state).map_err(|e| file_err(&tmp, e))?;
@@ -131,7 +137,9 @@ pub fn load(run: &Path) -> Result<Saved> {
     let path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
     let state = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
+    let preprocess = PreprocessConfig::for_model_dir(&dir).map_err(TrainError::Resume)?;
     Ok(Saved {
+        preprocess,
         config,
         params,
         moments,

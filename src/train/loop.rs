@@ -820,6 +820,12 @@ impl Trainer {
             }
         }
         let saved = Saved {
+            // LSJ at scale 1 fits the image's longer side to the crop: test at that size.
+            preprocess: PreprocessConfig {
+                shortest_edge: self.cfg.image_size as u32,
+                longest_edge: Some(self.cfg.image_size as u32),
+                ..PreprocessConfig::default()
+            },
             config: self.model.clone(),
             params,
             moments,
