@@ -40,6 +40,7 @@ fn settings(steps: u64) -> TrainConfig {
         lr: 1e-3,
         num_points: Some(256),
         checkpoint_every: 0,
+        pq_images: 0,
         seed: 5,
         ..TrainConfig::default()
     }
@@ -82,7 +83,11 @@ fn zero_gradient_range(name: &str, len: usize) -> std::ops::Range<usize> {
 fn training_lowers_the_validation_loss_and_writes_a_loadable_checkpoint() {
     let rt = testing::runtime();
     let dir = run_dir("falls");
-    let mut t = Trainer::new(rt, settings(30), tiny_config(), Init::Scratch, &dir).unwrap();
+    let cfg = TrainConfig {
+        pq_images: 3,
+        ..settings(30)
+    };
+    let mut t = Trainer::new(rt, cfg, tiny_config(), Init::Scratch, &dir).unwrap();
     let before = t.evaluate().unwrap().unwrap();
     let mut losses = Vec::new();
     let ckpt = t
@@ -114,7 +119,19 @@ fn training_lowers_the_validation_loss_and_writes_a_loadable_checkpoint() {
         );
     }
 
-    // The checkpoint is a model folder.
+    // Each evaluation scored PQ on the synthetic validation split too (a number in [0, 100]).
+    let evals = mask2former::train::metrics::read(&dir.join("eval.jsonl")).unwrap();
+    assert_eq!(evals.len(), 2);
+    for e in &evals {
+        let pq = e["pq"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&pq), "{e}");
+        assert_eq!(e["pq_images"], 3);
+    }
+    assert!(t.last_pq().is_some());
+
+    // The checkpoint is a model folder, with the pre-processing it was trained for.
+    let pre = mask2former::model::preprocess::PreprocessConfig::for_model_dir(&ckpt).unwrap();
+    assert_eq!((pre.shortest_edge, pre.longest_edge), (64, Some(64)));
     assert_eq!(ckpt, dir.join("checkpoint"));
     let mut model = Mask2Former::load(rt, &ckpt).unwrap();
     assert!(model.labels().is_thing(0) && !model.labels().is_thing(5));

@@ -36,7 +36,10 @@ struct Args {
     /// Square LSJ crop size, a multiple of 32.
     #[arg(long, default_value_t = 160)]
     image_size: usize,
-    /// Validation loss every N steps (synthetic data); 0: never.
+    /// Images of the synthetic validation split scored for PQ at each evaluation; 0: loss only.
+    #[arg(long, default_value_t = 64)]
+    pq_images: usize,
+    /// Evaluate every N steps: validation loss, and PQ with synthetic data; 0: never.
     #[arg(long, default_value_t = 0)]
     eval_every: u64,
     /// Checkpoint every N steps (and always at the end).
@@ -108,6 +111,7 @@ fn run() -> anyhow::Result<()> {
             lr: args.lr,
             image_size: args.image_size,
             eval_every: args.eval_every,
+            pq_images: args.pq_images,
             checkpoint_every: args.checkpoint_every,
             seed: args.seed,
             weight_decay: args.weight_decay,
@@ -173,6 +177,9 @@ fn run() -> anyhow::Result<()> {
             trainer.run_dir().display()
         );
     } else {
+        if let Some(pq) = trainer.last_pq() {
+            eprintln!("last evaluation: PQ {pq:.1} on the synthetic validation split");
+        }
         eprintln!(
             "done: {} steps; checkpoint {} (segment --model {})",
             trainer.step(),

@@ -218,15 +218,24 @@ pub fn run_model(
     categories: &Categories,
 ) -> Result<ModelOutput, EvalError> {
     use crate::segment::{Segmentation, Segmenter};
+    // Keyed by folder and weights-file time, so a checkpoint rewritten in place (training's
+    // periodic evaluation) is loaded again.
+    type Key = (PathBuf, Option<std::time::SystemTime>);
     thread_local! {
-        static MODEL: std::cell::RefCell<Option<(PathBuf, Segmenter)>> = const { std::cell::RefCell::new(None) };
+        static MODEL: std::cell::RefCell<Option<(Key, Segmenter)>> = const { std::cell::RefCell::new(None) };
     }
+    let key: Key = (
+        model_dir.to_path_buf(),
+        std::fs::metadata(model_dir.join("model.safetensors"))
+            .and_then(|m| m.modified())
+            .ok(),
+    );
     MODEL.with_borrow_mut(|slot| {
-        if slot.as_ref().map(|(d, _)| d.as_path()) != Some(model_dir) {
+        if slot.as_ref().map(|(k, _)| k) != Some(&key) {
             let rt = crate::Runtime::new().map_err(|e| EvalError::Model(e.to_string()))?;
             let seg =
                 Segmenter::load(&rt, model_dir).map_err(|e| EvalError::Model(e.to_string()))?;
-            *slot = Some((model_dir.to_path_buf(), seg));
+            *slot = Some((key, seg));
         }
         let seg = &mut slot.as_mut().expect("loaded above").1;
         let image = image::DynamicImage::ImageRgb8(sample.image.clone());

@@ -91,8 +91,12 @@ pub struct TrainConfig {
     pub image_size: usize,
     pub lsj_min_scale: f64,
     pub lsj_max_scale: f64,
-    /// Evaluate (validation loss) every N steps; 0: never.
+    /// Evaluate every N steps (validation loss; with synthetic data also PQ); 0: never.
     pub eval_every: u64,
+    /// Images of the synthetic validation split (`evaluate --data synthetic:N`) scored for PQ
+    /// at each evaluation; 0: validation loss only.
+    #[serde(default = "default_pq_images")]
+    pub pq_images: usize,
     /// Write a checkpoint every N steps (and at the end); 0: only at the end.
     pub checkpoint_every: u64,
     pub seed: u64,
@@ -111,6 +115,10 @@ pub struct TrainConfig {
     pub loader_workers: usize,
 }
 
+fn default_pq_images() -> usize {
+    crate::eval::SYNTHETIC_VAL_COUNT
+}
+
 impl Default for TrainConfig {
     /// The paper's recipe (Mask2Former COCO), at a small image size.
     fn default() -> Self {
@@ -123,6 +131,7 @@ impl Default for TrainConfig {
             lsj_min_scale: 0.1,
             lsj_max_scale: 2.0,
             eval_every: 0,
+            pq_images: default_pq_images(),
             checkpoint_every: 100,
             seed: 0,
             weight_decay: 0.05,
@@ -398,6 +407,7 @@ pub struct Trainer {
     run_dir: PathBuf,
     metrics: MetricsLog,
     prefetch: Option<Prefetch>,
+    last_pq: Option<f64>,
     params: Vec<(String, Vec<usize>, ParamKind)>,
 }
 
@@ -562,6 +572,7 @@ impl Trainer {
             run_dir: run_dir.to_owned(),
             metrics,
             prefetch: None,
+            last_pq: None,
             params,
         })
     }
@@ -788,10 +799,56 @@ impl Trainer {
                 .total;
         }
         let loss = total / n as f64;
+        let mut line = serde_json::json!({
+            "step": self.step,
+            "val_loss": loss,
+            "images": n as usize * self.cfg.batch_size,
+        });
+        self.last_pq = None;
+        if self.cfg.pq_images > 0 {
+            let pq = self.panoptic_quality()?;
+            line["pq"] = pq.all.pq.into();
+            line["sq"] = pq.all.sq.into();
+            line["rq"] = pq.all.rq.into();
+            line["pq_things"] = pq.things.pq.into();
+            line["pq_stuff"] = pq.stuff.pq.into();
+            line["pq_images"] = self.cfg.pq_images.into();
+            self.last_pq = Some(pq.all.pq);
+        }
         let path = self.run_dir.join("eval.jsonl");
         let mut log = MetricsLog::open(&path, None)?;
-        log.write(&serde_json::json!({"step": self.step, "val_loss": loss, "images": n as usize * self.cfg.batch_size}))?;
+        log.write(&line)?;
         Ok(Some(loss))
+    }
+
+    /// PQ (in %) of the last evaluation, when it scored one.
+    pub fn last_pq(&self) -> Option<f64> {
+        self.last_pq.map(|p| 100.0 * p)
+    }
+
+    /// Writes a checkpoint and scores it as `evaluate --data synthetic:N --model <it>` does:
+    /// the segmenter with the checkpoint's own pre-processing and the original thresholds.
+    fn panoptic_quality(&mut self) -> Result<crate::eval::pq::PqResult> {
+        let ckpt = self.save()?;
+        let opts = crate::eval::EvalOptions {
+            data: crate::eval::DataSpec::Synthetic {
+                count: self.cfg.pq_images,
+                seed: 0,
+            },
+            source: crate::eval::Source::Model(ckpt),
+            reduce_labels: false,
+            num_classes: None,
+        };
+        let report = crate::eval::run(&opts, &mut |_, _| {}).map_err(|e| TrainError::Setting {
+            what: "evaluation",
+            value: "PQ on the synthetic validation split".into(),
+            reason: e.to_string(),
+        })?;
+        report.panoptic.ok_or_else(|| TrainError::Setting {
+            what: "evaluation",
+            value: "PQ on the synthetic validation split".into(),
+            reason: "the evaluator returned no panoptic result".into(),
+        })
     }
 
     /// Writes the checkpoint of the current step (atomically).
