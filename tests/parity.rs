@@ -41,7 +41,10 @@ fn load_f32(path: &std::path::Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
 }
 
 fn run_parity(name: &str) {
-    let dir = fixture(name);
+    run_parity_dir(name, &fixture(name));
+}
+
+fn run_parity_dir(name: &str, dir: &std::path::Path) {
     let cfg = Mask2FormerConfig::from_file(&dir.join("config.json")).unwrap();
     cfg.validate().unwrap();
     let weights = Checkpoint::load(&dir.join("model.safetensors")).unwrap();
@@ -141,4 +144,15 @@ fn tiny_model_matches_transformers_stage_by_stage() {
 #[test]
 fn small_model_batch_of_two_matches_transformers() {
     run_parity("small");
+}
+
+/// The same stage-by-stage comparison on a folder made outside the repository (too large to
+/// commit), e.g. the Swin-T-shaped model of `tools/swin_tiny_photo.py` with intermediates of a
+/// real photo: `M2F_PARITY_DIR=/tmp/swint/parity_512x512 cargo test --release --test parity --
+/// --ignored --nocapture`.
+#[test]
+#[ignore = "needs M2F_PARITY_DIR (a model folder with intermediates.safetensors)"]
+fn external_model_matches_transformers_stage_by_stage() {
+    let dir = std::env::var("M2F_PARITY_DIR").expect("set M2F_PARITY_DIR");
+    run_parity_dir("external", std::path::Path::new(&dir));
 }

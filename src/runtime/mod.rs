@@ -23,6 +23,13 @@ pub use kernel::{grid_1d, validate_wgsl, Dispatch, Kernel, Shader};
 pub use pool::{MemoryStats, PooledBuffer};
 pub use tensor::{Binding, DType, Tensor};
 
+/// Loop iterations one invocation may run on llvmpipe (lavapipe), summed over all the loops
+/// of the shader: past it, every loop exits silently (Mesa's `LP_MAX_TGSI_LOOP_ITERATIONS`
+/// loop limiter). Kernels whose one-invocation loops scale with the input (reductions over a
+/// plane, attention over all keys) choose a shape that stays under it on CPU adapters; the
+/// full-size Swin-T parity run found it (GroupNorm over 131072-value groups).
+pub const CPU_LOOP_ITERATIONS: usize = 65535;
+
 use crate::error::{Error, Result};
 use pool::BufferPool;
 

@@ -18,7 +18,7 @@ mod tests;
 
 use crate::error::Result;
 use crate::ops::layer_norm::check;
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
 
 /// Which reduction shape to use; `Auto` picks from the adapter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,10 +32,16 @@ pub enum Variant {
 }
 
 impl Variant {
-    fn resolve(self, rt: &Runtime) -> Variant {
+    /// The variant for segments whose one-invocation loop runs `iterations` times. llvmpipe
+    /// silently ends every loop of an invocation after [`CPU_LOOP_ITERATIONS`] iterations in
+    /// total, so a segment too long for one invocation takes the workgroup variant (whose
+    /// invocations each loop over 1/256 of it) even where `SegmentPerThread` was asked for.
+    fn resolve(self, rt: &Runtime, iterations: usize) -> Variant {
+        let fits = iterations <= CPU_LOOP_ITERATIONS / 2;
         match self {
-            Variant::Auto if rt.caps().is_cpu => Variant::SegmentPerThread,
+            Variant::Auto if rt.caps().is_cpu && fits => Variant::SegmentPerThread,
             Variant::Auto => Variant::SegmentPerWorkgroup,
+            Variant::SegmentPerThread if !fits => Variant::SegmentPerWorkgroup,
             v => v,
         }
     }
@@ -163,7 +169,9 @@ pub fn group_norm_into(
     };
     let shader = crate::shader!("group_norm");
     let segments = (n * g) as u64;
-    let (entry, grid) = match opts.variant.resolve(rt) {
+    // stats_thread: two passes of len/4 vec4 steps plus len/256 block steps.
+    let seg_len = c / g * s;
+    let (entry, grid) = match opts.variant.resolve(rt, 2 * (seg_len / 4 + seg_len / 256 + 8)) {
         Variant::SegmentPerThread => ("stats_thread", rt.grid(segments, WG)),
         // One workgroup per segment.
         _ => ("stats_wg", rt.grid(segments, 1)),
@@ -283,7 +291,8 @@ pub fn group_norm_backward_into(
     let shader = crate::shader!("group_norm_backward");
     let relu = [("RELU", opts.relu as u32 as f64)];
     let nc = (n * c) as u64;
-    let (entry, grid) = match opts.variant.resolve(rt) {
+    // channel_sums_thread: one scalar step per element of the plane plus s/256 block steps.
+    let (entry, grid) = match opts.variant.resolve(rt, s + s / 256 + 1) {
         Variant::SegmentPerThread => ("channel_sums_thread", rt.grid(nc, WG)),
         _ => ("channel_sums_wg", rt.grid(nc, 1)),
     };

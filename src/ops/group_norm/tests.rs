@@ -153,6 +153,20 @@ fn forward_segments_past_one_grid_dimension() {
     );
 }
 
+/// Groups and planes longer than one llvmpipe invocation may loop over (65535 iterations in
+/// all, `CPU_LOOP_ITERATIONS`): the FPN's 1/4 map of a 512² image has 8·128² = 131072 values
+/// per group and 128² per channel plane. A thread-per-segment kernel silently stopped there
+/// (4% off); every variant asked for must still be right.
+#[test]
+fn segments_past_the_cpu_loop_budget() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    for &v in VARIANTS {
+        run_forward(rt, seed, &[1, 16, 256, 280], 2, options(2, true, v));
+        run_backward(rt, seed, &[1, 4, 260, 270], 2, options(2, false, v));
+    }
+}
+
 #[test]
 fn reference_backward_matches_finite_differences() {
     let seed = testing::seed();
