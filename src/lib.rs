@@ -4,6 +4,7 @@
 //! [`ops`] (WGSL kernels with launchers and plain-Rust references), then the graph, the model,
 //! data, evaluation and training.
 
+pub mod atomic_file;
 pub mod data;
 pub mod error;
 pub mod eval;

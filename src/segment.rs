@@ -389,18 +389,8 @@ pub fn write_outputs(
 /// Writes a file through a temporary file in the same folder and a rename, so a reader never
 /// sees half a file and an existing file is never left truncated.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SegmentError> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    let err = |source| SegmentError::Write {
+    crate::atomic_file::write_atomic(path, bytes).map_err(|source| SegmentError::Write {
         path: path.into(),
         source,
-    };
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    })
 }

@@ -576,59 +576,15 @@ pub fn save_safetensors(
             });
         }
     }
-    let write_err = |source| CheckpointError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let file_name = path.file_name().ok_or_else(|| {
-        write_err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "path has no file name",
-        ))
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = write_synced(&tmp, tensors).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|source| CheckpointError::Write {
-            path: path.to_owned(),
-            source,
-        })
-    });
-    if result.is_err() {
-        // Best effort: the temporary file is garbage whatever state it is in.
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    // Persist the rename itself. Directories cannot be opened for syncing on every platform (Windows),
-    // where the rename is already durable enough, so failure here is not an error.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-fn write_synced(tmp: &Path, tensors: &BTreeMap<String, HostTensor>) -> Result<(), CheckpointError> {
     let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
     let views = tensors.iter().map(|(k, t)| (k.as_str(), F32View(t)));
-    safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|e| {
-        CheckpointError::Serialize {
-            path: tmp.to_owned(),
+    let bytes =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Serialize {
+            path: path.to_owned(),
             reason: e.to_string(),
-        }
-    })?;
-    let file = std::fs::File::open(tmp).map_err(|source| CheckpointError::Write {
-        path: tmp.to_owned(),
-        source,
-    })?;
-    file.sync_all().map_err(|source| CheckpointError::Write {
-        path: tmp.to_owned(),
+        })?;
+    crate::atomic_file::write_atomic(path, &bytes).map_err(|source| CheckpointError::Write {
+        path: path.to_owned(),
         source,
     })
 }

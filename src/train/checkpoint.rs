@@ -64,11 +64,7 @@ pub fn categories_json(categories: &[Category]) -> serde_json::Value {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(|e| file_err(path, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| file_err(path, e))
+    crate::atomic_file::write_synced(path, bytes).map_err(|e| file_err(path, e))
 }
 
 /// Writes a checkpoint into `<run>/checkpoint/` atomically (see the module docs).
@@ -102,9 +98,7 @@ pub fn save(run: &Path, saved: &Saved, categories: Option<&[Category]>) -> Resul
         std::fs::rename(&dst, &old).map_err(|e| file_err(&dst, e))?;
     }
     std::fs::rename(&tmp, &dst).map_err(|e| file_err(&tmp, e))?;
-    if let Ok(d) = std::fs::File::open(run) {
-        let _ = d.sync_all();
-    }
+    crate::atomic_file::sync_dir(run);
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| file_err(&old, e))?;
     }
