@@ -313,3 +313,58 @@ fn profile_table_lists_every_op() {
         assert!(table.contains(op), "{table}");
     }
 }
+
+/// A training step's shape: the host reads `h = (x·w)²` after the first phase, sets a seed
+/// `s` from it, and the second phase computes `Σ h·s` and the gradient. The split run equals
+/// one whole run with the same seed, and misuse is an error.
+#[test]
+fn split_run_reads_between_phases() {
+    let rt = testing::runtime();
+    let n = 37;
+    let mut g = graph();
+    let x = g.input("x", &[n]).unwrap();
+    let s = g.input("s", &[n]).unwrap();
+    let w = g.param("w", &[n]).unwrap();
+    let xw = g.apply1(TMul, &[x, w]).unwrap();
+    let h = g.apply1(TMul, &[xw, xw]).unwrap();
+    let hs = g.apply1(TMul, &[h, s]).unwrap();
+    let loss = g.apply1(TSum, &[hs]).unwrap();
+    g.backward(loss).unwrap();
+    let mut rng = testing::rng(testing::seed());
+    let xd = testing::uniform(&mut rng, n, -1.0, 1.0);
+    let wd = testing::uniform(&mut rng, n, -1.0, 1.0);
+
+    let mut exe = Executable::compile(rt, &g, &[loss, h], &CompileOptions::training()).unwrap();
+    assert!(matches!(exe.run_first_phase(), Err(GraphError::NotSplit)));
+    // `loss` depends on the seed: it cannot be read between the phases.
+    assert!(matches!(
+        exe.split_before_inputs(&g, &["s"], &[loss]),
+        Err(GraphError::NotAnOutput { .. })
+    ));
+    exe.split_before_inputs(&g, &["s"], &[h]).unwrap();
+    exe.set_param("w", &wd).unwrap();
+    assert!(matches!(
+        exe.run_first_phase(),
+        Err(GraphError::InputNotSet(name)) if name == "x"
+    ));
+    exe.set_input("x", &xd).unwrap();
+    exe.run_first_phase().unwrap();
+    let hd = exe.read(h).unwrap();
+    let want_h: Vec<f32> = xd.iter().zip(&wd).map(|(a, b)| (a * b) * (a * b)).collect();
+    testing::assert_close("h", 0, &hd, &want_h, 1e-6);
+    // The seed is computed on the host from what the first phase produced.
+    let sd: Vec<f32> = hd.iter().map(|v| 1.0 - v).collect();
+    exe.set_input("s", &sd).unwrap();
+    exe.run_second_phase().unwrap();
+    let split_loss = exe.read(loss).unwrap();
+    let split_grad = rt.download(exe.grad("w").unwrap().unwrap()).unwrap();
+
+    let mut whole = Executable::compile(rt, &g, &[loss, h], &CompileOptions::training()).unwrap();
+    whole.set_param("w", &wd).unwrap();
+    let got = whole
+        .run_with(&[("x", xd.as_slice().into()), ("s", sd.as_slice().into())])
+        .unwrap();
+    let grad = rt.download(whole.grad("w").unwrap().unwrap()).unwrap();
+    assert_eq!(split_loss, got[0]);
+    assert_eq!(split_grad, grad);
+}

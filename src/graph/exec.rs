@@ -110,6 +110,13 @@ pub struct Executable {
     /// The graph's dispatches, then any appended ones (the optimizer's).
     dispatches: Vec<Dispatch>,
     graph_dispatches: usize,
+    /// Dispatches of the steps that do not depend on the inputs named by
+    /// [`Executable::split_before_inputs`] (the forward of a training step); `None`: unsplit.
+    first_phase: Option<usize>,
+    /// The inputs only the second phase reads.
+    second_phase_inputs: Vec<String>,
+    /// Graph dispatches before each step (steps without dispatches repeat the count).
+    step_dispatch_start: Vec<usize>,
     /// (op name, node label) of each dispatch, for profiles.
     owners: Vec<(String, String)>,
     params: Vec<(Leaf, ParamKind, Option<Value>)>,
@@ -200,7 +207,9 @@ impl Executable {
         let mut dispatches = Vec::new();
         let mut owners = Vec::new();
         let mut scratch = Vec::new();
+        let mut step_dispatch_start = Vec::with_capacity(plan.steps().len());
         for (s, &id) in plan.steps().iter().enumerate() {
+            step_dispatch_start.push(dispatches.len());
             let node = g.node(id);
             let op = node.op().expect("steps are op nodes");
             if op.view_of().is_some() {
@@ -237,6 +246,9 @@ impl Executable {
             infos: g.values.iter().map(|v| v.info.clone()).collect(),
             tensors,
             graph_dispatches: dispatches.len(),
+            first_phase: None,
+            second_phase_inputs: Vec::new(),
+            step_dispatch_start,
             dispatches,
             owners,
             params,
@@ -359,6 +371,77 @@ impl Executable {
                 })
             })
             .collect()
+    }
+
+    /// Splits the run into two phases at the first step that depends on any of `inputs`:
+    /// [`Executable::run_first_phase`] runs the steps before it (a training step's forward),
+    /// after which outputs computed there can be read and those inputs set;
+    /// [`Executable::run_second_phase`] runs the rest and the appended dispatches. Needs the
+    /// graph `g` this was compiled from. Steps run in the compiled order, so the buffer plan
+    /// holds; an output read between the phases must come from the first one (checked).
+    pub fn split_before_inputs(
+        &mut self,
+        g: &Graph,
+        inputs: &[&str],
+        read_between: &[Value],
+    ) -> Result<()> {
+        let mut depends = vec![false; g.num_values()];
+        for name in inputs {
+            let v = g.by_name(name).ok_or_else(|| GraphError::UnknownName {
+                kind: "input",
+                name: (*name).into(),
+            })?;
+            depends[v.index()] = true;
+        }
+        let mut split = self.plan.steps().len();
+        for (s, &id) in self.plan.steps().iter().enumerate() {
+            let node = g.node(id);
+            if node.inputs().iter().any(|v| depends[v.index()]) {
+                for v in &node.outputs {
+                    depends[v.index()] = true;
+                }
+                split = split.min(s);
+            }
+        }
+        for &v in read_between {
+            let made_later = self.plan.steps()[split..]
+                .iter()
+                .any(|&id| g.node(id).outputs.contains(&v));
+            if depends[v.index()] || made_later || !self.plan.outputs.contains(&v) {
+                return Err(GraphError::NotAnOutput { value: v });
+            }
+        }
+        self.second_phase_inputs = inputs.iter().map(|n| n.to_string()).collect();
+        self.first_phase = Some(
+            self.step_dispatch_start
+                .get(split)
+                .copied()
+                .unwrap_or(self.graph_dispatches),
+        );
+        Ok(())
+    }
+
+    /// The first phase of a split run (see [`Executable::split_before_inputs`]): one submit.
+    /// Inputs of the second phase need not be set yet.
+    pub fn run_first_phase(&self) -> Result<()> {
+        let k = self.first_phase.ok_or(GraphError::NotSplit)?;
+        if let Some((l, _, _)) = self.params.iter().find(|(l, _, _)| l.live && !l.set) {
+            return Err(GraphError::ParamNotSet(l.name.clone()));
+        }
+        let later = |l: &Leaf| self.second_phase_inputs.contains(&l.name);
+        if let Some(l) = self.inputs.iter().find(|l| l.live && !l.set && !later(l)) {
+            return Err(GraphError::InputNotSet(l.name.clone()));
+        }
+        self.rt.run(&self.dispatches[..k]);
+        Ok(())
+    }
+
+    /// The second phase of a split run, appended dispatches included: one submit.
+    pub fn run_second_phase(&self) -> Result<()> {
+        let k = self.first_phase.ok_or(GraphError::NotSplit)?;
+        self.check_ready()?;
+        self.rt.run(&self.dispatches[k..]);
+        Ok(())
     }
 
     /// Adds dispatches (e.g. the optimizer's) that run after the graph in the same submit.

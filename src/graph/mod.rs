@@ -86,6 +86,9 @@ pub enum GraphError {
     #[error("value {value} was not requested as an output when the plan was compiled")]
     NotAnOutput { value: Value },
 
+    #[error("the executable was not split into phases (see Executable::split_before_inputs)")]
+    NotSplit,
+
     #[error("node {node} ({op}): {source}")]
     Kernel {
         node: String,

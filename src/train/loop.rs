@@ -396,7 +396,6 @@ pub struct Trainer {
     categories: Option<Vec<Category>>,
     source: Arc<dyn SampleSource>,
     val: Option<Arc<dyn SampleSource>>,
-    forward: Executable,
     fwd_outputs: Vec<Value>,
     train: Executable,
     opt: AdamW,
@@ -519,7 +518,8 @@ impl Trainer {
         };
         let (b, s) = (cfg.batch_size, cfg.image_size);
 
-        // Forward-only graph for matching, and forward + seeded backward for training.
+        // One executable, run in two phases: the forward (whose logits the host matches and
+        // scores), then the backward seeded with the loss gradients of those logits, and AdamW.
         let mut g = Graph::new();
         let net = network::build(&mut g, &model, b, s, s)?;
         let mut fwd_outputs = Vec::new();
@@ -527,10 +527,19 @@ impl Trainer {
             fwd_outputs.push(p.class_logits);
             fwd_outputs.push(p.mask_logits);
         }
-        let forward = Executable::compile(rt, &g, &fwd_outputs, &CompileOptions::inference())?;
         let seed = attach_logit_gradients(&mut g, &net.predictions)?;
         g.backward(seed)?;
-        let mut train = Executable::compile(rt, &g, &[seed], &CompileOptions::training())?;
+        let mut outputs = vec![seed];
+        outputs.extend(&fwd_outputs);
+        let mut train = Executable::compile(rt, &g, &outputs, &CompileOptions::training())?;
+        let seed_inputs: Vec<String> = (0..net.predictions.len())
+            .flat_map(|k| {
+                let (c, m) = seed_names(k);
+                [c, m]
+            })
+            .collect();
+        let seed_refs: Vec<&str> = seed_inputs.iter().map(String::as_str).collect();
+        train.split_before_inputs(&g, &seed_refs, &fwd_outputs)?;
         let params: Vec<(String, Vec<usize>, ParamKind)> = g
             .params()
             .map(|(n, v, k)| (n.to_string(), g.shape(v).to_vec(), k))
@@ -562,7 +571,6 @@ impl Trainer {
             categories,
             source,
             val,
-            forward,
             fwd_outputs,
             train,
             opt,
@@ -593,7 +601,6 @@ impl Trainer {
                 });
             }
             self.train.set_param(name, &t.data)?;
-            self.forward.set_param(name, &t.data)?;
         }
         Ok(())
     }
@@ -614,14 +621,14 @@ impl Trainer {
         self.step >= self.cfg.steps
     }
 
+    /// The first phase of the training executable (the forward) and its logits.
     fn forward_logits(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
-        self.forward
-            .set_input(PIXEL_VALUES, HostData::F32(pixels))?;
-        self.forward.run()?;
+        self.train.set_input(PIXEL_VALUES, HostData::F32(pixels))?;
+        self.train.run_first_phase()?;
         Ok(self
             .fwd_outputs
             .iter()
-            .map(|&v| self.forward.read(v))
+            .map(|&v| self.train.read(v))
             .collect::<crate::graph::Result<Vec<_>>>()?)
     }
 
@@ -709,7 +716,7 @@ impl Trainer {
                 checkpoint: last_good(),
             });
         }
-        self.train.set_input(PIXEL_VALUES, HostData::F32(&pixels))?;
+        // The forward's activations are still in place: only the backward and AdamW run now.
         for (k, gr) in out.grads.iter().enumerate() {
             let (cn, mn) = seed_names(k);
             self.train.set_input(&cn, HostData::F32(&gr.class_logits))?;
@@ -717,7 +724,7 @@ impl Trainer {
         }
         let lr = self.schedule.lr(step);
         self.opt.begin_step(lr);
-        self.train.run()?;
+        self.train.run_second_phase()?;
         let grad_norm = self.opt.grad_norm()?;
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
@@ -730,7 +737,6 @@ impl Trainer {
                 checkpoint: last_good(),
             });
         }
-        self.sync_forward_params();
         self.step += 1;
         let seconds = start.elapsed().as_secs_f64();
         let report = StepReport {
@@ -758,22 +764,6 @@ impl Trainer {
     }
 
     /// Copies the trained parameters into the forward executable (on the device).
-    fn sync_forward_params(&self) {
-        let mut enc = self
-            .rt
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("sync forward parameters"),
-            });
-        for (name, _, _) in &self.params {
-            let (Ok(src), Ok(dst)) = (self.train.param(name), self.forward.param(name)) else {
-                unreachable!("both executables are built from one graph");
-            };
-            enc.copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, Some(src.size_bytes()));
-        }
-        self.rt.queue().submit([enc.finish()]);
-    }
-
     /// The loss on the validation images (synthetic data only; fixed points), averaged over
     /// batches; appended to `eval.jsonl`.
     pub fn evaluate(&mut self) -> Result<Option<f64>> {
@@ -933,7 +923,6 @@ impl Trainer {
     /// Overwrites a parameter (model surgery, tests); the optimizer state is kept.
     pub fn set_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
         self.train.set_param(name, data)?;
-        self.forward.set_param(name, data)?;
         Ok(())
     }
 
