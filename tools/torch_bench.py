@@ -8,6 +8,7 @@ The model is `facebook/mask2former-swin-tiny-coco-panoptic`'s architecture (Swin
 9 masked-attention layers, 12544 loss points), built from its config with random weights: no download.
 
 Run:  .venv/bin/python tools/torch_bench.py [--runs N] [--json out.json]
+      [--config assets/demo-config.json --forward-sizes 128x128 --train-size 128 --batch 2 --num-points 1024]
 """
 
 from __future__ import annotations
@@ -76,11 +77,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=str, default=None)
+    parser.add_argument("--config", type=str, default=None,
+                        help="a Mask2Former config.json (default: the Swin-T official shape)")
+    parser.add_argument("--forward-sizes", type=str, default="384x384,800x1088",
+                        help="comma-separated HxW for the eval forward ('' for none)")
+    parser.add_argument("--train-size", type=int, default=384, help="square training crop")
+    parser.add_argument("--batch", type=int, default=1, help="training batch size")
+    parser.add_argument("--num-points", type=int, default=None, help="override train_num_points")
     args = parser.parse_args()
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    model = Mask2FormerForUniversalSegmentation(swin_tiny_config())
+    cfg = Mask2FormerConfig.from_json_file(args.config) if args.config else swin_tiny_config()
+    if args.num_points:
+        cfg.train_num_points = args.num_points
+    model = Mask2FormerForUniversalSegmentation(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     results: dict = {
         "torch": torch.__version__,
@@ -92,11 +103,12 @@ def main() -> None:
     }
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     results["load_average_1m"] = load
-    print(f"Swin-T Mask2Former, {n_params / 1e6:.2f}M parameters, torch threads {torch.get_num_threads()}, "
+    print(f"{args.config or 'Swin-T'} Mask2Former, {n_params / 1e6:.2f}M parameters, torch threads {torch.get_num_threads()}, "
           f"load average {load:.1f} on {os.cpu_count()} CPUs")
 
     model.eval()
-    for h, w in [(384, 384), (800, 1088)]:
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.forward_sizes.split(",") if s]
+    for h, w in sizes:
         x = torch.randn(1, 3, h, w)
 
         def forward():
@@ -108,8 +120,11 @@ def main() -> None:
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-    x = torch.randn(1, 3, 384, 384)
-    mask_labels, class_labels = targets(384, 384)
+    t = args.train_size
+    x = torch.randn(args.batch, 3, t, t)
+    mask_labels, class_labels = targets(t, t)
+    class_labels = [c % cfg.num_labels for c in class_labels]
+    mask_labels, class_labels = mask_labels * args.batch, class_labels * args.batch
 
     def train_step():
         opt.zero_grad(set_to_none=True)
@@ -117,7 +132,7 @@ def main() -> None:
         out.loss.backward()
         opt.step()
 
-    report(results, "train_step_384x384", *timed(train_step, args.runs))
+    report(results, f"train_step_{t}x{t}_batch{args.batch}", *timed(train_step, args.runs))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
