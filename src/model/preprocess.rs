@@ -95,9 +95,11 @@ impl PreprocessConfig {
                     .get("shortest_edge")
                     .ok_or("`size` has no `shortest_edge`")?;
                 cfg.shortest_edge = uint("size.shortest_edge", se)?;
-                if let Some(le) = m.get("longest_edge") {
-                    cfg.longest_edge = Some(uint("size.longest_edge", le)?);
-                }
+                // In this form a missing longest_edge means no cap (transformers' semantics).
+                cfg.longest_edge = match m.get("longest_edge") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(le) => Some(uint("size.longest_edge", le)?),
+                };
             }
             Some(x) => return Err(format!("`size` must be a number or an object, found {x}")),
         }
