@@ -1,10 +1,12 @@
 // Batched matmul with a fused epilogue: C[b] = act(alpha·op(A[b])·op(B[b]) + bias + beta·C[b]).
 //
-// Three variants share the bindings, the parameter block and the epilogue:
+// The variants share the bindings, the parameter block and the epilogue:
 // - `naive`:    one output per thread; the specification ported straight from reference.rs.
 // - `regblock`: for CPU adapters (lavapipe): each thread owns an 8×16 register block, no workgroup
 //               memory and no barriers (each barrier makes llvmpipe switch coroutines), vec4 loads
 //               where the layout allows (A_MODE / B_MODE override constants).
+// - `regblock_vec`: the same scheme with a 24×16 block and a single vec4 code path (row-major A
+//               and B, K and N multiples of 4), small enough for lavapipe's JIT (~12 s once).
 // - `tiled`:    for GPUs: 64×64 workgroup tiles staged through workgroup memory, 4×4 per thread.
 //
 // Operands are addressed through strides, so transposes, broadcast batches (stride 0) and
