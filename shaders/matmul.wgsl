@@ -1,10 +1,12 @@
 // Batched matmul with a fused epilogue: C[b] = act(alpha·op(A[b])·op(B[b]) + bias + beta·C[b]).
 //
-// Three variants share the bindings, the parameter block and the epilogue:
+// The variants share the bindings, the parameter block and the epilogue:
 // - `naive`:    one output per thread; the specification ported straight from reference.rs.
 // - `regblock`: for CPU adapters (lavapipe): each thread owns an 8×16 register block, no workgroup
 //               memory and no barriers (each barrier makes llvmpipe switch coroutines), vec4 loads
 //               where the layout allows (A_MODE / B_MODE override constants).
+// - `regblock_vec`: the same scheme with a 24×16 block and a single vec4 code path (row-major A
+//               and B, K and N multiples of 4), small enough for lavapipe's JIT (~12 s once).
 // - `tiled`:    for GPUs: 64×64 workgroup tiles staged through workgroup memory, 4×4 per thread.
 //
 // Operands are addressed through strides, so transposes, broadcast batches (stride 0) and
@@ -442,6 +444,316 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
     acc[31u] = c7_3;
     let nv = min(p.n - n0, 16u);
     for (var i = 0u; i < min(p.m - m0, 8u); i++) {
+        store4(bz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
+        store4(bz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
+        store4(bz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);
+        store4(bz, m0 + i, n0 + 12u, nv - min(nv, 12u), acc[i * 4u + 3u]);
+    }
+}
+
+// regblock_vec: 24×16 outputs per thread, workgroup 8×8 = 192×128 outputs.
+// Row-major A and B only (A_MODE = B_MODE = 1 layouts), K a multiple of 4.
+@compute @workgroup_size(8, 8, 1)
+fn regblock_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let n0 = (wg.x * 8u + lid.x) * 16u;
+    let m0 = (wg.y * 8u + lid.y) * 24u;
+    let bz = wg.z;
+    // No barriers in this kernel, so threads past the edge may leave early.
+    if (m0 >= p.m || n0 >= p.n) {
+        return;
+    }
+    // Everything in vec4 units. Rows and column groups past the edge are clamped to the last
+    // valid one (N is a multiple of 4, so a group is all valid or all past the edge); those
+    // results are dropped by the store's bounds check.
+    let a4 = (p.a_off + bz * p.a_bs) >> 2u;
+    let b4 = (p.b_off + bz * p.b_bs) >> 2u;
+    let ars = p.a_rs >> 2u;
+    let brs = p.b_rs >> 2u;
+    let ar0 = a4 + min(m0 + 0u, p.m - 1u) * ars;
+    let ar1 = a4 + min(m0 + 1u, p.m - 1u) * ars;
+    let ar2 = a4 + min(m0 + 2u, p.m - 1u) * ars;
+    let ar3 = a4 + min(m0 + 3u, p.m - 1u) * ars;
+    let ar4 = a4 + min(m0 + 4u, p.m - 1u) * ars;
+    let ar5 = a4 + min(m0 + 5u, p.m - 1u) * ars;
+    let ar6 = a4 + min(m0 + 6u, p.m - 1u) * ars;
+    let ar7 = a4 + min(m0 + 7u, p.m - 1u) * ars;
+    let ar8 = a4 + min(m0 + 8u, p.m - 1u) * ars;
+    let ar9 = a4 + min(m0 + 9u, p.m - 1u) * ars;
+    let ar10 = a4 + min(m0 + 10u, p.m - 1u) * ars;
+    let ar11 = a4 + min(m0 + 11u, p.m - 1u) * ars;
+    let ar12 = a4 + min(m0 + 12u, p.m - 1u) * ars;
+    let ar13 = a4 + min(m0 + 13u, p.m - 1u) * ars;
+    let ar14 = a4 + min(m0 + 14u, p.m - 1u) * ars;
+    let ar15 = a4 + min(m0 + 15u, p.m - 1u) * ars;
+    let ar16 = a4 + min(m0 + 16u, p.m - 1u) * ars;
+    let ar17 = a4 + min(m0 + 17u, p.m - 1u) * ars;
+    let ar18 = a4 + min(m0 + 18u, p.m - 1u) * ars;
+    let ar19 = a4 + min(m0 + 19u, p.m - 1u) * ars;
+    let ar20 = a4 + min(m0 + 20u, p.m - 1u) * ars;
+    let ar21 = a4 + min(m0 + 21u, p.m - 1u) * ars;
+    let ar22 = a4 + min(m0 + 22u, p.m - 1u) * ars;
+    let ar23 = a4 + min(m0 + 23u, p.m - 1u) * ars;
+    let bn0 = b4 + (min(n0 + 0u, p.n - 4u) >> 2u);
+    let bn1 = b4 + (min(n0 + 4u, p.n - 4u) >> 2u);
+    let bn2 = b4 + (min(n0 + 8u, p.n - 4u) >> 2u);
+    let bn3 = b4 + (min(n0 + 12u, p.n - 4u) >> 2u);
+    // c{i}_{h} holds C[m0 + i][n0 + 4h .. n0 + 4h + 4].
+    var c0_0 = vec4<f32>(0.0); var c0_1 = vec4<f32>(0.0); var c0_2 = vec4<f32>(0.0); var c0_3 = vec4<f32>(0.0);
+    var c1_0 = vec4<f32>(0.0); var c1_1 = vec4<f32>(0.0); var c1_2 = vec4<f32>(0.0); var c1_3 = vec4<f32>(0.0);
+    var c2_0 = vec4<f32>(0.0); var c2_1 = vec4<f32>(0.0); var c2_2 = vec4<f32>(0.0); var c2_3 = vec4<f32>(0.0);
+    var c3_0 = vec4<f32>(0.0); var c3_1 = vec4<f32>(0.0); var c3_2 = vec4<f32>(0.0); var c3_3 = vec4<f32>(0.0);
+    var c4_0 = vec4<f32>(0.0); var c4_1 = vec4<f32>(0.0); var c4_2 = vec4<f32>(0.0); var c4_3 = vec4<f32>(0.0);
+    var c5_0 = vec4<f32>(0.0); var c5_1 = vec4<f32>(0.0); var c5_2 = vec4<f32>(0.0); var c5_3 = vec4<f32>(0.0);
+    var c6_0 = vec4<f32>(0.0); var c6_1 = vec4<f32>(0.0); var c6_2 = vec4<f32>(0.0); var c6_3 = vec4<f32>(0.0);
+    var c7_0 = vec4<f32>(0.0); var c7_1 = vec4<f32>(0.0); var c7_2 = vec4<f32>(0.0); var c7_3 = vec4<f32>(0.0);
+    var c8_0 = vec4<f32>(0.0); var c8_1 = vec4<f32>(0.0); var c8_2 = vec4<f32>(0.0); var c8_3 = vec4<f32>(0.0);
+    var c9_0 = vec4<f32>(0.0); var c9_1 = vec4<f32>(0.0); var c9_2 = vec4<f32>(0.0); var c9_3 = vec4<f32>(0.0);
+    var c10_0 = vec4<f32>(0.0); var c10_1 = vec4<f32>(0.0); var c10_2 = vec4<f32>(0.0); var c10_3 = vec4<f32>(0.0);
+    var c11_0 = vec4<f32>(0.0); var c11_1 = vec4<f32>(0.0); var c11_2 = vec4<f32>(0.0); var c11_3 = vec4<f32>(0.0);
+    var c12_0 = vec4<f32>(0.0); var c12_1 = vec4<f32>(0.0); var c12_2 = vec4<f32>(0.0); var c12_3 = vec4<f32>(0.0);
+    var c13_0 = vec4<f32>(0.0); var c13_1 = vec4<f32>(0.0); var c13_2 = vec4<f32>(0.0); var c13_3 = vec4<f32>(0.0);
+    var c14_0 = vec4<f32>(0.0); var c14_1 = vec4<f32>(0.0); var c14_2 = vec4<f32>(0.0); var c14_3 = vec4<f32>(0.0);
+    var c15_0 = vec4<f32>(0.0); var c15_1 = vec4<f32>(0.0); var c15_2 = vec4<f32>(0.0); var c15_3 = vec4<f32>(0.0);
+    var c16_0 = vec4<f32>(0.0); var c16_1 = vec4<f32>(0.0); var c16_2 = vec4<f32>(0.0); var c16_3 = vec4<f32>(0.0);
+    var c17_0 = vec4<f32>(0.0); var c17_1 = vec4<f32>(0.0); var c17_2 = vec4<f32>(0.0); var c17_3 = vec4<f32>(0.0);
+    var c18_0 = vec4<f32>(0.0); var c18_1 = vec4<f32>(0.0); var c18_2 = vec4<f32>(0.0); var c18_3 = vec4<f32>(0.0);
+    var c19_0 = vec4<f32>(0.0); var c19_1 = vec4<f32>(0.0); var c19_2 = vec4<f32>(0.0); var c19_3 = vec4<f32>(0.0);
+    var c20_0 = vec4<f32>(0.0); var c20_1 = vec4<f32>(0.0); var c20_2 = vec4<f32>(0.0); var c20_3 = vec4<f32>(0.0);
+    var c21_0 = vec4<f32>(0.0); var c21_1 = vec4<f32>(0.0); var c21_2 = vec4<f32>(0.0); var c21_3 = vec4<f32>(0.0);
+    var c22_0 = vec4<f32>(0.0); var c22_1 = vec4<f32>(0.0); var c22_2 = vec4<f32>(0.0); var c22_3 = vec4<f32>(0.0);
+    var c23_0 = vec4<f32>(0.0); var c23_1 = vec4<f32>(0.0); var c23_2 = vec4<f32>(0.0); var c23_3 = vec4<f32>(0.0);
+    for (var kq = 0u; kq < (p.k >> 2u); kq++) {
+        // a{i} = A[m0 + i][4kq .. 4kq + 4]; b{kk}_{h} = B[4kq + kk][n0 + 4h .. n0 + 4h + 4]
+        let a0 = a[ar0 + kq];
+        let a1 = a[ar1 + kq];
+        let a2 = a[ar2 + kq];
+        let a3 = a[ar3 + kq];
+        let a4 = a[ar4 + kq];
+        let a5 = a[ar5 + kq];
+        let a6 = a[ar6 + kq];
+        let a7 = a[ar7 + kq];
+        let a8 = a[ar8 + kq];
+        let a9 = a[ar9 + kq];
+        let a10 = a[ar10 + kq];
+        let a11 = a[ar11 + kq];
+        let a12 = a[ar12 + kq];
+        let a13 = a[ar13 + kq];
+        let a14 = a[ar14 + kq];
+        let a15 = a[ar15 + kq];
+        let a16 = a[ar16 + kq];
+        let a17 = a[ar17 + kq];
+        let a18 = a[ar18 + kq];
+        let a19 = a[ar19 + kq];
+        let a20 = a[ar20 + kq];
+        let a21 = a[ar21 + kq];
+        let a22 = a[ar22 + kq];
+        let a23 = a[ar23 + kq];
+        let row0 = (kq * 4u + 0u) * brs;
+        let b0_0 = b[row0 + bn0]; let b0_1 = b[row0 + bn1]; let b0_2 = b[row0 + bn2]; let b0_3 = b[row0 + bn3];
+        let row1 = (kq * 4u + 1u) * brs;
+        let b1_0 = b[row1 + bn0]; let b1_1 = b[row1 + bn1]; let b1_2 = b[row1 + bn2]; let b1_3 = b[row1 + bn3];
+        let row2 = (kq * 4u + 2u) * brs;
+        let b2_0 = b[row2 + bn0]; let b2_1 = b[row2 + bn1]; let b2_2 = b[row2 + bn2]; let b2_3 = b[row2 + bn3];
+        let row3 = (kq * 4u + 3u) * brs;
+        let b3_0 = b[row3 + bn0]; let b3_1 = b[row3 + bn1]; let b3_2 = b[row3 + bn2]; let b3_3 = b[row3 + bn3];
+        c0_0 = fma(vec4<f32>(a0.w), b3_0, fma(vec4<f32>(a0.z), b2_0, fma(vec4<f32>(a0.y), b1_0, fma(vec4<f32>(a0.x), b0_0, c0_0))));
+        c0_1 = fma(vec4<f32>(a0.w), b3_1, fma(vec4<f32>(a0.z), b2_1, fma(vec4<f32>(a0.y), b1_1, fma(vec4<f32>(a0.x), b0_1, c0_1))));
+        c0_2 = fma(vec4<f32>(a0.w), b3_2, fma(vec4<f32>(a0.z), b2_2, fma(vec4<f32>(a0.y), b1_2, fma(vec4<f32>(a0.x), b0_2, c0_2))));
+        c0_3 = fma(vec4<f32>(a0.w), b3_3, fma(vec4<f32>(a0.z), b2_3, fma(vec4<f32>(a0.y), b1_3, fma(vec4<f32>(a0.x), b0_3, c0_3))));
+        c1_0 = fma(vec4<f32>(a1.w), b3_0, fma(vec4<f32>(a1.z), b2_0, fma(vec4<f32>(a1.y), b1_0, fma(vec4<f32>(a1.x), b0_0, c1_0))));
+        c1_1 = fma(vec4<f32>(a1.w), b3_1, fma(vec4<f32>(a1.z), b2_1, fma(vec4<f32>(a1.y), b1_1, fma(vec4<f32>(a1.x), b0_1, c1_1))));
+        c1_2 = fma(vec4<f32>(a1.w), b3_2, fma(vec4<f32>(a1.z), b2_2, fma(vec4<f32>(a1.y), b1_2, fma(vec4<f32>(a1.x), b0_2, c1_2))));
+        c1_3 = fma(vec4<f32>(a1.w), b3_3, fma(vec4<f32>(a1.z), b2_3, fma(vec4<f32>(a1.y), b1_3, fma(vec4<f32>(a1.x), b0_3, c1_3))));
+        c2_0 = fma(vec4<f32>(a2.w), b3_0, fma(vec4<f32>(a2.z), b2_0, fma(vec4<f32>(a2.y), b1_0, fma(vec4<f32>(a2.x), b0_0, c2_0))));
+        c2_1 = fma(vec4<f32>(a2.w), b3_1, fma(vec4<f32>(a2.z), b2_1, fma(vec4<f32>(a2.y), b1_1, fma(vec4<f32>(a2.x), b0_1, c2_1))));
+        c2_2 = fma(vec4<f32>(a2.w), b3_2, fma(vec4<f32>(a2.z), b2_2, fma(vec4<f32>(a2.y), b1_2, fma(vec4<f32>(a2.x), b0_2, c2_2))));
+        c2_3 = fma(vec4<f32>(a2.w), b3_3, fma(vec4<f32>(a2.z), b2_3, fma(vec4<f32>(a2.y), b1_3, fma(vec4<f32>(a2.x), b0_3, c2_3))));
+        c3_0 = fma(vec4<f32>(a3.w), b3_0, fma(vec4<f32>(a3.z), b2_0, fma(vec4<f32>(a3.y), b1_0, fma(vec4<f32>(a3.x), b0_0, c3_0))));
+        c3_1 = fma(vec4<f32>(a3.w), b3_1, fma(vec4<f32>(a3.z), b2_1, fma(vec4<f32>(a3.y), b1_1, fma(vec4<f32>(a3.x), b0_1, c3_1))));
+        c3_2 = fma(vec4<f32>(a3.w), b3_2, fma(vec4<f32>(a3.z), b2_2, fma(vec4<f32>(a3.y), b1_2, fma(vec4<f32>(a3.x), b0_2, c3_2))));
+        c3_3 = fma(vec4<f32>(a3.w), b3_3, fma(vec4<f32>(a3.z), b2_3, fma(vec4<f32>(a3.y), b1_3, fma(vec4<f32>(a3.x), b0_3, c3_3))));
+        c4_0 = fma(vec4<f32>(a4.w), b3_0, fma(vec4<f32>(a4.z), b2_0, fma(vec4<f32>(a4.y), b1_0, fma(vec4<f32>(a4.x), b0_0, c4_0))));
+        c4_1 = fma(vec4<f32>(a4.w), b3_1, fma(vec4<f32>(a4.z), b2_1, fma(vec4<f32>(a4.y), b1_1, fma(vec4<f32>(a4.x), b0_1, c4_1))));
+        c4_2 = fma(vec4<f32>(a4.w), b3_2, fma(vec4<f32>(a4.z), b2_2, fma(vec4<f32>(a4.y), b1_2, fma(vec4<f32>(a4.x), b0_2, c4_2))));
+        c4_3 = fma(vec4<f32>(a4.w), b3_3, fma(vec4<f32>(a4.z), b2_3, fma(vec4<f32>(a4.y), b1_3, fma(vec4<f32>(a4.x), b0_3, c4_3))));
+        c5_0 = fma(vec4<f32>(a5.w), b3_0, fma(vec4<f32>(a5.z), b2_0, fma(vec4<f32>(a5.y), b1_0, fma(vec4<f32>(a5.x), b0_0, c5_0))));
+        c5_1 = fma(vec4<f32>(a5.w), b3_1, fma(vec4<f32>(a5.z), b2_1, fma(vec4<f32>(a5.y), b1_1, fma(vec4<f32>(a5.x), b0_1, c5_1))));
+        c5_2 = fma(vec4<f32>(a5.w), b3_2, fma(vec4<f32>(a5.z), b2_2, fma(vec4<f32>(a5.y), b1_2, fma(vec4<f32>(a5.x), b0_2, c5_2))));
+        c5_3 = fma(vec4<f32>(a5.w), b3_3, fma(vec4<f32>(a5.z), b2_3, fma(vec4<f32>(a5.y), b1_3, fma(vec4<f32>(a5.x), b0_3, c5_3))));
+        c6_0 = fma(vec4<f32>(a6.w), b3_0, fma(vec4<f32>(a6.z), b2_0, fma(vec4<f32>(a6.y), b1_0, fma(vec4<f32>(a6.x), b0_0, c6_0))));
+        c6_1 = fma(vec4<f32>(a6.w), b3_1, fma(vec4<f32>(a6.z), b2_1, fma(vec4<f32>(a6.y), b1_1, fma(vec4<f32>(a6.x), b0_1, c6_1))));
+        c6_2 = fma(vec4<f32>(a6.w), b3_2, fma(vec4<f32>(a6.z), b2_2, fma(vec4<f32>(a6.y), b1_2, fma(vec4<f32>(a6.x), b0_2, c6_2))));
+        c6_3 = fma(vec4<f32>(a6.w), b3_3, fma(vec4<f32>(a6.z), b2_3, fma(vec4<f32>(a6.y), b1_3, fma(vec4<f32>(a6.x), b0_3, c6_3))));
+        c7_0 = fma(vec4<f32>(a7.w), b3_0, fma(vec4<f32>(a7.z), b2_0, fma(vec4<f32>(a7.y), b1_0, fma(vec4<f32>(a7.x), b0_0, c7_0))));
+        c7_1 = fma(vec4<f32>(a7.w), b3_1, fma(vec4<f32>(a7.z), b2_1, fma(vec4<f32>(a7.y), b1_1, fma(vec4<f32>(a7.x), b0_1, c7_1))));
+        c7_2 = fma(vec4<f32>(a7.w), b3_2, fma(vec4<f32>(a7.z), b2_2, fma(vec4<f32>(a7.y), b1_2, fma(vec4<f32>(a7.x), b0_2, c7_2))));
+        c7_3 = fma(vec4<f32>(a7.w), b3_3, fma(vec4<f32>(a7.z), b2_3, fma(vec4<f32>(a7.y), b1_3, fma(vec4<f32>(a7.x), b0_3, c7_3))));
+        c8_0 = fma(vec4<f32>(a8.w), b3_0, fma(vec4<f32>(a8.z), b2_0, fma(vec4<f32>(a8.y), b1_0, fma(vec4<f32>(a8.x), b0_0, c8_0))));
+        c8_1 = fma(vec4<f32>(a8.w), b3_1, fma(vec4<f32>(a8.z), b2_1, fma(vec4<f32>(a8.y), b1_1, fma(vec4<f32>(a8.x), b0_1, c8_1))));
+        c8_2 = fma(vec4<f32>(a8.w), b3_2, fma(vec4<f32>(a8.z), b2_2, fma(vec4<f32>(a8.y), b1_2, fma(vec4<f32>(a8.x), b0_2, c8_2))));
+        c8_3 = fma(vec4<f32>(a8.w), b3_3, fma(vec4<f32>(a8.z), b2_3, fma(vec4<f32>(a8.y), b1_3, fma(vec4<f32>(a8.x), b0_3, c8_3))));
+        c9_0 = fma(vec4<f32>(a9.w), b3_0, fma(vec4<f32>(a9.z), b2_0, fma(vec4<f32>(a9.y), b1_0, fma(vec4<f32>(a9.x), b0_0, c9_0))));
+        c9_1 = fma(vec4<f32>(a9.w), b3_1, fma(vec4<f32>(a9.z), b2_1, fma(vec4<f32>(a9.y), b1_1, fma(vec4<f32>(a9.x), b0_1, c9_1))));
+        c9_2 = fma(vec4<f32>(a9.w), b3_2, fma(vec4<f32>(a9.z), b2_2, fma(vec4<f32>(a9.y), b1_2, fma(vec4<f32>(a9.x), b0_2, c9_2))));
+        c9_3 = fma(vec4<f32>(a9.w), b3_3, fma(vec4<f32>(a9.z), b2_3, fma(vec4<f32>(a9.y), b1_3, fma(vec4<f32>(a9.x), b0_3, c9_3))));
+        c10_0 = fma(vec4<f32>(a10.w), b3_0, fma(vec4<f32>(a10.z), b2_0, fma(vec4<f32>(a10.y), b1_0, fma(vec4<f32>(a10.x), b0_0, c10_0))));
+        c10_1 = fma(vec4<f32>(a10.w), b3_1, fma(vec4<f32>(a10.z), b2_1, fma(vec4<f32>(a10.y), b1_1, fma(vec4<f32>(a10.x), b0_1, c10_1))));
+        c10_2 = fma(vec4<f32>(a10.w), b3_2, fma(vec4<f32>(a10.z), b2_2, fma(vec4<f32>(a10.y), b1_2, fma(vec4<f32>(a10.x), b0_2, c10_2))));
+        c10_3 = fma(vec4<f32>(a10.w), b3_3, fma(vec4<f32>(a10.z), b2_3, fma(vec4<f32>(a10.y), b1_3, fma(vec4<f32>(a10.x), b0_3, c10_3))));
+        c11_0 = fma(vec4<f32>(a11.w), b3_0, fma(vec4<f32>(a11.z), b2_0, fma(vec4<f32>(a11.y), b1_0, fma(vec4<f32>(a11.x), b0_0, c11_0))));
+        c11_1 = fma(vec4<f32>(a11.w), b3_1, fma(vec4<f32>(a11.z), b2_1, fma(vec4<f32>(a11.y), b1_1, fma(vec4<f32>(a11.x), b0_1, c11_1))));
+        c11_2 = fma(vec4<f32>(a11.w), b3_2, fma(vec4<f32>(a11.z), b2_2, fma(vec4<f32>(a11.y), b1_2, fma(vec4<f32>(a11.x), b0_2, c11_2))));
+        c11_3 = fma(vec4<f32>(a11.w), b3_3, fma(vec4<f32>(a11.z), b2_3, fma(vec4<f32>(a11.y), b1_3, fma(vec4<f32>(a11.x), b0_3, c11_3))));
+        c12_0 = fma(vec4<f32>(a12.w), b3_0, fma(vec4<f32>(a12.z), b2_0, fma(vec4<f32>(a12.y), b1_0, fma(vec4<f32>(a12.x), b0_0, c12_0))));
+        c12_1 = fma(vec4<f32>(a12.w), b3_1, fma(vec4<f32>(a12.z), b2_1, fma(vec4<f32>(a12.y), b1_1, fma(vec4<f32>(a12.x), b0_1, c12_1))));
+        c12_2 = fma(vec4<f32>(a12.w), b3_2, fma(vec4<f32>(a12.z), b2_2, fma(vec4<f32>(a12.y), b1_2, fma(vec4<f32>(a12.x), b0_2, c12_2))));
+        c12_3 = fma(vec4<f32>(a12.w), b3_3, fma(vec4<f32>(a12.z), b2_3, fma(vec4<f32>(a12.y), b1_3, fma(vec4<f32>(a12.x), b0_3, c12_3))));
+        c13_0 = fma(vec4<f32>(a13.w), b3_0, fma(vec4<f32>(a13.z), b2_0, fma(vec4<f32>(a13.y), b1_0, fma(vec4<f32>(a13.x), b0_0, c13_0))));
+        c13_1 = fma(vec4<f32>(a13.w), b3_1, fma(vec4<f32>(a13.z), b2_1, fma(vec4<f32>(a13.y), b1_1, fma(vec4<f32>(a13.x), b0_1, c13_1))));
+        c13_2 = fma(vec4<f32>(a13.w), b3_2, fma(vec4<f32>(a13.z), b2_2, fma(vec4<f32>(a13.y), b1_2, fma(vec4<f32>(a13.x), b0_2, c13_2))));
+        c13_3 = fma(vec4<f32>(a13.w), b3_3, fma(vec4<f32>(a13.z), b2_3, fma(vec4<f32>(a13.y), b1_3, fma(vec4<f32>(a13.x), b0_3, c13_3))));
+        c14_0 = fma(vec4<f32>(a14.w), b3_0, fma(vec4<f32>(a14.z), b2_0, fma(vec4<f32>(a14.y), b1_0, fma(vec4<f32>(a14.x), b0_0, c14_0))));
+        c14_1 = fma(vec4<f32>(a14.w), b3_1, fma(vec4<f32>(a14.z), b2_1, fma(vec4<f32>(a14.y), b1_1, fma(vec4<f32>(a14.x), b0_1, c14_1))));
+        c14_2 = fma(vec4<f32>(a14.w), b3_2, fma(vec4<f32>(a14.z), b2_2, fma(vec4<f32>(a14.y), b1_2, fma(vec4<f32>(a14.x), b0_2, c14_2))));
+        c14_3 = fma(vec4<f32>(a14.w), b3_3, fma(vec4<f32>(a14.z), b2_3, fma(vec4<f32>(a14.y), b1_3, fma(vec4<f32>(a14.x), b0_3, c14_3))));
+        c15_0 = fma(vec4<f32>(a15.w), b3_0, fma(vec4<f32>(a15.z), b2_0, fma(vec4<f32>(a15.y), b1_0, fma(vec4<f32>(a15.x), b0_0, c15_0))));
+        c15_1 = fma(vec4<f32>(a15.w), b3_1, fma(vec4<f32>(a15.z), b2_1, fma(vec4<f32>(a15.y), b1_1, fma(vec4<f32>(a15.x), b0_1, c15_1))));
+        c15_2 = fma(vec4<f32>(a15.w), b3_2, fma(vec4<f32>(a15.z), b2_2, fma(vec4<f32>(a15.y), b1_2, fma(vec4<f32>(a15.x), b0_2, c15_2))));
+        c15_3 = fma(vec4<f32>(a15.w), b3_3, fma(vec4<f32>(a15.z), b2_3, fma(vec4<f32>(a15.y), b1_3, fma(vec4<f32>(a15.x), b0_3, c15_3))));
+        c16_0 = fma(vec4<f32>(a16.w), b3_0, fma(vec4<f32>(a16.z), b2_0, fma(vec4<f32>(a16.y), b1_0, fma(vec4<f32>(a16.x), b0_0, c16_0))));
+        c16_1 = fma(vec4<f32>(a16.w), b3_1, fma(vec4<f32>(a16.z), b2_1, fma(vec4<f32>(a16.y), b1_1, fma(vec4<f32>(a16.x), b0_1, c16_1))));
+        c16_2 = fma(vec4<f32>(a16.w), b3_2, fma(vec4<f32>(a16.z), b2_2, fma(vec4<f32>(a16.y), b1_2, fma(vec4<f32>(a16.x), b0_2, c16_2))));
+        c16_3 = fma(vec4<f32>(a16.w), b3_3, fma(vec4<f32>(a16.z), b2_3, fma(vec4<f32>(a16.y), b1_3, fma(vec4<f32>(a16.x), b0_3, c16_3))));
+        c17_0 = fma(vec4<f32>(a17.w), b3_0, fma(vec4<f32>(a17.z), b2_0, fma(vec4<f32>(a17.y), b1_0, fma(vec4<f32>(a17.x), b0_0, c17_0))));
+        c17_1 = fma(vec4<f32>(a17.w), b3_1, fma(vec4<f32>(a17.z), b2_1, fma(vec4<f32>(a17.y), b1_1, fma(vec4<f32>(a17.x), b0_1, c17_1))));
+        c17_2 = fma(vec4<f32>(a17.w), b3_2, fma(vec4<f32>(a17.z), b2_2, fma(vec4<f32>(a17.y), b1_2, fma(vec4<f32>(a17.x), b0_2, c17_2))));
+        c17_3 = fma(vec4<f32>(a17.w), b3_3, fma(vec4<f32>(a17.z), b2_3, fma(vec4<f32>(a17.y), b1_3, fma(vec4<f32>(a17.x), b0_3, c17_3))));
+        c18_0 = fma(vec4<f32>(a18.w), b3_0, fma(vec4<f32>(a18.z), b2_0, fma(vec4<f32>(a18.y), b1_0, fma(vec4<f32>(a18.x), b0_0, c18_0))));
+        c18_1 = fma(vec4<f32>(a18.w), b3_1, fma(vec4<f32>(a18.z), b2_1, fma(vec4<f32>(a18.y), b1_1, fma(vec4<f32>(a18.x), b0_1, c18_1))));
+        c18_2 = fma(vec4<f32>(a18.w), b3_2, fma(vec4<f32>(a18.z), b2_2, fma(vec4<f32>(a18.y), b1_2, fma(vec4<f32>(a18.x), b0_2, c18_2))));
+        c18_3 = fma(vec4<f32>(a18.w), b3_3, fma(vec4<f32>(a18.z), b2_3, fma(vec4<f32>(a18.y), b1_3, fma(vec4<f32>(a18.x), b0_3, c18_3))));
+        c19_0 = fma(vec4<f32>(a19.w), b3_0, fma(vec4<f32>(a19.z), b2_0, fma(vec4<f32>(a19.y), b1_0, fma(vec4<f32>(a19.x), b0_0, c19_0))));
+        c19_1 = fma(vec4<f32>(a19.w), b3_1, fma(vec4<f32>(a19.z), b2_1, fma(vec4<f32>(a19.y), b1_1, fma(vec4<f32>(a19.x), b0_1, c19_1))));
+        c19_2 = fma(vec4<f32>(a19.w), b3_2, fma(vec4<f32>(a19.z), b2_2, fma(vec4<f32>(a19.y), b1_2, fma(vec4<f32>(a19.x), b0_2, c19_2))));
+        c19_3 = fma(vec4<f32>(a19.w), b3_3, fma(vec4<f32>(a19.z), b2_3, fma(vec4<f32>(a19.y), b1_3, fma(vec4<f32>(a19.x), b0_3, c19_3))));
+        c20_0 = fma(vec4<f32>(a20.w), b3_0, fma(vec4<f32>(a20.z), b2_0, fma(vec4<f32>(a20.y), b1_0, fma(vec4<f32>(a20.x), b0_0, c20_0))));
+        c20_1 = fma(vec4<f32>(a20.w), b3_1, fma(vec4<f32>(a20.z), b2_1, fma(vec4<f32>(a20.y), b1_1, fma(vec4<f32>(a20.x), b0_1, c20_1))));
+        c20_2 = fma(vec4<f32>(a20.w), b3_2, fma(vec4<f32>(a20.z), b2_2, fma(vec4<f32>(a20.y), b1_2, fma(vec4<f32>(a20.x), b0_2, c20_2))));
+        c20_3 = fma(vec4<f32>(a20.w), b3_3, fma(vec4<f32>(a20.z), b2_3, fma(vec4<f32>(a20.y), b1_3, fma(vec4<f32>(a20.x), b0_3, c20_3))));
+        c21_0 = fma(vec4<f32>(a21.w), b3_0, fma(vec4<f32>(a21.z), b2_0, fma(vec4<f32>(a21.y), b1_0, fma(vec4<f32>(a21.x), b0_0, c21_0))));
+        c21_1 = fma(vec4<f32>(a21.w), b3_1, fma(vec4<f32>(a21.z), b2_1, fma(vec4<f32>(a21.y), b1_1, fma(vec4<f32>(a21.x), b0_1, c21_1))));
+        c21_2 = fma(vec4<f32>(a21.w), b3_2, fma(vec4<f32>(a21.z), b2_2, fma(vec4<f32>(a21.y), b1_2, fma(vec4<f32>(a21.x), b0_2, c21_2))));
+        c21_3 = fma(vec4<f32>(a21.w), b3_3, fma(vec4<f32>(a21.z), b2_3, fma(vec4<f32>(a21.y), b1_3, fma(vec4<f32>(a21.x), b0_3, c21_3))));
+        c22_0 = fma(vec4<f32>(a22.w), b3_0, fma(vec4<f32>(a22.z), b2_0, fma(vec4<f32>(a22.y), b1_0, fma(vec4<f32>(a22.x), b0_0, c22_0))));
+        c22_1 = fma(vec4<f32>(a22.w), b3_1, fma(vec4<f32>(a22.z), b2_1, fma(vec4<f32>(a22.y), b1_1, fma(vec4<f32>(a22.x), b0_1, c22_1))));
+        c22_2 = fma(vec4<f32>(a22.w), b3_2, fma(vec4<f32>(a22.z), b2_2, fma(vec4<f32>(a22.y), b1_2, fma(vec4<f32>(a22.x), b0_2, c22_2))));
+        c22_3 = fma(vec4<f32>(a22.w), b3_3, fma(vec4<f32>(a22.z), b2_3, fma(vec4<f32>(a22.y), b1_3, fma(vec4<f32>(a22.x), b0_3, c22_3))));
+        c23_0 = fma(vec4<f32>(a23.w), b3_0, fma(vec4<f32>(a23.z), b2_0, fma(vec4<f32>(a23.y), b1_0, fma(vec4<f32>(a23.x), b0_0, c23_0))));
+        c23_1 = fma(vec4<f32>(a23.w), b3_1, fma(vec4<f32>(a23.z), b2_1, fma(vec4<f32>(a23.y), b1_1, fma(vec4<f32>(a23.x), b0_1, c23_1))));
+        c23_2 = fma(vec4<f32>(a23.w), b3_2, fma(vec4<f32>(a23.z), b2_2, fma(vec4<f32>(a23.y), b1_2, fma(vec4<f32>(a23.x), b0_2, c23_2))));
+        c23_3 = fma(vec4<f32>(a23.w), b3_3, fma(vec4<f32>(a23.z), b2_3, fma(vec4<f32>(a23.y), b1_3, fma(vec4<f32>(a23.x), b0_3, c23_3))));
+    }
+    // Epilogue: the accumulators go to a private array once so that the row loop below is
+    // not unrolled (inlined copies of the GELU path would bloat the kernel).
+    var acc: array<vec4<f32>, 96>;
+    acc[0u] = c0_0;
+    acc[1u] = c0_1;
+    acc[2u] = c0_2;
+    acc[3u] = c0_3;
+    acc[4u] = c1_0;
+    acc[5u] = c1_1;
+    acc[6u] = c1_2;
+    acc[7u] = c1_3;
+    acc[8u] = c2_0;
+    acc[9u] = c2_1;
+    acc[10u] = c2_2;
+    acc[11u] = c2_3;
+    acc[12u] = c3_0;
+    acc[13u] = c3_1;
+    acc[14u] = c3_2;
+    acc[15u] = c3_3;
+    acc[16u] = c4_0;
+    acc[17u] = c4_1;
+    acc[18u] = c4_2;
+    acc[19u] = c4_3;
+    acc[20u] = c5_0;
+    acc[21u] = c5_1;
+    acc[22u] = c5_2;
+    acc[23u] = c5_3;
+    acc[24u] = c6_0;
+    acc[25u] = c6_1;
+    acc[26u] = c6_2;
+    acc[27u] = c6_3;
+    acc[28u] = c7_0;
+    acc[29u] = c7_1;
+    acc[30u] = c7_2;
+    acc[31u] = c7_3;
+    acc[32u] = c8_0;
+    acc[33u] = c8_1;
+    acc[34u] = c8_2;
+    acc[35u] = c8_3;
+    acc[36u] = c9_0;
+    acc[37u] = c9_1;
+    acc[38u] = c9_2;
+    acc[39u] = c9_3;
+    acc[40u] = c10_0;
+    acc[41u] = c10_1;
+    acc[42u] = c10_2;
+    acc[43u] = c10_3;
+    acc[44u] = c11_0;
+    acc[45u] = c11_1;
+    acc[46u] = c11_2;
+    acc[47u] = c11_3;
+    acc[48u] = c12_0;
+    acc[49u] = c12_1;
+    acc[50u] = c12_2;
+    acc[51u] = c12_3;
+    acc[52u] = c13_0;
+    acc[53u] = c13_1;
+    acc[54u] = c13_2;
+    acc[55u] = c13_3;
+    acc[56u] = c14_0;
+    acc[57u] = c14_1;
+    acc[58u] = c14_2;
+    acc[59u] = c14_3;
+    acc[60u] = c15_0;
+    acc[61u] = c15_1;
+    acc[62u] = c15_2;
+    acc[63u] = c15_3;
+    acc[64u] = c16_0;
+    acc[65u] = c16_1;
+    acc[66u] = c16_2;
+    acc[67u] = c16_3;
+    acc[68u] = c17_0;
+    acc[69u] = c17_1;
+    acc[70u] = c17_2;
+    acc[71u] = c17_3;
+    acc[72u] = c18_0;
+    acc[73u] = c18_1;
+    acc[74u] = c18_2;
+    acc[75u] = c18_3;
+    acc[76u] = c19_0;
+    acc[77u] = c19_1;
+    acc[78u] = c19_2;
+    acc[79u] = c19_3;
+    acc[80u] = c20_0;
+    acc[81u] = c20_1;
+    acc[82u] = c20_2;
+    acc[83u] = c20_3;
+    acc[84u] = c21_0;
+    acc[85u] = c21_1;
+    acc[86u] = c21_2;
+    acc[87u] = c21_3;
+    acc[88u] = c22_0;
+    acc[89u] = c22_1;
+    acc[90u] = c22_2;
+    acc[91u] = c22_3;
+    acc[92u] = c23_0;
+    acc[93u] = c23_1;
+    acc[94u] = c23_2;
+    acc[95u] = c23_3;
+    let nv = min(p.n - n0, 16u);
+    for (var i = 0u; i < min(p.m - m0, 24u); i++) {
         store4(bz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
         store4(bz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
         store4(bz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);

@@ -13,21 +13,90 @@ Run from the repository root after changing TM/TN or the load modes: python3 src
 import re
 import sys
 
-# (entry point, rows, cols per thread, vector loads only). Larger blocks ran faster (32×16: 27
-# GFLOP/s CPU-time equivalent at 1024³) but lavapipe's LLVM JIT took about a minute of CPU per
-# pipeline variant for them, so the default is 8×16, the fastest shape that compiles quickly.
-# A vec_only entry (no scalar paths) can be added here for a larger row-major-only block.
-KERNELS = [("regblock", 8, 16, False)]
+# (entry point, rows, cols per thread, vector loads only). The general entry keeps 8×16: with its
+# three load modes per operand (A_MODE × B_MODE override branches) a larger block cost lavapipe's
+# LLVM JIT about a minute of CPU per pipeline. The vec_only entry has one code path (row-major A
+# and B, K and N multiples of 4), which JITs in ~13 s at 24×16 (16×16: 6 s, 32×16: 22 s; paid
+# once per machine with Mesa's on-disk shader cache), and runs at ~28 GFLOP/s CPU-time
+# equivalent at 1024³ against ~20 for 8×16. If TM/TN change, change the tiles in mod.rs
+# (Variant::tile() for regblock, LARGE_TILE for regblock_vec).
+KERNELS = [("regblock", 8, 16, False), ("regblock_vec", 24, 16, True)]
 PATH = "shaders/matmul.wgsl"
 
 
+def gen_vec(name, TM, TN):
+    """Row-major A and B only: a_cs = b_cs = 1; a_off, a_bs, a_rs, b_off, b_bs, b_rs, N and K
+    multiples of 4 (the launcher checks). Indices are kept in vec4 units, one code path, no
+    scalar k tail: a much smaller kernel for lavapipe's JIT than the general entry."""
+    H = TN // 4
+    o = []
+    w = o.append
+    w(f"// {name}: {TM}×{TN} outputs per thread, workgroup 8×8 = {8 * TM}×{8 * TN} outputs.")
+    w("// Row-major A and B only (A_MODE = B_MODE = 1 layouts), K a multiple of 4.")
+    w("@compute @workgroup_size(8, 8, 1)")
+    w(f"fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{")
+    w(f"    let n0 = (wg.x * 8u + lid.x) * {TN}u;")
+    w(f"    let m0 = (wg.y * 8u + lid.y) * {TM}u;")
+    w("    let bz = wg.z;")
+    w("    // No barriers in this kernel, so threads past the edge may leave early.")
+    w("    if (m0 >= p.m || n0 >= p.n) {")
+    w("        return;")
+    w("    }")
+    w("    // Everything in vec4 units. Rows and column groups past the edge are clamped to the last")
+    w("    // valid one (N is a multiple of 4, so a group is all valid or all past the edge); those")
+    w("    // results are dropped by the store's bounds check.")
+    w("    let a4 = (p.a_off + bz * p.a_bs) >> 2u;")
+    w("    let b4 = (p.b_off + bz * p.b_bs) >> 2u;")
+    w("    let ars = p.a_rs >> 2u;")
+    w("    let brs = p.b_rs >> 2u;")
+    for i in range(TM):
+        w(f"    let ar{i} = a4 + min(m0 + {i}u, p.m - 1u) * ars;")
+    for h in range(H):
+        w(f"    let bn{h} = b4 + (min(n0 + {4 * h}u, p.n - 4u) >> 2u);")
+    w("    // c{i}_{h} holds C[m0 + i][n0 + 4h .. n0 + 4h + 4].")
+    for i in range(TM):
+        w("    " + " ".join(f"var c{i}_{h} = vec4<f32>(0.0);" for h in range(H)))
+    w("    for (var kq = 0u; kq < (p.k >> 2u); kq++) {")
+    w("        // a{i} = A[m0 + i][4kq .. 4kq + 4]; b{kk}_{h} = B[4kq + kk][n0 + 4h .. n0 + 4h + 4]")
+    for i in range(TM):
+        w(f"        let a{i} = a[ar{i} + kq];")
+    for kk in range(4):
+        w(f"        let row{kk} = (kq * 4u + {kk}u) * brs;")
+        w("        " + " ".join(f"let b{kk}_{h} = b[row{kk} + bn{h}];" for h in range(H)))
+    for i in range(TM):
+        for h in range(H):
+            e = f"c{i}_{h}"
+            for kk, comp in enumerate("xyzw"):
+                e = f"fma(vec4<f32>(a{i}.{comp}), b{kk}_{h}, {e})"
+            w(f"        c{i}_{h} = {e};")
+    w("    }")
+    epilogue(w, TM, TN)
+    return "\n".join(o) + "\n"
+
+
+def epilogue(w, TM, TN):
+    H = TN // 4
+    w("    // Epilogue: the accumulators go to a private array once so that the row loop below is")
+    w("    // not unrolled (inlined copies of the GELU path would bloat the kernel).")
+    w(f"    var acc: array<vec4<f32>, {TM * H}>;")
+    for i in range(TM):
+        for h in range(H):
+            w(f"    acc[{i * H + h}u] = c{i}_{h};")
+    w(f"    let nv = min(p.n - n0, {TN}u);")
+    w(f"    for (var i = 0u; i < min(p.m - m0, {TM}u); i++) {{")
+    for h in range(H):
+        w(f"        store4(bz, m0 + i, n0 + {4 * h}u, nv - min(nv, {4 * h}u), acc[i * {H}u + {h}u]);")
+    w("    }")
+    w("}")
+
+
 def gen(name, TM, TN, vec_only):
+    if vec_only:
+        return gen_vec(name, TM, TN)
     H = TN // 4  # vec4 columns per thread
     o = []
     w = o.append
     w(f"// {name}: {TM}×{TN} outputs per thread, workgroup 8×8 = {8 * TM}×{8 * TN} outputs.")
-    if vec_only:
-        w("// Row-major A and B only, with the vec4 conditions of A_MODE = B_MODE = 1.")
     w("@compute @workgroup_size(8, 8, 1)")
     w(f"fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{")
     w(f"    let n0 = (wg.x * 8u + lid.x) * {TN}u;")
@@ -66,49 +135,43 @@ def gen(name, TM, TN, vec_only):
             for h in range(H):
                 w(f"{ind}b{kk}_{h} = b[(row{kk} + nv{h}) >> 2u];")
 
-    if vec_only:
-        a_vec("        ")
-    else:
-        w("        if (A_MODE == 1u) {")
-        a_vec("            ")
-        w("        } else if (A_MODE == 2u) {")
-        w("            // Four rows at a time along m, transposed into a{i} in registers.")
+    w("        if (A_MODE == 1u) {")
+    a_vec("            ")
+    w("        } else if (A_MODE == 2u) {")
+    w("            // Four rows at a time along m, transposed into a{i} in registers.")
+    for q in range(TM // 4):
+        w(f"            let mv{q} = (a_base + min(m0 + {4 * q}u, p.m - 4u)) >> 2u;")
+    for kk in range(4):
         for q in range(TM // 4):
-            w(f"            let mv{q} = (a_base + min(m0 + {4 * q}u, p.m - 4u)) >> 2u;")
-        for kk in range(4):
-            for q in range(TM // 4):
-                w(f"            let t{kk}_{q} = a[mv{q} + ((k + {kk}u) * p.a_cs >> 2u)];")
-        for q in range(TM // 4):
-            for c, comp in enumerate("xyzw"):
-                i = 4 * q + c
-                w(f"            a{i} = vec4<f32>(t0_{q}.{comp}, t1_{q}.{comp}, t2_{q}.{comp}, t3_{q}.{comp});")
-        w("        } else {")
-        for i in range(TM):
-            args = ", ".join(f"ld_a(ar{i} + (k + {kk}u) * p.a_cs)" for kk in range(4))
-            w(f"            a{i} = vec4<f32>({args});")
-        w("        }")
+            w(f"            let t{kk}_{q} = a[mv{q} + ((k + {kk}u) * p.a_cs >> 2u)];")
+    for q in range(TM // 4):
+        for c, comp in enumerate("xyzw"):
+            i = 4 * q + c
+            w(f"            a{i} = vec4<f32>(t0_{q}.{comp}, t1_{q}.{comp}, t2_{q}.{comp}, t3_{q}.{comp});")
+    w("        } else {")
+    for i in range(TM):
+        args = ", ".join(f"ld_a(ar{i} + (k + {kk}u) * p.a_cs)" for kk in range(4))
+        w(f"            a{i} = vec4<f32>({args});")
+    w("        }")
     w("        // b{kk}_{h} = B[k + kk][n0 + 4h .. n0 + 4h + 4]")
     for kk in range(4):
         w("        " + " ".join(f"var b{kk}_{h}: vec4<f32>;" for h in range(H)))
-    if vec_only:
-        b_vec("        ")
-    else:
-        w("        if (B_MODE == 1u) {")
-        b_vec("            ")
-        w("        } else if (B_MODE == 2u) {")
-        w("            // One vec4 along k per column, transposed into b{kk}_{h} in registers.")
-        for j in range(TN):
-            w(f"            let u{j} = b[(bc{j} + k) >> 2u];")
-        for kk, comp in enumerate("xyzw"):
-            for h in range(H):
-                args = ", ".join(f"u{4 * h + c}.{comp}" for c in range(4))
-                w(f"            b{kk}_{h} = vec4<f32>({args});")
-        w("        } else {")
-        for kk in range(4):
-            for h in range(H):
-                args = ", ".join(f"ld_b(bc{4 * h + c} + (k + {kk}u) * p.b_rs)" for c in range(4))
-                w(f"            b{kk}_{h} = vec4<f32>({args});")
-        w("        }")
+    w("        if (B_MODE == 1u) {")
+    b_vec("            ")
+    w("        } else if (B_MODE == 2u) {")
+    w("            // One vec4 along k per column, transposed into b{kk}_{h} in registers.")
+    for j in range(TN):
+        w(f"            let u{j} = b[(bc{j} + k) >> 2u];")
+    for kk, comp in enumerate("xyzw"):
+        for h in range(H):
+            args = ", ".join(f"u{4 * h + c}.{comp}" for c in range(4))
+            w(f"            b{kk}_{h} = vec4<f32>({args});")
+    w("        } else {")
+    for kk in range(4):
+        for h in range(H):
+            args = ", ".join(f"ld_b(bc{4 * h + c} + (k + {kk}u) * p.b_rs)" for c in range(4))
+            w(f"            b{kk}_{h} = vec4<f32>({args});")
+    w("        }")
     for i in range(TM):
         for h in range(H):
             e = f"c{i}_{h}"
@@ -126,18 +189,7 @@ def gen(name, TM, TN, vec_only):
         for h in range(H):
             w(f"        c{i}_{h} = fma(r{i}, s{h}, c{i}_{h});")
     w("    }")
-    w("    // Epilogue: the accumulators go to a private array once so that the row loop below is")
-    w("    // not unrolled (inlined copies of the GELU path would bloat the kernel).")
-    w(f"    var acc: array<vec4<f32>, {TM * H}>;")
-    for i in range(TM):
-        for h in range(H):
-            w(f"    acc[{i * H + h}u] = c{i}_{h};")
-    w(f"    let nv = min(p.n - n0, {TN}u);")
-    w(f"    for (var i = 0u; i < min(p.m - m0, {TM}u); i++) {{")
-    for h in range(H):
-        w(f"        store4(bz, m0 + i, n0 + {4 * h}u, nv - min(nv, {4 * h}u), acc[i * {H}u + {h}u]);")
-    w("    }")
-    w("}")
+    epilogue(w, TM, TN)
     return "\n".join(o) + "\n"
 
 

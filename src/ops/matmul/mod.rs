@@ -15,9 +15,11 @@
 //! [`matmul_with_preact_into`] (also writes `pre`, which the backward of a fused activation
 //! needs), and [`matmul_backward`] / [`matmul_backward_into`].
 //!
-//! Variants (`shaders/matmul.wgsl`), chosen by [`Variant::Auto`] from the adapter: `regblock`
-//! on CPU adapters (8×16 outputs per thread in registers, vec4 loads where the layout allows, no
-//! workgroup memory), `tiled` on GPUs (64×64 workgroup tiles through workgroup memory), and
+//! Variants (`shaders/matmul.wgsl`), chosen by [`Variant::Auto`] from the adapter: on CPU
+//! adapters `regblock_vec` (24×16 outputs per thread in registers, vec4 loads, no workgroup
+//! memory; row-major A and B with K and N multiples of 4, and enough rows and columns to fill
+//! a few 192×128 workgroups) and otherwise `regblock` (8×16 per thread, vec4 loads where the
+//! layout allows); `tiled` on GPUs (64×64 workgroup tiles through workgroup memory); and
 //! `naive` (one output per thread) as the plain port of the reference. Any operand larger than
 //! one storage binding (128 MiB on lavapipe) is handled by splitting the launch over batches,
 //! rows, columns or the reduction dimension and binding each piece at an aligned offset.
@@ -49,36 +51,52 @@ impl Activation {
     }
 }
 
-/// Which kernel runs. `Auto` picks `RegBlock` on CPU adapters and `Tiled` elsewhere.
+/// Which kernel runs. `Auto` picks `RegBlockLarge` on CPU adapters and `Tiled` elsewhere.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Variant {
     #[default]
     Auto,
+    /// `regblock`: 8×16 outputs per thread, any layout (vec4 loads where it allows).
     RegBlock,
+    /// `regblock_vec` (24×16 outputs per thread, one vec4 code path) for launches whose layout
+    /// allows it (row-major A and B, K and N multiples of 4), `regblock` for the others. Under
+    /// `Auto` the large block is also skipped for launches too small to fill
+    /// [`LARGE_MIN_WORKGROUPS`] of its workgroups. Its pipeline takes lavapipe's JIT about 13 s
+    /// of CPU the first time on a machine; Mesa's on-disk shader cache makes later processes
+    /// start at once (docs/PERFORMANCE.md).
+    RegBlockLarge,
     Tiled,
     Naive,
 }
+
+/// Rows and columns of C covered by one `regblock_vec` workgroup (8×8 threads of 24×16).
+const LARGE_TILE: (u64, u64) = (192, 128);
+
+/// Under `Auto`, launches with fewer `regblock_vec` workgroups than this (batch × row tiles ×
+/// column tiles) use `regblock`: its 3× smaller tiles spread a small product over more threads.
+pub const LARGE_MIN_WORKGROUPS: u64 = 4;
 
 impl Variant {
     /// The variant `Auto` resolves to on `rt`'s adapter (others are returned unchanged).
     pub fn resolve(self, rt: &Runtime) -> Variant {
         match self {
-            Variant::Auto if rt.caps().is_cpu => Variant::RegBlock,
+            Variant::Auto if rt.caps().is_cpu => Variant::RegBlockLarge,
             Variant::Auto => Variant::Tiled,
             v => v,
         }
     }
     fn entry(self) -> &'static str {
         match self {
-            Variant::RegBlock => "regblock",
+            Variant::RegBlock | Variant::RegBlockLarge => "regblock",
             Variant::Tiled => "tiled",
             Variant::Naive | Variant::Auto => "naive",
         }
     }
-    /// Rows and columns of C covered by one workgroup.
+    /// Rows and columns of C covered by one workgroup (for `RegBlockLarge`, of its fallback:
+    /// the smaller tile, so chunk planning stays within the grid limits for both entries).
     fn tile(self) -> (u64, u64) {
         match self {
-            Variant::RegBlock => (64, 128),
+            Variant::RegBlock | Variant::RegBlockLarge => (64, 128),
             Variant::Tiled => (64, 64),
             Variant::Naive | Variant::Auto => (16, 16),
         }
@@ -811,6 +829,7 @@ fn encode(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions) -> Result<Vec<Di
     debug_assert_eq!(pr.c.1.cs, 1, "the kernels write C contiguously along n");
     let align = caps.storage_offset_alignment.max(16) as u64;
     let variant = opts.variant.resolve(rt);
+    let auto = opts.variant == Variant::Auto;
     let tile = variant.tile();
     let max_wg = caps.max_workgroups_per_dim as u64;
     let e = plan_chunks(pr, tile, max_wg, align.max(64), limit);
@@ -832,7 +851,8 @@ fn encode(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions) -> Result<Vec<Di
                         n: nn,
                         k: nk,
                     };
-                    dispatches.push(launch(rt, pr, variant, (b0, m0, n0, k0), chunk, align)?);
+                    let at = (b0, m0, n0, k0);
+                    dispatches.push(launch(rt, pr, variant, auto, at, chunk, align)?);
                     k0 += nk;
                     if k0 >= pr.k {
                         break;
@@ -848,6 +868,7 @@ fn launch(
     rt: &Runtime,
     pr: &Problem<'_>,
     variant: Variant,
+    auto: bool,
     (b0, m0, n0, k0): (u64, u64, u64, u64),
     e: Extent,
     align: u64,
@@ -907,8 +928,10 @@ fn launch(
         beta,
         _pad: 0,
     };
+    let large = variant == Variant::RegBlockLarge && use_large(&params, e, auto);
     let kernel = match variant {
-        Variant::RegBlock => {
+        _ if large => rt.kernel(&crate::shader!("matmul"), "regblock_vec", &[])?,
+        Variant::RegBlock | Variant::RegBlockLarge => {
             let (am, bm) = vector_modes(&params, e);
             rt.kernel(
                 &crate::shader!("matmul"),
@@ -918,7 +941,7 @@ fn launch(
         }
         v => rt.kernel(&crate::shader!("matmul"), v.entry(), &[])?,
     };
-    let (tm, tn) = variant.tile();
+    let (tm, tn) = if large { LARGE_TILE } else { variant.tile() };
     let workgroups = [e.n.div_ceil(tn) as u32, e.m.div_ceil(tm) as u32, e.b as u32];
     Ok(rt.dispatch(
         &kernel,
@@ -948,6 +971,14 @@ fn vector_modes(p: &Params, e: Extent) -> (u32, u32) {
             0
         };
     (a_mode, b_mode)
+}
+
+/// Whether a `RegBlockLarge` launch runs `regblock_vec`: both operands in the vec4 layouts
+/// (A_MODE = B_MODE = 1) with K a multiple of 4 (the kernel has no scalar k tail), and under
+/// `Auto` at least [`LARGE_MIN_WORKGROUPS`] of its workgroups.
+fn use_large(p: &Params, e: Extent, auto: bool) -> bool {
+    let wgs = e.b * e.m.div_ceil(LARGE_TILE.0) * e.n.div_ceil(LARGE_TILE.1);
+    vector_modes(p, e) == (1, 1) && e.k.is_multiple_of(4) && (!auto || wgs >= LARGE_MIN_WORKGROUPS)
 }
 
 // ---- element-wise and reduction pieces of the backward ------------------------------------

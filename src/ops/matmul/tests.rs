@@ -6,7 +6,12 @@ use super::*;
 use crate::runtime::Runtime;
 use crate::testing::{self, assert_close};
 
-const VARIANTS: [Variant; 3] = [Variant::RegBlock, Variant::Tiled, Variant::Naive];
+const VARIANTS: [Variant; 4] = [
+    Variant::RegBlockLarge,
+    Variant::RegBlock,
+    Variant::Tiled,
+    Variant::Naive,
+];
 const TRANS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
 
 /// One problem: leading dims of A and B, M, N, K and the transposes.
@@ -219,6 +224,131 @@ fn vector_load_modes_are_chosen_where_layout_allows() {
             seen.contains(&modes),
             "mode {modes:?} untested; seen {seen:?}"
         );
+    }
+}
+
+/// The entry points the launches of one forward call run (`matmul::regblock_vec`, …).
+fn entries(rt: &Runtime, case: &Case, opts: &MatmulOptions) -> Vec<String> {
+    let a = rt.empty(&case.a_shape(), DType::F32).unwrap();
+    let b = rt.empty(&case.b_shape(), DType::F32).unwrap();
+    let c = rt.empty(&case.c_shape(), DType::F32).unwrap();
+    let d = matmul_into(rt, &a, &b, None, &c, opts).unwrap();
+    d.iter()
+        .map(|d| d.label().split('[').next().unwrap().to_string())
+        .collect()
+}
+
+const LARGE: &str = "matmul::regblock_vec";
+
+/// The 24×16 vec4-only kernel on shapes it accepts: one-element M, the narrowest N (4), K = 4,
+/// sizes past its 192×128 workgroup tile in both directions and not multiples of it, batches
+/// (broadcast on either side), and the whole epilogue. Every launch must really run it.
+#[test]
+fn large_block_shapes_batches_and_epilogue() {
+    let rt = testing::runtime();
+    let shapes = [
+        (1, 4, 4),
+        (1, 132, 8),
+        (7, 4, 12),
+        (193, 132, 8),
+        (200, 260, 36),
+        (385, 20, 4),
+        (64, 516, 20),
+    ];
+    let leads: [(&[usize], &[usize]); 4] =
+        [(&[], &[]), (&[3], &[]), (&[], &[3]), (&[2, 2], &[2, 2])];
+    let o = opts(Variant::RegBlockLarge, (false, false));
+    for (m, n, k) in shapes {
+        for (la, lb) in leads {
+            let case = Case::new(m, n, k, (false, false)).batched(la, lb);
+            let e = entries(rt, &case, &o);
+            assert!(e.iter().all(|x| x == LARGE), "{case:?}: {e:?}");
+            check_forward(rt, &case, &o, false, false);
+        }
+    }
+    for act in [Activation::None, Activation::Relu, Activation::Gelu] {
+        for (alpha, beta) in [(1.0, 0.0), (0.5, 0.75), (-1.5, 1.0)] {
+            let o = MatmulOptions {
+                alpha,
+                beta,
+                activation: act,
+                ..opts(Variant::RegBlockLarge, (false, false))
+            };
+            let case = Case::new(197, 136, 24, (false, false)).batched(&[2], &[]);
+            assert!(entries(rt, &case, &o).iter().all(|x| x == LARGE));
+            check_forward(rt, &case, &o, true, true);
+            check_forward(rt, &case, &o, false, false);
+        }
+    }
+}
+
+/// Launches the large kernel cannot take fall back to `regblock` (and are still correct, which
+/// the variant loops of the other tests check); `Auto` on a CPU adapter skips it for products
+/// too small to fill a few of its workgroups.
+#[test]
+fn large_block_selection() {
+    let rt = testing::runtime();
+    let large = opts(Variant::RegBlockLarge, (false, false));
+    let general = "matmul::regblock";
+    for (case, o, want) in [
+        (Case::new(64, 64, 64, (false, false)), &large, LARGE),
+        // K not a multiple of 4, N not a multiple of 4, transposes.
+        (Case::new(64, 64, 66, (false, false)), &large, general),
+        (Case::new(64, 66, 64, (false, false)), &large, general),
+        (
+            Case::new(64, 64, 64, (true, false)),
+            &opts(Variant::RegBlockLarge, (true, false)),
+            general,
+        ),
+        (
+            Case::new(64, 64, 64, (false, true)),
+            &opts(Variant::RegBlockLarge, (false, true)),
+            general,
+        ),
+        // The plain variant never takes it.
+        (
+            Case::new(512, 512, 64, (false, false)),
+            &opts(Variant::RegBlock, (false, false)),
+            general,
+        ),
+    ] {
+        assert_eq!(entries(rt, &case, o), [want], "{case:?} {o:?}");
+    }
+    if rt.caps().is_cpu {
+        let auto = opts(Variant::Auto, (false, false));
+        // 1 × 1 workgroups of 192×128: too few; 2 × 2: enough; a batch of 4 counts too.
+        let small = Case::new(192, 128, 64, (false, false));
+        assert_eq!(entries(rt, &small, &auto), ["matmul::regblock"]);
+        let big = Case::new(193, 132, 64, (false, false));
+        assert_eq!(entries(rt, &big, &auto), [LARGE]);
+        let batched = Case::new(192, 128, 64, (false, false)).batched(&[4], &[4]);
+        assert_eq!(entries(rt, &batched, &auto), [LARGE]);
+    }
+}
+
+/// The large kernel through the chunked launch paths: rows of A, the reduction (in multiples
+/// of 4) and batches split at a 4 KiB binding cap, so operands are bound at offsets. (Row-major
+/// B is split along K first, down to single rows, before its columns: such column chunks have
+/// K = 1 and run `regblock`.)
+#[test]
+fn large_block_chunked() {
+    let rt = testing::runtime();
+    for case in [
+        Case::new(300, 20, 64, (false, false)),
+        Case::new(40, 36, 200, (false, false)),
+        Case::new(20, 12, 16, (false, false)).batched(&[7], &[7]),
+    ] {
+        let o = MatmulOptions {
+            activation: Activation::Gelu,
+            alpha: 0.75,
+            beta: 0.5,
+            max_binding: Some(4096),
+            ..opts(Variant::RegBlockLarge, (false, false))
+        };
+        let e = entries(rt, &case, &o);
+        assert!(e.len() >= 2, "{case:?}: not split");
+        assert!(e.iter().any(|x| x == LARGE), "{case:?}: {e:?}");
+        check_forward(rt, &case, &o, true, true);
     }
 }
 
@@ -721,6 +851,8 @@ fn probe() {
     );
     let variant = match f[3] {
         "regblock" => Variant::RegBlock,
+        "large" => Variant::RegBlockLarge,
+        "auto" => Variant::Auto,
         "tiled" => Variant::Tiled,
         _ => Variant::Naive,
     };
