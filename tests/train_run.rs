@@ -244,3 +244,25 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     assert!(saved.params[name].data.iter().all(|v| v.is_finite()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A second trainer on a run folder in use is refused before it touches anything.
+#[test]
+fn a_run_folder_takes_one_trainer() {
+    let rt = testing::runtime();
+    let dir = run_dir("locked");
+    let first = Trainer::new(rt, settings(2), tiny_config(), Init::Scratch, &dir).unwrap();
+    let before = std::fs::read(dir.join("metrics.jsonl")).ok();
+    match Trainer::new(rt, settings(2), tiny_config(), Init::Scratch, &dir) {
+        Err(TrainError::Setting { what, reason, .. }) => {
+            assert_eq!(what, "run folder");
+            assert!(reason.contains("another train process"), "{reason}");
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a second trainer opened a run folder in use"),
+    }
+    assert_eq!(std::fs::read(dir.join("metrics.jsonl")).ok(), before);
+    drop(first);
+    // Released with the first trainer.
+    Trainer::new(rt, settings(2), tiny_config(), Init::Scratch, &dir).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -253,6 +253,27 @@ fn mix(a: u64, b: u64) -> u64 {
 
 type Source = (Arc<dyn SampleSource>, Option<Vec<Category>>);
 
+/// Locks `<run>/.lock` so that a second `train` on the same run folder (say, a `--resume`
+/// while the first still runs) stops instead of interleaving checkpoints and metrics.
+fn lock_run_dir(run_dir: &Path) -> Result<std::fs::File> {
+    let path = run_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| super::file_err(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Setting {
+            what: "run folder",
+            value: run_dir.display().to_string(),
+            reason: "another train process is using it (stop that one first)".into(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(super::file_err(&path, e)),
+    }
+}
+
 fn open_source(spec: &DataSpec, seed: u64, image_size: usize, val: bool) -> Result<Source> {
     Ok(match spec {
         DataSpec::Synthetic => {
@@ -405,6 +426,8 @@ pub struct Trainer {
     step: u64,
     run_dir: PathBuf,
     metrics: MetricsLog,
+    /// Held for the trainer's lifetime: one process per run folder.
+    _lock: std::fs::File,
     prefetch: Option<Prefetch>,
     last_pq: Option<f64>,
     params: Vec<(String, Vec<usize>, ParamKind)>,
@@ -501,6 +524,7 @@ impl Trainer {
     ) -> Result<Self> {
         cfg.validate()?;
         model.validate()?;
+        let lock = lock_run_dir(run_dir)?;
         let spec = DataSpec::from_str(&cfg.data)?;
         let (source, categories) = open_source(&spec, cfg.seed, cfg.image_size, false)?;
         if let Some(c) = &categories {
@@ -579,6 +603,7 @@ impl Trainer {
             step: 0,
             run_dir: run_dir.to_owned(),
             metrics,
+            _lock: lock,
             prefetch: None,
             last_pq: None,
             params,
