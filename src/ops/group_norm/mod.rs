@@ -171,7 +171,10 @@ pub fn group_norm_into(
     let segments = (n * g) as u64;
     // stats_thread: two passes of len/4 vec4 steps plus len/256 block steps.
     let seg_len = c / g * s;
-    let (entry, grid) = match opts.variant.resolve(rt, 2 * (seg_len / 4 + seg_len / 256 + 8)) {
+    let (entry, grid) = match opts
+        .variant
+        .resolve(rt, 2 * (seg_len / 4 + seg_len / 256 + 8))
+    {
         Variant::SegmentPerThread => ("stats_thread", rt.grid(segments, WG)),
         // One workgroup per segment.
         _ => ("stats_wg", rt.grid(segments, 1)),
