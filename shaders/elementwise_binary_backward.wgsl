@@ -6,6 +6,9 @@
 // elementwise_binary.wgsl, plus 12 = where(cond, ·, ·) with cond passed as `a` (WHICH 0: the
 // taken-if-true side, 1: the other) and 13 = plain sum of dy (sum to shape).
 // Comparisons have zero gradient; max/min split ties evenly as PyTorch does.
+// One launch covers the reduced indices [r0, r0 + rn) (clamped to the reduced size) and, with
+// ACCUMULATE set, adds to grad instead of overwriting it: CPU adapters split long reductions
+// over several launches because llvmpipe ends an invocation's loops after 65535 iterations.
 
 override OP: u32 = 0u;
 override WHICH: u32 = 0u;
@@ -19,6 +22,10 @@ struct Params {
     win_b: u32,
     win_dy: u32,
     win_g: u32,
+    r0: u32,
+    rn: u32,
+    accumulate: u32,
+    _p: u32,
     kshape: array<vec4<u32>, 2>,
     ka: array<vec4<u32>, 2>,
     kb: array<vec4<u32>, 2>,
@@ -125,13 +132,25 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var d = 0u; d < p.rrank; d++) {
         total *= p.rshape[d / 4u][d % 4u];
     }
-    // Walk the reduced index space as an odometer: no divisions per element.
+    let r_end = min(total, p.r0 + min(p.rn, total));
+    // Walk the reduced index space as an odometer from r0: no divisions per element.
     var cr = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
     var ia = ka;
     var ib = kb;
     var id = kd;
+    var rest_r = p.r0;
+    for (var d = p.rrank; d > 0u && rest_r > 0u; d--) {
+        let j = d - 1u;
+        let n = p.rshape[j / 4u][j % 4u];
+        let c = rest_r % n;
+        rest_r = rest_r / n;
+        cr[j] = c;
+        ia += c * p.ra[j / 4u][j % 4u];
+        ib += c * p.rb[j / 4u][j % 4u];
+        id += c * p.rd[j / 4u][j % 4u];
+    }
     var acc = 0.0;
-    for (var r = 0u; r < total; r++) {
+    for (var r = p.r0; r < r_end; r++) {
         acc += partial(a[ia - p.win_a], b[ib - p.win_b], dy[id - p.win_dy]);
         for (var d = p.rrank; d > 0u; d--) {
             let j = d - 1u;
@@ -151,6 +170,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             ib -= n * sb;
             id -= n * sd;
         }
+    }
+    if (p.accumulate != 0u) {
+        acc += grad[k - p.win_g];
     }
     grad[k - p.win_g] = acc;
 }

@@ -139,3 +139,100 @@ fn empty_tensors_round_trip() {
     let t = rt.upload(&[], &[0, 3]).unwrap();
     assert_eq!(rt.download(&t).unwrap(), Vec::<f32>::new());
 }
+
+/// Probe of llvmpipe's loop limiter (`CPU_LOOP_ITERATIONS`): counts the iterations each kind of
+/// loop really runs. Run with `--ignored --nocapture`; prints what the adapter does.
+#[test]
+#[ignore]
+fn probe_cpu_loop_limit() {
+    const SRC: &str = r#"
+struct P { n: u32, m: u32, k: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+
+// One uniform loop of p.n iterations.
+@compute @workgroup_size(64)
+fn uniform_loop(@builtin(global_invocation_id) g: vec3<u32>) {
+    var c = 0u;
+    for (var i = 0u; i < p.n; i++) { c += 1u; }
+    out[g.x] = c;
+}
+// A loop whose bound differs per invocation: n + gid.
+@compute @workgroup_size(64)
+fn divergent_loop(@builtin(global_invocation_id) g: vec3<u32>) {
+    var c = 0u;
+    for (var i = 0u; i < p.n + g.x; i++) { c += 1u; }
+    out[g.x] = c;
+}
+// Two sequential uniform loops of p.n and p.m.
+@compute @workgroup_size(64)
+fn two_loops(@builtin(global_invocation_id) g: vec3<u32>) {
+    var c = 0u;
+    for (var i = 0u; i < p.n; i++) { c += 1u; }
+    var d = 0u;
+    for (var i = 0u; i < p.m; i++) { d += 1u; }
+    out[2u * g.x] = c;
+    out[2u * g.x + 1u] = d;
+}
+// Nested: p.n outer x p.m inner.
+@compute @workgroup_size(64)
+fn nested(@builtin(global_invocation_id) g: vec3<u32>) {
+    var c = 0u;
+    for (var i = 0u; i < p.n; i++) { for (var j = 0u; j < p.m; j++) { c += 1u; } }
+    out[g.x] = c;
+}
+// Constant trip count.
+@compute @workgroup_size(64)
+fn constant_loop(@builtin(global_invocation_id) g: vec3<u32>) {
+    var c = 0u;
+    for (var i = 0u; i < 100000u; i++) { c += 1u + (p.pad & i); }
+    out[g.x] = c;
+}
+// Workgroup of 256 with a barrier after a loop.
+var<workgroup> sh: array<u32, 256>;
+@compute @workgroup_size(256)
+fn barrier_loop(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) w: vec3<u32>) {
+    var c = 0u;
+    for (var i = 0u; i < p.n; i++) { c += 1u; }
+    sh[l] = c;
+    workgroupBarrier();
+    var d = 0u;
+    for (var i = 0u; i < p.m; i++) { d += 1u; }
+    out[2u * (w.x * 256u + l)] = sh[255u - l];
+    out[2u * (w.x * 256u + l) + 1u] = d;
+}
+"#;
+    let rt = testing::runtime();
+    let shader = mask2former::runtime::Shader {
+        name: "probe_loops",
+        source: SRC,
+    };
+    let run = |entry: &str, p: [u32; 4], threads: usize, words: usize, wg: u32| {
+        let k = rt.kernel(&shader, entry, &[]).unwrap();
+        let out = rt.empty(&[threads * words], DType::U32).unwrap();
+        let d = rt.dispatch(
+            &k,
+            &p,
+            &[out.binding()],
+            [(threads as u32).div_ceil(wg), 1, 1],
+        );
+        rt.run(&[d]);
+        let v = rt.download_u32(&out).unwrap();
+        println!(
+            "{entry} {:?}: first {:?} last {:?}",
+            p,
+            &v[..words.min(v.len())],
+            &v[v.len() - words..]
+        );
+    };
+    println!("{}", rt.describe());
+    run("uniform_loop", [100_000, 0, 0, 0], 64, 1, 64);
+    run("uniform_loop", [65_535, 0, 0, 0], 64, 1, 64);
+    run("uniform_loop", [65_536, 0, 0, 0], 64, 1, 64);
+    run("divergent_loop", [65_530, 0, 0, 0], 64, 1, 64);
+    run("two_loops", [40_000, 40_000, 0, 0], 64, 2, 64);
+    run("nested", [300, 300, 0, 0], 64, 1, 64);
+    run("nested", [1, 100_000, 0, 0], 64, 1, 64);
+    run("constant_loop", [0, 0, 0, 0], 64, 1, 64);
+    run("barrier_loop", [40_000, 40_000, 0, 0], 512, 2, 256);
+}

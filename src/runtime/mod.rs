@@ -28,6 +28,12 @@ pub use tensor::{Binding, DType, Tensor};
 /// loop limiter). Kernels whose one-invocation loops scale with the input (reductions over a
 /// plane, attention over all keys) choose a shape that stays under it on CPU adapters; the
 /// full-size Swin-T parity run found it (GroupNorm over 131072-value groups).
+///
+/// Measured with `tests/runtime.rs::probe_cpu_loop_limit` (lavapipe, LLVM 15): uniform loops
+/// and constant-trip loops count like divergent ones; each loop also spends one iteration on
+/// its exit test (two loops of 40000 get 40000 and 25534); nested loops count every inner
+/// pass; the counter is shared by the 8 lanes of a SIMD batch (the longest lane sets it) and
+/// is not reset at barriers. Small constant-trip loops that NIR unrolls do not count.
 pub const CPU_LOOP_ITERATIONS: usize = 65535;
 
 use crate::error::{Error, Result};

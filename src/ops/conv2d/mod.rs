@@ -41,7 +41,7 @@ pub use gemm::Conv2dWorkspace;
 
 use crate::error::{Error, Result};
 use crate::ops::layer_norm::check;
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
 
 /// Which kernel computes the forward.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -653,7 +653,13 @@ pub fn conv2d_backward_with_workspace_into(
         ));
     }
     if let Some(db) = dbias {
-        if d.cout > 0 {
+        // db_sum loops over the whole batch and plane in one invocation: past llvmpipe's loop
+        // budget, the CPU path sums dy to [cout, 1, 1] in launches that each stay under it.
+        let db_iterations = d.n * d.ho * (d.wo + 1) + d.n * (d.ho + 1) + d.n + 1;
+        if d.cout > 0 && rt.caps().is_cpu && db_iterations > CPU_LOOP_ITERATIONS - 64 {
+            let db3 = db.reshape(&[d.cout, 1, 1])?;
+            out.extend(crate::ops::elementwise::sum_to_shape_into(rt, dy, &db3)?);
+        } else if d.cout > 0 {
             let k = rt.kernel(&shader, "db_sum", &[])?;
             out.push(rt.dispatch(
                 &k,

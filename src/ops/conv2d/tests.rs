@@ -1,5 +1,6 @@
 use super::*;
 use crate::testing::{self, assert_close};
+use rand::Rng;
 
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&a| a as f64).collect()
@@ -514,6 +515,54 @@ fn backward_portable_runtime_and_convenience_entry() {
 
 /// Column-matrix caps (bytes) that force one chunk, chunks of two images (a ragged last one
 /// for N = 3), chunks of one image, chunks of a few output rows and chunks of one row.
+/// Bias gradients summed over more pixels than one llvmpipe invocation may loop over
+/// (`CPU_LOOP_ITERATIONS`): Swin's patch embedding at a 1024² crop, batch 2, sums 2·256² pixels
+/// per channel. db_sum stopped early there; the CPU path now sums in launches under the budget.
+/// dy holds multiples of 1/64 so the sums are exact in f32 in any order. (dweight reduces over
+/// the same pixels in the GEMM path, the matmul kernels' own loops; checked by their tests.)
+#[test]
+fn bias_gradient_past_the_cpu_loop_budget() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let (xs, ws) = ([2usize, 4, 180, 184], [4usize, 4, 1, 1]);
+    let o = Conv2dOptions::default();
+    let d = conv_dims(&xs, &ws, &o).unwrap();
+    let mut rng = testing::rng(seed);
+    let xv = testing::uniform(&mut rng, xs.iter().product(), -1.0, 1.0);
+    let wv = testing::uniform(&mut rng, ws.iter().product(), -1.0, 1.0);
+    let dyv: Vec<f32> = (0..d.out_shape().iter().product::<usize>())
+        .map(|_| rng.random_range(-64i32..=64) as f32 / 64.0)
+        .collect();
+    let (_, _, want_db) = reference::backward(&f64s(&dyv), &f64s(&xv), &f64s(&wv), &d, &o);
+    let x = rt.upload(&xv, &xs).unwrap();
+    let w = rt.upload(&wv, &ws).unwrap();
+    let dy = rt.upload(&dyv, &d.out_shape()).unwrap();
+    let dw = rt.full(&ws, f32::NAN).unwrap();
+    let db = rt.full(&[ws[0]], f32::NAN).unwrap();
+    let wsp = conv2d_backward_workspace(rt, &xs, &ws, &o).unwrap();
+    rt.run(
+        &conv2d_backward_with_workspace_into(
+            rt,
+            &dy,
+            &x,
+            &w,
+            None,
+            &dw,
+            Some(&db),
+            wsp.as_ref(),
+            &o,
+        )
+        .unwrap(),
+    );
+    assert_close(
+        "conv2d_backward dbias past the loop budget",
+        seed,
+        &rt.download(&db).unwrap(),
+        &f32s(&want_db),
+        1e-5,
+    );
+}
+
 fn gemm_caps(c: &Case) -> Vec<Option<usize>> {
     let d = conv_dims(&c.x, &c.w, &c.o).unwrap();
     let row = c.w[1] * c.w[2] * c.w[3] * d.wo * 4;

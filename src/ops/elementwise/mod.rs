@@ -28,7 +28,7 @@ mod tests;
 pub(crate) mod testutil;
 
 use crate::error::Result;
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
 use layout::{expect, expect_dtype, pack, plan, u, Access, Chunk};
 
 /// A unary function; scalar operands ride along.
@@ -370,6 +370,10 @@ struct GradParams {
     win_b: u32,
     win_dy: u32,
     win_g: u32,
+    r0: u32,
+    rn: u32,
+    accumulate: u32,
+    _p: u32,
     kshape: [u32; 8],
     ka: [u32; 8],
     kb: [u32; 8],
@@ -455,6 +459,10 @@ pub(crate) fn grad_into(
         win_b: 0,
         win_dy: 0,
         win_g: 0,
+        r0: 0,
+        rn: u32::MAX,
+        accumulate: 0,
+        _p: 0,
         kshape: pack(op_name, &ks)?,
         ka: pack(op_name, &kst[0])?,
         kb: pack(op_name, &kst[1])?,
@@ -464,22 +472,64 @@ pub(crate) fn grad_into(
         rb: pack(op_name, &rst[1])?,
         rd: pack(op_name, &rst[2])?,
     };
-    Ok(layout::launch(
-        rt,
-        &k,
-        &chunks,
-        &[a, b, dy, grad],
-        layout::WG,
-        |c| GradParams {
-            n: u(c.n),
-            start: u(c.start),
-            win_a: u(c.windows[0].offset),
-            win_b: u(c.windows[1].offset),
-            win_dy: u(c.windows[2].offset),
-            win_g: u(c.windows[3].offset),
-            ..p
-        },
-    ))
+    // One launch walks the whole reduced space per thread, except on CPU adapters where that
+    // would pass llvmpipe's loop budget: there, pieces of `per_launch` reduced indices each,
+    // the later ones adding to the first (same order of summation within each piece).
+    let total: usize = rs.iter().product();
+    let per_launch = if rt.caps().is_cpu {
+        reduced_per_launch(&rs)
+    } else {
+        usize::MAX
+    };
+    let mut out = Vec::new();
+    let mut r0 = 0;
+    loop {
+        let rn = per_launch.min(total - r0);
+        out.extend(layout::launch(
+            rt,
+            &k,
+            &chunks,
+            &[a, b, dy, grad],
+            layout::WG,
+            |c| GradParams {
+                n: u(c.n),
+                start: u(c.start),
+                win_a: u(c.windows[0].offset),
+                win_b: u(c.windows[1].offset),
+                win_dy: u(c.windows[2].offset),
+                win_g: u(c.windows[3].offset),
+                r0: u(r0),
+                rn: if per_launch == usize::MAX {
+                    u32::MAX
+                } else {
+                    u(rn)
+                },
+                accumulate: (r0 > 0) as u32,
+                ..p
+            },
+        ));
+        r0 += rn;
+        if r0 >= total {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Reduced indices one gradient thread may walk within llvmpipe's loop budget: each step costs
+/// one pass of the outer loop, one of the odometer loop, and one more per carry (a carry past
+/// dim j happens once every product-of-the-inner-sizes steps).
+fn reduced_per_launch(rshape: &[usize]) -> usize {
+    let mut per_step = 2.0;
+    let mut period = 1.0;
+    for &n in rshape.iter().rev().take(rshape.len().saturating_sub(1)) {
+        period *= n.max(1) as f64;
+        per_step += 1.0 / period;
+    }
+    // Setup loops (index decompositions, at most 8 dims each) and the carries of a partial
+    // period at each end: a few hundred iterations at most.
+    let budget = (CPU_LOOP_ITERATIONS - 512) as f64;
+    ((budget / per_step) as usize).max(1)
 }
 
 /// Dispatches writing `Σ dy` over the dims along which `out`'s shape broadcasts to dy's shape

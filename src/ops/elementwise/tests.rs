@@ -296,6 +296,54 @@ fn sum_to_shape_matches_reference() {
     }
 }
 
+/// Reductions longer than one llvmpipe invocation may loop over (`CPU_LOOP_ITERATIONS`, 65535
+/// iterations in all, two or more per reduced element here): bias gradients of a 1024² crop
+/// sum 2·256² rows. Inputs are multiples of 1/64 so every partial sum is exact in f32, and a
+/// thread stopped early shows as a large error rather than rounding.
+#[test]
+fn reductions_past_the_cpu_loop_budget() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    let mut grid = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| r.random_range(-64i32..=64) as f32 / 64.0)
+            .collect()
+    };
+    // Contiguous rows (one collapsed reduced dim), and two reduced dims around a kept one
+    // (the later launches start mid-odometer).
+    for (from, to) in [(&[40_000, 2][..], &[2][..]), (&[200, 2, 200], &[1, 2, 1])] {
+        let n: usize = from.iter().product();
+        let x = grid(n);
+        let xt = rt.upload(&x, from).unwrap();
+        let out = poisoned(rt, to);
+        run(rt, sum_to_shape_into(rt, &xt, &out));
+        let want = to32(&reference::sum_to_shape(&to64(&x), from, to));
+        assert_close(
+            &format!("sum_to {from:?}->{to:?}"),
+            s,
+            &rt.download(&out).unwrap(),
+            &want,
+            TOL,
+        );
+    }
+    // A broadcast operand's gradient: db of a · b with b [2] broadcast over 40000 rows.
+    let (sa, sb) = (&[40_000, 2][..], &[2][..]);
+    let (a, b, dy) = (grid(80_000), grid(2), grid(80_000));
+    let (at, bt, dyt) = (
+        rt.upload(&a, sa).unwrap(),
+        rt.upload(&b, sb).unwrap(),
+        rt.upload(&dy, sa).unwrap(),
+    );
+    let db = poisoned(rt, sb);
+    run(
+        rt,
+        binary_backward_into(rt, Binary::Mul, &at, &bt, &dyt, None, Some(&db)),
+    );
+    let (_, wb) = reference::binary_backward(Binary::Mul, &to64(&a), sa, &to64(&b), sb, &to64(&dy));
+    assert_close("db of mul", s, &rt.download(&db).unwrap(), &to32(&wb), TOL);
+}
+
 #[test]
 fn select_and_backward_match_reference() {
     let rt = runtime();

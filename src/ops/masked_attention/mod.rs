@@ -29,7 +29,7 @@ mod tests;
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
 
 const OP: &str = "masked_attention";
 const WG: u32 = 64;
@@ -260,6 +260,16 @@ fn geometry(
                 .div_ceil(rows)
                 .clamp(1, nk.div_ceil(MIN_KEYS_PER_SPLIT).max(1))
         }
+    };
+    // llvmpipe ends an invocation's loops after CPU_LOOP_ITERATIONS iterations in all; the
+    // forward and dq threads loop over their split's keys with up to 2·D4 + 5 iterations per
+    // key (the channel loops, if not unrolled), so CPU adapters split rows into chunks under it
+    // (splits = 1 would put Mask2Former's 27889 keys at 1333² in one thread).
+    let splits = if rt.caps().is_cpu {
+        let per_key = 2 * (head_dim / 4) + 5;
+        splits.max(nk.div_ceil((CPU_LOOP_ITERATIONS - 1024) / per_key))
+    } else {
+        splits
     };
     let chunk = nk.div_ceil(splits);
     let splits = nk.div_ceil(chunk);

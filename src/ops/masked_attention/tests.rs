@@ -648,3 +648,52 @@ fn workspace_must_match_the_call() {
         "{e:?}"
     );
 }
+
+/// Key splits longer than one llvmpipe invocation may loop over (`CPU_LOOP_ITERATIONS`, 65535
+/// iterations in all): one split asked for over 70000 keys. lavapipe unrolls the channel and
+/// key-block loops, so the forward loops nk/8 times but the dq backward nk times per thread,
+/// and fails here without the cap. On CPU adapters the launcher raises the splits until each
+/// stays under the budget even without unrolling (2·D4 + 5 iterations per key).
+#[test]
+fn key_splits_past_the_cpu_loop_budget() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let c = Case {
+        batch: 1,
+        nq: 2,
+        nk: 70_000,
+        heads: 1,
+        head_dim: 4,
+        mask: Mask::None,
+        additive: None,
+        splits: Some(1),
+    };
+    let d = c.data(seed);
+    let t = Uploaded::new(rt, &c, &d);
+    let x = t.inputs();
+    let ws = MaskedAttentionWorkspace::new(rt, &x, &c.opts()).unwrap();
+    let out = rt.full(&[c.batch, c.nq, c.c()], f32::NAN).unwrap();
+    let lse = rt.full(&[c.batch, c.heads, c.nq], f32::NAN).unwrap();
+    rt.run(&masked_attention_into(rt, &x, &out, &lse, &ws, &c.opts()).unwrap());
+    let d64 = Data64::new(&d);
+    let want = reference::forward(&c.geometry(), &d64.inputs(&c, &d));
+    let case = format!("forward (splits {})", ws.geometry.splits);
+    assert_close(&case, seed, &rt.download(&out).unwrap(), &f32s(&want), 1e-5);
+    let dout_h = uniform(&mut testing::rng(seed ^ 1), d.q.len(), -1.0, 1.0);
+    let dout = rt.upload(&dout_h, x.q.shape()).unwrap();
+    let grads = MaskedAttentionGrads::new(rt, &x).unwrap();
+    for o in [&grads.dq, &grads.dk, &grads.dv] {
+        rt.fill(o, f32::NAN).unwrap();
+    }
+    rt.run(
+        &masked_attention_backward_into(rt, &x, &out, &lse, &dout, &grads, &ws, &c.opts()).unwrap(),
+    );
+    let want = reference::backward(&c.geometry(), &d64.inputs(&c, &d), &f64s(&dout_h));
+    for (name, got, want) in [
+        ("dq", &grads.dq, &want.dq),
+        ("dk", &grads.dk, &want.dk),
+        ("dv", &grads.dv, &want.dv),
+    ] {
+        assert_close(name, seed, &rt.download(got).unwrap(), &f32s(want), 1e-5);
+    }
+}

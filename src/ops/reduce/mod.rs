@@ -19,7 +19,7 @@ mod tests;
 
 use crate::error::{Error, Result};
 use crate::ops::elementwise::layout::{self, expect_dtype, plan, u, Access};
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
 
 pub use crate::ops::elementwise::{sum_to_shape, sum_to_shape_into};
 
@@ -45,11 +45,15 @@ pub enum Variant {
 }
 
 impl Variant {
-    /// The entry point this variant runs on `rt`, and rows per workgroup.
-    pub fn entry(self, rt: &Runtime) -> (&'static str, u32) {
+    /// The entry point this variant runs on `rt`, and rows per workgroup, for rows whose
+    /// one-thread loops (`rows`) run `iterations` times in all. llvmpipe silently ends an
+    /// invocation's loops after [`CPU_LOOP_ITERATIONS`] iterations, so longer rows take
+    /// `groups` (64 threads per row, each looping over 1/64 of it) even where `Rows` was asked.
+    pub fn entry(self, rt: &Runtime, iterations: usize) -> (&'static str, u32) {
+        let fits = iterations <= CPU_LOOP_ITERATIONS - 64;
         let groups = match self {
-            Variant::Auto => !rt.caps().is_cpu,
-            Variant::Rows => false,
+            Variant::Auto => !(rt.caps().is_cpu && fits),
+            Variant::Rows => !fits,
             Variant::Groups => true,
         };
         if groups {
@@ -61,6 +65,17 @@ impl Variant {
 }
 
 /// `(outer, len, inner)` of `shape` around `axis`; errors name the op and the shape.
+/// Loop iterations of one `rows` thread making `passes` passes over a row of
+/// `(outer, len, inner)`: contiguous rows of whole vec4s are read 4 at a time.
+pub fn row_iterations(passes: usize, (_, len, inner): (usize, usize, usize)) -> usize {
+    let steps = if inner == 1 && len.is_multiple_of(4) {
+        len / 4
+    } else {
+        len
+    };
+    passes * (steps + 1)
+}
+
 pub fn split_axis(op: &'static str, shape: &[usize], axis: usize) -> Result<(usize, usize, usize)> {
     if axis >= shape.len() {
         return Err(crate::shape_err!(
@@ -152,7 +167,7 @@ pub fn reduce_into(
         Reduce::Max => (1, 1.0),
         Reduce::Min => (2, 1.0),
     };
-    let (entry, per_wg) = variant.entry(rt);
+    let (entry, per_wg) = variant.entry(rt, row_iterations(1, dims));
     let k = rt.kernel(&crate::shader!("reduce"), entry, &[("OP", code as f64)])?;
     // x is read through a vec4 view; out's rounded binding is unused past its elements.
     Ok(layout::launch_with(
@@ -217,7 +232,8 @@ pub fn arg_reduce_into(
         ArgReduce::ArgMax => 0,
         ArgReduce::ArgMin => 1,
     };
-    let (entry, per_wg) = variant.entry(rt);
+    // reduce_arg's rows read single elements.
+    let (entry, per_wg) = variant.entry(rt, dims.1 + 1);
     let k = rt.kernel(&crate::shader!("reduce_arg"), entry, &[("OP", code as f64)])?;
     Ok(layout::launch(rt, &k, &chunks, &[x, idx], per_wg, |c| {
         RowParams {

@@ -178,3 +178,34 @@ fn reduce_errors_name_the_op_and_shape() {
     );
     assert_eq!(rt.download(&keep).unwrap(), vec![3.0, 3.0]);
 }
+
+/// Rows longer than one llvmpipe invocation may loop over (`CPU_LOOP_ITERATIONS`, 65535
+/// iterations in all): an odd length takes the scalar loop. `Rows` asked for must still be
+/// right (it takes `groups` there). The largest element sits last, where a stopped loop misses it.
+#[test]
+fn rows_past_the_cpu_loop_budget() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    let shape: &[usize] = &[2, 65_537];
+    let mut x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+    x[65_536] = 2.0;
+    x[2 * 65_537 - 1] = 2.0;
+    let xt = rt.upload(&x, shape).unwrap();
+    for v in [Variant::Auto, Variant::Rows] {
+        for op in [Reduce::Sum, Reduce::Max] {
+            let want = to32(&reference::reduce(op, &to64(&x), shape, 1));
+            let out = poisoned(rt, &[2]);
+            run(rt, reduce_into(rt, op, &xt, 1, &out, v));
+            let case = format!("{op:?} {v:?} {shape:?}");
+            assert_close(&case, s, &rt.download(&out).unwrap(), &want, TOL);
+        }
+        let idx = rt.empty(&[2], DType::U32).unwrap();
+        run(rt, arg_reduce_into(rt, ArgReduce::ArgMax, &xt, 1, &idx, v));
+        assert_eq!(
+            rt.download_u32(&idx).unwrap(),
+            vec![65_536, 65_536],
+            "argmax {v:?}"
+        );
+    }
+}

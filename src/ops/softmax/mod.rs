@@ -19,8 +19,8 @@ mod tests;
 
 use crate::error::Result;
 use crate::ops::elementwise::layout::{self, expect, expect_dtype, plan, u, Access};
-use crate::ops::reduce::split_axis;
 pub use crate::ops::reduce::Variant;
+use crate::ops::reduce::{row_iterations, split_axis};
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
 /// Softmax or its logarithm.
@@ -94,7 +94,8 @@ pub fn softmax_into(
     layout::no_alias(OP, &[x], y)?;
     let dims = split_axis(OP, x.shape(), axis)?;
     let chunks = column_chunks(rt, OP, dims, 2)?;
-    let (entry, per_wg) = variant.entry(rt);
+    // rows: max, sum and write passes.
+    let (entry, per_wg) = variant.entry(rt, row_iterations(3, dims));
     let k = rt.kernel(
         &crate::shader!("softmax"),
         entry,
@@ -156,7 +157,8 @@ pub fn softmax_backward_into(
     layout::no_alias(OP, &[y, dy], dx)?;
     let dims = split_axis(OP, y.shape(), axis)?;
     let chunks = column_chunks(rt, OP, dims, 3)?;
-    let (entry, per_wg) = variant.entry(rt);
+    // rows: dot and write passes.
+    let (entry, per_wg) = variant.entry(rt, row_iterations(2, dims));
     let k = rt.kernel(
         &crate::shader!("softmax_backward"),
         entry,

@@ -143,3 +143,52 @@ fn softmax_past_binding_limit() {
     }
     assert!(got.iter().all(|v| v.is_finite()), "every row written");
 }
+
+/// Rows longer than one llvmpipe invocation may loop over (`CPU_LOOP_ITERATIONS`, 65535
+/// iterations in all): odd lengths take the scalar loops, three passes forward and two
+/// backward, so 32737 is past the budget for both (masked attention's 1/8 keys at 1333² are
+/// 167² = 27889). `Rows` asked for must still be right (it takes `groups` there).
+#[test]
+fn rows_past_the_cpu_loop_budget() {
+    let rt = runtime();
+    let s = seed();
+    let mut r = rng(s);
+    let shape: &[usize] = &[2, 32_737];
+    let n: usize = shape.iter().product();
+    let x = uniform(&mut r, n, -6.0, 6.0);
+    let dy = uniform(&mut r, n, -1.0, 1.0);
+    let (xt, dyt) = (
+        rt.upload(&x, shape).unwrap(),
+        rt.upload(&dy, shape).unwrap(),
+    );
+    let kind = Kind::Softmax;
+    let want = to32(&reference::softmax(kind, &to64(&x), shape, 1));
+    let yt = rt.upload(&want, shape).unwrap();
+    let want_dx = to32(&reference::softmax_backward(
+        kind,
+        &to64(&want),
+        &to64(&dy),
+        shape,
+        1,
+    ));
+    for v in [Variant::Auto, Variant::Rows] {
+        let y = poisoned(rt, shape);
+        run(rt, softmax_into(rt, kind, &xt, 1, &y, v));
+        assert_close(
+            &format!("softmax {v:?} {shape:?}"),
+            s,
+            &rt.download(&y).unwrap(),
+            &want,
+            TOL,
+        );
+        let dx = poisoned(rt, shape);
+        run(rt, softmax_backward_into(rt, kind, &yt, &dyt, 1, &dx, v));
+        assert_close(
+            &format!("softmax' {v:?} {shape:?}"),
+            s,
+            &rt.download(&dx).unwrap(),
+            &want_dx,
+            TOL,
+        );
+    }
+}
