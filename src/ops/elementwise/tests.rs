@@ -248,19 +248,29 @@ fn binary_backward_matches_reference_and_finite_differences() {
             );
             let (wa, wb) = reference::binary_backward(op, &to64(&a), sa, &to64(&b), sb, &to64(&dy));
             let case = format!("{op:?} {sa:?} {sb:?}");
+            // The GPU's pow is exp2(b·log2 a), a few ulp per term; where an operand is broadcast
+            // its gradient sums mixed-sign terms, and cancellation lifts that error relative to
+            // the small sum (seen 3.7e-5 summing 4 terms into a scalar).
+            let tol = |len: usize| {
+                if op == Binary::Pow && len < n {
+                    1e-4
+                } else {
+                    TOL
+                }
+            };
             assert_close(
                 &format!("da {case}"),
                 s,
                 &rt.download(&da).unwrap(),
                 &to32(&wa),
-                TOL,
+                tol(a.len()),
             );
             assert_close(
                 &format!("db {case}"),
                 s,
                 &rt.download(&db).unwrap(),
                 &to32(&wb),
-                TOL,
+                tol(b.len()),
             );
         }
     }
