@@ -1055,7 +1055,13 @@ fn bias_grad(
             limit_name: "max_storage_buffer_binding_size",
         });
     }
-    let per = ((limit - align - 16) / (4 * n)).max(1);
+    let mut per = ((limit - align - 16) / (4 * n)).max(1);
+    if rt.caps().is_cpu {
+        // One invocation loops about rows·66/64 times (each loop's exit test counts too);
+        // llvmpipe ends its loops past CPU_LOOP_ITERATIONS, so launches (which accumulate)
+        // keep well under it.
+        per = per.min(crate::runtime::CPU_LOOP_ITERATIONS as u64 / 2);
+    }
     let kernel = rt.kernel(&crate::shader!("matmul_backward"), "bias_grad", &[])?;
     let view = View::new(0, n, 1);
     let mut dispatches = Vec::new();

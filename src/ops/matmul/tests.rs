@@ -740,6 +740,15 @@ fn backward_every_transpose_broadcast_and_activation() {
     }
 }
 
+/// A bias gradient over more rows than one llvmpipe invocation may loop over (65535 in all,
+/// `CPU_LOOP_ITERATIONS`): 70000 rows, as a linear layer's over 2·256² tokens would be.
+#[test]
+fn bias_gradient_past_the_cpu_loop_budget() {
+    let rt = testing::runtime();
+    let case = Case::new(70_000, 4, 4, (false, false));
+    check_backward(rt, &case, &opts(Variant::Auto, (false, false)), true, false);
+}
+
 /// Gradients through the chunked launch paths (products, activation backward, bias sums).
 #[test]
 fn backward_chunked() {
