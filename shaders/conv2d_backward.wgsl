@@ -4,7 +4,8 @@
 //   convolution). Register block: CO_B input channels × PX_B input pixels along a row.
 // - `dw_direct`: dw[co, k] = sum_{n, oy, ox} dy[n, co, oy, ox] · x[n, tap k of (oy, ox)], k over
 //   (ci_g, ky, kx). Register block: CO_B output channels × PX_B weight taps; one invocation reduces
-//   over the whole batch and plane (deterministic, no atomics), in per-row partial sums so the
+//   over images n0..n1 × rows oy0..oy1 (the whole batch and plane unless llvmpipe's loop budget
+//   splits it into launches that accumulate; deterministic, no atomics), in per-row partial sums so the
 //   rounding error grows with the row length plus the row count rather than their product.
 // - `db_sum`: db[co] = sum_{n, oy, ox} dy[n, co, oy, ox], one invocation per channel.
 // Entry points use disjoint sets of globals; globals of different entry points may share a binding.
@@ -14,7 +15,9 @@ struct Params {
     cout: u32, ho: u32, wo: u32, groups: u32,
     kh: u32, kw: u32, sh: u32, sw: u32,
     ph: u32, pw: u32, dh: u32, dw: u32,
-    cin_g: u32, cout_g: u32, has_bias: u32, _pad: u32,
+    cin_g: u32, cout_g: u32, has_bias: u32,
+    // dw_direct: images n0..n1 × output rows oy0..oy1 of the reduction; accumulate: add to dw.
+    n0: u32, n1: u32, oy0: u32, oy1: u32, accumulate: u32,
 }
 
 override CO_B: u32 = 8u;
@@ -133,9 +136,9 @@ fn dw_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
         offx[j] = i32((tap % p.kw) * p.dw) - i32(p.pw);
     }
     var total: array<array<f32, MAXB>, MAXC>;
-    for (var nn = 0u; nn < p.n; nn += 1u) {
+    for (var nn = p.n0; nn < p.n1; nn += 1u) {
         let xn = nn * p.cin * plane;
-        for (var oy = 0u; oy < p.ho; oy += 1u) {
+        for (var oy = p.oy0; oy < p.oy1; oy += 1u) {
             var acc: array<array<f32, MAXB>, MAXC>;
             for (var ox = 0u; ox < p.wo; ox += 1u) {
                 var dv: array<f32, MAXC>;
@@ -164,7 +167,8 @@ fn dw_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
     for (var i = 0u; i < CO_B; i += 1u) {
         for (var j = 0u; j < PX_B; j += 1u) {
             if (i < count && k0 + j < kn) {
-                dw[(c0 + i) * kn + k0 + j] = total[i][j];
+                let o = (c0 + i) * kn + k0 + j;
+                dw[o] = select(total[i][j], dw[o] + total[i][j], p.accumulate != 0u);
             }
         }
     }

@@ -173,7 +173,13 @@ struct Params {
     cin_g: u32,
     cout_g: u32,
     has_bias: u32,
-    _pad: u32,
+    // dw_direct's share of the reduction (images n0..n1, output rows oy0..oy1) and whether it
+    // adds to dw; the forward shader ignores these.
+    n0: u32,
+    n1: u32,
+    oy0: u32,
+    oy1: u32,
+    accumulate: u32,
 }
 
 const OP: &str = "conv2d";
@@ -285,7 +291,11 @@ fn params(d: &ConvDims, opts: &Conv2dOptions, has_bias: bool) -> Params {
         cin_g: (d.cin / g) as u32,
         cout_g: (d.cout / g) as u32,
         has_bias: has_bias as u32,
-        _pad: 0,
+        n0: 0,
+        n1: d.n as u32,
+        oy0: 0,
+        oy1: d.ho as u32,
+        accumulate: 0,
     }
 }
 
@@ -645,12 +655,50 @@ pub fn conv2d_backward_with_workspace_into(
             "dw_direct",
             &[("CO_B", cb as f64), ("PX_B", pb as f64)],
         )?;
-        out.push(rt.dispatch(
-            &k,
-            &p,
-            &[dy.binding(), x.binding(), dweight.binding()],
-            grid,
-        ));
+        // One invocation reduces over its share of images × output rows, about rows·(wo + 1)
+        // loop iterations: on CPU adapters the share stays under llvmpipe's loop budget and the
+        // launches after the first add to dw.
+        let budget = CPU_LOOP_ITERATIONS / 2;
+        let rows = if rt.caps().is_cpu {
+            (budget / (d.wo + 2)).max(1)
+        } else {
+            usize::MAX
+        };
+        let mut shares = Vec::new();
+        if d.n * d.ho <= rows {
+            shares.push((0, d.n, 0, d.ho));
+        } else if d.ho <= rows {
+            let per = rows / d.ho;
+            shares.extend(
+                (0..d.n)
+                    .step_by(per)
+                    .map(|n0| (n0, (n0 + per).min(d.n), 0, d.ho)),
+            );
+        } else {
+            for n0 in 0..d.n {
+                shares.extend(
+                    (0..d.ho)
+                        .step_by(rows)
+                        .map(|r| (n0, n0 + 1, r, (r + rows).min(d.ho))),
+                );
+            }
+        }
+        for (i, &(n0, n1, oy0, oy1)) in shares.iter().enumerate() {
+            let ps = Params {
+                n0: n0 as u32,
+                n1: n1 as u32,
+                oy0: oy0 as u32,
+                oy1: oy1 as u32,
+                accumulate: (i > 0) as u32,
+                ..p
+            };
+            out.push(rt.dispatch(
+                &k,
+                &ps,
+                &[dy.binding(), x.binding(), dweight.binding()],
+                grid,
+            ));
+        }
     }
     if let Some(db) = dbias {
         // db_sum loops over the whole batch and plane in one invocation: past llvmpipe's loop

@@ -513,8 +513,35 @@ fn backward_portable_runtime_and_convenience_entry() {
     assert!(g.dbias.is_none());
 }
 
-/// Column-matrix caps (bytes) that force one chunk, chunks of two images (a ragged last one
-/// for N = 3), chunks of one image, chunks of a few output rows and chunks of one row.
+/// The direct kernels' weight gradient (grouped convolutions take them) over more output pixels
+/// than one llvmpipe invocation may loop over (`CPU_LOOP_ITERATIONS`): 260² = 67600 per image.
+/// The CPU path splits the reduction into launches over row ranges that add up.
+#[test]
+fn direct_weight_gradient_past_the_cpu_loop_budget() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let (xs, ws) = ([1usize, 4, 260, 260], [4usize, 2, 3, 3]);
+    let o = Conv2dOptions::default().padding(1).groups(2);
+    let d = conv_dims(&xs, &ws, &o).unwrap();
+    let mut rng = testing::rng(seed);
+    let xv = testing::uniform(&mut rng, xs.iter().product(), -1.0, 1.0);
+    let wv = testing::uniform(&mut rng, ws.iter().product(), -1.0, 1.0);
+    let dyv = testing::uniform(&mut rng, d.out_shape().iter().product(), -1.0, 1.0);
+    let (_, want_dw, _) = reference::backward(&f64s(&dyv), &f64s(&xv), &f64s(&wv), &d, &o);
+    let x = rt.upload(&xv, &xs).unwrap();
+    let w = rt.upload(&wv, &ws).unwrap();
+    let dy = rt.upload(&dyv, &d.out_shape()).unwrap();
+    let dw = rt.full(&ws, f32::NAN).unwrap();
+    rt.run(&conv2d_backward_into(rt, &dy, &x, &w, None, &dw, None, &o).unwrap());
+    assert_close(
+        "conv2d_backward direct dweight past the loop budget",
+        seed,
+        &rt.download(&dw).unwrap(),
+        &f32s(&want_dw),
+        1e-5,
+    );
+}
+
 /// Bias gradients summed over more pixels than one llvmpipe invocation may loop over
 /// (`CPU_LOOP_ITERATIONS`): Swin's patch embedding at a 1024² crop, batch 2, sums 2·256² pixels
 /// per channel. db_sum stopped early there; the CPU path now sums in launches under the budget.
@@ -563,6 +590,8 @@ fn bias_gradient_past_the_cpu_loop_budget() {
     );
 }
 
+/// Column-matrix caps (bytes) that force one chunk, chunks of two images (a ragged last one
+/// for N = 3), chunks of one image, chunks of a few output rows and chunks of one row.
 fn gemm_caps(c: &Case) -> Vec<Option<usize>> {
     let d = conv_dims(&c.x, &c.w, &c.o).unwrap();
     let row = c.w[1] * c.w[2] * c.w[3] * d.wo * 4;
