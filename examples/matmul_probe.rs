@@ -3,7 +3,8 @@
 //! `cargo run --release --example matmul_probe -- shaders/matmul.wgsl regblock_vec 1024 1024 1024`
 //! Prints pipeline-creation and first-dispatch (JIT) time, then wall and CPU-time GFLOP/s
 //! (process CPU over all lavapipe threads; clean-equivalent = FLOP / (cpu / cores)), and checks
-//! 64 sampled outputs against an f64 dot product. Row-major A [M, K] and B [K, N], alpha 1.
+//! 64 sampled outputs against an f64 dot product. Row-major A [M, K] and B [K, N], alpha 1;
+//! with `TRANS_A=1` in the environment A is stored [K, M] (as `trans_a`, e.g. `regblock_vec_ta`).
 
 use mask2former::runtime::Shader;
 use mask2former::{DType, Runtime};
@@ -72,6 +73,7 @@ fn main() {
         rt.describe(),
         t0.elapsed().as_secs_f64()
     );
+    let trans_a = std::env::var("TRANS_A").is_ok_and(|v| v == "1");
     let mut s = 0x9e3779b97f4a7c15u64;
     let mut rnd = || {
         s ^= s << 13;
@@ -81,7 +83,7 @@ fn main() {
     };
     let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
     let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
-    let ta = rt.upload(&a, &[m, k]).unwrap();
+    let ta = rt.upload(&a, &[m * k]).unwrap();
     let tb = rt.upload(&b, &[k, n]).unwrap();
     let tc = rt.empty(&[m, n], DType::F32).unwrap();
     rt.fill(&tc, f32::NAN).unwrap();
@@ -100,8 +102,8 @@ fn main() {
         flags: 0,
         a_off: 0,
         a_bs: 0,
-        a_rs: k as u32,
-        a_cs: 1,
+        a_rs: if trans_a { 1 } else { k as u32 },
+        a_cs: if trans_a { m as u32 } else { 1 },
         b_off: 0,
         b_bs: 0,
         b_rs: n as u32,
@@ -146,7 +148,7 @@ fn main() {
         };
         let (r, c) = (idx / n, idx % n);
         let want: f64 = (0..k)
-            .map(|j| a[r * k + j] as f64 * b[j * n + c] as f64)
+            .map(|j| a[if trans_a { j * m + r } else { r * k + j }] as f64 * b[j * n + c] as f64)
             .sum();
         num += (got[idx] as f64 - want).powi(2);
         den += want * want;

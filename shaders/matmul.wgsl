@@ -7,6 +7,8 @@
 //               where the layout allows (A_MODE / B_MODE override constants).
 // - `regblock_vec`: the same scheme with a 24×16 block and a single vec4 code path (row-major A
 //               and B, K and N multiples of 4), small enough for lavapipe's JIT (~12 s once).
+// - `regblock_vec_ta`: 24×16 for `trans_a` (A stored [K, M], M and N multiples of 4, any K): at
+//               fixed k a thread's 24 values of A are contiguous, so both operands load as vec4s.
 // - `tiled`:    for GPUs: 64×64 workgroup tiles staged through workgroup memory, 4×4 per thread.
 //
 // Operands are addressed through strides, so transposes, broadcast batches (stride 0) and
@@ -652,6 +654,270 @@ fn regblock_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         c23_1 = fma(vec4<f32>(a23.w), b3_1, fma(vec4<f32>(a23.z), b2_1, fma(vec4<f32>(a23.y), b1_1, fma(vec4<f32>(a23.x), b0_1, c23_1))));
         c23_2 = fma(vec4<f32>(a23.w), b3_2, fma(vec4<f32>(a23.z), b2_2, fma(vec4<f32>(a23.y), b1_2, fma(vec4<f32>(a23.x), b0_2, c23_2))));
         c23_3 = fma(vec4<f32>(a23.w), b3_3, fma(vec4<f32>(a23.z), b2_3, fma(vec4<f32>(a23.y), b1_3, fma(vec4<f32>(a23.x), b0_3, c23_3))));
+    }
+    // Epilogue: the accumulators go to a private array once so that the row loop below is
+    // not unrolled (inlined copies of the GELU path would bloat the kernel).
+    var acc: array<vec4<f32>, 96>;
+    acc[0u] = c0_0;
+    acc[1u] = c0_1;
+    acc[2u] = c0_2;
+    acc[3u] = c0_3;
+    acc[4u] = c1_0;
+    acc[5u] = c1_1;
+    acc[6u] = c1_2;
+    acc[7u] = c1_3;
+    acc[8u] = c2_0;
+    acc[9u] = c2_1;
+    acc[10u] = c2_2;
+    acc[11u] = c2_3;
+    acc[12u] = c3_0;
+    acc[13u] = c3_1;
+    acc[14u] = c3_2;
+    acc[15u] = c3_3;
+    acc[16u] = c4_0;
+    acc[17u] = c4_1;
+    acc[18u] = c4_2;
+    acc[19u] = c4_3;
+    acc[20u] = c5_0;
+    acc[21u] = c5_1;
+    acc[22u] = c5_2;
+    acc[23u] = c5_3;
+    acc[24u] = c6_0;
+    acc[25u] = c6_1;
+    acc[26u] = c6_2;
+    acc[27u] = c6_3;
+    acc[28u] = c7_0;
+    acc[29u] = c7_1;
+    acc[30u] = c7_2;
+    acc[31u] = c7_3;
+    acc[32u] = c8_0;
+    acc[33u] = c8_1;
+    acc[34u] = c8_2;
+    acc[35u] = c8_3;
+    acc[36u] = c9_0;
+    acc[37u] = c9_1;
+    acc[38u] = c9_2;
+    acc[39u] = c9_3;
+    acc[40u] = c10_0;
+    acc[41u] = c10_1;
+    acc[42u] = c10_2;
+    acc[43u] = c10_3;
+    acc[44u] = c11_0;
+    acc[45u] = c11_1;
+    acc[46u] = c11_2;
+    acc[47u] = c11_3;
+    acc[48u] = c12_0;
+    acc[49u] = c12_1;
+    acc[50u] = c12_2;
+    acc[51u] = c12_3;
+    acc[52u] = c13_0;
+    acc[53u] = c13_1;
+    acc[54u] = c13_2;
+    acc[55u] = c13_3;
+    acc[56u] = c14_0;
+    acc[57u] = c14_1;
+    acc[58u] = c14_2;
+    acc[59u] = c14_3;
+    acc[60u] = c15_0;
+    acc[61u] = c15_1;
+    acc[62u] = c15_2;
+    acc[63u] = c15_3;
+    acc[64u] = c16_0;
+    acc[65u] = c16_1;
+    acc[66u] = c16_2;
+    acc[67u] = c16_3;
+    acc[68u] = c17_0;
+    acc[69u] = c17_1;
+    acc[70u] = c17_2;
+    acc[71u] = c17_3;
+    acc[72u] = c18_0;
+    acc[73u] = c18_1;
+    acc[74u] = c18_2;
+    acc[75u] = c18_3;
+    acc[76u] = c19_0;
+    acc[77u] = c19_1;
+    acc[78u] = c19_2;
+    acc[79u] = c19_3;
+    acc[80u] = c20_0;
+    acc[81u] = c20_1;
+    acc[82u] = c20_2;
+    acc[83u] = c20_3;
+    acc[84u] = c21_0;
+    acc[85u] = c21_1;
+    acc[86u] = c21_2;
+    acc[87u] = c21_3;
+    acc[88u] = c22_0;
+    acc[89u] = c22_1;
+    acc[90u] = c22_2;
+    acc[91u] = c22_3;
+    acc[92u] = c23_0;
+    acc[93u] = c23_1;
+    acc[94u] = c23_2;
+    acc[95u] = c23_3;
+    let nv = min(p.n - n0, 16u);
+    for (var i = 0u; i < min(p.m - m0, 24u); i++) {
+        store4(bz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
+        store4(bz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
+        store4(bz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);
+        store4(bz, m0 + i, n0 + 12u, nv - min(nv, 12u), acc[i * 4u + 3u]);
+    }
+}
+
+// regblock_vec_ta: 24×16 outputs per thread, workgroup 8×8 = 192×128 outputs.
+// A stored [K, M] (trans_a) and row-major B, M and N multiples of 4, any K.
+@compute @workgroup_size(8, 8, 1)
+fn regblock_vec_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let n0 = (wg.x * 8u + lid.x) * 16u;
+    let m0 = (wg.y * 8u + lid.y) * 24u;
+    let bz = wg.z;
+    // No barriers in this kernel, so threads past the edge may leave early.
+    if (m0 >= p.m || n0 >= p.n) {
+        return;
+    }
+    // Everything in vec4 units. Row and column groups past the edge are clamped to the last
+    // valid one (M and N are multiples of 4, so a group is all valid or all past the edge);
+    // those results are dropped by the store's bounds check.
+    let a4 = (p.a_off + bz * p.a_bs) >> 2u;
+    let b4 = (p.b_off + bz * p.b_bs) >> 2u;
+    let acs = p.a_cs >> 2u;
+    let brs = p.b_rs >> 2u;
+    let am0 = a4 + (min(m0 + 0u, p.m - 4u) >> 2u);
+    let am1 = a4 + (min(m0 + 4u, p.m - 4u) >> 2u);
+    let am2 = a4 + (min(m0 + 8u, p.m - 4u) >> 2u);
+    let am3 = a4 + (min(m0 + 12u, p.m - 4u) >> 2u);
+    let am4 = a4 + (min(m0 + 16u, p.m - 4u) >> 2u);
+    let am5 = a4 + (min(m0 + 20u, p.m - 4u) >> 2u);
+    let bn0 = b4 + (min(n0 + 0u, p.n - 4u) >> 2u);
+    let bn1 = b4 + (min(n0 + 4u, p.n - 4u) >> 2u);
+    let bn2 = b4 + (min(n0 + 8u, p.n - 4u) >> 2u);
+    let bn3 = b4 + (min(n0 + 12u, p.n - 4u) >> 2u);
+    // c{i}_{h} holds C[m0 + i][n0 + 4h .. n0 + 4h + 4].
+    var c0_0 = vec4<f32>(0.0); var c0_1 = vec4<f32>(0.0); var c0_2 = vec4<f32>(0.0); var c0_3 = vec4<f32>(0.0);
+    var c1_0 = vec4<f32>(0.0); var c1_1 = vec4<f32>(0.0); var c1_2 = vec4<f32>(0.0); var c1_3 = vec4<f32>(0.0);
+    var c2_0 = vec4<f32>(0.0); var c2_1 = vec4<f32>(0.0); var c2_2 = vec4<f32>(0.0); var c2_3 = vec4<f32>(0.0);
+    var c3_0 = vec4<f32>(0.0); var c3_1 = vec4<f32>(0.0); var c3_2 = vec4<f32>(0.0); var c3_3 = vec4<f32>(0.0);
+    var c4_0 = vec4<f32>(0.0); var c4_1 = vec4<f32>(0.0); var c4_2 = vec4<f32>(0.0); var c4_3 = vec4<f32>(0.0);
+    var c5_0 = vec4<f32>(0.0); var c5_1 = vec4<f32>(0.0); var c5_2 = vec4<f32>(0.0); var c5_3 = vec4<f32>(0.0);
+    var c6_0 = vec4<f32>(0.0); var c6_1 = vec4<f32>(0.0); var c6_2 = vec4<f32>(0.0); var c6_3 = vec4<f32>(0.0);
+    var c7_0 = vec4<f32>(0.0); var c7_1 = vec4<f32>(0.0); var c7_2 = vec4<f32>(0.0); var c7_3 = vec4<f32>(0.0);
+    var c8_0 = vec4<f32>(0.0); var c8_1 = vec4<f32>(0.0); var c8_2 = vec4<f32>(0.0); var c8_3 = vec4<f32>(0.0);
+    var c9_0 = vec4<f32>(0.0); var c9_1 = vec4<f32>(0.0); var c9_2 = vec4<f32>(0.0); var c9_3 = vec4<f32>(0.0);
+    var c10_0 = vec4<f32>(0.0); var c10_1 = vec4<f32>(0.0); var c10_2 = vec4<f32>(0.0); var c10_3 = vec4<f32>(0.0);
+    var c11_0 = vec4<f32>(0.0); var c11_1 = vec4<f32>(0.0); var c11_2 = vec4<f32>(0.0); var c11_3 = vec4<f32>(0.0);
+    var c12_0 = vec4<f32>(0.0); var c12_1 = vec4<f32>(0.0); var c12_2 = vec4<f32>(0.0); var c12_3 = vec4<f32>(0.0);
+    var c13_0 = vec4<f32>(0.0); var c13_1 = vec4<f32>(0.0); var c13_2 = vec4<f32>(0.0); var c13_3 = vec4<f32>(0.0);
+    var c14_0 = vec4<f32>(0.0); var c14_1 = vec4<f32>(0.0); var c14_2 = vec4<f32>(0.0); var c14_3 = vec4<f32>(0.0);
+    var c15_0 = vec4<f32>(0.0); var c15_1 = vec4<f32>(0.0); var c15_2 = vec4<f32>(0.0); var c15_3 = vec4<f32>(0.0);
+    var c16_0 = vec4<f32>(0.0); var c16_1 = vec4<f32>(0.0); var c16_2 = vec4<f32>(0.0); var c16_3 = vec4<f32>(0.0);
+    var c17_0 = vec4<f32>(0.0); var c17_1 = vec4<f32>(0.0); var c17_2 = vec4<f32>(0.0); var c17_3 = vec4<f32>(0.0);
+    var c18_0 = vec4<f32>(0.0); var c18_1 = vec4<f32>(0.0); var c18_2 = vec4<f32>(0.0); var c18_3 = vec4<f32>(0.0);
+    var c19_0 = vec4<f32>(0.0); var c19_1 = vec4<f32>(0.0); var c19_2 = vec4<f32>(0.0); var c19_3 = vec4<f32>(0.0);
+    var c20_0 = vec4<f32>(0.0); var c20_1 = vec4<f32>(0.0); var c20_2 = vec4<f32>(0.0); var c20_3 = vec4<f32>(0.0);
+    var c21_0 = vec4<f32>(0.0); var c21_1 = vec4<f32>(0.0); var c21_2 = vec4<f32>(0.0); var c21_3 = vec4<f32>(0.0);
+    var c22_0 = vec4<f32>(0.0); var c22_1 = vec4<f32>(0.0); var c22_2 = vec4<f32>(0.0); var c22_3 = vec4<f32>(0.0);
+    var c23_0 = vec4<f32>(0.0); var c23_1 = vec4<f32>(0.0); var c23_2 = vec4<f32>(0.0); var c23_3 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        // a{q} = A[m0 + 4q .. m0 + 4q + 4][k]; b{h} = B[k][n0 + 4h .. n0 + 4h + 4]
+        let ak = k * acs;
+        let bk = k * brs;
+        let a0 = a[ak + am0]; let a1 = a[ak + am1]; let a2 = a[ak + am2]; let a3 = a[ak + am3]; let a4 = a[ak + am4]; let a5 = a[ak + am5];
+        let b0 = b[bk + bn0]; let b1 = b[bk + bn1]; let b2 = b[bk + bn2]; let b3 = b[bk + bn3];
+        c0_0 = fma(vec4<f32>(a0.x), b0, c0_0);
+        c0_1 = fma(vec4<f32>(a0.x), b1, c0_1);
+        c0_2 = fma(vec4<f32>(a0.x), b2, c0_2);
+        c0_3 = fma(vec4<f32>(a0.x), b3, c0_3);
+        c1_0 = fma(vec4<f32>(a0.y), b0, c1_0);
+        c1_1 = fma(vec4<f32>(a0.y), b1, c1_1);
+        c1_2 = fma(vec4<f32>(a0.y), b2, c1_2);
+        c1_3 = fma(vec4<f32>(a0.y), b3, c1_3);
+        c2_0 = fma(vec4<f32>(a0.z), b0, c2_0);
+        c2_1 = fma(vec4<f32>(a0.z), b1, c2_1);
+        c2_2 = fma(vec4<f32>(a0.z), b2, c2_2);
+        c2_3 = fma(vec4<f32>(a0.z), b3, c2_3);
+        c3_0 = fma(vec4<f32>(a0.w), b0, c3_0);
+        c3_1 = fma(vec4<f32>(a0.w), b1, c3_1);
+        c3_2 = fma(vec4<f32>(a0.w), b2, c3_2);
+        c3_3 = fma(vec4<f32>(a0.w), b3, c3_3);
+        c4_0 = fma(vec4<f32>(a1.x), b0, c4_0);
+        c4_1 = fma(vec4<f32>(a1.x), b1, c4_1);
+        c4_2 = fma(vec4<f32>(a1.x), b2, c4_2);
+        c4_3 = fma(vec4<f32>(a1.x), b3, c4_3);
+        c5_0 = fma(vec4<f32>(a1.y), b0, c5_0);
+        c5_1 = fma(vec4<f32>(a1.y), b1, c5_1);
+        c5_2 = fma(vec4<f32>(a1.y), b2, c5_2);
+        c5_3 = fma(vec4<f32>(a1.y), b3, c5_3);
+        c6_0 = fma(vec4<f32>(a1.z), b0, c6_0);
+        c6_1 = fma(vec4<f32>(a1.z), b1, c6_1);
+        c6_2 = fma(vec4<f32>(a1.z), b2, c6_2);
+        c6_3 = fma(vec4<f32>(a1.z), b3, c6_3);
+        c7_0 = fma(vec4<f32>(a1.w), b0, c7_0);
+        c7_1 = fma(vec4<f32>(a1.w), b1, c7_1);
+        c7_2 = fma(vec4<f32>(a1.w), b2, c7_2);
+        c7_3 = fma(vec4<f32>(a1.w), b3, c7_3);
+        c8_0 = fma(vec4<f32>(a2.x), b0, c8_0);
+        c8_1 = fma(vec4<f32>(a2.x), b1, c8_1);
+        c8_2 = fma(vec4<f32>(a2.x), b2, c8_2);
+        c8_3 = fma(vec4<f32>(a2.x), b3, c8_3);
+        c9_0 = fma(vec4<f32>(a2.y), b0, c9_0);
+        c9_1 = fma(vec4<f32>(a2.y), b1, c9_1);
+        c9_2 = fma(vec4<f32>(a2.y), b2, c9_2);
+        c9_3 = fma(vec4<f32>(a2.y), b3, c9_3);
+        c10_0 = fma(vec4<f32>(a2.z), b0, c10_0);
+        c10_1 = fma(vec4<f32>(a2.z), b1, c10_1);
+        c10_2 = fma(vec4<f32>(a2.z), b2, c10_2);
+        c10_3 = fma(vec4<f32>(a2.z), b3, c10_3);
+        c11_0 = fma(vec4<f32>(a2.w), b0, c11_0);
+        c11_1 = fma(vec4<f32>(a2.w), b1, c11_1);
+        c11_2 = fma(vec4<f32>(a2.w), b2, c11_2);
+        c11_3 = fma(vec4<f32>(a2.w), b3, c11_3);
+        c12_0 = fma(vec4<f32>(a3.x), b0, c12_0);
+        c12_1 = fma(vec4<f32>(a3.x), b1, c12_1);
+        c12_2 = fma(vec4<f32>(a3.x), b2, c12_2);
+        c12_3 = fma(vec4<f32>(a3.x), b3, c12_3);
+        c13_0 = fma(vec4<f32>(a3.y), b0, c13_0);
+        c13_1 = fma(vec4<f32>(a3.y), b1, c13_1);
+        c13_2 = fma(vec4<f32>(a3.y), b2, c13_2);
+        c13_3 = fma(vec4<f32>(a3.y), b3, c13_3);
+        c14_0 = fma(vec4<f32>(a3.z), b0, c14_0);
+        c14_1 = fma(vec4<f32>(a3.z), b1, c14_1);
+        c14_2 = fma(vec4<f32>(a3.z), b2, c14_2);
+        c14_3 = fma(vec4<f32>(a3.z), b3, c14_3);
+        c15_0 = fma(vec4<f32>(a3.w), b0, c15_0);
+        c15_1 = fma(vec4<f32>(a3.w), b1, c15_1);
+        c15_2 = fma(vec4<f32>(a3.w), b2, c15_2);
+        c15_3 = fma(vec4<f32>(a3.w), b3, c15_3);
+        c16_0 = fma(vec4<f32>(a4.x), b0, c16_0);
+        c16_1 = fma(vec4<f32>(a4.x), b1, c16_1);
+        c16_2 = fma(vec4<f32>(a4.x), b2, c16_2);
+        c16_3 = fma(vec4<f32>(a4.x), b3, c16_3);
+        c17_0 = fma(vec4<f32>(a4.y), b0, c17_0);
+        c17_1 = fma(vec4<f32>(a4.y), b1, c17_1);
+        c17_2 = fma(vec4<f32>(a4.y), b2, c17_2);
+        c17_3 = fma(vec4<f32>(a4.y), b3, c17_3);
+        c18_0 = fma(vec4<f32>(a4.z), b0, c18_0);
+        c18_1 = fma(vec4<f32>(a4.z), b1, c18_1);
+        c18_2 = fma(vec4<f32>(a4.z), b2, c18_2);
+        c18_3 = fma(vec4<f32>(a4.z), b3, c18_3);
+        c19_0 = fma(vec4<f32>(a4.w), b0, c19_0);
+        c19_1 = fma(vec4<f32>(a4.w), b1, c19_1);
+        c19_2 = fma(vec4<f32>(a4.w), b2, c19_2);
+        c19_3 = fma(vec4<f32>(a4.w), b3, c19_3);
+        c20_0 = fma(vec4<f32>(a5.x), b0, c20_0);
+        c20_1 = fma(vec4<f32>(a5.x), b1, c20_1);
+        c20_2 = fma(vec4<f32>(a5.x), b2, c20_2);
+        c20_3 = fma(vec4<f32>(a5.x), b3, c20_3);
+        c21_0 = fma(vec4<f32>(a5.y), b0, c21_0);
+        c21_1 = fma(vec4<f32>(a5.y), b1, c21_1);
+        c21_2 = fma(vec4<f32>(a5.y), b2, c21_2);
+        c21_3 = fma(vec4<f32>(a5.y), b3, c21_3);
+        c22_0 = fma(vec4<f32>(a5.z), b0, c22_0);
+        c22_1 = fma(vec4<f32>(a5.z), b1, c22_1);
+        c22_2 = fma(vec4<f32>(a5.z), b2, c22_2);
+        c22_3 = fma(vec4<f32>(a5.z), b3, c22_3);
+        c23_0 = fma(vec4<f32>(a5.w), b0, c23_0);
+        c23_1 = fma(vec4<f32>(a5.w), b1, c23_1);
+        c23_2 = fma(vec4<f32>(a5.w), b2, c23_2);
+        c23_3 = fma(vec4<f32>(a5.w), b3, c23_3);
     }
     // Epilogue: the accumulators go to a private array once so that the row loop below is
     // not unrolled (inlined copies of the GELU path would bloat the kernel).

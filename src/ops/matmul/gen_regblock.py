@@ -20,7 +20,11 @@ import sys
 # once per machine with Mesa's on-disk shader cache), and runs at ~28 GFLOP/s CPU-time
 # equivalent at 1024³ against ~20 for 8×16. If TM/TN change, change the tiles in mod.rs
 # (Variant::tile() for regblock, LARGE_TILE for regblock_vec).
-KERNELS = [("regblock", 8, 16, False), ("regblock_vec", 24, 16, True)]
+KERNELS = [
+    ("regblock", 8, 16, False),
+    ("regblock_vec", 24, 16, True),
+    ("regblock_vec_ta", 24, 16, "ta"),
+]
 PATH = "shaders/matmul.wgsl"
 
 
@@ -90,7 +94,58 @@ def epilogue(w, TM, TN):
     w("}")
 
 
+def gen_vec_ta(name, TM, TN):
+    """A stored [K, M] (`trans_a`: a_rs = 1, a_cs = M) and row-major B: at fixed k a thread's TM
+    values of A are contiguous, so both operands load as vec4s. M, N, a_off, a_bs, a_cs, b_off,
+    b_bs, b_rs multiples of 4 (the launcher checks); any K (one k per iteration, no tail)."""
+    H = TN // 4
+    Q = TM // 4
+    o = []
+    w = o.append
+    w(f"// {name}: {TM}×{TN} outputs per thread, workgroup 8×8 = {8 * TM}×{8 * TN} outputs.")
+    w("// A stored [K, M] (trans_a) and row-major B, M and N multiples of 4, any K.")
+    w("@compute @workgroup_size(8, 8, 1)")
+    w(f"fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{")
+    w(f"    let n0 = (wg.x * 8u + lid.x) * {TN}u;")
+    w(f"    let m0 = (wg.y * 8u + lid.y) * {TM}u;")
+    w("    let bz = wg.z;")
+    w("    // No barriers in this kernel, so threads past the edge may leave early.")
+    w("    if (m0 >= p.m || n0 >= p.n) {")
+    w("        return;")
+    w("    }")
+    w("    // Everything in vec4 units. Row and column groups past the edge are clamped to the last")
+    w("    // valid one (M and N are multiples of 4, so a group is all valid or all past the edge);")
+    w("    // those results are dropped by the store's bounds check.")
+    w("    let a4 = (p.a_off + bz * p.a_bs) >> 2u;")
+    w("    let b4 = (p.b_off + bz * p.b_bs) >> 2u;")
+    w("    let acs = p.a_cs >> 2u;")
+    w("    let brs = p.b_rs >> 2u;")
+    for q in range(Q):
+        w(f"    let am{q} = a4 + (min(m0 + {4 * q}u, p.m - 4u) >> 2u);")
+    for h in range(H):
+        w(f"    let bn{h} = b4 + (min(n0 + {4 * h}u, p.n - 4u) >> 2u);")
+    w("    // c{i}_{h} holds C[m0 + i][n0 + 4h .. n0 + 4h + 4].")
+    for i in range(TM):
+        w("    " + " ".join(f"var c{i}_{h} = vec4<f32>(0.0);" for h in range(H)))
+    w("    for (var k = 0u; k < p.k; k++) {")
+    w("        // a{q} = A[m0 + 4q .. m0 + 4q + 4][k]; b{h} = B[k][n0 + 4h .. n0 + 4h + 4]")
+    w("        let ak = k * acs;")
+    w("        let bk = k * brs;")
+    w("        " + " ".join(f"let a{q} = a[ak + am{q}];" for q in range(Q)))
+    w("        " + " ".join(f"let b{h} = b[bk + bn{h}];" for h in range(H)))
+    for i in range(TM):
+        q, comp = divmod(i, 4)
+        comp = "xyzw"[comp]
+        for h in range(H):
+            w(f"        c{i}_{h} = fma(vec4<f32>(a{q}.{comp}), b{h}, c{i}_{h});")
+    w("    }")
+    epilogue(w, TM, TN)
+    return "\n".join(o) + "\n"
+
+
 def gen(name, TM, TN, vec_only):
+    if vec_only == "ta":
+        return gen_vec_ta(name, TM, TN)
     if vec_only:
         return gen_vec(name, TM, TN)
     H = TN // 4  # vec4 columns per thread

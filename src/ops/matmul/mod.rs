@@ -18,7 +18,8 @@
 //! Variants (`shaders/matmul.wgsl`), chosen by [`Variant::Auto`] from the adapter: on CPU
 //! adapters `regblock_vec` (24×16 outputs per thread in registers, vec4 loads, no workgroup
 //! memory; row-major A and B with K and N multiples of 4, and enough rows and columns to fill
-//! a few 192×128 workgroups) and otherwise `regblock` (8×16 per thread, vec4 loads where the
+//! a few 192×128 workgroups; `regblock_vec_ta` the same for A stored `[K, M]` with M and N
+//! multiples of 4, any K) and otherwise `regblock` (8×16 per thread, vec4 loads where the
 //! layout allows); `tiled` on GPUs (64×64 workgroup tiles through workgroup memory); and
 //! `naive` (one output per thread) as the plain port of the reference. Any operand larger than
 //! one storage binding (128 MiB on lavapipe) is handled by splitting the launch over batches,
@@ -59,7 +60,8 @@ pub enum Variant {
     /// `regblock`: 8×16 outputs per thread, any layout (vec4 loads where it allows).
     RegBlock,
     /// `regblock_vec` (24×16 outputs per thread, one vec4 code path) for launches whose layout
-    /// allows it (row-major A and B, K and N multiples of 4), `regblock` for the others. Under
+    /// allows it (row-major A and B, K and N multiples of 4), `regblock_vec_ta` for `trans_a`
+    /// with row-major B (M and N multiples of 4, any K), `regblock` for the others. Under
     /// `Auto` the large block is also skipped for launches too small to fill
     /// [`LARGE_MIN_WORKGROUPS`] of its workgroups. Its pipeline takes lavapipe's JIT about 13 s
     /// of CPU the first time on a machine; Mesa's on-disk shader cache makes later processes
@@ -71,6 +73,9 @@ pub enum Variant {
 
 /// Rows and columns of C covered by one `regblock_vec` workgroup (8×8 threads of 24×16).
 const LARGE_TILE: (u64, u64) = (192, 128);
+
+/// The longest reduction one launch runs on CPU adapters (see `encode`).
+const MAX_K_PER_LAUNCH: u64 = (crate::runtime::CPU_LOOP_ITERATIONS as u64 - 1024) & !3;
 
 /// Under `Auto`, launches with fewer `regblock_vec` workgroups than this (batch × row tiles ×
 /// column tiles) use `regblock`: its 3× smaller tiles spread a small product over more threads.
@@ -832,7 +837,14 @@ fn encode(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions) -> Result<Vec<Di
     let auto = opts.variant == Variant::Auto;
     let tile = variant.tile();
     let max_wg = caps.max_workgroups_per_dim as u64;
-    let e = plan_chunks(pr, tile, max_wg, align.max(64), limit);
+    let mut e = plan_chunks(pr, tile, max_wg, align.max(64), limit);
+    if caps.is_cpu {
+        // llvmpipe ends an invocation's loops after CPU_LOOP_ITERATIONS iterations in all;
+        // regblock_vec_ta loops once per k (the epilogue's loops take a few hundred more), so
+        // longer reductions are split into accumulating launches (a multiple of 4 for the
+        // vec4 paths).
+        e.k = e.k.min(MAX_K_PER_LAUNCH);
+    }
 
     let mut dispatches = Vec::new();
     for b0 in (0..pr.batch).step_by(e.b as usize) {
@@ -928,9 +940,12 @@ fn launch(
         beta,
         _pad: 0,
     };
-    let large = variant == Variant::RegBlockLarge && use_large(&params, e, auto);
+    let large = match variant {
+        Variant::RegBlockLarge => large_entry(&params, e, auto),
+        _ => None,
+    };
     let kernel = match variant {
-        _ if large => rt.kernel(&crate::shader!("matmul"), "regblock_vec", &[])?,
+        _ if large.is_some() => rt.kernel(&crate::shader!("matmul"), large.unwrap(), &[])?,
         Variant::RegBlock | Variant::RegBlockLarge => {
             let (am, bm) = vector_modes(&params, e);
             rt.kernel(
@@ -941,7 +956,11 @@ fn launch(
         }
         v => rt.kernel(&crate::shader!("matmul"), v.entry(), &[])?,
     };
-    let (tm, tn) = if large { LARGE_TILE } else { variant.tile() };
+    let (tm, tn) = if large.is_some() {
+        LARGE_TILE
+    } else {
+        variant.tile()
+    };
     let workgroups = [e.n.div_ceil(tn) as u32, e.m.div_ceil(tm) as u32, e.b as u32];
     Ok(rt.dispatch(
         &kernel,
@@ -973,12 +992,24 @@ fn vector_modes(p: &Params, e: Extent) -> (u32, u32) {
     (a_mode, b_mode)
 }
 
-/// Whether a `RegBlockLarge` launch runs `regblock_vec`: both operands in the vec4 layouts
-/// (A_MODE = B_MODE = 1) with K a multiple of 4 (the kernel has no scalar k tail), and under
-/// `Auto` at least [`LARGE_MIN_WORKGROUPS`] of its workgroups.
-fn use_large(p: &Params, e: Extent, auto: bool) -> bool {
+/// The 24×16 entry a `RegBlockLarge` launch runs, if any: `regblock_vec` when both operands
+/// are in the row-major vec4 layouts (A_MODE = B_MODE = 1) with K a multiple of 4 (it has no
+/// scalar k tail); `regblock_vec_ta` when A is stored [K, M] (`trans_a`: unit row stride, M and
+/// the k stride multiples of 4) and B is row-major with N a multiple of 4, any K. Under `Auto`
+/// either needs at least [`LARGE_MIN_WORKGROUPS`] of its workgroups. `None`: `regblock`.
+fn large_entry(p: &Params, e: Extent, auto: bool) -> Option<&'static str> {
     let wgs = e.b * e.m.div_ceil(LARGE_TILE.0) * e.n.div_ceil(LARGE_TILE.1);
-    vector_modes(p, e) == (1, 1) && e.k.is_multiple_of(4) && (!auto || wgs >= LARGE_MIN_WORKGROUPS)
+    if auto && wgs < LARGE_MIN_WORKGROUPS {
+        return None;
+    }
+    if vector_modes(p, e) == (1, 1) && e.k.is_multiple_of(4) {
+        return Some("regblock_vec");
+    }
+    let a_ok = p.a_off.is_multiple_of(4) && p.a_bs.is_multiple_of(4);
+    let a_t = a_ok && p.a_rs <= 1 && p.a_cs.is_multiple_of(4) && e.m.is_multiple_of(4);
+    let b_ok = p.b_off.is_multiple_of(4) && p.b_bs.is_multiple_of(4);
+    let b_r = b_ok && p.b_cs <= 1 && p.b_rs.is_multiple_of(4) && e.n.is_multiple_of(4);
+    (a_t && b_r).then_some("regblock_vec_ta")
 }
 
 // ---- element-wise and reduction pieces of the backward ------------------------------------

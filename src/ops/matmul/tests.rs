@@ -239,6 +239,7 @@ fn entries(rt: &Runtime, case: &Case, opts: &MatmulOptions) -> Vec<String> {
 }
 
 const LARGE: &str = "matmul::regblock_vec";
+const LARGE_TA: &str = "matmul::regblock_vec_ta";
 
 /// The 24×16 vec4-only kernel on shapes it accepts: one-element M, the narrowest N (4), K = 4,
 /// sizes past its 192×128 workgroup tile in both directions and not multiples of it, batches
@@ -295,9 +296,31 @@ fn large_block_selection() {
         // K not a multiple of 4, N not a multiple of 4, transposes.
         (Case::new(64, 64, 66, (false, false)), &large, general),
         (Case::new(64, 66, 64, (false, false)), &large, general),
+        // A stored [K, M] with M a multiple of 4: the trans_a entry, any K.
         (
             Case::new(64, 64, 64, (true, false)),
             &opts(Variant::RegBlockLarge, (true, false)),
+            LARGE_TA,
+        ),
+        (
+            Case::new(64, 64, 67, (true, false)),
+            &opts(Variant::RegBlockLarge, (true, false)),
+            LARGE_TA,
+        ),
+        // trans_a with M or N not a multiple of 4, or with trans_b.
+        (
+            Case::new(66, 64, 64, (true, false)),
+            &opts(Variant::RegBlockLarge, (true, false)),
+            general,
+        ),
+        (
+            Case::new(64, 66, 64, (true, false)),
+            &opts(Variant::RegBlockLarge, (true, false)),
+            general,
+        ),
+        (
+            Case::new(64, 64, 64, (true, true)),
+            &opts(Variant::RegBlockLarge, (true, true)),
             general,
         ),
         (
@@ -323,6 +346,13 @@ fn large_block_selection() {
         assert_eq!(entries(rt, &big, &auto), [LARGE]);
         let batched = Case::new(192, 128, 64, (false, false)).batched(&[4], &[4]);
         assert_eq!(entries(rt, &batched, &auto), [LARGE]);
+        let auto_ta = opts(Variant::Auto, (true, false));
+        let small = Case::new(192, 128, 64, (true, false));
+        assert_eq!(entries(rt, &small, &auto_ta), ["matmul::regblock"]);
+        let big = Case::new(196, 132, 63, (true, false));
+        assert_eq!(entries(rt, &big, &auto_ta), [LARGE_TA]);
+        let batched = Case::new(192, 128, 64, (true, false)).batched(&[4], &[]);
+        assert_eq!(entries(rt, &batched, &auto_ta), [LARGE_TA]);
     }
 }
 
@@ -350,6 +380,86 @@ fn large_block_chunked() {
         assert!(e.iter().any(|x| x == LARGE), "{case:?}: {e:?}");
         check_forward(rt, &case, &o, true, true);
     }
+}
+
+/// The 24×16 `trans_a` kernel (A stored [K, M]) on shapes it accepts: the narrowest M and N
+/// (4), K = 1 and K not a multiple of 4, sizes past its 192×128 tile in both directions and not
+/// multiples of it, batches broadcast on either side, and the whole epilogue.
+#[test]
+fn large_block_trans_a_shapes_batches_and_epilogue() {
+    let rt = testing::runtime();
+    let t = (true, false);
+    let shapes = [
+        (4, 4, 1),
+        (4, 132, 3),
+        (8, 4, 5),
+        (196, 132, 7),
+        (200, 260, 36),
+        (388, 20, 1),
+        (64, 516, 21),
+    ];
+    let leads: [(&[usize], &[usize]); 4] =
+        [(&[], &[]), (&[3], &[]), (&[], &[3]), (&[2, 2], &[2, 2])];
+    let o = opts(Variant::RegBlockLarge, t);
+    for (m, n, k) in shapes {
+        for (la, lb) in leads {
+            let case = Case::new(m, n, k, t).batched(la, lb);
+            let e = entries(rt, &case, &o);
+            assert!(e.iter().all(|x| x == LARGE_TA), "{case:?}: {e:?}");
+            check_forward(rt, &case, &o, false, false);
+        }
+    }
+    for act in [Activation::None, Activation::Relu, Activation::Gelu] {
+        for (alpha, beta) in [(1.0, 0.0), (0.5, 0.75), (-1.5, 1.0)] {
+            let o = MatmulOptions {
+                alpha,
+                beta,
+                activation: act,
+                ..opts(Variant::RegBlockLarge, t)
+            };
+            let case = Case::new(196, 136, 23, t).batched(&[2], &[]);
+            assert!(entries(rt, &case, &o).iter().all(|x| x == LARGE_TA));
+            check_forward(rt, &case, &o, true, true);
+            check_forward(rt, &case, &o, false, false);
+        }
+    }
+}
+
+/// The `trans_a` kernel through the chunked launch paths (4 KiB binding cap: k chunks of odd
+/// length, rows, batches), and a reduction longer than one llvmpipe invocation may loop over
+/// (`CPU_LOOP_ITERATIONS`), which CPU adapters split into accumulating launches.
+#[test]
+fn large_block_trans_a_chunked_and_long_k() {
+    let rt = testing::runtime();
+    let t = (true, false);
+    for case in [
+        Case::new(300, 20, 64, t),
+        Case::new(40, 36, 200, t),
+        Case::new(20, 12, 16, t).batched(&[7], &[7]),
+    ] {
+        let o = MatmulOptions {
+            activation: Activation::Gelu,
+            alpha: 0.75,
+            beta: 0.5,
+            max_binding: Some(4096),
+            ..opts(Variant::RegBlockLarge, t)
+        };
+        let e = entries(rt, &case, &o);
+        assert!(e.len() >= 2, "{case:?}: not split");
+        assert!(e.iter().any(|x| x == LARGE_TA), "{case:?}: {e:?}");
+        check_forward(rt, &case, &o, true, true);
+    }
+    let case = Case::new(8, 4, 70001, t);
+    let o = MatmulOptions {
+        activation: Activation::Relu,
+        beta: 0.5,
+        ..opts(Variant::RegBlockLarge, t)
+    };
+    let e = entries(rt, &case, &o);
+    if rt.caps().is_cpu {
+        assert_eq!(e, [LARGE_TA, LARGE_TA]);
+    }
+    check_forward(rt, &case, &o, true, true);
 }
 
 #[test]
