@@ -430,6 +430,9 @@ pub struct Trainer {
     _lock: std::fs::File,
     prefetch: Option<Prefetch>,
     last_pq: Option<f64>,
+    /// Step and folder of the last checkpoint written, so one step is not saved twice (a PQ
+    /// evaluation writes the checkpoint it scores).
+    saved: std::cell::RefCell<Option<(u64, PathBuf)>>,
     params: Vec<(String, Vec<usize>, ParamKind)>,
 }
 
@@ -606,6 +609,7 @@ impl Trainer {
             _lock: lock,
             prefetch: None,
             last_pq: None,
+            saved: Default::default(),
             params,
         })
     }
@@ -788,9 +792,9 @@ impl Trainer {
         Ok(report)
     }
 
-    /// Copies the trained parameters into the forward executable (on the device).
     /// The loss on the validation images (synthetic data only; fixed points), averaged over
-    /// batches; appended to `eval.jsonl`.
+    /// batches, and with `pq_images > 0` the PQ of a checkpoint written now; appended to
+    /// `eval.jsonl`.
     pub fn evaluate(&mut self) -> Result<Option<f64>> {
         let Some(val) = self.val.clone() else {
             return Ok(None);
@@ -907,7 +911,9 @@ impl Trainer {
                 settings: serde_json::to_value(&self.cfg).expect("plain data serialises"),
             },
         };
-        checkpoint::save(&self.run_dir, &saved, self.categories.as_deref())
+        let path = checkpoint::save(&self.run_dir, &saved, self.categories.as_deref())?;
+        *self.saved.borrow_mut() = Some((self.step, path.clone()));
+        Ok(path)
     }
 
     /// Trains until the last step or until `stop` is set (then a checkpoint is written and
@@ -930,6 +936,7 @@ impl Trainer {
             if self.cfg.checkpoint_every > 0
                 && s.is_multiple_of(self.cfg.checkpoint_every)
                 && !self.done()
+                && self.saved_step() != Some(s)
             {
                 self.save()?;
             }
@@ -937,7 +944,15 @@ impl Trainer {
         if self.cfg.eval_every > 0 && !self.step.is_multiple_of(self.cfg.eval_every) {
             self.evaluate()?;
         }
-        self.save()
+        let last = self.saved.borrow().clone();
+        match last {
+            Some((at, path)) if at == self.step => Ok(path),
+            _ => self.save(),
+        }
+    }
+
+    fn saved_step(&self) -> Option<u64> {
+        self.saved.borrow().as_ref().map(|(at, _)| *at)
     }
 
     /// Reads a parameter (tests).
@@ -948,6 +963,8 @@ impl Trainer {
     /// Overwrites a parameter (model surgery, tests); the optimizer state is kept.
     pub fn set_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
         self.train.set_param(name, data)?;
+        // The last checkpoint no longer holds these weights.
+        *self.saved.borrow_mut() = None;
         Ok(())
     }
 
