@@ -223,6 +223,7 @@ pub fn run_model(
     type Key = (PathBuf, Option<std::time::SystemTime>);
     thread_local! {
         static MODEL: std::cell::RefCell<Option<(Key, Segmenter)>> = const { std::cell::RefCell::new(None) };
+        static RUNTIME: std::cell::OnceCell<crate::Runtime> = const { std::cell::OnceCell::new() };
     }
     let key: Key = (
         model_dir.to_path_buf(),
@@ -232,7 +233,14 @@ pub fn run_model(
     );
     MODEL.with_borrow_mut(|slot| {
         if slot.as_ref().map(|(k, _)| k) != Some(&key) {
-            let rt = crate::Runtime::new().map_err(|e| EvalError::Model(e.to_string()))?;
+            // One device per thread, kept across checkpoints (a training run scores many).
+            let rt = RUNTIME.with(|r| -> Result<crate::Runtime, EvalError> {
+                if let Some(rt) = r.get() {
+                    return Ok(rt.clone());
+                }
+                let rt = crate::Runtime::new().map_err(|e| EvalError::Model(e.to_string()))?;
+                Ok(r.get_or_init(|| rt).clone())
+            })?;
             let seg =
                 Segmenter::load(&rt, model_dir).map_err(|e| EvalError::Model(e.to_string()))?;
             *slot = Some((key, seg));
