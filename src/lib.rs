@@ -5,8 +5,10 @@
 //! data, evaluation and training.
 
 pub mod atomic_file;
+pub mod cli;
 pub mod data;
 pub mod error;
+pub mod image_input;
 pub mod eval;
 pub mod graph;
 pub mod model;
