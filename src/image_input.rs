@@ -75,9 +75,8 @@ pub fn decode_image(
         path: path.into(),
         source,
     };
-    let format = image::guess_format(bytes).map_err(|_| ImageInputError::UnknownFormat {
-        path: path.into(),
-    })?;
+    let format = image::guess_format(bytes)
+        .map_err(|_| ImageInputError::UnknownFormat { path: path.into() })?;
     let mut warnings = Vec::new();
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         if !allow_truncated {
@@ -177,7 +176,11 @@ mod tests {
         for &b in data {
             c ^= b as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
         }
         !c

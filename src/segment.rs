@@ -466,7 +466,10 @@ pub fn write_outputs(
 fn write_png(path: &Path, image: DynamicImage) -> Result<(), SegmentError> {
     let mut bytes = Vec::new();
     image
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .map_err(|source| SegmentError::Encode {
             path: path.into(),
             source,

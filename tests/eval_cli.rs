@@ -99,7 +99,9 @@ fn evaluate_refuses_a_model_with_another_label_space() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.starts_with("error: ") && stderr.contains("5 labels") && stderr.contains("8 categories"),
+        stderr.starts_with("error: ")
+            && stderr.contains("5 labels")
+            && stderr.contains("8 categories"),
         "{stderr}"
     );
 }

@@ -268,8 +268,7 @@ fn nan_weights_and_nan_pixel_values_are_errors_naming_them() {
     let t = file.tensor("pixel_values").unwrap();
     let mut data = t.data().to_vec();
     data[40..44].copy_from_slice(&f32::INFINITY.to_le_bytes());
-    let view =
-        safetensors::tensor::TensorView::new(t.dtype(), t.shape().to_vec(), &data).unwrap();
+    let view = safetensors::tensor::TensorView::new(t.dtype(), t.shape().to_vec(), &data).unwrap();
     std::fs::create_dir_all(&out).unwrap();
     let px = out.join("px.safetensors");
     safetensors::serialize_to_file([("pixel_values", view)], None, &px).unwrap();
@@ -347,7 +346,10 @@ fn inputs_sharing_a_stem_keep_their_own_outputs_and_a_png_named_jpg_works() {
         dir.join("b/x.jpg").as_os_str(),
     ]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("x-2"), "the renaming is announced: {stderr}");
+    assert!(
+        stderr.contains("x-2"),
+        "the renaming is announced: {stderr}"
+    );
     for name in ["x", "x-2"] {
         assert!(out.join(format!("{name}.overlay.png")).exists(), "{name}");
         assert!(out.join(format!("{name}.semantic.png")).exists(), "{name}");
@@ -420,7 +422,9 @@ fn bad_flags_and_an_unwritable_out_fail_before_any_image_runs() {
         ]);
         assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
         assert!(
-            stderr.to_lowercase().starts_with(&format!("error: {flag} {value}")),
+            stderr
+                .to_lowercase()
+                .starts_with(&format!("error: {flag} {value}")),
             "{stderr}"
         );
     }
@@ -436,6 +440,12 @@ fn bad_flags_and_an_unwritable_out_fail_before_any_image_runs() {
         img.as_os_str(),
     ]);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("--out") && stderr.contains("a-file"), "{stderr}");
-    assert!(!stderr.contains("adapter"), "checked before the GPU starts: {stderr}");
+    assert!(
+        stderr.contains("--out") && stderr.contains("a-file"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("adapter"),
+        "checked before the GPU starts: {stderr}"
+    );
 }

@@ -7,9 +7,9 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use mask2former::model::preprocess::Preprocessed;
 use mask2former::cli;
 use mask2former::image_input::load_image;
+use mask2former::model::preprocess::Preprocessed;
 use mask2former::segment::{output_stems, write_outputs, Segmenter, Task};
 use mask2former::Runtime;
 
@@ -124,7 +124,10 @@ fn run() -> anyhow::Result<bool> {
     let (mut done, mut failed) = (0usize, 0usize);
     let stems = output_stems(&args.images);
     for (path, stem) in args.images.iter().zip(&stems) {
-        if path.file_stem().is_some_and(|s| s.to_string_lossy() != *stem) {
+        if path
+            .file_stem()
+            .is_some_and(|s| s.to_string_lossy() != *stem)
+        {
             eprintln!(
                 "note: another input is also named {:?}; outputs of {} are written as {stem}.*",
                 path.file_stem().unwrap_or_default(),

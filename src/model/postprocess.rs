@@ -584,7 +584,10 @@ mod tests {
         };
         let got = instance(&r, &PostprocessConfig::default(), None).instances[0].score;
         let p = 1.0 / (1.0 + (-3.0f64).exp());
-        let sum: f64 = masks.iter().map(|&l| 1.0 / (1.0 + (-(l as f64)).exp())).sum();
+        let sum: f64 = masks
+            .iter()
+            .map(|&l| 1.0 / (1.0 + (-(l as f64)).exp()))
+            .sum();
         let want = p * sum / (masks.len() as f64 + 1e-6);
         assert!(((got as f64 - want) / want).abs() < 1e-6, "{got} vs {want}");
     }
