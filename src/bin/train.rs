@@ -77,10 +77,7 @@ fn default_config() -> PathBuf {
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => mask2former::cli::report(&e),
     }
 }
 

@@ -242,6 +242,14 @@ pub fn run_model(
             })?;
             let seg =
                 Segmenter::load(&rt, model_dir).map_err(|e| EvalError::Model(e.to_string()))?;
+            let labels = seg.labels().len();
+            if task != Task::Semantic && labels != categories.len() {
+                return Err(EvalError::Mismatch(format!(
+                    "the model {} has {labels} labels but the dataset has {} categories",
+                    model_dir.display(),
+                    categories.len()
+                )));
+            }
             *slot = Some((key, seg));
         }
         let seg = &mut slot.as_mut().expect("loaded above").1;
@@ -579,6 +587,26 @@ fn eval_semantic(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
     let ds = SemanticFolder::open(dir, opts.reduce_labels)?;
+    // A model whose label count differs from the dataset's classes is refused before it runs.
+    let model_labels = match &opts.source {
+        Source::Model(m) => Some(
+            crate::model::config::Mask2FormerConfig::from_file(&m.join("config.json"))
+                .map_err(|e| EvalError::Model(e.to_string()))?
+                .num_labels(),
+        ),
+        Source::Predictions(_) => None,
+    };
+    let explicit_k = opts
+        .num_classes
+        .or_else(|| ds.class_names().map(|n| n.len()));
+    if let (Some(labels), Some(k), Source::Model(m)) = (model_labels, explicit_k, &opts.source) {
+        if labels != k {
+            return Err(EvalError::Mismatch(format!(
+                "the model {} has {labels} labels but the dataset has {k} classes",
+                m.display()
+            )));
+        }
+    }
     let mut pairs = Vec::with_capacity(ds.len());
     for i in 0..ds.len() {
         let gt = ds.ground_truth(i)?;
@@ -601,9 +629,8 @@ fn eval_semantic(
         pairs.push((ds.stem(i).to_string(), gt, pred));
         progress(i + 1, ds.len());
     }
-    let k = match (opts.num_classes, ds.class_names()) {
-        (Some(k), _) => k,
-        (None, Some(names)) => names.len(),
+    let k = match (explicit_k, model_labels) {
+        (Some(k), _) | (None, Some(k)) => k,
         (None, None) => pairs
             .iter()
             .flat_map(|(_, g, p)| g.labels.iter().chain(&p.labels))
