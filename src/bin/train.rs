@@ -1,17 +1,16 @@
-//! `train`: train Mask2Former (the paper's recipe) on the synthetic dataset or a COCO / semantic
-//! folder; checkpoints in the hub layout, metrics.jsonl, Ctrl-C checkpoints and exits, --resume.
+//! `train`: train Mask2Former (from scratch, or fine-tuning with the paper's recipe) on the synthetic dataset or a COCO / semantic
+//! folder; checkpoints in the hub layout, metrics.jsonl, Ctrl-C / SIGTERM checkpoint and exit
+//! (status 130 / 143), --resume.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use mask2former::model::config::Mask2FormerConfig;
 use mask2former::train::Init;
-use mask2former::train::{TrainConfig, Trainer};
+use mask2former::train::{signals, TrainConfig, Trainer};
 use mask2former::Runtime;
 
 #[derive(Parser, Debug)]
@@ -26,22 +25,25 @@ struct Args {
     /// Start from a checkpoint folder (fine-tuning).
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Total steps (default 200; on --resume, the run's own total unless given).
+    /// Total steps (default: 1000 from scratch, 200 with --init; on --resume, the run's own
+    /// total unless given).
     #[arg(long)]
     steps: Option<u64>,
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     batch_size: usize,
-    #[arg(long, default_value_t = TrainConfig::default().lr)]
-    lr: f64,
-    /// Square LSJ crop size, a multiple of 32.
-    #[arg(long, default_value_t = TrainConfig::default().image_size)]
-    image_size: usize,
+    /// Learning rate (default: 1e-3 from scratch, 1e-4 with --init).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Square LSJ crop size, a multiple of 32 (default: 128 from scratch, 160 with --init).
+    #[arg(long)]
+    image_size: Option<usize>,
     /// Images of the synthetic validation split scored for PQ at each evaluation; 0: loss only.
     #[arg(long, default_value_t = TrainConfig::default().pq_images)]
     pq_images: usize,
-    /// Evaluate every N steps: validation loss, and PQ with synthetic data; 0: never.
-    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
-    eval_every: u64,
+    /// Evaluate every N steps: validation loss, and PQ with synthetic data; 0: never
+    /// (default: 500 from scratch, 0 with --init).
+    #[arg(long)]
+    eval_every: Option<u64>,
     /// Checkpoint every N steps (and always at the end).
     #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
     checkpoint_every: u64,
@@ -52,14 +54,18 @@ struct Args {
     clip_grad_norm: f64,
     #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     weight_decay: f64,
-    #[arg(long, default_value_t = TrainConfig::default().backbone_lr_multiplier)]
-    backbone_lr_multiplier: f64,
-    /// Linear warmup iterations (the paper: 10, factor 1.0).
-    #[arg(long, default_value_t = TrainConfig::default().warmup_iters)]
-    warmup_iters: u64,
-    #[arg(long, default_value_t = TrainConfig::default().warmup_factor)]
-    warmup_factor: f64,
-    /// Points per mask for matching and the mask losses (default: the config's, 12544).
+    /// Learning-rate multiplier of the Swin backbone (default: 1 from scratch, 0.1 with --init).
+    #[arg(long)]
+    backbone_lr_multiplier: Option<f64>,
+    /// Linear warmup iterations (default: 200 from scratch; the paper's 10 with --init).
+    #[arg(long)]
+    warmup_iters: Option<u64>,
+    /// Warmup's starting fraction of the learning rate, in (0, 1] (default: 0.01 from scratch;
+    /// the paper's 1.0 with --init).
+    #[arg(long)]
+    warmup_factor: Option<f64>,
+    /// Points per mask for matching and the mask losses (default: 1024 from scratch; the
+    /// config's, 12544, with --init).
     #[arg(long)]
     num_points: Option<usize>,
     /// Run folder (default runs/<timestamp>).
@@ -68,6 +74,9 @@ struct Args {
     /// Continue the run in --out exactly where it stopped.
     #[arg(long)]
     resume: bool,
+    /// Start a new run in an --out that already holds one, replacing its checkpoint and logs.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
 }
 
 fn default_config() -> PathBuf {
@@ -76,19 +85,23 @@ fn default_config() -> PathBuf {
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        // Stopped by a signal (checkpoint written): 128 + the signal, as shells report it.
+        Ok(()) => match signals::received() {
+            Some(sig) => ExitCode::from(signals::exit_status(sig)),
+            None => ExitCode::SUCCESS,
+        },
         Err(e) => mask2former::cli::report(&e),
     }
 }
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    let rt = Runtime::new().context("starting the GPU runtime")?;
+    let runtime = || Runtime::new().context("starting the GPU runtime");
     let mut trainer = if args.resume {
         let Some(out) = &args.out else {
             bail!("--resume needs --out <DIR> (the run folder to continue)");
         };
-        Trainer::resume(&rt, out, args.steps)
+        Trainer::resume(&runtime()?, out, args.steps)
             .with_context(|| format!("resuming {}", out.display()))?
     } else {
         let out = args.out.clone().unwrap_or_else(|| {
@@ -101,45 +114,53 @@ fn run() -> anyhow::Result<()> {
         let path = args.model_config.clone().unwrap_or_else(default_config);
         let model = Mask2FormerConfig::from_file(&path)
             .with_context(|| format!("model config {}", path.display()))?;
+        let init = args.init.clone().map_or(Init::Scratch, Init::From);
+        let recipe = TrainConfig::recipe(&init);
         let cfg = TrainConfig {
             data: args.data.clone(),
-            steps: args.steps.unwrap_or(TrainConfig::default().steps),
+            steps: args.steps.unwrap_or(recipe.steps),
             batch_size: args.batch_size,
-            lr: args.lr,
-            image_size: args.image_size,
-            eval_every: args.eval_every,
+            lr: args.lr.unwrap_or(recipe.lr),
+            image_size: args.image_size.unwrap_or(recipe.image_size),
+            eval_every: args.eval_every.unwrap_or(recipe.eval_every),
             pq_images: args.pq_images,
             checkpoint_every: args.checkpoint_every,
             seed: args.seed,
             weight_decay: args.weight_decay,
-            backbone_lr_multiplier: args.backbone_lr_multiplier,
-            clip_grad_norm: (args.clip_grad_norm > 0.0).then_some(args.clip_grad_norm),
-            warmup_iters: args.warmup_iters,
-            warmup_factor: args.warmup_factor,
-            num_points: args.num_points,
-            ..TrainConfig::default()
+            backbone_lr_multiplier: args
+                .backbone_lr_multiplier
+                .unwrap_or(recipe.backbone_lr_multiplier),
+            // 0 turns clipping off; anything else (NaN, negative) is checked by validate.
+            clip_grad_norm: (args.clip_grad_norm != 0.0).then_some(args.clip_grad_norm),
+            warmup_iters: args.warmup_iters.unwrap_or(recipe.warmup_iters),
+            warmup_factor: args.warmup_factor.unwrap_or(recipe.warmup_factor),
+            num_points: args.num_points.or(recipe.num_points),
+            ..recipe
         };
-        let init = args.init.clone().map_or(Init::Scratch, Init::From);
-        Trainer::new(&rt, cfg, model, init, &out)?
+        // Before the device starts: a bad flag is reported at once.
+        cfg.validate()?;
+        eprintln!(
+            "recipe: {} (lr {:e}, backbone x{}, warmup {} steps from x{}, {} steps); flags override it",
+            match init {
+                Init::Scratch => "from scratch (no --init: the demo model's recipe)",
+                Init::From(_) => "fine-tuning (--init: the paper's recipe)",
+            },
+            cfg.lr,
+            cfg.backbone_lr_multiplier,
+            cfg.warmup_iters,
+            cfg.warmup_factor,
+            cfg.steps
+        );
+        Trainer::create(&runtime()?, cfg, model, init, &out, args.overwrite)?
     };
     eprintln!(
         "training on {} ({}), run folder {}",
-        rt.describe(),
+        trainer.runtime().describe(),
         trainer.config().data,
         trainer.run_dir().display()
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                // A second Ctrl-C: leave now (the last checkpoint on disk is intact).
-                std::process::exit(130);
-            }
-        })
-        .context("installing the Ctrl-C handler")?;
-    }
+    let stop = signals::install().context("installing the SIGINT/SIGTERM handlers")?;
 
     let total = trainer.config().steps;
     let bar = ProgressBar::new(total);
@@ -151,7 +172,7 @@ fn run() -> anyhow::Result<()> {
     );
     bar.set_position(trainer.step());
     let first = std::cell::Cell::new(None::<f64>);
-    let result = trainer.run(&stop, |r| {
+    let result = trainer.run(stop, |r| {
         if first.get().is_none() {
             first.set(Some(r.loss));
         }
@@ -166,9 +187,10 @@ fn run() -> anyhow::Result<()> {
     });
     bar.abandon();
     let ckpt = result?;
-    if stop.load(Ordering::SeqCst) {
+    if let Some(sig) = signals::received() {
         eprintln!(
-            "interrupted at step {}: checkpoint written to {} (continue with --resume --out {})",
+            "stopped by {} at step {}: checkpoint written to {} (continue with --resume --out {})",
+            signals::name(sig),
             trainer.step(),
             ckpt.display(),
             trainer.run_dir().display()

@@ -388,3 +388,85 @@ pub fn adamw_reference(
         v[i] = vi as f32;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moments(name: &str, n: usize, scale: f32) -> Moments {
+        Moments {
+            name: name.into(),
+            shape: vec![n],
+            exp_avg: (0..n).map(|i| scale * i as f32).collect(),
+            exp_avg_sq: (0..n).map(|i| scale * (i * i) as f32).collect(),
+        }
+    }
+
+    /// `load_state` then `save_state` gives the same moments and step; every mismatch (a
+    /// missing or extra parameter, a wrong count, a non-finite value) is refused by name and
+    /// leaves the state as it was.
+    #[test]
+    fn state_round_trips_and_mismatches_are_named() {
+        let rt = crate::testing::runtime();
+        let (p, g) = (rt.full(&[5], 0.0).unwrap(), rt.full(&[5], 0.0).unwrap());
+        let (q, h) = (rt.full(&[3], 0.0).unwrap(), rt.full(&[3], 0.0).unwrap());
+        let params = [
+            Trainable {
+                name: "a",
+                kind: ParamKind::Weight,
+                param: &p,
+                grad: &g,
+            },
+            Trainable {
+                name: "b",
+                kind: ParamKind::Bias,
+                param: &q,
+                grad: &h,
+            },
+        ];
+        let (mut opt, _) = AdamW::new(
+            rt,
+            &params,
+            &AdamWConfig::default(),
+            &GroupConfig::default(),
+        )
+        .unwrap();
+        let state = OptimizerState {
+            step: 7,
+            moments: vec![moments("b", 3, 0.5), moments("a", 5, 0.25)],
+        };
+        opt.load_state(&state).unwrap();
+        let back = opt.save_state().unwrap();
+        assert_eq!(back.step, 7);
+        for m in &state.moments {
+            assert_eq!(back.moments.iter().find(|b| b.name == m.name), Some(m));
+        }
+        let mut nan = moments("a", 5, 1.0);
+        nan.exp_avg_sq[2] = f32::NAN;
+        for (bad, name) in [
+            (vec![moments("a", 5, 1.0)], "b"),
+            (vec![moments("a", 4, 1.0), moments("b", 3, 1.0)], "a"),
+            (
+                vec![
+                    moments("a", 5, 1.0),
+                    moments("b", 3, 1.0),
+                    moments("c", 1, 1.0),
+                ],
+                "c",
+            ),
+            (vec![nan, moments("b", 3, 1.0)], "a"),
+        ] {
+            let err = opt
+                .load_state(&OptimizerState {
+                    step: 1,
+                    moments: bad,
+                })
+                .unwrap_err();
+            assert!(
+                matches!(&err, OptimError::State { name: n, .. } if n == name),
+                "{err}"
+            );
+        }
+        assert_eq!(opt.save_state().unwrap(), back);
+    }
+}

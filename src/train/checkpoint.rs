@@ -20,7 +20,9 @@ use crate::model::config::Mask2FormerConfig;
 use crate::model::preprocess::{PreprocessConfig, PREPROCESSOR_FILE};
 
 pub const CHECKPOINT_DIR: &str = "checkpoint";
-const OLD_DIR: &str = ".checkpoint.old";
+pub const OLD_DIR: &str = ".checkpoint.old";
+/// Prefix of the folder a checkpoint is written into before it is swapped in.
+pub const TMP_PREFIX: &str = ".checkpoint.tmp-";
 pub const STATE_FILE: &str = "train_state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
@@ -69,7 +71,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes a checkpoint into `<run>/checkpoint/` atomically (see the module docs).
 pub fn save(run: &Path, saved: &Saved, categories: Option<&[Category]>) -> Result<PathBuf> {
-    let tmp = run.join(format!(".checkpoint.tmp-{}", std::process::id()));
+    let tmp = run.join(format!("{TMP_PREFIX}{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
     }

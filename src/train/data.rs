@@ -2,7 +2,7 @@
 //! of the seed and the step, which exact resume relies on), and the thread that builds the next
 //! batches while the device runs the current step.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -82,16 +82,97 @@ pub(super) fn open_source(
         }
         DataSpec::CocoPanoptic(dir) => {
             let ds = CocoPanoptic::open_dir(dir)?;
+            let files = (0..ds.len()).flat_map(|i| {
+                [
+                    dir.join("images").join(&ds.image_info(i).file_name),
+                    dir.join("panoptic").join(&ds.annotation(i).file_name),
+                ]
+            });
+            check_files(dir, files)?;
             let cats = ds.categories().list().to_vec();
             (Arc::new(ds), Some(cats))
         }
         DataSpec::CocoInstance(dir) => {
             let ds = CocoInstance::open_dir(dir)?;
+            let files = (0..ds.len()).map(|i| dir.join("images").join(&ds.image_info(i).file_name));
+            check_files(dir, files)?;
             let cats = ds.categories().list().to_vec();
             (Arc::new(ds), Some(cats))
         }
-        DataSpec::Semantic(dir) => (Arc::new(SemanticFolder::open(dir, false)?), None),
+        DataSpec::Semantic(dir) => {
+            let ds = SemanticFolder::open(dir, false)?;
+            check_semantic_images(dir, &ds)?;
+            (Arc::new(ds), None)
+        }
     })
+}
+
+/// Fails, listing every one, when files the dataset references are missing: found before
+/// the first step (a stat each), not when a step samples them.
+fn check_files(dir: &Path, files: impl Iterator<Item = PathBuf>) -> Result<()> {
+    let mut total = 0;
+    let missing: Vec<PathBuf> = files
+        .inspect(|_| total += 1)
+        .filter(|p| !p.is_file())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(TrainError::MissingFiles {
+        dataset: dir.to_owned(),
+        total,
+        missing,
+    })
+}
+
+/// Each `labels/<stem>.png` of a semantic folder needs an `images/<stem>.<ext>`.
+fn check_semantic_images(dir: &Path, ds: &SemanticFolder) -> Result<()> {
+    let images = dir.join("images");
+    let stems: std::collections::HashSet<String> = std::fs::read_dir(&images)
+        .map_err(|e| super::file_err(&images, e))?
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            p.file_stem().and_then(|s| s.to_str()).map(str::to_string)
+        })
+        .collect();
+    let missing: Vec<PathBuf> = (0..ds.len())
+        .map(|i| ds.stem(i))
+        .filter(|stem| !stems.contains(*stem))
+        .map(|stem| images.join(format!("{stem}.*")))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(TrainError::MissingFiles {
+        dataset: dir.to_owned(),
+        total: ds.len(),
+        missing,
+    })
+}
+
+/// Checks that every target class of `batch` is one of the model's `num_labels` labels,
+/// naming the image file and the value otherwise.
+pub(super) fn check_labels(batch: &Batch, num_labels: usize, data: &str) -> Result<()> {
+    for s in &batch.samples {
+        if let Some(&c) = s.class_ids.iter().find(|&&c| c as usize >= num_labels) {
+            let file = if s.file_name.is_empty() {
+                format!("image_id {} of {data}", s.image_id)
+            } else {
+                format!("{} of {data}", s.file_name)
+            };
+            return Err(TrainError::Setting {
+                what: "data",
+                value: file,
+                reason: format!(
+                    "label value {c}, but the model has {num_labels} labels (0..={}); \
+                     use a model config with more labels or fix the label file",
+                    num_labels.saturating_sub(1)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Builds the batches of steps `start..end` on a worker thread, in order.

@@ -2,7 +2,7 @@
 //! run keeps every line written before the kill; a resumed run appends).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{file_err, Result};
@@ -13,23 +13,29 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Opens `path` for appending. On resume, lines of steps ≥ `keep_below` (written after the
-    /// checkpoint being resumed) are dropped first, so each step appears once.
+    /// Opens `path` for appending. A line that is not JSON (the torn end of a killed run's
+    /// last write) is dropped, so the file stays valid JSON Lines; on resume, lines of steps
+    /// ≥ `keep_below` (written after the checkpoint being resumed) are dropped too, so each
+    /// step appears once. The file is rewritten (atomically) only when something is dropped.
     pub fn open(path: &Path, keep_below: Option<u64>) -> Result<Self> {
-        if let (Some(limit), true) = (keep_below, path.exists()) {
-            let f = File::open(path).map_err(|e| file_err(path, e))?;
+        if path.exists() {
+            let text = std::fs::read(path).map_err(|e| file_err(path, e))?;
+            let text = String::from_utf8_lossy(&text);
             let mut kept = String::new();
-            for line in BufReader::new(f).lines() {
-                let line = line.map_err(|e| file_err(path, e))?;
-                let step = serde_json::from_str::<serde_json::Value>(&line)
-                    .ok()
-                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
-                if step.is_none_or(|s| s < limit) {
-                    kept.push_str(&line);
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let step = record.get("step").and_then(|s| s.as_u64());
+                if keep_below.is_none_or(|limit| step.is_none_or(|s| s < limit)) {
+                    kept.push_str(line);
                     kept.push('\n');
                 }
             }
-            std::fs::write(path, kept).map_err(|e| file_err(path, e))?;
+            if kept != text {
+                crate::atomic_file::write_atomic(path, kept.as_bytes())
+                    .map_err(|e| file_err(path, e))?;
+            }
         }
         let file = OpenOptions::new()
             .create(true)

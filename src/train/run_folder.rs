@@ -36,8 +36,38 @@ pub(super) fn lock_run_dir(run_dir: &Path) -> Result<std::fs::File> {
     }
 }
 
+/// `train_config.json`: the settings of the run, for people (resume reads the checkpoint's).
+pub const CONFIG_FILE: &str = "train_config.json";
+
+/// What a run writes into its folder (what `--overwrite` removes).
+const RUN_FILES: [&str; 5] = [
+    checkpoint::CHECKPOINT_DIR,
+    checkpoint::OLD_DIR,
+    CONFIG_FILE,
+    "metrics.jsonl",
+    "eval.jsonl",
+];
+
+/// Removes `.checkpoint.tmp-<pid>` folders left by killed runs (up to a model's size each).
+/// Only called with the run folder locked, so no live process is writing one.
+fn remove_stale_temporaries(run_dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(run_dir).map_err(|e| super::file_err(run_dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with(checkpoint::TMP_PREFIX))
+        {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(|e| super::file_err(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 impl Trainer {
-    /// A new run in `run_dir` (created), starting from `init`.
+    /// A new run in `run_dir` (created), starting from `init`. A folder that already holds a
+    /// run is refused (see [`Trainer::create`]).
     pub fn new(
         rt: &Runtime,
         cfg: TrainConfig,
@@ -45,8 +75,51 @@ impl Trainer {
         init: Init,
         run_dir: &Path,
     ) -> Result<Self> {
+        Self::create(rt, cfg, model, init, run_dir, false)
+    }
+
+    /// A new run in `run_dir`. When the folder already holds a run (a checkpoint, settings or
+    /// metrics), `overwrite` removes that run's files first; otherwise it is an error that
+    /// points at `--resume` and `--overwrite`.
+    pub fn create(
+        rt: &Runtime,
+        cfg: TrainConfig,
+        model: Mask2FormerConfig,
+        init: Init,
+        run_dir: &Path,
+        overwrite: bool,
+    ) -> Result<Self> {
+        cfg.validate()?;
         std::fs::create_dir_all(run_dir).map_err(|e| super::file_err(run_dir, e))?;
-        let mut t = Self::build(rt, cfg, model, run_dir, None)?;
+        let lock = lock_run_dir(run_dir)?;
+        let existing: Vec<&str> = RUN_FILES
+            .iter()
+            .copied()
+            .filter(|f| run_dir.join(f).exists())
+            .collect();
+        if !existing.is_empty() && !overwrite {
+            return Err(TrainError::Setting {
+                what: "run folder (--out)",
+                value: run_dir.display().to_string(),
+                reason: format!(
+                    "it already holds a run ({}); continue it with --resume --out {}, start \
+                     it over with --overwrite, or choose another --out",
+                    existing.join(", "),
+                    run_dir.display()
+                ),
+            });
+        }
+        for f in existing {
+            let path = run_dir.join(f);
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| super::file_err(&path, e))?;
+        }
+        remove_stale_temporaries(run_dir)?;
+        let mut t = Self::build(rt, cfg, model, run_dir, lock, None)?;
         let weights: BTreeMap<String, HostTensor> = match &init {
             Init::Scratch => {
                 let heads = t.model.num_attention_heads;
@@ -70,17 +143,28 @@ impl Trainer {
                 .clone(),
         };
         t.set_weights(&weights)?;
-        std::fs::write(
-            run_dir.join("train_config.json"),
-            serde_json::to_string_pretty(&t.cfg).expect("plain data serialises"),
+        let path = run_dir.join(CONFIG_FILE);
+        crate::atomic_file::write_atomic(
+            &path,
+            serde_json::to_string_pretty(&t.cfg)
+                .expect("plain data serialises")
+                .as_bytes(),
         )
-        .map_err(|e| super::file_err(run_dir, e))?;
+        .map_err(|e| super::file_err(&path, e))?;
         Ok(t)
     }
 
     /// Continues the run in `run_dir` from its newest checkpoint: same step, optimizer state and
     /// data order. `steps` may raise the total.
     pub fn resume(rt: &Runtime, run_dir: &Path, steps: Option<u64>) -> Result<Self> {
+        if !run_dir.is_dir() {
+            return Err(TrainError::Resume(format!(
+                "{} is not a folder (start a new run without --resume)",
+                run_dir.display()
+            )));
+        }
+        let lock = lock_run_dir(run_dir)?;
+        remove_stale_temporaries(run_dir)?;
         let saved = checkpoint::load(run_dir)?;
         let mut cfg: TrainConfig = serde_json::from_value(saved.state.settings.clone())
             .map_err(|e| TrainError::Resume(format!("train_state.json settings: {e}")))?;
@@ -92,6 +176,7 @@ impl Trainer {
             cfg,
             saved.config.clone(),
             run_dir,
+            lock,
             Some(saved.state.step),
         )?;
         t.set_weights(&saved.params)?;

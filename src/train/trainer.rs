@@ -16,9 +16,8 @@ use std::time::Instant;
 
 use super::checkpoint;
 use super::config::TrainConfig;
-use super::data::{batch_inputs, open_source, DataSpec, Prefetch};
+use super::data::{batch_inputs, check_labels, open_source, DataSpec, Prefetch};
 use super::metrics::MetricsLog;
-use super::run_folder::lock_run_dir;
 use super::{Result, TrainError};
 use crate::data::loader::SampleSource;
 use crate::data::Category;
@@ -89,11 +88,11 @@ impl Trainer {
         cfg: TrainConfig,
         model: Mask2FormerConfig,
         run_dir: &Path,
+        lock: std::fs::File,
         resume_at: Option<u64>,
     ) -> Result<Self> {
         cfg.validate()?;
         model.validate()?;
-        let lock = lock_run_dir(run_dir)?;
         let spec = DataSpec::from_str(&cfg.data)?;
         let (source, categories) = open_source(&spec, cfg.seed, cfg.image_size, false)?;
         if let Some(c) = &categories {
@@ -203,6 +202,10 @@ impl Trainer {
     pub fn step(&self) -> u64 {
         self.step
     }
+    /// The device the run trains (and evaluates) on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
     }
@@ -295,6 +298,7 @@ impl Trainer {
             ));
         }
         let batch = self.prefetch.as_mut().expect("started above").next(step)?;
+        check_labels(&batch, self.model.num_labels(), &self.cfg.data)?;
         let (pixels, targets) = batch_inputs(&batch);
         let host = self.forward_logits(&pixels)?;
         let out = self.loss_of(&host, &targets, mix(self.cfg.seed, step))?;
