@@ -9,6 +9,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod graph;
+pub mod hub;
 pub mod model;
 pub mod nn;
 pub mod ops;

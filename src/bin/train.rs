@@ -20,10 +20,11 @@ struct Args {
     /// synthetic | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>
     #[arg(long, default_value = "synthetic")]
     data: String,
-    /// A Mask2Former config.json (default: the small demo configuration).
+    /// A Mask2Former config.json (default: the --init checkpoint's, else the small demo one).
     #[arg(long)]
     model_config: Option<PathBuf>,
-    /// Start from a checkpoint folder (fine-tuning).
+    /// Start from a checkpoint (fine-tuning): a folder, or a Hugging Face Hub id
+    /// owner/name[@revision] fetched into the HF cache (see `segment --help`).
     #[arg(long)]
     init: Option<PathBuf>,
     /// Total steps (default 200; on --resume, the run's own total unless given).
@@ -101,7 +102,14 @@ fn run() -> anyhow::Result<()> {
                 .unwrap_or(0);
             PathBuf::from("runs").join(t.to_string())
         });
-        let path = args.model_config.clone().unwrap_or_else(default_config);
+        let init_dir = args
+            .init
+            .as_deref()
+            .map(mask2former::hub::resolve_model)
+            .transpose()?;
+        let path = (args.model_config.clone())
+            .or_else(|| init_dir.as_ref().map(|d| d.join("config.json")))
+            .unwrap_or_else(default_config);
         let model = Mask2FormerConfig::from_file(&path)
             .with_context(|| format!("model config {}", path.display()))?;
         let cfg = TrainConfig {
@@ -122,7 +130,7 @@ fn run() -> anyhow::Result<()> {
             num_points: args.num_points,
             ..TrainConfig::default()
         };
-        let init = args.init.clone().map_or(Init::Scratch, Init::From);
+        let init = init_dir.map_or(Init::Scratch, Init::From);
         Trainer::new(&rt, cfg, model, init, &out)?
     };
     eprintln!(
