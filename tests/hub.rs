@@ -56,6 +56,8 @@ impl Fault {
 struct HubServer {
     endpoint: String,
     fault: Arc<Mutex<Fault>>,
+    /// The `Authorization` header of each request, if any.
+    auth: Arc<Mutex<Vec<Option<String>>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -70,7 +72,8 @@ impl HubServer {
             .collect();
         let fault = Arc::new(Mutex::new(fault));
         let stop = Arc::new(AtomicBool::new(false));
-        let (f2, s2) = (fault.clone(), stop.clone());
+        let auth = Arc::new(Mutex::new(Vec::new()));
+        let (f2, s2, a2) = (fault.clone(), stop.clone(), auth.clone());
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if s2.load(Ordering::SeqCst) {
@@ -78,13 +81,14 @@ impl HubServer {
                 }
                 if let Ok(stream) = stream {
                     let fault = f2.lock().unwrap().clone();
-                    let _ = serve(stream, &files, &fault);
+                    let _ = serve(stream, &files, &fault, &a2);
                 }
             }
         });
         Self {
             endpoint,
             fault,
+            auth,
             stop,
             thread: Some(thread),
         }
@@ -145,12 +149,17 @@ fn respond(s: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[
     let _ = s.write_all(body);
 }
 
-fn serve(mut s: TcpStream, files: &[(String, Vec<u8>)], fault: &Fault) -> std::io::Result<()> {
+fn serve(
+    mut s: TcpStream,
+    files: &[(String, Vec<u8>)],
+    fault: &Fault,
+    auth: &Mutex<Vec<Option<String>>>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(s.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let mut range = None;
+    let (mut range, mut authorization) = (None, None);
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
@@ -159,9 +168,12 @@ fn serve(mut s: TcpStream, files: &[(String, Vec<u8>)], fault: &Fault) -> std::i
         if let Some((k, v)) = h.split_once(':') {
             if k.eq_ignore_ascii_case("range") {
                 range = Some(v.trim().to_owned());
+            } else if k.eq_ignore_ascii_case("authorization") {
+                authorization = Some(v.trim().to_owned());
             }
         }
     }
+    auth.lock().unwrap().push(authorization);
     let path = path.split('?').next().unwrap().replace("%2F", "/");
     let not_found = |s: &mut TcpStream, code: &str| {
         respond(s, "404 Not Found", &[("x-error-code", code.into())], b"{}")
@@ -334,9 +346,20 @@ fn segment_downloads_once_then_runs_offline_from_the_cache() {
     let cache = temp_cache("segment");
     let out = cache.with_extension("out");
     let server = HubServer::start(Fault::None);
-    let first = segment(&server.endpoint, &cache, &out.join("1"), &[]);
+    let token = [("HF_TOKEN", "hf_test_token")];
+    let first = segment(&server.endpoint, &cache, &out.join("1"), &token);
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "{stderr}");
+    let auth = server.auth.lock().unwrap().clone();
+    assert!(
+        auth.len() >= 7,
+        "a listing, then a probe and a download per file: {auth:?}"
+    );
+    assert!(
+        auth.iter()
+            .all(|a| a.as_deref() == Some("Bearer hf_test_token")),
+        "{auth:?}"
+    );
     assert!(
         stderr.contains(&format!("downloading {REPO}@main model.safetensors")),
         "{stderr}"
@@ -442,6 +465,24 @@ fn a_cut_short_cached_file_is_downloaded_again_when_online() {
     server.set_fault(Fault::Vanished("model.safetensors"));
     assert_eq!(fetch(&id(), &opts).unwrap(), dir);
     assert_eq!(std::fs::read(&model).unwrap(), want);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn a_commit_revision_is_fetched_without_a_ref() {
+    let cache = temp_cache("commit");
+    let server = HubServer::start(Fault::None);
+    let by_commit = HubId::parse(&format!("{REPO}@{SHA}")).unwrap();
+    let dir = fetch(&by_commit, &options(&server.endpoint, &cache)).unwrap();
+    assert!(dir.ends_with(format!("snapshots/{SHA}")) && dir.join("config.json").is_file());
+    assert!(
+        tree(&repo_dir(&cache).join("refs")).is_empty(),
+        "a commit is not a branch"
+    );
+    drop(server);
+    let mut opts = options(&closed_endpoint(), &cache);
+    opts.offline = true;
+    assert_eq!(fetch(&by_commit, &opts).unwrap(), dir);
     let _ = std::fs::remove_dir_all(&cache);
 }
 
