@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod graph;
+pub mod hub;
 pub mod image_input;
 pub mod model;
 pub mod nn;

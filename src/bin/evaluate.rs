@@ -22,7 +22,9 @@ struct Args {
     /// DIR/{instances.json,images/}; semantic DIR/{labels/*.png,images/,classes.txt?}.
     #[arg(long)]
     data: String,
-    /// Run the segmentation model in this directory (config.json + model.safetensors).
+    /// Run this model: a checkpoint folder (config.json + model.safetensors) or a Hugging Face
+    /// Hub id owner/name[@revision], fetched into the HF cache (see `segment --help`); an
+    /// existing folder wins over a Hub id of the same name.
     #[arg(long, conflicts_with = "predictions")]
     model: Option<PathBuf>,
     /// COCO results JSON (instance data; with panoptic data: mask AP on the "thing" segments),
@@ -71,7 +73,7 @@ fn run_cli() -> Result<()> {
         return Ok(());
     }
     let source = match (args.model, args.predictions) {
-        (Some(m), None) => Source::Model(m),
+        (Some(m), None) => Source::Model(mask2former::hub::resolve_model(&m)?),
         (None, Some(p)) => Source::Predictions(p),
         _ => bail!("give exactly one of --model <DIR> or --predictions <PATH>"),
     };

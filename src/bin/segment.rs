@@ -24,7 +24,10 @@ struct Args {
     /// -2, -3, … appended in the order given (a note says so).
     #[arg(required_unless_present = "pixel_values")]
     images: Vec<PathBuf>,
-    /// Checkpoint folder (config.json + model.safetensors); default: the bundled demo model.
+    /// Checkpoint folder (config.json + model.safetensors) or Hugging Face Hub id
+    /// owner/name[@revision], fetched into the HF cache (HF_HUB_CACHE, HF_HOME; HF_ENDPOINT,
+    /// HF_TOKEN, HF_HUB_OFFLINE=1 honoured). An existing folder wins over a Hub id of the same
+    /// name. Default: the bundled demo model.
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Task::Panoptic)]
@@ -97,9 +100,12 @@ fn validate(args: &Args) -> anyhow::Result<()> {
 fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
     validate(&args)?;
+    let model_dir = match &args.model {
+        Some(m) => mask2former::hub::resolve_model(m)?,
+        None => default_model(),
+    };
     let rt = Runtime::new().context("opening a GPU adapter")?;
     eprintln!("adapter: {}", rt.describe());
-    let model_dir = args.model.clone().unwrap_or_else(default_model);
     let mut seg = Segmenter::load(&rt, &model_dir)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     if let Some(v) = args.object_mask_threshold {

@@ -19,10 +19,11 @@ struct Args {
     /// synthetic | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>
     #[arg(long, default_value_t = TrainConfig::default().data)]
     data: String,
-    /// A Mask2Former config.json (default: the small demo configuration).
+    /// A Mask2Former config.json (default: the --init checkpoint's, else the small demo one).
     #[arg(long)]
     model_config: Option<PathBuf>,
-    /// Start from a checkpoint folder (fine-tuning).
+    /// Start from a checkpoint (fine-tuning): a folder, or a Hugging Face Hub id
+    /// owner/name[@revision] fetched into the HF cache (see `segment --help`).
     #[arg(long)]
     init: Option<PathBuf>,
     /// Total steps (default: 1000 from scratch, 200 with --init; on --resume, the run's own
@@ -111,10 +112,17 @@ fn run() -> anyhow::Result<()> {
                 .unwrap_or(0);
             PathBuf::from("runs").join(t.to_string())
         });
-        let path = args.model_config.clone().unwrap_or_else(default_config);
+        let init_dir = args
+            .init
+            .as_deref()
+            .map(mask2former::hub::resolve_model)
+            .transpose()?;
+        let path = (args.model_config.clone())
+            .or_else(|| init_dir.as_ref().map(|d| d.join("config.json")))
+            .unwrap_or_else(default_config);
         let model = Mask2FormerConfig::from_file(&path)
             .with_context(|| format!("model config {}", path.display()))?;
-        let init = args.init.clone().map_or(Init::Scratch, Init::From);
+        let init = init_dir.map_or(Init::Scratch, Init::From);
         let recipe = TrainConfig::recipe(&init);
         let cfg = TrainConfig {
             data: args.data.clone(),
