@@ -485,3 +485,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SegmentError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_stems_get_suffixes_that_no_other_input_uses() {
+        let paths: Vec<PathBuf> = ["a/x.png", "b/x.jpg", "x-2.png", "c/x.png", "x.png"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(output_stems(&paths), ["x", "x-3", "x-2", "x-4", "x-5"]);
+    }
+
+    #[test]
+    fn non_finite_values_are_named_with_their_position() {
+        assert!(check_finite("t", &[0.0, 1.0], "h").is_ok());
+        let e = check_finite("masks_queries_logits", &[0.0, f32::NAN, f32::INFINITY], "h")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "masks_queries_logits contains 2 non-finite value(s) (first at flat index 1: NaN)"
+            ),
+            "{e}"
+        );
+    }
+}
