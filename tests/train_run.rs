@@ -141,13 +141,12 @@ fn training_lowers_the_validation_loss_and_writes_a_loadable_checkpoint() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Every parameter by name.
+type Params = Vec<(String, Vec<f32>)>;
+
 /// Parameters after steps 3 and 6 of a 6-step run. With `resume`, the run stops after step 3,
 /// writes a checkpoint, `damage` alters its folder, and a new trainer resumes from it.
-fn params_at_3_and_6(
-    name: &str,
-    resume: bool,
-    damage: impl Fn(&Path),
-) -> (Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>) {
+fn params_at_3_and_6(name: &str, resume: bool, damage: impl Fn(&Path)) -> (Params, Params) {
     let rt = testing::runtime();
     let dir = run_dir(name);
     let mut t = Trainer::new(rt, settings(6), tiny_config(), Init::Scratch, &dir).unwrap();
@@ -180,10 +179,7 @@ fn params_at_3_and_6(
 
 /// Relative L2 distance between the updates of steps 4–6 (`p6 − p3`) of two runs, over the
 /// elements with a true gradient (see `zero_gradient_range`).
-fn update_distance(
-    (a3, a6): &(Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>),
-    (b3, b6): &(Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>),
-) -> f64 {
+fn update_distance((a3, a6): &(Params, Params), (b3, b6): &(Params, Params)) -> f64 {
     let (mut num, mut den) = (0f64, 0f64);
     for (((name, x3), (_, x6)), ((_, y3), (_, y6))) in a3.iter().zip(a6).zip(b3.iter().zip(b6)) {
         let zero = zero_gradient_range(name, x3.len());

@@ -1,7 +1,8 @@
 //! Training Mask2Former end to end: the paper's recipe (AdamW, backbone lr ×0.1, no decay on
-//! norms / embeddings / position tables, full-model gradient clipping, step decay), the
-//! criterion of [`crate::model::criterion`], a run folder with atomic checkpoints and exact
-//! resume.
+//! norms / embeddings / position tables, full-model gradient clipping, step decay) for
+//! fine-tuning, or from random weights a recipe that learns ([`TrainConfig::scratch`]); the
+//! criterion of [`crate::model::criterion`]; a run folder with atomic checkpoints and exact
+//! resume; SIGINT / SIGTERM handling ([`signals`]).
 //!
 //! One step, one executable run in two phases:
 //! ```text
@@ -13,7 +14,7 @@
 //!
 //! Modules: [`config`] (settings and their checks), [`data`] (dataset, batch of each step,
 //! prefetch thread), [`trainer`] (the step and the loop), [`run_folder`] (lock, new run,
-//! checkpoint, resume), [`evaluate`] (validation loss and PQ), [`checkpoint`] (the files),
+//! checkpoint, resume), `evaluate` (validation loss and PQ), [`checkpoint`] (the files),
 //! [`metrics`] (`metrics.jsonl`), [`init`] (random weights).
 
 pub mod checkpoint;
