@@ -139,14 +139,19 @@ fn listing(files: &[(String, Vec<u8>)], fault: &Fault) -> String {
     serde_json::json!({"id": REPO, "sha": SHA, "siblings": siblings}).to_string()
 }
 
-fn respond(s: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
+fn respond(
+    s: &mut TcpStream,
+    status: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head += &format!("{k}: {v}\r\n");
     }
     head += &format!("Content-Length: {}\r\n\r\n", body.len());
-    let _ = s.write_all(head.as_bytes());
-    let _ = s.write_all(body);
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)
 }
 
 fn serve(
@@ -180,12 +185,12 @@ fn serve(
     };
     if let Some(rest) = path.strip_prefix("/api/models/") {
         let Some((repo, rev)) = rest.split_once("/revision/") else {
-            return Ok(not_found(&mut s, "RepoNotFound"));
+            return not_found(&mut s, "RepoNotFound");
         };
-        if repo != REPO {
-            not_found(&mut s, "RepoNotFound");
+        return if repo != REPO {
+            not_found(&mut s, "RepoNotFound")
         } else if rev != "main" && rev != SHA {
-            not_found(&mut s, "RevisionNotFound");
+            not_found(&mut s, "RevisionNotFound")
         } else {
             let body = listing(files, fault);
             respond(
@@ -193,19 +198,18 @@ fn serve(
                 "200 OK",
                 &[("Content-Type", "application/json".into())],
                 body.as_bytes(),
-            );
-        }
-        return Ok(());
+            )
+        };
     }
     let prefix = format!("/{REPO}/resolve/");
     let Some(rest) = path.strip_prefix(&prefix) else {
-        return Ok(not_found(&mut s, "RepoNotFound"));
+        return not_found(&mut s, "RepoNotFound");
     };
     let (_rev, name) = rest.split_once('/').unwrap_or((rest, ""));
     let file = files.iter().find(|(n, _)| n == name);
     let (name, bytes) = match file {
         Some((n, b)) if !fault.gone(n) => (n.as_str(), b),
-        _ => return Ok(not_found(&mut s, "EntryNotFound")),
+        _ => return not_found(&mut s, "EntryNotFound"),
     };
     // `bytes=a-` or `bytes=a-b`
     let (start, end) = range
@@ -241,7 +245,7 @@ fn serve(
             s.write_all(head.as_bytes())?;
             s.write_all(&body[..body.len() / 2])?;
             s.flush()?;
-            s.shutdown(Shutdown::Both)?;
+            s.shutdown(Shutdown::Both)
         }
         Fault::Short(f) if *f == name && !probe => respond(
             &mut s,
@@ -251,7 +255,6 @@ fn serve(
         ),
         _ => respond(&mut s, "206 Partial Content", &headers, body),
     }
-    Ok(())
 }
 
 fn temp_cache(name: &str) -> PathBuf {

@@ -85,7 +85,6 @@ pub(super) fn repo_info(id: &HubId, opts: &HubOptions, api: &Api) -> Result<Repo
                 id: id.clone(),
                 endpoint: opts.endpoint.clone(),
                 reason: t.to_string(),
-                cache: opts.cache.clone(),
                 cached: String::new(),
             })
         }
@@ -94,7 +93,6 @@ pub(super) fn repo_info(id: &HubId, opts: &HubOptions, api: &Api) -> Result<Repo
         id: id.clone(),
         endpoint: opts.endpoint.clone(),
         reason: e.to_string(),
-        cache: opts.cache.clone(),
         cached: String::new(),
     })?;
     let info: RepoInfo = serde_json::from_str(&body).map_err(|e| HubError::Protocol {

@@ -109,15 +109,11 @@ pub enum HubError {
         url: String,
         reason: String,
     },
-    #[error(
-        "{id}: cannot reach {endpoint} ({reason}), and the cache {} has no usable copy: {cached}",
-        cache.display()
-    )]
+    #[error("{id}: cannot reach {endpoint} ({reason}), and the Hugging Face cache has no usable copy: {cached}")]
     Unreachable {
         id: HubId,
         endpoint: String,
         reason: String,
-        cache: PathBuf,
         cached: String,
     },
     #[error("{id}: HF_HUB_OFFLINE is set and the cache {} has no usable copy: {reason}", cache.display())]
@@ -261,7 +257,6 @@ pub fn fetch(id: &HubId, opts: &HubOptions) -> Result<PathBuf, HubError> {
                     id: id.clone(),
                     endpoint: opts.endpoint.clone(),
                     reason,
-                    cache: opts.cache.clone(),
                     cached,
                 }),
             }
