@@ -343,7 +343,7 @@ pub struct Gradients {
     pub attention_weights: Tensor,
 }
 
-fn backward_shader(native: bool) -> Shader {
+pub(crate) fn backward_shader(native: bool) -> Shader {
     static NATIVE: OnceLock<String> = OnceLock::new();
     let base = crate::shader!("deform_attn");
     if !native {

@@ -9,6 +9,7 @@ Block shape, measured at 1024³ on lavapipe (CPU-time equivalent, see docs/PERFO
 32×16 beat 16×16 (23 vs 19). If the block changes, change Variant::tile() in mod.rs (8·TM, 8·TN).
 
 Run from the repository root after changing TM/TN or the load modes: python3 src/ops/matmul/gen_regblock.py
+(`--print` writes the generated section to stdout instead; tests/shaders.rs checks the shader with it).
 """
 import re
 import sys
@@ -249,6 +250,11 @@ def gen(name, TM, TN, vec_only):
 
 
 def main():
+    # --print: write the generated section to stdout and leave the shader alone
+    # (tests/shaders.rs compares it with what shaders/matmul.wgsl holds).
+    if sys.argv[1:] == ["--print"]:
+        sys.stdout.write("\n".join(gen(*k) for k in KERNELS))
+        return
     src = open(PATH).read()
     begin = "// BEGIN GENERATED regblock (src/ops/matmul/gen_regblock.py)\n"
     end = "// END GENERATED regblock\n"

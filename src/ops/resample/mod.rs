@@ -533,7 +533,7 @@ pub fn grid_sample(rt: &Runtime, x: &Tensor, grid: &Tensor) -> Result<Tensor> {
 }
 
 /// The backward grid shader with native f32 atomics for the input gradient.
-fn grid_backward_shader(native: bool) -> Shader {
+pub(crate) fn grid_backward_shader(native: bool) -> Shader {
     static NATIVE: OnceLock<String> = OnceLock::new();
     let base = crate::shader!("resample_grid");
     if !native {
