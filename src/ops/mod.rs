@@ -15,6 +15,7 @@
 //! - Kernel variants are chosen from `Runtime::caps()` (CPU adapter, f32 atomics, …), and
 //!   every variant is tested.
 
+pub(crate) mod common;
 pub mod conv2d;
 pub mod copy;
 pub mod deform_attn;

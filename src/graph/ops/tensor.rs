@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{arity, infer_err};
 use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
 use crate::ops::elementwise as ew;
-use crate::ops::matmul::{matmul_into, MatmulOptions};
+use crate::ops::matmul::{matmul_scratch_into, MatmulOptions};
 use crate::ops::reduce::{reduce_backward_into, Reduce};
 use crate::ops::{copy, softmax};
 use crate::runtime::{Dispatch, Runtime};
@@ -345,34 +345,24 @@ impl Op for MatMul {
         Ok(vec![TensorInfo::f32(&s)])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let (a, b) = (io.inputs[0], io.inputs[1]);
-        let bias = io.inputs.get(2).copied();
-        // CPU adapters' fastest kernel (`regblock_vec`) reads B row-major. A transposed 2-D B
-        // (a linear layer's weight, [out, in]) is copied transposed into scratch first: the copy
-        // is O(K·N) against the product's O(M·K·N), and the kernel runs ~1.4x faster.
-        let rows = a.numel() / a.shape().last().copied().unwrap_or(1).max(1);
-        if let ([n, k], true, false) = (b.shape(), self.transpose_b, self.transpose_a) {
-            if rt.caps().is_cpu && rows >= 192 && n % 4 == 0 && k % 4 == 0 {
-                let bt = rt.empty(&[*k, *n], DType::F32)?;
-                let mut ds = copy::permute_into(rt, b, &[1, 0], &bt)?;
-                ds.extend(matmul_into(
-                    rt,
-                    a,
-                    &bt,
-                    bias,
-                    io.outputs[0],
-                    &MatmulOptions::default(),
-                )?);
-                io.keep_alive(bt);
-                return Ok(ds);
-            }
-        }
         let opts = MatmulOptions {
             trans_a: self.transpose_a,
             trans_b: self.transpose_b,
             ..Default::default()
         };
-        matmul_into(rt, a, b, bias, io.outputs[0], &opts)
+        // The kernel library picks the plan (on CPU adapters a transposed copy of B).
+        let (ds, scratch) = matmul_scratch_into(
+            rt,
+            io.inputs[0],
+            io.inputs[1],
+            io.inputs.get(2).copied(),
+            io.outputs[0],
+            &opts,
+        )?;
+        if let Some(t) = scratch {
+            io.keep_alive(t);
+        }
+        Ok(ds)
     }
     fn backward(
         &self,

@@ -22,7 +22,7 @@ pub mod reference;
 mod tests;
 
 use crate::error::{Error, Result};
-use crate::ops::elementwise::layout::{
+use crate::ops::common::layout::{
     self, collapse_groups, expect, expect_dtype, pack, pack_i32, plan, strides, u, Access, Affine,
 };
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};

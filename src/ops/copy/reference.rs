@@ -2,7 +2,7 @@
 //! exact), with the f64 backward passes.
 
 use super::Range;
-use crate::ops::elementwise::layout::strides;
+use crate::ops::common::layout::strides;
 use crate::ops::elementwise::reference::coords;
 
 fn index(shape: &[usize], c: &[usize]) -> usize {

@@ -30,6 +30,7 @@ pub mod reference;
 mod tests;
 
 use crate::error::{Error, Result};
+use crate::ops::common::check;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
 /// The activation fused after bias and beta.
@@ -63,9 +64,9 @@ pub enum Variant {
     /// allows it (row-major A and B, K and N multiples of 4), `regblock_vec_ta` for `trans_a`
     /// with row-major B (M and N multiples of 4, any K), `regblock` for the others. Under
     /// `Auto` the large block is also skipped for launches too small to fill
-    /// [`LARGE_MIN_WORKGROUPS`] of its workgroups. Its pipeline takes lavapipe's JIT about 13 s
-    /// of CPU the first time on a machine; Mesa's on-disk shader cache makes later processes
-    /// start at once (docs/PERFORMANCE.md).
+    /// [`LARGE_MIN_WORKGROUPS`] of its workgroups. Its pipeline costs lavapipe's JIT seconds of
+    /// CPU the first time on a machine; Mesa's on-disk shader cache makes later processes start
+    /// at once (docs/PERFORMANCE.md gives the times).
     RegBlockLarge,
     Tiled,
     Naive,
@@ -188,20 +189,9 @@ impl Shapes {
     }
 }
 
-fn check_f32(op: &'static str, t: &Tensor) -> Result<()> {
-    if t.dtype() != DType::F32 {
-        return Err(Error::DType {
-            op,
-            expected: DType::F32,
-            got: t.dtype(),
-        });
-    }
-    Ok(())
-}
-
 fn resolve(op: &'static str, a: &Tensor, b: &Tensor, opts: &MatmulOptions) -> Result<Shapes> {
-    check_f32(op, a)?;
-    check_f32(op, b)?;
+    check::f32_dtype(op, a)?;
+    check::f32_dtype(op, b)?;
     let (sa, sb) = (a.shape(), b.shape());
     if sa.len() < 2 || sb.len() < 2 {
         return Err(crate::shape_err!(
@@ -255,18 +245,6 @@ fn resolve(op: &'static str, a: &Tensor, b: &Tensor, opts: &MatmulOptions) -> Re
     })
 }
 
-fn check_shape(op: &'static str, what: &str, t: &Tensor, want: &[usize]) -> Result<()> {
-    check_f32(op, t)?;
-    if t.shape() != want {
-        return Err(crate::shape_err!(
-            op,
-            "{what} has shape {:?}, expected {want:?}",
-            t.shape()
-        ));
-    }
-    Ok(())
-}
-
 /// Writing a buffer that is also bound for reading in the same dispatch is a wgpu validation
 /// error (and a wrong result), so such calls are refused up front.
 fn check_distinct(
@@ -299,6 +277,38 @@ pub fn matmul_into(
     opts: &MatmulOptions,
 ) -> Result<Vec<Dispatch>> {
     forward_into("matmul", rt, a, b, bias, out, None, opts)
+}
+
+/// [`matmul_into`], free to pick a faster plan that needs a scratch tensor; the caller keeps the
+/// returned scratch alive as long as it keeps the dispatches (the graph executor records them
+/// once per plan).
+///
+/// On CPU adapters the fastest kernel (`regblock_vec`) reads B row-major, so a transposed 2-D B
+/// (a linear layer's weight, `[out, in]`) with enough rows of A to fill its workgroups is first
+/// copied transposed into scratch: the copy is O(K·N) against the product's O(M·K·N), and the
+/// product runs ~1.4× faster (docs/PERFORMANCE.md).
+pub fn matmul_scratch_into(
+    rt: &Runtime,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    opts: &MatmulOptions,
+) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
+    let rows = a.numel() / a.shape().last().copied().unwrap_or(1).max(1);
+    if let ([n, k], true, false) = (b.shape(), opts.trans_b, opts.trans_a) {
+        if rt.caps().is_cpu && rows >= 192 && n % 4 == 0 && k % 4 == 0 {
+            let bt = rt.empty(&[*k, *n], DType::F32)?;
+            let mut ds = crate::ops::copy::permute_into(rt, b, &[1, 0], &bt)?;
+            let o = MatmulOptions {
+                trans_b: false,
+                ..opts.clone()
+            };
+            ds.extend(matmul_into(rt, a, &bt, bias, out, &o)?);
+            return Ok((ds, Some(bt)));
+        }
+    }
+    Ok((matmul_into(rt, a, b, bias, out, opts)?, None))
 }
 
 /// Like [`matmul_into`], also writing the pre-activation `alpha·op(A)·op(B) + bias + beta·C`
@@ -375,12 +385,12 @@ fn forward_into(
 ) -> Result<Vec<Dispatch>> {
     let s = resolve(op, a, b, opts)?;
     let out_shape = s.out_shape();
-    check_shape(op, "the output", out, &out_shape)?;
+    check::f32_shape(op, "the output", out, &out_shape)?;
     if let Some(bias) = bias {
-        check_shape(op, "bias", bias, &[s.n as usize])?;
+        check::f32_shape(op, "bias", bias, &[s.n as usize])?;
     }
     if let Some(pre) = preact {
-        check_shape(op, "the pre-activation output", pre, &out_shape)?;
+        check::f32_shape(op, "the pre-activation output", pre, &out_shape)?;
     }
     let mut ins = vec![("A", a), ("B", b)];
     ins.extend(bias.map(|t| ("bias", t)));
@@ -464,15 +474,15 @@ pub fn matmul_backward_into(
     }
     let s = resolve(OP, a, b, opts)?;
     let out_shape = s.out_shape();
-    check_shape(OP, "dout", dout, &out_shape)?;
+    check::f32_shape(OP, "dout", dout, &out_shape)?;
     if let Some(da) = grads.da {
-        check_shape(OP, "dA", da, a.shape())?;
+        check::f32_shape(OP, "dA", da, a.shape())?;
     }
     if let Some(db) = grads.db {
-        check_shape(OP, "dB", db, b.shape())?;
+        check::f32_shape(OP, "dB", db, b.shape())?;
     }
     if let Some(dbias) = grads.dbias {
-        check_shape(OP, "dbias", dbias, &[s.n as usize])?;
+        check::f32_shape(OP, "dbias", dbias, &[s.n as usize])?;
     }
     let mut ins = vec![("A", a), ("B", b), ("dout", dout)];
     let mut outs = vec![];
@@ -494,8 +504,8 @@ pub fn matmul_backward_into(
                 ),
             });
         };
-        check_shape(OP, "the pre-activation", pre, &out_shape)?;
-        check_shape(OP, "dpre", dpre, &out_shape)?;
+        check::f32_shape(OP, "the pre-activation", pre, &out_shape)?;
+        check::f32_shape(OP, "dpre", dpre, &out_shape)?;
         ins.push(("the pre-activation", pre));
         outs.push(("dpre", dpre));
         check_distinct(OP, &outs, &ins)?;
