@@ -5,11 +5,13 @@
 //! data, evaluation and training.
 
 pub mod atomic_file;
+pub mod cli;
 pub mod data;
 pub mod dtype;
 pub mod error;
 pub mod eval;
 pub mod graph;
+pub mod image_input;
 pub mod model;
 pub mod nn;
 pub mod ops;

@@ -44,8 +44,18 @@ struct Args {
     export_gt: Option<PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run_cli() {
+        Ok(()) => std::process::ExitCode::from(mask2former::cli::EXIT_OK),
+        Err(e) => mask2former::cli::report(&e),
+    }
+}
+
+fn run_cli() -> Result<()> {
     let args = Args::parse();
+    if args.num_classes == Some(0) {
+        bail!("--num-classes 0: must be at least 1");
+    }
     let data: DataSpec = args.data.parse()?;
     if let Some(dir) = &args.export_gt {
         let DataSpec::Synthetic { count, seed } = data else {
@@ -88,7 +98,8 @@ fn main() -> Result<()> {
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
+    mask2former::atomic_file::write_atomic(&args.out, json.as_bytes())
+        .with_context(|| format!("writing {}", args.out.display()))?;
     println!("metrics written to {}", args.out.display());
     Ok(())
 }

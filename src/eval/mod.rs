@@ -223,7 +223,6 @@ pub fn run_model(
     type Key = (PathBuf, Option<std::time::SystemTime>);
     thread_local! {
         static MODEL: std::cell::RefCell<Option<(Key, Segmenter)>> = const { std::cell::RefCell::new(None) };
-        static RUNTIME: std::cell::OnceCell<crate::Runtime> = const { std::cell::OnceCell::new() };
     }
     let key: Key = (
         model_dir.to_path_buf(),
@@ -234,15 +233,23 @@ pub fn run_model(
     MODEL.with_borrow_mut(|slot| {
         if slot.as_ref().map(|(k, _)| k) != Some(&key) {
             // One device per thread, kept across checkpoints (a training run scores many).
-            let rt = RUNTIME.with(|r| -> Result<crate::Runtime, EvalError> {
-                if let Some(rt) = r.get() {
+            let rt = RUNTIME.with_borrow_mut(|r| -> Result<crate::Runtime, EvalError> {
+                if let Some(rt) = r {
                     return Ok(rt.clone());
                 }
                 let rt = crate::Runtime::new().map_err(|e| EvalError::Model(e.to_string()))?;
-                Ok(r.get_or_init(|| rt).clone())
+                Ok(r.insert(rt).clone())
             })?;
             let seg =
                 Segmenter::load(&rt, model_dir).map_err(|e| EvalError::Model(e.to_string()))?;
+            let labels = seg.labels().len();
+            if task != Task::Semantic && labels != categories.len() {
+                return Err(EvalError::Mismatch(format!(
+                    "the model {} has {labels} labels but the dataset has {} categories",
+                    model_dir.display(),
+                    categories.len()
+                )));
+            }
             *slot = Some((key, seg));
         }
         let seg = &mut slot.as_mut().expect("loaded above").1;
@@ -304,6 +311,23 @@ pub fn run_model(
             }),
         })
     })
+}
+
+thread_local! {
+    /// The device models run on in this thread: the caller's ([`run_on`]) or one opened on
+    /// first use and kept across checkpoints.
+    static RUNTIME: std::cell::RefCell<Option<crate::Runtime>> = const { std::cell::RefCell::new(None) };
+}
+
+/// [`run`] with the model (if any) on `rt`, the caller's device (training scores its
+/// checkpoints on the device it trains on instead of opening a second one).
+pub fn run_on(
+    rt: &crate::Runtime,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EvalError> {
+    RUNTIME.with_borrow_mut(|r| *r = Some(rt.clone()));
+    run(opts, progress)
 }
 
 /// Evaluates predictions (read, or produced by the model) against a dataset.
@@ -563,6 +587,26 @@ fn eval_semantic(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
     let ds = SemanticFolder::open(dir, opts.reduce_labels)?;
+    // A model whose label count differs from the dataset's classes is refused before it runs.
+    let model_labels = match &opts.source {
+        Source::Model(m) => Some(
+            crate::model::config::Mask2FormerConfig::from_file(&m.join("config.json"))
+                .map_err(|e| EvalError::Model(e.to_string()))?
+                .num_labels(),
+        ),
+        Source::Predictions(_) => None,
+    };
+    let explicit_k = opts
+        .num_classes
+        .or_else(|| ds.class_names().map(|n| n.len()));
+    if let (Some(labels), Some(k), Source::Model(m)) = (model_labels, explicit_k, &opts.source) {
+        if labels != k {
+            return Err(EvalError::Mismatch(format!(
+                "the model {} has {labels} labels but the dataset has {k} classes",
+                m.display()
+            )));
+        }
+    }
     let mut pairs = Vec::with_capacity(ds.len());
     for i in 0..ds.len() {
         let gt = ds.ground_truth(i)?;
@@ -585,9 +629,8 @@ fn eval_semantic(
         pairs.push((ds.stem(i).to_string(), gt, pred));
         progress(i + 1, ds.len());
     }
-    let k = match (opts.num_classes, ds.class_names()) {
-        (Some(k), _) => k,
-        (None, Some(names)) => names.len(),
+    let k = match (explicit_k, model_labels) {
+        (Some(k), _) | (None, Some(k)) => k,
         (None, None) => pairs
             .iter()
             .flat_map(|(_, g, p)| g.labels.iter().chain(&p.labels))
