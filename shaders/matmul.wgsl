@@ -6,7 +6,7 @@
 //               memory and no barriers (each barrier makes llvmpipe switch coroutines), vec4 loads
 //               where the layout allows (A_MODE / B_MODE override constants).
 // - `regblock_vec`: the same scheme with a 24×16 block and a single vec4 code path (row-major A
-//               and B, K and N multiples of 4), small enough for lavapipe's JIT (~12 s once).
+//               and B, K and N multiples of 4), small enough for lavapipe's JIT (docs/PERFORMANCE.md).
 // - `regblock_vec_ta`: 24×16 for `trans_a` (A stored [K, M], M and N multiples of 4, any K): at
 //               fixed k a thread's 24 values of A are contiguous, so both operands load as vec4s.
 // - `tiled`:    for GPUs: 64×64 workgroup tiles staged through workgroup memory, 4×4 per thread.

@@ -30,8 +30,8 @@ pub enum Error {
     #[error("{op}: expected dtype {expected:?}, got {got:?}")]
     DType {
         op: &'static str,
-        expected: crate::runtime::DType,
-        got: crate::runtime::DType,
+        expected: crate::dtype::DType,
+        got: crate::dtype::DType,
     },
 
     #[error(

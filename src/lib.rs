@@ -7,6 +7,7 @@
 pub mod atomic_file;
 pub mod cli;
 pub mod data;
+pub mod dtype;
 pub mod error;
 pub mod eval;
 pub mod graph;

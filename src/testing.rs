@@ -102,3 +102,28 @@ pub fn assert_close(case: &str, seed: u64, got: &[f32], want: &[f32], tol: f64) 
         .unwrap();
     panic!("{case}: relative L2 error {err:.3e} > {tol:.1e} (seed {seed}); worst at index {i}: got {g}, want {w}");
 }
+
+/// Asserts ‖got − want‖ ≤ tol · ‖bound‖ in L2, where `bound[i]` is the sum of the magnitudes of
+/// the terms that make `want[i]` (its conditioning). For a result that cancels to near zero, f32
+/// rounding of the terms is what limits the accuracy, not the result's own size; a result free of
+/// cancellation has `bound ≈ |want|` and gets the same check as [`assert_close`].
+pub fn assert_close_to_bound(
+    case: &str,
+    seed: u64,
+    got: &[f32],
+    want: &[f32],
+    bound: &[f32],
+    tol: f64,
+) {
+    assert_eq!(bound.len(), want.len(), "{case}: bound length");
+    let norm = |x: &[f32]| x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+    let scale = norm(bound) / norm(want).max(1e-30);
+    // err ≤ tol·‖bound‖ is err/‖want‖ ≤ tol·‖bound‖/‖want‖: assert_close's check, with its report.
+    assert_close(
+        &format!("{case} (‖terms‖/‖result‖ = {scale:.1})"),
+        seed,
+        got,
+        want,
+        tol * scale,
+    );
+}

@@ -21,3 +21,66 @@ fn every_shader_validates_with_naga() {
     assert!(count > 0, "no shaders found in {}", dir.display());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The native-f32-atomic backward shaders are spliced together at run time and only compiled on
+/// adapters with SHADER_FLOAT32_ATOMIC (not lavapipe): validate them here so a bad splice fails
+/// on every machine.
+#[test]
+fn run_time_spliced_shaders_validate_with_naga() {
+    let shaders = mask2former::ops::generated_shaders();
+    assert!(!shaders.is_empty());
+    for s in shaders {
+        assert!(
+            s.source.contains("atomic<f32>"),
+            "{}: the splice left no native atomic",
+            s.name
+        );
+        if let Err(e) = mask2former::runtime::validate_wgsl(s.name, s.source) {
+            panic!("{e}");
+        }
+    }
+}
+
+/// The generated section of `shaders/matmul.wgsl` is what `src/ops/matmul/gen_regblock.py`
+/// writes now, so nobody edits the output by hand or changes the generator without re-running it.
+#[test]
+fn matmul_generated_section_matches_its_generator() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = match std::process::Command::new("python3")
+        .arg(root.join("src/ops/matmul/gen_regblock.py"))
+        .arg("--print")
+        .current_dir(root)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipping matmul_generated_section_matches_its_generator: no python3 ({e})");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "gen_regblock.py --print failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let shader = std::fs::read_to_string(root.join("shaders/matmul.wgsl")).unwrap();
+    let begin = "// BEGIN GENERATED regblock (src/ops/matmul/gen_regblock.py)\n";
+    let end = "// END GENERATED regblock\n";
+    let (Some(b), Some(e)) = (shader.find(begin), shader.find(end)) else {
+        panic!("shaders/matmul.wgsl: generated-section markers not found");
+    };
+    let section = &shader[b + begin.len()..e];
+    if section != generated {
+        let line = section
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(section.lines().count().min(generated.lines().count()));
+        panic!(
+            "shaders/matmul.wgsl differs from gen_regblock.py's output at generated line {} \
+             (re-run python3 src/ops/matmul/gen_regblock.py)",
+            line + 1
+        );
+    }
+}

@@ -131,8 +131,10 @@ impl Graph {
         let mut it = list.into_iter();
         let mut acc = it.next().expect("contribution lists are never empty");
         for g in it {
-            let op = self.accumulate.clone();
-            acc = self.apply(op, &[acc, g])?[0];
+            acc = match self.accumulate.clone() {
+                Some(op) => self.apply(op, &[acc, g])?[0],
+                None => self.add(acc, g)?,
+            };
         }
         Ok(acc)
     }

@@ -18,8 +18,9 @@ pub struct Graph {
     scope: Vec<String>,
     /// (parameter, its gradient) in parameter order, filled by `backward`.
     pub(crate) grads: Vec<(Value, Value)>,
-    /// The op that sums two gradient contributions of one value.
-    pub(crate) accumulate: Arc<dyn Op>,
+    /// The op that sums two gradient contributions of one value; `None`: the elementwise add
+    /// (chosen in `autodiff`, so that the builder does not depend on the ops).
+    pub(crate) accumulate: Option<Arc<dyn Op>>,
 }
 
 impl Default for Graph {
@@ -58,7 +59,7 @@ impl Graph {
             names: HashMap::new(),
             scope: Vec::new(),
             grads: Vec::new(),
-            accumulate: Arc::new(super::ops::Binary(super::ops::BinaryKind::Add)),
+            accumulate: None,
         }
     }
 
@@ -199,7 +200,7 @@ impl Graph {
     /// Uses `op` (two inputs of one shape, one output) to sum gradient contributions in
     /// [`Graph::backward`] instead of the elementwise `add`.
     pub fn set_grad_accumulator(&mut self, op: Arc<dyn Op>) {
-        self.accumulate = op;
+        self.accumulate = Some(op);
     }
 
     // ---- scopes and labels -----------------------------------------------------------------

@@ -3,12 +3,11 @@
 //! compute pass, submits once, and reads back only what the caller asks for.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::time::Duration;
 
 use super::builder::Graph;
 use super::ir::{Io, NodeKind, ParamKind, Value};
 use super::plan::{Plan, PlanOptions, Storage};
+use super::profile::Profile;
 use super::{GraphError, Result};
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
@@ -126,6 +125,142 @@ pub struct Executable {
     _scratch: Vec<Box<dyn std::any::Any>>,
 }
 
+/// The parameters and inputs of a graph, bound to their own buffers.
+struct Leaves {
+    params: Vec<(Leaf, ParamKind, Option<Value>)>,
+    inputs: Vec<Leaf>,
+    by_name: HashMap<String, (bool, usize)>,
+}
+
+/// Gives every parameter a buffer (they are state, used or not), every live input a buffer and
+/// every live constant its uploaded data.
+fn bind_leaves(
+    rt: &Runtime,
+    g: &Graph,
+    plan: &Plan,
+    tensors: &mut [Option<Tensor>],
+) -> Result<Leaves> {
+    let mut leaves = Leaves {
+        params: Vec::new(),
+        inputs: Vec::new(),
+        by_name: HashMap::new(),
+    };
+    for node in g.nodes() {
+        let v = node.outputs[0];
+        let info = g.info(v);
+        let live = plan.storage(v) == Storage::Leaf;
+        let leaf = |name: &String| Leaf {
+            name: name.clone(),
+            value: v,
+            live,
+            set: false,
+        };
+        match &node.kind {
+            NodeKind::Param { name, kind } => {
+                tensors[v.index()] = Some(rt.empty(&info.shape, info.dtype)?);
+                leaves
+                    .by_name
+                    .insert(name.clone(), (true, leaves.params.len()));
+                leaves.params.push((leaf(name), *kind, g.grad(v)));
+            }
+            NodeKind::Input { name } => {
+                if live {
+                    tensors[v.index()] = Some(rt.empty(&info.shape, info.dtype)?);
+                }
+                leaves
+                    .by_name
+                    .insert(name.clone(), (false, leaves.inputs.len()));
+                leaves.inputs.push(leaf(name));
+            }
+            NodeKind::Const { data } if live => {
+                tensors[v.index()] = Some(rt.upload(data, &info.shape)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(leaves)
+}
+
+/// Allocates the plan's shared slots and binds every value a step writes: a typed view of its
+/// slot, or of its root's tensor for a view.
+fn bind_steps(rt: &Runtime, g: &Graph, plan: &Plan, tensors: &mut [Option<Tensor>]) -> Result<()> {
+    let slots = plan
+        .slot_bytes
+        .iter()
+        .map(|&b| rt.empty(&[(b / 4) as usize], DType::U32))
+        .collect::<crate::Result<Vec<_>>>()?;
+    for &id in plan.steps() {
+        for &v in &g.node(id).outputs {
+            let info = g.info(v);
+            tensors[v.index()] = match plan.storage(v) {
+                Storage::Slot(s) => Some(slots[s].view_as(&info.shape, info.dtype)),
+                Storage::View(root) => Some(
+                    tensors[root.index()]
+                        .as_ref()
+                        .expect("a view's root is bound before the view")
+                        .view_as(&info.shape, info.dtype),
+                ),
+                Storage::Dead | Storage::Leaf => None,
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Every step's dispatches, built once, with their owners for profiles.
+struct Recorded {
+    dispatches: Vec<Dispatch>,
+    owners: Vec<(String, String)>,
+    scratch: Vec<Box<dyn std::any::Any>>,
+    step_dispatch_start: Vec<usize>,
+}
+
+fn record_dispatches(
+    rt: &Runtime,
+    g: &Graph,
+    plan: &Plan,
+    tensors: &[Option<Tensor>],
+) -> Result<Recorded> {
+    let mut rec = Recorded {
+        dispatches: Vec::new(),
+        owners: Vec::new(),
+        scratch: Vec::new(),
+        step_dispatch_start: Vec::with_capacity(plan.steps().len()),
+    };
+    for (s, &id) in plan.steps().iter().enumerate() {
+        rec.step_dispatch_start.push(rec.dispatches.len());
+        let node = g.node(id);
+        let op = node.op().expect("steps are op nodes");
+        if op.view_of().is_some() {
+            continue;
+        }
+        let bound = |v: &Value| {
+            tensors[v.index()]
+                .as_ref()
+                .expect("inputs and outputs of a step are bound")
+        };
+        let io = Io {
+            inputs: node.inputs().iter().map(bound).collect(),
+            outputs: node.outputs.iter().map(bound).collect(),
+            inplace: plan.inplace[s],
+            keep: Default::default(),
+        };
+        let ds = op
+            .dispatches(rt, &io)
+            .map_err(|source| GraphError::Kernel {
+                node: node.label.clone(),
+                op: op.name().into(),
+                source: Box::new(source),
+            })?;
+        for d in ds {
+            rec.owners.push((op.name().to_string(), node.label.clone()));
+            rec.dispatches.push(d);
+        }
+        rec.scratch.extend(io.keep.into_inner());
+    }
+    Ok(rec)
+}
+
 impl Executable {
     /// Plans `g` for `outputs` (plus the parameter gradients when `opts.keep_grads`), allocates
     /// every buffer and builds every dispatch.
@@ -140,121 +275,26 @@ impl Executable {
             wanted.extend(g.grads().iter().map(|(_, grad)| *grad));
         }
         let plan = Plan::new(g, &wanted, opts.plan)?;
-        let nv = g.num_values();
-
-        // Shared buffers, then a tensor for every materialised value.
-        let slots = plan
-            .slot_bytes
-            .iter()
-            .map(|&b| rt.empty(&[(b / 4) as usize], DType::U32))
-            .collect::<crate::Result<Vec<_>>>()?;
-        let mut tensors: Vec<Option<Tensor>> = vec![None; nv];
-        let mut params = Vec::new();
-        let mut inputs = Vec::new();
-        let mut by_name = HashMap::new();
-        for node in g.nodes() {
-            let v = node.outputs[0];
-            let info = g.info(v);
-            let live = plan.storage(v) == Storage::Leaf;
-            match &node.kind {
-                NodeKind::Param { name, kind } => {
-                    // Parameters are state: every one gets a buffer, used or not.
-                    tensors[v.index()] = Some(rt.empty(&info.shape, info.dtype)?);
-                    by_name.insert(name.clone(), (true, params.len()));
-                    let leaf = Leaf {
-                        name: name.clone(),
-                        value: v,
-                        live,
-                        set: false,
-                    };
-                    params.push((leaf, *kind, g.grad(v)));
-                }
-                NodeKind::Input { name } => {
-                    if live {
-                        tensors[v.index()] = Some(rt.empty(&info.shape, info.dtype)?);
-                    }
-                    by_name.insert(name.clone(), (false, inputs.len()));
-                    inputs.push(Leaf {
-                        name: name.clone(),
-                        value: v,
-                        live,
-                        set: false,
-                    });
-                }
-                NodeKind::Const { data } if live => {
-                    tensors[v.index()] = Some(rt.upload(data, &info.shape)?);
-                }
-                _ => {}
-            }
-        }
-        for &id in plan.steps() {
-            for &v in &g.node(id).outputs {
-                let info = g.info(v);
-                tensors[v.index()] = match plan.storage(v) {
-                    Storage::Slot(s) => Some(slots[s].view_as(&info.shape, info.dtype)),
-                    Storage::View(root) => Some(
-                        tensors[root.index()]
-                            .as_ref()
-                            .expect("a view's root is bound before the view")
-                            .view_as(&info.shape, info.dtype),
-                    ),
-                    Storage::Dead | Storage::Leaf => None,
-                };
-            }
-        }
-
-        // Dispatches, once.
-        let mut dispatches = Vec::new();
-        let mut owners = Vec::new();
-        let mut scratch = Vec::new();
-        let mut step_dispatch_start = Vec::with_capacity(plan.steps().len());
-        for (s, &id) in plan.steps().iter().enumerate() {
-            step_dispatch_start.push(dispatches.len());
-            let node = g.node(id);
-            let op = node.op().expect("steps are op nodes");
-            if op.view_of().is_some() {
-                continue;
-            }
-            let bound = |v: &Value| {
-                tensors[v.index()]
-                    .as_ref()
-                    .expect("inputs and outputs of a step are bound")
-            };
-            let io = Io {
-                inputs: node.inputs().iter().map(bound).collect(),
-                outputs: node.outputs.iter().map(bound).collect(),
-                inplace: plan.inplace[s],
-                keep: Default::default(),
-            };
-            let ds = op
-                .dispatches(rt, &io)
-                .map_err(|source| GraphError::Kernel {
-                    node: node.label.clone(),
-                    op: op.name().into(),
-                    source: Box::new(source),
-                })?;
-            for d in ds {
-                owners.push((op.name().to_string(), node.label.clone()));
-                dispatches.push(d);
-            }
-            scratch.extend(io.keep.into_inner());
-        }
+        let mut tensors: Vec<Option<Tensor>> = vec![None; g.num_values()];
+        let leaves = bind_leaves(rt, g, &plan, &mut tensors)?;
+        bind_steps(rt, g, &plan, &mut tensors)?;
+        let rec = record_dispatches(rt, g, &plan, &tensors)?;
 
         Ok(Self {
             rt: rt.clone(),
             plan,
             infos: g.values.iter().map(|v| v.info.clone()).collect(),
             tensors,
-            graph_dispatches: dispatches.len(),
+            graph_dispatches: rec.dispatches.len(),
             first_phase: None,
             second_phase_inputs: Vec::new(),
-            step_dispatch_start,
-            dispatches,
-            owners,
-            params,
-            inputs,
-            by_name,
-            _scratch: scratch,
+            step_dispatch_start: rec.step_dispatch_start,
+            dispatches: rec.dispatches,
+            owners: rec.owners,
+            params: leaves.params,
+            inputs: leaves.inputs,
+            by_name: leaves.by_name,
+            _scratch: rec.scratch,
         })
     }
 
@@ -517,90 +557,5 @@ impl Executable {
                 .map(|((op, label), t)| (op.clone(), label.clone(), t))
                 .collect(),
         })
-    }
-}
-
-/// Per-dispatch GPU times of one run.
-#[derive(Clone, Debug)]
-pub struct Profile {
-    /// (op, node label, time) per dispatch, in run order.
-    pub entries: Vec<(String, String, Duration)>,
-}
-
-/// One line of a profile table.
-#[derive(Clone, Debug)]
-pub struct ProfileRow {
-    pub name: String,
-    pub count: usize,
-    pub time: Duration,
-    /// Fraction of the total time.
-    pub share: f64,
-}
-
-impl Profile {
-    pub fn total(&self) -> Duration {
-        self.entries.iter().map(|e| e.2).sum()
-    }
-
-    fn group(&self, key: impl Fn(&(String, String, Duration)) -> String) -> Vec<ProfileRow> {
-        let total = self.total().as_secs_f64().max(1e-12);
-        let mut rows: Vec<ProfileRow> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for e in &self.entries {
-            let k = key(e);
-            let i = *index.entry(k.clone()).or_insert_with(|| {
-                rows.push(ProfileRow {
-                    name: k,
-                    count: 0,
-                    time: Duration::ZERO,
-                    share: 0.0,
-                });
-                rows.len() - 1
-            });
-            rows[i].count += 1;
-            rows[i].time += e.2;
-        }
-        for r in &mut rows {
-            r.share = r.time.as_secs_f64() / total;
-        }
-        rows.sort_by_key(|r| std::cmp::Reverse(r.time));
-        rows
-    }
-
-    /// Time per op name, most expensive first.
-    pub fn by_op(&self) -> Vec<ProfileRow> {
-        self.group(|e| e.0.clone())
-    }
-
-    /// Time per module: the node label cut to its first `depth` dot-separated parts.
-    pub fn by_scope(&self, depth: usize) -> Vec<ProfileRow> {
-        self.group(|e| e.1.split('.').take(depth).collect::<Vec<_>>().join("."))
-    }
-}
-
-impl fmt::Display for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{:<40} {:>6} {:>12} {:>7}",
-            "op", "count", "time", "share"
-        )?;
-        for r in self.by_op() {
-            writeln!(
-                f,
-                "{:<40} {:>6} {:>9.3} ms {:>6.1}%",
-                r.name,
-                r.count,
-                r.time.as_secs_f64() * 1e3,
-                r.share * 100.0
-            )?;
-        }
-        write!(
-            f,
-            "{:<40} {:>6} {:>9.3} ms",
-            "total",
-            self.entries.len(),
-            self.total().as_secs_f64() * 1e3
-        )
     }
 }

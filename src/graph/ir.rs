@@ -193,13 +193,21 @@ pub trait Op: fmt::Debug + Send + Sync {
     /// Gradients of the inputs given the gradients of the outputs (`None` where an output does
     /// not reach the loss), built as new nodes of `g`. Return one entry per input; `None` for
     /// inputs without a gradient (indices, masks).
+    ///
+    /// The default is for ops with no backward rule — the backward ops themselves, since there
+    /// is no second-order training here: differentiating one is an error naming it.
     fn backward(
         &self,
-        g: &mut Graph,
-        inputs: &[Value],
-        outputs: &[Value],
-        grads: &[Option<Value>],
-    ) -> super::Result<Vec<Option<Value>>>;
+        _g: &mut Graph,
+        _inputs: &[Value],
+        _outputs: &[Value],
+        _grads: &[Option<Value>],
+    ) -> super::Result<Vec<Option<Value>>> {
+        Err(super::GraphError::Backward(format!(
+            "{} has no backward rule (second derivatives are not supported)",
+            self.name()
+        )))
+    }
 
     /// Output 0 is input `i` seen with another shape: no dispatch, no buffer of its own.
     fn view_of(&self) -> Option<usize> {

@@ -26,11 +26,13 @@ mod exec;
 mod ir;
 pub mod ops;
 mod plan;
+mod profile;
 
 pub use builder::Graph;
-pub use exec::{CompileOptions, Executable, HostData, Profile, ProfileRow, Trainable};
+pub use exec::{CompileOptions, Executable, HostData, Trainable};
 pub use ir::{Io, Node, NodeId, NodeKind, Op, ParamKind, TensorInfo, Value, ValueInfo};
 pub use plan::{Plan, PlanOptions, PlanStats, Storage};
+pub use profile::{Profile, ProfileRow};
 
 use thiserror::Error;
 

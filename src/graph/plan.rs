@@ -107,201 +107,276 @@ fn bytes_of(g: &Graph, v: Value) -> u64 {
     g.info(v).bytes().div_ceil(4).max(1) * 4
 }
 
+/// Best-fit assignment of buffer slots: a request takes the smallest free slot that holds it,
+/// else grows the largest free slot; with nothing free (or reuse off) it opens a new slot.
+#[derive(Debug)]
+pub(crate) struct SlotAllocator {
+    bytes: Vec<u64>,
+    free: Vec<usize>,
+    reuse: bool,
+}
+
+impl SlotAllocator {
+    pub(crate) fn new(reuse: bool) -> Self {
+        Self {
+            bytes: Vec::new(),
+            free: Vec::new(),
+            reuse,
+        }
+    }
+
+    /// A slot of at least `need` bytes for a value that starts now.
+    pub(crate) fn alloc(&mut self, need: u64) -> usize {
+        if !self.reuse || self.free.is_empty() {
+            self.bytes.push(need);
+            return self.bytes.len() - 1;
+        }
+        let bytes = &self.bytes;
+        let fit = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, &f)| bytes[f] >= need)
+            .min_by_key(|(_, &f)| bytes[f]);
+        let pos = match fit {
+            Some((pos, _)) => pos,
+            None => {
+                self.free
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, &f)| bytes[f])
+                    .expect("free is not empty")
+                    .0
+            }
+        };
+        let slot = self.free.swap_remove(pos);
+        self.bytes[slot] = self.bytes[slot].max(need);
+        slot
+    }
+
+    /// `slot`'s value is dead: later values may take the slot.
+    pub(crate) fn release(&mut self, slot: usize) {
+        self.free.push(slot);
+    }
+
+    /// The size of every slot opened.
+    pub(crate) fn into_sizes(self) -> Vec<u64> {
+        self.bytes
+    }
+}
+
+/// Which nodes run: those that some requested value depends on.
+fn live_nodes(g: &Graph, outputs: &[Value]) -> Vec<bool> {
+    let mut wanted = vec![false; g.num_values()];
+    for &v in outputs {
+        wanted[v.index()] = true;
+    }
+    let mut live_node = vec![false; g.nodes.len()];
+    for (i, node) in g.nodes.iter().enumerate().rev() {
+        if node.outputs.iter().any(|v| wanted[v.index()]) {
+            live_node[i] = true;
+            for v in node.inputs() {
+                wanted[v.index()] = true;
+            }
+        }
+    }
+    live_node
+}
+
+/// The steps (live op nodes in order), the storage kind of every value of a live node (slots
+/// still unassigned), and every value's root (views point at the value owning their buffer).
+fn classify(g: &Graph, live_node: &[bool]) -> (Vec<NodeId>, Vec<Storage>, Vec<Value>) {
+    let nv = g.num_values();
+    let mut storage = vec![Storage::Dead; nv];
+    let mut steps = Vec::new();
+    let mut root: Vec<Value> = (0..nv as u32).map(Value).collect();
+    for (i, node) in g.nodes.iter().enumerate() {
+        if !live_node[i] {
+            continue;
+        }
+        match &node.kind {
+            NodeKind::Op { op, inputs } => {
+                steps.push(NodeId(i as u32));
+                let view = op.view_of();
+                for (k, &v) in node.outputs.iter().enumerate() {
+                    if let (0, Some(j)) = (k, view) {
+                        let r = root[inputs[j].index()];
+                        root[v.index()] = r;
+                        storage[v.index()] = Storage::View(r);
+                    } else {
+                        storage[v.index()] = Storage::Slot(usize::MAX);
+                    }
+                }
+            }
+            _ => storage[node.outputs[0].index()] = Storage::Leaf,
+        }
+    }
+    (steps, storage, root)
+}
+
+/// The last step that reads each root value; requested outputs live to the end (`steps.len()`).
+fn last_uses(g: &Graph, steps: &[NodeId], root: &[Value], outputs: &[Value]) -> Vec<usize> {
+    let mut last = vec![0usize; g.num_values()];
+    for (s, id) in steps.iter().enumerate() {
+        let node = g.node(*id);
+        for v in &node.outputs {
+            last[v.index()] = last[v.index()].max(s);
+        }
+        for v in node.inputs() {
+            let r = root[v.index()];
+            last[r.index()] = last[r.index()].max(s);
+        }
+    }
+    for &v in outputs {
+        last[root[v.index()].index()] = steps.len();
+    }
+    last
+}
+
+/// What [`assign_slots`] decides.
+struct Assignment {
+    slot_bytes: Vec<u64>,
+    lifetimes: Vec<Lifetime>,
+    inplace: Vec<Option<usize>>,
+}
+
+/// Walks the steps: allocates outputs (see [`SlotAllocator`]), hands dying inputs to in-place
+/// outputs, then frees what dies at the step. Fills in `storage`'s slots.
+fn assign_slots(
+    g: &Graph,
+    steps: &[NodeId],
+    storage: &mut [Storage],
+    root: &[Value],
+    last: &[usize],
+    opts: PlanOptions,
+) -> Assignment {
+    let end = steps.len();
+    let mut dies_at: Vec<Vec<Value>> = vec![Vec::new(); end + 1];
+    for (v, st) in storage.iter().enumerate() {
+        if matches!(st, Storage::Slot(_)) {
+            dies_at[last[v]].push(Value(v as u32));
+        }
+    }
+    let mut slots = SlotAllocator::new(opts.reuse);
+    let mut lifetimes = Vec::new();
+    let mut inplace = vec![None; end];
+    for (s, id) in steps.iter().enumerate() {
+        let node = g.node(*id);
+        let op = node.op().expect("steps are op nodes");
+        let mut handed_over = None;
+        for (k, &v) in node.outputs.iter().enumerate() {
+            if storage[v.index()] != Storage::Slot(usize::MAX) {
+                continue;
+            }
+            let need = bytes_of(g, v);
+            // An in-place output takes the slot of an input that dies here, has the same size
+            // and is not read twice by this node.
+            let donor = (k == 0 && opts.inplace)
+                .then(|| op.inplace())
+                .flatten()
+                .filter(|&i| {
+                    let x = node.inputs()[i];
+                    let r = root[x.index()];
+                    matches!(storage[r.index()], Storage::Slot(_))
+                        && last[r.index()] == s
+                        && bytes_of(g, x) == need
+                        && node
+                            .inputs()
+                            .iter()
+                            .filter(|&&y| root[y.index()] == r)
+                            .count()
+                            == 1
+                });
+            let (slot, took) = if let Some(i) = donor {
+                let r = root[node.inputs()[i].index()];
+                let Storage::Slot(slot) = storage[r.index()] else {
+                    unreachable!("donor checked to own a slot")
+                };
+                inplace[s] = Some(i);
+                handed_over = Some(r);
+                (slot, true)
+            } else {
+                (slots.alloc(need), false)
+            };
+            storage[v.index()] = Storage::Slot(slot);
+            lifetimes.push(Lifetime {
+                value: v,
+                slot,
+                def: s,
+                last: last[v.index()],
+                inplace: took,
+            });
+        }
+        for r in &dies_at[s] {
+            if Some(*r) == handed_over {
+                continue;
+            }
+            if let Storage::Slot(slot) = storage[r.index()] {
+                slots.release(slot);
+            }
+        }
+    }
+    Assignment {
+        slot_bytes: slots.into_sizes(),
+        lifetimes,
+        inplace,
+    }
+}
+
+/// The memory report: planned, unshared and peak live bytes.
+fn plan_stats(g: &Graph, storage: &[Storage], a: &Assignment, steps: usize) -> PlanStats {
+    // Live bytes per step as a difference array (+b where a value starts, −b after it ends).
+    let mut delta = vec![0i64; steps + 2];
+    let mut unshared = 0;
+    for lt in &a.lifetimes {
+        let b = bytes_of(g, lt.value);
+        unshared += b;
+        // A value that took its input's slot in place does not add to the live total.
+        let from = if lt.inplace { lt.def + 1 } else { lt.def };
+        if from <= lt.last {
+            delta[from] += b as i64;
+            delta[lt.last + 1] -= b as i64;
+        }
+    }
+    let live: Vec<u64> = delta
+        .iter()
+        .scan(0i64, |acc, d| {
+            *acc += d;
+            Some(*acc as u64)
+        })
+        .collect();
+    let leaf_bytes = (0..storage.len())
+        .filter(|&v| storage[v] == Storage::Leaf)
+        .map(|v| bytes_of(g, Value(v as u32)))
+        .sum();
+    PlanStats {
+        planned_bytes: a.slot_bytes.iter().sum(),
+        unshared_bytes: unshared,
+        live_peak_bytes: live.iter().copied().max().unwrap_or(0),
+        leaf_bytes,
+        slots: a.slot_bytes.len(),
+        steps,
+        inplace: a.inplace.iter().filter(|i| i.is_some()).count(),
+    }
+}
+
 impl Plan {
     /// Plans the nodes that `outputs` depend on.
     pub fn new(g: &Graph, outputs: &[Value], opts: PlanOptions) -> Result<Plan> {
         for &v in outputs {
             g.check(v)?;
         }
-        let nv = g.num_values();
-
-        // Which nodes run: those that some requested value depends on.
-        let mut wanted = vec![false; nv];
-        for &v in outputs {
-            wanted[v.index()] = true;
-        }
-        let mut live_node = vec![false; g.nodes.len()];
-        for (i, node) in g.nodes.iter().enumerate().rev() {
-            if node.outputs.iter().any(|v| wanted[v.index()]) {
-                live_node[i] = true;
-                for v in node.inputs() {
-                    wanted[v.index()] = true;
-                }
-            }
-        }
-
-        // Storage kind of every value of a live node; views point at their root.
-        let mut storage = vec![Storage::Dead; nv];
-        let mut steps = Vec::new();
-        let mut root: Vec<Value> = (0..nv as u32).map(Value).collect();
-        for (i, node) in g.nodes.iter().enumerate() {
-            if !live_node[i] {
-                continue;
-            }
-            match &node.kind {
-                NodeKind::Op { op, inputs } => {
-                    steps.push(NodeId(i as u32));
-                    let view = op.view_of();
-                    for (k, &v) in node.outputs.iter().enumerate() {
-                        if let (0, Some(j)) = (k, view) {
-                            let r = root[inputs[j].index()];
-                            root[v.index()] = r;
-                            storage[v.index()] = Storage::View(r);
-                        } else {
-                            storage[v.index()] = Storage::Slot(usize::MAX);
-                        }
-                    }
-                }
-                _ => storage[node.outputs[0].index()] = Storage::Leaf,
-            }
-        }
-
-        // Lifetimes of slot-owning values, in steps.
-        let end = steps.len();
-        let mut def = vec![usize::MAX; nv];
-        let mut last = vec![0usize; nv];
-        for (s, id) in steps.iter().enumerate() {
-            let node = g.node(*id);
-            for v in &node.outputs {
-                def[v.index()] = s;
-                last[v.index()] = last[v.index()].max(s);
-            }
-            for v in node.inputs() {
-                let r = root[v.index()];
-                last[r.index()] = last[r.index()].max(s);
-            }
-        }
-        for &v in outputs {
-            last[root[v.index()].index()] = end;
-        }
-
-        // Walk the steps: allocate outputs (best fit, growing a free slot if none fits), hand
-        // dying inputs to in-place outputs, then free what dies at this step.
-        let mut dies_at: Vec<Vec<Value>> = vec![Vec::new(); end + 1];
-        for v in 0..nv {
-            if matches!(storage[v], Storage::Slot(_)) {
-                dies_at[last[v]].push(Value(v as u32));
-            }
-        }
-        let mut slot_bytes: Vec<u64> = Vec::new();
-        let mut free: Vec<usize> = Vec::new();
-        let mut lifetimes = Vec::new();
-        let mut inplace = vec![None; end];
-        for (s, id) in steps.iter().enumerate() {
-            let node = g.node(*id);
-            let op = node.op().expect("steps are op nodes");
-            let mut handed_over = None;
-            for (k, &v) in node.outputs.iter().enumerate() {
-                if storage[v.index()] != Storage::Slot(usize::MAX) {
-                    continue;
-                }
-                let need = bytes_of(g, v);
-                let donor = (k == 0 && opts.inplace)
-                    .then(|| op.inplace())
-                    .flatten()
-                    .filter(|&i| {
-                        let x = node.inputs()[i];
-                        let r = root[x.index()];
-                        matches!(storage[r.index()], Storage::Slot(_))
-                            && last[r.index()] == s
-                            && bytes_of(g, x) == need
-                            && node
-                                .inputs()
-                                .iter()
-                                .filter(|&&y| root[y.index()] == r)
-                                .count()
-                                == 1
-                    });
-                let (slot, took) = if let Some(i) = donor {
-                    let r = root[node.inputs()[i].index()];
-                    let Storage::Slot(slot) = storage[r.index()] else {
-                        unreachable!("donor checked to own a slot")
-                    };
-                    inplace[s] = Some(i);
-                    handed_over = Some(r);
-                    (slot, true)
-                } else if opts.reuse && !free.is_empty() {
-                    let fit = free
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, &f)| slot_bytes[f] >= need)
-                        .min_by_key(|(_, &f)| slot_bytes[f]);
-                    let pos = match fit {
-                        Some((pos, _)) => pos,
-                        None => {
-                            free.iter()
-                                .enumerate()
-                                .max_by_key(|(_, &f)| slot_bytes[f])
-                                .expect("free is not empty")
-                                .0
-                        }
-                    };
-                    let slot = free.swap_remove(pos);
-                    slot_bytes[slot] = slot_bytes[slot].max(need);
-                    (slot, false)
-                } else {
-                    slot_bytes.push(need);
-                    (slot_bytes.len() - 1, false)
-                };
-                storage[v.index()] = Storage::Slot(slot);
-                lifetimes.push(Lifetime {
-                    value: v,
-                    slot,
-                    def: s,
-                    last: last[v.index()],
-                    inplace: took,
-                });
-            }
-            for r in &dies_at[s] {
-                if Some(*r) == handed_over {
-                    continue;
-                }
-                if let Storage::Slot(slot) = storage[r.index()] {
-                    free.push(slot);
-                }
-            }
-        }
-
-        // Memory report.
-        // Live bytes per step as a difference array (+b where a value starts, −b after it ends).
-        let mut delta = vec![0i64; end + 2];
-        let mut unshared = 0;
-        for lt in &lifetimes {
-            let b = bytes_of(g, lt.value);
-            unshared += b;
-            // A value that took its input's slot in place does not add to the live total.
-            let from = if lt.inplace { lt.def + 1 } else { lt.def };
-            if from <= lt.last {
-                delta[from] += b as i64;
-                delta[lt.last + 1] -= b as i64;
-            }
-        }
-        let live: Vec<u64> = delta
-            .iter()
-            .scan(0i64, |acc, d| {
-                *acc += d;
-                Some(*acc as u64)
-            })
-            .collect();
-        let leaf_bytes = (0..nv)
-            .filter(|&v| storage[v] == Storage::Leaf)
-            .map(|v| bytes_of(g, Value(v as u32)))
-            .sum();
-        let stats = PlanStats {
-            planned_bytes: slot_bytes.iter().sum(),
-            unshared_bytes: unshared,
-            live_peak_bytes: live.iter().copied().max().unwrap_or(0),
-            leaf_bytes,
-            slots: slot_bytes.len(),
-            steps: steps.len(),
-            inplace: inplace.iter().filter(|i| i.is_some()).count(),
-        };
+        let live = live_nodes(g, outputs);
+        let (steps, mut storage, root) = classify(g, &live);
+        let last = last_uses(g, &steps, &root, outputs);
+        let assignment = assign_slots(g, &steps, &mut storage, &root, &last, opts);
+        let stats = plan_stats(g, &storage, &assignment, steps.len());
         Ok(Plan {
             steps,
-            inplace,
+            inplace: assignment.inplace,
             storage,
-            slot_bytes,
-            lifetimes,
+            slot_bytes: assignment.slot_bytes,
+            lifetimes: assignment.lifetimes,
             outputs: outputs.to_vec(),
             stats,
         })
@@ -349,5 +424,38 @@ impl Plan {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SlotAllocator;
+
+    #[test]
+    fn slot_allocator_best_fit_grow_and_no_reuse() {
+        let mut a = SlotAllocator::new(true);
+        // Nothing free: new slots.
+        let (s0, s1, s2) = (a.alloc(100), a.alloc(40), a.alloc(70));
+        assert_eq!((s0, s1, s2), (0, 1, 2));
+        a.release(s0);
+        a.release(s1);
+        a.release(s2);
+        // Best fit: the smallest free slot that holds the request.
+        assert_eq!(a.alloc(50), s2);
+        assert_eq!(a.alloc(10), s1);
+        // None fits: the largest free slot grows.
+        a.release(s1);
+        assert_eq!(a.alloc(300), s0);
+        // A slot is handed out once until released.
+        assert_eq!(a.alloc(8), s1);
+        assert_eq!(a.alloc(8), 3);
+        assert_eq!(a.into_sizes(), [300, 40, 70, 8]);
+
+        // Without reuse every request opens a slot, released or not.
+        let mut n = SlotAllocator::new(false);
+        let s = n.alloc(16);
+        n.release(s);
+        assert_eq!(n.alloc(16), 1);
+        assert_eq!(n.into_sizes(), [16, 16]);
     }
 }

@@ -15,6 +15,7 @@
 //! - Kernel variants are chosen from `Runtime::caps()` (CPU adapter, f32 atomics, …), and
 //!   every variant is tested.
 
+pub(crate) mod common;
 pub mod conv2d;
 pub mod copy;
 pub mod deform_attn;
@@ -27,3 +28,13 @@ pub mod reduce;
 pub mod resample;
 pub mod softmax;
 pub mod window_attention;
+
+/// Shader sources assembled at run time rather than read from `shaders/` (the native-f32-atomic
+/// variants of the scatter-add backward kernels), so that `tests/shaders.rs` validates them too:
+/// lavapipe has no f32 atomics, so no test on it ever compiles them.
+pub fn generated_shaders() -> Vec<crate::runtime::Shader> {
+    vec![
+        deform_attn::backward_shader(true),
+        resample::grid_backward_shader(true),
+    ]
+}

@@ -4,24 +4,7 @@ use std::sync::Arc;
 
 use super::pool::PooledBuffer;
 
-/// Element type of a tensor's storage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DType {
-    F32,
-    /// Half-precision storage; only on adapters with `Capabilities::f16`.
-    F16,
-    U32,
-    I32,
-}
-
-impl DType {
-    pub fn size(self) -> usize {
-        match self {
-            DType::F32 | DType::U32 | DType::I32 => 4,
-            DType::F16 => 2,
-        }
-    }
-}
+pub use crate::dtype::DType;
 
 /// A tensor on the device. Cloning shares the buffer.
 #[derive(Clone)]

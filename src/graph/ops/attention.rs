@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{arity, infer_err, no_second_order};
+use super::{arity, infer_err};
 use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
 use crate::ops::deform_attn::{
     self as msda, deform_attn_backward_into, deform_attn_into, BackwardOptions,
@@ -135,15 +135,6 @@ impl Op for WindowAttentionBackward {
         io.keep_alive(ws);
         Ok(ds)
     }
-    fn backward(
-        &self,
-        _g: &mut Graph,
-        _x: &[Value],
-        _y: &[Value],
-        _dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
-        no_second_order("window_attention_backward")
-    }
 }
 
 /// Multi-head attention with an optional blocking mask (1 = blocked; a fully blocked row
@@ -262,15 +253,6 @@ impl Op for MaskedAttentionBackward {
         io.keep_alive(ws);
         Ok(ds)
     }
-    fn backward(
-        &self,
-        _g: &mut Graph,
-        _x: &[Value],
-        _y: &[Value],
-        _dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
-        no_second_order("masked_attention_backward")
-    }
 }
 
 /// Multi-scale deformable attention sampling (MSDeformAttn core): (value [B, S, H, D],
@@ -365,15 +347,6 @@ impl Op for DeformAttnBackward {
             &grads,
             BackwardOptions::default(),
         )
-    }
-    fn backward(
-        &self,
-        _g: &mut Graph,
-        _x: &[Value],
-        _y: &[Value],
-        _dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
-        no_second_order("deform_attn_backward")
     }
 }
 

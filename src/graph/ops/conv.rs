@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{arity, infer_err, no_second_order};
+use super::{arity, infer_err};
 use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
 use crate::ops::conv2d::{
     conv2d_backward_with_workspace_into, conv2d_backward_workspace, conv2d_with_workspace_into,
@@ -105,15 +105,6 @@ impl Op for Conv2dBackward {
         }
         Ok(list)
     }
-    fn backward(
-        &self,
-        _g: &mut Graph,
-        _x: &[Value],
-        _y: &[Value],
-        _dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
-        no_second_order("conv2d_backward")
-    }
 }
 
 /// Bilinear resize (align_corners=False) of [N, C, H, W] to [N, C, h, w].
@@ -179,15 +170,6 @@ impl Op for BilinearBackward {
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         let (h, w) = self.size;
         bilinear_backward_into(rt, io.inputs[0], io.outputs[0], Resize::To(h, w))
-    }
-    fn backward(
-        &self,
-        _g: &mut Graph,
-        _x: &[Value],
-        _y: &[Value],
-        _dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
-        no_second_order("bilinear_backward")
     }
 }
 

@@ -7,23 +7,24 @@
 
 mod attention;
 mod conv;
+mod elementwise;
+mod linalg;
+mod movement;
 mod norm;
-mod tensor;
 
 pub use attention::{
     DeformAttn, DeformAttnBackward, MaskedAttention, MaskedAttentionBackward, WindowAttention,
     WindowAttentionBackward,
 };
 pub use conv::{Bilinear, BilinearBackward, Conv2d, Conv2dBackward};
+pub use elementwise::{Binary, BinaryKind, LessThanZero, Unary, UnaryBackward, UnaryKind};
+pub use linalg::{BroadcastTo, MatMul, Softmax, SoftmaxBackward, SumTo};
+pub use movement::{Concat, Pad, Permute, Slice};
 pub use norm::{GroupNorm, GroupNormBackward, LayerNorm, LayerNormBackward};
-pub use tensor::{
-    broadcast_shapes, Binary, BinaryKind, BroadcastTo, Concat, LessThanZero, MatMul, Pad, Permute,
-    Slice, Softmax, SoftmaxBackward, SumTo, Unary, UnaryBackward, UnaryKind,
-};
 
 use super::builder::Graph;
 use super::ir::{Io, Op, TensorInfo, Value};
-use super::{GraphError, Result};
+use super::Result;
 use crate::runtime::{Dispatch, Runtime};
 
 fn arity(inputs: &[&TensorInfo], n: usize) -> std::result::Result<(), String> {
@@ -37,11 +38,23 @@ fn infer_err<T>(msg: impl Into<String>) -> std::result::Result<T, String> {
     Err(msg.into())
 }
 
-/// Backward nodes are not differentiated again (no second-order training here).
-fn no_second_order<T>(op: &str) -> Result<T> {
-    Err(GraphError::Backward(format!(
-        "{op} has no backward rule (second derivatives are not supported)"
-    )))
+/// NumPy broadcasting of two shapes (aligned at the right).
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> std::result::Result<Vec<usize>, String> {
+    let n = a.len().max(b.len());
+    let at = |s: &[usize], i: usize| {
+        if i + s.len() >= n {
+            s[i + s.len() - n]
+        } else {
+            1
+        }
+    };
+    (0..n)
+        .map(|i| match (at(a, i), at(b, i)) {
+            (x, y) if x == y || y == 1 => Ok(x),
+            (1, y) => Ok(y),
+            (x, y) => Err(format!("{a:?} and {b:?} do not broadcast ({x} vs {y})")),
+        })
+        .collect()
 }
 
 // ---- views ---------------------------------------------------------------------------------

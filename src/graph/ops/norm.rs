@@ -98,15 +98,6 @@ impl Op for LayerNormBackward {
         };
         layer_norm_backward_into(rt, dy, x, w, mean, rstd, dx, dw, db, ws, &ln_opts(self.eps))
     }
-    fn backward(
-        &self,
-        _g: &mut Graph,
-        _x: &[Value],
-        _y: &[Value],
-        _dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
-        super::no_second_order("layer_norm_backward")
-    }
 }
 
 /// GroupNorm on [N, C, ..] with an optional fused ReLU: (x, weight [C], bias [C]) →
@@ -203,15 +194,6 @@ impl Op for GroupNormBackward {
             unreachable!()
         };
         group_norm_backward_into(rt, dy, x, w, b, mean, rstd, dx, dw, db, ws, &self.0.opts())
-    }
-    fn backward(
-        &self,
-        _g: &mut Graph,
-        _x: &[Value],
-        _y: &[Value],
-        _dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
-        super::no_second_order("group_norm_backward")
     }
 }
 

@@ -11,7 +11,8 @@
 //! (`shaders/conv2d_im2col.wgsl`) into a [`Conv2dWorkspace`] and multiplies it with the matmul
 //! family's GEMM (register-blocked on CPU adapters, tiled on GPUs), chunked over images and output
 //! rows under a 128 MiB cap; the backward is `dW = dy·colᵀ` and `dx = col2im(Wᵀ·dy)`. On lavapipe
-//! it is 3–7× faster than the direct kernels on the FPN's 3×3 and 1×1. The workspace comes from
+//! it beats the direct kernels on the FPN's 3×3 and 1×1 (docs/PERFORMANCE.md, "conv2d: im2col +
+//! GEMM path"). The workspace comes from
 //! [`conv2d_workspace`] / [`conv2d_backward_workspace`] and is passed to the `_with_workspace_`
 //! launchers; without one (`conv2d_into`, `conv2d_backward_into`) `Auto` still takes the GEMM
 //! where it needs no columns (1×1, stride 1, unpadded; the backward for one image) and the
@@ -40,7 +41,7 @@ mod tests;
 pub use gemm::Conv2dWorkspace;
 
 use crate::error::{Error, Result};
-use crate::ops::layer_norm::check;
+use crate::ops::common::check;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
 
 /// Which kernel computes the forward.

@@ -2,7 +2,7 @@
 //! exact), with the f64 backward passes.
 
 use super::Range;
-use crate::ops::elementwise::layout::strides;
+use crate::ops::common::layout::strides;
 use crate::ops::elementwise::reference::coords;
 
 fn index(shape: &[usize], c: &[usize]) -> usize {
@@ -82,52 +82,6 @@ pub fn concat<T: Copy>(xs: &[(&[T], &[usize])], axis: usize) -> Vec<T> {
         .collect()
 }
 
-/// torch.gather; out-of-range indices give `zero`.
-pub fn gather<T: Copy>(
-    x: &[T],
-    shape: &[usize],
-    axis: usize,
-    idx: &[u32],
-    idx_shape: &[usize],
-    zero: T,
-) -> Vec<T> {
-    (0..idx.len())
-        .map(|i| {
-            let mut c = coords(idx_shape, i);
-            let j = idx[i] as usize;
-            if j >= shape[axis] {
-                return zero;
-            }
-            c[axis] = j;
-            x[index(shape, &c)]
-        })
-        .collect()
-}
-
-/// index_select with 1-D indices.
-pub fn index_select<T: Copy>(
-    x: &[T],
-    shape: &[usize],
-    axis: usize,
-    idx: &[u32],
-    zero: T,
-) -> Vec<T> {
-    let mut out = shape.to_vec();
-    out[axis] = idx.len();
-    let n: usize = out.iter().product();
-    (0..n)
-        .map(|i| {
-            let mut c = coords(&out, i);
-            let j = idx[c[axis]] as usize;
-            if j >= shape[axis] {
-                return zero;
-            }
-            c[axis] = j;
-            x[index(shape, &c)]
-        })
-        .collect()
-}
-
 /// Gradient of `slice`: dy written into zeros of x's shape.
 pub fn slice_backward(dy: &[f64], shape: &[usize], ranges: &[Range]) -> Vec<f64> {
     let mut dx = vec![0.0; shape.iter().product()];
@@ -162,42 +116,6 @@ pub fn pad_backward(dy: &[f64], shape: &[usize], amounts: &[(i64, i64)]) -> Vec<
         if xc.iter().zip(shape).all(|(&v, &n)| v >= 0 && v < n as i64) {
             let xc: Vec<usize> = xc.iter().map(|&v| v as usize).collect();
             dx[index(shape, &xc)] += g;
-        }
-    }
-    dx
-}
-
-/// Gradient of `gather`: scatter-add of dy into zeros of x's shape.
-pub fn gather_backward(
-    dy: &[f64],
-    shape: &[usize],
-    axis: usize,
-    idx: &[u32],
-    idx_shape: &[usize],
-) -> Vec<f64> {
-    let mut dx = vec![0.0; shape.iter().product()];
-    for (i, &g) in dy.iter().enumerate() {
-        let mut c = coords(idx_shape, i);
-        let j = idx[i] as usize;
-        if j < shape[axis] {
-            c[axis] = j;
-            dx[index(shape, &c)] += g;
-        }
-    }
-    dx
-}
-
-/// Gradient of `index_select`.
-pub fn index_select_backward(dy: &[f64], shape: &[usize], axis: usize, idx: &[u32]) -> Vec<f64> {
-    let mut out = shape.to_vec();
-    out[axis] = idx.len();
-    let mut dx = vec![0.0; shape.iter().product()];
-    for (i, &g) in dy.iter().enumerate() {
-        let mut c = coords(&out, i);
-        let j = idx[c[axis]] as usize;
-        if j < shape[axis] {
-            c[axis] = j;
-            dx[index(shape, &c)] += g;
         }
     }
     dx

@@ -1,7 +1,6 @@
 use super::*;
 use crate::ops::elementwise::testutil::{check_fd, poisoned, run, to32, to64};
-use crate::testing::{assert_close, portable_runtime, rng, runtime, seed, uniform};
-use rand::Rng;
+use crate::testing::{rng, runtime, seed, uniform};
 
 /// Copies are exact: compare bit for bit.
 fn assert_same(case: &str, seed: u64, got: &[f32], want: &[f32]) {
@@ -237,137 +236,6 @@ fn concat_and_backward_match_reference() {
     }
 }
 
-fn indices(r: &mut impl Rng, n: usize, len: usize, out_of_range: bool) -> Vec<u32> {
-    (0..n)
-        .map(|_| {
-            if out_of_range && r.random_bool(0.1) {
-                (len + r.random_range(0..3)) as u32
-            } else {
-                r.random_range(0..len) as u32
-            }
-        })
-        .collect()
-}
-
-const GATHERS: &[(&[usize], usize, &[usize])] = &[
-    (&[7], 0, &[12]),
-    (&[4, 5, 3], 1, &[4, 9, 3]),
-    (&[4, 5, 3], 0, &[2, 5, 2]),
-    (&[4, 5, 3], 2, &[3, 1, 6]),
-    (&[1, 3], 1, &[1, 1]),
-];
-
-#[test]
-fn gather_index_select_and_backward_match_reference() {
-    let s = seed();
-    let mut r = rng(s);
-    for (rt, variants) in [
-        (
-            runtime(),
-            vec![
-                ScatterVariant::Auto,
-                ScatterVariant::FloatAtomics,
-                ScatterVariant::CompareExchange,
-            ],
-        ),
-        (portable_runtime(), vec![ScatterVariant::Auto]),
-    ] {
-        for &(shape, axis, idx_shape) in GATHERS {
-            let n: usize = shape.iter().product();
-            let x = uniform(&mut r, n, -1.0, 1.0);
-            let xt = rt.upload(&x, shape).unwrap();
-            // torch.gather; some indices out of range (they read 0 and scatter nothing).
-            let m: usize = idx_shape.iter().product();
-            let idx = indices(&mut r, m, shape[axis], true);
-            let it = rt.upload_u32(&idx, idx_shape).unwrap();
-            let out = poisoned(rt, idx_shape);
-            run(rt, gather_into(rt, &xt, axis, &it, &out));
-            let case = format!("gather {shape:?} axis {axis} idx {idx_shape:?}");
-            let want = reference::gather(&x, shape, axis, &idx, idx_shape, 0.0);
-            assert_same(&case, s, &rt.download(&out).unwrap(), &want);
-            let dy = uniform(&mut r, m, -1.0, 1.0);
-            let dyt = rt.upload(&dy, idx_shape).unwrap();
-            let want = reference::gather_backward(&to64(&dy), shape, axis, &idx, idx_shape);
-            let f = |v: &[f64]| reference::gather(v, shape, axis, &idx, idx_shape, 0.0);
-            check_fd(&case, &f, &to64(&x), &to64(&dy), &want, 1e-6);
-            for &v in &variants {
-                if v == ScatterVariant::FloatAtomics && !rt.caps().f32_atomics {
-                    continue;
-                }
-                let dx = poisoned(rt, shape);
-                run(rt, gather_backward_into(rt, &dyt, axis, &it, &dx, v));
-                // Atomic adds in varying order: not bit-exact.
-                assert_close(
-                    &format!("{case} backward {v:?}"),
-                    s,
-                    &rt.download(&dx).unwrap(),
-                    &to32(&want),
-                    1e-6,
-                );
-            }
-
-            // index_select with duplicates (several dy elements add into one dx element).
-            let k = idx_shape[axis];
-            let idx = indices(&mut r, k, shape[axis], false);
-            let it = rt.upload_u32(&idx, &[k]).unwrap();
-            let mut out_shape = shape.to_vec();
-            out_shape[axis] = k;
-            let out = poisoned(rt, &out_shape);
-            run(rt, index_select_into(rt, &xt, axis, &it, &out));
-            let case = format!("index_select {shape:?} axis {axis} {idx:?}");
-            assert_same(
-                &case,
-                s,
-                &rt.download(&out).unwrap(),
-                &reference::index_select(&x, shape, axis, &idx, 0.0),
-            );
-            let m: usize = out_shape.iter().product();
-            let dy = uniform(&mut r, m, -1.0, 1.0);
-            let dyt = rt.upload(&dy, &out_shape).unwrap();
-            let want = reference::index_select_backward(&to64(&dy), shape, axis, &idx);
-            for &v in &variants {
-                if v == ScatterVariant::FloatAtomics && !rt.caps().f32_atomics {
-                    continue;
-                }
-                let dx = poisoned(rt, shape);
-                run(rt, index_select_backward_into(rt, &dyt, axis, &it, &dx, v));
-                assert_close(
-                    &format!("{case} backward {v:?}"),
-                    s,
-                    &rt.download(&dx).unwrap(),
-                    &to32(&want),
-                    1e-6,
-                );
-            }
-        }
-    }
-}
-
-/// Many updates to few elements: no lost updates in either atomic variant.
-#[test]
-fn scatter_add_contended() {
-    let s = seed();
-    for (rt, v) in [
-        (runtime(), ScatterVariant::Auto),
-        (runtime(), ScatterVariant::CompareExchange),
-        (portable_runtime(), ScatterVariant::Auto),
-    ] {
-        let n = 20_000;
-        let idx: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
-        let it = rt.upload_u32(&idx, &[n]).unwrap();
-        let dy = rt.upload(&vec![1.0; n], &[n]).unwrap();
-        let dx = poisoned(rt, &[3]);
-        run(rt, index_select_backward_into(rt, &dy, 0, &it, &dx, v));
-        let want = [6667.0, 6667.0, 6666.0];
-        assert_same(
-            &format!("contended {v:?}"),
-            s,
-            &rt.download(&dx).unwrap(),
-            &want,
-        );
-    }
-}
-
 #[test]
 fn copy_errors_name_the_op_and_shapes() {
     let rt = runtime();
@@ -385,20 +253,6 @@ fn copy_errors_name_the_op_and_shapes() {
     let y = rt.upload(&[1.0; 4], &[4, 1]).unwrap();
     let err = concat(rt, &[&x, &y], 0).unwrap_err().to_string();
     assert!(err.contains("concat") && err.contains("[4, 1]"), "{err}");
-    let idx = rt.upload(&[0.0], &[1]).unwrap();
-    let err = index_select(rt, &x, 0, &idx).unwrap_err().to_string();
-    assert!(err.contains("index_select") && err.contains("U32"), "{err}");
-    if !portable_runtime().caps().f32_atomics {
-        let prt = portable_runtime();
-        let dy = prt.upload(&[1.0], &[1]).unwrap();
-        let it = prt.upload_u32(&[0], &[1]).unwrap();
-        let dx = prt.empty(&[2], DType::F32).unwrap();
-        let err = index_select_backward_into(prt, &dy, 0, &it, &dx, ScatterVariant::FloatAtomics)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("atomics"), "{err}");
-    }
 }
 
 /// A permute of a tensor just past the 128 MiB binding limit: chunks start mid-row and the

@@ -17,9 +17,8 @@
 //! past the storage-binding limit work as long as one batch item fits.
 //!
 //! Variants ([`Variant`], all tested): `Vec4Wide` (one thread per head, up to 32 channels, the
-//! bilinear weights computed once) is the CPU-adapter default — on lavapipe at the 384x384
-//! Mask2Former sizes it ran 2.1x faster than `Vec4` and 4.5x faster than `Scalar` (shared,
-//! loaded machine; `benches/kernels/deform.rs`). GPUs default to `Vec4` (more threads).
+//! bilinear weights computed once) is the CPU-adapter default, the fastest of the three on
+//! lavapipe (docs/PERFORMANCE.md, "Deformable attention"). GPUs default to `Vec4` (more threads).
 //! grad_value accumulates in a run-dependent order (atomics), so the backward is not bitwise
 //! reproducible; the tests bound it against the f64 reference.
 
@@ -29,10 +28,11 @@ mod tests;
 
 use std::sync::OnceLock;
 
-pub use crate::ops::resample::Scatter;
+pub use crate::ops::common::chunk::Scatter;
 
 use crate::error::{Error, Result};
-use crate::ops::resample::chunk;
+use crate::ops::common::check;
+use crate::ops::common::chunk;
 use crate::runtime::{DType, Dispatch, Runtime, Shader, Tensor};
 
 /// Most levels the kernel's parameter block holds (Mask2Former uses 3, Deformable-DETR 4).
@@ -83,26 +83,6 @@ struct Sizes {
     p: usize,
 }
 
-fn check_f32(op: &'static str, what: &str, t: &Tensor, shape: Option<&[usize]>) -> Result<()> {
-    if t.dtype() != DType::F32 {
-        return Err(Error::DType {
-            op,
-            expected: DType::F32,
-            got: t.dtype(),
-        });
-    }
-    if let Some(shape) = shape {
-        if t.shape() != shape {
-            return Err(crate::shape_err!(
-                op,
-                "{what} must be {shape:?}, got {:?}",
-                t.shape()
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn check(
     op: &'static str,
     value: &Tensor,
@@ -110,9 +90,9 @@ fn check(
     loc: &Tensor,
     attn: &Tensor,
 ) -> Result<Sizes> {
-    check_f32(op, "value", value, None)?;
-    check_f32(op, "sampling_locations", loc, None)?;
-    check_f32(op, "attention_weights", attn, None)?;
+    check::f32_dtype(op, value)?;
+    check::f32_dtype(op, loc)?;
+    check::f32_dtype(op, attn)?;
     let (v, lc) = (value.shape(), loc.shape());
     if v.len() != 4 || lc.len() != 6 || lc[5] != 2 {
         return Err(crate::shape_err!(
@@ -135,11 +115,11 @@ fn check(
             "sampling_locations {lc:?} must match value {v:?} in N and M"
         ));
     }
-    check_f32(
+    check::f32_shape(
         op,
         "attention_weights",
         attn,
-        Some(&[sz.n, sz.lq, sz.m, sz.l, sz.p]),
+        &[sz.n, sz.lq, sz.m, sz.l, sz.p],
     )?;
     if spatial_shapes.len() != sz.l {
         return Err(crate::shape_err!(
@@ -256,7 +236,7 @@ fn forward_limit(
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "deform_attn";
     let sz = check(OP, value, spatial_shapes, loc, attn)?;
-    check_f32(OP, "output", out, Some(&[sz.n, sz.lq, sz.m * sz.d]))?;
+    check::f32_shape(OP, "output", out, &[sz.n, sz.lq, sz.m * sz.d])?;
     let align = rt.caps().storage_offset_alignment as u64;
     let variant = resolve_variant(rt, OP, variant, sz.d)?;
     // Channels per thread: 1, 4, or 4·C4 with C4 the largest divisor of D/4 up to 8.
@@ -343,7 +323,7 @@ pub struct Gradients {
     pub attention_weights: Tensor,
 }
 
-fn backward_shader(native: bool) -> Shader {
+pub(crate) fn backward_shader(native: bool) -> Shader {
     static NATIVE: OnceLock<String> = OnceLock::new();
     let base = crate::shader!("deform_attn");
     if !native {
@@ -403,19 +383,19 @@ fn backward_limit(
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "deform_attn_backward";
     let sz = check(OP, value, spatial_shapes, loc, attn)?;
-    check_f32(OP, "grad_out", grad_out, Some(&[sz.n, sz.lq, sz.m * sz.d]))?;
-    check_f32(OP, "grad value", &grads.value, Some(value.shape()))?;
-    check_f32(
+    check::f32_shape(OP, "grad_out", grad_out, &[sz.n, sz.lq, sz.m * sz.d])?;
+    check::f32_shape(OP, "grad value", &grads.value, value.shape())?;
+    check::f32_shape(
         OP,
         "grad sampling_locations",
         &grads.sampling_locations,
-        Some(loc.shape()),
+        loc.shape(),
     )?;
-    check_f32(
+    check::f32_shape(
         OP,
         "grad attention_weights",
         &grads.attention_weights,
-        Some(attn.shape()),
+        attn.shape(),
     )?;
     let native = opts.scatter.resolve(rt, OP)? == Scatter::NativeF32;
     let vec4 = resolve_variant(rt, OP, opts.variant, sz.d)? != Variant::Scalar;

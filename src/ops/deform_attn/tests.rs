@@ -268,7 +268,7 @@ fn check_backward_variant(rt: &Runtime, opts: BackwardOptions, chunked: bool) {
 fn backward_native_atomics() {
     let rt = testing::runtime();
     if !rt.caps().f32_atomics {
-        eprintln!("skipping: adapter has no f32 atomics");
+        eprintln!("skipping backward_native_atomics: adapter has no f32 atomics");
         return;
     }
     check_backward(rt, Scatter::NativeF32, false);

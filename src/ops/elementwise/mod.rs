@@ -20,7 +20,6 @@
 //! [`layout`] holds the index-space machinery (broadcast strides, collapsing, chunking under
 //! the binding limit) the reduce, softmax and copy families share.
 
-pub mod layout;
 pub mod reference;
 #[cfg(test)]
 mod tests;
@@ -28,6 +27,7 @@ mod tests;
 pub(crate) mod testutil;
 
 use crate::error::Result;
+use crate::ops::common::layout;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
 use layout::{expect, expect_dtype, pack, plan, u, Access, Chunk};
 

@@ -474,6 +474,7 @@ fn perf_report() {
     use crate::ops::{copy, reduce, softmax};
     let rt = runtime();
     if !rt.caps().timestamps {
+        eprintln!("skipping perf_report: adapter has no timestamp queries");
         return;
     }
     let time = |name: &str, bytes: usize, d: Vec<crate::runtime::Dispatch>| {

@@ -17,7 +17,7 @@ pub mod reference;
 mod tests;
 
 use crate::error::Result;
-use crate::ops::layer_norm::check;
+use crate::ops::common::check;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
 
 /// Which reduction shape to use; `Auto` picks from the adapter.

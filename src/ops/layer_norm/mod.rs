@@ -12,12 +12,12 @@
 //! GPUs; [`Variant`] forces either. The weight/bias gradients are column sums computed in two
 //! deterministic stages without atomics, so every adapter takes the same path.
 
-pub(crate) mod check;
 pub mod reference;
 #[cfg(test)]
 mod tests;
 
 use crate::error::Result;
+use crate::ops::common::check;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
 /// Which kernel shape to use; `Auto` picks from the adapter.

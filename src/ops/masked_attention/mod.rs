@@ -29,6 +29,7 @@ mod tests;
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
+use crate::ops::common::check;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
 
 const OP: &str = "masked_attention";
@@ -143,38 +144,6 @@ impl Geometry {
     }
 }
 
-fn check_shape(t: &Tensor, name: &str, want: &[usize], dtypes: &[DType]) -> Result<()> {
-    if !dtypes.contains(&t.dtype()) {
-        return Err(crate::shape_err!(
-            OP,
-            "{name} must have dtype {dtypes:?}, got {:?}",
-            t.dtype()
-        ));
-    }
-    if t.shape() != want {
-        return Err(crate::shape_err!(
-            OP,
-            "{name} has shape {:?}, expected {want:?}",
-            t.shape()
-        ));
-    }
-    Ok(())
-}
-
-fn check_binding(rt: &Runtime, name: &str, t: &Tensor) -> Result<()> {
-    let limit = rt.caps().max_storage_binding;
-    if t.size_bytes() > limit {
-        return Err(Error::TooLarge {
-            op: OP,
-            what: format!("{name} of shape {:?}", t.shape()),
-            bytes: t.size_bytes(),
-            limit,
-            limit_name: "max_storage_buffer_binding_size",
-        });
-    }
-    Ok(())
-}
-
 /// Heads of a [B, 1 or heads, Q, K] mask, after checking its shape.
 fn mask_heads(
     t: &Tensor,
@@ -187,7 +156,8 @@ fn mask_heads(
 ) -> Result<usize> {
     let mh = if t.rank() == 4 { t.shape()[1] } else { 0 };
     let mh = if mh == heads { heads } else { 1 };
-    check_shape(t, name, &[b, mh, nq, nk], dtypes)?;
+    check::dtype_in(OP, name, t, dtypes)?;
+    check::shape(OP, name, t, &[b, mh, nq, nk])?;
     Ok(mh)
 }
 
@@ -207,9 +177,9 @@ fn geometry(
     }
     let (batch, nq, channels) = (qs[0], qs[1], qs[2]);
     let nk = ks[1];
-    check_shape(x.q, "q", qs, &[DType::F32])?;
-    check_shape(x.k, "k", &[batch, nk, channels], &[DType::F32])?;
-    check_shape(x.v, "v", &[batch, nk, channels], &[DType::F32])?;
+    check::f32_shape(OP, "q", x.q, qs)?;
+    check::f32_shape(OP, "k", x.k, &[batch, nk, channels])?;
+    check::f32_shape(OP, "v", x.v, &[batch, nk, channels])?;
     if o.heads == 0 || channels % o.heads != 0 {
         return Err(crate::shape_err!(
             OP,
@@ -240,13 +210,13 @@ fn geometry(
         None => 0,
     };
     for (t, name) in [(x.q, "q"), (x.k, "k"), (x.v, "v")] {
-        check_binding(rt, name, t)?;
+        check::binding(rt, OP, name, t)?;
     }
     if let Some(m) = x.mask {
-        check_binding(rt, "mask", m)?;
+        check::binding(rt, OP, "mask", m)?;
     }
     if let Some(a) = x.additive {
-        check_binding(rt, "additive", a)?;
+        check::binding(rt, OP, "additive", a)?;
     }
     let rows = batch * o.heads * nq;
     let splits = match o.splits {
@@ -360,8 +330,8 @@ pub fn masked_attention_into(
 ) -> Result<Vec<Dispatch>> {
     let g = geometry(rt, x, opts)?;
     ws.check(&g)?;
-    check_shape(out, "out", x.q.shape(), &[DType::F32])?;
-    check_shape(lse, "lse", &[g.batch, g.heads, g.nq], &[DType::F32])?;
+    check::f32_shape(OP, "out", out, x.q.shape())?;
+    check::f32_shape(OP, "lse", lse, &[g.batch, g.heads, g.nq])?;
     let shader = crate::shader!("masked_attention");
     let mut ds: Vec<Dispatch> = flag_dispatch(rt, &g, x, ws)?.into_iter().collect();
     // Absent masks bind q in their place: the kernel reads them only when their heads are > 0.
@@ -449,13 +419,12 @@ pub fn masked_attention_backward_into(
 ) -> Result<Vec<Dispatch>> {
     let g = geometry(rt, x, opts)?;
     ws.check(&g)?;
-    let f32s = &[DType::F32];
-    check_shape(out, "out", x.q.shape(), f32s)?;
-    check_shape(dout, "dout", x.q.shape(), f32s)?;
-    check_shape(lse, "lse", &[g.batch, g.heads, g.nq], f32s)?;
-    check_shape(&grads.dq, "dq", x.q.shape(), f32s)?;
-    check_shape(&grads.dk, "dk", x.k.shape(), f32s)?;
-    check_shape(&grads.dv, "dv", x.v.shape(), f32s)?;
+    check::f32_shape(OP, "out", out, x.q.shape())?;
+    check::f32_shape(OP, "dout", dout, x.q.shape())?;
+    check::f32_shape(OP, "lse", lse, &[g.batch, g.heads, g.nq])?;
+    check::f32_shape(OP, "dq", &grads.dq, x.q.shape())?;
+    check::f32_shape(OP, "dk", &grads.dk, x.k.shape())?;
+    check::f32_shape(OP, "dv", &grads.dv, x.v.shape())?;
     let shader = crate::shader!("masked_attention_backward");
     let c = g.constants();
     let mut ds: Vec<Dispatch> = flag_dispatch(rt, &g, x, ws)?.into_iter().collect();

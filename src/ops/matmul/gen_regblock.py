@@ -2,23 +2,23 @@
 """Writes the `regblock` entry point of shaders/matmul.wgsl (between the GENERATED markers).
 
 llvmpipe keeps private arrays indexed in loops in memory unless its loop unroller gets to them,
-and it does not for a kernel this size (measured: 0.7 GFLOP/s at 1024³ with loops), so the
-register block is spelled out: every accumulator and operand is a named local.
-Block shape, measured at 1024³ on lavapipe (CPU-time equivalent, see docs/PERFORMANCE.md):
-16×8 17, 8×16 20, 8×32 18, 4×32 12, 16×16 25, 16×32 27, 24×16 23, 32×16 27 GFLOP/s; at 2048³
-32×16 beat 16×16 (23 vs 19). If the block changes, change Variant::tile() in mod.rs (8·TM, 8·TN).
+and it does not for a kernel this size (a looped block ran ~30x slower), so the register block is
+spelled out: every accumulator and operand is a named local. The block shapes were chosen by the
+sweep in docs/PERFORMANCE.md ("Block-shape sweep"). If the block changes, change Variant::tile()
+in mod.rs (8·TM, 8·TN).
 
 Run from the repository root after changing TM/TN or the load modes: python3 src/ops/matmul/gen_regblock.py
+(`--print` writes the generated section to stdout instead; tests/shaders.rs checks the shader with it).
 """
 import re
 import sys
 
 # (entry point, rows, cols per thread, vector loads only). The general entry keeps 8×16: with its
-# three load modes per operand (A_MODE × B_MODE override branches) a larger block cost lavapipe's
-# LLVM JIT about a minute of CPU per pipeline. The vec_only entry has one code path (row-major A
-# and B, K and N multiples of 4), which JITs in ~13 s at 24×16 (16×16: 6 s, 32×16: 22 s; paid
-# once per machine with Mesa's on-disk shader cache), and runs at ~28 GFLOP/s CPU-time
-# equivalent at 1024³ against ~20 for 8×16. If TM/TN change, change the tiles in mod.rs
+# three load modes per operand (A_MODE × B_MODE override branches) a larger block made lavapipe's
+# LLVM JIT far too slow. The vec_only entry has one code path (row-major A and B, K and N
+# multiples of 4), which JITs fast enough at 24×16 (paid once per machine with Mesa's on-disk
+# shader cache) and runs faster than 8×16 (JIT times and GFLOP/s: docs/PERFORMANCE.md, "matmul:
+# the 24×16 vec4-only register block"). If TM/TN change, change the tiles in mod.rs
 # (Variant::tile() for regblock, LARGE_TILE for regblock_vec).
 KERNELS = [
     ("regblock", 8, 16, False),
@@ -249,6 +249,11 @@ def gen(name, TM, TN, vec_only):
 
 
 def main():
+    # --print: write the generated section to stdout and leave the shader alone
+    # (tests/shaders.rs compares it with what shaders/matmul.wgsl holds).
+    if sys.argv[1:] == ["--print"]:
+        sys.stdout.write("\n".join(gen(*k) for k in KERNELS))
+        return
     src = open(PATH).read()
     begin = "// BEGIN GENERATED regblock (src/ops/matmul/gen_regblock.py)\n"
     end = "// END GENERATED regblock\n"

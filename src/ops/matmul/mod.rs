@@ -1,4 +1,7 @@
-//! Batched matrix multiply with a fused epilogue, and its backward.
+//! Batched matrix multiply with a fused epilogue.
+//!
+//! There is no matmul backward kernel: the graph differentiates a product with two more
+//! products (`graph/ops`), which run on these same kernels.
 //!
 //! ```text
 //! pre[b] = alpha · op(A[b]) · op(B[b]) + bias + beta · C[b]       C[b] = act(pre[b])
@@ -8,12 +11,12 @@
 //!   match, or one side's batch is 1 (rank 2, or leading dims all 1) and broadcasts. C is
 //!   `lead ++ [M, N]` where `lead` is the leading dims of the batched side.
 //! - `bias` is `[N]`, added to every row. `act` is none, ReLU or GELU (exact erf form).
-//! - `beta ≠ 0` accumulates into the existing C (the backward uses it to sum gradients);
+//! - `beta ≠ 0` accumulates into the existing C;
 //!   `beta = 0` never reads C.
 //!
 //! Entry points: [`matmul`] / [`matmul_into`], [`matmul_with_preact`] /
-//! [`matmul_with_preact_into`] (also writes `pre`, which the backward of a fused activation
-//! needs), and [`matmul_backward`] / [`matmul_backward_into`].
+//! [`matmul_with_preact_into`] (also writes `pre`, which differentiating a fused activation
+//! needs), and [`matmul_scratch_into`] (may pick a plan with a scratch tensor; the graph uses it).
 //!
 //! Variants (`shaders/matmul.wgsl`), chosen by [`Variant::Auto`] from the adapter: on CPU
 //! adapters `regblock_vec` (24×16 outputs per thread in registers, vec4 loads, no workgroup
@@ -30,6 +33,7 @@ pub mod reference;
 mod tests;
 
 use crate::error::{Error, Result};
+use crate::ops::common::check;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
 /// The activation fused after bias and beta.
@@ -63,9 +67,9 @@ pub enum Variant {
     /// allows it (row-major A and B, K and N multiples of 4), `regblock_vec_ta` for `trans_a`
     /// with row-major B (M and N multiples of 4, any K), `regblock` for the others. Under
     /// `Auto` the large block is also skipped for launches too small to fill
-    /// [`LARGE_MIN_WORKGROUPS`] of its workgroups. Its pipeline takes lavapipe's JIT about 13 s
-    /// of CPU the first time on a machine; Mesa's on-disk shader cache makes later processes
-    /// start at once (docs/PERFORMANCE.md).
+    /// [`LARGE_MIN_WORKGROUPS`] of its workgroups. Its pipeline costs lavapipe's JIT seconds of
+    /// CPU the first time on a machine; Mesa's on-disk shader cache makes later processes start
+    /// at once (docs/PERFORMANCE.md gives the times).
     RegBlockLarge,
     Tiled,
     Naive,
@@ -188,20 +192,9 @@ impl Shapes {
     }
 }
 
-fn check_f32(op: &'static str, t: &Tensor) -> Result<()> {
-    if t.dtype() != DType::F32 {
-        return Err(Error::DType {
-            op,
-            expected: DType::F32,
-            got: t.dtype(),
-        });
-    }
-    Ok(())
-}
-
 fn resolve(op: &'static str, a: &Tensor, b: &Tensor, opts: &MatmulOptions) -> Result<Shapes> {
-    check_f32(op, a)?;
-    check_f32(op, b)?;
+    check::f32_dtype(op, a)?;
+    check::f32_dtype(op, b)?;
     let (sa, sb) = (a.shape(), b.shape());
     if sa.len() < 2 || sb.len() < 2 {
         return Err(crate::shape_err!(
@@ -255,18 +248,6 @@ fn resolve(op: &'static str, a: &Tensor, b: &Tensor, opts: &MatmulOptions) -> Re
     })
 }
 
-fn check_shape(op: &'static str, what: &str, t: &Tensor, want: &[usize]) -> Result<()> {
-    check_f32(op, t)?;
-    if t.shape() != want {
-        return Err(crate::shape_err!(
-            op,
-            "{what} has shape {:?}, expected {want:?}",
-            t.shape()
-        ));
-    }
-    Ok(())
-}
-
 /// Writing a buffer that is also bound for reading in the same dispatch is a wgpu validation
 /// error (and a wrong result), so such calls are refused up front.
 fn check_distinct(
@@ -299,6 +280,38 @@ pub fn matmul_into(
     opts: &MatmulOptions,
 ) -> Result<Vec<Dispatch>> {
     forward_into("matmul", rt, a, b, bias, out, None, opts)
+}
+
+/// [`matmul_into`], free to pick a faster plan that needs a scratch tensor; the caller keeps the
+/// returned scratch alive as long as it keeps the dispatches (the graph executor records them
+/// once per plan).
+///
+/// On CPU adapters the fastest kernel (`regblock_vec`) reads B row-major, so a transposed 2-D B
+/// (a linear layer's weight, `[out, in]`) with enough rows of A to fill its workgroups is first
+/// copied transposed into scratch: the copy is O(K·N) against the product's O(M·K·N), and the
+/// product runs ~1.4× faster (docs/PERFORMANCE.md).
+pub fn matmul_scratch_into(
+    rt: &Runtime,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    opts: &MatmulOptions,
+) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
+    let rows = a.numel() / a.shape().last().copied().unwrap_or(1).max(1);
+    if let ([n, k], true, false) = (b.shape(), opts.trans_b, opts.trans_a) {
+        if rt.caps().is_cpu && rows >= 192 && n % 4 == 0 && k % 4 == 0 {
+            let bt = rt.empty(&[*k, *n], DType::F32)?;
+            let mut ds = crate::ops::copy::permute_into(rt, b, &[1, 0], &bt)?;
+            let o = MatmulOptions {
+                trans_b: false,
+                ..opts.clone()
+            };
+            ds.extend(matmul_into(rt, a, &bt, bias, out, &o)?);
+            return Ok((ds, Some(bt)));
+        }
+    }
+    Ok((matmul_into(rt, a, b, bias, out, opts)?, None))
 }
 
 /// Like [`matmul_into`], also writing the pre-activation `alpha·op(A)·op(B) + bias + beta·C`
@@ -375,12 +388,12 @@ fn forward_into(
 ) -> Result<Vec<Dispatch>> {
     let s = resolve(op, a, b, opts)?;
     let out_shape = s.out_shape();
-    check_shape(op, "the output", out, &out_shape)?;
+    check::f32_shape(op, "the output", out, &out_shape)?;
     if let Some(bias) = bias {
-        check_shape(op, "bias", bias, &[s.n as usize])?;
+        check::f32_shape(op, "bias", bias, &[s.n as usize])?;
     }
     if let Some(pre) = preact {
-        check_shape(op, "the pre-activation output", pre, &out_shape)?;
+        check::f32_shape(op, "the pre-activation output", pre, &out_shape)?;
     }
     let mut ins = vec![("A", a), ("B", b)];
     ins.extend(bias.map(|t| ("bias", t)));
@@ -404,254 +417,6 @@ fn forward_into(
     encode(rt, &problem, opts)
 }
 
-// ---- backward -------------------------------------------------------------------------------
-
-/// What the backward reads. `preact` is the pre-activation saved by
-/// [`matmul_with_preact_into`]; it is needed when the forward fused an activation.
-pub struct BackwardInputs<'a> {
-    pub a: &'a Tensor,
-    pub b: &'a Tensor,
-    /// ∂L/∂C, shape of C.
-    pub dout: &'a Tensor,
-    pub preact: Option<&'a Tensor>,
-}
-
-/// Where the backward writes. Each gradient is optional; `dpre` is scratch of C's shape for
-/// ∂L/∂pre, needed when the forward fused an activation.
-#[derive(Default)]
-pub struct BackwardOutputs<'a> {
-    /// Shape of A (summed over the batches A was broadcast to).
-    pub da: Option<&'a Tensor>,
-    /// Shape of B (summed over the batches B was broadcast to).
-    pub db: Option<&'a Tensor>,
-    /// `[N]`: the sum of ∂L/∂pre over all rows and batches.
-    pub dbias: Option<&'a Tensor>,
-    pub dpre: Option<&'a Tensor>,
-}
-
-/// The gradients returned by [`matmul_backward`].
-pub struct MatmulGrads {
-    pub da: Tensor,
-    pub db: Tensor,
-    pub dbias: Option<Tensor>,
-}
-
-/// Gradients of the forward configured by `opts`: with `g = ∂L/∂pre = dout ⊙ act'(pre)`,
-/// `d op(A) = alpha·g·op(B)ᵀ`, `d op(B) = alpha·op(A)ᵀ·g`, `dbias = Σ_rows g`, each written in
-/// the stored layout of its input. With `accumulate` the gradients are added to the tensors'
-/// contents, otherwise they overwrite them. The products run on the forward kernels (same
-/// variant choice), with transposes expressed as strides.
-///
-/// `beta ≠ 0` in `opts` is refused: C's previous contents are treated as an accumulator, not a
-/// differentiable input.
-pub fn matmul_backward_into(
-    rt: &Runtime,
-    inputs: &BackwardInputs<'_>,
-    grads: &BackwardOutputs<'_>,
-    opts: &MatmulOptions,
-    accumulate: bool,
-) -> Result<Vec<Dispatch>> {
-    const OP: &str = "matmul_backward";
-    let BackwardInputs { a, b, dout, preact } = *inputs;
-    if opts.beta != 0.0 {
-        return Err(Error::Unsupported {
-            op: OP,
-            what: format!(
-                "gradients through beta·C (beta = {}): C's old value is an accumulator",
-                opts.beta
-            ),
-        });
-    }
-    let s = resolve(OP, a, b, opts)?;
-    let out_shape = s.out_shape();
-    check_shape(OP, "dout", dout, &out_shape)?;
-    if let Some(da) = grads.da {
-        check_shape(OP, "dA", da, a.shape())?;
-    }
-    if let Some(db) = grads.db {
-        check_shape(OP, "dB", db, b.shape())?;
-    }
-    if let Some(dbias) = grads.dbias {
-        check_shape(OP, "dbias", dbias, &[s.n as usize])?;
-    }
-    let mut ins = vec![("A", a), ("B", b), ("dout", dout)];
-    let mut outs = vec![];
-    outs.extend(grads.da.map(|t| ("dA", t)));
-    outs.extend(grads.db.map(|t| ("dB", t)));
-    outs.extend(grads.dbias.map(|t| ("dbias", t)));
-
-    let mut dispatches = Vec::new();
-    // g = ∂L/∂pre: dout itself, or dout ⊙ act'(pre) in the scratch tensor.
-    let g = if opts.activation == Activation::None {
-        dout
-    } else {
-        let (Some(pre), Some(dpre)) = (preact, grads.dpre) else {
-            return Err(Error::Unsupported {
-                op: OP,
-                what: format!(
-                    "the {:?} activation without the saved pre-activation and a dpre scratch tensor",
-                    opts.activation
-                ),
-            });
-        };
-        check_shape(OP, "the pre-activation", pre, &out_shape)?;
-        check_shape(OP, "dpre", dpre, &out_shape)?;
-        ins.push(("the pre-activation", pre));
-        outs.push(("dpre", dpre));
-        check_distinct(OP, &outs, &ins)?;
-        dispatches.extend(act_backward(rt, opts, dout, pre, dpre)?);
-        dpre
-    };
-    check_distinct(OP, &outs, &ins)?;
-
-    let beta = if accumulate { 1.0 } else { 0.0 };
-    let gv = s.view_c();
-    if let Some(da) = grads.da {
-        // d op(A) [M, K] = alpha · g [M, N] · op(B)ᵀ [N, K]
-        let target = s.view_a(opts.trans_a);
-        let y = s.view_b(opts.trans_b).t();
-        dispatches.extend(grad_product(
-            rt,
-            opts,
-            (g, gv),
-            (b, y),
-            (da, target),
-            s.batch_a,
-            s.batch,
-            [s.m, s.k, s.n],
-            beta,
-        )?);
-    }
-    if let Some(db) = grads.db {
-        // d op(B) [K, N] = alpha · op(A)ᵀ [K, M] · g [M, N]
-        let target = s.view_b(opts.trans_b);
-        let x = s.view_a(opts.trans_a).t();
-        dispatches.extend(grad_product(
-            rt,
-            opts,
-            (a, x),
-            (g, gv),
-            (db, target),
-            s.batch_b,
-            s.batch,
-            [s.k, s.n, s.m],
-            beta,
-        )?);
-    }
-    if let Some(dbias) = grads.dbias {
-        dispatches.extend(bias_grad(
-            rt,
-            opts,
-            g,
-            dbias,
-            s.batch * s.m,
-            s.n,
-            accumulate,
-        )?);
-    }
-    Ok(dispatches)
-}
-
-/// Allocates and computes dA, dB and (when `with_bias`) dbias; see [`matmul_backward_into`].
-pub fn matmul_backward(
-    rt: &Runtime,
-    a: &Tensor,
-    b: &Tensor,
-    dout: &Tensor,
-    preact: Option<&Tensor>,
-    with_bias: bool,
-    opts: &MatmulOptions,
-) -> Result<MatmulGrads> {
-    let s = resolve("matmul_backward", a, b, opts)?;
-    let da = rt.empty(a.shape(), DType::F32)?;
-    let db = rt.empty(b.shape(), DType::F32)?;
-    let dbias = if with_bias {
-        Some(rt.empty(&[s.n as usize], DType::F32)?)
-    } else {
-        None
-    };
-    let dpre = if opts.activation != Activation::None {
-        Some(rt.empty(dout.shape(), DType::F32)?)
-    } else {
-        None
-    };
-    let inputs = BackwardInputs { a, b, dout, preact };
-    let grads = BackwardOutputs {
-        da: Some(&da),
-        db: Some(&db),
-        dbias: dbias.as_ref(),
-        dpre: dpre.as_ref(),
-    };
-    rt.run(&matmul_backward_into(rt, &inputs, &grads, opts, false)?);
-    Ok(MatmulGrads { da, db, dbias })
-}
-
-/// One gradient product `out = alpha · x · y (+ beta · out)` per output batch, where the
-/// output has `out_batch` batches (1 when its input was broadcast) and the operands `batch`.
-/// A broadcast output sums over the batches: folded into the reduction when both operands'
-/// batch stride continues their reduction stride (e.g. dB = A_flatᵀ·g_flat for a shared
-/// weight), otherwise one accumulating launch per batch.
-#[allow(clippy::too_many_arguments)]
-fn grad_product(
-    rt: &Runtime,
-    opts: &MatmulOptions,
-    x: (&Tensor, View),
-    y: (&Tensor, View),
-    out: (&Tensor, View),
-    out_batch: u64,
-    batch: u64,
-    [m, n, k]: [u64; 3],
-    beta: f32,
-) -> Result<Vec<Dispatch>> {
-    // The kernels write C contiguously along n; a transposed target computes Cᵀ = yᵀ·xᵀ.
-    let (x, y, out, m, n) = if out.1.cs == 1 {
-        (x, y, out, m, n)
-    } else {
-        ((y.0, y.1.t()), (x.0, x.1.t()), (out.0, out.1.t()), n, m)
-    };
-    let problem = |batch, k, xv: View, yv: View, beta| Problem {
-        batch,
-        m,
-        n,
-        k,
-        a: (x.0, xv),
-        b: (y.0, yv),
-        c: (out.0, out.1),
-        pre: None,
-        bias: None,
-        alpha: opts.alpha,
-        beta,
-        act: Activation::None,
-    };
-    if out_batch == batch || batch == 1 {
-        return encode(rt, &problem(batch, k, x.1, y.1, beta), opts);
-    }
-    let (xv, yv) = (x.1, y.1);
-    if xv.bs == k * xv.cs && yv.bs == k * yv.rs {
-        let xf = View { bs: 0, ..xv };
-        let yf = View { bs: 0, ..yv };
-        return encode(rt, &problem(1, batch * k, xf, yf, beta), opts);
-    }
-    let mut dispatches = Vec::new();
-    for bz in 0..batch {
-        let xb = View {
-            off: xv.off + bz * xv.bs,
-            bs: 0,
-            ..xv
-        };
-        let yb = View {
-            off: yv.off + bz * yv.bs,
-            bs: 0,
-            ..yv
-        };
-        let beta = if bz == 0 { beta } else { 1.0 };
-        dispatches.extend(encode(rt, &problem(1, k, xb, yb, beta), opts)?);
-    }
-    Ok(dispatches)
-}
-
-// ---- launch planning --------------------------------------------------------------------------
-
 /// A strided matrix per batch: element (b, r, c) at `off + b·bs + r·rs + c·cs` (in elements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct View {
@@ -664,14 +429,6 @@ struct View {
 impl View {
     fn new(bs: u64, rs: u64, cs: u64) -> Self {
         Self { off: 0, bs, rs, cs }
-    }
-    /// The transposed matrix (same storage).
-    fn t(self) -> Self {
-        Self {
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
     }
 }
 
@@ -1012,107 +769,7 @@ fn large_entry(p: &Params, e: Extent, auto: bool) -> Option<&'static str> {
     (a_t && b_r).then_some("regblock_vec_ta")
 }
 
-// ---- element-wise and reduction pieces of the backward ------------------------------------
-
-/// Mirrors `Params` in shaders/matmul_backward.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct BwParams {
-    count: u32,
-    rows: u32,
-    act: u32,
-    accumulate: u32,
-    off: u32,
-}
-
 fn binding_limit(rt: &Runtime, opts: &MatmulOptions) -> u64 {
     let max = rt.caps().max_storage_binding;
     opts.max_binding.unwrap_or(max).clamp(4096, max)
-}
-
-/// `dpre = dout ⊙ act'(pre)`, in launches that each bind at most the binding limit.
-fn act_backward(
-    rt: &Runtime,
-    opts: &MatmulOptions,
-    dout: &Tensor,
-    pre: &Tensor,
-    dpre: &Tensor,
-) -> Result<Vec<Dispatch>> {
-    let total = dout.numel() as u64;
-    let align = rt.caps().storage_offset_alignment.max(16) as u64;
-    let per = ((binding_limit(rt, opts) - align - 16) / 4).max(1);
-    let kernel = rt.kernel(&crate::shader!("matmul_backward"), "act_backward", &[])?;
-    let view = View::new(0, 1, 1);
-    let mut dispatches = Vec::new();
-    let mut start = 0;
-    while start < total {
-        let count = per.min(total - start);
-        let at = (0, start, 0);
-        let len = (1, count, 1);
-        let (bs, off) = bind_block(dout, &view, at, len, align);
-        let (bp, _) = bind_block(pre, &view, at, len, align);
-        let (bd, _) = bind_block(dpre, &view, at, len, align);
-        let p = BwParams {
-            count: count as u32,
-            rows: 0,
-            act: opts.activation.code(),
-            accumulate: 0,
-            off: off as u32,
-        };
-        dispatches.push(rt.dispatch(&kernel, &p, &[bs, bd, bp], rt.grid(count, 256)));
-        start += count;
-    }
-    Ok(dispatches)
-}
-
-/// `dbias[n] (+)= Σ_r g[r, n]` over `rows` rows of `g` viewed as `[rows, n]`.
-fn bias_grad(
-    rt: &Runtime,
-    opts: &MatmulOptions,
-    g: &Tensor,
-    dbias: &Tensor,
-    rows: u64,
-    n: u64,
-    accumulate: bool,
-) -> Result<Vec<Dispatch>> {
-    let align = rt.caps().storage_offset_alignment.max(16) as u64;
-    let limit = binding_limit(rt, opts);
-    if n * 4 + align + 16 > limit {
-        return Err(Error::TooLarge {
-            op: "matmul_backward",
-            what: format!("one row of dout ({n} columns)"),
-            bytes: n * 4,
-            limit,
-            limit_name: "max_storage_buffer_binding_size",
-        });
-    }
-    let mut per = ((limit - align - 16) / (4 * n)).max(1);
-    if rt.caps().is_cpu {
-        // One invocation loops about rows·66/64 times (each loop's exit test counts too);
-        // llvmpipe ends its loops past CPU_LOOP_ITERATIONS, so launches (which accumulate)
-        // keep well under it.
-        per = per.min(crate::runtime::CPU_LOOP_ITERATIONS as u64 / 2);
-    }
-    let kernel = rt.kernel(&crate::shader!("matmul_backward"), "bias_grad", &[])?;
-    let view = View::new(0, n, 1);
-    let mut dispatches = Vec::new();
-    let mut r0 = 0;
-    // rows == 0 still launches once so that a non-accumulating dbias is zeroed.
-    loop {
-        let count = per.min(rows - r0);
-        let (bs, off) = bind_block(g, &view, (0, r0, 0), (1, count, n), align);
-        let p = BwParams {
-            count: n as u32,
-            rows: count as u32,
-            act: 0,
-            accumulate: (accumulate || r0 > 0) as u32,
-            off: off as u32,
-        };
-        dispatches.push(rt.dispatch(&kernel, &p, &[bs, dbias.binding()], rt.grid(n, 64)));
-        r0 += count;
-        if r0 >= rows {
-            break;
-        }
-    }
-    Ok(dispatches)
 }

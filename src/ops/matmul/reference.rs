@@ -70,25 +70,6 @@ pub fn activation(act: Activation, x: f64) -> f64 {
     }
 }
 
-/// d activation / dx (ReLU's derivative at exactly 0 is taken as 0, like PyTorch).
-pub fn activation_grad(act: Activation, x: f64) -> f64 {
-    match act {
-        Activation::None => 1.0,
-        Activation::Relu => {
-            if x > 0.0 {
-                1.0
-            } else {
-                0.0
-            }
-        }
-        Activation::Gelu => {
-            let cdf = 0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2));
-            let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
-            cdf + x * pdf
-        }
-    }
-}
-
 /// `pre = alpha·op(A)·op(B) + bias + beta·c_in` and `out = act(pre)`, both `[batch, M, N]`.
 /// `c_in` is read only when `beta != 0`.
 #[allow(clippy::too_many_arguments)]
@@ -125,45 +106,4 @@ pub fn forward(
     }
     let out = pre.iter().map(|&v| activation(act, v)).collect();
     (out, pre)
-}
-
-/// Gradients of a scalar loss with respect to A, B (in their stored layouts, summed over the
-/// batches they were broadcast to) and the bias, given `dout = ∂L/∂out` and the saved `pre`.
-pub struct Grads {
-    pub da: Vec<f64>,
-    pub db: Vec<f64>,
-    pub dbias: Vec<f64>,
-}
-
-pub fn backward(
-    d: &Dims,
-    a: &[f64],
-    b: &[f64],
-    dout: &[f64],
-    pre: &[f64],
-    alpha: f64,
-    act: Activation,
-) -> Grads {
-    let nb = d.batch();
-    let g: Vec<f64> = dout
-        .iter()
-        .zip(pre)
-        .map(|(&g, &x)| g * activation_grad(act, x))
-        .collect();
-    let mut da = vec![0.0; d.batch_a * d.m * d.k];
-    let mut db = vec![0.0; d.batch_b * d.k * d.n];
-    let mut dbias = vec![0.0; d.n];
-    for bz in 0..nb {
-        for m in 0..d.m {
-            for n in 0..d.n {
-                let gi = g[(bz * d.m + m) * d.n + n];
-                dbias[n] += gi;
-                for k in 0..d.k {
-                    da[d.a_index(bz, m, k)] += alpha * gi * b[d.b_index(bz, k, n)];
-                    db[d.b_index(bz, k, n)] += alpha * gi * a[d.a_index(bz, m, k)];
-                }
-            }
-        }
-    }
-    Grads { da, db, dbias }
 }

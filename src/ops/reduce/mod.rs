@@ -18,7 +18,7 @@ pub mod reference;
 mod tests;
 
 use crate::error::{Error, Result};
-use crate::ops::elementwise::layout::{self, expect_dtype, plan, u, Access};
+use crate::ops::common::layout::{self, expect_dtype, plan, u, Access};
 use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
 
 pub use crate::ops::elementwise::{sum_to_shape, sum_to_shape_into};

@@ -18,16 +18,17 @@
 //! mask logits [1, 100, 800, 1088] are 348 MB) are processed in chunks of whole planes (bilinear,
 //! nearest) or whole batch items (grid_sample), each bound at an aligned offset.
 
-pub(crate) mod chunk;
 pub mod reference;
 #[cfg(test)]
 mod tests;
 
 use std::sync::OnceLock;
 
-pub use chunk::Scatter;
+use crate::ops::common::chunk;
+pub use crate::ops::common::chunk::Scatter;
 
 use crate::error::{Error, Result};
+use crate::ops::common::check;
 use crate::runtime::{DType, Dispatch, Runtime, Shader, Tensor};
 
 /// The output size of a resize: explicit, or PyTorch's `scale_factor` (output =
@@ -80,25 +81,6 @@ impl Resize {
     }
 }
 
-/// Checks that `t` is an f32 tensor of rank `rank`; `what` names it in errors.
-fn check_f32(op: &'static str, what: &str, t: &Tensor, rank: usize) -> Result<()> {
-    if t.dtype() != DType::F32 {
-        return Err(Error::DType {
-            op,
-            expected: DType::F32,
-            got: t.dtype(),
-        });
-    }
-    if t.rank() != rank {
-        return Err(crate::shape_err!(
-            op,
-            "{what} must have rank {rank}, got shape {:?}",
-            t.shape()
-        ));
-    }
-    Ok(())
-}
-
 fn nchw(t: &Tensor) -> (usize, usize, usize, usize) {
     let s = t.shape();
     (s[0], s[1], s[2], s[3])
@@ -119,8 +101,8 @@ struct ResizeParams {
     scale_w: f32,
 }
 
-/// Output rows per thread in the forward resize kernels: 16 measured a little faster than 8
-/// on lavapipe (the column taps and the row lerps are reused down the rows) and still leaves
+/// Output rows per thread in the forward resize kernels: 16 reuses the column taps and the row
+/// lerps down the rows (a little faster than 8 on lavapipe, docs/PERFORMANCE.md) and still leaves
 /// tens of thousands of workgroups for a GPU at mask-logit sizes.
 const ROWS: usize = 16;
 
@@ -232,8 +214,8 @@ fn check_resize(
     out: &Tensor,
     size: Resize,
 ) -> Result<((usize, usize), (f32, f32))> {
-    check_f32(op, "input", x, 4)?;
-    check_f32(op, "output", out, 4)?;
+    check::f32_rank(op, "input", x, 4)?;
+    check::f32_rank(op, "output", out, 4)?;
     let (n, c, h, w) = nchw(x);
     if h == 0 || w == 0 {
         return Err(crate::shape_err!(
@@ -296,7 +278,7 @@ pub fn bilinear(rt: &Runtime, x: &Tensor, size: Resize) -> Result<Tensor> {
 }
 
 fn alloc_resized(rt: &Runtime, op: &'static str, x: &Tensor, size: Resize) -> Result<Tensor> {
-    check_f32(op, "input", x, 4)?;
+    check::f32_rank(op, "input", x, 4)?;
     let (n, c, h, w) = nchw(x);
     if h == 0 || w == 0 {
         return Err(crate::shape_err!(
@@ -351,7 +333,7 @@ pub fn bilinear_backward(
     in_hw: (usize, usize),
     size: Resize,
 ) -> Result<Tensor> {
-    check_f32("resample::bilinear_backward", "grad_out", grad_out, 4)?;
+    check::f32_rank("resample::bilinear_backward", "grad_out", grad_out, 4)?;
     let (n, c, _, _) = nchw(grad_out);
     let grad_in = rt.empty(&[n, c, in_hw.0, in_hw.1], DType::F32)?;
     rt.run(&bilinear_backward_into(rt, grad_out, &grad_in, size)?);
@@ -425,9 +407,9 @@ fn check_grid(
     out: &Tensor,
     out_name: &str,
 ) -> Result<(usize, usize, usize, usize, usize)> {
-    check_f32(op, "input", x, 4)?;
-    check_f32(op, "grid", grid, 4)?;
-    check_f32(op, out_name, out, 4)?;
+    check::f32_rank(op, "input", x, 4)?;
+    check::f32_rank(op, "grid", grid, 4)?;
+    check::f32_rank(op, out_name, out, 4)?;
     let (n, c, h, w) = nchw(x);
     let g = grid.shape();
     if g[0] != n || g[3] != 2 {
@@ -522,8 +504,8 @@ fn grid_params(ch: &chunk::Chunk, c: usize, h: usize, w: usize, pts: usize) -> G
 /// grid_sample (bilinear, zeros, align_corners=False) of x [N, C, H, W] at grid [N, Hg, Wg, 2].
 pub fn grid_sample(rt: &Runtime, x: &Tensor, grid: &Tensor) -> Result<Tensor> {
     const OP: &str = "resample::grid_sample";
-    check_f32(OP, "input", x, 4)?;
-    check_f32(OP, "grid", grid, 4)?;
+    check::f32_rank(OP, "input", x, 4)?;
+    check::f32_rank(OP, "grid", grid, 4)?;
     let out = rt.empty(
         &[x.shape()[0], x.shape()[1], grid.shape()[1], grid.shape()[2]],
         DType::F32,
@@ -533,7 +515,7 @@ pub fn grid_sample(rt: &Runtime, x: &Tensor, grid: &Tensor) -> Result<Tensor> {
 }
 
 /// The backward grid shader with native f32 atomics for the input gradient.
-fn grid_backward_shader(native: bool) -> Shader {
+pub(crate) fn grid_backward_shader(native: bool) -> Shader {
     static NATIVE: OnceLock<String> = OnceLock::new();
     let base = crate::shader!("resample_grid");
     if !native {
@@ -584,8 +566,8 @@ fn grid_sample_backward_into_limit(
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "resample::grid_sample_backward";
     let (n, c, h, w, pts) = check_grid(OP, x, grid, grad_out, "grad_out")?;
-    check_f32(OP, "grad_x", grad_x, 4)?;
-    check_f32(OP, "grad_grid", grad_grid, 4)?;
+    check::f32_rank(OP, "grad_x", grad_x, 4)?;
+    check::f32_rank(OP, "grad_grid", grad_grid, 4)?;
     if grad_x.shape() != x.shape() || grad_grid.shape() != grid.shape() {
         return Err(crate::shape_err!(
             OP,
@@ -661,9 +643,9 @@ fn point_views(
     out: &Tensor,
     out_name: &str,
 ) -> Result<(Tensor, Tensor)> {
-    check_f32(op, "input", x, 4)?;
-    check_f32(op, "coords", coords, 3)?;
-    check_f32(op, out_name, out, 3)?;
+    check::f32_rank(op, "input", x, 4)?;
+    check::f32_rank(op, "coords", coords, 3)?;
+    check::f32_rank(op, out_name, out, 3)?;
     let (n, c, _, _) = nchw(x);
     let (cs, os) = (coords.shape(), out.shape());
     if cs[0] != n || cs[2] != 2 || os != [n, c, cs[1]] {
@@ -695,8 +677,8 @@ pub fn point_sample_into(
 /// [`point_sample_into`] into a new tensor [N, C, P].
 pub fn point_sample(rt: &Runtime, x: &Tensor, coords: &Tensor) -> Result<Tensor> {
     const OP: &str = "resample::point_sample";
-    check_f32(OP, "input", x, 4)?;
-    check_f32(OP, "coords", coords, 3)?;
+    check::f32_rank(OP, "input", x, 4)?;
+    check::f32_rank(OP, "coords", coords, 3)?;
     let out = rt.empty(&[x.shape()[0], x.shape()[1], coords.shape()[1]], DType::F32)?;
     rt.run(&point_sample_into(rt, x, coords, &out)?);
     Ok(out)
@@ -716,7 +698,7 @@ pub fn point_sample_backward_into(
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "resample::point_sample_backward";
     let (grid, grad_out4) = point_views(OP, x, coords, grad_out, "grad_out")?;
-    check_f32(OP, "grad_coords", grad_coords, 3)?;
+    check::f32_rank(OP, "grad_coords", grad_coords, 3)?;
     if grad_coords.shape() != coords.shape() {
         return Err(crate::shape_err!(
             OP,

@@ -270,7 +270,7 @@ fn check_grid_sample(rt: &Runtime, scatter: Scatter, chunked: bool, label: &str)
 fn grid_sample_native_atomics() {
     let rt = testing::runtime();
     if !rt.caps().f32_atomics {
-        eprintln!("skipping: adapter has no f32 atomics");
+        eprintln!("skipping grid_sample_native_atomics: adapter has no f32 atomics");
         return;
     }
     check_grid_sample(rt, Scatter::NativeF32, false, "native");

@@ -18,7 +18,7 @@ pub mod reference;
 mod tests;
 
 use crate::error::Result;
-use crate::ops::elementwise::layout::{self, expect, expect_dtype, plan, u, Access};
+use crate::ops::common::layout::{self, expect, expect_dtype, plan, u, Access};
 pub use crate::ops::reduce::Variant;
 use crate::ops::reduce::{row_iterations, split_axis};
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};

@@ -32,6 +32,7 @@ pub mod reference;
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
+use crate::ops::common::check;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
 #[cfg(test)]
@@ -150,50 +151,13 @@ impl Geometry {
     }
 }
 
-fn check_f32(t: &Tensor, name: &str) -> Result<()> {
-    if t.dtype() != DType::F32 {
-        return Err(Error::Shape {
-            op: OP,
-            detail: format!("{name} must be F32, got {:?}", t.dtype()),
-        });
-    }
-    Ok(())
-}
-
-fn check_shape(t: &Tensor, name: &str, want: &[usize]) -> Result<()> {
-    check_f32(t, name)?;
-    if t.shape() != want {
-        return Err(crate::shape_err!(
-            OP,
-            "{name} has shape {:?}, expected {want:?}",
-            t.shape()
-        ));
-    }
-    Ok(())
-}
-
-fn check_binding(rt: &Runtime, name: &str, shape: &[usize], bytes_per: usize) -> Result<()> {
-    let bytes = (shape.iter().product::<usize>() * bytes_per) as u64;
-    let limit = rt.caps().max_storage_binding;
-    if bytes > limit {
-        return Err(Error::TooLarge {
-            op: OP,
-            what: format!("{name} of shape {shape:?}"),
-            bytes,
-            limit,
-            limit_name: "max_storage_buffer_binding_size",
-        });
-    }
-    Ok(())
-}
-
 /// Validates the inputs and derives the geometry.
 fn geometry(
     rt: &Runtime,
     x: &WindowAttentionInputs,
     o: &WindowAttentionOptions,
 ) -> Result<Geometry> {
-    check_f32(x.q, "q")?;
+    check::f32_dtype(OP, x.q)?;
     let s = x.q.shape();
     if s.len() != 4 || s.contains(&0) {
         return Err(crate::shape_err!(
@@ -202,8 +166,8 @@ fn geometry(
         ));
     }
     let (batch, height, width, channels) = (s[0], s[1], s[2], s[3]);
-    check_shape(x.k, "k", s)?;
-    check_shape(x.v, "v", s)?;
+    check::f32_shape(OP, "k", x.k, s)?;
+    check::f32_shape(OP, "v", x.v, s)?;
     if o.heads == 0 || channels % o.heads != 0 {
         return Err(crate::shape_err!(
             OP,
@@ -256,14 +220,15 @@ fn geometry(
         n: w * w,
         n_pad: hp * wp - height * width,
     };
-    check_shape(
-        x.table,
+    check::f32_shape(
+        OP,
         "relative_position_bias_table",
+        x.table,
         &[g.table_len(), o.heads],
     )?;
     for (t, name) in [(x.pad_k, "pad_k"), (x.pad_v, "pad_v")] {
         if let Some(t) = t {
-            check_shape(t, name, &[channels])?;
+            check::f32_shape(OP, name, t, &[channels])?;
         }
     }
     if x.pad_k.is_some() != x.pad_v.is_some() {
@@ -274,8 +239,8 @@ fn geometry(
             x.pad_v.is_some()
         ));
     }
-    check_binding(rt, "q", s, 4)?;
-    check_binding(rt, "lse", &g.lse_shape(), 4)?;
+    check::binding_of(rt, OP, "q", s, 4)?;
+    check::binding_of(rt, OP, "lse", &g.lse_shape(), 4)?;
     if g.rows() as u64 >= u32::MAX as u64 {
         return Err(crate::shape_err!(OP, "too many query rows for q {s:?}"));
     }
@@ -292,8 +257,8 @@ pub fn window_attention_into(
     opts: &WindowAttentionOptions,
 ) -> Result<Vec<Dispatch>> {
     let g = geometry(rt, x, opts)?;
-    check_shape(out, "out", x.q.shape())?;
-    check_shape(lse, "lse", &g.lse_shape())?;
+    check::f32_shape(OP, "out", out, x.q.shape())?;
+    check::f32_shape(OP, "lse", lse, &g.lse_shape())?;
     let kernel = rt.kernel(
         &crate::shader!("window_attention"),
         "forward",
@@ -364,8 +329,9 @@ impl WindowAttentionWorkspace {
     ) -> Result<Self> {
         let g = geometry(rt, x, opts)?;
         let pds_shape = [g.batch, g.nw, g.heads, g.n, g.n, 2];
-        check_binding(
+        check::binding_of(
             rt,
+            OP,
             "the backward workspace (p, dscore per pair)",
             &pds_shape,
             4,
@@ -436,15 +402,15 @@ pub fn window_attention_backward_into(
         (&grads.dk, "dk"),
         (&grads.dv, "dv"),
     ] {
-        check_shape(t, name, s)?;
+        check::f32_shape(OP, name, t, s)?;
     }
-    check_shape(lse, "lse", &g.lse_shape())?;
-    check_shape(&grads.d_table, "d_table", &[g.table_len(), g.heads])?;
+    check::f32_shape(OP, "lse", lse, &g.lse_shape())?;
+    check::f32_shape(OP, "d_table", &grads.d_table, &[g.table_len(), g.heads])?;
     let has_pad = x.pad_k.is_some();
     match &grads.d_pad {
         Some((k, v)) if has_pad => {
-            check_shape(k, "d_pad_k", &[g.channels])?;
-            check_shape(v, "d_pad_v", &[g.channels])?;
+            check::f32_shape(OP, "d_pad_k", k, &[g.channels])?;
+            check::f32_shape(OP, "d_pad_v", v, &[g.channels])?;
         }
         None if !has_pad => {}
         _ => {

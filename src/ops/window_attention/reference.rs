@@ -181,6 +181,25 @@ pub fn forward(g: &Geometry, x: &Inputs) -> Vec<f64> {
 
 /// Backward of [`forward`] given the output gradient `dout` ([B, H, W, C]).
 pub fn backward(g: &Geometry, x: &Inputs, dout: &[f64]) -> Grads {
+    backward_terms(g, x, dout, false)
+}
+
+/// The conditioning of [`backward`]: every gradient element as the sum of the magnitudes of the
+/// terms it adds up (|q|, |k|, |v|, |dout| and `dp + row` in place of `dp - row`). Rounding in any
+/// order of summation stays within a few ulps of this, so a gradient that nearly cancels (a padding
+/// key's, shift invariance of the softmax) is judged against it rather than against its own size.
+pub fn backward_bound(g: &Geometry, x: &Inputs, dout: &[f64]) -> Grads {
+    backward_terms(g, x, dout, true)
+}
+
+fn backward_terms(g: &Geometry, x: &Inputs, dout: &[f64], magnitude: bool) -> Grads {
+    let abs = |v: Vec<f64>| -> Vec<f64> {
+        if magnitude {
+            v.into_iter().map(f64::abs).collect()
+        } else {
+            v
+        }
+    };
     let (c, d, w) = (g.channels(), g.head_dim, g.window);
     let len = g.batch * g.height * g.width * c;
     let mut gr = Grads {
@@ -194,12 +213,15 @@ pub fn backward(g: &Geometry, x: &Inputs, dout: &[f64]) -> Grads {
     for (src, reg) in windows(g) {
         let n = src.len();
         for h in 0..g.heads {
-            let wh = attend(g, x, &src, &reg, h);
+            let mut wh = attend(g, x, &src, &reg, h);
+            for t in wh.q.iter_mut().chain(&mut wh.k).chain(&mut wh.v) {
+                *t = abs(std::mem::take(t));
+            }
             // dO of a padding token is zero: its output was cropped.
             let d_o: Vec<Vec<f64>> = src
                 .iter()
                 .map(|&s| match s {
-                    Src::Token(t) => dout[t * c + h * d..t * c + (h + 1) * d].to_vec(),
+                    Src::Token(t) => abs(dout[t * c + h * d..t * c + (h + 1) * d].to_vec()),
                     Src::Pad => vec![0.0; d],
                 })
                 .collect();
@@ -212,7 +234,11 @@ pub fn backward(g: &Geometry, x: &Inputs, dout: &[f64]) -> Grads {
                     .collect();
                 let row: f64 = (0..n).map(|j| wh.p[i][j] * dp[j]).sum();
                 for j in 0..n {
-                    let ds = wh.p[i][j] * (dp[j] - row);
+                    let ds = if magnitude {
+                        wh.p[i][j] * (dp[j] + row)
+                    } else {
+                        wh.p[i][j] * (dp[j] - row)
+                    };
                     for e in 0..d {
                         dv[j][e] += wh.p[i][j] * d_o[i][e];
                         dq[i][e] += ds * g.scale * wh.k[j][e];

@@ -1,0 +1,345 @@
+//! Softmax, matmul and the reductions (sum to a shape, broadcast to a shape). `linear` and
+//! `mean` are compositions.
+
+use super::{arity, broadcast_shapes, infer_err};
+use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
+use crate::ops::elementwise as ew;
+use crate::ops::matmul::{matmul_scratch_into, MatmulOptions};
+use crate::ops::reduce::{reduce_backward_into, Reduce};
+use crate::ops::softmax;
+use crate::runtime::{Dispatch, Runtime};
+
+type Infer = std::result::Result<Vec<TensorInfo>, String>;
+
+/// `dy` summed down to `shape` (the gradient of a broadcast), or `dy` when it already fits.
+pub(super) fn sum_to(g: &mut Graph, dy: Value, shape: &[usize]) -> Result<Value> {
+    if g.shape(dy) == shape {
+        return Ok(dy);
+    }
+    g.apply1(
+        SumTo {
+            shape: shape.to_vec(),
+        },
+        &[dy],
+    )
+}
+
+/// Softmax over the last axis.
+#[derive(Debug, Clone)]
+pub struct Softmax;
+
+impl Op for Softmax {
+    fn name(&self) -> &str {
+        "softmax"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> Infer {
+        arity(i, 1)?;
+        if i[0].shape.is_empty() {
+            return infer_err("needs an axis");
+        }
+        Ok(vec![i[0].clone()])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let x = io.inputs[0];
+        let axis = x.rank() - 1;
+        softmax::softmax_into(
+            rt,
+            softmax::Kind::Softmax,
+            x,
+            axis,
+            io.outputs[0],
+            softmax::Variant::Auto,
+        )
+    }
+    fn backward(
+        &self,
+        g: &mut Graph,
+        _x: &[Value],
+        y: &[Value],
+        dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        let dy = dy[0].expect("one output");
+        Ok(vec![Some(g.apply1(SoftmaxBackward, &[dy, y[0]])?)])
+    }
+}
+
+/// `y · (dy − Σ dy·y)` over the last axis: (dy, y) → dx.
+#[derive(Debug, Clone)]
+pub struct SoftmaxBackward;
+
+impl Op for SoftmaxBackward {
+    fn name(&self) -> &str {
+        "softmax_backward"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> Infer {
+        arity(i, 2)?;
+        Ok(vec![i[1].clone()])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let (dy, y) = (io.inputs[0], io.inputs[1]);
+        let axis = y.rank() - 1;
+        softmax::softmax_backward_into(
+            rt,
+            softmax::Kind::Softmax,
+            y,
+            dy,
+            axis,
+            io.outputs[0],
+            softmax::Variant::Auto,
+        )
+    }
+}
+
+/// `op(a) · op(b) (+ bias [n])` over the last two axes, with equal leading (batch) axes;
+/// `op` transposes when the flag is set. The bias rides in the matmul's epilogue.
+#[derive(Debug, Clone)]
+pub struct MatMul {
+    pub transpose_a: bool,
+    pub transpose_b: bool,
+    pub bias: bool,
+}
+
+impl MatMul {
+    fn plain(transpose_a: bool, transpose_b: bool) -> Self {
+        Self {
+            transpose_a,
+            transpose_b,
+            bias: false,
+        }
+    }
+}
+
+impl Op for MatMul {
+    fn name(&self) -> &str {
+        "matmul"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> Infer {
+        arity(i, 2 + self.bias as usize)?;
+        let (a, b) = (&i[0].shape, &i[1].shape);
+        let r = a.len();
+        let batched = r >= 2 && (b.len() == r && a[..r - 2] == b[..r - 2] || b.len() == 2);
+        if !batched {
+            return infer_err(
+                "a and b must be [.., m, k] and [.., k, n] with equal batch axes (or b 2-D)",
+            );
+        }
+        let rb = b.len();
+        let (m, ka) = if self.transpose_a {
+            (a[r - 1], a[r - 2])
+        } else {
+            (a[r - 2], a[r - 1])
+        };
+        let (kb, n) = if self.transpose_b {
+            (b[rb - 1], b[rb - 2])
+        } else {
+            (b[rb - 2], b[rb - 1])
+        };
+        if ka != kb {
+            return infer_err(format!("inner sizes differ: {ka} vs {kb}"));
+        }
+        if self.bias && i[2].shape != [n] {
+            return infer_err(format!("bias must be [{n}], is {:?}", i[2].shape));
+        }
+        let mut s = a[..r - 2].to_vec();
+        s.extend([m, n]);
+        Ok(vec![TensorInfo::f32(&s)])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let opts = MatmulOptions {
+            trans_a: self.transpose_a,
+            trans_b: self.transpose_b,
+            ..Default::default()
+        };
+        // The kernel library picks the plan (on CPU adapters a transposed copy of B).
+        let (ds, scratch) = matmul_scratch_into(
+            rt,
+            io.inputs[0],
+            io.inputs[1],
+            io.inputs.get(2).copied(),
+            io.outputs[0],
+            &opts,
+        )?;
+        if let Some(t) = scratch {
+            io.keep_alive(t);
+        }
+        Ok(ds)
+    }
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[Value],
+        _y: &[Value],
+        dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        let dc = dy[0].expect("one output");
+        let (a, b, ta, tb) = (x[0], x[1], self.transpose_a, self.transpose_b);
+        let mm = |g: &mut Graph, l, r, ta, tb| g.apply1(MatMul::plain(ta, tb), &[l, r]);
+        // C = op(A)·op(B): d op(A) = dC·op(B)ᵀ, d op(B) = op(A)ᵀ·dC, transposed back where op is.
+        let da = if ta {
+            mm(g, b, dc, tb, true)?
+        } else {
+            mm(g, dc, b, false, !tb)?
+        };
+        let db = if g.shape(b).len() == 2 && g.shape(a).len() > 2 {
+            // b is shared by every batch: fold the batch into rows first.
+            let (sa, sc) = (g.shape(a).to_vec(), g.shape(dc).to_vec());
+            let a2 = g.reshape(a, &[sa[..sa.len() - 1].iter().product(), sa[sa.len() - 1]])?;
+            let c2 = g.reshape(dc, &[sc[..sc.len() - 1].iter().product(), sc[sc.len() - 1]])?;
+            if ta {
+                return Err(crate::graph::GraphError::Backward(
+                    "matmul with a transposed batched a and a shared b".into(),
+                ));
+            }
+            if tb {
+                mm(g, c2, a2, true, false)?
+            } else {
+                mm(g, a2, c2, true, false)?
+            }
+        } else if tb {
+            mm(g, dc, a, true, ta)?
+        } else {
+            mm(g, a, dc, !ta, false)?
+        };
+        let mut grads = vec![Some(da), Some(db)];
+        if self.bias {
+            let n = *g.shape(dc).last().expect("rank >= 2");
+            grads.push(Some(sum_to(g, dc, &[n])?));
+        }
+        Ok(grads)
+    }
+}
+
+/// Sum of `x` down to `shape`, which broadcasts to `x`'s shape (summing the broadcast axes).
+#[derive(Debug, Clone)]
+pub struct SumTo {
+    pub shape: Vec<usize>,
+}
+
+impl Op for SumTo {
+    fn name(&self) -> &str {
+        "sum_to"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> Infer {
+        arity(i, 1)?;
+        if broadcast_shapes(&self.shape, &i[0].shape)? != i[0].shape {
+            return infer_err(format!("{:?} does not broadcast to the input", self.shape));
+        }
+        Ok(vec![TensorInfo::f32(&self.shape)])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        ew::sum_to_shape_into(rt, io.inputs[0], io.outputs[0])
+    }
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[Value],
+        _y: &[Value],
+        dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        let shape = g.shape(x[0]).to_vec();
+        Ok(vec![Some(g.apply1(
+            BroadcastTo { shape },
+            &[dy[0].expect("one output")],
+        )?)])
+    }
+}
+
+/// `x` repeated along broadcast axes to `shape`.
+#[derive(Debug, Clone)]
+pub struct BroadcastTo {
+    pub shape: Vec<usize>,
+}
+
+impl Op for BroadcastTo {
+    fn name(&self) -> &str {
+        "broadcast_to"
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> Infer {
+        arity(i, 1)?;
+        if broadcast_shapes(&i[0].shape, &self.shape)? != self.shape {
+            return infer_err(format!("input does not broadcast to {:?}", self.shape));
+        }
+        Ok(vec![TensorInfo {
+            shape: self.shape.clone(),
+            dtype: i[0].dtype,
+        }])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        // The backward of a sum along one axis is this broadcast: the input, padded with
+        // leading ones, may differ from the output in one axis (where it is 1).
+        let (x, out) = (io.inputs[0], io.outputs[0]);
+        let rank = out.rank();
+        let mut xs = vec![1; rank - x.rank()];
+        xs.extend_from_slice(x.shape());
+        let differ: Vec<usize> = (0..rank).filter(|&a| xs[a] != out.shape()[a]).collect();
+        match differ[..] {
+            [] => Err(crate::Error::Unsupported {
+                op: "broadcast_to",
+                what: "a broadcast to the same shape (the builder skips these)".into(),
+            }),
+            [axis] => reduce_backward_into(rt, Reduce::Sum, &x.reshape(&xs)?, None, axis, out),
+            _ if x.numel() == 1 => {
+                let flat = out.reshape(&[1, out.numel()])?;
+                reduce_backward_into(rt, Reduce::Sum, &x.reshape(&[1, 1])?, None, 1, &flat)
+            }
+            _ => Err(crate::Error::Unsupported {
+                op: "broadcast_to",
+                what: format!("{:?} to {:?} (more than one axis)", x.shape(), out.shape()),
+            }),
+        }
+    }
+    fn backward(
+        &self,
+        g: &mut Graph,
+        x: &[Value],
+        _y: &[Value],
+        dy: &[Option<Value>],
+    ) -> Result<Vec<Option<Value>>> {
+        let shape = g.shape(x[0]).to_vec();
+        Ok(vec![Some(sum_to(g, dy[0].expect("one output"), &shape)?)])
+    }
+}
+
+impl Graph {
+    /// Softmax over the last axis.
+    pub fn softmax(&mut self, x: Value) -> Result<Value> {
+        self.apply1(Softmax, &[x])
+    }
+    /// Batched `a [.., m, k] · b [.., k, n]`.
+    pub fn matmul(&mut self, a: Value, b: Value) -> Result<Value> {
+        self.apply1(MatMul::plain(false, false), &[a, b])
+    }
+    /// `op(a) · op(b)`, transposing the last two axes of `a` / `b` where asked.
+    pub fn matmul_t(&mut self, a: Value, b: Value, ta: bool, tb: bool) -> Result<Value> {
+        self.apply1(MatMul::plain(ta, tb), &[a, b])
+    }
+    /// `nn.Linear`: `x [.., in] · weightᵀ + bias`, weight `[out, in]` (one matmul with the
+    /// bias in its epilogue; the leading axes are folded into rows).
+    pub fn linear(&mut self, x: Value, weight: Value, bias: Option<Value>) -> Result<Value> {
+        let xs = self.shape(x).to_vec();
+        let d_in = *xs.last().unwrap_or(&0);
+        let rows = xs.iter().product::<usize>() / d_in.max(1);
+        let x2 = self.reshape(x, &[rows, d_in])?;
+        let op = MatMul {
+            transpose_a: false,
+            transpose_b: true,
+            bias: bias.is_some(),
+        };
+        let mut inputs = vec![x2, weight];
+        inputs.extend(bias);
+        let y = self.apply1(op, &inputs)?;
+        let mut ys = xs;
+        *ys.last_mut().expect("x has a feature axis") = self.shape(y)[1];
+        self.reshape(y, &ys)
+    }
+    /// Sum of all elements, shape `[1]`.
+    pub fn sum(&mut self, x: Value) -> Result<Value> {
+        self.apply1(SumTo { shape: vec![1] }, &[x])
+    }
+    /// Mean of all elements, shape `[1]`.
+    pub fn mean(&mut self, x: Value) -> Result<Value> {
+        let n = self.info(x).numel().max(1);
+        let s = self.sum(x)?;
+        self.scale(s, 1.0 / n as f32)
+    }
+}

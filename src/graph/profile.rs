@@ -1,0 +1,91 @@
+//! GPU time per dispatch of one run ([`Executable::profile`](super::Executable::profile)),
+//! grouped by op or by module scope.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Per-dispatch GPU times of one run.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// (op, node label, time) per dispatch, in run order.
+    pub entries: Vec<(String, String, Duration)>,
+}
+
+/// One line of a profile table.
+#[derive(Clone, Debug)]
+pub struct ProfileRow {
+    pub name: String,
+    pub count: usize,
+    pub time: Duration,
+    /// Fraction of the total time.
+    pub share: f64,
+}
+
+impl Profile {
+    pub fn total(&self) -> Duration {
+        self.entries.iter().map(|e| e.2).sum()
+    }
+
+    fn group(&self, key: impl Fn(&(String, String, Duration)) -> String) -> Vec<ProfileRow> {
+        let total = self.total().as_secs_f64().max(1e-12);
+        let mut rows: Vec<ProfileRow> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for e in &self.entries {
+            let k = key(e);
+            let i = *index.entry(k.clone()).or_insert_with(|| {
+                rows.push(ProfileRow {
+                    name: k,
+                    count: 0,
+                    time: Duration::ZERO,
+                    share: 0.0,
+                });
+                rows.len() - 1
+            });
+            rows[i].count += 1;
+            rows[i].time += e.2;
+        }
+        for r in &mut rows {
+            r.share = r.time.as_secs_f64() / total;
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.time));
+        rows
+    }
+
+    /// Time per op name, most expensive first.
+    pub fn by_op(&self) -> Vec<ProfileRow> {
+        self.group(|e| e.0.clone())
+    }
+
+    /// Time per module: the node label cut to its first `depth` dot-separated parts.
+    pub fn by_scope(&self, depth: usize) -> Vec<ProfileRow> {
+        self.group(|e| e.1.split('.').take(depth).collect::<Vec<_>>().join("."))
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<40} {:>6} {:>12} {:>7}",
+            "op", "count", "time", "share"
+        )?;
+        for r in self.by_op() {
+            writeln!(
+                f,
+                "{:<40} {:>6} {:>9.3} ms {:>6.1}%",
+                r.name,
+                r.count,
+                r.time.as_secs_f64() * 1e3,
+                r.share * 100.0
+            )?;
+        }
+        write!(
+            f,
+            "{:<40} {:>6} {:>9.3} ms",
+            "total",
+            self.entries.len(),
+            self.total().as_secs_f64() * 1e3
+        )
+    }
+}
