@@ -426,3 +426,79 @@ fn explicit_semantic_folders_and_unknown_roots() {
         .contains("unknown data spec kind"));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// The prediction files `--save-predictions` writes, filled with the ground truth itself, read
+/// back by `--predictions` give perfect scores.
+#[test]
+fn saved_instance_and_semantic_predictions_read_back() {
+    use mask2former::eval::save::PredictionWriter;
+    use mask2former::eval::{run, EvalOptions, Source};
+    let root = temp_dir("saved");
+    coco_instance(&root, "val2017");
+    let data: DataSpec = format!("coco-instance:{}", root.display()).parse().unwrap();
+    let Dataset::Instance(ds) = spec::open(&data, &opts(false)).unwrap().dataset else {
+        panic!()
+    };
+    let preds = root.join("preds");
+    let mut w = PredictionWriter::create(&preds).unwrap();
+    for i in 0..ds.len() {
+        let list: Vec<_> = ds
+            .ground_truth(i)
+            .iter()
+            .filter(|g| !g.iscrowd)
+            .map(|g| (g.category_id, g.rle.clone(), 0.9))
+            .collect();
+        w.instances(ds.image_info(i).id, &list);
+    }
+    w.finish(ds.categories()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(preds.join("results.json")).unwrap()).unwrap();
+    assert!(
+        results[0]["segmentation"]["counts"].is_string(),
+        "compressed RLE as pycocotools writes"
+    );
+    let eval = |data: DataSpec, p: &Path| {
+        run(
+            &EvalOptions {
+                data,
+                source: Source::Predictions(p.to_path_buf()),
+                reduce_labels: false,
+                num_classes: None,
+            },
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    let ap = eval(data, &preds).instance.unwrap();
+    assert!((ap.stats()[0] - 1.0).abs() < 1e-12, "{:?}", ap.stats());
+
+    let city = root.join("city");
+    let stem = "aachen_000000_000019";
+    write_rgb(
+        &city.join(format!("leftImg8bit/val/aachen/{stem}_leftImg8bit.png")),
+        4,
+        8,
+    );
+    write_grey(
+        &city.join(format!("gtFine/val/aachen/{stem}_gtFine_labelIds.png")),
+        4,
+        8,
+        |x, y| (x + y) as u8 + 5,
+    );
+    let data: DataSpec = format!("cityscapes:{}", city.display()).parse().unwrap();
+    let Dataset::Semantic(ds) = spec::open(&data, &opts(false)).unwrap().dataset else {
+        panic!()
+    };
+    let preds = root.join("sem");
+    let mut w = PredictionWriter::create(&preds).unwrap();
+    let mut gt = ds.ground_truth(0).unwrap();
+    w.semantic(ds.stem(0), &gt).unwrap();
+    let m = eval(data.clone(), &preds).semantic.unwrap();
+    assert!((m.miou - 1.0).abs() < 1e-12 && (m.pacc - 1.0).abs() < 1e-12);
+    // one wrong pixel is seen
+    let at = gt.labels.iter().position(|&l| l != 255).unwrap();
+    gt.labels[at] = 18;
+    w.semantic(ds.stem(0), &gt).unwrap();
+    assert!(eval(data, &preds).semantic.unwrap().pacc < 1.0);
+    std::fs::remove_dir_all(&root).unwrap();
+}
