@@ -31,7 +31,10 @@ fn ellipse(cx: f64, cy: f64, rx: f64, ry: f64, w: f64, h: f64) -> Vec<f64> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = PathBuf::from(args.first().ok_or("usage: coco_val_synthetic OUT [IMAGES] [SEED]")?);
+    let out = PathBuf::from(
+        args.first()
+            .ok_or("usage: coco_val_synthetic OUT [IMAGES] [SEED]")?,
+    );
     let images: usize = args.get(1).map_or(Ok(5000), |s| s.parse())?;
     let seed: u64 = args.get(2).map_or(Ok(0), |s| s.parse())?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -63,7 +66,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let cat = cat_ids[rng.random_range(0..cat_ids.len())];
             // radii spanning COCO's small / medium / large areas
             let r = 3.0 * 2f64.powf(rng.random_range(0.0..5.5));
-            let (rx, ry) = (r * rng.random_range(0.6..1.4), r * rng.random_range(0.6..1.4));
+            let (rx, ry) = (
+                r * rng.random_range(0.6..1.4),
+                r * rng.random_range(0.6..1.4),
+            );
             let (cx, cy) = (rng.random_range(0.0..wf), rng.random_range(0.0..hf));
             let poly = ellipse(cx, cy, rx, ry, wf, hf);
             let gt = Rle::from_polygon(&poly, h, w);
@@ -71,33 +77,70 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
             let crowd = rng.random_bool(0.01);
-            anns.push(json!({"id": anns.len() + 1, "image_id": id, "category_id": cat,
+            anns.push(
+                json!({"id": anns.len() + 1, "image_id": id, "category_id": cat,
                 "iscrowd": u8::from(crowd), "area": gt.area(), "bbox": gt.to_bbox(),
-                "segmentation": [poly]}));
+                "segmentation": [poly]}),
+            );
             if rng.random_bool(0.8) {
                 let j = r * 0.15;
-                let poly = ellipse(cx + rng.random_range(-j..=j), cy + rng.random_range(-j..=j),
-                    rx * rng.random_range(0.85..1.15), ry * rng.random_range(0.85..1.15), wf, hf);
+                let poly = ellipse(
+                    cx + rng.random_range(-j..=j),
+                    cy + rng.random_range(-j..=j),
+                    rx * rng.random_range(0.85..1.15),
+                    ry * rng.random_range(0.85..1.15),
+                    wf,
+                    hf,
+                );
                 let rle = Rle::from_polygon(&poly, h, w);
-                let cat = if rng.random_bool(0.9) { cat } else { cat_ids[rng.random_range(0..cat_ids.len())] };
-                results.push(json!({"image_id": id, "category_id": cat, "score": rng.random_range(0.05..1.0),
-                    "segmentation": {"size": [h, w], "counts": rle.to_compressed()}}));
+                let cat = if rng.random_bool(0.9) {
+                    cat
+                } else {
+                    cat_ids[rng.random_range(0..cat_ids.len())]
+                };
+                results.push(
+                    json!({"image_id": id, "category_id": cat, "score": rng.random_range(0.05..1.0),
+                    "segmentation": {"size": [h, w], "counts": rle.to_compressed()}}),
+                );
             }
         }
         for _ in 0..rng.random_range(0..4) {
             let r = 3.0 * 2f64.powf(rng.random_range(0.0..5.0));
-            let poly = ellipse(rng.random_range(0.0..wf), rng.random_range(0.0..hf), r, r, wf, hf);
+            let poly = ellipse(
+                rng.random_range(0.0..wf),
+                rng.random_range(0.0..hf),
+                r,
+                r,
+                wf,
+                hf,
+            );
             let rle = Rle::from_polygon(&poly, h, w);
-            results.push(json!({"image_id": id, "category_id": cat_ids[rng.random_range(0..cat_ids.len())],
+            results.push(
+                json!({"image_id": id, "category_id": cat_ids[rng.random_range(0..cat_ids.len())],
                 "score": rng.random_range(0.01..0.6),
-                "segmentation": {"size": [h, w], "counts": rle.to_compressed()}}));
+                "segmentation": {"size": [h, w], "counts": rle.to_compressed()}}),
+            );
         }
     }
-    let cats: Vec<_> = cat_ids.iter().map(|&c| json!({"id": c, "name": format!("class{c}"), "supercategory": "thing"})).collect();
+    let cats: Vec<_> = cat_ids
+        .iter()
+        .map(|&c| json!({"id": c, "name": format!("class{c}"), "supercategory": "thing"}))
+        .collect();
     let n = (anns.len(), results.len());
     let gt = json!({"info": {}, "licenses": [], "images": infos, "annotations": anns, "categories": cats});
-    std::fs::write(out.join("annotations/instances_val2017.json"), gt.to_string())?;
-    std::fs::write(out.join("results.json"), serde_json::Value::from(results).to_string())?;
-    println!("{}: {images} images, {} annotations, {} detections", out.display(), n.0, n.1);
+    std::fs::write(
+        out.join("annotations/instances_val2017.json"),
+        gt.to_string(),
+    )?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::Value::from(results).to_string(),
+    )?;
+    println!(
+        "{}: {images} images, {} annotations, {} detections",
+        out.display(),
+        n.0,
+        n.1
+    );
     Ok(())
 }

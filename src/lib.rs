@@ -5,10 +5,12 @@
 //! data, evaluation and training.
 
 pub mod atomic_file;
+pub mod cli;
 pub mod data;
 pub mod error;
 pub mod eval;
 pub mod graph;
+pub mod image_input;
 pub mod model;
 pub mod nn;
 pub mod ops;

@@ -46,6 +46,19 @@ pub enum SegmentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{what} contains {count} non-finite value(s) (first at flat index {first}: {value}); {hint}")]
+    NonFinite {
+        what: String,
+        count: usize,
+        first: usize,
+        value: f32,
+        hint: &'static str,
+    },
+    #[error("output folder {path} is not writable: {source}")]
+    OutDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot encode {path}: {source}")]
     Encode {
         path: PathBuf,
@@ -121,13 +134,13 @@ impl Segmenter {
         task: Task,
     ) -> Result<Segmentation, SegmentError> {
         let pre = preprocess(image, &self.preprocess);
-        let raw = self
-            .model
-            .forward(&pre.pixel_values, 1, pre.height, pre.width)?;
+        let raw = self.forward(&pre.pixel_values, 1, pre.height, pre.width)?;
         Ok(self.postprocess(&raw, 0, &pre, task))
     }
 
-    /// Runs the network on an already pre-processed `[B, 3, H, W]` batch.
+    /// Runs the network on an already pre-processed `[B, 3, H, W]` batch. Non-finite pixel
+    /// values, and non-finite network outputs (which would otherwise become one class at score
+    /// 1.0, or no segments at all), are errors.
     pub fn forward(
         &mut self,
         pixel_values: &[f32],
@@ -135,7 +148,16 @@ impl Segmenter {
         height: usize,
         width: usize,
     ) -> Result<RawBatch, SegmentError> {
-        Ok(self.model.forward(pixel_values, batch, height, width)?)
+        check_finite(
+            "pixel_values",
+            pixel_values,
+            "the input must hold finite numbers",
+        )?;
+        let raw = self.model.forward(pixel_values, batch, height, width)?;
+        let hint = "the network overflowed on this input (the weights were finite at load)";
+        check_finite("class_queries_logits", &raw.class_logits, hint)?;
+        check_finite("masks_queries_logits", &raw.mask_logits, hint)?;
+        Ok(raw)
     }
 
     /// Post-processes image `b` of a raw batch into a result at `pre.original_size`.
@@ -159,14 +181,25 @@ impl Segmenter {
         };
         let labels = self.model.labels();
         let is_thing = |l: u32| labels.is_thing(l);
+        // A model with stuff classes is a panoptic model: as in the original, its instance
+        // results keep thing classes only and its semantic results upsample masks first.
+        let panoptic_model = (0..labels.len() as u32).any(|l| !labels.is_thing(l));
         match task {
             Task::Panoptic => {
                 Segmentation::Panoptic(postprocess::panoptic(&out, &self.postprocess, &is_thing))
             }
-            Task::Instance => {
-                Segmentation::Instance(postprocess::instance(&out, &self.postprocess, None))
+            Task::Instance => Segmentation::Instance(postprocess::instance(
+                &out,
+                &self.postprocess,
+                panoptic_model.then_some(&is_thing as &dyn Fn(u32) -> bool),
+            )),
+            Task::Semantic => {
+                let cfg = PostprocessConfig {
+                    semantic_resize_masks_first: panoptic_model,
+                    ..self.postprocess.clone()
+                };
+                Segmentation::Semantic(postprocess::semantic(&out, &cfg))
             }
-            Task::Semantic => Segmentation::Semantic(postprocess::semantic(&out)),
         }
     }
 }
@@ -266,6 +299,60 @@ impl Segmentation {
     }
 }
 
+/// An error naming `what` when `values` holds NaN or ±inf.
+pub fn check_finite(what: &str, values: &[f32], hint: &'static str) -> Result<(), SegmentError> {
+    let Some(first) = values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    Err(SegmentError::NonFinite {
+        what: what.to_string(),
+        count: values.iter().filter(|v| !v.is_finite()).count(),
+        first,
+        value: values[first],
+        hint,
+    })
+}
+
+/// The output name of each input: its file stem, or, for inputs whose stem an earlier input
+/// already uses (`a/x.png`, `b/x.png`, or one file given twice), the stem with `-2`, `-3`, …
+/// appended (skipping names another input has), so no input's outputs overwrite another's.
+pub fn output_stems(paths: &[PathBuf]) -> Vec<String> {
+    let stem = |p: &PathBuf| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into())
+    };
+    let natural: std::collections::HashSet<String> = paths.iter().map(stem).collect();
+    let mut used = std::collections::HashSet::new();
+    paths
+        .iter()
+        .map(|p| {
+            let base = stem(p);
+            let mut name = base.clone();
+            let mut n = 1;
+            while used.contains(&name) || (n > 1 && natural.contains(&name)) {
+                n += 1;
+                name = format!("{base}-{n}");
+            }
+            used.insert(name.clone());
+            name
+        })
+        .collect()
+}
+
+/// Creates `dir` (and its parents) and checks that a file can be written in it, so a bad
+/// `--out` fails before any image is processed.
+pub fn prepare_out_dir(dir: &Path) -> Result<(), SegmentError> {
+    let err = |source| SegmentError::OutDir {
+        path: dir.into(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(err)?;
+    std::fs::remove_file(&probe).map_err(err)
+}
+
 fn bbox_of(ids: &[u32], width: usize) -> [u32; 4] {
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
     for (i, &v) in ids.iter().enumerate() {
@@ -323,10 +410,7 @@ pub fn write_outputs(
         .collect();
     let overlay = visualize::overlay(image, &result.id_map(), &regions);
     let path = dir.join(format!("{stem}.overlay.png"));
-    overlay.save(&path).map_err(|source| SegmentError::Encode {
-        path: path.clone(),
-        source,
-    })?;
+    write_png(&path, DynamicImage::ImageRgb8(overlay))?;
     written.push(path);
 
     #[derive(Serialize)]
@@ -347,43 +431,50 @@ pub fn write_outputs(
     write_atomic(&path, text.as_bytes())?;
     written.push(path);
 
-    if let Segmentation::Panoptic(p) = result {
-        let path = dir.join(format!("{stem}.panoptic.png"));
-        visualize::panoptic_png(&p.ids, w as u32, h as u32)
-            .save(&path)
-            .map_err(|source| SegmentError::Encode {
-                path: path.clone(),
-                source,
-            })?;
-        written.push(path);
-        // Semantic view of the panoptic result: label per pixel, 255 where void.
-        let by_id: std::collections::HashMap<u32, u32> =
-            p.segments.iter().map(|s| (s.id, s.label_id)).collect();
-        let labels_map: Vec<u32> = p
-            .ids
-            .iter()
-            .map(|id| by_id.get(id).copied().unwrap_or(255))
-            .collect();
+    let label_map = match result {
+        Segmentation::Panoptic(p) => {
+            let path = dir.join(format!("{stem}.panoptic.png"));
+            let ids = visualize::panoptic_png(&p.ids, w as u32, h as u32);
+            write_png(&path, DynamicImage::ImageRgb8(ids))?;
+            written.push(path);
+            // Semantic view of the panoptic result: label per pixel, 255 where void.
+            let by_id: std::collections::HashMap<u32, u32> =
+                p.segments.iter().map(|s| (s.id, s.label_id)).collect();
+            let labels: Vec<u32> = p
+                .ids
+                .iter()
+                .map(|id| by_id.get(id).copied().unwrap_or(255))
+                .collect();
+            Some(labels)
+        }
+        Segmentation::Semantic(s) => Some(s.labels.clone()),
+        Segmentation::Instance(_) => None,
+    };
+    if let Some(labels) = label_map {
         let path = dir.join(format!("{stem}.semantic.png"));
-        visualize::LabelPng::new(&labels_map, w as u32, h as u32)
-            .save(&path)
-            .map_err(|source| SegmentError::Encode {
-                path: path.clone(),
-                source,
-            })?;
-        written.push(path);
-    }
-    if let Segmentation::Semantic(s) = result {
-        let path = dir.join(format!("{stem}.semantic.png"));
-        visualize::LabelPng::new(&s.labels, w as u32, h as u32)
-            .save(&path)
-            .map_err(|source| SegmentError::Encode {
-                path: path.clone(),
-                source,
-            })?;
+        let png = match visualize::LabelPng::new(&labels, w as u32, h as u32) {
+            visualize::LabelPng::Gray8(i) => DynamicImage::ImageLuma8(i),
+            visualize::LabelPng::Gray16(i) => DynamicImage::ImageLuma16(i),
+        };
+        write_png(&path, png)?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// Encodes `image` as PNG and writes it atomically.
+fn write_png(path: &Path, image: DynamicImage) -> Result<(), SegmentError> {
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .map_err(|source| SegmentError::Encode {
+            path: path.into(),
+            source,
+        })?;
+    write_atomic(path, &bytes)
 }
 
 /// Writes a file through a temporary file in the same folder and a rename, so a reader never

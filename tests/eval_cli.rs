@@ -58,11 +58,11 @@ fn evaluate_with_a_missing_model_fails_clearly() {
     );
 }
 
-/// `--model` runs the network on every image (here the random-weight transformers fixture,
-/// whose 5 labels map to the first 5 synthetic categories) and scores its panoptic output.
+/// `--model` runs the network on every image (the bundled demo model, trained on the synthetic
+/// categories) and scores its panoptic output.
 #[test]
 fn evaluate_runs_a_model() {
-    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/tiny");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-model");
     let out = std::env::temp_dir().join(format!("m2f-eval-model-{}.json", std::process::id()));
     let result = Command::new(env!("CARGO_BIN_EXE_evaluate"))
         .args([
@@ -84,6 +84,53 @@ fn evaluate_runs_a_model() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert!(json.to_string().contains("pq"), "{json}");
+}
+
+/// A model whose label space differs from the dataset's (the 5-label transformers fixture on
+/// the 8 synthetic categories) is refused, naming both counts, instead of scoring PQ 0.
+#[test]
+fn evaluate_refuses_a_model_with_another_label_space() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/tiny");
+    let result = Command::new(env!("CARGO_BIN_EXE_evaluate"))
+        .args(["--data", "synthetic:2", "--model", model.to_str().unwrap()])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ")
+            && stderr.contains("5 labels")
+            && stderr.contains("8 categories"),
+        "{stderr}"
+    );
+}
+
+/// COCO results naming a category the ground truth does not have are an error naming it (as
+/// the panoptic path already did), not AP 0.
+#[test]
+fn evaluate_refuses_results_with_an_unknown_category() {
+    let dir = fixtures().join("instance");
+    let tmp = std::env::temp_dir().join(format!("m2f-eval-unknown-cat-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut results: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    results[0]["category_id"] = 999.into();
+    let path = tmp.join("results.json");
+    std::fs::write(&path, serde_json::to_vec(&results).unwrap()).unwrap();
+    let result = Command::new(env!("CARGO_BIN_EXE_evaluate"))
+        .arg("--data")
+        .arg(format!("coco-instance:{}", dir.display()))
+        .arg("--predictions")
+        .arg(&path)
+        .arg("--out")
+        .arg(tmp.join("m.json"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("category_id 999"), "{stderr}");
+    assert!(!stderr.contains("Caused by"), "one error style: {stderr}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use mask2former::model::config::Mask2FormerConfig;
 use mask2former::model::Mask2Former;
 use mask2former::testing;
 use mask2former::train::checkpoint;
-use mask2former::train::run::Init;
+use mask2former::train::Init;
 use mask2former::train::{TrainConfig, TrainError, Trainer};
 
 /// The tiny parity model with the synthetic dataset's 8 classes.

@@ -6,10 +6,10 @@
 Writes small random fixtures (ground truth and predictions with crowd regions, VOID pixels,
 empty images and unmatched predictions) under --out, then computes on them:
   * COCO mask AP with pycocotools' COCOeval (iouType="segm")          -> instance/expected.json
-  * PQ with the panopticapi `pq_compute` definition (re-implemented
-    below line by line, panopticapi is not installable from PyPI)       -> panoptic/expected.json
-  * mIoU / fwIoU / mACC / pACC with detectron2's SemSegEvaluator
-    definition                                                          -> semantic/expected.json
+  * PQ with panopticapi itself (PyPI `panopticapi-lite`, the cocodataset/panopticapi code,
+    installed with --no-deps: its numpy<2 pin is stricter than needed)  -> panoptic/expected.json
+  * mIoU / fwIoU / mACC / pACC as detectron2's SemSegEvaluator defines
+    them, computed with scikit-learn's jaccard/recall/accuracy scores   -> semantic/expected.json
   * RLE encodings / polygon rasterisations with pycocotools.mask        -> rle/cases.json
 The Rust tests (tests/eval_reference.rs) read the same files and must agree to 1e-4.
 Pinned versions: tools/requirements-eval.txt.
@@ -22,8 +22,11 @@ from collections import defaultdict
 import numpy as np
 from PIL import Image
 import pycocotools.mask as mask_util
+from panopticapi.evaluation import pq_compute_single_core
+from panopticapi.utils import id2rgb, rgb2id
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from sklearn.metrics import accuracy_score, jaccard_score, recall_score
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,20 +233,7 @@ def det(img_id, cat, m, rng):
 
 
 # ----------------------------------------------------------------------------------------------
-# panoptic (PQ, panopticapi definition)
-
-OFFSET = 256 * 256 * 256
-VOID = 0
-
-
-def id2rgb(ids):
-    return np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
-
-
-def rgb2id(c):
-    c = c.astype(np.uint32)
-    return c[..., 0] + 256 * c[..., 1] + 256 * 256 * c[..., 2]
-
+# panoptic (PQ with panopticapi; its id2rgb / rgb2id for the PNGs)
 
 def make_panoptic(rng, out):
     cats = [{"id": 1, "name": "disc", "isthing": 1}, {"id": 2, "name": "box", "isthing": 1},
@@ -359,7 +349,7 @@ def panoptic_semseg(out, gt_json, pred_json):
     VOID -> ignore in the ground truth and "no class" in the prediction."""
     k = len(gt_json["categories"])
     index = {c["id"]: i for i, c in enumerate(gt_json["categories"])}
-    conf = np.zeros((k + 1, k + 1), np.int64)
+    gts, prs = [], []
     preds = {a["image_id"]: a for a in pred_json["annotations"]}
     for g in gt_json["annotations"]:
         p = preds[g["image_id"]]
@@ -371,131 +361,63 @@ def panoptic_semseg(out, gt_json, pred_json):
                 lab[ids == seg["id"]] = index[seg["category_id"]]
             maps.append(lab.reshape(-1))
         gl, pl = maps
-        conf += np.bincount((k + 1) * pl + gl, minlength=conf.size).reshape(conf.shape)
-    return semseg_metrics(conf, k)
+        keep = gl != k  # VOID in the ground truth is ignored
+        gts.append(gl[keep])
+        prs.append(pl[keep])
+    return semseg_metrics(np.concatenate(gts), np.concatenate(prs), k)
 
 
 def pq_compute(gt_json_file, pred_json_file, gt_folder, pred_folder):
-    """panopticapi/evaluation.py `pq_compute`, single process."""
+    """PQ with panopticapi itself (`pq_compute_single_core` + `PQStat.pq_average`, the functions
+    `panopticapi.evaluation.pq_compute` runs, minus its process pool), plus the raw statistics."""
     gt_json = json.load(open(gt_json_file))
     pred_json = json.load(open(pred_json_file))
     categories = {el["id"]: el for el in gt_json["categories"]}
     pred_annotations = {el["image_id"]: el for el in pred_json["annotations"]}
-    stat = defaultdict(lambda: {"iou": 0.0, "tp": 0, "fp": 0, "fn": 0})
-    for gt_ann in gt_json["annotations"]:
-        pred_ann = pred_annotations[gt_ann["image_id"]]
-        pan_gt = rgb2id(np.array(Image.open(os.path.join(gt_folder, gt_ann["file_name"])), dtype=np.uint32))
-        pan_pred = rgb2id(np.array(Image.open(os.path.join(pred_folder, pred_ann["file_name"])), dtype=np.uint32))
-        gt_segms = {el["id"]: dict(el) for el in gt_ann["segments_info"]}
-        pred_segms = {el["id"]: dict(el) for el in pred_ann["segments_info"]}
-        pred_labels_set = set(el["id"] for el in pred_ann["segments_info"])
-        labels, labels_cnt = np.unique(pan_pred, return_counts=True)
-        for label, label_cnt in zip(labels, labels_cnt):
-            if label not in pred_segms:
-                if label == VOID:
-                    continue
-                raise KeyError("segment {} in PNG, not in JSON".format(label))
-            pred_segms[label]["area"] = label_cnt
-            pred_labels_set.remove(label)
-            if pred_segms[label]["category_id"] not in categories:
-                raise KeyError("unknown category")
-        if len(pred_labels_set) != 0:
-            raise KeyError("segments in JSON, not in PNG")
-        pan_gt_pred = pan_gt.astype(np.uint64) * OFFSET + pan_pred.astype(np.uint64)
-        gt_pred_map = {}
-        labels, labels_cnt = np.unique(pan_gt_pred, return_counts=True)
-        for label, intersection in zip(labels, labels_cnt):
-            gt_pred_map[(label // OFFSET, label % OFFSET)] = intersection
-        gt_matched, pred_matched = set(), set()
-        for (gt_label, pred_label), intersection in gt_pred_map.items():
-            if gt_label not in gt_segms or pred_label not in pred_segms:
-                continue
-            if gt_segms[gt_label]["iscrowd"] == 1:
-                continue
-            if gt_segms[gt_label]["category_id"] != pred_segms[pred_label]["category_id"]:
-                continue
-            union = (pred_segms[pred_label]["area"] + gt_segms[gt_label]["area"] - intersection
-                     - gt_pred_map.get((VOID, pred_label), 0))
-            iou = intersection / union
-            if iou > 0.5:
-                stat[gt_segms[gt_label]["category_id"]]["tp"] += 1
-                stat[gt_segms[gt_label]["category_id"]]["iou"] += iou
-                gt_matched.add(gt_label)
-                pred_matched.add(pred_label)
-        crowd_labels_dict = {}
-        for gt_label, gt_info in gt_segms.items():
-            if gt_label in gt_matched:
-                continue
-            if gt_info["iscrowd"] == 1:
-                crowd_labels_dict[gt_info["category_id"]] = gt_label
-                continue
-            stat[gt_info["category_id"]]["fn"] += 1
-        for pred_label, pred_info in pred_segms.items():
-            if pred_label in pred_matched:
-                continue
-            intersection = gt_pred_map.get((VOID, pred_label), 0)
-            if pred_info["category_id"] in crowd_labels_dict:
-                intersection += gt_pred_map.get((crowd_labels_dict[pred_info["category_id"]], pred_label), 0)
-            if intersection / pred_info["area"] > 0.5:
-                continue
-            stat[pred_info["category_id"]]["fp"] += 1
-
+    matched = [(g, pred_annotations[g["image_id"]]) for g in gt_json["annotations"]]
+    stat = pq_compute_single_core(0, matched, gt_folder, pred_folder, categories)
     results = {}
     for name, isthing in [("All", None), ("Things", True), ("Stuff", False)]:
-        pq = sq = rq = 0.0
-        n = 0
-        per_class = {}
-        for label, info in categories.items():
-            if isthing is not None and (info["isthing"] == 1) != isthing:
-                continue
-            s = stat[label]
-            if s["tp"] + s["fp"] + s["fn"] == 0:
-                per_class[label] = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
-                continue
-            n += 1
-            d = s["tp"] + 0.5 * s["fp"] + 0.5 * s["fn"]
-            pc, sc, rc = s["iou"] / d, (s["iou"] / s["tp"] if s["tp"] else 0.0), s["tp"] / d
-            per_class[label] = {"pq": pc, "sq": sc, "rq": rc}
-            pq, sq, rq = pq + pc, sq + sc, rq + rc
-        results[name] = {"pq": pq / n, "sq": sq / n, "rq": rq / n, "n": n}
+        results[name], per_class = stat.pq_average(categories, isthing=isthing)
         if name == "All":
             results["per_class"] = {str(k): v for k, v in per_class.items()}
-    results["stats"] = {str(k): {kk: float(vv) for kk, vv in v.items()} for k, v in stat.items()}
+    results["stats"] = {
+        str(k): {"iou": float(v.iou), "tp": v.tp, "fp": v.fp, "fn": v.fn}
+        for k, v in stat.pq_per_cat.items()
+        if v.tp + v.fp + v.fn > 0
+    }
     return results
 
 
 # ----------------------------------------------------------------------------------------------
 # semantic (detectron2 SemSegEvaluator definition)
 
-def semseg_metrics(conf, k):
-    """detectron2 SemSegEvaluator.evaluate on a [K+1, K+1] (pred, gt) confusion matrix; the extra
-    row counts predictions of "no class" (VOID in a panoptic prediction): misses of their
-    ground-truth class (detectron2 itself never predicts "no class")."""
-    acc = np.full(k, np.nan, dtype=float)
-    iou = np.full(k, np.nan, dtype=float)
-    tp = conf.diagonal()[:-1].astype(float)
-    pos_gt = np.sum(conf[:, :-1], axis=0).astype(float)
-    class_weights = pos_gt / np.sum(pos_gt)
-    pos_pred = np.sum(conf[:-1, :-1], axis=1).astype(float)
-    acc_valid = pos_gt > 0
-    acc[acc_valid] = tp[acc_valid] / pos_gt[acc_valid]
-    union = pos_gt + pos_pred - tp
-    iou_valid = np.logical_and(acc_valid, union > 0)
-    iou[iou_valid] = tp[iou_valid] / union[iou_valid]
+def semseg_metrics(gt, pred, k):
+    """detectron2 SemSegEvaluator's numbers computed with scikit-learn (an implementation
+    independent of detectron2 and of this project): `gt` and `pred` are flat label arrays of the
+    pixels with a valid ground truth; `pred` may hold k ("no class", VOID in a panoptic
+    prediction), which counts as a miss of the ground-truth class. Classes absent from the ground
+    truth are left out of the means (detectron2: `acc_valid`, `iou_valid`)."""
+    labels = list(range(k))
+    iou = jaccard_score(gt, pred, labels=labels, average=None, zero_division=0.0)
+    acc = recall_score(gt, pred, labels=labels, average=None, zero_division=0.0)
+    pos_gt = np.bincount(gt, minlength=k)[:k].astype(float)
+    valid = pos_gt > 0
+    weights = pos_gt / pos_gt.sum()
     return {
         "num_classes": k,
-        "mIoU": float(np.sum(iou[iou_valid]) / np.sum(iou_valid)),
-        "fwIoU": float(np.sum(iou[iou_valid] * class_weights[iou_valid])),
-        "mACC": float(np.sum(acc[acc_valid]) / np.sum(acc_valid)),
-        "pACC": float(np.sum(tp) / np.sum(pos_gt)),
-        "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
+        "mIoU": float(np.mean(iou[valid])),
+        "fwIoU": float(np.sum(iou[valid] * weights[valid])),
+        "mACC": float(np.mean(acc[valid])),
+        "pACC": float(accuracy_score(gt, pred)),
+        "per_class_iou": [float(v) if valid[i] else None for i, v in enumerate(iou)],
     }
 
 
 def make_semantic(rng, out, k=6, ignore=255):
     os.makedirs(os.path.join(out, "labels"), exist_ok=True)
     os.makedirs(os.path.join(out, "pred"), exist_ok=True)
-    conf = np.zeros((k + 1, k + 1), np.int64)
+    gts, prs = [], []
     for i in range(5):
         h, w = 20 + i, 24
         gt = np.zeros((h, w), np.uint8)
@@ -511,10 +433,10 @@ def make_semantic(rng, out, k=6, ignore=255):
         Image.fromarray(gt).save(os.path.join(out, "labels", name))
         Image.fromarray(pred).save(os.path.join(out, "pred", name))
         g = gt.astype(np.int64).reshape(-1)
-        g[g == ignore] = k
-        conf += np.bincount((k + 1) * pred.astype(np.int64).reshape(-1) + g,
-                            minlength=conf.size).reshape(conf.shape)
-    res = semseg_metrics(conf, k)
+        keep = g != ignore
+        gts.append(g[keep])
+        prs.append(pred.astype(np.int64).reshape(-1)[keep])
+    res = semseg_metrics(np.concatenate(gts), np.concatenate(prs), k)
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(res, f, indent=1)
 

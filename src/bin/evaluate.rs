@@ -69,8 +69,18 @@ struct Args {
     export_gt: Option<PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run_cli() {
+        Ok(()) => std::process::ExitCode::from(mask2former::cli::EXIT_OK),
+        Err(e) => mask2former::cli::report(&e),
+    }
+}
+
+fn run_cli() -> Result<()> {
     let args = Args::parse();
+    if args.num_classes == Some(0) {
+        bail!("--num-classes 0: must be at least 1");
+    }
     let mut data: DataSpec = args.data.parse()?;
     if let Some(split) = &args.split {
         data = data.with_split(split)?;
@@ -123,7 +133,8 @@ fn main() -> Result<()> {
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
+    mask2former::atomic_file::write_atomic(&args.out, json.as_bytes())
+        .with_context(|| format!("writing {}", args.out.display()))?;
     println!("metrics written to {}", args.out.display());
     if let Some(dir) = save {
         println!("predictions written to {}", dir.display());

@@ -7,8 +7,10 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use mask2former::cli;
+use mask2former::image_input::load_image;
 use mask2former::model::preprocess::Preprocessed;
-use mask2former::segment::{write_outputs, Segmenter, Task};
+use mask2former::segment::{output_stems, write_outputs, Segmenter, Task};
 use mask2former::Runtime;
 
 #[derive(Parser, Debug)]
@@ -17,7 +19,9 @@ use mask2former::Runtime;
     about = "Panoptic, instance and semantic segmentation with Mask2Former on any GPU (wgpu)"
 )]
 struct Args {
-    /// Images to segment (PNG or JPEG).
+    /// Images to segment (PNG or JPEG, recognised by content; EXIF orientation applied).
+    /// Outputs are named after each file's stem; inputs sharing a stem (a/x.png, b/x.png) get
+    /// -2, -3, … appended in the order given (a note says so).
     #[arg(required_unless_present = "pixel_values")]
     images: Vec<PathBuf>,
     /// Checkpoint folder (config.json + model.safetensors); default: the bundled demo model.
@@ -31,16 +35,21 @@ struct Args {
     /// Run on a preprocessed NCHW f32 tensor stored under `pixel_values` in a safetensors file.
     #[arg(long)]
     pixel_values: Option<PathBuf>,
-    /// Also write the raw outputs (`class_queries_logits`, `masks_queries_logits`) to this safetensors file.
+    /// Also write the raw outputs (`class_queries_logits`, `masks_queries_logits`) to this
+    /// safetensors file (with several images: `<stem>.<name>` beside it).
     #[arg(long)]
     dump_raw: Option<PathBuf>,
-    /// Panoptic: minimum class score of a query (original Mask2Former: 0.8).
+    /// Use a truncated JPEG (the missing part decodes as grey) with a warning instead of
+    /// failing on it.
+    #[arg(long)]
+    allow_truncated: bool,
+    /// Panoptic: minimum class score of a query, 0 to 1 (original Mask2Former: 0.8).
     #[arg(long)]
     object_mask_threshold: Option<f32>,
-    /// Panoptic: minimum visible share of a segment's mask (original: 0.8).
+    /// Panoptic: minimum visible share of a segment's mask, 0 to 1 (original: 0.8).
     #[arg(long)]
     overlap_threshold: Option<f32>,
-    /// Instance: number of (query, class) pairs kept (original: 100).
+    /// Instance: number of (query, class) pairs kept, at least 1 (original: 100).
     #[arg(long)]
     top_k: Option<usize>,
 }
@@ -51,18 +60,43 @@ fn default_model() -> PathBuf {
 
 fn main() -> ExitCode {
     match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+        Ok(true) => ExitCode::from(cli::EXIT_OK),
+        Ok(false) => ExitCode::from(cli::EXIT_PARTIAL),
+        Err(e) => cli::report(&e),
+    }
+}
+
+/// Every flag checked before anything runs; errors name the flag.
+fn validate(args: &Args) -> anyhow::Result<()> {
+    if let Some(v) = args.object_mask_threshold {
+        cli::check_range("--object-mask-threshold", v as f64, 0.0, 1.0)?;
+    }
+    if let Some(v) = args.overlap_threshold {
+        cli::check_range("--overlap-threshold", v as f64, 0.0, 1.0)?;
+    }
+    if args.top_k == Some(0) {
+        bail!("--top-k 0: must be at least 1");
+    }
+    if args.out.exists() && !args.out.is_dir() {
+        bail!("--out {}: exists and is not a folder", args.out.display());
+    }
+    mask2former::segment::prepare_out_dir(&args.out).context("--out")?;
+    if let Some(dump) = &args.dump_raw {
+        if dump.is_dir() || dump.file_name().is_none() {
+            bail!("--dump-raw {}: must be a file path", dump.display());
+        }
+        if let Some(parent) = dump.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("--dump-raw: creating {}", parent.display()))?;
         }
     }
+    Ok(())
 }
 
 /// Ok(false) when some images failed (they were reported and skipped).
 fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
+    validate(&args)?;
     let rt = Runtime::new().context("opening a GPU adapter")?;
     eprintln!("adapter: {}", rt.describe());
     let model_dir = args.model.clone().unwrap_or_else(default_model);
@@ -88,9 +122,22 @@ fn run() -> anyhow::Result<bool> {
     );
     let start = Instant::now();
     let (mut done, mut failed) = (0usize, 0usize);
-    for path in &args.images {
+    let stems = output_stems(&args.images);
+    for (path, stem) in args.images.iter().zip(&stems) {
+        if path
+            .file_stem()
+            .is_some_and(|s| s.to_string_lossy() != *stem)
+        {
+            eprintln!(
+                "note: another input is also named {:?}; outputs of {} are written as {stem}.*",
+                path.file_stem().unwrap_or_default(),
+                path.display()
+            );
+        }
+    }
+    for (path, stem) in args.images.iter().zip(&stems) {
         bar.set_message(path.display().to_string());
-        match segment_one(&mut seg, path, &args) {
+        match segment_one(&mut seg, path, stem, &args, &bar) {
             Ok(()) => done += 1,
             Err(e) => {
                 failed += 1;
@@ -110,21 +157,37 @@ fn run() -> anyhow::Result<bool> {
     Ok(failed == 0)
 }
 
-fn segment_one(seg: &mut Segmenter, path: &std::path::Path, args: &Args) -> anyhow::Result<()> {
-    let image = image::open(path).with_context(|| format!("reading image {}", path.display()))?;
-    let pre = mask2former::model::preprocess::preprocess(&image, &seg.preprocess);
-    let raw = seg.forward(&pre.pixel_values, 1, pre.height, pre.width)?;
-    if let Some(dump) = &args.dump_raw {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-        let file = if args.images.len() > 1 {
-            dump.with_file_name(format!("{stem}.{}", file_name(dump)))
-        } else {
-            dump.clone()
-        };
-        raw.save_safetensors(&file)?;
+/// Segments one image and writes its outputs; a failing `--dump-raw` does not keep the normal
+/// outputs from being written (its error is returned after them).
+fn segment_one(
+    seg: &mut Segmenter,
+    path: &std::path::Path,
+    stem: &str,
+    args: &Args,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let loaded = load_image(path, args.allow_truncated)?;
+    for w in &loaded.warnings {
+        bar.suspend(|| eprintln!("warning: {w}"));
     }
+    let image = loaded.image;
+    let pre = mask2former::model::preprocess::preprocess(&image, &seg.preprocess);
+    let raw = seg
+        .forward(&pre.pixel_values, 1, pre.height, pre.width)
+        .with_context(|| format!("running the model on {}", path.display()))?;
+    let dumped = match &args.dump_raw {
+        Some(dump) => {
+            let file = if args.images.len() > 1 {
+                dump.with_file_name(format!("{stem}.{}", file_name(dump)))
+            } else {
+                dump.clone()
+            };
+            raw.save_safetensors(&file)
+                .with_context(|| format!("--dump-raw {}", file.display()))
+        }
+        None => Ok(()),
+    };
     let result = seg.postprocess(&raw, 0, &pre, args.task);
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
     write_outputs(
         &args.out,
         stem,
@@ -133,7 +196,7 @@ fn segment_one(seg: &mut Segmenter, path: &std::path::Path, args: &Args) -> anyh
         &result,
         seg.labels(),
     )?;
-    Ok(())
+    dumped
 }
 
 fn file_name(p: &std::path::Path) -> String {
@@ -150,7 +213,8 @@ fn run_pixel_values(
     path: &std::path::Path,
     args: &Args,
 ) -> anyhow::Result<()> {
-    let t = mask2former::model::checkpoint::read_tensor(path, "pixel_values")?;
+    let t = mask2former::model::checkpoint::read_tensor(path, "pixel_values")
+        .with_context(|| format!("--pixel-values {}", path.display()))?;
     let shape = t.shape.clone();
     if shape.len() != 4 || shape[1] != 3 {
         bail!(
@@ -162,7 +226,9 @@ fn run_pixel_values(
     let data = t.data.clone();
     let (b, h, w) = (shape[0], shape[2], shape[3]);
     let start = Instant::now();
-    let raw = seg.forward(&data, b, h, w)?;
+    let raw = seg
+        .forward(&data, b, h, w)
+        .with_context(|| format!("--pixel-values {}", path.display()))?;
     if let Some(dump) = &args.dump_raw {
         raw.save_safetensors(dump)?;
     }

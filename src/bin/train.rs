@@ -10,15 +10,16 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use mask2former::model::config::Mask2FormerConfig;
-use mask2former::train::run::Init;
+use mask2former::train::Init;
 use mask2former::train::{TrainConfig, Trainer};
 use mask2former::Runtime;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Train Mask2Former on any GPU (wgpu)")]
 struct Args {
-    /// synthetic | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>
-    #[arg(long, default_value = "synthetic")]
+    /// synthetic, a dataset root (COCO 2017 panoptic/instance, ADE20K, Cityscapes; the training
+    /// split), KIND:ROOT or explicit files, as for `evaluate --data` (see its --help).
+    #[arg(long, default_value_t = TrainConfig::default().data)]
     data: String,
     /// A Mask2Former config.json (default: the small demo configuration).
     #[arg(long)]
@@ -29,35 +30,35 @@ struct Args {
     /// Total steps (default 200; on --resume, the run's own total unless given).
     #[arg(long)]
     steps: Option<u64>,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
     lr: f64,
     /// Square LSJ crop size, a multiple of 32.
-    #[arg(long, default_value_t = 160)]
+    #[arg(long, default_value_t = TrainConfig::default().image_size)]
     image_size: usize,
     /// Images of the synthetic validation split scored for PQ at each evaluation; 0: loss only.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = TrainConfig::default().pq_images)]
     pq_images: usize,
     /// Evaluate every N steps: validation loss, and PQ with synthetic data; 0: never.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
     eval_every: u64,
     /// Checkpoint every N steps (and always at the end).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
     checkpoint_every: u64,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
     /// Full-model gradient clipping (L2 norm); 0 turns it off.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = TrainConfig::default().clip_grad_norm.unwrap_or(0.0))]
     clip_grad_norm: f64,
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     weight_decay: f64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = TrainConfig::default().backbone_lr_multiplier)]
     backbone_lr_multiplier: f64,
     /// Linear warmup iterations (the paper: 10, factor 1.0).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = TrainConfig::default().warmup_iters)]
     warmup_iters: u64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = TrainConfig::default().warmup_factor)]
     warmup_factor: f64,
     /// Points per mask for matching and the mask losses (default: the config's, 12544).
     #[arg(long)]
@@ -77,10 +78,7 @@ fn default_config() -> PathBuf {
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => mask2former::cli::report(&e),
     }
 }
 
@@ -106,7 +104,7 @@ fn run() -> anyhow::Result<()> {
             .with_context(|| format!("model config {}", path.display()))?;
         let cfg = TrainConfig {
             data: args.data.clone(),
-            steps: args.steps.unwrap_or(200),
+            steps: args.steps.unwrap_or(TrainConfig::default().steps),
             batch_size: args.batch_size,
             lr: args.lr,
             image_size: args.image_size,
@@ -131,6 +129,7 @@ fn run() -> anyhow::Result<()> {
         trainer.config().data,
         trainer.run_dir().display()
     );
+    eprintln!("data: {}", trainer.data_summary());
 
     let stop = Arc::new(AtomicBool::new(false));
     {

@@ -146,6 +146,15 @@ pub fn evaluate(
             d.image_id
         )));
     }
+    // pycocotools silently drops detections of unknown categories (AP 0 for a shifted label
+    // space); a mismatch is reported instead.
+    let known_cats: BTreeSet<u32> = cat_ids.iter().copied().collect();
+    if let Some(d) = dts.iter().find(|d| !known_cats.contains(&d.category_id)) {
+        return Err(EvalError::Mismatch(format!(
+            "a prediction has category_id {} but the ground truth's categories are {:?}",
+            d.category_id, cat_ids
+        )));
+    }
     let mut gt_by: HashMap<(u64, u32), Vec<&GtInstance>> = HashMap::new();
     for g in gts {
         gt_by

@@ -312,6 +312,24 @@ fn eval_semantic(
     mut writer: Option<&mut PredictionWriter>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
+    // A model whose label count differs from the dataset's classes is refused before it runs.
+    let model_labels = match &opts.source {
+        Source::Model(m) => Some(
+            crate::model::config::Mask2FormerConfig::from_file(&m.join("config.json"))
+                .map_err(|e| EvalError::Model(e.to_string()))?
+                .num_labels(),
+        ),
+        Source::Predictions(_) => None,
+    };
+    let explicit_k = opts.num_classes.or(ds.num_classes());
+    if let (Some(labels), Some(k), Source::Model(m)) = (model_labels, explicit_k, &opts.source) {
+        if labels != k {
+            return Err(EvalError::Mismatch(format!(
+                "the model {} has {labels} labels but the dataset has {k} classes",
+                m.display()
+            )));
+        }
+    }
     let mut pairs = Vec::with_capacity(ds.len());
     for i in 0..ds.len() {
         let gt = ds.ground_truth(i)?;
@@ -338,7 +356,7 @@ fn eval_semantic(
         pairs.push((ds.stem(i).to_string(), gt, pred));
         progress(i + 1, ds.len());
     }
-    let k = match (opts.num_classes, ds.num_classes()) {
+    let k = match (explicit_k, model_labels) {
         (Some(k), _) | (None, Some(k)) => k,
         (None, None) => pairs
             .iter()

@@ -157,7 +157,6 @@ pub fn run_model(
     type Key = (PathBuf, Option<std::time::SystemTime>);
     thread_local! {
         static MODEL: std::cell::RefCell<Option<(Key, Segmenter)>> = const { std::cell::RefCell::new(None) };
-        static RUNTIME: std::cell::OnceCell<crate::Runtime> = const { std::cell::OnceCell::new() };
     }
     let key: Key = (
         model_dir.to_path_buf(),
@@ -168,15 +167,23 @@ pub fn run_model(
     MODEL.with_borrow_mut(|slot| {
         if slot.as_ref().map(|(k, _)| k) != Some(&key) {
             // One device per thread, kept across checkpoints (a training run scores many).
-            let rt = RUNTIME.with(|r| -> Result<crate::Runtime, EvalError> {
-                if let Some(rt) = r.get() {
+            let rt = RUNTIME.with_borrow_mut(|r| -> Result<crate::Runtime, EvalError> {
+                if let Some(rt) = r {
                     return Ok(rt.clone());
                 }
                 let rt = crate::Runtime::new().map_err(|e| EvalError::Model(e.to_string()))?;
-                Ok(r.get_or_init(|| rt).clone())
+                Ok(r.insert(rt).clone())
             })?;
             let seg =
                 Segmenter::load(&rt, model_dir).map_err(|e| EvalError::Model(e.to_string()))?;
+            let labels = seg.labels().len();
+            if task != Task::Semantic && labels != categories.len() {
+                return Err(EvalError::Mismatch(format!(
+                    "the model {} has {labels} labels but the dataset has {} categories",
+                    model_dir.display(),
+                    categories.len()
+                )));
+            }
             *slot = Some((key, seg));
         }
         let seg = &mut slot.as_mut().expect("loaded above").1;
@@ -238,6 +245,23 @@ pub fn run_model(
             }),
         })
     })
+}
+
+thread_local! {
+    /// The device models run on in this thread: the caller's ([`run_on`]) or one opened on
+    /// first use and kept across checkpoints.
+    static RUNTIME: std::cell::RefCell<Option<crate::Runtime>> = const { std::cell::RefCell::new(None) };
+}
+
+/// [`run`] with the model (if any) on `rt`, the caller's device (training scores its
+/// checkpoints on the device it trains on instead of opening a second one).
+pub fn run_on(
+    rt: &crate::Runtime,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EvalError> {
+    RUNTIME.with_borrow_mut(|r| *r = Some(rt.clone()));
+    run(opts, progress)
 }
 
 /// Evaluates predictions (read, or produced by the model) against a dataset.

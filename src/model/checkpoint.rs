@@ -69,6 +69,17 @@ pub enum CheckpointError {
         path: PathBuf,
         report: Box<ValidationReport>,
     },
+    #[error(
+        "{path}: tensor `{key}` holds {count} non-finite value(s) (first at flat index {first}: \
+         {value}); the checkpoint is corrupt or came from a diverged run"
+    )]
+    NonFinite {
+        path: PathBuf,
+        key: String,
+        count: usize,
+        first: usize,
+        value: f32,
+    },
     #[error("{len} values do not fill shape {shape:?}")]
     DataLength { shape: Vec<usize>, len: usize },
     #[error("writing {path}: {source}")]
@@ -169,6 +180,17 @@ impl Checkpoint {
                     })
                 }
             };
+            // NaN or Inf in a weight gives plausible-looking but meaningless results (one class
+            // everywhere at score 1.0, or nothing), so it is refused here, naming the tensor.
+            if let Some(first) = data.iter().position(|v| !v.is_finite()) {
+                return Err(CheckpointError::NonFinite {
+                    path: path.to_owned(),
+                    key: key.to_owned(),
+                    count: data.iter().filter(|v| !v.is_finite()).count(),
+                    first,
+                    value: data[first],
+                });
+            }
             ckpt.dtypes.insert(key.to_owned(), view.dtype());
             // safetensors has already checked that the byte length matches the shape.
             ckpt.tensors

@@ -16,6 +16,11 @@ pub struct PostprocessConfig {
     pub top_k: usize,
     /// Instance: drop instances scoring below this (0 keeps all top-k, as the original).
     pub instance_score_threshold: f32,
+    /// Semantic: upsample each query's mask to the original size before combining the queries
+    /// (what the original does when panoptic or instance inference is on); when false, combine
+    /// at the network input size and upsample the class scores (the original's semantic-only
+    /// models, `sem_seg_postprocess_before_inference = False`).
+    pub semantic_resize_masks_first: bool,
 }
 
 impl Default for PostprocessConfig {
@@ -25,6 +30,7 @@ impl Default for PostprocessConfig {
             overlap_threshold: 0.8,
             top_k: 100,
             instance_score_threshold: 0.0,
+            semantic_resize_masks_first: true,
         }
     }
 }
@@ -199,21 +205,40 @@ impl RawOutputs<'_> {
     }
 }
 
-/// Semantic segmentation: argmax over classes of Σ_q softmax(class)[q, c] · sigmoid(mask)[q].
-pub fn semantic(raw: &RawOutputs) -> Semantic {
+/// Semantic segmentation: argmax over classes of Σ_q softmax(class)[q, c] · sigmoid(mask)[q],
+/// combined at the original size or at the input size (see
+/// [`PostprocessConfig::semantic_resize_masks_first`]).
+pub fn semantic(raw: &RawOutputs, cfg: &PostprocessConfig) -> Semantic {
     raw.check();
     let (oh, ow) = raw.output_size;
+    let (sh, sw) = if cfg.semantic_resize_masks_first {
+        raw.output_size
+    } else {
+        raw.input_size
+    };
     let k = raw.classes();
     let probs = raw.class_probs();
-    let mut scores = vec![0.0f32; k * oh * ow];
+    let mut scores = vec![0.0f32; k * sh * sw];
     for (q, p) in probs.iter().enumerate() {
-        let m: Vec<f32> = raw.mask_logits_full(q).into_iter().map(sigmoid).collect();
+        let (h, w) = raw.mask_size;
+        let plane = &raw.mask_logits[q * h * w..(q + 1) * h * w];
+        let mut m = resize_bilinear(plane, raw.mask_size, raw.input_size);
+        if cfg.semantic_resize_masks_first {
+            m = resize_bilinear(&m, raw.input_size, raw.output_size);
+        }
+        m.iter_mut().for_each(|v| *v = sigmoid(*v));
         for (c, &pc) in p[..k].iter().enumerate() {
-            let plane = &mut scores[c * oh * ow..(c + 1) * oh * ow];
+            let plane = &mut scores[c * sh * sw..(c + 1) * sh * sw];
             for (s, &mv) in plane.iter_mut().zip(&m) {
                 *s += pc * mv;
             }
         }
+    }
+    if !cfg.semantic_resize_masks_first {
+        scores = scores
+            .chunks(sh * sw)
+            .flat_map(|plane| resize_bilinear(plane, (sh, sw), (oh, ow)))
+            .collect();
     }
     let labels = (0..oh * ow)
         .map(|i| {
@@ -234,8 +259,10 @@ pub fn semantic(raw: &RawOutputs) -> Semantic {
 }
 
 /// Instance segmentation: top-k (query, class) pairs by class probability; mask = logit > 0;
-/// score = class probability × mean mask probability inside the mask. `is_thing` (if given)
-/// keeps thing classes only, as the original does in panoptic models.
+/// score = class probability × mean mask probability inside the mask (summed in f64: large
+/// masks would otherwise drift from the original's result). `is_thing` (if given) keeps thing
+/// classes only, as the original does in panoptic models; the filter runs after the top-k, as
+/// there.
 pub fn instance(
     raw: &RawOutputs,
     cfg: &PostprocessConfig,
@@ -267,14 +294,14 @@ pub fn instance(
         let logits = cache.entry(q).or_insert_with(|| raw.mask_logits_full(q));
         let mask: Vec<bool> = logits.iter().map(|&l| l > 0.0).collect();
         let (bbox, area) = bbox_of(mask.iter().copied(), ow);
-        let inside: f32 = logits
+        let inside: f64 = logits
             .iter()
             .zip(&mask)
             .filter(|(_, &m)| m)
-            .map(|(&l, _)| sigmoid(l))
+            .map(|(&l, _)| sigmoid(l) as f64)
             .sum();
-        let mask_score = inside / (area as f32 + 1e-6);
-        let final_score = score * mask_score;
+        let mask_score = inside / (area as f64 + 1e-6);
+        let final_score = (score as f64 * mask_score) as f32;
         if final_score < cfg.instance_score_threshold {
             continue;
         }
@@ -520,7 +547,7 @@ mod tests {
     #[test]
     fn semantic_takes_the_best_weighted_class() {
         let (class, masks) = toy();
-        let s = semantic(&raw(&class, &masks));
+        let s = semantic(&raw(&class, &masks), &PostprocessConfig::default());
         assert_eq!(s.labels[0], 0);
         assert_eq!(s.labels[3], 1);
         assert_eq!(s.labels[15], 1);
@@ -536,5 +563,75 @@ mod tests {
         assert_eq!(p.ids.len(), 60);
         assert_eq!(p.ids[0], 1);
         assert_eq!(p.ids[9], 2);
+    }
+
+    #[test]
+    fn instance_scores_of_large_masks_are_summed_exactly() {
+        // 1.5M mask pixels with varied probabilities: an f32 running sum drifts by ~1e-4.
+        let (h, w) = (1024, 1536);
+        let masks: Vec<f32> = (0..h * w)
+            .map(|i| 0.05 + (i % 977) as f32 * 0.004)
+            .collect();
+        let class = [3.0f32, 0.0];
+        let r = RawOutputs {
+            class_logits: &class,
+            mask_logits: &masks,
+            num_queries: 1,
+            num_classes_with_void: 2,
+            mask_size: (h, w),
+            input_size: (h, w),
+            output_size: (h, w),
+        };
+        let got = instance(&r, &PostprocessConfig::default(), None).instances[0].score;
+        let p = 1.0 / (1.0 + (-3.0f64).exp());
+        let sum: f64 = masks
+            .iter()
+            .map(|&l| 1.0 / (1.0 + (-(l as f64)).exp()))
+            .sum();
+        let want = p * sum / (masks.len() as f64 + 1e-6);
+        assert!(((got as f64 - want) / want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    #[test]
+    fn semantic_only_models_combine_queries_before_resizing() {
+        // Two queries, two classes, masks 2x2 -> input 4x4 -> output 3x5. Combining at the input
+        // size and resizing the scores is not the same as resizing each mask first.
+        let class = [2.0f32, -1.0, 0.0, -1.0, 1.5, 0.0];
+        let masks = [
+            4.0f32, -4.0, -2.0, 3.0, //
+            -3.0, 2.0, 5.0, -1.0,
+        ];
+        let r = RawOutputs {
+            class_logits: &class,
+            mask_logits: &masks,
+            num_queries: 2,
+            num_classes_with_void: 3,
+            mask_size: (2, 2),
+            input_size: (4, 4),
+            output_size: (3, 5),
+        };
+        // Reference in f64: scores at the input size, then bilinear to the output size.
+        let probs: Vec<Vec<f32>> = class.chunks(3).map(softmax_row).collect();
+        let mut scores = vec![vec![0.0f32; 16]; 2];
+        for (q, p) in probs.iter().enumerate() {
+            let m = resize_bilinear(&masks[q * 4..(q + 1) * 4], (2, 2), (4, 4));
+            for c in 0..2 {
+                for (s, &v) in scores[c].iter_mut().zip(&m) {
+                    *s += p[c] * sigmoid(v);
+                }
+            }
+        }
+        let up: Vec<Vec<f32>> = scores
+            .iter()
+            .map(|s| resize_bilinear(s, (4, 4), (3, 5)))
+            .collect();
+        let want: Vec<u32> = (0..15).map(|i| (up[1][i] > up[0][i]) as u32).collect();
+        let cfg = PostprocessConfig {
+            semantic_resize_masks_first: false,
+            ..Default::default()
+        };
+        assert_eq!(semantic(&r, &cfg).labels, want);
+        let first = semantic(&r, &PostprocessConfig::default()).labels;
+        assert_eq!(first.len(), 15);
     }
 }

@@ -93,6 +93,23 @@ struct Params {
     weight_decay: f32,
 }
 
+/// Both moments of one parameter, on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Moments {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub exp_avg: Vec<f32>,
+    pub exp_avg_sq: Vec<f32>,
+}
+
+/// Everything AdamW carries from one step to the next (torch's `optimizer.state_dict()`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    /// Steps taken (the bias corrections' `t`).
+    pub step: u64,
+    pub moments: Vec<Moments>,
+}
+
 /// AdamW over a fixed set of (parameter, gradient) tensors.
 pub struct AdamW {
     rt: Runtime,
@@ -229,6 +246,78 @@ impl AdamW {
             .iter()
             .find(|s| s.name == name)
             .ok_or_else(|| OptimError::UnknownParam(name.into()))
+    }
+
+    /// The optimizer's state on the host, for a checkpoint: the step counter and both moments
+    /// of every parameter. Waits for the device.
+    pub fn save_state(&self) -> Result<OptimizerState> {
+        let mut moments = Vec::with_capacity(self.states.len());
+        for s in &self.states {
+            moments.push(Moments {
+                name: s.name.clone(),
+                shape: s.m.shape().to_vec(),
+                exp_avg: self.rt.download(&s.m)?,
+                exp_avg_sq: self.rt.download(&s.v)?,
+            });
+        }
+        Ok(OptimizerState {
+            step: self.t,
+            moments,
+        })
+    }
+
+    /// Restores a state written by [`AdamW::save_state`]: every parameter of this optimizer
+    /// must be in `state` with its element count (extra entries are an error too: they mean a
+    /// different model).
+    pub fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
+        let bad = |name: &str, reason: String| OptimError::State {
+            name: name.into(),
+            reason,
+        };
+        if let Some(extra) = state
+            .moments
+            .iter()
+            .find(|m| !self.states.iter().any(|s| s.name == m.name))
+        {
+            return Err(bad(&extra.name, "the model has no such parameter".into()));
+        }
+        for s in &self.states {
+            let m = state
+                .moments
+                .iter()
+                .find(|m| m.name == s.name)
+                .ok_or_else(|| bad(&s.name, "missing from the saved state".into()))?;
+            for (what, data) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
+                if data.len() != s.m.numel() {
+                    return Err(bad(
+                        &s.name,
+                        format!(
+                            "{what} has {} values, the parameter {}",
+                            data.len(),
+                            s.m.numel()
+                        ),
+                    ));
+                }
+                if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+                    return Err(bad(
+                        &s.name,
+                        format!("{what}[{i}] = {} is not finite", data[i]),
+                    ));
+                }
+            }
+        }
+        for s in &self.states {
+            let m = state
+                .moments
+                .iter()
+                .find(|m| m.name == s.name)
+                .expect("checked above");
+            let q = self.rt.queue();
+            q.write_buffer(s.m.buffer(), 0, bytemuck::cast_slice(&m.exp_avg));
+            q.write_buffer(s.v.buffer(), 0, bytemuck::cast_slice(&m.exp_avg_sq));
+        }
+        self.t = state.step;
+        Ok(())
     }
 
     /// Device memory held by the optimizer (moments, norm buffers).

@@ -18,7 +18,9 @@ mod adamw;
 mod clip;
 mod schedule;
 
-pub use adamw::{adamw_reference, AdamW, AdamWConfig, GroupConfig, ParamState};
+pub use adamw::{
+    adamw_reference, AdamW, AdamWConfig, GroupConfig, Moments, OptimizerState, ParamState,
+};
 pub use clip::{clip_coefficient, global_norm_reference, GradNorm};
 pub use schedule::{Decay, LrSchedule, Warmup};
 
@@ -40,6 +42,9 @@ pub enum OptimError {
         param: Vec<usize>,
         grad: Vec<usize>,
     },
+
+    #[error("optimizer state of `{name}`: {reason}")]
+    State { name: String, reason: String },
 
     #[error("optimizer: no parameter named `{0}`")]
     UnknownParam(String),

@@ -1,22 +1,29 @@
 //! Training Mask2Former end to end: the paper's recipe (AdamW, backbone lr ×0.1, no decay on
-//! norms / embeddings / position tables, full-model gradient clipping, step decay), the criterion
-//! of [`crate::model::criterion`], a run folder with atomic checkpoints and exact resume.
+//! norms / embeddings / position tables, full-model gradient clipping, step decay), the
+//! criterion of [`crate::model::criterion`], a run folder with atomic checkpoints and exact
+//! resume.
 //!
-//! One step:
+//! One step, one executable run in two phases:
 //! ```text
-//! forward executable ──predictions──▶ host criterion (matching, points, losses, dlogits)
-//!                                          │ logit gradients as inputs
-//! training executable: forward ▶ Σ logits·seed ▶ backward ▶ clip ▶ AdamW   (one submit)
-//!                                          │ parameters copied back on the device
+//! phase 1: forward ──logits──▶ host criterion (matching, points, losses, logit gradients)
+//!                                          │ gradients as the second phase's inputs
+//! phase 2: Σ logits·seed ▶ backward ▶ gradient norm and clipping ▶ AdamW
 //! ```
-//! The forward runs twice per step (once to match, once inside the training graph), because
-//! an [`Executable`](crate::graph::Executable) runs all its dispatches at once.
+//! The forward's activations stay on the device between the phases, so it runs once.
+//!
+//! Modules: [`config`] (settings and their checks), [`data`] (dataset, batch of each step,
+//! prefetch thread), [`trainer`] (the step and the loop), [`run_folder`] (lock, new run,
+//! checkpoint, resume), [`evaluate`] (validation loss and PQ), [`checkpoint`] (the files),
+//! [`metrics`] (`metrics.jsonl`), [`init`] (random weights).
 
 pub mod checkpoint;
+pub mod config;
+pub mod data;
+mod evaluate;
 pub mod init;
 pub mod metrics;
-#[path = "loop.rs"]
-pub mod run;
+pub mod run_folder;
+pub mod trainer;
 
 use std::path::PathBuf;
 
@@ -26,7 +33,9 @@ use crate::model::checkpoint::CheckpointError;
 use crate::model::config::ConfigError;
 use crate::model::criterion::CriterionError;
 
-pub use run::{DataSpec, StepReport, TrainConfig, Trainer};
+pub use config::{Init, TrainConfig};
+pub use data::DataSpec;
+pub use trainer::{StepReport, Trainer};
 
 #[derive(Debug, Error)]
 pub enum TrainError {

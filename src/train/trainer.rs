@@ -1,0 +1,427 @@
+//! The training step: one executable run in two phases (the forward, whose logits the host
+//! criterion matches and scores; then the backward seeded with the logits' loss gradients,
+//! gradient clipping and AdamW), and the loop over steps with its checkpoints and evaluations.
+//!
+//! Determinism (what resume relies on): the batch of step `s` is a pure function of
+//! `(seed, s)` (see [`super::data`]), and so are the criterion's random points (seeded from
+//! `(seed, s)`). A checkpoint stores the parameters, the AdamW moments and step counter;
+//! nothing else carries state from one step to the next.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::checkpoint;
+use super::config::TrainConfig;
+use super::data::{batch_inputs, open_source, DataSpec, Prefetch};
+use super::metrics::MetricsLog;
+use super::run_folder::lock_run_dir;
+use super::{Result, TrainError};
+use crate::data::loader::SampleSource;
+use crate::data::Category;
+use crate::graph::{CompileOptions, Executable, Graph, HostData, ParamKind, Value};
+use crate::model::checkpoint::HostTensor;
+use crate::model::config::Mask2FormerConfig;
+use crate::model::criterion::{
+    attach_logit_gradients, seed_names, Criterion, CriterionConfig, ImageTargets, Logits,
+    LossOutput, PredictionShape, RandomPoints,
+};
+use crate::model::network::{self, PIXEL_VALUES};
+use crate::optim::{AdamW, AdamWConfig, LrSchedule};
+use crate::Runtime;
+
+/// What one step did.
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    /// The step just completed (0-based).
+    pub step: u64,
+    pub loss: f64,
+    pub terms: Vec<(String, f64)>,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// Mixes a seed and a step into the seed of that step's random points (splitmix64).
+pub(super) fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A training run.
+pub struct Trainer {
+    pub(super) rt: Runtime,
+    pub(super) cfg: TrainConfig,
+    pub(super) model: Mask2FormerConfig,
+    pub(super) categories: Option<Vec<Category>>,
+    pub(super) source: Arc<dyn SampleSource>,
+    pub(super) val: Option<Arc<dyn SampleSource>>,
+    /// What was found in the training data, in one line.
+    pub(super) data_summary: String,
+    pub(super) fwd_outputs: Vec<Value>,
+    pub(super) train: Executable,
+    pub(super) opt: AdamW,
+    pub(super) criterion: Criterion,
+    pub(super) schedule: LrSchedule,
+    pub(super) shape: PredictionShape,
+    pub(super) step: u64,
+    pub(super) run_dir: PathBuf,
+    pub(super) metrics: MetricsLog,
+    /// Held for the trainer's lifetime: one process per run folder.
+    pub(super) _lock: std::fs::File,
+    pub(super) prefetch: Option<Prefetch>,
+    pub(super) last_pq: Option<f64>,
+    /// Step and folder of the last checkpoint written, so one step is not saved twice (a PQ
+    /// evaluation writes the checkpoint it scores).
+    pub(super) saved: std::cell::RefCell<Option<(u64, PathBuf)>>,
+    pub(super) params: Vec<(String, Vec<usize>, ParamKind)>,
+}
+
+impl Trainer {
+    /// The executable, optimizer and criterion of a run in `run_dir` (locked), with unset
+    /// weights; [`Trainer::new`] and [`Trainer::resume`] fill them in.
+    pub(super) fn build(
+        rt: &Runtime,
+        cfg: TrainConfig,
+        model: Mask2FormerConfig,
+        run_dir: &Path,
+        resume_at: Option<u64>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        model.validate()?;
+        let lock = lock_run_dir(run_dir)?;
+        let spec = DataSpec::from_str(&cfg.data)?;
+        let (source, categories, data_summary) =
+            open_source(&spec, cfg.seed, cfg.image_size, false)?;
+        if let Some(c) = &categories {
+            if c.len() != model.num_labels() {
+                return Err(TrainError::Setting {
+                    what: "model config",
+                    value: format!("{} labels", model.num_labels()),
+                    reason: format!("the dataset has {} categories", c.len()),
+                });
+            }
+        }
+        let val = match spec {
+            DataSpec::Synthetic { .. } => {
+                Some(open_source(&spec, cfg.seed, cfg.image_size, true)?.0)
+            }
+            _ => None,
+        };
+        let (b, s) = (cfg.batch_size, cfg.image_size);
+
+        // One executable, run in two phases: the forward (whose logits the host matches and
+        // scores), then the backward seeded with the loss gradients of those logits, and AdamW.
+        let mut g = Graph::new();
+        let net = network::build(&mut g, &model, b, s, s)?;
+        let mut fwd_outputs = Vec::new();
+        for p in &net.predictions {
+            fwd_outputs.push(p.class_logits);
+            fwd_outputs.push(p.mask_logits);
+        }
+        let seed = attach_logit_gradients(&mut g, &net.predictions)?;
+        g.backward(seed)?;
+        let mut outputs = vec![seed];
+        outputs.extend(&fwd_outputs);
+        let mut train = Executable::compile(rt, &g, &outputs, &CompileOptions::training())?;
+        let seed_inputs: Vec<String> = (0..net.predictions.len())
+            .flat_map(|k| {
+                let (c, m) = seed_names(k);
+                [c, m]
+            })
+            .collect();
+        let seed_refs: Vec<&str> = seed_inputs.iter().map(String::as_str).collect();
+        train.split_before_inputs(&g, &seed_refs, &fwd_outputs)?;
+        let params: Vec<(String, Vec<usize>, ParamKind)> = g
+            .params()
+            .map(|(n, v, k)| (n.to_string(), g.shape(v).to_vec(), k))
+            .collect();
+        let adam = AdamWConfig {
+            max_grad_norm: cfg.clip_grad_norm,
+            ..AdamWConfig::default()
+        };
+        let opt = AdamW::attach(&mut train, &adam, &cfg.groups())?;
+        let ms = g.shape(net.last().mask_logits).to_vec();
+        let shape = PredictionShape {
+            batch: b,
+            queries: model.num_queries,
+            classes: model.num_labels() + 1,
+            height: ms[2],
+            width: ms[3],
+        };
+        let mut crit_cfg = CriterionConfig::from_model(&model);
+        if let Some(p) = cfg.num_points {
+            crit_cfg.num_points = p;
+        }
+        let criterion = Criterion::new(crit_cfg, model.num_labels())?;
+        let metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), resume_at)?;
+        Ok(Self {
+            rt: rt.clone(),
+            schedule: cfg.schedule(),
+            cfg,
+            model,
+            categories,
+            source,
+            val,
+            data_summary,
+            fwd_outputs,
+            train,
+            opt,
+            criterion,
+            shape,
+            step: 0,
+            run_dir: run_dir.to_owned(),
+            metrics,
+            _lock: lock,
+            prefetch: None,
+            last_pq: None,
+            saved: Default::default(),
+            params,
+        })
+    }
+
+    pub(super) fn set_weights(&mut self, weights: &BTreeMap<String, HostTensor>) -> Result<()> {
+        for (name, shape, _) in &self.params {
+            let t = weights.get(name).ok_or_else(|| TrainError::Setting {
+                what: "init",
+                value: name.clone(),
+                reason: "the checkpoint has no such tensor".into(),
+            })?;
+            // Same element count: the graph may add unit axes the hub layout lacks (queries).
+            if t.numel() != shape.iter().product::<usize>() {
+                return Err(TrainError::Setting {
+                    what: "init",
+                    value: name.clone(),
+                    reason: format!("shape {:?}, the model needs {shape:?}", t.shape),
+                });
+            }
+            self.train.set_param(name, &t.data)?;
+        }
+        Ok(())
+    }
+
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+    /// What was found in the training data (images, annotations, classes), in one line.
+    pub fn data_summary(&self) -> &str {
+        &self.data_summary
+    }
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+    pub fn model_config(&self) -> &Mask2FormerConfig {
+        &self.model
+    }
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+    pub fn done(&self) -> bool {
+        self.step >= self.cfg.steps
+    }
+
+    /// The first phase of the training executable (the forward) and its logits.
+    pub(super) fn forward_logits(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
+        self.train.set_input(PIXEL_VALUES, HostData::F32(pixels))?;
+        self.train.run_first_phase()?;
+        Ok(self
+            .fwd_outputs
+            .iter()
+            .map(|&v| self.train.read(v))
+            .collect::<crate::graph::Result<Vec<_>>>()?)
+    }
+
+    /// Where a non-finite gradient norm comes from, for the error message: the parameters
+    /// whose gradient holds a non-finite value, else the largest one (whose square overflowed).
+    fn non_finite_grads(&self) -> String {
+        let mut bad = Vec::new();
+        let mut largest = (0f32, "");
+        for (name, _, _) in &self.params {
+            let Ok(Some(t)) = self.train.grad(name) else {
+                continue;
+            };
+            let Ok(g) = self.rt.download(t) else {
+                continue;
+            };
+            if g.iter().any(|x| !x.is_finite()) {
+                bad.push(name.as_str());
+            }
+            let m = g.iter().fold(0f32, |a, x| a.max(x.abs()));
+            if m > largest.0 {
+                largest = (m, name.as_str());
+            }
+        }
+        if bad.is_empty() {
+            return format!(
+                " (largest gradient: {} with |g| = {:e})",
+                largest.1, largest.0
+            );
+        }
+        let shown = bad.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+        let more = match bad.len().saturating_sub(5) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        format!(" (non-finite gradient in {shown}{more})")
+    }
+
+    pub(super) fn loss_of(
+        &self,
+        host: &[Vec<f32>],
+        targets: &[ImageTargets],
+        points_seed: u64,
+    ) -> Result<LossOutput> {
+        let preds: Vec<Logits> = host
+            .chunks(2)
+            .map(|c| Logits {
+                class_logits: &c[0],
+                mask_logits: &c[1],
+            })
+            .collect();
+        Ok(self.criterion.compute(
+            self.shape,
+            &preds,
+            targets,
+            &mut RandomPoints::new(points_seed),
+        )?)
+    }
+
+    /// Runs one training step and logs it to `metrics.jsonl`.
+    pub fn train_step(&mut self) -> Result<StepReport> {
+        let start = Instant::now();
+        let step = self.step;
+        if self.prefetch.is_none() {
+            self.prefetch = Some(Prefetch::start(
+                self.source.clone(),
+                self.cfg.loader(),
+                step,
+                self.cfg.steps.max(step + 1),
+            ));
+        }
+        let batch = self.prefetch.as_mut().expect("started above").next(step)?;
+        let (pixels, targets) = batch_inputs(&batch);
+        let host = self.forward_logits(&pixels)?;
+        let out = self.loss_of(&host, &targets, mix(self.cfg.seed, step))?;
+        let last_good = || {
+            checkpoint::latest(&self.run_dir)
+                .map_or("none (no checkpoint written yet)".into(), |p| {
+                    p.display().to_string()
+                })
+        };
+        if !out.total.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                loss: format!("{}", out.total),
+                checkpoint: last_good(),
+            });
+        }
+        // The forward's activations are still in place: only the backward and AdamW run now.
+        for (k, gr) in out.grads.iter().enumerate() {
+            let (cn, mn) = seed_names(k);
+            self.train.set_input(&cn, HostData::F32(&gr.class_logits))?;
+            self.train.set_input(&mn, HostData::F32(&gr.mask_logits))?;
+        }
+        let lr = self.schedule.lr(step);
+        self.opt.begin_step(lr);
+        self.train.run_second_phase()?;
+        let grad_norm = self.opt.grad_norm()?;
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                loss: format!(
+                    "{} with gradient norm {grad_norm}{}",
+                    out.total,
+                    self.non_finite_grads()
+                ),
+                checkpoint: last_good(),
+            });
+        }
+        self.step += 1;
+        let seconds = start.elapsed().as_secs_f64();
+        let report = StepReport {
+            step,
+            loss: out.total,
+            terms: out.terms,
+            lr,
+            grad_norm,
+            seconds,
+            images_per_second: self.cfg.batch_size as f64 / seconds,
+        };
+        let mut rec = serde_json::json!({
+            "step": step,
+            "loss": report.loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "step_time": seconds,
+            "images_per_s": report.images_per_second,
+        });
+        for (n, v) in &report.terms {
+            rec[n] = serde_json::json!(v);
+        }
+        self.metrics.write(&rec)?;
+        Ok(report)
+    }
+
+    /// Trains until the last step or until `stop` is set (then a checkpoint is written and
+    /// the loop returns). Checkpoints every `checkpoint_every` steps and at the end.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        mut on_step: impl FnMut(&StepReport),
+    ) -> Result<PathBuf> {
+        while !self.done() {
+            if stop.load(Ordering::SeqCst) {
+                return self.save();
+            }
+            let report = self.train_step()?;
+            on_step(&report);
+            let s = self.step;
+            if self.cfg.eval_every > 0 && s.is_multiple_of(self.cfg.eval_every) {
+                self.evaluate()?;
+            }
+            if self.cfg.checkpoint_every > 0
+                && s.is_multiple_of(self.cfg.checkpoint_every)
+                && !self.done()
+                && self.saved_step() != Some(s)
+            {
+                self.save()?;
+            }
+        }
+        if self.cfg.eval_every > 0 && !self.step.is_multiple_of(self.cfg.eval_every) {
+            self.evaluate()?;
+        }
+        let last = self.saved.borrow().clone();
+        match last {
+            Some((at, path)) if at == self.step => Ok(path),
+            _ => self.save(),
+        }
+    }
+
+    pub(super) fn saved_step(&self) -> Option<u64> {
+        self.saved.borrow().as_ref().map(|(at, _)| *at)
+    }
+
+    /// Reads a parameter (tests).
+    pub fn read_param(&self, name: &str) -> Result<Vec<f32>> {
+        Ok(self.train.read_param(name)?)
+    }
+
+    /// Overwrites a parameter (model surgery, tests); the optimizer state is kept.
+    pub fn set_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
+        self.train.set_param(name, data)?;
+        // The last checkpoint no longer holds these weights.
+        *self.saved.borrow_mut() = None;
+        Ok(())
+    }
+
+    /// Names of all parameters.
+    pub fn param_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.params.iter().map(|(n, _, _)| n.as_str())
+    }
+}
