@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use mask2former::data::coco_instance::CocoInstance;
 use mask2former::data::coco_panoptic::CocoPanoptic;
 use mask2former::data::semantic::{read_label_png, write_label_png, SemanticFolder};
+use mask2former::data::spec::Kind;
 use mask2former::data::synthetic::{Config, Dataset, Split};
 use mask2former::data::{GroundTruth, LabelMap, Mask, IGNORE};
 use mask2former::eval::{run, DataSpec, EvalOptions, Source};
@@ -58,7 +59,7 @@ fn synthetic_round_trips_through_coco_panoptic() {
     // the ground truth as its own prediction scores perfectly
     let report = run(
         &EvalOptions {
-            data: DataSpec::CocoPanoptic(dir.clone()),
+            data: DataSpec::root(Kind::CocoPanoptic, dir.clone()),
             source: Source::Predictions(dir.clone()),
             reduce_labels: false,
             num_classes: None,
@@ -259,7 +260,7 @@ fn data_spec_parsing() {
     );
     assert_eq!(
         "semantic:/x/y".parse::<DataSpec>().unwrap(),
-        DataSpec::Semantic(PathBuf::from("/x/y"))
+        DataSpec::root(Kind::Semantic, PathBuf::from("/x/y"))
     );
     assert!("coco-panoptic".parse::<DataSpec>().is_err());
     assert!("imagenet:/x".parse::<DataSpec>().is_err());

@@ -142,3 +142,98 @@ fn evaluate_rejects_a_bad_spec() {
     assert!(!result.status.success());
     assert!(String::from_utf8_lossy(&result.stderr).contains("unknown data spec"));
 }
+
+fn evaluate(args: &[&str]) -> (bool, String) {
+    let result = Command::new(env!("CARGO_BIN_EXE_evaluate"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    (result.status.success(), text)
+}
+
+#[test]
+fn saved_predictions_read_back_to_the_same_numbers() {
+    let root = std::env::temp_dir().join(format!("m2f-eval-save-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-model");
+    let preds = root.join("preds");
+    let (m1, m2) = (root.join("model.json"), root.join("files.json"));
+    let s = |p: &Path| p.display().to_string();
+    let (ok, text) = evaluate(&[
+        "--data",
+        "synthetic:2",
+        "--model",
+        &s(&model),
+        "--save-predictions",
+        &s(&preds),
+        "--out",
+        &s(&m1),
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("synthetic val split") && text.contains("2 images"),
+        "{text}"
+    );
+    // panopticapi's layout: the JSON lists a PNG per image in the folder beside it
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(preds.join("panoptic.json")).unwrap()).unwrap();
+    let anns = json["annotations"].as_array().unwrap();
+    assert_eq!(anns.len(), 2);
+    for a in anns {
+        let png = preds
+            .join("panoptic")
+            .join(a["file_name"].as_str().unwrap());
+        assert!(png.is_file(), "{}", png.display());
+        assert!(a["segments_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["category_id"].is_u64()));
+    }
+    let (ok, text) = evaluate(&[
+        "--data",
+        "synthetic:2",
+        "--predictions",
+        &s(&preds),
+        "--out",
+        &s(&m2),
+    ]);
+    assert!(ok, "{text}");
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    assert_eq!(read(&m1)["panoptic"], read(&m2)["panoptic"]);
+    assert_eq!(read(&m1)["semantic"], read(&m2)["semantic"]);
+    // --save-predictions without a model is refused by the CLI
+    let (ok, text) = evaluate(&[
+        "--data",
+        "synthetic:2",
+        "--predictions",
+        &s(&preds),
+        "--save-predictions",
+        &s(&preds),
+    ]);
+    assert!(!ok && text.contains("--model"), "{text}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn evaluate_says_what_it_found_and_stops_on_a_bad_layout() {
+    let (ok, text) = evaluate(&[
+        "--data",
+        "coco-instance:/no/such/coco",
+        "--predictions",
+        "x.json",
+    ]);
+    assert!(
+        !ok && text.contains("/no/such/coco") && text.contains("expected"),
+        "{text}"
+    );
+}

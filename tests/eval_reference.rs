@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use mask2former::data::coco_instance::segmentation_to_rle;
+use mask2former::data::spec::Kind;
 use mask2former::data::{Mask, Rle};
 use mask2former::eval::{run, DataSpec, EvalOptions, Source};
 use serde_json::Value;
@@ -110,7 +111,7 @@ fn mask_ap_matches_pycocotools() {
     let dir = fixtures().join("instance");
     let report = run(
         &EvalOptions {
-            data: DataSpec::CocoInstance(dir.clone()),
+            data: DataSpec::root(Kind::CocoInstance, dir.clone()),
             source: Source::Predictions(dir.join("results.json")),
             reduce_labels: false,
             num_classes: None,
@@ -133,7 +134,7 @@ fn pq_matches_panopticapi() {
     let dir = fixtures().join("panoptic");
     let report = run(
         &EvalOptions {
-            data: DataSpec::CocoPanoptic(dir.clone()),
+            data: DataSpec::root(Kind::CocoPanoptic, dir.clone()),
             source: Source::Predictions(dir.join("pred.json")),
             reduce_labels: false,
             num_classes: None,
@@ -186,7 +187,7 @@ fn miou_matches_detectron2_definition() {
     let want = load(&dir.join("expected.json"));
     let report = run(
         &EvalOptions {
-            data: DataSpec::Semantic(dir.clone()),
+            data: DataSpec::root(Kind::Semantic, dir.clone()),
             source: Source::Predictions(dir.join("pred")),
             reduce_labels: false,
             num_classes: Some(want["num_classes"].as_u64().unwrap() as usize),
@@ -217,7 +218,7 @@ fn mask_ap_on_panoptic_things_matches_pycocotools() {
     let dir = fixtures().join("panoptic");
     let report = run(
         &EvalOptions {
-            data: DataSpec::CocoPanoptic(dir.clone()),
+            data: DataSpec::root(Kind::CocoPanoptic, dir.clone()),
             source: Source::Predictions(dir.join("results.json")),
             reduce_labels: false,
             num_classes: None,

@@ -488,7 +488,9 @@ fn missing_dataset_files_are_listed_before_training() {
     let dir = run_dir("missing");
     let data = dir.join("coco");
     std::fs::create_dir_all(data.join("images")).unwrap();
-    std::fs::write(data.join("images/present.jpg"), b"not decoded").unwrap();
+    image::RgbImage::from_pixel(64, 64, image::Rgb([90, 120, 30]))
+        .save(data.join("images/present.jpg"))
+        .unwrap();
     let images: Vec<serde_json::Value> = ["present.jpg", "gone-1.jpg", "gone-2.jpg"]
         .iter()
         .enumerate()
@@ -505,9 +507,9 @@ fn missing_dataset_files_are_listed_before_training() {
         ..settings(1)
     };
     match Trainer::new(rt, cfg, tiny_config(), Init::Scratch, &dir.join("run")) {
-        Err(e @ TrainError::MissingFiles { .. }) => {
+        Err(e @ TrainError::Data(_)) => {
             let msg = e.to_string();
-            assert!(msg.contains("2 of 3"), "{msg}");
+            assert!(msg.contains("2 bad record(s)"), "{msg}");
             assert!(
                 msg.contains("gone-1.jpg") && msg.contains("gone-2.jpg"),
                 "{msg}"

@@ -16,7 +16,8 @@ use mask2former::Runtime;
 #[derive(Parser, Debug)]
 #[command(version, about = "Train Mask2Former on any GPU (wgpu)")]
 struct Args {
-    /// synthetic | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>
+    /// synthetic, a dataset root (COCO 2017 panoptic/instance, ADE20K, Cityscapes; the training
+    /// split), KIND:ROOT or explicit files, as for `evaluate --data` (see its --help).
     #[arg(long, default_value_t = TrainConfig::default().data)]
     data: String,
     /// A Mask2Former config.json (default: the --init checkpoint's, else the small demo one).
@@ -167,6 +168,7 @@ fn run() -> anyhow::Result<()> {
         trainer.config().data,
         trainer.run_dir().display()
     );
+    eprintln!("data: {}", trainer.data_summary());
 
     let stop = signals::install().context("installing the SIGINT/SIGTERM handlers")?;
 

@@ -2,7 +2,9 @@
 //! counts, or compressed RLE with a string; `iscrowd`), `categories`. Masks are turned into RLE
 //! exactly as pycocotools' `annToRLE` does.
 //!
-//! Directory layout used by [`CocoInstance::open_dir`]: `DIR/instances.json`, `DIR/images/*`.
+//! Where the files are (COCO 2017's `annotations/instances_val2017.json` + `val2017/`, or
+//! explicit paths) is decided by [`super::spec`]; [`CocoInstance::open_dir`] reads the
+//! `DIR/instances.json` + `DIR/images/` layout that this project's tests write.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::coco_panoptic::ImageInfo;
+use super::records::{check_image, BadRecords};
 use super::{
     de_bool_or_int, load_rgb, read_json, Categories, Category, DataError, GroundTruth, Instance,
     Rle, Sample,
@@ -111,7 +114,24 @@ impl CocoInstance {
         Self::open(&dir.join("instances.json"), &dir.join("images"))
     }
 
+    /// Opens an annotation JSON with its image folder; any bad record is an error.
     pub fn open(json_path: &Path, image_dir: &Path) -> Result<Self, DataError> {
+        let mut bad = BadRecords::new();
+        let ds = Self::open_checked(json_path, image_dir, false, &mut bad)?;
+        bad.finish(false)?;
+        Ok(ds)
+    }
+
+    /// Opens an annotation JSON with its image folder. Bad records (an annotation of an image
+    /// without an `images` entry, an unknown category, an undecodable mask and, with
+    /// `check_images`, a missing image file or one of another size than `images` says) go to
+    /// `bad`, and the images they concern are left out.
+    pub fn open_checked(
+        json_path: &Path,
+        image_dir: &Path,
+        check_images: bool,
+        bad: &mut BadRecords,
+    ) -> Result<Self, DataError> {
         let json: InstanceJson = read_json(json_path)?;
         let categories = Categories::new(json.categories)
             .map_err(|e| DataError::record(json_path, "categories", e.to_string()))?;
@@ -121,55 +141,86 @@ impl CocoInstance {
             .enumerate()
             .map(|(i, im)| (im.id, i))
             .collect();
+        let mut ok = vec![true; json.images.len()];
+        for (i, info) in json.images.iter().enumerate() {
+            let rec = format!("image id {}", info.id);
+            if info.height == 0 || info.width == 0 {
+                bad.push(json_path, &rec, "missing or zero `height`/`width`");
+                ok[i] = false;
+            } else if check_images {
+                let path = image_dir.join(&info.file_name);
+                if let Some(problem) = check_image(&path, Some((info.height, info.width))) {
+                    bad.push(json_path, &rec, problem);
+                    ok[i] = false;
+                }
+            }
+        }
         let mut instances = vec![Vec::new(); json.images.len()];
         for ann in json.annotations {
             let rec = format!("annotation id {} (image_id {})", ann.id, ann.image_id);
-            let &i = index
-                .get(&ann.image_id)
-                .ok_or_else(|| DataError::record(json_path, &rec, "no entry in `images`"))?;
-            if categories.get(ann.category_id).is_none() {
-                return Err(DataError::record(
-                    json_path,
-                    &rec,
-                    format!("unknown category_id {}", ann.category_id),
-                ));
+            let Some(&i) = index.get(&ann.image_id) else {
+                bad.push(json_path, &rec, "no entry in `images`");
+                continue;
+            };
+            if !ok[i] {
+                continue;
             }
-            let info = &json.images[i];
-            if info.height == 0 || info.width == 0 {
-                return Err(DataError::record(
-                    json_path,
-                    format!("image id {}", info.id),
-                    "missing or zero `height`/`width`",
-                ));
+            match Self::instance(&ann, &json.images[i], &categories) {
+                Ok(inst) => instances[i].push(inst),
+                Err(problem) => {
+                    bad.push(json_path, &rec, problem);
+                    ok[i] = false;
+                }
             }
-            let rle = segmentation_to_rle(&ann.segmentation, info.height, info.width)
-                .map_err(|m| DataError::record(json_path, &rec, m))?;
-            if (rle.height, rle.width) != (info.height, info.width) {
-                return Err(DataError::record(
-                    json_path,
-                    &rec,
-                    format!(
-                        "mask is {}x{}, the image is {}x{}",
-                        rle.height, rle.width, info.height, info.width
-                    ),
-                ));
-            }
-            let area = ann.area.unwrap_or(rle.area() as f64);
-            instances[i].push(Instance {
-                id: ann.id,
-                category_id: ann.category_id,
-                iscrowd: ann.iscrowd,
-                area,
-                rle,
-            });
         }
+        let (images, instances) = json
+            .images
+            .into_iter()
+            .zip(instances)
+            .zip(ok)
+            .filter(|(_, ok)| *ok)
+            .map(|(pair, _)| pair)
+            .unzip();
         Ok(CocoInstance {
             json_path: json_path.to_path_buf(),
             image_dir: image_dir.to_path_buf(),
             categories,
-            images: json.images,
+            images,
             instances,
         })
+    }
+
+    fn instance(
+        ann: &AnnotationJson,
+        info: &ImageInfo,
+        categories: &Categories,
+    ) -> Result<Instance, String> {
+        if categories.get(ann.category_id).is_none() {
+            return Err(format!("unknown category_id {}", ann.category_id));
+        }
+        let rle = segmentation_to_rle(&ann.segmentation, info.height, info.width)?;
+        if (rle.height, rle.width) != (info.height, info.width) {
+            return Err(format!(
+                "mask is {}x{}, the image is {}x{}",
+                rle.height, rle.width, info.height, info.width
+            ));
+        }
+        Ok(Instance {
+            id: ann.id,
+            category_id: ann.category_id,
+            iscrowd: ann.iscrowd,
+            area: ann.area.unwrap_or(rle.area() as f64),
+            rle,
+        })
+    }
+
+    /// The annotation JSON.
+    pub fn json_path(&self) -> &Path {
+        &self.json_path
+    }
+    /// The number of annotations.
+    pub fn annotation_count(&self) -> usize {
+        self.instances.iter().map(Vec::len).sum()
     }
 
     pub fn len(&self) -> usize {

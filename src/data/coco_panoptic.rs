@@ -2,8 +2,10 @@
 //! `categories` with `isthing`) and a folder of PNGs whose colour encodes the segment id
 //! (`id = R + 256 G + 256² B`, 0 = VOID).
 //!
-//! Directory layout used by [`CocoPanoptic::open_dir`] (and written by [`write_coco_panoptic`]):
-//! `DIR/panoptic.json`, `DIR/panoptic/*.png`, `DIR/images/*`.
+//! Where the files are (COCO 2017's `annotations/panoptic_val2017.json` with its PNG folder, or
+//! explicit paths) is decided by [`super::spec`]; [`CocoPanoptic::open_dir`] reads the
+//! `DIR/panoptic.json` + `DIR/panoptic/` + `DIR/images/` layout that [`write_coco_panoptic`]
+//! writes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use super::records::{check_image, BadRecords};
 use super::{
     create_dir, id_to_rgb, load_rgb, open_image, panoptic_targets, read_json, rgb_to_id,
     write_json, Categories, Category, DataError, GroundTruth, Panoptic, Sample, SegmentInfo,
@@ -92,36 +95,78 @@ impl CocoPanoptic {
         )
     }
 
-    /// Opens an annotation JSON with its PNG folder and image folder. Checks that every
-    /// annotation has an image entry and known categories; PNGs are read on demand.
+    /// Opens an annotation JSON with its PNG folder and image folder; any bad record is an
+    /// error. PNGs are read on demand.
     pub fn open(json_path: &Path, png_dir: &Path, image_dir: &Path) -> Result<Self, DataError> {
+        let mut bad = BadRecords::new();
+        let ds = Self::open_checked(json_path, png_dir, image_dir, false, &mut bad)?;
+        bad.finish(false)?;
+        Ok(ds)
+    }
+
+    /// Opens an annotation JSON with its PNG folder and image folder. Bad records (an
+    /// annotation without an `images` entry or with an unknown category and, with
+    /// `check_files`, a missing PNG or image, or one of another size than `images` says) go to
+    /// `bad` and are left out. Only the files' headers are read.
+    pub fn open_checked(
+        json_path: &Path,
+        png_dir: &Path,
+        image_dir: &Path,
+        check_files: bool,
+        bad: &mut BadRecords,
+    ) -> Result<Self, DataError> {
         let json: PanopticJson = read_json(json_path)?;
         let categories = Categories::new(json.categories)
             .map_err(|e| DataError::record(json_path, "categories", e.to_string()))?;
         let images: HashMap<u64, ImageInfo> = json.images.into_iter().map(|i| (i.id, i)).collect();
-        for ann in &json.annotations {
+        let mut annotations = json.annotations;
+        annotations.retain(|ann| {
             let rec = format!("annotation for image_id {}", ann.image_id);
-            if !images.contains_key(&ann.image_id) {
-                return Err(DataError::record(json_path, rec, "no entry in `images`"));
+            let Some(info) = images.get(&ann.image_id) else {
+                bad.push(json_path, &rec, "no entry in `images`");
+                return false;
+            };
+            if let Some(seg) = ann
+                .segments_info
+                .iter()
+                .find(|s| categories.get(s.category_id).is_none())
+            {
+                let msg = format!("unknown category_id {}", seg.category_id);
+                bad.push(json_path, format!("{rec}, segment {}", seg.id), msg);
+                return false;
             }
-            for seg in &ann.segments_info {
-                if categories.get(seg.category_id).is_none() {
-                    return Err(DataError::record(
-                        json_path,
-                        format!("{rec}, segment {}", seg.id),
-                        format!("unknown category_id {}", seg.category_id),
-                    ));
-                }
+            if !check_files {
+                return true;
             }
-        }
+            let size = (info.height != 0).then_some((info.height, info.width));
+            let png = png_dir.join(&ann.file_name);
+            let problem = check_image(&png, size)
+                .map(|p| p.replacen("image", "panoptic PNG", 1))
+                .or_else(|| {
+                    let size = image::image_dimensions(&png).ok()?;
+                    let size = (size.1 as usize, size.0 as usize);
+                    check_image(&image_dir.join(&info.file_name), Some(size))
+                        .map(|p| format!("{p} (the size of {})", png.display()))
+                });
+            if let Some(problem) = problem {
+                bad.push(json_path, &rec, problem);
+                return false;
+            }
+            true
+        });
         Ok(CocoPanoptic {
             json_path: json_path.to_path_buf(),
             png_dir: png_dir.to_path_buf(),
             image_dir: image_dir.to_path_buf(),
             categories,
-            annotations: json.annotations,
+            annotations,
             images,
         })
+    }
+
+    /// The number of segments of all records.
+    pub fn segment_count(&self) -> usize {
+        self.annotations.iter().map(|a| a.segments_info.len()).sum()
     }
 
     pub fn len(&self) -> usize {

@@ -1,4 +1,5 @@
-//! Datasets: readers for COCO panoptic / COCO instance / semantic folders, the embedded synthetic
+//! Datasets: readers for COCO panoptic / COCO instance / semantic data (ADE20K, Cityscapes,
+//! folders), the dataset spec shared by `train` and `evaluate` ([`spec`]), the embedded synthetic
 //! panoptic dataset, augmentation and the batching loader.
 //!
 //! Every reader yields, per image, a [`Sample`]: the RGB image, the training targets as binary masks
@@ -9,9 +10,12 @@
 pub mod augment;
 pub mod coco_instance;
 pub mod coco_panoptic;
+mod layout;
 pub mod loader;
+pub mod records;
 pub mod rle;
 pub mod semantic;
+pub mod spec;
 pub mod synthetic;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +52,13 @@ pub enum DataError {
     Rle(String),
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// A dataset or its layout is not what was expected (the message names paths and what
+    /// was expected there).
+    #[error("{0}")]
+    Layout(String),
+    /// Bad records of a dataset opened without `--skip-bad` (the message lists them).
+    #[error("{0}")]
+    BadRecords(String),
 }
 
 impl DataError {

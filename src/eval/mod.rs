@@ -2,8 +2,10 @@
 //! `evaluate` driver ([`run`]) behind the CLI.
 
 pub mod ap;
+mod drive;
 pub mod miou;
 pub mod pq;
+pub mod save;
 
 use crate::data::DataError;
 
@@ -20,82 +22,14 @@ pub enum EvalError {
     Model(String),
 }
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::data::coco_instance::CocoInstance;
-use crate::data::coco_panoptic::{CocoPanoptic, PanopticPredictions};
-use crate::data::semantic::{read_label_png, SemanticFolder};
-use crate::data::synthetic::{self, Split};
-use crate::data::{panoptic_to_labels, Categories, LabelMap, Panoptic, Rle, Sample, IGNORE};
+use crate::data::spec::{self, Dataset, OpenOptions, Opened, Role};
+use crate::data::{Categories, LabelMap, Panoptic, Rle, Sample};
 
-/// Which ground truth to evaluate against (`--data`).
-#[derive(Clone, Debug, PartialEq)]
-pub enum DataSpec {
-    /// The synthetic panoptic validation split, generated in memory.
-    Synthetic {
-        count: usize,
-        seed: u64,
-    },
-    CocoPanoptic(PathBuf),
-    CocoInstance(PathBuf),
-    Semantic(PathBuf),
-}
-
-impl std::fmt::Display for DataSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DataSpec::Synthetic { count, seed } => write!(f, "synthetic:{count}:{seed}"),
-            DataSpec::CocoPanoptic(d) => write!(f, "coco-panoptic:{}", d.display()),
-            DataSpec::CocoInstance(d) => write!(f, "coco-instance:{}", d.display()),
-            DataSpec::Semantic(d) => write!(f, "semantic:{}", d.display()),
-        }
-    }
-}
-
-/// Default size of the synthetic validation split.
-pub const SYNTHETIC_VAL_COUNT: usize = 64;
-
-impl FromStr for DataSpec {
-    type Err = EvalError;
-
-    /// `synthetic[:<count>[:<seed>]] | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>`
-    fn from_str(s: &str) -> Result<Self, EvalError> {
-        let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
-        let dir = || {
-            if rest.is_empty() {
-                Err(EvalError::Invalid(format!(
-                    "data spec {s:?} needs a directory: {kind}:<DIR>"
-                )))
-            } else {
-                Ok(PathBuf::from(rest))
-            }
-        };
-        match kind {
-            "synthetic" => {
-                let mut parts = rest.split(':').filter(|p| !p.is_empty());
-                let num = |p: Option<&str>, default: u64| {
-                    p.map_or(Ok(default), |v| {
-                        v.parse::<u64>()
-                            .map_err(|_| EvalError::Invalid(format!("data spec {s:?}: {v:?} is not a number")))
-                    })
-                };
-                let count = num(parts.next(), SYNTHETIC_VAL_COUNT as u64)? as usize;
-                let seed = num(parts.next(), 0)?;
-                Ok(DataSpec::Synthetic { count, seed })
-            }
-            "coco-panoptic" => Ok(DataSpec::CocoPanoptic(dir()?)),
-            "coco-instance" => Ok(DataSpec::CocoInstance(dir()?)),
-            "semantic" => Ok(DataSpec::Semantic(dir()?)),
-            _ => Err(EvalError::Invalid(format!(
-                "unknown data spec {s:?}; expected synthetic[:N[:SEED]], coco-panoptic:<DIR>, coco-instance:<DIR> or semantic:<DIR>"
-            ))),
-        }
-    }
-}
+pub use crate::data::spec::{DataSpec, SYNTHETIC_VAL_COUNT};
 
 /// Where the predictions come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -336,318 +270,55 @@ pub fn run(
     opts: &EvalOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
-    let name = opts.data.to_string();
-    match &opts.data {
-        DataSpec::Synthetic { count, seed } => {
-            let ds = synthetic::Dataset::new(*seed, Split::Val, *count);
-            let cats = synthetic::categories();
-            let gts = (0..ds.len()).map(|i| {
-                let g = ds.generate(i);
-                Ok((g.info.id, g.panoptic, g.image))
-            });
-            if let Some(results) = instance_results(&opts.source) {
-                let gts = (0..ds.len()).map(|i| {
-                    let g = ds.generate(i);
-                    Ok((g.info.id, g.panoptic))
-                });
-                return eval_panoptic_as_instances(&name, ds.len(), gts, &cats, results, progress);
-            }
-            eval_panoptic(&name, ds.len(), gts, &cats, &opts.source, progress)
-        }
-        DataSpec::CocoPanoptic(dir) => {
-            let ds = CocoPanoptic::open_dir(dir)?;
-            let cats = ds.categories().clone();
-            if let Some(results) = instance_results(&opts.source) {
-                let gts = (0..ds.len()).map(|i| Ok((ds.image_info(i).id, ds.ground_truth(i)?)));
-                return eval_panoptic_as_instances(&name, ds.len(), gts, &cats, results, progress);
-            }
-            let model = matches!(opts.source, Source::Model(_));
-            let gts = (0..ds.len()).map(|i| {
-                let pan = ds.ground_truth(i)?;
-                // the image is only needed to run the model
-                let image = if model {
-                    ds.sample(i)?.image
-                } else {
-                    image::RgbImage::new(0, 0)
-                };
-                Ok((ds.image_info(i).id, pan, image))
-            });
-            eval_panoptic(&name, ds.len(), gts, &cats, &opts.source, progress)
-        }
-        DataSpec::CocoInstance(dir) => eval_instance(&name, dir, &opts.source, progress),
-        DataSpec::Semantic(dir) => eval_semantic(&name, dir, opts, progress),
-    }
+    run_with(opts, &RunOptions::default(), progress)
 }
 
-type PanopticGt = Result<(u64, Panoptic, image::RgbImage), EvalError>;
+/// What `evaluate` adds to [`EvalOptions`].
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Report bad records of the dataset and leave them out instead of failing.
+    pub skip_bad: bool,
+    /// Write the model's predictions here (see [`save`]).
+    pub save_predictions: Option<PathBuf>,
+}
 
-/// A predictions path that is a COCO results file (a JSON list) rather than panoptic output.
-fn instance_results(source: &Source) -> Option<&Path> {
-    let Source::Predictions(p) = source else {
-        return None;
+/// Opens the data of `opts` for evaluation (the split defaults to the validation split).
+pub fn open_data(opts: &EvalOptions, skip_bad: bool) -> Result<Opened, EvalError> {
+    let open = OpenOptions {
+        role: Role::Val,
+        skip_bad,
+        reduce_labels: opts.reduce_labels,
     };
-    let bytes = std::fs::read(p).ok()?;
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
-    (*first == b'[').then_some(p.as_path())
+    Ok(spec::open(&opts.data, &open)?)
 }
 
-/// Mask AP of instance predictions against the "thing" segments of panoptic ground truth (crowd
-/// segments stay crowd), as Mask2Former reports AP on panoptic datasets.
-fn eval_panoptic_as_instances(
-    name: &str,
-    total: usize,
-    gts: impl Iterator<Item = Result<(u64, Panoptic), EvalError>>,
-    cats: &Categories,
-    results: &Path,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Report, EvalError> {
-    let mut instances = Vec::new();
-    let mut sizes = HashMap::new();
-    let mut image_ids = Vec::new();
-    for (done, gt) in gts.enumerate() {
-        let (image_id, pan) = gt?;
-        sizes.insert(image_id, (pan.height, pan.width));
-        image_ids.push(image_id);
-        for seg in &pan.segments {
-            if !cats.get(seg.category_id).is_some_and(|c| c.isthing) {
-                continue;
-            }
-            let mask =
-                crate::data::Mask::from_map(pan.height, pan.width, &pan.ids, |v| v == seg.id);
-            instances.push(ap::GtInstance {
-                image_id,
-                category_id: seg.category_id,
-                rle: Rle::encode(&mask),
-                area: seg.area,
-                iscrowd: seg.iscrowd,
-            });
-        }
-        progress(done + 1, total);
-    }
-    let dts = ap::read_results(results, &sizes)?;
-    let thing_ids: Vec<u32> = cats
-        .list()
-        .iter()
-        .filter(|c| c.isthing)
-        .map(|c| c.id)
-        .collect();
-    Ok(Report {
-        data: name.to_string(),
-        images: total,
-        panoptic: None,
-        instance: Some(ap::evaluate(&instances, &dts, &image_ids, &thing_ids)?),
-        semantic: None,
-    })
-}
-
-fn eval_panoptic(
-    name: &str,
-    total: usize,
-    gts: impl Iterator<Item = PanopticGt>,
-    cats: &Categories,
-    source: &Source,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Report, EvalError> {
-    let preds = match source {
-        Source::Predictions(p) => Some(PanopticPredictions::open(p)?),
-        Source::Model(_) => None,
-    };
-    let mut acc = pq::PqAccumulator::new();
-    // the semantic view of the same predictions (as Mask2Former reports mIoU on panoptic data)
-    let mut cm = miou::ConfusionMatrix::new(cats.len(), IGNORE);
-    for (done, gt) in gts.enumerate() {
-        let (image_id, gt, image) = gt?;
-        let pred = match (&preds, source) {
-            (Some(p), _) => p.get(image_id)?,
-            (None, Source::Model(dir)) => {
-                let sample = model_sample(
-                    image_id,
-                    image,
-                    crate::data::GroundTruth::Panoptic(gt.clone()),
-                );
-                match run_model(dir, &sample, Task::Panoptic, cats)? {
-                    ModelOutput::Panoptic(p) => p,
-                    _ => {
-                        return Err(EvalError::Mismatch(
-                            "the model did not return a panoptic result".into(),
-                        ))
-                    }
-                }
-            }
-            (None, Source::Predictions(_)) => unreachable!("predictions opened above"),
-        };
-        let image = format!("image_id {image_id}");
-        acc.add(&image, &gt, &pred, cats)?;
-        cm.add(
-            &image,
-            &panoptic_to_labels(&gt, cats)?,
-            &panoptic_to_labels(&pred, cats)?,
-        )?;
-        progress(done + 1, total);
-    }
-    Ok(Report {
-        data: name.to_string(),
-        images: total,
-        panoptic: Some(acc.finish(cats)),
-        instance: None,
-        semantic: Some(cm.finish()),
-    })
-}
-
-fn model_sample(
-    image_id: u64,
-    image: image::RgbImage,
-    ground_truth: crate::data::GroundTruth,
-) -> Sample {
-    let valid = (image.height() as usize, image.width() as usize);
-    Sample {
-        image_id,
-        file_name: String::new(),
-        image,
-        masks: Vec::new(),
-        class_ids: Vec::new(),
-        valid,
-        ground_truth,
-    }
-}
-
-fn eval_instance(
-    name: &str,
-    dir: &Path,
-    source: &Source,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Report, EvalError> {
-    let ds = CocoInstance::open_dir(dir)?;
-    let cats = ds.categories().clone();
-    let mut gts = Vec::new();
-    for i in 0..ds.len() {
-        for inst in ds.ground_truth(i) {
-            gts.push(ap::GtInstance {
-                image_id: ds.image_info(i).id,
-                category_id: inst.category_id,
-                rle: inst.rle.clone(),
-                area: inst.area,
-                iscrowd: inst.iscrowd,
-            });
-        }
-    }
-    let dts = match source {
-        Source::Predictions(p) => {
-            let sizes: HashMap<u64, (usize, usize)> = ds
-                .images()
-                .iter()
-                .map(|i| (i.id, (i.height, i.width)))
-                .collect();
-            ap::read_results(p, &sizes)?
-        }
-        Source::Model(dir) => {
-            let mut dts = Vec::new();
-            for i in 0..ds.len() {
-                let sample = ds.sample(i)?;
-                let image_id = sample.image_id;
-                match run_model(dir, &sample, Task::Instance, &cats)? {
-                    ModelOutput::Instances(list) => {
-                        dts.extend(list.into_iter().map(|(category_id, rle, score)| {
-                            ap::Detection {
-                                image_id,
-                                category_id,
-                                rle,
-                                score,
-                            }
-                        }))
-                    }
-                    _ => {
-                        return Err(EvalError::Mismatch(
-                            "the model did not return instances".into(),
-                        ))
-                    }
-                }
-                progress(i + 1, ds.len());
-            }
-            dts
-        }
-    };
-    let image_ids: Vec<u64> = ds.images().iter().map(|i| i.id).collect();
-    let cat_ids: Vec<u32> = cats.list().iter().map(|c| c.id).collect();
-    let result = ap::evaluate(&gts, &dts, &image_ids, &cat_ids)?;
-    progress(ds.len(), ds.len());
-    Ok(Report {
-        data: name.to_string(),
-        images: ds.len(),
-        panoptic: None,
-        instance: Some(result),
-        semantic: None,
-    })
-}
-
-fn eval_semantic(
-    name: &str,
-    dir: &Path,
+/// [`run`] with the options of [`RunOptions`].
+pub fn run_with(
     opts: &EvalOptions,
+    run: &RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
-    let ds = SemanticFolder::open(dir, opts.reduce_labels)?;
-    // A model whose label count differs from the dataset's classes is refused before it runs.
-    let model_labels = match &opts.source {
-        Source::Model(m) => Some(
-            crate::model::config::Mask2FormerConfig::from_file(&m.join("config.json"))
-                .map_err(|e| EvalError::Model(e.to_string()))?
-                .num_labels(),
-        ),
-        Source::Predictions(_) => None,
-    };
-    let explicit_k = opts
-        .num_classes
-        .or_else(|| ds.class_names().map(|n| n.len()));
-    if let (Some(labels), Some(k), Source::Model(m)) = (model_labels, explicit_k, &opts.source) {
-        if labels != k {
-            return Err(EvalError::Mismatch(format!(
-                "the model {} has {labels} labels but the dataset has {k} classes",
-                m.display()
-            )));
-        }
+    let opened = open_data(opts, run.skip_bad)?;
+    run_opened(
+        opts,
+        &opened.dataset,
+        run.save_predictions.as_deref(),
+        progress,
+    )
+}
+
+/// Evaluates on an opened dataset; `save` writes the model's predictions there.
+pub fn run_opened(
+    opts: &EvalOptions,
+    dataset: &Dataset,
+    save: Option<&Path>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EvalError> {
+    if save.is_some() && !matches!(opts.source, Source::Model(_)) {
+        return Err(EvalError::Invalid(
+            "--save-predictions needs --model (predictions read from files are already saved)"
+                .into(),
+        ));
     }
-    let mut pairs = Vec::with_capacity(ds.len());
-    for i in 0..ds.len() {
-        let gt = ds.ground_truth(i)?;
-        let pred = match &opts.source {
-            Source::Predictions(p) => {
-                read_label_png(&p.join(format!("{}.png", ds.stem(i))), false)?
-            }
-            Source::Model(m) => {
-                let sample = ds.sample(i)?;
-                match run_model(m, &sample, Task::Semantic, &Categories::new(Vec::new())?)? {
-                    ModelOutput::Semantic(l) => l,
-                    _ => {
-                        return Err(EvalError::Mismatch(
-                            "the model did not return a label map".into(),
-                        ))
-                    }
-                }
-            }
-        };
-        pairs.push((ds.stem(i).to_string(), gt, pred));
-        progress(i + 1, ds.len());
-    }
-    let k = match (explicit_k, model_labels) {
-        (Some(k), _) | (None, Some(k)) => k,
-        (None, None) => pairs
-            .iter()
-            .flat_map(|(_, g, p)| g.labels.iter().chain(&p.labels))
-            .filter(|&&l| l != IGNORE)
-            .map(|&l| l as usize + 1)
-            .max()
-            .unwrap_or(0),
-    };
-    let mut cm = miou::ConfusionMatrix::new(k, IGNORE);
-    for (stem, gt, pred) in &pairs {
-        cm.add(stem, gt, pred)?;
-    }
-    Ok(Report {
-        data: name.to_string(),
-        images: ds.len(),
-        panoptic: None,
-        instance: None,
-        semantic: Some(cm.finish()),
-    })
+    drive::evaluate(&opts.data.to_string(), dataset, opts, save, progress)
 }

@@ -2,61 +2,29 @@
 //! of the seed and the step, which exact resume relies on), and the thread that builds the next
 //! batches while the device runs the current step.
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::{Result, TrainError};
-use crate::data::coco_instance::CocoInstance;
-use crate::data::coco_panoptic::CocoPanoptic;
 use crate::data::loader::{build_batch, epoch_order, Batch, LoaderConfig, SampleSource};
-use crate::data::semantic::SemanticFolder;
+use crate::data::spec::{self, Dataset, OpenOptions, Role};
 use crate::data::{synthetic, Category};
 use crate::model::criterion::ImageTargets;
 use crate::model::preprocess::PreprocessConfig;
 
-/// Where training data comes from.
-#[derive(Clone, Debug, PartialEq)]
-pub enum DataSpec {
-    /// The embedded synthetic panoptic dataset.
-    Synthetic,
-    CocoPanoptic(PathBuf),
-    CocoInstance(PathBuf),
-    Semantic(PathBuf),
-}
-
-impl FromStr for DataSpec {
-    type Err = TrainError;
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || TrainError::Setting {
-            what: "data",
-            value: s.into(),
-            reason:
-                "expected synthetic | coco-panoptic:<DIR> | coco-instance:<DIR> | semantic:<DIR>"
-                    .into(),
-        };
-        if s == "synthetic" {
-            return Ok(DataSpec::Synthetic);
-        }
-        let (kind, dir) = s.split_once(':').ok_or_else(bad)?;
-        let dir = PathBuf::from(dir);
-        match kind {
-            "coco-panoptic" => Ok(DataSpec::CocoPanoptic(dir)),
-            "coco-instance" => Ok(DataSpec::CocoInstance(dir)),
-            "semantic" => Ok(DataSpec::Semantic(dir)),
-            _ => Err(bad()),
-        }
-    }
-}
+/// Where training data comes from: the spec `evaluate` takes too (`synthetic` is the embedded
+/// synthetic panoptic dataset at the run's image size; a dataset root's split defaults to the
+/// training split).
+pub use crate::data::spec::DataSpec;
 
 /// Number of images of the synthetic training split.
 pub const SYNTHETIC_TRAIN_IMAGES: usize = 2048;
 /// Number of images of the synthetic validation split used by evaluation.
 pub const SYNTHETIC_VAL_IMAGES: usize = 16;
 
-type Source = (Arc<dyn SampleSource>, Option<Vec<Category>>);
+/// The samples, the categories (none for semantic data) and the line saying what was found.
+type Source = (Arc<dyn SampleSource>, Option<Vec<Category>>, String);
 
 pub(super) fn open_source(
     spec: &DataSpec,
@@ -64,90 +32,48 @@ pub(super) fn open_source(
     image_size: usize,
     val: bool,
 ) -> Result<Source> {
-    Ok(match spec {
-        DataSpec::Synthetic => {
-            let cfg = synthetic::Config {
-                height: image_size,
-                width: image_size,
-                ..synthetic::Config::default()
-            };
-            let (split, len) = if val {
-                (synthetic::Split::Val, SYNTHETIC_VAL_IMAGES)
-            } else {
-                (synthetic::Split::Train, SYNTHETIC_TRAIN_IMAGES)
-            };
-            let ds = synthetic::Dataset::with_config(seed, split, len, cfg);
-            let cats = ds.categories().list().to_vec();
-            (Arc::new(ds), Some(cats))
-        }
-        DataSpec::CocoPanoptic(dir) => {
-            let ds = CocoPanoptic::open_dir(dir)?;
-            let files = (0..ds.len()).flat_map(|i| {
-                [
-                    dir.join("images").join(&ds.image_info(i).file_name),
-                    dir.join("panoptic").join(&ds.annotation(i).file_name),
-                ]
-            });
-            check_files(dir, files)?;
-            let cats = ds.categories().list().to_vec();
-            (Arc::new(ds), Some(cats))
-        }
-        DataSpec::CocoInstance(dir) => {
-            let ds = CocoInstance::open_dir(dir)?;
-            let files = (0..ds.len()).map(|i| dir.join("images").join(&ds.image_info(i).file_name));
-            check_files(dir, files)?;
-            let cats = ds.categories().list().to_vec();
-            (Arc::new(ds), Some(cats))
-        }
-        DataSpec::Semantic(dir) => {
-            let ds = SemanticFolder::open(dir, false)?;
-            check_semantic_images(dir, &ds)?;
-            (Arc::new(ds), None)
-        }
-    })
-}
-
-/// Fails, listing every one, when files the dataset references are missing: found before
-/// the first step (a stat each), not when a step samples them.
-fn check_files(dir: &Path, files: impl Iterator<Item = PathBuf>) -> Result<()> {
-    let mut total = 0;
-    let missing: Vec<PathBuf> = files
-        .inspect(|_| total += 1)
-        .filter(|p| !p.is_file())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
+    if let DataSpec::Synthetic { .. } = spec {
+        let cfg = synthetic::Config {
+            height: image_size,
+            width: image_size,
+            ..synthetic::Config::default()
+        };
+        let (split, len) = if val {
+            (synthetic::Split::Val, SYNTHETIC_VAL_IMAGES)
+        } else {
+            (synthetic::Split::Train, SYNTHETIC_TRAIN_IMAGES)
+        };
+        let ds = synthetic::Dataset::with_config(seed, split, len, cfg);
+        let cats = ds.categories().list().to_vec();
+        let summary = format!(
+            "synthetic {} split: {len} images of {image_size} px, {} classes",
+            split.name(),
+            cats.len()
+        );
+        return Ok((Arc::new(ds), Some(cats), summary));
     }
-    Err(TrainError::MissingFiles {
-        dataset: dir.to_owned(),
-        total,
-        missing,
-    })
-}
-
-/// Each `labels/<stem>.png` of a semantic folder needs an `images/<stem>.<ext>`.
-fn check_semantic_images(dir: &Path, ds: &SemanticFolder) -> Result<()> {
-    let images = dir.join("images");
-    let stems: std::collections::HashSet<String> = std::fs::read_dir(&images)
-        .map_err(|e| super::file_err(&images, e))?
-        .flatten()
-        .filter_map(|e| {
-            let p = e.path();
-            p.file_stem().and_then(|s| s.to_str()).map(str::to_string)
-        })
-        .collect();
-    let missing: Vec<PathBuf> = (0..ds.len())
-        .map(|i| ds.stem(i))
-        .filter(|stem| !stems.contains(*stem))
-        .map(|stem| images.join(format!("{stem}.*")))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(TrainError::MissingFiles {
-        dataset: dir.to_owned(),
-        total: ds.len(),
-        missing,
+    let opts = OpenOptions {
+        role: if val { Role::Val } else { Role::Train },
+        skip_bad: false,
+        reduce_labels: false,
+    };
+    let opened = spec::open(spec, &opts)?;
+    let summary = opened.summary;
+    Ok(match opened.dataset {
+        Dataset::Synthetic(ds) => (
+            Arc::new(ds),
+            Some(synthetic::categories().list().to_vec()),
+            summary,
+        ),
+        Dataset::Panoptic(ds) => {
+            let cats = ds.categories().list().to_vec();
+            (Arc::new(ds), Some(cats), summary)
+        }
+        Dataset::Instance(ds) => {
+            let cats = ds.categories().list().to_vec();
+            (Arc::new(ds), Some(cats), summary)
+        }
+        Dataset::Semantic(ds) => (Arc::new(ds), None, summary),
     })
 }
 

@@ -69,12 +69,6 @@ pub enum TrainError {
         loss: String,
         checkpoint: String,
     },
-    #[error("{}: {} of {total} referenced files are missing:{}", dataset.display(), missing.len(), list_paths(missing))]
-    MissingFiles {
-        dataset: PathBuf,
-        total: usize,
-        missing: Vec<PathBuf>,
-    },
     #[error("resume: {0}")]
     Resume(String),
     #[error("device: {0}")]
@@ -90,15 +84,3 @@ pub(crate) fn file_err(path: &std::path::Path, e: impl std::fmt::Display) -> Tra
     }
 }
 
-/// `\n  <path>` for up to 20 paths, then how many more.
-fn list_paths(paths: &[PathBuf]) -> String {
-    let mut out: String = paths
-        .iter()
-        .take(20)
-        .map(|p| format!("\n  {}", p.display()))
-        .collect();
-    if paths.len() > 20 {
-        out.push_str(&format!("\n  … and {} more", paths.len() - 20));
-    }
-    out
-}

@@ -61,6 +61,8 @@ pub struct Trainer {
     pub(super) categories: Option<Vec<Category>>,
     pub(super) source: Arc<dyn SampleSource>,
     pub(super) val: Option<Arc<dyn SampleSource>>,
+    /// What was found in the training data, in one line.
+    pub(super) data_summary: String,
     pub(super) fwd_outputs: Vec<Value>,
     pub(super) train: Executable,
     pub(super) opt: AdamW,
@@ -94,7 +96,8 @@ impl Trainer {
         cfg.validate()?;
         model.validate()?;
         let spec = DataSpec::from_str(&cfg.data)?;
-        let (source, categories) = open_source(&spec, cfg.seed, cfg.image_size, false)?;
+        let (source, categories, data_summary) =
+            open_source(&spec, cfg.seed, cfg.image_size, false)?;
         if let Some(c) = &categories {
             if c.len() != model.num_labels() {
                 return Err(TrainError::Setting {
@@ -105,7 +108,9 @@ impl Trainer {
             }
         }
         let val = match spec {
-            DataSpec::Synthetic => Some(open_source(&spec, cfg.seed, cfg.image_size, true)?.0),
+            DataSpec::Synthetic { .. } => {
+                Some(open_source(&spec, cfg.seed, cfg.image_size, true)?.0)
+            }
             _ => None,
         };
         let (b, s) = (cfg.batch_size, cfg.image_size);
@@ -163,6 +168,7 @@ impl Trainer {
             categories,
             source,
             val,
+            data_summary,
             fwd_outputs,
             train,
             opt,
@@ -205,6 +211,10 @@ impl Trainer {
     /// The device the run trains (and evaluates) on.
     pub fn runtime(&self) -> &Runtime {
         &self.rt
+    }
+    /// What was found in the training data (images, annotations, classes), in one line.
+    pub fn data_summary(&self) -> &str {
+        &self.data_summary
     }
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
