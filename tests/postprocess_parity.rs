@@ -31,7 +31,9 @@ impl Fixture {
 
     fn raw(&self, key: &str) -> Vec<u8> {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
-        let t = st.tensor(key).unwrap_or_else(|e| panic!("fixture key {key}: {e}"));
+        let t = st
+            .tensor(key)
+            .unwrap_or_else(|e| panic!("fixture key {key}: {e}"));
         t.data().to_vec()
     }
 
@@ -146,13 +148,22 @@ fn panoptic_matches_original_and_transformers() {
     assert_eq!(pan.segments.len(), orig.len(), "segment count vs original");
     for (s, o) in pan.segments.iter().zip(orig) {
         assert_eq!(s.id as u64, o["id"].as_u64().unwrap(), "{s:?} vs {o}");
-        assert_eq!(s.label_id as u64, o["category_id"].as_u64().unwrap(), "{s:?}");
+        assert_eq!(
+            s.label_id as u64,
+            o["category_id"].as_u64().unwrap(),
+            "{s:?}"
+        );
         assert_eq!(s.is_thing, o["isthing"].as_bool().unwrap(), "{s:?}");
         let score = o["score"].as_f64().unwrap() as f32;
         assert!(rel_close(s.score, score, 1e-5), "{s:?} vs {score}");
     }
-    assert_maps("panoptic vs original", &pan.ids, &u8_map(&f, "pan.orig.panoptic"), |_| true);
-    // Areas and boxes are those of the map.
+    assert_maps(
+        "panoptic vs original",
+        &pan.ids,
+        &u8_map(&f, "pan.orig.panoptic"),
+        |_| true,
+    );
+    // Areas are those of the map.
     for s in &pan.segments {
         let area = pan.ids.iter().filter(|&&id| id == s.id).count() as u64;
         assert_eq!(s.area, area, "{s:?}");
@@ -166,7 +177,11 @@ fn panoptic_matches_original_and_transformers() {
             hf.push(s);
         }
     }
-    assert_eq!(pan.segments.len(), hf.len(), "segment count vs transformers");
+    assert_eq!(
+        pan.segments.len(),
+        hf.len(),
+        "segment count vs transformers"
+    );
     for (s, h) in pan.segments.iter().zip(&hf) {
         assert_eq!(s.id as u64, h["id"].as_u64().unwrap(), "{s:?} vs {h}");
         assert_eq!(s.label_id as u64, h["label_id"].as_u64().unwrap(), "{s:?}");
@@ -178,7 +193,9 @@ fn panoptic_matches_original_and_transformers() {
     // transformers also gives each segment its owned pixels below probability 0.5, which the
     // original leaves void: compare where we assign a segment.
     let hf_map = u8_map(&f, "pan.hf.panoptic");
-    assert_maps("panoptic vs transformers", &pan.ids, &hf_map, |i| pan.ids[i] != 0);
+    assert_maps("panoptic vs transformers", &pan.ids, &hf_map, |i| {
+        pan.ids[i] != 0
+    });
 }
 
 /// Instance on a panoptic model (original `instance_inference` with panoptic_on: thing classes
@@ -220,7 +237,12 @@ fn instance_on_panoptic_model_matches_original() {
             .map(|p| u32::from(bits[p / 8] >> (7 - p % 8) & 1))
             .collect();
         let ours_mask: Vec<u32> = m.mask.iter().map(|&b| u32::from(b)).collect();
-        assert_maps(&format!("instance mask {i}"), &ours_mask, &reference, |_| true);
+        assert_maps(
+            &format!("instance mask {i}"),
+            &ours_mask,
+            &reference,
+            |_| true,
+        );
     }
 }
 
@@ -241,7 +263,10 @@ fn instance_scores_on_large_masks_match_original() {
     let queries = f.i32s("big.orig.instance.queries");
     let areas = f.i64s("big.orig.instance.areas");
     assert_eq!(ours.instances.len(), scores.len());
-    assert!(areas.iter().any(|&a| a > 90_000), "fixture masks should be large");
+    assert!(
+        areas.iter().any(|&a| a > 90_000),
+        "fixture masks should be large"
+    );
     for i in 0..scores.len() {
         let m = ours
             .instances

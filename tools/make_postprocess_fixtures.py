@@ -194,7 +194,7 @@ def main():
         out, threshold=OBJECT_MASK_THRESHOLD, mask_threshold=0.5, overlap_mask_area_threshold=OVERLAP_THRESHOLD,
         label_ids_to_fuse={3, 4, 5}, target_sizes=[outsz])[0]
     hf_sem = proc.post_process_semantic_segmentation(out, target_sizes=[outsz])[0]
-    tensors["pan.hf.panoptic"] = hf_pan["segmentation"].to(torch.uint8)  # void -1 → 255
+    tensors["pan.hf.panoptic"] = hf_pan["segmentation"].to(torch.uint8)  # 0 = no segment (5.24 starts from zeros)
     tensors["pan.hf.semantic"] = hf_sem.to(torch.uint8)
     info["pan"] = {"queries": q, "mask_size": mask_hw, "input_size": inp, "output_size": outsz,
                    "orig_panoptic_segments": pan_segs, "hf_panoptic_segments": hf_pan["segments_info"]}
