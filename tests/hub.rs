@@ -408,12 +408,24 @@ fn segment_downloads_once_then_runs_offline_from_the_cache() {
         "{stderr}"
     );
 
-    // evaluate takes the same ids
+    // evaluate takes the same ids (a one-image semantic set in the tiny model's 5-label space:
+    // evaluate refuses a dataset whose categories differ from the model's labels)
+    let sem = out.join("sem");
+    std::fs::create_dir_all(sem.join("images")).unwrap();
+    std::fs::create_dir_all(sem.join("labels")).unwrap();
+    image::RgbImage::from_pixel(64, 64, image::Rgb([90, 120, 30]))
+        .save(sem.join("images/field.png"))
+        .unwrap();
+    image::GrayImage::from_pixel(64, 64, image::Luma([1]))
+        .save(sem.join("labels/field.png"))
+        .unwrap();
     let eval = Command::new(env!("CARGO_BIN_EXE_evaluate"))
         .env("XDG_RUNTIME_DIR", "/tmp")
         .env("HF_HUB_CACHE", &cache)
         .env("HF_HUB_OFFLINE", "1")
-        .args(["--data", "synthetic:1", "--model", REPO, "--out"])
+        .arg("--data")
+        .arg(format!("semantic:{}", sem.display()))
+        .args(["--model", REPO, "--out"])
         .arg(out.join("metrics.json"))
         .output()
         .unwrap();
