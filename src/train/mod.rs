@@ -83,4 +83,3 @@ pub(crate) fn file_err(path: &std::path::Path, e: impl std::fmt::Display) -> Tra
         reason: e.to_string(),
     }
 }
-
