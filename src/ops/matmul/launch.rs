@@ -1,0 +1,368 @@
+//! Encoding one validated product into dispatches: strided views of the operands, chunking
+//! past the binding limit and the adapter's grid, and choosing the kernel entry per launch.
+
+use super::{
+    Activation, MatmulOptions, Variant, LARGE_MIN_WORKGROUPS, LARGE_TILE, MAX_K_PER_LAUNCH,
+};
+use crate::error::Result;
+use crate::runtime::{Dispatch, Runtime, Tensor};
+/// A strided matrix per batch: element (b, r, c) at `off + b·bs + r·rs + c·cs` (in elements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct View {
+    pub(super) off: u64,
+    pub(super) bs: u64,
+    pub(super) rs: u64,
+    pub(super) cs: u64,
+}
+
+impl View {
+    pub(super) fn new(bs: u64, rs: u64, cs: u64) -> Self {
+        Self { off: 0, bs, rs, cs }
+    }
+}
+
+/// `c = act(alpha·a·b + bias + beta·c)` over `batch` batches of [m, k]·[k, n], before chunking.
+pub(super) struct Problem<'a> {
+    pub(super) batch: u64,
+    pub(super) m: u64,
+    pub(super) n: u64,
+    pub(super) k: u64,
+    pub(super) a: (&'a Tensor, View),
+    pub(super) b: (&'a Tensor, View),
+    pub(super) c: (&'a Tensor, View),
+    /// Written with C's view.
+    pub(super) pre: Option<&'a Tensor>,
+    pub(super) bias: Option<&'a Tensor>,
+    pub(super) alpha: f32,
+    pub(super) beta: f32,
+    pub(super) act: Activation,
+}
+
+/// Mirrors `Params` in shaders/matmul.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(super) struct Params {
+    pub(super) m: u32,
+    pub(super) n: u32,
+    pub(super) k: u32,
+    pub(super) flags: u32,
+    pub(super) a_off: u32,
+    pub(super) a_bs: u32,
+    pub(super) a_rs: u32,
+    pub(super) a_cs: u32,
+    pub(super) b_off: u32,
+    pub(super) b_bs: u32,
+    pub(super) b_rs: u32,
+    pub(super) b_cs: u32,
+    pub(super) c_off: u32,
+    pub(super) c_bs: u32,
+    pub(super) c_rs: u32,
+    pub(super) p_off: u32,
+    pub(super) bias_off: u32,
+    pub(super) alpha: f32,
+    pub(super) beta: f32,
+    pub(super) _pad: u32,
+}
+
+const FLAG_BIAS: u32 = 1;
+const FLAG_READ_C: u32 = 2;
+const FLAG_WRITE_PRE: u32 = 4;
+
+/// Extents of one launch: batches, rows, columns and reduction length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Extent {
+    pub(super) b: u64,
+    pub(super) m: u64,
+    pub(super) n: u64,
+    pub(super) k: u64,
+}
+
+/// Bytes a binding needs to cover `count = (batches, rows, cols)` of `v`, with the worst-case
+/// slack from aligning its start down and its end up to 16 bytes.
+fn span_bytes(v: &View, (nb, nr, nc): (u64, u64, u64), align: u64) -> u64 {
+    if nb == 0 || nr == 0 || nc == 0 {
+        return 16;
+    }
+    ((nb - 1) * v.bs + (nr - 1) * v.rs + (nc - 1) * v.cs + 1) * 4 + align + 16
+}
+
+/// Halves a chunk length, keeping it a multiple of 4 (the vector paths need that) while large.
+fn halve(x: u64) -> u64 {
+    if x > 8 {
+        x.div_ceil(2).div_ceil(4) * 4
+    } else {
+        x - 1
+    }
+}
+
+/// Chooses chunk extents so that every binding fits in `limit` bytes and every grid dimension
+/// fits the adapter. Splits batches first, then the dimension that is outermost in memory for
+/// the operand that is too large.
+fn plan_chunks(pr: &Problem<'_>, tile: (u64, u64), max_wg: u64, align: u64, limit: u64) -> Extent {
+    let mut e = Extent {
+        b: pr.batch.min(max_wg),
+        m: pr.m.min(max_wg * tile.0),
+        n: pr.n.min(max_wg * tile.1),
+        k: pr.k,
+    };
+    let (va, vb, vc) = (pr.a.1, pr.b.1, pr.c.1);
+    loop {
+        let sa = span_bytes(&va, (e.b, e.m, e.k), align);
+        let sb = span_bytes(&vb, (e.b, e.k, e.n), align);
+        let sc = span_bytes(&vc, (e.b, e.m, e.n), align);
+        if sa <= limit && sb <= limit && sc <= limit {
+            return e;
+        }
+        if e.b > 1 {
+            e.b = e.b.div_ceil(2);
+            continue;
+        }
+        // Shrink the dim with the larger stride first: that is what makes a chunk contiguous.
+        // (The limit is at least 4 KiB, so a 1×1 block always fits and both never reach 1.)
+        let shrink = |rows: &mut u64, cols: &mut u64, v: &View| {
+            if (v.rs >= v.cs && *rows > 1) || *cols <= 1 {
+                *rows = halve(*rows);
+            } else {
+                *cols = halve(*cols);
+            }
+        };
+        if sa > limit {
+            shrink(&mut e.m, &mut e.k, &va);
+        } else if sb > limit {
+            shrink(&mut e.k, &mut e.n, &vb);
+        } else {
+            shrink(&mut e.m, &mut e.n, &vc);
+        }
+    }
+}
+
+/// A binding covering a sub-block of `t` seen through `v`, and the element offset of the block's
+/// first element inside that binding.
+fn bind_block<'t>(
+    t: &'t Tensor,
+    v: &View,
+    start: (u64, u64, u64),
+    count: (u64, u64, u64),
+    align: u64,
+) -> (crate::runtime::Binding<'t>, u64) {
+    let first = v.off + start.0 * v.bs + start.1 * v.rs + start.2 * v.cs;
+    let last = if count.0 == 0 || count.1 == 0 || count.2 == 0 {
+        first
+    } else {
+        first + (count.0 - 1) * v.bs + (count.1 - 1) * v.rs + (count.2 - 1) * v.cs
+    };
+    let byte_start = first * 4 / align * align;
+    // Rounded up to 16 bytes for the vec4 view; pooled buffers are sized in 64-byte classes.
+    let byte_end = ((last + 1) * 4).div_ceil(16) * 16;
+    let byte_end = byte_end.min(t.buffer().size()).max(byte_start + 4);
+    (
+        t.binding_range(byte_start, byte_end - byte_start),
+        first - byte_start / 4,
+    )
+}
+
+pub(super) fn stride(s: u64, count: u64) -> u32 {
+    // A stride only matters when more than one index is launched along it, and then it is
+    // smaller than the binding, so it fits in u32.
+    if count > 1 {
+        s as u32
+    } else {
+        0
+    }
+}
+
+pub(super) fn encode(
+    rt: &Runtime,
+    pr: &Problem<'_>,
+    opts: &MatmulOptions,
+) -> Result<Vec<Dispatch>> {
+    if pr.batch == 0 || pr.m == 0 || pr.n == 0 {
+        return Ok(Vec::new());
+    }
+    let caps = rt.caps();
+    let limit = binding_limit(rt, opts);
+    debug_assert_eq!(pr.c.1.cs, 1, "the kernels write C contiguously along n");
+    let align = caps.storage_offset_alignment.max(16) as u64;
+    let variant = opts.variant.resolve(rt);
+    let auto = opts.variant == Variant::Auto;
+    let tile = variant.tile();
+    let max_wg = caps.max_workgroups_per_dim as u64;
+    let mut e = plan_chunks(pr, tile, max_wg, align.max(64), limit);
+    if caps.is_cpu {
+        // llvmpipe ends an invocation's loops after CPU_LOOP_ITERATIONS iterations in all;
+        // regblock_vec_ta loops once per k (the epilogue's loops take a few hundred more), so
+        // longer reductions are split into accumulating launches (a multiple of 4 for the
+        // vec4 paths).
+        e.k = e.k.min(MAX_K_PER_LAUNCH);
+    }
+
+    let mut dispatches = Vec::new();
+    for b0 in (0..pr.batch).step_by(e.b as usize) {
+        let nb = e.b.min(pr.batch - b0);
+        for m0 in (0..pr.m).step_by(e.m as usize) {
+            let nm = e.m.min(pr.m - m0);
+            for n0 in (0..pr.n).step_by(e.n as usize) {
+                let nn = e.n.min(pr.n - n0);
+                // k == 0 still launches once: C = bias + beta·C.
+                let mut k0 = 0;
+                loop {
+                    let nk = e.k.min(pr.k - k0);
+                    let chunk = Extent {
+                        b: nb,
+                        m: nm,
+                        n: nn,
+                        k: nk,
+                    };
+                    let at = (b0, m0, n0, k0);
+                    dispatches.push(launch(rt, pr, variant, auto, at, chunk, align)?);
+                    k0 += nk;
+                    if k0 >= pr.k {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(dispatches)
+}
+
+fn launch(
+    rt: &Runtime,
+    pr: &Problem<'_>,
+    variant: Variant,
+    auto: bool,
+    (b0, m0, n0, k0): (u64, u64, u64, u64),
+    e: Extent,
+    align: u64,
+) -> Result<Dispatch> {
+    let (ta, va) = pr.a;
+    let (tb, vb) = pr.b;
+    let (tc, vc) = pr.c;
+    let (bind_a, a_off) = bind_block(ta, &va, (b0, m0, k0), (e.b, e.m, e.k), align);
+    let (bind_b, b_off) = bind_block(tb, &vb, (b0, k0, n0), (e.b, e.k, e.n), align);
+    let (bind_c, c_off) = bind_block(tc, &vc, (b0, m0, n0), (e.b, e.m, e.n), align);
+    let first_k = k0 == 0;
+    let last_k = k0 + e.k >= pr.k;
+    let mut flags = 0;
+    if first_k && pr.bias.is_some() {
+        flags |= FLAG_BIAS;
+    }
+    // Later reduction chunks add to the partial sum already in C.
+    let beta = if first_k { pr.beta } else { 1.0 };
+    if beta != 0.0 {
+        flags |= FLAG_READ_C;
+    }
+    let (bind_p, p_off) = match pr.pre {
+        Some(t) if last_k => {
+            flags |= FLAG_WRITE_PRE;
+            bind_block(t, &vc, (b0, m0, n0), (e.b, e.m, e.n), align)
+        }
+        // Never written (flag off); the binding slot still needs a buffer.
+        _ => (bind_c, c_off),
+    };
+    if last_k {
+        flags |= pr.act.code() << 4;
+    }
+    // The bias covers this launch's columns; no wider than a row of C, so it fits too.
+    let (bind_bias, bias_off) = match pr.bias {
+        Some(t) => bind_block(t, &View::new(0, 0, 1), (0, 0, n0), (1, 1, e.n), align),
+        None => (bind_a, 0),
+    };
+    let params = Params {
+        m: e.m as u32,
+        n: e.n as u32,
+        k: e.k as u32,
+        flags,
+        a_off: a_off as u32,
+        a_bs: stride(va.bs, e.b),
+        a_rs: stride(va.rs, e.m),
+        a_cs: stride(va.cs, e.k),
+        b_off: b_off as u32,
+        b_bs: stride(vb.bs, e.b),
+        b_rs: stride(vb.rs, e.k),
+        b_cs: stride(vb.cs, e.n),
+        c_off: c_off as u32,
+        c_bs: stride(vc.bs, e.b),
+        c_rs: stride(vc.rs, e.m),
+        p_off: p_off as u32,
+        bias_off: bias_off as u32,
+        alpha: pr.alpha,
+        beta,
+        _pad: 0,
+    };
+    let large = match variant {
+        Variant::RegBlockLarge => large_entry(&params, e, auto),
+        _ => None,
+    };
+    let kernel = match variant {
+        _ if large.is_some() => rt.kernel(&crate::shader!("matmul"), large.unwrap(), &[])?,
+        Variant::RegBlock | Variant::RegBlockLarge => {
+            let (am, bm) = vector_modes(&params, e);
+            rt.kernel(
+                &crate::shader!("matmul"),
+                "regblock",
+                &[("A_MODE", am as f64), ("B_MODE", bm as f64)],
+            )?
+        }
+        v => rt.kernel(&crate::shader!("matmul"), v.entry(), &[])?,
+    };
+    let (tm, tn) = if large.is_some() {
+        LARGE_TILE
+    } else {
+        variant.tile()
+    };
+    let workgroups = [e.n.div_ceil(tn) as u32, e.m.div_ceil(tm) as u32, e.b as u32];
+    Ok(rt.dispatch(
+        &kernel,
+        &params,
+        &[bind_a, bind_b, bind_bias, bind_c, bind_p],
+        workgroups,
+    ))
+}
+
+/// The regblock load modes (see shaders/matmul.wgsl) this launch's layout and alignment allow.
+pub(super) fn vector_modes(p: &Params, e: Extent) -> (u32, u32) {
+    let a_ok = p.a_off.is_multiple_of(4) && p.a_bs.is_multiple_of(4);
+    let a_mode = if a_ok && p.a_cs <= 1 && p.a_rs.is_multiple_of(4) && e.k >= 4 {
+        1
+    } else if a_ok && p.a_rs <= 1 && p.a_cs.is_multiple_of(4) && e.m.is_multiple_of(4) && e.k >= 4 {
+        2
+    } else {
+        0
+    };
+    let b_ok = p.b_off.is_multiple_of(4) && p.b_bs.is_multiple_of(4);
+    let b_mode =
+        if b_ok && p.b_cs <= 1 && p.b_rs.is_multiple_of(4) && e.n.is_multiple_of(4) && e.k >= 4 {
+            1
+        } else if b_ok && p.b_rs <= 1 && p.b_cs.is_multiple_of(4) && e.k >= 4 {
+            2
+        } else {
+            0
+        };
+    (a_mode, b_mode)
+}
+
+/// The 24×16 entry a `RegBlockLarge` launch runs, if any: `regblock_vec` when both operands
+/// are in the row-major vec4 layouts (A_MODE = B_MODE = 1) with K a multiple of 4 (it has no
+/// scalar k tail); `regblock_vec_ta` when A is stored [K, M] (`trans_a`: unit row stride, M and
+/// the k stride multiples of 4) and B is row-major with N a multiple of 4, any K. Under `Auto`
+/// either needs at least [`LARGE_MIN_WORKGROUPS`] of its workgroups. `None`: `regblock`.
+fn large_entry(p: &Params, e: Extent, auto: bool) -> Option<&'static str> {
+    let wgs = e.b * e.m.div_ceil(LARGE_TILE.0) * e.n.div_ceil(LARGE_TILE.1);
+    if auto && wgs < LARGE_MIN_WORKGROUPS {
+        return None;
+    }
+    if vector_modes(p, e) == (1, 1) && e.k.is_multiple_of(4) {
+        return Some("regblock_vec");
+    }
+    let a_ok = p.a_off.is_multiple_of(4) && p.a_bs.is_multiple_of(4);
+    let a_t = a_ok && p.a_rs <= 1 && p.a_cs.is_multiple_of(4) && e.m.is_multiple_of(4);
+    let b_ok = p.b_off.is_multiple_of(4) && p.b_bs.is_multiple_of(4);
+    let b_r = b_ok && p.b_cs <= 1 && p.b_rs.is_multiple_of(4) && e.n.is_multiple_of(4);
+    (a_t && b_r).then_some("regblock_vec_ta")
+}
+
+fn binding_limit(rt: &Runtime, opts: &MatmulOptions) -> u64 {
+    let max = rt.caps().max_storage_binding;
+    opts.max_binding.unwrap_or(max).clamp(4096, max)
+}
