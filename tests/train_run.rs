@@ -86,14 +86,22 @@ fn training_lowers_the_validation_loss_and_writes_a_loadable_checkpoint() {
     let dir = run_dir("falls");
     let cfg = TrainConfig {
         pq_images: 3,
+        timeline_every: 10,
         ..settings(30)
     };
     let mut t = Trainer::new(rt, cfg, tiny_config(), Init::Scratch, &dir).unwrap();
     let before = t.evaluate().unwrap().unwrap();
     let mut losses = Vec::new();
+    let mut timeline = Vec::new();
     let ckpt = t
-        .run(&AtomicBool::new(false), |r| losses.push(r.loss))
+        .run(&AtomicBool::new(false), |r| {
+            losses.push(r.loss);
+            if r.timeline {
+                timeline.push(r.step);
+            }
+        })
         .unwrap();
+    assert_eq!(timeline, [9, 19, 29]);
     let after = t.evaluate().unwrap().unwrap();
     assert_eq!(losses.len(), 30);
     assert!(losses.iter().all(|l| l.is_finite()));
@@ -118,6 +126,49 @@ fn training_lowers_the_validation_loss_and_writes_a_loadable_checkpoint() {
             "metrics line lacks {key}: {}",
             lines[5]
         );
+    }
+    // Each step's time by phase; device times on the timeline's steps where timestamps exist.
+    let timestamps = rt.caps().timestamps;
+    for (i, line) in lines.iter().enumerate() {
+        let time = &line["time"];
+        let phases: f64 = [
+            "data",
+            "forward",
+            "readback",
+            "criterion",
+            "upload",
+            "backward",
+        ]
+        .iter()
+        .map(|k| {
+            time[k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no time.{k}: {line}"))
+        })
+        .sum();
+        let step_time = line["step_time"].as_f64().unwrap();
+        assert!(
+            (phases - step_time).abs() < 1e-6 * step_time.max(1.0),
+            "{line}"
+        );
+        assert!(time["forward"].as_f64().unwrap() > 0.0, "{line}");
+        // The logits and the gradient norm come back, the pixels and the logits' gradients go
+        // up: the same sizes every step.
+        assert_eq!(time["bytes_read"], lines[0]["time"]["bytes_read"]);
+        assert!(
+            time["bytes_uploaded"].as_u64().unwrap() > 2 * 3 * 64 * 64 * 4,
+            "{line}"
+        );
+        let device = time.get("device");
+        assert_eq!(
+            device.is_some(),
+            timestamps && i % 10 == 9,
+            "step {i}: {line}"
+        );
+        if let Some(d) = device {
+            assert!(d["backward"].as_f64().unwrap() > 0.0, "{line}");
+            assert!(d["optimizer"].as_f64().unwrap() > 0.0, "{line}");
+        }
     }
 
     // Each evaluation scored PQ on the synthetic validation split too (a number in [0, 100]).
@@ -432,6 +483,7 @@ fn sigterm_and_ctrl_c_checkpoint_and_exit_non_zero() {
             "--num-points=64",
             "--checkpoint-every=0",
             "--eval-every=0",
+            "--timeline-every=1",
         ])
         .arg("--out")
         .arg(&run)
@@ -444,6 +496,11 @@ fn sigterm_and_ctrl_c_checkpoint_and_exit_non_zero() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{err}");
     assert!(err.contains("SIGTERM"), "{err}");
+    // The step timeline is printed (stderr is not a terminal here: no progress bar).
+    assert!(
+        err.contains("step 1: ") && err.contains("criterion (host)"),
+        "{err}"
+    );
     let step = saved_step(&run);
     assert!(step >= 1, "checkpoint at step {step}");
 

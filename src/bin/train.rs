@@ -70,6 +70,11 @@ struct Args {
     /// config's, 12544, with --init).
     #[arg(long)]
     num_points: Option<usize>,
+    /// Print where a step's time goes every N steps: data, forward, readback, host criterion,
+    /// upload, backward and optimizer, with device times where the adapter has timestamps;
+    /// 0: never (each step's times are in metrics.jsonl regardless).
+    #[arg(long, default_value_t = TrainConfig::default().timeline_every)]
+    timeline_every: u64,
     /// Run folder (default runs/<timestamp>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -134,6 +139,7 @@ fn run() -> anyhow::Result<()> {
             eval_every: args.eval_every.unwrap_or(recipe.eval_every),
             pq_images: args.pq_images,
             checkpoint_every: args.checkpoint_every,
+            timeline_every: args.timeline_every,
             seed: args.seed,
             weight_decay: args.weight_decay,
             backbone_lr_multiplier: args
@@ -185,6 +191,10 @@ fn run() -> anyhow::Result<()> {
     let result = trainer.run(stop, |r| {
         if first.get().is_none() {
             first.set(Some(r.loss));
+        }
+        if r.timeline {
+            // Printed also when stderr is not a terminal (the bar is hidden then).
+            bar.suspend(|| eprintln!("step {}: {}", r.step + 1, r.times));
         }
         bar.set_position(r.step + 1);
         bar.set_message(format!(

@@ -3,6 +3,7 @@
 //! compute pass, submits once, and reads back only what the caller asks for.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use super::builder::Graph;
 use super::ir::{Io, NodeKind, ParamKind, Value};
@@ -465,6 +466,13 @@ impl Executable {
     /// Inputs of the second phase need not be set yet.
     pub fn run_first_phase(&self) -> Result<()> {
         let k = self.first_phase.ok_or(GraphError::NotSplit)?;
+        self.run_first_phase_checks()?;
+        self.rt.run(&self.dispatches[..k]);
+        Ok(())
+    }
+
+    /// What the first phase needs: every live parameter, and every input it reads, set.
+    fn run_first_phase_checks(&self) -> Result<()> {
         if let Some((l, _, _)) = self.params.iter().find(|(l, _, _)| l.live && !l.set) {
             return Err(GraphError::ParamNotSet(l.name.clone()));
         }
@@ -472,7 +480,6 @@ impl Executable {
         if let Some(l) = self.inputs.iter().find(|l| l.live && !l.set && !later(l)) {
             return Err(GraphError::InputNotSet(l.name.clone()));
         }
-        self.rt.run(&self.dispatches[..k]);
         Ok(())
     }
 
@@ -482,6 +489,25 @@ impl Executable {
         self.check_ready()?;
         self.rt.run(&self.dispatches[k..]);
         Ok(())
+    }
+
+    /// [`Executable::run_first_phase`] with a GPU timestamp around every dispatch (needs
+    /// `Capabilities::timestamps`): the same work, submitted in chunks, waited for. Returns the
+    /// phase's device time.
+    pub fn run_first_phase_timed(&self) -> Result<Duration> {
+        let k = self.first_phase.ok_or(GraphError::NotSplit)?;
+        self.run_first_phase_checks()?;
+        Ok(self.rt.run_timed(&self.dispatches[..k])?.iter().sum())
+    }
+
+    /// [`Executable::run_second_phase`] with GPU timestamps: the device time of the graph's
+    /// part (a training step's backward) and of the appended dispatches (the optimizer's).
+    pub fn run_second_phase_timed(&self) -> Result<(Duration, Duration)> {
+        let k = self.first_phase.ok_or(GraphError::NotSplit)?;
+        self.check_ready()?;
+        let times = self.rt.run_timed(&self.dispatches[k..])?;
+        let graph = self.graph_dispatches.saturating_sub(k);
+        Ok((times[..graph].iter().sum(), times[graph..].iter().sum()))
     }
 
     /// Adds dispatches (e.g. the optimizer's) that run after the graph in the same submit.

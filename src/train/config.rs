@@ -48,6 +48,14 @@ pub struct TrainConfig {
     /// Override of the config's `train_num_points`.
     pub num_points: Option<usize>,
     pub loader_workers: usize,
+    /// Print where a step's time goes every N steps (with device times where the adapter has
+    /// timestamps); 0: never. Every step's host times go to `metrics.jsonl` regardless.
+    #[serde(default = "default_timeline_every")]
+    pub timeline_every: u64,
+}
+
+fn default_timeline_every() -> u64 {
+    100
 }
 
 fn default_pq_images() -> usize {
@@ -79,6 +87,7 @@ impl Default for TrainConfig {
             lr_decay_gamma: 0.1,
             num_points: None,
             loader_workers: 1,
+            timeline_every: default_timeline_every(),
         }
     }
 }

@@ -15,7 +15,8 @@
 //! Modules: [`config`] (settings and their checks), [`data`] (dataset, batch of each step,
 //! prefetch thread), [`trainer`] (the step and the loop), [`run_folder`] (lock, new run,
 //! checkpoint, resume), `evaluate` (validation loss and PQ), [`checkpoint`] (the files),
-//! [`metrics`] (`metrics.jsonl`), [`init`] (random weights).
+//! [`metrics`] (`metrics.jsonl`), [`timeline`] (where a step's time goes), [`init`] (random
+//! weights).
 
 pub mod checkpoint;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod init;
 pub mod metrics;
 pub mod run_folder;
 pub mod signals;
+pub mod timeline;
 pub mod trainer;
 
 use std::path::PathBuf;
@@ -37,6 +39,7 @@ use crate::model::criterion::CriterionError;
 
 pub use config::{Init, TrainConfig};
 pub use data::DataSpec;
+pub use timeline::{DeviceTimes, StepTimes};
 pub use trainer::{StepReport, Trainer};
 
 #[derive(Debug, Error)]

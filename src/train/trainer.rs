@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::checkpoint;
 use super::config::TrainConfig;
 use super::data::{batch_inputs, check_labels, open_source, DataSpec, Prefetch};
 use super::metrics::MetricsLog;
+use super::timeline::{DeviceTimes, Laps, StepTimes};
 use super::{Result, TrainError};
 use crate::data::loader::SampleSource;
 use crate::data::Category;
@@ -43,6 +43,11 @@ pub struct StepReport {
     pub grad_norm: f64,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// Where the step's time went.
+    pub times: StepTimes,
+    /// Whether this step is one of the timeline's (every `timeline_every` steps): the CLI
+    /// prints its breakdown.
+    pub timeline: bool,
 }
 
 /// Mixes a seed and a step into the seed of that step's random points (splitmix64).
@@ -233,6 +238,11 @@ impl Trainer {
     pub(super) fn forward_logits(&mut self, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
         self.train.set_input(PIXEL_VALUES, HostData::F32(pixels))?;
         self.train.run_first_phase()?;
+        self.read_logits()
+    }
+
+    /// The logits of the last forward (waits for the device).
+    fn read_logits(&self) -> Result<Vec<Vec<f32>>> {
         Ok(self
             .fwd_outputs
             .iter()
@@ -295,9 +305,16 @@ impl Trainer {
         )?)
     }
 
+    /// Whether step `step` is on the timeline (every `timeline_every` steps).
+    fn timeline_step(&self, step: u64) -> bool {
+        let every = self.cfg.timeline_every;
+        every > 0 && (step + 1).is_multiple_of(every)
+    }
+
     /// Runs one training step and logs it to `metrics.jsonl`.
     pub fn train_step(&mut self) -> Result<StepReport> {
-        let start = Instant::now();
+        let mut laps = Laps::start();
+        let mut times = StepTimes::default();
         let step = self.step;
         if self.prefetch.is_none() {
             self.prefetch = Some(Prefetch::start(
@@ -310,8 +327,24 @@ impl Trainer {
         let batch = self.prefetch.as_mut().expect("started above").next(step)?;
         check_labels(&batch, self.model.num_labels(), &self.cfg.data)?;
         let (pixels, targets) = batch_inputs(&batch);
-        let host = self.forward_logits(&pixels)?;
+        times.data = laps.lap();
+        // Device times on timeline steps, where the adapter has timestamps (timing every
+        // dispatch slows the step a little).
+        let timeline = self.timeline_step(step);
+        let timed = timeline && self.rt.caps().timestamps;
+        let mut device = DeviceTimes::default();
+        self.train.set_input(PIXEL_VALUES, HostData::F32(&pixels))?;
+        if timed {
+            device.forward = self.train.run_first_phase_timed()?;
+        } else {
+            self.train.run_first_phase()?;
+            self.rt.sync()?;
+        }
+        times.forward = laps.lap();
+        let host = self.read_logits()?;
+        times.readback = laps.lap();
         let out = self.loss_of(&host, &targets, mix(self.cfg.seed, step))?;
+        times.criterion = laps.lap();
         let last_good = || {
             checkpoint::latest(&self.run_dir)
                 .map_or("none (no checkpoint written yet)".into(), |p| {
@@ -326,15 +359,26 @@ impl Trainer {
             });
         }
         // The forward's activations are still in place: only the backward and AdamW run now.
+        let mut seeds = 0;
         for (k, gr) in out.grads.iter().enumerate() {
             let (cn, mn) = seed_names(k);
             self.train.set_input(&cn, HostData::F32(&gr.class_logits))?;
             self.train.set_input(&mn, HostData::F32(&gr.mask_logits))?;
+            seeds += gr.class_logits.len() + gr.mask_logits.len();
         }
+        times.upload = laps.lap();
         let lr = self.schedule.lr(step);
         self.opt.begin_step(lr);
-        self.train.run_second_phase()?;
+        if timed {
+            (device.backward, device.optimizer) = self.train.run_second_phase_timed()?;
+            times.device = Some(device);
+        } else {
+            self.train.run_second_phase()?;
+        }
         let grad_norm = self.opt.grad_norm()?;
+        times.backward = laps.lap();
+        times.bytes_read = 4 * (host.iter().map(Vec::len).sum::<usize>() + 1) as u64;
+        times.bytes_uploaded = 4 * (pixels.len() + seeds) as u64;
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
                 step,
@@ -347,7 +391,7 @@ impl Trainer {
             });
         }
         self.step += 1;
-        let seconds = start.elapsed().as_secs_f64();
+        let seconds = times.total().as_secs_f64();
         let report = StepReport {
             step,
             loss: out.total,
@@ -356,6 +400,8 @@ impl Trainer {
             grad_norm,
             seconds,
             images_per_second: self.cfg.batch_size as f64 / seconds,
+            times,
+            timeline,
         };
         let mut rec = serde_json::json!({
             "step": step,
@@ -364,6 +410,7 @@ impl Trainer {
             "grad_norm": grad_norm,
             "step_time": seconds,
             "images_per_s": report.images_per_second,
+            "time": times.to_json(),
         });
         for (n, v) in &report.terms {
             rec[n] = serde_json::json!(v);
