@@ -190,6 +190,34 @@ fn run_cocoeval(
             cat_ids.iter().collect::<Vec<_>>()
         )));
     }
+    let gt = ground_truth(gts, dts, &img_ids, &cat_ids);
+    let results = dts
+        .iter()
+        .map(|d| hotcoco::Annotation {
+            image_id: d.image_id,
+            category_id: d.category_id as u64,
+            segmentation: Some(segmentation(&d.rle)),
+            score: Some(d.score),
+            ..Default::default()
+        })
+        .collect();
+    let hc = |e: hotcoco::Error| EvalError::Invalid(format!("COCO evaluation: {e}"));
+    let dt = gt.load_res_anns(results).map_err(hc)?;
+    let mut ev = COCOeval::new(gt, dt, hotcoco::IouType::Segm);
+    ev.evaluate().map_err(hc)?;
+    ev.accumulate();
+    ev.summarize_lines();
+    Ok(ev)
+}
+
+/// The ground truth as hotcoco's dataset: the images (sizes from the masks), the categories
+/// named by their ids, the instances.
+fn ground_truth(
+    gts: &[GtInstance],
+    dts: &[Detection],
+    img_ids: &BTreeSet<u64>,
+    cat_ids: &BTreeSet<u32>,
+) -> COCO {
     // image sizes only label the images; masks carry their own
     let mut sizes: HashMap<u64, (usize, usize)> = HashMap::new();
     for (id, r) in gts
@@ -233,29 +261,12 @@ fn run_cocoeval(
             ..Default::default()
         })
         .collect();
-    let gt = COCO::from_dataset(hotcoco::Dataset {
+    COCO::from_dataset(hotcoco::Dataset {
         images,
         annotations,
         categories,
         ..Default::default()
-    });
-    let results = dts
-        .iter()
-        .map(|d| hotcoco::Annotation {
-            image_id: d.image_id,
-            category_id: d.category_id as u64,
-            segmentation: Some(segmentation(&d.rle)),
-            score: Some(d.score),
-            ..Default::default()
-        })
-        .collect();
-    let hc = |e: hotcoco::Error| EvalError::Invalid(format!("COCO evaluation: {e}"));
-    let dt = gt.load_res_anns(results).map_err(hc)?;
-    let mut ev = COCOeval::new(gt, dt, hotcoco::IouType::Segm);
-    ev.evaluate().map_err(hc)?;
-    ev.accumulate();
-    ev.summarize_lines();
-    Ok(ev)
+    })
 }
 
 fn segmentation(rle: &Rle) -> hotcoco::Segmentation {

@@ -1,5 +1,7 @@
-//! Evaluation: panoptic quality ([`pq`]), COCO mask AP ([`ap`]), mIoU ([`miou`]), and the
-//! `evaluate` driver ([`run`]) behind the CLI.
+//! Evaluation: panoptic quality ([`pq`]), COCO mask AP ([`ap`]), mIoU ([`miou`]) — the metrics
+//! computed by the `hotcoco` crate — the model run on the caller's device ([`model`]), the
+//! report with its per-category tables ([`Report`]), and the `evaluate` driver ([`run`]) behind
+//! the CLI.
 
 pub mod ap;
 mod drive;
