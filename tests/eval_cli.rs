@@ -52,7 +52,10 @@ fn evaluate_prints_a_table_and_writes_json() {
     assert!((mean - got).abs() < 1e-9, "mean {mean} vs AP {got}");
     for c in per.values() {
         let name = c["name"].as_str().unwrap();
-        assert!(!name.is_empty() && stdout.contains(name), "{name}: {stdout}");
+        assert!(
+            !name.is_empty() && stdout.contains(name),
+            "{name}: {stdout}"
+        );
     }
     std::fs::remove_dir_all(out.parent().unwrap()).unwrap();
 }
