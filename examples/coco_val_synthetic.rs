@@ -72,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             let (cx, cy) = (rng.random_range(0.0..wf), rng.random_range(0.0..hf));
             let poly = ellipse(cx, cy, rx, ry, wf, hf);
-            let gt = Rle::from_polygon(&poly, h, w);
+            let gt = Rle::from_polygon(&poly, h, w)?;
             if gt.area() == 0 {
                 continue;
             }
@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     wf,
                     hf,
                 );
-                let rle = Rle::from_polygon(&poly, h, w);
+                let rle = Rle::from_polygon(&poly, h, w)?;
                 let cat = if rng.random_bool(0.9) {
                     cat
                 } else {
@@ -114,7 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 wf,
                 hf,
             );
-            let rle = Rle::from_polygon(&poly, h, w);
+            let rle = Rle::from_polygon(&poly, h, w)?;
             results.push(
                 json!({"image_id": id, "category_id": cat_ids[rng.random_range(0..cat_ids.len())],
                 "score": rng.random_range(0.01..0.6),

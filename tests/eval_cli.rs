@@ -19,6 +19,7 @@ fn evaluate_prints_a_table_and_writes_json() {
         .arg(dir.join("results.json"))
         .arg("--out")
         .arg(&out)
+        .arg("--per-category")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&result.stdout);
@@ -39,6 +40,23 @@ fn evaluate_prints_a_table_and_writes_json() {
         want["AP"].as_f64().unwrap(),
     );
     assert!((got - want).abs() < 1e-4, "AP {got} vs {want}");
+    // per category: a named row each, and AP is their mean over the categories with ground truth
+    let per = json["instance"]["per_category"].as_object().unwrap();
+    assert!(per.len() > 1, "{per:?}");
+    let scored: Vec<f64> = per
+        .values()
+        .map(|c| c["AP"].as_f64().unwrap())
+        .filter(|&ap| ap >= 0.0)
+        .collect();
+    let mean = scored.iter().sum::<f64>() / scored.len() as f64;
+    assert!((mean - got).abs() < 1e-9, "mean {mean} vs AP {got}");
+    for c in per.values() {
+        let name = c["name"].as_str().unwrap();
+        assert!(
+            !name.is_empty() && stdout.contains(name),
+            "{name}: {stdout}"
+        );
+    }
     std::fs::remove_dir_all(out.parent().unwrap()).unwrap();
 }
 

@@ -1,7 +1,7 @@
 //! `evaluate`: panoptic quality, mask AP or mIoU of predictions against a dataset.
 //!
 //! ```text
-//! cargo run --release --bin evaluate -- --data <SPEC> [--split S] (--model <DIR> [--save-predictions DIR] | --predictions <PATH>) [--out FILE]
+//! cargo run --release --bin evaluate -- --data <SPEC> [--split S] (--model <DIR> [--save-predictions DIR] | --predictions <PATH>) [--out FILE] [--per-category]
 //!   <SPEC>: see `mask2former::data::spec` (dataset roots in the official layouts, or explicit files)
 //! cargo run --release --bin evaluate -- --data synthetic --export-gt <DIR>
 //! ```
@@ -57,9 +57,16 @@ struct Args {
     /// KEY.png (semantic; KEY is the label's file stem, for Cityscapes without _gtFine_labelIds).
     #[arg(long)]
     predictions: Option<PathBuf>,
-    /// Where to write the numbers as JSON.
+    /// Where to write the numbers as JSON (written atomically): the summary and, per category,
+    /// panoptic.per_class (PQ, SQ, RQ, TP, FP, FN by category id), instance.per_category (AP
+    /// by category id) and semantic.per_class_iou / per_class_acc (by class index; null: class
+    /// absent from the ground truth).
     #[arg(long, default_value = "evaluate-out/metrics.json")]
     out: PathBuf,
+    /// Also print a table with one row per category: PQ/SQ/RQ and TP/FP/FN (panoptic), AP
+    /// (instance), IoU and accuracy (semantic); `-` where there is nothing to score.
+    #[arg(long)]
+    per_category: bool,
     /// ADE20K-style label reduction of semantic ground truth (0 → ignore, others − 1).
     #[arg(long)]
     reduce_labels: bool,
@@ -123,12 +130,15 @@ fn run_cli() -> Result<()> {
             .expect("valid template"),
     );
     let save = args.save_predictions.as_deref();
-    let report = run_opened(&opts, &opened.dataset, save, &mut |done, total| {
+    let report = run_opened(None, &opts, &opened.dataset, save, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })
     .with_context(|| format!("evaluating {}", args.data))?;
     bar.finish_and_clear();
+    if args.per_category {
+        print!("{}", report.per_category_table());
+    }
     print!("{}", report.table());
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

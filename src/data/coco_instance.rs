@@ -66,10 +66,11 @@ pub fn segmentation_to_rle(seg: &Value, height: usize, width: usize) -> Result<R
                         let (x0, y0, x1, y1) = (b[0], b[1], b[0] + b[2], b[1] + b[3]);
                         Rle::from_polygon(&[x0, y0, x0, y1, x1, y1, x1, y0], height, width)
                     })
-                    .collect();
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?;
                 return Ok(Rle::merge(&boxes, false).expect("non-empty, same size"));
             }
-            Ok(Rle::from_polygons(&polys, height, width))
+            Rle::from_polygons(&polys, height, width).map_err(|e| e.to_string())
         }
         Value::Object(obj) => {
             let size = obj

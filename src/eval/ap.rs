@@ -3,7 +3,7 @@
 //! reads results files, checks predictions against the ground truth's images and categories
 //! (pycocotools would silently drop unknown ones) and maps the twelve numbers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hotcoco::{COCOeval, COCO};
 use std::path::Path;
@@ -36,8 +36,17 @@ pub struct Detection {
     pub score: f64,
 }
 
-/// The twelve COCO numbers (−1 where nothing could be evaluated, as pycocotools prints).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+/// The AP of one category (−1 when it has no ground truth).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApClass {
+    pub name: String,
+    #[serde(rename = "AP")]
+    pub ap: f64,
+}
+
+/// The twelve COCO numbers (−1 where nothing could be evaluated, as pycocotools prints) and the
+/// AP of each category.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ApResult {
     #[serde(rename = "AP")]
     pub ap: f64,
@@ -63,6 +72,8 @@ pub struct ApResult {
     pub ar_medium: f64,
     #[serde(rename = "ARl")]
     pub ar_large: f64,
+    /// Category id → its AP (IoU 0.50:0.95, all areas, 100 detections).
+    pub per_category: BTreeMap<u32, ApClass>,
 }
 
 impl ApResult {
@@ -82,6 +93,16 @@ impl ApResult {
             self.ar_medium,
             self.ar_large,
         ]
+    }
+
+    /// Names the categories of `per_category` (the evaluation knows only their ids).
+    pub fn with_names(mut self, categories: &crate::data::Categories) -> Self {
+        for (id, class) in &mut self.per_category {
+            if let Some(c) = categories.get(*id) {
+                class.name.clone_from(&c.name);
+            }
+        }
+        self
     }
 }
 
@@ -117,7 +138,31 @@ pub fn evaluate(
         ar_small: s[9],
         ar_medium: s[10],
         ar_large: s[11],
+        per_category: per_category_ap(&ev, category_ids)?,
     })
+}
+
+/// AP per category from hotcoco's report, where categories are named by their ids.
+fn per_category_ap(
+    ev: &COCOeval,
+    category_ids: &[u32],
+) -> Result<BTreeMap<u32, ApClass>, EvalError> {
+    let report = ev
+        .report()
+        .map_err(|e| EvalError::Invalid(format!("COCO evaluation: {e}")))?;
+    Ok(category_ids
+        .iter()
+        .map(|&id| {
+            let ap = report
+                .per_class
+                .get(&id.to_string())
+                .and_then(|m| m.get("AP"))
+                .copied()
+                .unwrap_or(-1.0);
+            let name = String::new();
+            (id, ApClass { name, ap })
+        })
+        .collect())
 }
 
 /// Checks the predictions against the ground truth's images and categories, then runs
@@ -145,6 +190,34 @@ fn run_cocoeval(
             cat_ids.iter().collect::<Vec<_>>()
         )));
     }
+    let gt = ground_truth(gts, dts, &img_ids, &cat_ids);
+    let results = dts
+        .iter()
+        .map(|d| hotcoco::Annotation {
+            image_id: d.image_id,
+            category_id: d.category_id as u64,
+            segmentation: Some(segmentation(&d.rle)),
+            score: Some(d.score),
+            ..Default::default()
+        })
+        .collect();
+    let hc = |e: hotcoco::Error| EvalError::Invalid(format!("COCO evaluation: {e}"));
+    let dt = gt.load_res_anns(results).map_err(hc)?;
+    let mut ev = COCOeval::new(gt, dt, hotcoco::IouType::Segm);
+    ev.evaluate().map_err(hc)?;
+    ev.accumulate();
+    ev.summarize_lines();
+    Ok(ev)
+}
+
+/// The ground truth as hotcoco's dataset: the images (sizes from the masks), the categories
+/// named by their ids, the instances.
+fn ground_truth(
+    gts: &[GtInstance],
+    dts: &[Detection],
+    img_ids: &BTreeSet<u64>,
+    cat_ids: &BTreeSet<u32>,
+) -> COCO {
     // image sizes only label the images; masks carry their own
     let mut sizes: HashMap<u64, (usize, usize)> = HashMap::new();
     for (id, r) in gts
@@ -188,29 +261,12 @@ fn run_cocoeval(
             ..Default::default()
         })
         .collect();
-    let gt = COCO::from_dataset(hotcoco::Dataset {
+    COCO::from_dataset(hotcoco::Dataset {
         images,
         annotations,
         categories,
         ..Default::default()
-    });
-    let results = dts
-        .iter()
-        .map(|d| hotcoco::Annotation {
-            image_id: d.image_id,
-            category_id: d.category_id as u64,
-            segmentation: Some(segmentation(&d.rle)),
-            score: Some(d.score),
-            ..Default::default()
-        })
-        .collect();
-    let hc = |e: hotcoco::Error| EvalError::Invalid(format!("COCO evaluation: {e}"));
-    let dt = gt.load_res_anns(results).map_err(hc)?;
-    let mut ev = COCOeval::new(gt, dt, hotcoco::IouType::Segm);
-    ev.evaluate().map_err(hc)?;
-    ev.accumulate();
-    ev.summarize_lines();
-    Ok(ev)
+    })
 }
 
 fn segmentation(rle: &Rle) -> hotcoco::Segmentation {
@@ -294,6 +350,7 @@ mod tests {
         }];
         let r = evaluate(&gts, &dts, &[1], &[3]).unwrap();
         assert!((r.ap - 1.0).abs() < 1e-9 && (r.ap_small - 1.0).abs() < 1e-9);
+        assert_eq!(r.per_category[&3].ap, r.ap);
         assert_eq!(r.ap_medium, -1.0);
         // IoU 0.6: matched at 0.50, 0.55 and 0.60 (a tie matches) → AP = 3/10
         let d = rect(20, 20, 0, 0, 6, 10);

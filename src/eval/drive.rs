@@ -4,22 +4,26 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::model::{ModelOutput, ModelRunner, Task};
 use super::save::{PredictionWriter, RESULTS_JSON};
-use super::{ap, miou, pq, run_model, EvalError, EvalOptions, ModelOutput, Report, Source, Task};
+use super::{ap, miou, pq, EvalError, EvalOptions, Report, Source};
 use crate::data::coco_instance::CocoInstance;
 use crate::data::coco_panoptic::{CocoPanoptic, ImageInfo, PanopticPredictions};
 use crate::data::semantic::{read_label_png, SemanticFolder};
 use crate::data::spec::Dataset;
-use crate::data::{panoptic_to_labels, Categories, GroundTruth, Panoptic, Rle, Sample, IGNORE};
+use crate::data::{Categories, GroundTruth, Panoptic, Rle, Sample, IGNORE};
+use crate::Runtime;
 
 /// One panoptic ground truth: the image's entry, its segmentation and (when the model runs)
 /// its pixels.
 type PanopticGt = Result<(ImageInfo, Panoptic, image::RgbImage), EvalError>;
 
+/// Evaluates `dataset`; `rt` runs the model of a [`Source::Model`].
 pub(super) fn evaluate(
     name: &str,
     dataset: &Dataset,
     opts: &EvalOptions,
+    rt: Option<&Runtime>,
     save: Option<&Path>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
@@ -44,7 +48,7 @@ pub(super) fn evaluate(
                 ds.len(),
                 gts,
                 &cats,
-                &opts.source,
+                (&opts.source, rt),
                 writer.as_mut(),
                 progress,
             )
@@ -61,14 +65,27 @@ pub(super) fn evaluate(
                 ds.len(),
                 gts,
                 &cats,
-                &opts.source,
+                (&opts.source, rt),
                 writer.as_mut(),
                 progress,
             )
         }
-        Dataset::Instance(ds) => eval_instance(name, ds, &opts.source, writer.as_mut(), progress),
-        Dataset::Semantic(ds) => eval_semantic(name, ds, opts, writer.as_mut(), progress),
+        Dataset::Instance(ds) => {
+            eval_instance(name, ds, (&opts.source, rt), writer.as_mut(), progress)
+        }
+        Dataset::Semantic(ds) => eval_semantic(name, ds, (opts, rt), writer.as_mut(), progress),
     }
+}
+
+/// Loads the model of `dir` on `rt` (given whenever the source is a model).
+fn load(
+    rt: Option<&Runtime>,
+    dir: &Path,
+    task: Task,
+    cats: &Categories,
+) -> Result<ModelRunner, EvalError> {
+    let rt = rt.ok_or_else(|| EvalError::Invalid("running a model needs a device".into()))?;
+    ModelRunner::load(rt, dir, task, cats)
 }
 
 fn panoptic_gt(ds: &CocoPanoptic, i: usize, model: bool) -> PanopticGt {
@@ -144,7 +161,7 @@ fn eval_panoptic_as_instances(
         data: name.to_string(),
         images: total,
         panoptic: None,
-        instance: Some(ap::evaluate(&instances, &dts, &image_ids, &thing_ids)?),
+        instance: Some(ap::evaluate(&instances, &dts, &image_ids, &thing_ids)?.with_names(cats)),
         semantic: None,
     })
 }
@@ -154,25 +171,23 @@ fn eval_panoptic(
     total: usize,
     gts: impl Iterator<Item = PanopticGt>,
     cats: &Categories,
-    source: &Source,
+    (source, rt): (&Source, Option<&Runtime>),
     mut writer: Option<&mut PredictionWriter>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
-    let preds = match source {
-        Source::Predictions(p) => Some(PanopticPredictions::open(p)?),
-        Source::Model(_) => None,
+    let (preds, mut runner) = match source {
+        Source::Predictions(p) => (Some(PanopticPredictions::open(p)?), None),
+        Source::Model(dir) => (None, Some(load(rt, dir, Task::Panoptic, cats)?)),
     };
-    let mut acc = pq::PqAccumulator::new();
-    // the semantic view of the same predictions (as Mask2Former reports mIoU on panoptic data)
-    let mut cm = miou::ConfusionMatrix::new(cats.len(), IGNORE);
+    // with the semantic view of the same predictions (as Mask2Former reports mIoU on panoptic data)
+    let mut acc = pq::PqAccumulator::new(cats);
     for (done, gt) in gts.enumerate() {
         let (info, gt, image) = gt?;
-        let pred = match (&preds, source) {
+        let pred = match (&preds, runner.as_mut()) {
             (Some(p), _) => p.get(info.id)?,
-            (None, Source::Model(dir)) => {
+            (None, Some(model)) => {
                 let sample = model_sample(info.id, image, GroundTruth::Panoptic(gt.clone()));
-                let ModelOutput::Panoptic(p) = run_model(dir, &sample, Task::Panoptic, cats)?
-                else {
+                let ModelOutput::Panoptic(p) = model.run(&sample)? else {
                     return Err(EvalError::Mismatch(
                         "the model did not return a panoptic result".into(),
                     ));
@@ -182,15 +197,10 @@ fn eval_panoptic(
                 }
                 p
             }
-            (None, Source::Predictions(_)) => unreachable!("predictions opened above"),
+            (None, None) => unreachable!("predictions opened or model loaded above"),
         };
         let image = format!("image_id {}", info.id);
         acc.add(&image, &gt, &pred, cats)?;
-        cm.add(
-            &image,
-            &panoptic_to_labels(&gt, cats)?,
-            &panoptic_to_labels(&pred, cats)?,
-        )?;
         progress(done + 1, total);
     }
     if let Some(w) = writer {
@@ -201,7 +211,10 @@ fn eval_panoptic(
         images: total,
         panoptic: Some(acc.finish(cats)),
         instance: None,
-        semantic: Some(cm.finish()),
+        semantic: Some(miou::SemSegResult {
+            class_names: cats.list().iter().map(|c| c.name.clone()).collect(),
+            ..acc.pixels().finish()
+        }),
     })
 }
 
@@ -221,7 +234,7 @@ fn model_sample(image_id: u64, image: image::RgbImage, ground_truth: GroundTruth
 /// The model's detections on every image of an instance dataset.
 fn model_detections(
     ds: &CocoInstance,
-    model: &Path,
+    mut model: ModelRunner,
     mut writer: Option<&mut PredictionWriter>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<ap::Detection>, EvalError> {
@@ -229,9 +242,7 @@ fn model_detections(
     for i in 0..ds.len() {
         let sample = ds.sample(i)?;
         let image_id = sample.image_id;
-        let ModelOutput::Instances(list) =
-            run_model(model, &sample, Task::Instance, ds.categories())?
-        else {
+        let ModelOutput::Instances(list) = model.run(&sample)? else {
             return Err(EvalError::Mismatch(
                 "the model did not return instances".into(),
             ));
@@ -259,7 +270,7 @@ fn model_detections(
 fn eval_instance(
     name: &str,
     ds: &CocoInstance,
-    source: &Source,
+    (source, rt): (&Source, Option<&Runtime>),
     writer: Option<&mut PredictionWriter>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
@@ -290,11 +301,14 @@ fn eval_instance(
             };
             ap::read_results(&path, &sizes)?
         }
-        Source::Model(dir) => model_detections(ds, dir, writer, progress)?,
+        Source::Model(dir) => {
+            let model = load(rt, dir, Task::Instance, cats)?;
+            model_detections(ds, model, writer, progress)?
+        }
     };
     let image_ids: Vec<u64> = ds.images().iter().map(|i| i.id).collect();
     let cat_ids: Vec<u32> = cats.list().iter().map(|c| c.id).collect();
-    let result = ap::evaluate(&gts, &dts, &image_ids, &cat_ids)?;
+    let result = ap::evaluate(&gts, &dts, &image_ids, &cat_ids)?.with_names(cats);
     progress(ds.len(), ds.len());
     Ok(Report {
         data: name.to_string(),
@@ -308,7 +322,7 @@ fn eval_instance(
 fn eval_semantic(
     name: &str,
     ds: &SemanticFolder,
-    opts: &EvalOptions,
+    (opts, rt): (&EvalOptions, Option<&Runtime>),
     mut writer: Option<&mut PredictionWriter>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
@@ -330,19 +344,20 @@ fn eval_semantic(
             )));
         }
     }
+    let mut runner = match &opts.source {
+        Source::Model(m) => Some(load(rt, m, Task::Semantic, &Categories::new(Vec::new())?)?),
+        Source::Predictions(_) => None,
+    };
     let mut pairs = Vec::with_capacity(ds.len());
     for i in 0..ds.len() {
         let gt = ds.ground_truth(i)?;
-        let pred = match &opts.source {
-            Source::Predictions(p) => {
+        let pred = match (&opts.source, runner.as_mut()) {
+            (Source::Predictions(p), _) => {
                 read_label_png(&p.join(format!("{}.png", ds.stem(i))), false)?
             }
-            Source::Model(m) => {
+            (Source::Model(_), Some(model)) => {
                 let sample = ds.sample(i)?;
-                let no_categories = Categories::new(Vec::new())?;
-                let ModelOutput::Semantic(l) =
-                    run_model(m, &sample, Task::Semantic, &no_categories)?
-                else {
+                let ModelOutput::Semantic(l) = model.run(&sample)? else {
                     return Err(EvalError::Mismatch(
                         "the model did not return a label map".into(),
                     ));
@@ -352,6 +367,7 @@ fn eval_semantic(
                 }
                 l
             }
+            (Source::Model(_), None) => unreachable!("model loaded above"),
         };
         pairs.push((ds.stem(i).to_string(), gt, pred));
         progress(i + 1, ds.len());
@@ -366,7 +382,7 @@ fn eval_semantic(
             .max()
             .unwrap_or(0),
     };
-    let mut cm = miou::ConfusionMatrix::new(k, IGNORE);
+    let mut cm = miou::ConfusionMatrix::new(k);
     for (stem, gt, pred) in &pairs {
         cm.add(stem, gt, pred)?;
     }
@@ -375,6 +391,9 @@ fn eval_semantic(
         images: ds.len(),
         panoptic: None,
         instance: None,
-        semantic: Some(cm.finish()),
+        semantic: Some(miou::SemSegResult {
+            class_names: ds.class_names().map(<[String]>::to_vec).unwrap_or_default(),
+            ..cm.finish()
+        }),
     })
 }

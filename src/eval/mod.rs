@@ -1,11 +1,18 @@
-//! Evaluation: panoptic quality ([`pq`]), COCO mask AP ([`ap`]), mIoU ([`miou`]), and the
-//! `evaluate` driver ([`run`]) behind the CLI.
+//! Evaluation: panoptic quality ([`pq`]), COCO mask AP ([`ap`]), mIoU ([`miou`]) — the metrics
+//! computed by the `hotcoco` crate — the model run on the caller's device ([`model`]), the
+//! report with its per-category tables ([`Report`]), and the `evaluate` driver ([`run`]) behind
+//! the CLI.
 
 pub mod ap;
 mod drive;
 pub mod miou;
+pub mod model;
 pub mod pq;
+mod report;
 pub mod save;
+
+pub use model::{ModelOutput, ModelRunner, Task};
+pub use report::Report;
 
 use crate::data::DataError;
 
@@ -24,10 +31,7 @@ pub enum EvalError {
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::data::spec::{self, Dataset, OpenOptions, Opened, Role};
-use crate::data::{Categories, LabelMap, Panoptic, Rle, Sample};
 
 pub use crate::data::spec::{DataSpec, SYNTHETIC_VAL_COUNT};
 
@@ -53,206 +57,6 @@ pub struct EvalOptions {
     pub num_classes: Option<usize>,
 }
 
-/// The numbers of one evaluation.
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub data: String,
-    pub images: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub panoptic: Option<pq::PqResult>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance: Option<ap::ApResult>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub semantic: Option<miou::SemSegResult>,
-}
-
-impl Report {
-    /// A human-readable table (numbers in percent, like the reference tools print).
-    pub fn table(&self) -> String {
-        let mut s = format!("{} ({} images)\n", self.data, self.images);
-        if let Some(p) = &self.panoptic {
-            s += &format!(
-                "{:10}| {:>6} {:>6} {:>6} {:>4}\n",
-                "", "PQ", "SQ", "RQ", "N"
-            );
-            s += &format!("{}\n", "-".repeat(38));
-            for (name, r) in [("All", p.all), ("Things", p.things), ("Stuff", p.stuff)] {
-                s += &format!(
-                    "{name:10}| {:6.2} {:6.2} {:6.2} {:4}\n",
-                    100.0 * r.pq,
-                    100.0 * r.sq,
-                    100.0 * r.rq,
-                    r.n
-                );
-            }
-        }
-        if let Some(a) = &self.instance {
-            let names = [
-                "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm",
-                "ARl",
-            ];
-            s += &names
-                .iter()
-                .map(|n| format!("{n:>6}"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            s += "\n";
-            s += &a
-                .stats()
-                .iter()
-                .map(|v| {
-                    if *v < 0.0 {
-                        format!("{:>6}", "-")
-                    } else {
-                        format!("{:6.2}", 100.0 * v)
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ");
-            s += "\n";
-        }
-        if let Some(m) = &self.semantic {
-            s += &format!("{:>6} {:>6} {:>6} {:>6}\n", "mIoU", "fwIoU", "mACC", "pACC");
-            s += &format!(
-                "{:6.2} {:6.2} {:6.2} {:6.2}\n",
-                100.0 * m.miou,
-                100.0 * m.fwiou,
-                100.0 * m.macc,
-                100.0 * m.pacc
-            );
-        }
-        s
-    }
-}
-
-/// What the segmentation model produces for one image, in the evaluators' terms.
-#[derive(Clone, Debug)]
-pub enum ModelOutput {
-    Panoptic(Panoptic),
-    /// `(category_id, mask, score)` per detection.
-    Instances(Vec<(u32, Rle, f64)>),
-    Semantic(LabelMap),
-}
-
-/// The task the model is asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Task {
-    Panoptic,
-    Instance,
-    Semantic,
-}
-
-/// The one connection point to inference: runs the model of `model_dir` on one sample. The
-/// model is loaded on first use and kept for the following samples. Model label `i` is the
-/// dataset's category index `i` (the model was trained on this dataset's categories).
-pub fn run_model(
-    model_dir: &Path,
-    sample: &Sample,
-    task: Task,
-    categories: &Categories,
-) -> Result<ModelOutput, EvalError> {
-    use crate::segment::{Segmentation, Segmenter};
-    // Keyed by folder and weights-file time, so a checkpoint rewritten in place (training's
-    // periodic evaluation) is loaded again.
-    type Key = (PathBuf, Option<std::time::SystemTime>);
-    thread_local! {
-        static MODEL: std::cell::RefCell<Option<(Key, Segmenter)>> = const { std::cell::RefCell::new(None) };
-    }
-    let key: Key = (
-        model_dir.to_path_buf(),
-        std::fs::metadata(model_dir.join("model.safetensors"))
-            .and_then(|m| m.modified())
-            .ok(),
-    );
-    MODEL.with_borrow_mut(|slot| {
-        if slot.as_ref().map(|(k, _)| k) != Some(&key) {
-            // One device per thread, kept across checkpoints (a training run scores many).
-            let rt = RUNTIME.with_borrow_mut(|r| -> Result<crate::Runtime, EvalError> {
-                if let Some(rt) = r {
-                    return Ok(rt.clone());
-                }
-                let rt = crate::Runtime::new().map_err(|e| EvalError::Model(e.to_string()))?;
-                Ok(r.insert(rt).clone())
-            })?;
-            let seg =
-                Segmenter::load(&rt, model_dir).map_err(|e| EvalError::Model(e.to_string()))?;
-            let labels = seg.labels().len();
-            if task != Task::Semantic && labels != categories.len() {
-                return Err(EvalError::Mismatch(format!(
-                    "the model {} has {labels} labels but the dataset has {} categories",
-                    model_dir.display(),
-                    categories.len()
-                )));
-            }
-            *slot = Some((key, seg));
-        }
-        let seg = &mut slot.as_mut().expect("loaded above").1;
-        let image = image::DynamicImage::ImageRgb8(sample.image.clone());
-        let (seg_task, category) = match task {
-            Task::Panoptic => (crate::segment::Task::Panoptic, true),
-            Task::Instance => (crate::segment::Task::Instance, true),
-            Task::Semantic => (crate::segment::Task::Semantic, false),
-        };
-        let result = seg
-            .segment(&image, seg_task)
-            .map_err(|e| EvalError::Model(e.to_string()))?;
-        let category_of = |label: u32| -> Result<u32, EvalError> {
-            if !category {
-                return Ok(label);
-            }
-            categories.id_of(label).ok_or_else(|| {
-                EvalError::Mismatch(format!(
-                    "model label {label} has no category in the dataset ({} categories)",
-                    categories.len()
-                ))
-            })
-        };
-        Ok(match result {
-            Segmentation::Panoptic(p) => {
-                let mut segments = Vec::with_capacity(p.segments.len());
-                for s in &p.segments {
-                    segments.push(crate::data::SegmentInfo {
-                        id: s.id,
-                        category_id: category_of(s.label_id)?,
-                        iscrowd: false,
-                        area: s.area as f64,
-                        bbox: Some(s.bbox.map(|v| v as f64)),
-                    });
-                }
-                ModelOutput::Panoptic(Panoptic {
-                    height: p.height,
-                    width: p.width,
-                    ids: p.ids,
-                    segments,
-                })
-            }
-            Segmentation::Instance(r) => {
-                let mut list = Vec::with_capacity(r.instances.len());
-                for inst in r.instances {
-                    let mask = crate::data::Mask::from_map(r.height, r.width, &inst.mask, |b| b);
-                    list.push((
-                        category_of(inst.label_id)?,
-                        Rle::encode(&mask),
-                        inst.score as f64,
-                    ));
-                }
-                ModelOutput::Instances(list)
-            }
-            Segmentation::Semantic(s) => ModelOutput::Semantic(LabelMap {
-                height: s.height,
-                width: s.width,
-                labels: s.labels.iter().map(|&l| l.min(254) as u8).collect(),
-            }),
-        })
-    })
-}
-
-thread_local! {
-    /// The device models run on in this thread: the caller's ([`run_on`]) or one opened on
-    /// first use and kept across checkpoints.
-    static RUNTIME: std::cell::RefCell<Option<crate::Runtime>> = const { std::cell::RefCell::new(None) };
-}
-
 /// [`run`] with the model (if any) on `rt`, the caller's device (training scores its
 /// checkpoints on the device it trains on instead of opening a second one).
 pub fn run_on(
@@ -260,17 +64,17 @@ pub fn run_on(
     opts: &EvalOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
-    RUNTIME.with_borrow_mut(|r| *r = Some(rt.clone()));
-    run(opts, progress)
+    run_with(Some(rt), opts, &RunOptions::default(), progress)
 }
 
 /// Evaluates predictions (read, or produced by the model) against a dataset.
-/// `progress(done, total)` is called after each image.
+/// `progress(done, total)` is called after each image. A model runs on a device opened for
+/// this evaluation ([`run_on`] takes the caller's).
 pub fn run(
     opts: &EvalOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
-    run_with(opts, &RunOptions::default(), progress)
+    run_with(None, opts, &RunOptions::default(), progress)
 }
 
 /// What `evaluate` adds to [`EvalOptions`].
@@ -292,14 +96,17 @@ pub fn open_data(opts: &EvalOptions, skip_bad: bool) -> Result<Opened, EvalError
     Ok(spec::open(&opts.data, &open)?)
 }
 
-/// [`run`] with the options of [`RunOptions`].
+/// [`run`] with the options of [`RunOptions`], the model (if any) on `rt` or, without one, on
+/// a device opened for this evaluation.
 pub fn run_with(
+    rt: Option<&crate::Runtime>,
     opts: &EvalOptions,
     run: &RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
     let opened = open_data(opts, run.skip_bad)?;
     run_opened(
+        rt,
         opts,
         &opened.dataset,
         run.save_predictions.as_deref(),
@@ -307,8 +114,10 @@ pub fn run_with(
     )
 }
 
-/// Evaluates on an opened dataset; `save` writes the model's predictions there.
+/// Evaluates on an opened dataset; `save` writes the model's predictions there. The model (if
+/// any) runs on `rt`, or without one on a device opened here.
 pub fn run_opened(
+    rt: Option<&crate::Runtime>,
     opts: &EvalOptions,
     dataset: &Dataset,
     save: Option<&Path>,
@@ -320,5 +129,14 @@ pub fn run_opened(
                 .into(),
         ));
     }
-    drive::evaluate(&opts.data.to_string(), dataset, opts, save, progress)
+    let opened;
+    let rt = match (rt, &opts.source) {
+        (Some(rt), _) => Some(rt),
+        (None, Source::Model(_)) => {
+            opened = crate::Runtime::new().map_err(|e| EvalError::Model(e.to_string()))?;
+            Some(&opened)
+        }
+        (None, Source::Predictions(_)) => None,
+    };
+    drive::evaluate(&opts.data.to_string(), dataset, opts, rt, save, progress)
 }
