@@ -406,29 +406,3 @@ pub fn id_to_rgb(id: u32) -> [u8; 3] {
 pub fn rgb_to_id(rgb: [u8; 3]) -> u32 {
     rgb[0] as u32 + 256 * rgb[1] as u32 + 256 * 256 * rgb[2] as u32
 }
-
-/// The semantic label map of a panoptic segmentation: each pixel gets the contiguous class of
-/// its segment's category (crowd segments included); VOID and unlisted ids become [`IGNORE`].
-/// Needs `K < 255` classes.
-pub fn panoptic_to_labels(pan: &Panoptic, categories: &Categories) -> Result<LabelMap, DataError> {
-    if categories.len() >= IGNORE as usize {
-        return Err(DataError::Invalid(format!(
-            "{} categories do not fit 8-bit labels with {IGNORE} as ignore",
-            categories.len()
-        )));
-    }
-    let class: std::collections::HashMap<u32, u8> = pan
-        .segments
-        .iter()
-        .filter_map(|s| Some((s.id, categories.index_of(s.category_id)? as u8)))
-        .collect();
-    Ok(LabelMap {
-        height: pan.height,
-        width: pan.width,
-        labels: pan
-            .ids
-            .iter()
-            .map(|id| class.get(id).copied().unwrap_or(IGNORE))
-            .collect(),
-    })
-}
