@@ -47,7 +47,17 @@ pub fn transformer_decoder(
     let mut sizes = Vec::new();
     for (l, f) in pix.multi_scale.iter().enumerate() {
         let n = f.height * f.width;
-        let t = g.reshape(f.value, &[b, c, n])?;
+        // transformers projects each level to hidden_dim with a 1x1 conv when the widths differ
+        // or `enforce_input_projection` is set (an identity otherwise).
+        let v = if cfg.has_decoder_input_projection() {
+            let ip = p.pp("input_projections").pp(l);
+            g.scoped(ip.as_str(), |g| {
+                nn::conv2d(g, &ip, f.value, c, 1, 1, 0, true)
+            })?
+        } else {
+            f.value
+        };
+        let t = g.reshape(v, &[b, c, n])?;
         let t = g.permute(t, &[0, 2, 1])?;
         let lv = g.slice(level_embed, 0, l, l + 1)?;
         feats.push(g.add(t, lv)?);
@@ -58,17 +68,20 @@ pub fn transformer_decoder(
         sizes.push((f.height, f.width));
     }
 
-    // Learnable queries: content (`queries_features`) and position (`queries_embedder`), [B, Q, C].
+    // Learnable queries: content (`queries_features`) and position (`queries_embedder`). Declared
+    // in the checkpoint's [Q, C] (parameters carry their hub shapes), used as [1, Q, C] views.
     let qfeat = g.param_of_kind(
         &p.pp("queries_features").key("weight"),
-        &[1, q, c],
+        &[q, c],
         ParamKind::Embedding,
     )?;
+    let qfeat = g.reshape(qfeat, &[1, q, c])?;
     let qpos = g.param_of_kind(
         &p.pp("queries_embedder").key("weight"),
-        &[1, q, c],
+        &[q, c],
         ParamKind::Embedding,
     )?;
+    let qpos = g.reshape(qpos, &[1, q, c])?;
     let zeros = g.constant(&vec![0.0; b * q * c], &[b, q, c])?;
     let mut x = g.add(zeros, qfeat)?;
 

@@ -192,8 +192,8 @@ impl Trainer {
                 value: name.clone(),
                 reason: "the checkpoint has no such tensor".into(),
             })?;
-            // Same element count: the graph may add unit axes the hub layout lacks (queries).
-            if t.numel() != shape.iter().product::<usize>() {
+            // The graph's parameters have their hub shapes (`network::expected_keys`).
+            if t.shape != *shape {
                 return Err(TrainError::Setting {
                     what: "init",
                     value: name.clone(),
