@@ -169,6 +169,7 @@ impl Rle {
 
     /// Rasterises one polygon `[x0, y0, x1, y1, ...]` (`rleFrPoly`).
     pub fn from_polygon(xy: &[f64], height: usize, width: usize) -> Rle {
+        // Long: a step-by-step port of pycocotools' `rleFrPoly`, kept in its order to compare.
         let (h, w) = (height, width);
         let k = xy.len() / 2;
         let scale = 5.0f64;
