@@ -99,7 +99,8 @@ fn model(c: &mut Criterion) {
     println!(
         "model: Swin-T Mask2Former from {}, {} parameters",
         common::CONFIG_PATH,
-        mask2former::model::checkpoint::expected_keys(&cfg)
+        mask2former::model::network::expected_keys(&cfg)
+            .expect("the network builds")
             .iter()
             .map(|(_, s)| s.iter().product::<usize>())
             .sum::<usize>()

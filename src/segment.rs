@@ -382,6 +382,7 @@ pub fn write_outputs(
     result: &Segmentation,
     labels: &LabelInfo,
 ) -> Result<Vec<PathBuf>, SegmentError> {
+    // Long: one block per output file, in the order the doc comment lists them.
     std::fs::create_dir_all(dir).map_err(|source| SegmentError::Write {
         path: dir.into(),
         source,

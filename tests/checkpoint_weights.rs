@@ -1,12 +1,11 @@
-//! Loading `model.safetensors`, checking it against `expected_keys`, and the atomic writer.
+//! Loading `model.safetensors`, checking it against `network::expected_keys`, and the atomic writer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use mask2former::model::checkpoint::{
-    expected_keys, save_safetensors, Checkpoint, CheckpointError, HostTensor,
-};
+use mask2former::model::checkpoint::{save_safetensors, Checkpoint, CheckpointError, HostTensor};
 use mask2former::model::config::Mask2FormerConfig;
+use mask2former::model::network::expected_keys;
 use safetensors::tensor::{Dtype, TensorView};
 
 fn fixture(name: &str) -> PathBuf {
@@ -33,7 +32,7 @@ fn load_fixture(name: &str) -> (Mask2FormerConfig, Checkpoint) {
 fn fixture_checkpoints_match_expected_keys_exactly() {
     for name in ["tiny", "small"] {
         let (config, ckpt) = load_fixture(name);
-        let expected = expected_keys(&config);
+        let expected = expected_keys(&config).unwrap();
         let report = ckpt
             .validate(&expected)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -83,6 +82,7 @@ fn fixture_parameter_count_matches_transformers() {
         .unwrap();
         let swin_final_norm = 2 * config.backbone_config.stage_dim(3);
         let total: usize = expected_keys(&config)
+            .unwrap()
             .iter()
             .map(|(_, s)| s.iter().product::<usize>())
             .sum();
@@ -117,7 +117,7 @@ fn swin_tiny_coco_panoptic_key_list() {
     config.num_queries = 100;
     config.id2label = (0..133).map(|i| (i.to_string(), format!("c{i}"))).collect();
     config.validate().unwrap();
-    let keys = expected_keys(&config);
+    let keys = expected_keys(&config).unwrap();
     assert_eq!(keys.len(), 566 - 12 - 1);
     let params: usize = keys.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     assert_eq!(params, 47_435_264);
@@ -162,6 +162,7 @@ fn optional_keys_follow_the_config() {
     let (mut config, _) = load_fixture("tiny");
     let count = |c: &Mask2FormerConfig, pat: &str| {
         expected_keys(c)
+            .unwrap()
             .iter()
             .filter(|(k, _)| k.contains(pat))
             .count()
@@ -170,6 +171,22 @@ fn optional_keys_follow_the_config() {
     assert_eq!(count(&config, "attention.self.query.bias"), 5);
     config.enforce_input_projection = true;
     assert_eq!(count(&config, "transformer_module.input_projections"), 6);
+    // A decoder wider than the pixel decoder needs them too: transformers' Conv2d(feature, hidden, 1).
+    let (mut wide, _) = load_fixture("tiny");
+    wide.hidden_dim = 2 * wide.feature_size;
+    wide.validate().unwrap();
+    let keys = expected_keys(&wide).unwrap();
+    let proj = "model.transformer_module.input_projections.2";
+    let want = [
+        (
+            format!("{proj}.weight"),
+            vec![wide.hidden_dim, wide.feature_size, 1, 1],
+        ),
+        (format!("{proj}.bias"), vec![wide.hidden_dim]),
+    ];
+    for key in &want {
+        assert!(keys.contains(key), "{key:?}");
+    }
     config.backbone_config.qkv_bias = false;
     assert_eq!(count(&config, "attention.self.query.bias"), 0);
     config.common_stride = 8; // no FPN level below 1/8
@@ -287,7 +304,7 @@ fn edited_tiny(
     (
         dir,
         Checkpoint::load(&path).unwrap(),
-        expected_keys(&config),
+        expected_keys(&config).unwrap(),
     )
 }
 
@@ -378,7 +395,7 @@ fn config_mismatch_reports_many_keys_compactly() {
     // The small checkpoint against the tiny config: nearly every key differs; the message stays short.
     let (tiny, _) = load_fixture("tiny");
     let (_, small) = load_fixture("small");
-    let err = small.validate(&expected_keys(&tiny)).unwrap_err();
+    let err = small.validate(&expected_keys(&tiny).unwrap()).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("more"), "{msg}");
     assert!(msg.lines().count() < 40, "{msg}");

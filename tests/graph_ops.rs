@@ -319,3 +319,24 @@ fn linear_matches_f64_on_every_path() {
         testing::assert_close(&format!("{case} db"), seed, &grad("b"), &db, 1e-5);
     }
 }
+
+/// The builder checks an op's input count (`Op::arity`) before its shape rule: a wrong count is
+/// a shape error naming the op and both counts, and nothing is added to the graph.
+#[test]
+fn wrong_input_count_is_a_shape_error_naming_the_op() {
+    use mask2former::graph::{ops::LayerNorm, Graph, GraphError};
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 4]).unwrap();
+    let w = g.param("ln.weight", &[4]).unwrap();
+    let nodes = g.nodes().len();
+    let err = g
+        .apply(std::sync::Arc::new(LayerNorm { eps: 1e-5 }), &[x, w])
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, GraphError::Shape { .. }), "{msg}");
+    assert!(
+        msg.contains("layer_norm") && msg.contains("takes 3 inputs, got 2"),
+        "{msg}"
+    );
+    assert_eq!(g.nodes().len(), nodes);
+}

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mask2former::graph::{CompileOptions, Executable, Graph, Value};
-use mask2former::model::checkpoint::expected_keys;
 use mask2former::model::config::Mask2FormerConfig;
+use mask2former::model::network::expected_keys;
 use mask2former::model::network::{self, PIXEL_VALUES};
 use mask2former::Runtime;
 use rand::{Rng, SeedableRng};
@@ -45,6 +45,7 @@ fn normals(rng: &mut impl Rng, n: usize) -> Vec<f32> {
 pub fn random_weights(cfg: &Mask2FormerConfig, seed: u64) -> BTreeMap<String, Vec<f32>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     expected_keys(cfg)
+        .expect("the network builds for a validated config")
         .into_iter()
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();

@@ -111,62 +111,7 @@ fn run() -> anyhow::Result<()> {
         Trainer::resume(&runtime()?, out, args.steps)
             .with_context(|| format!("resuming {}", out.display()))?
     } else {
-        let out = args.out.clone().unwrap_or_else(|| {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            PathBuf::from("runs").join(t.to_string())
-        });
-        let init_dir = args
-            .init
-            .as_deref()
-            .map(mask2former::hub::resolve_model)
-            .transpose()?;
-        let path = (args.model_config.clone())
-            .or_else(|| init_dir.as_ref().map(|d| d.join("config.json")))
-            .unwrap_or_else(default_config);
-        let model = Mask2FormerConfig::from_file(&path)
-            .with_context(|| format!("model config {}", path.display()))?;
-        let init = init_dir.map_or(Init::Scratch, Init::From);
-        let recipe = TrainConfig::recipe(&init);
-        let cfg = TrainConfig {
-            data: args.data.clone(),
-            steps: args.steps.unwrap_or(recipe.steps),
-            batch_size: args.batch_size,
-            lr: args.lr.unwrap_or(recipe.lr),
-            image_size: args.image_size.unwrap_or(recipe.image_size),
-            eval_every: args.eval_every.unwrap_or(recipe.eval_every),
-            pq_images: args.pq_images,
-            checkpoint_every: args.checkpoint_every,
-            timeline_every: args.timeline_every,
-            seed: args.seed,
-            weight_decay: args.weight_decay,
-            backbone_lr_multiplier: args
-                .backbone_lr_multiplier
-                .unwrap_or(recipe.backbone_lr_multiplier),
-            // 0 turns clipping off; anything else (NaN, negative) is checked by validate.
-            clip_grad_norm: (args.clip_grad_norm != 0.0).then_some(args.clip_grad_norm),
-            warmup_iters: args.warmup_iters.unwrap_or(recipe.warmup_iters),
-            warmup_factor: args.warmup_factor.unwrap_or(recipe.warmup_factor),
-            num_points: args.num_points.or(recipe.num_points),
-            ..recipe
-        };
-        // Before the device starts: a bad flag is reported at once.
-        cfg.validate()?;
-        eprintln!(
-            "recipe: {} (lr {:e}, backbone x{}, warmup {} steps from x{}, {} steps); flags override it",
-            match init {
-                Init::Scratch => "from scratch (no --init: the demo model's recipe)",
-                Init::From(_) => "fine-tuning (--init: the paper's recipe)",
-            },
-            cfg.lr,
-            cfg.backbone_lr_multiplier,
-            cfg.warmup_iters,
-            cfg.warmup_factor,
-            cfg.steps
-        );
-        Trainer::create(&runtime()?, cfg, model, init, &out, args.overwrite)?
+        new_run(&args, runtime)?
     };
     eprintln!(
         "training on {} ({}), run folder {}",
@@ -227,4 +172,72 @@ fn run() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A new run from the flags: the model config, the recipe (from scratch or fine-tuning) with
+/// the flags over it, checked before the device starts.
+fn new_run(args: &Args, runtime: impl Fn() -> anyhow::Result<Runtime>) -> anyhow::Result<Trainer> {
+    let out = args.out.clone().unwrap_or_else(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        PathBuf::from("runs").join(t.to_string())
+    });
+    let init_dir = args
+        .init
+        .as_deref()
+        .map(mask2former::hub::resolve_model)
+        .transpose()?;
+    let path = (args.model_config.clone())
+        .or_else(|| init_dir.as_ref().map(|d| d.join("config.json")))
+        .unwrap_or_else(default_config);
+    let model = Mask2FormerConfig::from_file(&path)
+        .with_context(|| format!("model config {}", path.display()))?;
+    let init = init_dir.map_or(Init::Scratch, Init::From);
+    let recipe = TrainConfig::recipe(&init);
+    let cfg = TrainConfig {
+        data: args.data.clone(),
+        steps: args.steps.unwrap_or(recipe.steps),
+        batch_size: args.batch_size,
+        lr: args.lr.unwrap_or(recipe.lr),
+        image_size: args.image_size.unwrap_or(recipe.image_size),
+        eval_every: args.eval_every.unwrap_or(recipe.eval_every),
+        pq_images: args.pq_images,
+        checkpoint_every: args.checkpoint_every,
+        timeline_every: args.timeline_every,
+        seed: args.seed,
+        weight_decay: args.weight_decay,
+        backbone_lr_multiplier: args
+            .backbone_lr_multiplier
+            .unwrap_or(recipe.backbone_lr_multiplier),
+        // 0 turns clipping off; anything else (NaN, negative) is checked by validate.
+        clip_grad_norm: (args.clip_grad_norm != 0.0).then_some(args.clip_grad_norm),
+        warmup_iters: args.warmup_iters.unwrap_or(recipe.warmup_iters),
+        warmup_factor: args.warmup_factor.unwrap_or(recipe.warmup_factor),
+        num_points: args.num_points.or(recipe.num_points),
+        ..recipe
+    };
+    // Before the device starts: a bad flag is reported at once.
+    cfg.validate()?;
+    eprintln!(
+        "recipe: {} (lr {:e}, backbone x{}, warmup {} steps from x{}, {} steps); flags override it",
+        match init {
+            Init::Scratch => "from scratch (no --init: the demo model's recipe)",
+            Init::From(_) => "fine-tuning (--init: the paper's recipe)",
+        },
+        cfg.lr,
+        cfg.backbone_lr_multiplier,
+        cfg.warmup_iters,
+        cfg.warmup_factor,
+        cfg.steps
+    );
+    Ok(Trainer::create(
+        &runtime()?,
+        cfg,
+        model,
+        init,
+        &out,
+        args.overwrite,
+    )?)
 }

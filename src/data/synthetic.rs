@@ -180,6 +180,7 @@ impl Dataset {
 
     /// Generates image `i` (`image_id = i + 1`).
     pub fn generate(&self, i: usize) -> Generated {
+        // Long: one RNG stream drawn in a fixed order (images are a pure function of seed and i).
         assert!(i < self.len, "index {i} out of {} images", self.len);
         let mut rng = self.rng(i);
         let (h, w) = (self.config.height, self.config.width);

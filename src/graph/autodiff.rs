@@ -8,8 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::builder::Graph;
-use super::ir::{NodeKind, Value};
+use super::ir::{Graph, NodeKind, Value};
 use super::{GraphError, Result};
 use crate::DType;
 

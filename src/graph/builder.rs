@@ -1,68 +1,14 @@
-//! The graph builder: inputs, parameters, constants and op nodes, with shapes inferred and
-//! checked as each node is added. Model code calls the op methods (`g.matmul(x, w)?`) defined
-//! next to each op in `ops.rs`.
+//! Building a [`Graph`]: inputs, parameters, constants and op nodes, with shapes inferred and
+//! checked as each node is added; scopes; queries. Model code calls the op methods
+//! (`g.matmul(x, w)?`) defined next to each op in `ops/`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::ir::{Node, NodeId, NodeKind, Op, ParamKind, TensorInfo, Value, ValueInfo};
+use super::ir::{Graph, Node, NodeId, NodeKind, Op, ParamKind, TensorInfo, Value, ValueInfo};
 use super::{GraphError, Result};
 use crate::DType;
 
-/// A static graph under construction (and, after [`Graph::backward`], with its gradients).
-#[derive(Clone)]
-pub struct Graph {
-    pub(crate) nodes: Vec<Node>,
-    pub(crate) values: Vec<ValueInfo>,
-    names: HashMap<String, Value>,
-    scope: Vec<String>,
-    /// (parameter, its gradient) in parameter order, filled by `backward`.
-    pub(crate) grads: Vec<(Value, Value)>,
-    /// The op that sums two gradient contributions of one value; `None`: the elementwise add
-    /// (chosen in `autodiff`, so that the builder does not depend on the ops).
-    pub(crate) accumulate: Option<Arc<dyn Op>>,
-}
-
-impl Default for Graph {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Debug for Graph {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, n) in self.nodes.iter().enumerate() {
-            let outs: Vec<String> = n
-                .outputs
-                .iter()
-                .map(|v| format!("{v}{:?}", self.info(*v).shape))
-                .collect();
-            let ins: Vec<String> = n.inputs().iter().map(|v| v.to_string()).collect();
-            writeln!(
-                f,
-                "#{i} {} = {}({}) [{}]",
-                outs.join(", "),
-                n.op_name(),
-                ins.join(", "),
-                n.label
-            )?;
-        }
-        Ok(())
-    }
-}
-
 impl Graph {
-    pub fn new() -> Self {
-        Self {
-            nodes: Vec::new(),
-            values: Vec::new(),
-            names: HashMap::new(),
-            scope: Vec::new(),
-            grads: Vec::new(),
-            accumulate: None,
-        }
-    }
-
     // ---- leaves ----------------------------------------------------------------------------
 
     /// An f32 input given to every run.
@@ -158,7 +104,11 @@ impl Graph {
             self.check(v)?;
         }
         let infos: Vec<&TensorInfo> = inputs.iter().map(|&v| self.info(v)).collect();
-        let outs = op.infer(&infos).map_err(|detail| GraphError::Shape {
+        let outs = match op.arity() {
+            Some(n) if n != infos.len() => Err(format!("takes {n} inputs, got {}", infos.len())),
+            _ => op.infer(&infos),
+        };
+        let outs = outs.map_err(|detail| GraphError::Shape {
             node: self.label_or(op.name()),
             op: op.name().into(),
             inputs: infos

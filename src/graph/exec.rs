@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::builder::Graph;
-use super::ir::{Io, NodeKind, ParamKind, Value};
+use super::ir::{Graph, Io, NodeKind, ParamKind, Value};
 use super::plan::{Plan, PlanOptions, Storage};
 use super::profile::Profile;
 use super::{GraphError, Result};

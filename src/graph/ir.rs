@@ -1,10 +1,12 @@
-//! The graph IR: values with static shapes, nodes that produce them, and the [`Op`] trait that
-//! every operation implements once (shape rule, dispatches, backward rule).
+//! The graph IR: values with static shapes, nodes that produce them, the [`Graph`] that holds
+//! them and the [`Op`] trait that every operation implements once (shape rule, dispatches,
+//! backward rule). The methods that add nodes are in `builder.rs`; nothing here depends on the
+//! other graph modules.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::builder::Graph;
 use crate::runtime::{Dispatch, Runtime, Tensor};
 use crate::DType;
 
@@ -157,6 +159,67 @@ impl Node {
     }
 }
 
+/// A static graph under construction (and, after [`Graph::backward`], with its gradients).
+#[derive(Clone)]
+pub struct Graph {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) values: Vec<ValueInfo>,
+    pub(super) names: HashMap<String, Value>,
+    pub(super) scope: Vec<String>,
+    /// (parameter, its gradient) in parameter order, filled by `backward`.
+    pub(crate) grads: Vec<(Value, Value)>,
+    /// The op that sums two gradient contributions of one value; `None`: the elementwise add
+    /// (chosen in `autodiff`, so that the builder does not depend on the ops).
+    pub(crate) accumulate: Option<Arc<dyn Op>>,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, n) in self.nodes.iter().enumerate() {
+            let outs: Vec<String> = n
+                .outputs
+                .iter()
+                .map(|v| format!("{v}{:?}", self.info(*v).shape))
+                .collect();
+            let ins: Vec<String> = n.inputs().iter().map(|v| v.to_string()).collect();
+            writeln!(
+                f,
+                "#{i} {} = {}({}) [{}]",
+                outs.join(", "),
+                n.op_name(),
+                ins.join(", "),
+                n.label
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self {
+            nodes: Vec::new(),
+            values: Vec::new(),
+            names: HashMap::new(),
+            scope: Vec::new(),
+            grads: Vec::new(),
+            accumulate: None,
+        }
+    }
+}
+
+/// What [`Op::infer`] returns: the output types, or a sentence naming what does not fit.
+pub type InferResult = std::result::Result<Vec<TensorInfo>, String>;
+
+/// What [`Op::backward`] returns: one gradient (or `None`) per input.
+pub type Grads = super::Result<Vec<Option<Value>>>;
+
 /// The bound tensors of one node, handed to [`Op::dispatches`].
 pub struct Io<'a> {
     pub inputs: Vec<&'a Tensor>,
@@ -167,12 +230,29 @@ pub struct Io<'a> {
     pub(crate) keep: std::cell::RefCell<Vec<Box<dyn std::any::Any>>>,
 }
 
-impl Io<'_> {
+impl<'a> Io<'a> {
     /// Keeps `x` (a kernel's scratch tensors) alive as long as the plan: a pooled buffer
     /// dropped while its dispatch is recorded would be handed to another tensor.
     pub fn keep_alive<T: 'static>(&self, x: T) {
         self.keep.borrow_mut().push(Box::new(x));
     }
+
+    /// The inputs as an array, for `let [x, w, b] = io.inputs_n()?;`.
+    pub fn inputs_n<const N: usize>(&self) -> crate::Result<[&'a Tensor; N]> {
+        fixed(&self.inputs, "inputs")
+    }
+
+    /// The outputs as an array, for `let [y, mean, rstd] = io.outputs_n()?;`.
+    pub fn outputs_n<const N: usize>(&self) -> crate::Result<[&'a Tensor; N]> {
+        fixed(&self.outputs, "outputs")
+    }
+}
+
+fn fixed<'a, const N: usize>(tensors: &[&'a Tensor], what: &str) -> crate::Result<[&'a Tensor; N]> {
+    tensors.try_into().map_err(|_| crate::Error::Shape {
+        op: "graph node",
+        detail: format!("expected {N} {what}, got {}", tensors.len()),
+    })
 }
 
 /// One operation of the graph: shape rule, kernel launch and backward rule side by side.
@@ -183,9 +263,15 @@ pub trait Op: fmt::Debug + Send + Sync {
     /// Short name for profiles and errors (`matmul`, `layer_norm_backward`).
     fn name(&self) -> &str;
 
+    /// The number of inputs, checked by the builder before [`Op::infer`]; `None`: any number
+    /// (the op's `infer` checks). Usually stated with `op_header!` in `ops/`.
+    fn arity(&self) -> Option<usize> {
+        None
+    }
+
     /// Output types from input types. `Err` carries a sentence naming what does not fit; the
     /// builder adds the node, op and input shapes.
-    fn infer(&self, inputs: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String>;
+    fn infer(&self, inputs: &[&TensorInfo]) -> InferResult;
 
     /// The dispatches that compute the outputs from the inputs (built once per plan).
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>>;
@@ -202,7 +288,7 @@ pub trait Op: fmt::Debug + Send + Sync {
         _inputs: &[Value],
         _outputs: &[Value],
         _grads: &[Option<Value>],
-    ) -> super::Result<Vec<Option<Value>>> {
+    ) -> Grads {
         Err(super::GraphError::Backward(format!(
             "{} has no backward rule (second derivatives are not supported)",
             self.name()

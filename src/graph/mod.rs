@@ -28,9 +28,11 @@ pub mod ops;
 mod plan;
 mod profile;
 
-pub use builder::Graph;
 pub use exec::{CompileOptions, Executable, HostData, Trainable};
-pub use ir::{Io, Node, NodeId, NodeKind, Op, ParamKind, TensorInfo, Value, ValueInfo};
+pub use ir::{
+    Grads, Graph, InferResult, Io, Node, NodeId, NodeKind, Op, ParamKind, TensorInfo, Value,
+    ValueInfo,
+};
 pub use plan::{Plan, PlanOptions, PlanStats, Storage};
 pub use profile::{Profile, ProfileRow};
 

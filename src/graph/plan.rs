@@ -6,8 +6,7 @@
 //! node may overwrite in place ([`Op::inplace`](super::Op::inplace)) hands its slot straight to
 //! that node's output when nothing reads it later. Requested outputs stay live to the end.
 
-use super::builder::Graph;
-use super::ir::{NodeId, NodeKind, Value};
+use super::ir::{Graph, NodeId, NodeKind, Value};
 use super::Result;
 
 /// Planner switches; turning reuse off gives every value its own buffer (the reference the

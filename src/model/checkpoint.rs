@@ -1,9 +1,10 @@
-//! Hugging Face `model.safetensors` checkpoints: loading into named f32 host tensors, the list of tensors a
-//! config needs ([`expected_keys`]), validation against it, and an atomic writer for training checkpoints.
+//! Hugging Face `model.safetensors` checkpoints: loading into named f32 host tensors, validation
+//! against the tensors a config needs, and an atomic writer for training checkpoints.
 //!
 //! Key names are the hub layout written by `save_pretrained` (transformers 4.x and 5.x agree on it):
 //! `model.pixel_level_module.encoder.encoder.layers.{s}.blocks.{b}.attention.self.query.weight`, ...
-//! See `shared/reference/mask2former.md` §2.1 and Appendix A for the module tree this list is derived from.
+//! The list a config needs is read off the built network ([`super::network::expected_keys`]);
+//! this module knows only the extras a checkpoint may hold besides it ([`known_extra`]).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -11,8 +12,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, View};
-
-use super::config::Mask2FormerConfig;
 
 /// A dense row-major f32 tensor in host memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -251,7 +250,8 @@ impl Checkpoint {
             })
     }
 
-    /// Compares the checkpoint with `expected` (from [`expected_keys`]) and lists every difference.
+    /// Compares the checkpoint with `expected` (from [`super::network::expected_keys`]) and lists
+    /// every difference.
     pub fn report(&self, expected: &[(String, Vec<usize>)]) -> ValidationReport {
         let mut report = ValidationReport::default();
         let wanted: HashMap<&str, &Vec<usize>> =
@@ -336,7 +336,7 @@ pub struct ShapeMismatch {
     pub found: Vec<usize>,
 }
 
-/// Result of comparing a checkpoint with [`expected_keys`].
+/// Result of comparing a checkpoint with [`super::network::expected_keys`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ValidationReport {
     /// Needed by the model, absent from the file: (key, expected shape).
@@ -386,176 +386,6 @@ impl fmt::Display for ValidationReport {
         }
         Ok(())
     }
-}
-
-/// Every tensor the model loads for `config`, with its shape, in module order.
-///
-/// Excludes the known extras ([`known_extra`]). Derived from transformers' modeling code: Swin backbone
-/// (`SwinBackbone`), pixel decoder (`Mask2FormerPixelDecoder`), transformer module and class head.
-pub fn expected_keys(config: &Mask2FormerConfig) -> Vec<(String, Vec<usize>)> {
-    let mut keys = Vec::new();
-    backbone_keys(config, &mut keys);
-    pixel_decoder_keys(config, &mut keys);
-    transformer_keys(config, &mut keys);
-    let (h, k) = (config.hidden_dim, config.num_labels() + 1);
-    keys.push(("class_predictor.weight".into(), vec![k, h]));
-    keys.push(("class_predictor.bias".into(), vec![k]));
-    keys
-}
-
-fn linear(keys: &mut Vec<(String, Vec<usize>)>, prefix: &str, out: usize, inp: usize, bias: bool) {
-    keys.push((format!("{prefix}.weight"), vec![out, inp]));
-    if bias {
-        keys.push((format!("{prefix}.bias"), vec![out]));
-    }
-}
-
-/// LayerNorm and GroupNorm both have `weight` and `bias` of `[channels]`.
-fn norm(keys: &mut Vec<(String, Vec<usize>)>, prefix: &str, channels: usize) {
-    keys.push((format!("{prefix}.weight"), vec![channels]));
-    keys.push((format!("{prefix}.bias"), vec![channels]));
-}
-
-fn backbone_keys(config: &Mask2FormerConfig, keys: &mut Vec<(String, Vec<usize>)>) {
-    let swin = &config.backbone_config;
-    let pre = "model.pixel_level_module.encoder";
-    let (c0, p) = (swin.embed_dim, swin.patch_size);
-    let stem = format!("{pre}.embeddings.patch_embeddings.projection");
-    keys.push((format!("{stem}.weight"), vec![c0, swin.num_channels, p, p]));
-    keys.push((format!("{stem}.bias"), vec![c0]));
-    norm(keys, &format!("{pre}.embeddings.norm"), c0);
-    let w = swin.window_size;
-    for (s, (&depth, &heads)) in swin.depths.iter().zip(&swin.num_heads).enumerate() {
-        let (c, mlp) = (swin.stage_dim(s), swin.mlp_dim(s));
-        for b in 0..depth {
-            let blk = format!("{pre}.encoder.layers.{s}.blocks.{b}");
-            norm(keys, &format!("{blk}.layernorm_before"), c);
-            keys.push((
-                format!("{blk}.attention.self.relative_position_bias_table"),
-                vec![(2 * w - 1) * (2 * w - 1), heads],
-            ));
-            for proj in ["query", "key", "value"] {
-                let name = format!("{blk}.attention.self.{proj}");
-                linear(keys, &name, c, c, swin.qkv_bias);
-            }
-            linear(keys, &format!("{blk}.attention.output.dense"), c, c, true);
-            norm(keys, &format!("{blk}.layernorm_after"), c);
-            linear(keys, &format!("{blk}.intermediate.dense"), mlp, c, true);
-            linear(keys, &format!("{blk}.output.dense"), c, mlp, true);
-        }
-        if s + 1 < swin.depths.len() {
-            // PatchMerging: concat of 2x2 neighbours (4C) -> 2C, no bias.
-            let ds = format!("{pre}.encoder.layers.{s}.downsample");
-            linear(keys, &format!("{ds}.reduction"), 2 * c, 4 * c, false);
-            norm(keys, &format!("{ds}.norm"), 4 * c);
-        }
-    }
-    for s in 0..swin.depths.len() {
-        let name = format!("{pre}.hidden_states_norms.stage{}", s + 1);
-        norm(keys, &name, swin.stage_dim(s));
-    }
-}
-
-/// MSDeformAttn in the pixel decoder: 3 levels, 4 sampling points per head and level.
-const MSDA_LEVELS: usize = 3;
-const MSDA_POINTS: usize = 4;
-
-fn pixel_decoder_keys(config: &Mask2FormerConfig, keys: &mut Vec<(String, Vec<usize>)>) {
-    let swin = &config.backbone_config;
-    let pre = "model.pixel_level_module.decoder";
-    let (f, heads) = (config.feature_size, config.num_attention_heads);
-    keys.push((format!("{pre}.level_embed"), vec![MSDA_LEVELS, f]));
-    // input_projections.{i}: i = 0 takes stage 4 (1/32), 1 stage 3, 2 stage 2 (1/8).
-    for i in 0..MSDA_LEVELS {
-        let c_in = swin.stage_dim(swin.depths.len() - 1 - i);
-        keys.push((
-            format!("{pre}.input_projections.{i}.0.weight"),
-            vec![f, c_in, 1, 1],
-        ));
-        keys.push((format!("{pre}.input_projections.{i}.0.bias"), vec![f]));
-        norm(keys, &format!("{pre}.input_projections.{i}.1"), f);
-    }
-    for l in 0..config.encoder_layers {
-        let lay = format!("{pre}.encoder.layers.{l}");
-        let per_head = heads * MSDA_LEVELS * MSDA_POINTS;
-        let attn = format!("{lay}.self_attn");
-        linear(
-            keys,
-            &format!("{attn}.sampling_offsets"),
-            per_head * 2,
-            f,
-            true,
-        );
-        linear(
-            keys,
-            &format!("{attn}.attention_weights"),
-            per_head,
-            f,
-            true,
-        );
-        linear(keys, &format!("{attn}.value_proj"), f, f, true);
-        linear(keys, &format!("{attn}.output_proj"), f, f, true);
-        norm(keys, &format!("{lay}.self_attn_layer_norm"), f);
-        let ff = config.encoder_feedforward_dim;
-        linear(keys, &format!("{lay}.fc1"), ff, f, true);
-        linear(keys, &format!("{lay}.fc2"), f, ff, true);
-        norm(keys, &format!("{lay}.final_layer_norm"), f);
-    }
-    let m = config.mask_feature_size;
-    keys.push((format!("{pre}.mask_projection.weight"), vec![m, f, 1, 1]));
-    keys.push((format!("{pre}.mask_projection.bias"), vec![m]));
-    // Extra FPN levels below 1/8 (one for the usual common_stride 4): lateral 1x1 and output 3x3, no conv bias.
-    for idx in 0..config.num_fpn_levels() {
-        let c_in = swin.stage_dim(idx);
-        let n = idx + 1;
-        keys.push((format!("{pre}.adapter_{n}.0.weight"), vec![f, c_in, 1, 1]));
-        norm(keys, &format!("{pre}.adapter_{n}.1"), f);
-        keys.push((format!("{pre}.layer_{n}.0.weight"), vec![f, f, 3, 3]));
-        norm(keys, &format!("{pre}.layer_{n}.1"), f);
-    }
-}
-
-fn transformer_keys(config: &Mask2FormerConfig, keys: &mut Vec<(String, Vec<usize>)>) {
-    let pre = "model.transformer_module";
-    let (h, q) = (config.hidden_dim, config.num_queries);
-    keys.push((format!("{pre}.queries_embedder.weight"), vec![q, h]));
-    keys.push((format!("{pre}.queries_features.weight"), vec![q, h]));
-    keys.push((format!("{pre}.level_embed.weight"), vec![MSDA_LEVELS, h]));
-    if config.has_decoder_input_projection() {
-        for i in 0..MSDA_LEVELS {
-            let name = format!("{pre}.input_projections.{i}");
-            keys.push((format!("{name}.weight"), vec![h, config.feature_size, 1, 1]));
-            keys.push((format!("{name}.bias"), vec![h]));
-        }
-    }
-    for i in 0..config.num_masked_attention_layers() {
-        let lay = format!("{pre}.decoder.layers.{i}");
-        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-            linear(keys, &format!("{lay}.self_attn.{proj}"), h, h, true);
-        }
-        norm(keys, &format!("{lay}.self_attn_layer_norm"), h);
-        // torch nn.MultiheadAttention packs q, k, v row-wise into one [3H, H] projection.
-        keys.push((format!("{lay}.cross_attn.in_proj_weight"), vec![3 * h, h]));
-        keys.push((format!("{lay}.cross_attn.in_proj_bias"), vec![3 * h]));
-        linear(keys, &format!("{lay}.cross_attn.out_proj"), h, h, true);
-        norm(keys, &format!("{lay}.cross_attn_layer_norm"), h);
-        let ff = config.dim_feedforward;
-        linear(keys, &format!("{lay}.fc1"), ff, h, true);
-        linear(keys, &format!("{lay}.fc2"), h, ff, true);
-        norm(keys, &format!("{lay}.final_layer_norm"), h);
-    }
-    norm(keys, &format!("{pre}.decoder.layernorm"), h);
-    // Mask MLP: H -> H -> H -> mask_feature_size (".{j}.0": ".1" is the activation, without parameters).
-    let mlp = format!("{pre}.decoder.mask_predictor.mask_embedder");
-    linear(keys, &format!("{mlp}.0.0"), h, h, true);
-    linear(keys, &format!("{mlp}.1.0"), h, h, true);
-    linear(
-        keys,
-        &format!("{mlp}.2.0"),
-        config.mask_feature_size,
-        h,
-        true,
-    );
 }
 
 /// An f32 tensor as a safetensors [`View`].

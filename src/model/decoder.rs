@@ -36,39 +36,22 @@ pub fn transformer_decoder(
     let q = cfg.num_queries;
     let b = g.shape(pix.mask_features)[0];
 
-    // Keys and values per level: tokens [B, h*w, C] + level embedding; positions [1, h*w, C].
-    let level_embed = g.param_of_kind(
-        &p.pp("level_embed").key("weight"),
-        &[N_LEVELS, c],
-        ParamKind::Embedding,
-    )?;
-    let mut feats = Vec::new();
-    let mut poss = Vec::new();
-    let mut sizes = Vec::new();
-    for (l, f) in pix.multi_scale.iter().enumerate() {
-        let n = f.height * f.width;
-        let t = g.reshape(f.value, &[b, c, n])?;
-        let t = g.permute(t, &[0, 2, 1])?;
-        let lv = g.slice(level_embed, 0, l, l + 1)?;
-        feats.push(g.add(t, lv)?);
-        poss.push(g.constant(
-            &sine_position_embedding(f.height, f.width, c / 2),
-            &[1, n, c],
-        )?);
-        sizes.push((f.height, f.width));
-    }
+    let Levels { feats, poss, sizes } = level_tokens(g, &p, cfg, pix)?;
 
-    // Learnable queries: content (`queries_features`) and position (`queries_embedder`), [B, Q, C].
+    // Learnable queries: content (`queries_features`) and position (`queries_embedder`). Declared
+    // in the checkpoint's [Q, C] (parameters carry their hub shapes), used as [1, Q, C] views.
     let qfeat = g.param_of_kind(
         &p.pp("queries_features").key("weight"),
-        &[1, q, c],
+        &[q, c],
         ParamKind::Embedding,
     )?;
+    let qfeat = g.reshape(qfeat, &[1, q, c])?;
     let qpos = g.param_of_kind(
         &p.pp("queries_embedder").key("weight"),
-        &[1, q, c],
+        &[q, c],
         ParamKind::Embedding,
     )?;
+    let qpos = g.reshape(qpos, &[1, q, c])?;
     let zeros = g.constant(&vec![0.0; b * q * c], &[b, q, c])?;
     let mut x = g.add(zeros, qfeat)?;
 
@@ -96,6 +79,58 @@ pub fn transformer_decoder(
         preds.push(pred);
     }
     Ok(preds)
+}
+
+/// What the decoder layers attend to, per level.
+struct Levels {
+    /// Tokens `[B, h*w, C]` + level embedding.
+    feats: Vec<Value>,
+    /// Sine positions `[1, h*w, C]`.
+    poss: Vec<Value>,
+    /// `(h, w)`.
+    sizes: Vec<(usize, usize)>,
+}
+
+/// The keys, values and positions of the three levels, projected to `hidden_dim` if needed.
+fn level_tokens(
+    g: &mut Graph,
+    p: &Path,
+    cfg: &Mask2FormerConfig,
+    pix: &PixelDecoderOut,
+) -> Result<Levels> {
+    let c = cfg.hidden_dim;
+    let b = g.shape(pix.mask_features)[0];
+    let level_embed = g.param_of_kind(
+        &p.pp("level_embed").key("weight"),
+        &[N_LEVELS, c],
+        ParamKind::Embedding,
+    )?;
+    let mut feats = Vec::new();
+    let mut poss = Vec::new();
+    let mut sizes = Vec::new();
+    for (l, f) in pix.multi_scale.iter().enumerate() {
+        let n = f.height * f.width;
+        // transformers projects each level to hidden_dim with a 1x1 conv when the widths differ
+        // or `enforce_input_projection` is set (an identity otherwise).
+        let v = if cfg.has_decoder_input_projection() {
+            let ip = p.pp("input_projections").pp(l);
+            g.scoped(ip.as_str(), |g| {
+                nn::conv2d(g, &ip, f.value, c, 1, 1, 0, true)
+            })?
+        } else {
+            f.value
+        };
+        let t = g.reshape(v, &[b, c, n])?;
+        let t = g.permute(t, &[0, 2, 1])?;
+        let lv = g.slice(level_embed, 0, l, l + 1)?;
+        feats.push(g.add(t, lv)?);
+        poss.push(g.constant(
+            &sine_position_embedding(f.height, f.width, c / 2),
+            &[1, n, c],
+        )?);
+        sizes.push((f.height, f.width));
+    }
+    Ok(Levels { feats, poss, sizes })
 }
 
 /// One decoder layer: masked cross-attention, self-attention, FFN, each residual + LayerNorm.

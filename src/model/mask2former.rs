@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::graph::{CompileOptions, Executable, Graph, GraphError};
-use crate::model::checkpoint::{expected_keys, Checkpoint, CheckpointError, HostTensor};
+use crate::model::checkpoint::{Checkpoint, CheckpointError, HostTensor};
 use crate::model::config::{ConfigError, Mask2FormerConfig};
-use crate::model::network::{self, PIXEL_VALUES};
+use crate::model::network::{self, expected_keys, PIXEL_VALUES};
 use crate::model::LabelInfo;
 use crate::Runtime;
 
@@ -89,7 +89,7 @@ impl Mask2Former {
         let config = Mask2FormerConfig::from_file(&dir.join("config.json"))?;
         config.validate()?;
         let weights = Checkpoint::load(&dir.join("model.safetensors"))?;
-        weights.validate(&expected_keys(&config))?;
+        weights.validate(&expected_keys(&config)?)?;
         let labels = LabelInfo::load(config.labels(), Some(&dir.join("categories.json"))).map_err(
             |reason| ModelError::Folder {
                 path: dir.into(),

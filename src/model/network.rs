@@ -52,3 +52,22 @@ pub fn build(
         predictions,
     })
 }
+
+/// Input size of the graph [`expected_keys`] reads the parameters off: the smallest image
+/// `Mask2Former::forward` accepts, so the probe is cheap. Parameter shapes do not depend on it.
+const PROBE_SIZE: usize = 32;
+
+/// Every parameter the network for `cfg` declares, with its shape, in build order: the tensors
+/// a checkpoint must hold (`Checkpoint::validate`) and the ones training saves.
+///
+/// Read off a graph built for a small input, so that the architecture is written down once, in
+/// the modules (`swin.rs`, `pixel_decoder.rs`, `decoder.rs`), which declare every parameter
+/// under its transformers key and in its checkpoint shape. The known extras a checkpoint may
+/// also hold are in `checkpoint::known_extra`.
+pub fn expected_keys(cfg: &Mask2FormerConfig) -> Result<Vec<(String, Vec<usize>)>> {
+    let mut g = Graph::new();
+    build(&mut g, cfg, 1, PROBE_SIZE, PROBE_SIZE)?;
+    Ok(g.params()
+        .map(|(name, v, _)| (name.to_owned(), g.shape(v).to_vec()))
+        .collect())
+}

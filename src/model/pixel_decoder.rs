@@ -20,6 +20,7 @@ pub struct PixelDecoderOut {
     pub multi_scale: Vec<FeatureMap>,
 }
 
+/// The pixel decoder on the four backbone maps (strides 4, 8, 16, 32).
 pub fn pixel_decoder(
     g: &mut Graph,
     p: &Path,
@@ -32,31 +33,7 @@ pub fn pixel_decoder(
     let levels: Vec<&FeatureMap> = features.iter().rev().take(N_LEVELS).collect();
     let shapes: Vec<(usize, usize)> = levels.iter().map(|f| (f.height, f.width)).collect();
     let seq: usize = shapes.iter().map(|(h, w)| h * w).sum();
-
-    let level_embed =
-        g.param_of_kind(&p.key("level_embed"), &[N_LEVELS, c], ParamKind::Embedding)?;
-    let mut tokens = Vec::new();
-    let mut pos = Vec::new();
-    for (l, f) in levels.iter().enumerate() {
-        let ip = p.pp("input_projections").pp(l);
-        let x = g.scoped(ip.as_str(), |g| -> Result<Value> {
-            let x = nn::conv2d(g, &ip.pp(0), f.value, c, 1, 1, 0, true)?;
-            nn::group_norm(g, &ip.pp(1), x, 32, false)
-        })?;
-        // [B, C, h, w] -> [B, h*w, C]
-        let x = g.reshape(x, &[b, c, f.height * f.width])?;
-        tokens.push(g.permute(x, &[0, 2, 1])?);
-        // Position: sine embedding + this level's embedding, [h*w, C].
-        let pe = g.constant(
-            &sine_position_embedding(f.height, f.width, c / 2),
-            &[f.height * f.width, c],
-        )?;
-        let lv = g.slice(level_embed, 0, l, l + 1)?;
-        pos.push(g.add(pe, lv)?);
-    }
-    let mut x = g.concat(&tokens, 1)?; // [B, S, C]
-    let pos = g.concat(&pos, 0)?; // [S, C]
-    let pos = g.reshape(pos, &[1, seq, c])?;
+    let (mut x, pos) = input_tokens(g, p, c, &levels)?;
 
     // Constants of the deformable attention: reference points [1, S, 1, L, 1, 2] and the
     // per-level offset normaliser 1 / (w_l, h_l) [1, 1, 1, L, 1, 2].
@@ -90,25 +67,8 @@ pub fn pixel_decoder(
             width: w,
         });
     }
-
-    // FPN: stage 1 (stride 4) lateral + upsampled 1/8 map, 3x3 conv + GN + ReLU.
-    let mut out = multi_scale.last().expect("three levels").value;
-    let n_fpn = cfg.num_fpn_levels();
-    for idx in (0..n_fpn).rev() {
-        let f = &features[idx];
-        let lat = p.pp(format!("adapter_{}", idx + 1));
-        let lateral = g.scoped(lat.as_str(), |g| -> Result<Value> {
-            let y = nn::conv2d(g, &lat.pp(0), f.value, c, 1, 1, 0, false)?;
-            nn::group_norm(g, &lat.pp(1), y, 32, false)
-        })?;
-        let up = g.interpolate_bilinear(out, (f.height, f.width))?;
-        let y = g.add(lateral, up)?;
-        let lay = p.pp(format!("layer_{}", idx + 1));
-        out = g.scoped(lay.as_str(), |g| -> Result<Value> {
-            let y = nn::conv2d(g, &lay.pp(0), y, c, 3, 1, 1, false)?;
-            nn::group_norm(g, &lay.pp(1), y, 32, true)
-        })?;
-    }
+    let coarse = multi_scale.last().expect("three levels").value;
+    let out = fpn(g, p, cfg, features, coarse)?;
     let mask_features = nn::conv2d(
         g,
         &p.pp("mask_projection"),
@@ -123,6 +83,72 @@ pub fn pixel_decoder(
         mask_features,
         multi_scale,
     })
+}
+
+/// The encoder's input: each level projected (1x1 conv + GroupNorm) and flattened, concatenated
+/// to tokens `[B, S, C]`, with their positions (sine embedding + level embedding) `[1, S, C]`.
+fn input_tokens(
+    g: &mut Graph,
+    p: &Path,
+    c: usize,
+    levels: &[&FeatureMap],
+) -> Result<(Value, Value)> {
+    let b = g.shape(levels[0].value)[0];
+    let seq: usize = levels.iter().map(|f| f.height * f.width).sum();
+    let level_embed =
+        g.param_of_kind(&p.key("level_embed"), &[N_LEVELS, c], ParamKind::Embedding)?;
+    let mut tokens = Vec::new();
+    let mut pos = Vec::new();
+    for (l, f) in levels.iter().enumerate() {
+        let ip = p.pp("input_projections").pp(l);
+        let x = g.scoped(ip.as_str(), |g| -> Result<Value> {
+            let x = nn::conv2d(g, &ip.pp(0), f.value, c, 1, 1, 0, true)?;
+            nn::group_norm(g, &ip.pp(1), x, 32, false)
+        })?;
+        // [B, C, h, w] -> [B, h*w, C]
+        let x = g.reshape(x, &[b, c, f.height * f.width])?;
+        tokens.push(g.permute(x, &[0, 2, 1])?);
+        // Position: sine embedding + this level's embedding, [h*w, C].
+        let pe = g.constant(
+            &sine_position_embedding(f.height, f.width, c / 2),
+            &[f.height * f.width, c],
+        )?;
+        let lv = g.slice(level_embed, 0, l, l + 1)?;
+        pos.push(g.add(pe, lv)?);
+    }
+    let x = g.concat(&tokens, 1)?; // [B, S, C]
+    let pos = g.concat(&pos, 0)?; // [S, C]
+    let pos = g.reshape(pos, &[1, seq, c])?;
+    Ok((x, pos))
+}
+
+/// FPN: from the encoder's 1/8 map down to `common_stride`, each step a lateral (1x1 conv + GN)
+/// of the backbone map plus the upsampled coarser map, then 3x3 conv + GN + ReLU.
+fn fpn(
+    g: &mut Graph,
+    p: &Path,
+    cfg: &Mask2FormerConfig,
+    features: &[FeatureMap],
+    coarse: Value,
+) -> Result<Value> {
+    let c = cfg.feature_size;
+    let mut out = coarse;
+    for idx in (0..cfg.num_fpn_levels()).rev() {
+        let f = &features[idx];
+        let lat = p.pp(format!("adapter_{}", idx + 1));
+        let lateral = g.scoped(lat.as_str(), |g| -> Result<Value> {
+            let y = nn::conv2d(g, &lat.pp(0), f.value, c, 1, 1, 0, false)?;
+            nn::group_norm(g, &lat.pp(1), y, 32, false)
+        })?;
+        let up = g.interpolate_bilinear(out, (f.height, f.width))?;
+        let y = g.add(lateral, up)?;
+        let lay = p.pp(format!("layer_{}", idx + 1));
+        out = g.scoped(lay.as_str(), |g| -> Result<Value> {
+            let y = nn::conv2d(g, &lay.pp(0), y, c, 3, 1, 1, false)?;
+            nn::group_norm(g, &lay.pp(1), y, 32, true)
+        })?;
+    }
+    Ok(out)
 }
 
 /// One deformable encoder layer on tokens `[B, S, C]` (post-norm).

@@ -187,6 +187,7 @@ mod tests {
     /// same graph's forward, on maps the window pads heavily (8x8 and 16x16 in a 7-window).
     #[test]
     fn block_input_gradient_matches_finite_differences() {
+        // Long: one test's setup, forward, backward and finite-difference loop.
         let rt = testing::runtime();
         let seed = testing::seed();
         let cfg: SwinConfig = serde_json::from_str("{}").unwrap();

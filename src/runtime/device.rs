@@ -131,6 +131,7 @@ fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
 }
 
 pub(crate) fn open(opts: &RuntimeOptions) -> Result<Opened> {
+    // Long: one linear setup (adapter, features, limits, device, capabilities) sharing locals.
     let backends = opts.backends.unwrap_or(wgpu::Backends::all());
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;

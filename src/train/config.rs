@@ -122,6 +122,7 @@ impl TrainConfig {
 
     /// Checks every setting; errors name the setting and its `train` flag.
     pub fn validate(&self) -> Result<()> {
+        // Long: one independent check per setting, in flag order.
         let bad = |what, value: String, reason: &str| {
             Err(TrainError::Setting {
                 what,

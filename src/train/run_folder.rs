@@ -9,7 +9,7 @@ use super::config::{Init, TrainConfig};
 use super::init::init_params;
 use super::trainer::Trainer;
 use super::{Result, TrainError};
-use crate::model::checkpoint::{expected_keys, Checkpoint, HostTensor};
+use crate::model::checkpoint::{Checkpoint, HostTensor};
 use crate::model::config::Mask2FormerConfig;
 use crate::model::preprocess::PreprocessConfig;
 use crate::optim::{Moments, OptimizerState};
@@ -189,17 +189,11 @@ impl Trainer {
 
     /// Writes the checkpoint of the current step (atomically).
     pub fn save(&self) -> Result<PathBuf> {
-        // Tensors are written in the hub layout's shapes (the graph holds the query embeddings
-        // as [1, Q, C], transformers as [Q, C]).
-        let hub: std::collections::HashMap<String, Vec<usize>> =
-            expected_keys(&self.model).into_iter().collect();
+        // The graph declares every parameter under its hub key in its hub shape
+        // (`network::expected_keys`), so the tensors are written as the graph holds them.
         let mut params = BTreeMap::new();
         for (name, shape, _) in &self.params {
             let data = self.train.read_param(name)?;
-            let shape = hub
-                .get(name)
-                .filter(|s| s.iter().product::<usize>() == data.len())
-                .unwrap_or(shape);
             params.insert(name.clone(), HostTensor::new(shape.clone(), data)?);
         }
         let opt = self.opt.save_state()?;

@@ -100,48 +100,9 @@ impl Trainer {
     ) -> Result<Self> {
         cfg.validate()?;
         model.validate()?;
-        let spec = DataSpec::from_str(&cfg.data)?;
-        let (source, categories, data_summary) =
-            open_source(&spec, cfg.seed, cfg.image_size, false)?;
-        if let Some(c) = &categories {
-            if c.len() != model.num_labels() {
-                return Err(TrainError::Setting {
-                    what: "model config",
-                    value: format!("{} labels", model.num_labels()),
-                    reason: format!("the dataset has {} categories", c.len()),
-                });
-            }
-        }
-        let val = match spec {
-            DataSpec::Synthetic { .. } => {
-                Some(open_source(&spec, cfg.seed, cfg.image_size, true)?.0)
-            }
-            _ => None,
-        };
+        let data = TrainData::open(&cfg, &model)?;
         let (b, s) = (cfg.batch_size, cfg.image_size);
-
-        // One executable, run in two phases: the forward (whose logits the host matches and
-        // scores), then the backward seeded with the loss gradients of those logits, and AdamW.
-        let mut g = Graph::new();
-        let net = network::build(&mut g, &model, b, s, s)?;
-        let mut fwd_outputs = Vec::new();
-        for p in &net.predictions {
-            fwd_outputs.push(p.class_logits);
-            fwd_outputs.push(p.mask_logits);
-        }
-        let seed = attach_logit_gradients(&mut g, &net.predictions)?;
-        g.backward(seed)?;
-        let mut outputs = vec![seed];
-        outputs.extend(&fwd_outputs);
-        let mut train = Executable::compile(rt, &g, &outputs, &CompileOptions::training())?;
-        let seed_inputs: Vec<String> = (0..net.predictions.len())
-            .flat_map(|k| {
-                let (c, m) = seed_names(k);
-                [c, m]
-            })
-            .collect();
-        let seed_refs: Vec<&str> = seed_inputs.iter().map(String::as_str).collect();
-        train.split_before_inputs(&g, &seed_refs, &fwd_outputs)?;
+        let (g, mut train, net, fwd_outputs) = compile_training(rt, &model, b, s)?;
         let params: Vec<(String, Vec<usize>, ParamKind)> = g
             .params()
             .map(|(n, v, k)| (n.to_string(), g.shape(v).to_vec(), k))
@@ -170,10 +131,10 @@ impl Trainer {
             schedule: cfg.schedule(),
             cfg,
             model,
-            categories,
-            source,
-            val,
-            data_summary,
+            categories: data.categories,
+            source: data.source,
+            val: data.val,
+            data_summary: data.summary,
             fwd_outputs,
             train,
             opt,
@@ -197,8 +158,8 @@ impl Trainer {
                 value: name.clone(),
                 reason: "the checkpoint has no such tensor".into(),
             })?;
-            // Same element count: the graph may add unit axes the hub layout lacks (queries).
-            if t.numel() != shape.iter().product::<usize>() {
+            // The graph's parameters have their hub shapes (`network::expected_keys`).
+            if t.shape != *shape {
                 return Err(TrainError::Setting {
                     what: "init",
                     value: name.clone(),
@@ -475,4 +436,74 @@ impl Trainer {
     pub fn param_names(&self) -> impl Iterator<Item = &str> + '_ {
         self.params.iter().map(|(n, _, _)| n.as_str())
     }
+}
+
+/// The training and validation data of a run.
+struct TrainData {
+    source: Arc<dyn SampleSource>,
+    val: Option<Arc<dyn SampleSource>>,
+    categories: Option<Vec<Category>>,
+    summary: String,
+}
+
+impl TrainData {
+    /// Opens `cfg.data`, checking its categories against the model's labels.
+    fn open(cfg: &TrainConfig, model: &Mask2FormerConfig) -> Result<Self> {
+        let spec = DataSpec::from_str(&cfg.data)?;
+        let (source, categories, summary) = open_source(&spec, cfg.seed, cfg.image_size, false)?;
+        if let Some(c) = &categories {
+            if c.len() != model.num_labels() {
+                return Err(TrainError::Setting {
+                    what: "model config",
+                    value: format!("{} labels", model.num_labels()),
+                    reason: format!("the dataset has {} categories", c.len()),
+                });
+            }
+        }
+        let val = match spec {
+            DataSpec::Synthetic { .. } => {
+                Some(open_source(&spec, cfg.seed, cfg.image_size, true)?.0)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            source,
+            val,
+            categories,
+            summary,
+        })
+    }
+}
+
+/// One executable, run in two phases: the forward (whose logits the host matches and scores),
+/// then the backward seeded with the loss gradients of those logits (AdamW is attached by the
+/// caller). Returns the graph, the executable, the network and the forward outputs (class and
+/// mask logits of every prediction).
+fn compile_training(
+    rt: &Runtime,
+    model: &Mask2FormerConfig,
+    b: usize,
+    s: usize,
+) -> Result<(Graph, Executable, network::Network, Vec<Value>)> {
+    let mut g = Graph::new();
+    let net = network::build(&mut g, model, b, s, s)?;
+    let mut fwd_outputs = Vec::new();
+    for p in &net.predictions {
+        fwd_outputs.push(p.class_logits);
+        fwd_outputs.push(p.mask_logits);
+    }
+    let seed = attach_logit_gradients(&mut g, &net.predictions)?;
+    g.backward(seed)?;
+    let mut outputs = vec![seed];
+    outputs.extend(&fwd_outputs);
+    let mut train = Executable::compile(rt, &g, &outputs, &CompileOptions::training())?;
+    let seed_inputs: Vec<String> = (0..net.predictions.len())
+        .flat_map(|k| {
+            let (c, m) = seed_names(k);
+            [c, m]
+        })
+        .collect();
+    let seed_refs: Vec<&str> = seed_inputs.iter().map(String::as_str).collect();
+    train.split_before_inputs(&g, &seed_refs, &fwd_outputs)?;
+    Ok((g, train, net, fwd_outputs))
 }

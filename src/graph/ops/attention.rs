@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{arity, infer_err};
-use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
+use super::infer_err;
+use crate::graph::{Grads, Graph, InferResult, Io, Op, Result, TensorInfo, Value};
 use crate::ops::deform_attn::{
     self as msda, deform_attn_backward_into, deform_attn_into, BackwardOptions,
 };
@@ -43,11 +43,11 @@ impl WindowAttention {
 }
 
 impl Op for WindowAttention {
-    fn name(&self) -> &str {
-        "window_attention"
+    op_header!("window_attention");
+    fn arity(&self) -> Option<usize> {
+        Some(if self.pad_tokens { 6 } else { 4 })
     }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, if self.pad_tokens { 6 } else { 4 })?;
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let [b, h, w, c] = i[0].shape[..] else {
             return infer_err("q must be [B, H, W, C]");
         };
@@ -82,13 +82,7 @@ impl Op for WindowAttention {
         };
         window_attention_into(rt, &x, io.outputs[0], io.outputs[1], &self.opts())
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], y: &[Value], dy: &[Option<Value>]) -> Grads {
         let Some(dy) = dy[0] else {
             return Ok(vec![None; x.len()]);
         };
@@ -104,11 +98,11 @@ impl Op for WindowAttention {
 pub struct WindowAttentionBackward(pub WindowAttention);
 
 impl Op for WindowAttentionBackward {
-    fn name(&self) -> &str {
-        "window_attention_backward"
+    op_header!("window_attention_backward");
+    fn arity(&self) -> Option<usize> {
+        Some(3 + if self.0.pad_tokens { 6 } else { 4 })
     }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 3 + if self.0.pad_tokens { 6 } else { 4 })?;
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         Ok(i[3..].iter().map(|t| (*t).clone()).collect())
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
@@ -149,11 +143,11 @@ pub struct MaskedAttention {
 }
 
 impl Op for MaskedAttention {
-    fn name(&self) -> &str {
-        "masked_attention"
+    op_header!("masked_attention");
+    fn arity(&self) -> Option<usize> {
+        Some(3 + self.masked as usize)
     }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 3 + self.masked as usize)?;
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let [b, q, c] = i[0].shape[..] else {
             return infer_err("q must be [B, Q, C]");
         };
@@ -187,13 +181,7 @@ impl Op for MaskedAttention {
         io.keep_alive(ws);
         Ok(ds)
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], y: &[Value], dy: &[Option<Value>]) -> Grads {
         let Some(dy) = dy[0] else {
             return Ok(vec![None; x.len()]);
         };
@@ -224,11 +212,11 @@ impl MaskedAttention {
 pub struct MaskedAttentionBackward(pub MaskedAttention);
 
 impl Op for MaskedAttentionBackward {
-    fn name(&self) -> &str {
-        "masked_attention_backward"
+    op_header!("masked_attention_backward");
+    fn arity(&self) -> Option<usize> {
+        Some(6 + self.0.masked as usize)
     }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 6 + self.0.masked as usize)?;
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         Ok(vec![i[3].clone(), i[4].clone(), i[5].clone()])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
@@ -264,11 +252,8 @@ pub struct DeformAttn {
 }
 
 impl Op for DeformAttn {
-    fn name(&self) -> &str {
-        "deform_attn"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 3)?;
+    op_header!("deform_attn", inputs: 3);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let [b, s, h, d] = i[0].shape[..] else {
             return infer_err("value must be [B, S, H, D]");
         };
@@ -291,19 +276,11 @@ impl Op for DeformAttn {
         Ok(vec![TensorInfo::f32(&[b, lq, h * d])])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let [value, loc, attn] = io.inputs[..] else {
-            unreachable!("arity checked")
-        };
+        let [value, loc, attn] = io.inputs_n()?;
         let v = msda::Variant::Auto;
         deform_attn_into(rt, value, &self.shapes, loc, attn, io.outputs[0], v)
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let Some(dy) = dy[0] else {
             return Ok(vec![None; 3]);
         };
@@ -320,17 +297,12 @@ impl Op for DeformAttn {
 pub struct DeformAttnBackward(pub DeformAttn);
 
 impl Op for DeformAttnBackward {
-    fn name(&self) -> &str {
-        "deform_attn_backward"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 4)?;
+    op_header!("deform_attn_backward", inputs: 4);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         Ok(i[1..].iter().map(|t| (*t).clone()).collect())
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let [dy, value, loc, attn] = io.inputs[..] else {
-            unreachable!("arity checked")
-        };
+        let [dy, value, loc, attn] = io.inputs_n()?;
         let grads = msda::Gradients {
             value: io.outputs[0].clone(),
             sampling_locations: io.outputs[1].clone(),

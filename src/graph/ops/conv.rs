@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{arity, infer_err};
-use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
+use super::infer_err;
+use crate::graph::{Grads, Graph, InferResult, Io, Op, Result, TensorInfo, Value};
 use crate::ops::conv2d::{
     conv2d_backward_with_workspace_into, conv2d_backward_workspace, conv2d_with_workspace_into,
     conv2d_workspace, conv_dims, Conv2dOptions,
@@ -28,11 +28,11 @@ impl Conv2d {
 }
 
 impl Op for Conv2d {
-    fn name(&self) -> &str {
-        "conv2d"
+    op_header!("conv2d");
+    fn arity(&self) -> Option<usize> {
+        Some(2 + self.bias as usize)
     }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 2 + self.bias as usize)?;
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let d = conv_dims(&i[0].shape, &i[1].shape, &self.opts()).map_err(|e| e.to_string())?;
         if self.bias && i[2].shape != [d.cout] {
             return infer_err(format!("bias must be [{}], is {:?}", d.cout, i[2].shape));
@@ -51,13 +51,7 @@ impl Op for Conv2d {
         }
         Ok(list)
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let Some(dy) = dy[0] else {
             return Ok(vec![None; x.len()]);
         };
@@ -71,11 +65,8 @@ impl Op for Conv2d {
 pub struct Conv2dBackward(pub Conv2d);
 
 impl Op for Conv2dBackward {
-    fn name(&self) -> &str {
-        "conv2d_backward"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 3)?;
+    op_header!("conv2d_backward", inputs: 3);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let mut out = vec![i[1].clone(), i[2].clone()];
         if self.0.bias {
             out.push(TensorInfo::f32(&[i[2].shape[0]]));
@@ -83,9 +74,7 @@ impl Op for Conv2dBackward {
         Ok(out)
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let [dy, x, w] = io.inputs[..] else {
-            unreachable!("arity checked")
-        };
+        let [dy, x, w] = io.inputs_n()?;
         let dbias = io.outputs.get(2).copied();
         let opts = self.0.opts();
         let ws = conv2d_backward_workspace(rt, x.shape(), w.shape(), &opts)?;
@@ -114,11 +103,8 @@ pub struct Bilinear {
 }
 
 impl Op for Bilinear {
-    fn name(&self) -> &str {
-        "bilinear"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 1)?;
+    op_header!("bilinear", inputs: 1);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let [n, c, _, _] = i[0].shape[..] else {
             return infer_err("x must be [N, C, H, W]");
         };
@@ -128,13 +114,7 @@ impl Op for Bilinear {
         let (h, w) = self.size;
         bilinear_into(rt, io.inputs[0], io.outputs[0], Resize::To(h, w))
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        _x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, _x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let Some(dy) = dy[0] else {
             return Ok(vec![None]);
         };
@@ -157,11 +137,8 @@ pub struct BilinearBackward {
 }
 
 impl Op for BilinearBackward {
-    fn name(&self) -> &str {
-        "bilinear_backward"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 1)?;
+    op_header!("bilinear_backward", inputs: 1);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let [n, c, _, _] = i[0].shape[..] else {
             return infer_err("dy must be [N, C, h, w]");
         };

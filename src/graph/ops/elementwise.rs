@@ -1,13 +1,11 @@
 //! Elementwise graph ops: broadcasting arithmetic and activations.
 
 use super::linalg::sum_to;
-use super::{arity, broadcast_shapes, infer_err};
-use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
+use super::{broadcast_shapes, infer_err};
+use crate::graph::{Grads, Graph, InferResult, Io, Op, Result, TensorInfo, Value};
 use crate::ops::elementwise as ew;
 use crate::runtime::{Dispatch, Runtime};
 use crate::DType;
-
-type Infer = std::result::Result<Vec<TensorInfo>, String>;
 
 /// Which binary operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +25,10 @@ impl Op for Binary {
             BinaryKind::Mul => "mul",
         }
     }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 2)?;
+    fn arity(&self) -> Option<usize> {
+        Some(2)
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         if i[0].dtype != DType::F32 || i[1].dtype != DType::F32 {
             return infer_err("takes f32 inputs");
         }
@@ -44,13 +44,7 @@ impl Op for Binary {
         };
         ew::binary_into(rt, op, io.inputs[0], io.inputs[1], io.outputs[0])
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let dy = dy[0].expect("one output");
         let (sa, sb) = (g.shape(x[0]).to_vec(), g.shape(x[1]).to_vec());
         let (da, db) = match self.0 {
@@ -92,20 +86,16 @@ impl Op for Unary {
             UnaryKind::Scale(_) => "scale",
         }
     }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 1)?;
+    fn arity(&self) -> Option<usize> {
+        Some(1)
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         Ok(vec![i[0].clone()])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         ew::unary_into(rt, self.0.kernel(), io.inputs[0], io.outputs[0])
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let dy = dy[0].expect("one output");
         Ok(vec![Some(match self.0 {
             UnaryKind::Scale(c) => g.scale(dy, c)?,
@@ -126,14 +116,14 @@ impl Op for UnaryBackward {
             UnaryKind::Scale(_) => "scale_backward",
         }
     }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 2)?;
+    fn arity(&self) -> Option<usize> {
+        Some(2)
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         Ok(vec![i[1].clone()])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let [dy, x] = io.inputs[..] else {
-            unreachable!("arity checked")
-        };
+        let [dy, x] = io.inputs_n()?;
         ew::unary_backward_into(rt, self.0.kernel(), x, dy, io.outputs[0])
     }
 }
@@ -144,23 +134,14 @@ impl Op for UnaryBackward {
 pub struct LessThanZero;
 
 impl Op for LessThanZero {
-    fn name(&self) -> &str {
-        "less_than_zero"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 1)?;
+    op_header!("less_than_zero", inputs: 1);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         Ok(vec![i[0].clone()])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         ew::unary_into(rt, ew::Unary::LtScalar(0.0), io.inputs[0], io.outputs[0])
     }
-    fn backward(
-        &self,
-        _g: &mut Graph,
-        _x: &[Value],
-        _y: &[Value],
-        _dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, _g: &mut Graph, _x: &[Value], _y: &[Value], _dy: &[Option<Value>]) -> Grads {
         Ok(vec![None])
     }
 }

@@ -1,15 +1,13 @@
 //! Softmax, matmul and the reductions (sum to a shape, broadcast to a shape). `linear` and
 //! `mean` are compositions.
 
-use super::{arity, broadcast_shapes, infer_err};
-use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
+use super::{broadcast_shapes, infer_err};
+use crate::graph::{Grads, Graph, InferResult, Io, Op, Result, TensorInfo, Value};
 use crate::ops::elementwise as ew;
 use crate::ops::matmul::{matmul_scratch_into, MatmulOptions};
 use crate::ops::reduce::{reduce_backward_into, Reduce};
 use crate::ops::softmax;
 use crate::runtime::{Dispatch, Runtime};
-
-type Infer = std::result::Result<Vec<TensorInfo>, String>;
 
 /// `dy` summed down to `shape` (the gradient of a broadcast), or `dy` when it already fits.
 pub(super) fn sum_to(g: &mut Graph, dy: Value, shape: &[usize]) -> Result<Value> {
@@ -29,11 +27,8 @@ pub(super) fn sum_to(g: &mut Graph, dy: Value, shape: &[usize]) -> Result<Value>
 pub struct Softmax;
 
 impl Op for Softmax {
-    fn name(&self) -> &str {
-        "softmax"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 1)?;
+    op_header!("softmax", inputs: 1);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         if i[0].shape.is_empty() {
             return infer_err("needs an axis");
         }
@@ -51,13 +46,7 @@ impl Op for Softmax {
             softmax::Variant::Auto,
         )
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        _x: &[Value],
-        y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, _x: &[Value], y: &[Value], dy: &[Option<Value>]) -> Grads {
         let dy = dy[0].expect("one output");
         Ok(vec![Some(g.apply1(SoftmaxBackward, &[dy, y[0]])?)])
     }
@@ -68,11 +57,8 @@ impl Op for Softmax {
 pub struct SoftmaxBackward;
 
 impl Op for SoftmaxBackward {
-    fn name(&self) -> &str {
-        "softmax_backward"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 2)?;
+    op_header!("softmax_backward", inputs: 2);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         Ok(vec![i[1].clone()])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
@@ -110,11 +96,11 @@ impl MatMul {
 }
 
 impl Op for MatMul {
-    fn name(&self) -> &str {
-        "matmul"
+    op_header!("matmul");
+    fn arity(&self) -> Option<usize> {
+        Some(2 + self.bias as usize)
     }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 2 + self.bias as usize)?;
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let (a, b) = (&i[0].shape, &i[1].shape);
         let r = a.len();
         let batched = r >= 2 && (b.len() == r && a[..r - 2] == b[..r - 2] || b.len() == 2);
@@ -164,13 +150,7 @@ impl Op for MatMul {
         }
         Ok(ds)
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let dc = dy[0].expect("one output");
         let (a, b, ta, tb) = (x[0], x[1], self.transpose_a, self.transpose_b);
         let mm = |g: &mut Graph, l, r, ta, tb| g.apply1(MatMul::plain(ta, tb), &[l, r]);
@@ -216,11 +196,8 @@ pub struct SumTo {
 }
 
 impl Op for SumTo {
-    fn name(&self) -> &str {
-        "sum_to"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 1)?;
+    op_header!("sum_to", inputs: 1);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         if broadcast_shapes(&self.shape, &i[0].shape)? != i[0].shape {
             return infer_err(format!("{:?} does not broadcast to the input", self.shape));
         }
@@ -229,13 +206,7 @@ impl Op for SumTo {
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         ew::sum_to_shape_into(rt, io.inputs[0], io.outputs[0])
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let shape = g.shape(x[0]).to_vec();
         Ok(vec![Some(g.apply1(
             BroadcastTo { shape },
@@ -251,11 +222,8 @@ pub struct BroadcastTo {
 }
 
 impl Op for BroadcastTo {
-    fn name(&self) -> &str {
-        "broadcast_to"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 1)?;
+    op_header!("broadcast_to", inputs: 1);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         if broadcast_shapes(&i[0].shape, &self.shape)? != self.shape {
             return infer_err(format!("input does not broadcast to {:?}", self.shape));
         }
@@ -288,13 +256,7 @@ impl Op for BroadcastTo {
             }),
         }
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let shape = g.shape(x[0]).to_vec();
         Ok(vec![Some(sum_to(g, dy[0].expect("one output"), &shape)?)])
     }

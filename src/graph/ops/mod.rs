@@ -5,6 +5,25 @@
 //! their backward node reads; kernel scratch is an extra output (planned) or kept alive with
 //! [`Io::keep_alive`]. Backward nodes have no backward rule themselves (first order only).
 
+/// The lines of an [`Op`] impl that every op states the same way: its name and, when fixed, its
+/// number of inputs (the builder checks it before `infer`). Ops whose input count depends on
+/// their settings write `fn arity` themselves.
+macro_rules! op_header {
+    ($name:literal, inputs: $n:literal) => {
+        fn name(&self) -> &str {
+            $name
+        }
+        fn arity(&self) -> Option<usize> {
+            Some($n)
+        }
+    };
+    ($name:literal) => {
+        fn name(&self) -> &str {
+            $name
+        }
+    };
+}
+
 mod attention;
 mod conv;
 mod elementwise;
@@ -22,17 +41,9 @@ pub use linalg::{BroadcastTo, MatMul, Softmax, SoftmaxBackward, SumTo};
 pub use movement::{Concat, Pad, Permute, Slice};
 pub use norm::{GroupNorm, GroupNormBackward, LayerNorm, LayerNormBackward};
 
-use super::builder::Graph;
-use super::ir::{Io, Op, TensorInfo, Value};
+use super::ir::{Grads, Graph, InferResult, Io, Op, TensorInfo, Value};
 use super::Result;
 use crate::runtime::{Dispatch, Runtime};
-
-fn arity(inputs: &[&TensorInfo], n: usize) -> std::result::Result<(), String> {
-    if inputs.len() != n {
-        return Err(format!("takes {n} inputs, got {}", inputs.len()));
-    }
-    Ok(())
-}
 
 fn infer_err<T>(msg: impl Into<String>) -> std::result::Result<T, String> {
     Err(msg.into())
@@ -66,13 +77,9 @@ pub struct Reshape {
 }
 
 impl Op for Reshape {
-    fn name(&self) -> &str {
-        "reshape"
-    }
-    fn infer(&self, inputs: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        let [x] = inputs else {
-            return Err(format!("takes 1 input, got {}", inputs.len()));
-        };
+    op_header!("reshape", inputs: 1);
+    fn infer(&self, inputs: &[&TensorInfo]) -> InferResult {
+        let x = inputs[0];
         let n: usize = self.shape.iter().product();
         if n != x.numel() {
             return Err(format!(
@@ -95,7 +102,7 @@ impl Op for Reshape {
         inputs: &[Value],
         _outputs: &[Value],
         grads: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    ) -> Grads {
         let shape = g.shape(inputs[0]).to_vec();
         Ok(vec![match grads[0] {
             Some(dy) => Some(g.reshape(dy, &shape)?),
@@ -112,14 +119,9 @@ impl Op for Reshape {
 pub struct Detach;
 
 impl Op for Detach {
-    fn name(&self) -> &str {
-        "detach"
-    }
-    fn infer(&self, inputs: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        match inputs {
-            [x] => Ok(vec![(*x).clone()]),
-            _ => Err(format!("takes 1 input, got {}", inputs.len())),
-        }
+    op_header!("detach", inputs: 1);
+    fn infer(&self, inputs: &[&TensorInfo]) -> InferResult {
+        Ok(vec![inputs[0].clone()])
     }
     fn dispatches(&self, _rt: &Runtime, _io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         Ok(Vec::new())
@@ -130,7 +132,7 @@ impl Op for Detach {
         _inputs: &[Value],
         _outputs: &[Value],
         _grads: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    ) -> Grads {
         Ok(vec![None])
     }
     fn view_of(&self) -> Option<usize> {

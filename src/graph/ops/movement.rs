@@ -2,12 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{arity, infer_err};
-use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
+use super::infer_err;
+use crate::graph::{Grads, Graph, InferResult, Io, Op, Result, TensorInfo, Value};
 use crate::ops::copy;
 use crate::runtime::{Dispatch, Runtime};
-
-type Infer = std::result::Result<Vec<TensorInfo>, String>;
 
 /// `x[r0.0..r0.1, r1.0..r1.1, ..]`: one range per axis.
 #[derive(Debug, Clone)]
@@ -16,11 +14,8 @@ pub struct Slice {
 }
 
 impl Op for Slice {
-    fn name(&self) -> &str {
-        "slice"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 1)?;
+    op_header!("slice", inputs: 1);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let s = &i[0].shape;
         if self.ranges.len() != s.len()
             || self
@@ -48,13 +43,7 @@ impl Op for Slice {
             .collect();
         copy::slice_into(rt, io.inputs[0], &ranges, io.outputs[0])
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let shape = g.shape(x[0]).to_vec();
         let pads = self
             .ranges
@@ -75,11 +64,8 @@ pub struct Pad {
 }
 
 impl Op for Pad {
-    fn name(&self) -> &str {
-        "pad"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 1)?;
+    op_header!("pad", inputs: 1);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         if self.pads.len() != i[0].shape.len() {
             return infer_err(format!(
                 "{} pads for rank {}",
@@ -105,13 +91,7 @@ impl Op for Pad {
             .collect();
         copy::pad_into(rt, io.inputs[0], &amounts, 0f32.to_bits(), io.outputs[0])
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let shape = g.shape(x[0]).to_vec();
         let ranges = self
             .pads
@@ -133,11 +113,8 @@ pub struct Permute {
 }
 
 impl Op for Permute {
-    fn name(&self) -> &str {
-        "permute"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
-        arity(i, 1)?;
+    op_header!("permute", inputs: 1);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let mut seen = self.perm.clone();
         seen.sort_unstable();
         if seen != (0..i[0].shape.len()).collect::<Vec<_>>() {
@@ -151,13 +128,7 @@ impl Op for Permute {
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         copy::permute_into(rt, io.inputs[0], &self.perm, io.outputs[0])
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        _x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, _x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let mut inv = vec![0; self.perm.len()];
         for (i, &p) in self.perm.iter().enumerate() {
             inv[p] = i;
@@ -173,10 +144,8 @@ pub struct Concat {
 }
 
 impl Op for Concat {
-    fn name(&self) -> &str {
-        "concat"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> Infer {
+    op_header!("concat");
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let first = i.first().ok_or("needs inputs")?;
         let ax = self.axis;
         if ax >= first.shape.len() {
@@ -210,13 +179,7 @@ impl Op for Concat {
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         copy::concat_into(rt, &io.inputs, self.axis, io.outputs[0])
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        _y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let dy = dy[0].expect("one output");
         let mut start = 0;
         let mut grads = Vec::with_capacity(x.len());

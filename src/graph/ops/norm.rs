@@ -1,8 +1,8 @@
 //! LayerNorm and GroupNorm: the training forward saves mean/rstd as extra outputs, the
 //! backward node reads them and gets its scratch space as an output the planner frees at once.
 
-use super::{arity, infer_err};
-use crate::graph::{Graph, Io, Op, Result, TensorInfo, Value};
+use super::infer_err;
+use crate::graph::{Grads, Graph, InferResult, Io, Op, Result, TensorInfo, Value};
 use crate::ops::group_norm::{
     group_norm_backward_into, group_norm_backward_workspace_len, group_norm_into, GroupNormOptions,
 };
@@ -25,11 +25,8 @@ fn ln_opts(eps: f32) -> LayerNormOptions {
 }
 
 impl Op for LayerNorm {
-    fn name(&self) -> &str {
-        "layer_norm"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 3)?;
+    op_header!("layer_norm", inputs: 3);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let c = *i[0].shape.last().ok_or("x needs a feature axis")?;
         for (k, what) in [(1, "weight"), (2, "bias")] {
             if i[k].shape != [c] {
@@ -44,21 +41,11 @@ impl Op for LayerNorm {
         ])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let [x, w, b] = io.inputs[..] else {
-            unreachable!()
-        };
-        let [y, mean, rstd] = io.outputs[..] else {
-            unreachable!()
-        };
+        let [x, w, b] = io.inputs_n()?;
+        let [y, mean, rstd] = io.outputs_n()?;
         layer_norm_into(rt, x, w, b, y, Some((mean, rstd)), &ln_opts(self.eps))
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], y: &[Value], dy: &[Option<Value>]) -> Grads {
         let Some(dy) = dy[0] else {
             return Ok(vec![None; 3]);
         };
@@ -77,11 +64,8 @@ pub struct LayerNormBackward {
 }
 
 impl Op for LayerNormBackward {
-    fn name(&self) -> &str {
-        "layer_norm_backward"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 5)?;
+    op_header!("layer_norm_backward", inputs: 5);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         Ok(vec![
             i[1].clone(),
             i[2].clone(),
@@ -90,12 +74,8 @@ impl Op for LayerNormBackward {
         ])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let [dy, x, w, mean, rstd] = io.inputs[..] else {
-            unreachable!()
-        };
-        let [dx, dw, db, ws] = io.outputs[..] else {
-            unreachable!()
-        };
+        let [dy, x, w, mean, rstd] = io.inputs_n()?;
+        let [dx, dw, db, ws] = io.outputs_n()?;
         layer_norm_backward_into(rt, dy, x, w, mean, rstd, dx, dw, db, ws, &ln_opts(self.eps))
     }
 }
@@ -121,11 +101,8 @@ impl GroupNorm {
 }
 
 impl Op for GroupNorm {
-    fn name(&self) -> &str {
-        "group_norm"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 3)?;
+    op_header!("group_norm", inputs: 3);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let s = &i[0].shape;
         if s.len() < 2 || self.groups == 0 || !s[1].is_multiple_of(self.groups) {
             return infer_err(format!(
@@ -142,21 +119,11 @@ impl Op for GroupNorm {
         Ok(vec![i[0].clone(), stats.clone(), stats])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let [x, w, b] = io.inputs[..] else {
-            unreachable!()
-        };
-        let [y, mean, rstd] = io.outputs[..] else {
-            unreachable!()
-        };
+        let [x, w, b] = io.inputs_n()?;
+        let [y, mean, rstd] = io.outputs_n()?;
         group_norm_into(rt, x, w, b, y, mean, rstd, &self.opts())
     }
-    fn backward(
-        &self,
-        g: &mut Graph,
-        x: &[Value],
-        y: &[Value],
-        dy: &[Option<Value>],
-    ) -> Result<Vec<Option<Value>>> {
+    fn backward(&self, g: &mut Graph, x: &[Value], y: &[Value], dy: &[Option<Value>]) -> Grads {
         let Some(dy) = dy[0] else {
             return Ok(vec![None; 3]);
         };
@@ -173,11 +140,8 @@ impl Op for GroupNorm {
 pub struct GroupNormBackward(pub GroupNorm);
 
 impl Op for GroupNormBackward {
-    fn name(&self) -> &str {
-        "group_norm_backward"
-    }
-    fn infer(&self, i: &[&TensorInfo]) -> std::result::Result<Vec<TensorInfo>, String> {
-        arity(i, 6)?;
+    op_header!("group_norm_backward", inputs: 6);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let ws = group_norm_backward_workspace_len(&i[1].shape, self.0.groups);
         Ok(vec![
             i[1].clone(),
@@ -187,12 +151,8 @@ impl Op for GroupNormBackward {
         ])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let [dy, x, w, b, mean, rstd] = io.inputs[..] else {
-            unreachable!()
-        };
-        let [dx, dw, db, ws] = io.outputs[..] else {
-            unreachable!()
-        };
+        let [dy, x, w, b, mean, rstd] = io.inputs_n()?;
+        let [dx, dw, db, ws] = io.outputs_n()?;
         group_norm_backward_into(rt, dy, x, w, b, mean, rstd, dx, dw, db, ws, &self.0.opts())
     }
 }

@@ -4,6 +4,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn numeric_check(auxiliary: bool) {
+    // Long: one numeric-gradient check over every loss term, with its fixture built inline.
     let shape = PredictionShape {
         batch: 2,
         queries: 4,
