@@ -32,10 +32,10 @@ pub enum Variant {
 }
 
 impl Variant {
-    /// The variant for segments whose one-invocation loop runs `iterations` times. llvmpipe
-    /// silently ends every loop of an invocation after [`crate::runtime::CPU_LOOP_ITERATIONS`] iterations in
-    /// total, so a segment too long for one invocation takes the workgroup variant (whose
-    /// invocations each loop over 1/256 of it) even where `SegmentPerThread` was asked for.
+    /// The variant for segments whose one-invocation loop runs `iterations` times. Where the
+    /// adapter caps an invocation's loops (llvmpipe, [`crate::ops::policy::Policy::loop_budget`])
+    /// a segment too long for one invocation takes the workgroup variant (whose invocations
+    /// each loop over 1/256 of it) even where `SegmentPerThread` was asked for.
     fn resolve(self, rt: &Runtime, iterations: usize) -> Variant {
         let policy = crate::ops::policy::policy(rt);
         let fits = iterations <= policy.budget() / 2;

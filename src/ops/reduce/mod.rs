@@ -47,9 +47,10 @@ pub enum Variant {
 
 impl Variant {
     /// The entry point this variant runs on `rt`, and rows per workgroup, for rows whose
-    /// one-thread loops (`rows`) run `iterations` times in all. llvmpipe silently ends an
-    /// invocation's loops after [`crate::runtime::CPU_LOOP_ITERATIONS`] iterations, so longer rows take
-    /// `groups` (64 threads per row, each looping over 1/64 of it) even where `Rows` was asked.
+    /// one-thread loops (`rows`) run `iterations` times in all. Where the adapter caps an
+    /// invocation's loops (llvmpipe, [`crate::ops::policy::Policy::loop_budget`]), longer rows
+    /// take `groups` (64 threads per row, each looping over 1/64 of it) even where `Rows` was
+    /// asked.
     pub fn entry(self, rt: &Runtime, iterations: usize) -> (&'static str, u32) {
         let policy = crate::ops::policy::policy(rt);
         let fits = iterations <= policy.budget().saturating_sub(64);
