@@ -1,5 +1,6 @@
 // Backward of max/min along len of x viewed as [outer, len, inner]: the gradient goes to the
-// element the forward chose (idx, from reduce_arg.wgsl), as torch.max(dim) does:
+// element the forward chose (idx: its first extreme index, supplied by the caller), as
+// torch.max(dim) does:
 // dx[o, l, i] = l == idx[o, i] ? dy[o, i] : 0. One thread per dx element; overwrites dx.
 
 struct Params {

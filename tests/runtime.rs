@@ -137,6 +137,50 @@ fn bad_backend_name_is_a_clear_error() {
 }
 
 #[test]
+fn kernel_policy_is_read_from_the_environment() {
+    use mask2former::runtime::{KernelPolicy, RuntimeOptions};
+    let vars = |value: &'static str| {
+        move |name: &str| (name == "M2F_KERNEL_POLICY").then(|| value.to_string())
+    };
+    for (value, want) in [
+        ("gpu", KernelPolicy::Gpu),
+        ("CPU", KernelPolicy::Cpu),
+        ("auto", KernelPolicy::Auto),
+        ("", KernelPolicy::Auto),
+    ] {
+        let opts = RuntimeOptions::from_vars(vars(value)).unwrap();
+        assert_eq!(opts.kernel_policy, want, "{value:?}");
+    }
+    let unset = RuntimeOptions::from_vars(|_| None).unwrap();
+    assert_eq!(unset.kernel_policy, KernelPolicy::Auto);
+    let err = RuntimeOptions::from_vars(vars("fast"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("M2F_KERNEL_POLICY") && err.contains("fast") && err.contains("gpu"),
+        "{err}"
+    );
+}
+
+#[test]
+fn forced_kernel_policy_reaches_the_runtime() {
+    use mask2former::runtime::{KernelPolicy, RuntimeOptions};
+    for policy in [KernelPolicy::Gpu, KernelPolicy::Cpu] {
+        let opts = RuntimeOptions {
+            kernel_policy: policy,
+            ..RuntimeOptions::default()
+        };
+        let rt = Runtime::with_options(&opts).unwrap();
+        assert_eq!(rt.kernel_policy(), policy);
+        assert!(
+            rt.describe().contains("kernels forced"),
+            "{}",
+            rt.describe()
+        );
+    }
+}
+
+#[test]
 fn empty_tensors_round_trip() {
     let rt = testing::runtime();
     let t = rt.upload(&[], &[0, 3]).unwrap();

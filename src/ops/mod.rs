@@ -12,8 +12,9 @@
 //!   tests can take finite differences of it.
 //! - `tests.rs` compares the kernels with the reference on fresh random inputs, with outputs
 //!   poisoned with NaN first, odd shapes, one-element dims and sizes past one workgroup grid.
-//! - Kernel variants are chosen from `Runtime::caps()` (CPU adapter, f32 atomics, …), and
-//!   every variant is tested.
+//! - Kernel variants are chosen from `Runtime::caps()` (f32 atomics, …) and from
+//!   [`policy::policy`] (CPU- or GPU-shaped kernels, the adapter's loop budget), the one place
+//!   that reads the adapter kind; every variant is tested.
 
 pub(crate) mod common;
 pub mod conv2d;
@@ -24,6 +25,7 @@ pub mod group_norm;
 pub mod layer_norm;
 pub mod masked_attention;
 pub mod matmul;
+pub mod policy;
 pub mod reduce;
 pub mod resample;
 pub mod softmax;

@@ -31,10 +31,42 @@ pub struct Capabilities {
     pub storage_offset_alignment: u32,
 }
 
-/// How to choose the adapter and which optional features to allow.
+/// Which kernel shapes the `Auto` variants of the kernel families choose (`M2F_KERNEL_POLICY`).
+///
+/// `Auto` picks from the adapter: loops without workgroup memory on CPU adapters (lavapipe),
+/// workgroup-wide kernels on GPUs. `Gpu` and `Cpu` force one choice on any adapter: CI runs the
+/// model-level tests with `Gpu` on lavapipe so the GPU variants are tested there too. Forcing
+/// never drops the launch splits that keep CPU adapters under their loop limit
+/// ([`crate::runtime::CPU_LOOP_ITERATIONS`]): those depend on the adapter, not on the policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelPolicy {
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+/// Parses a kernel policy as used by `M2F_KERNEL_POLICY` (`auto`, `cpu`, `gpu`; empty = auto).
+pub fn parse_kernel_policy(value: &str) -> Result<KernelPolicy> {
+    Ok(match value.trim().to_ascii_lowercase().as_str() {
+        "auto" | "" => KernelPolicy::Auto,
+        "cpu" => KernelPolicy::Cpu,
+        "gpu" => KernelPolicy::Gpu,
+        _ => {
+            return Err(Error::Config {
+                var: "M2F_KERNEL_POLICY",
+                value: value.to_string(),
+                reason: "expected one of gpu, cpu, auto".into(),
+            })
+        }
+    })
+}
+
+/// How to choose the adapter, which optional features to allow and which kernel shapes to run.
 ///
 /// `Default` reads nothing from the environment; [`RuntimeOptions::from_env`] honours
-/// `M2F_BACKEND` (vulkan, metal, dx12, gl) and `M2F_ADAPTER` (a substring of the adapter name).
+/// `M2F_BACKEND` (vulkan, metal, dx12, gl), `M2F_ADAPTER` (a substring of the adapter name) and
+/// `M2F_KERNEL_POLICY` (gpu, cpu, auto).
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
     /// Backends to search; `None` means all that this build has.
@@ -46,6 +78,8 @@ pub struct RuntimeOptions {
     pub allow_subgroups: bool,
     pub allow_f32_atomics: bool,
     pub allow_timestamps: bool,
+    /// Which kernel shapes `Auto` variants choose (default: from the adapter).
+    pub kernel_policy: KernelPolicy,
 }
 
 impl Default for RuntimeOptions {
@@ -57,21 +91,31 @@ impl Default for RuntimeOptions {
             allow_subgroups: true,
             allow_f32_atomics: true,
             allow_timestamps: true,
+            kernel_policy: KernelPolicy::Auto,
         }
     }
 }
 
 impl RuntimeOptions {
-    /// Defaults, overridden by `M2F_BACKEND` and `M2F_ADAPTER` when set.
+    /// Defaults, overridden by `M2F_BACKEND`, `M2F_ADAPTER` and `M2F_KERNEL_POLICY` when set.
     pub fn from_env() -> Result<Self> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`RuntimeOptions::from_env`], reading each variable through `var` (for tests and
+    /// for callers with their own configuration source).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut opts = Self::default();
-        if let Ok(value) = std::env::var("M2F_BACKEND") {
+        if let Some(value) = var("M2F_BACKEND") {
             opts.backends = Some(parse_backend(&value)?);
         }
-        if let Ok(value) = std::env::var("M2F_ADAPTER") {
+        if let Some(value) = var("M2F_ADAPTER") {
             if !value.is_empty() {
                 opts.adapter_name = Some(value);
             }
+        }
+        if let Some(value) = var("M2F_KERNEL_POLICY") {
+            opts.kernel_policy = parse_kernel_policy(&value)?;
         }
         Ok(opts)
     }
@@ -131,7 +175,8 @@ fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
 }
 
 pub(crate) fn open(opts: &RuntimeOptions) -> Result<Opened> {
-    // Long: one linear setup (adapter, features, limits, device, capabilities) sharing locals.
+    // Over ~80 lines: adapter choice, feature negotiation, device request and the capability
+    // record, in order.
     let backends = opts.backends.unwrap_or(wgpu::Backends::all());
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;

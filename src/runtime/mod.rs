@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use mask2former::runtime::Runtime;
-//! let rt = Runtime::new()?;               // best adapter; M2F_BACKEND / M2F_ADAPTER override
+//! let rt = Runtime::new()?; // best adapter; M2F_BACKEND / M2F_ADAPTER / M2F_KERNEL_POLICY override
 //! let x = rt.upload(&[1.0, 2.0, 3.0], &[3])?;
 //! assert_eq!(rt.download(&x)?, vec![1.0, 2.0, 3.0]);
 //! # Ok::<(), mask2former::Error>(())
@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use device::{parse_backend, Capabilities, RuntimeOptions};
+pub use device::{parse_backend, parse_kernel_policy, Capabilities, KernelPolicy, RuntimeOptions};
 pub use kernel::{grid_1d, validate_wgsl, Dispatch, Kernel, Shader};
 pub use pool::{MemoryStats, PooledBuffer};
 pub use tensor::{Binding, DType, Tensor};
@@ -53,12 +53,13 @@ struct Inner {
     info: wgpu::AdapterInfo,
     caps: Capabilities,
     features: wgpu::Features,
+    kernel_policy: KernelPolicy,
     pool: Arc<BufferPool>,
     kernels: Mutex<HashMap<kernel::KernelKey, Arc<Kernel>>>,
 }
 
 impl Runtime {
-    /// Opens the best adapter, honouring `M2F_BACKEND` and `M2F_ADAPTER`.
+    /// Opens the best adapter, honouring `M2F_BACKEND`, `M2F_ADAPTER` and `M2F_KERNEL_POLICY`.
     pub fn new() -> Result<Self> {
         Self::with_options(&RuntimeOptions::from_env()?)
     }
@@ -74,6 +75,7 @@ impl Runtime {
                 info: o.info,
                 caps: o.caps,
                 features: o.features,
+                kernel_policy: opts.kernel_policy,
                 pool,
                 kernels: Mutex::new(HashMap::new()),
             }),
@@ -95,12 +97,16 @@ impl Runtime {
     pub fn features(&self) -> wgpu::Features {
         self.inner.features
     }
+    /// The kernel policy this runtime was opened with (`ops` resolves `Auto` from it).
+    pub fn kernel_policy(&self) -> KernelPolicy {
+        self.inner.kernel_policy
+    }
     /// One line naming the adapter, backend and optional features, for logs and CLIs.
     pub fn describe(&self) -> String {
         let i = &self.inner.info;
         let c = &self.inner.caps;
         format!(
-            "{} ({:?}, {:?}; f16={} subgroups={} f32-atomics={} timestamps={}; max binding {} MiB)",
+            "{} ({:?}, {:?}; f16={} subgroups={} f32-atomics={} timestamps={}; max binding {} MiB{})",
             i.name,
             i.backend,
             i.device_type,
@@ -108,7 +114,12 @@ impl Runtime {
             c.subgroups,
             c.f32_atomics,
             c.timestamps,
-            c.max_storage_binding >> 20
+            c.max_storage_binding >> 20,
+            match self.inner.kernel_policy {
+                KernelPolicy::Auto => "",
+                KernelPolicy::Cpu => "; CPU kernels forced",
+                KernelPolicy::Gpu => "; GPU kernels forced",
+            }
         )
     }
 

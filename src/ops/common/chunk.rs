@@ -34,10 +34,7 @@ impl Chunk {
     }
 }
 
-/// The binding limit kernels may use: the adapter's, capped so element indices fit in u32.
-pub(crate) fn binding_limit(rt: &Runtime) -> u64 {
-    rt.caps().max_storage_binding.min(u32::MAX as u64 & !3)
-}
+pub(crate) use super::binding_limit;
 
 /// Splits `items` items into chunks where every tensor's slice fits in `max_binding` bytes.
 /// `per_item[k]` is tensor k's element count (4-byte elements) per item; `names[k]` names it in
@@ -95,7 +92,7 @@ pub(crate) fn plan_capped(
             .iter()
             .map(|&n| {
                 let start = first * n * 4;
-                let offset = start - start % align;
+                let offset = super::aligned_start(start, align);
                 let skip = start - offset;
                 ChunkView {
                     offset,

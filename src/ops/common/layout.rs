@@ -300,7 +300,8 @@ pub fn plan(
         return Ok(Vec::new());
     }
     let caps = rt.caps();
-    let max = (caps.max_storage_binding / 4) as usize;
+    let limit = super::binding_limit(rt);
+    let max = (limit / 4) as usize;
     let align = (caps.storage_offset_alignment as usize / 4).max(1);
     let whole = |a: &Access| Window {
         offset: 0,
@@ -329,7 +330,7 @@ pub fn plan(
                 continue;
             }
             let (lo, hi) = a.span(shape, s, e);
-            let offset = lo - lo % align;
+            let offset = super::aligned_start(lo as u64, align as u64) as usize;
             let w = Window {
                 offset,
                 len: (hi + 1).min(a.len) - offset,
@@ -350,7 +351,7 @@ pub fn plan(
                         big.len
                     ),
                     bytes: (big.len * 4) as u64,
-                    limit: caps.max_storage_binding,
+                    limit,
                     limit_name: "max_storage_buffer_binding_size",
                 });
             }

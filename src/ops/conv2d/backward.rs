@@ -75,111 +75,157 @@ pub fn conv2d_backward_with_workspace_into(
     if let Some(t) = dbias {
         check::operand(rt, OP_BACK, "dbias", t, &[d.cout])?;
     }
-    let g = opts.groups;
-    let (cin_g, cout_g) = (d.cin / g, d.cout / g);
     let p = params(&d, opts, dbias.is_some());
-    let shader = crate::shader!("conv2d_backward");
-    let mut out = Vec::with_capacity(3);
     let use_gemm = backward_gemm(rt, &d, opts, workspace.is_some())?;
+    let mut out = Vec::with_capacity(3);
     if use_gemm {
         let pointwise = is_pointwise(&d, opts);
         out = gemm::backward(
             rt, &d, opts, dy, x, weight, dx, dweight, workspace, pointwise,
         )?;
-    }
-    if let (false, Some(dx)) = (use_gemm, dx) {
-        let [cb, pb] = block(rt, OP_BACK, opts, cin_g, false)?;
-        let blocks = g * cin_g.div_ceil(cb as usize);
-        let threads = d.h * d.w.div_ceil(pb as usize);
-        if threads * d.n * blocks > 0 {
-            let grid = grid_z(rt, OP_BACK, threads, d.n * blocks)?;
-            let k = rt.kernel(
-                &shader,
-                "dx_direct",
-                &[("CO_B", cb as f64), ("PX_B", pb as f64)],
-            )?;
-            out.push(rt.dispatch(
-                &k,
-                &p,
-                &[dy.binding(), weight.binding(), dx.binding()],
-                grid,
-            ));
+    } else {
+        if let Some(dx) = dx {
+            out.extend(dx_direct(rt, &d, opts, &p, dy, weight, dx)?);
         }
+        out.extend(dw_direct(rt, &d, opts, &p, dy, x, dweight)?);
     }
+    if let Some(db) = dbias {
+        out.extend(db_dispatches(rt, &d, &p, dy, db)?);
+    }
+    Ok(out)
+}
+
+/// `dx` as the transposed convolution (direct kernel, one launch).
+fn dx_direct(
+    rt: &Runtime,
+    d: &ConvDims,
+    opts: &Conv2dOptions,
+    p: &Params,
+    dy: &Tensor,
+    weight: &Tensor,
+    dx: &Tensor,
+) -> Result<Option<Dispatch>> {
+    let cin_g = d.cin / opts.groups;
+    let [cb, pb] = block(rt, OP_BACK, opts, cin_g, false)?;
+    let blocks = opts.groups * cin_g.div_ceil(cb as usize);
+    let threads = d.h * d.w.div_ceil(pb as usize);
+    if threads * d.n * blocks == 0 {
+        return Ok(None);
+    }
+    let grid = grid_z(rt, OP_BACK, threads, d.n * blocks)?;
+    let k = rt.kernel(
+        &crate::shader!("conv2d_backward"),
+        "dx_direct",
+        &[("CO_B", cb as f64), ("PX_B", pb as f64)],
+    )?;
+    Ok(Some(rt.dispatch(
+        &k,
+        p,
+        &[dy.binding(), weight.binding(), dx.binding()],
+        grid,
+    )))
+}
+
+/// `dweight` by the direct reduction over images × output rows: one launch, or on adapters
+/// with a loop budget (llvmpipe) launches over shares of the rows that each stay under it, the
+/// ones after the first adding to dweight.
+fn dw_direct(
+    rt: &Runtime,
+    d: &ConvDims,
+    opts: &Conv2dOptions,
+    p: &Params,
+    dy: &Tensor,
+    x: &Tensor,
+    dweight: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let (cin_g, cout_g) = (d.cin / opts.groups, d.cout / opts.groups);
     let [cb, pb] = block(rt, OP_BACK, opts, cout_g, false)?;
-    let taps = cin_g * d.kh * d.kw;
-    let blocks = g * cout_g.div_ceil(cb as usize);
-    let threads = taps.div_ceil(pb as usize);
-    if !use_gemm && threads * blocks > 0 {
-        let grid = grid_z(rt, OP_BACK, threads, blocks)?;
-        let k = rt.kernel(
-            &shader,
-            "dw_direct",
-            &[("CO_B", cb as f64), ("PX_B", pb as f64)],
-        )?;
-        // One invocation reduces over its share of images × output rows, about rows·(wo + 1)
-        // loop iterations: on CPU adapters the share stays under llvmpipe's loop budget and the
-        // launches after the first add to dw.
-        let budget = CPU_LOOP_ITERATIONS / 2;
-        let rows = if rt.caps().is_cpu {
-            (budget / (d.wo + 2)).max(1)
-        } else {
-            usize::MAX
-        };
-        let mut shares = Vec::new();
-        if d.n * d.ho <= rows {
-            shares.push((0, d.n, 0, d.ho));
-        } else if d.ho <= rows {
-            let per = rows / d.ho;
-            shares.extend(
-                (0..d.n)
-                    .step_by(per)
-                    .map(|n0| (n0, (n0 + per).min(d.n), 0, d.ho)),
-            );
-        } else {
-            for n0 in 0..d.n {
-                shares.extend(
-                    (0..d.ho)
-                        .step_by(rows)
-                        .map(|r| (n0, n0 + 1, r, (r + rows).min(d.ho))),
-                );
-            }
-        }
-        for (i, &(n0, n1, oy0, oy1)) in shares.iter().enumerate() {
+    let blocks = opts.groups * cout_g.div_ceil(cb as usize);
+    let threads = (cin_g * d.kh * d.kw).div_ceil(pb as usize);
+    if threads * blocks == 0 {
+        return Ok(Vec::new());
+    }
+    let grid = grid_z(rt, OP_BACK, threads, blocks)?;
+    let k = rt.kernel(
+        &crate::shader!("conv2d_backward"),
+        "dw_direct",
+        &[("CO_B", cb as f64), ("PX_B", pb as f64)],
+    )?;
+    // One invocation loops about rows·(wo + 1) times over its share of images × output rows.
+    let rows = match crate::ops::policy::policy(rt).loop_budget {
+        Some(budget) => (budget / 2 / (d.wo + 2)).max(1),
+        None => usize::MAX,
+    };
+    Ok(row_shares(d, rows)
+        .iter()
+        .enumerate()
+        .map(|(i, &(n0, n1, oy0, oy1))| {
             let ps = Params {
                 n0: n0 as u32,
                 n1: n1 as u32,
                 oy0: oy0 as u32,
                 oy1: oy1 as u32,
                 accumulate: (i > 0) as u32,
-                ..p
+                ..*p
             };
-            out.push(rt.dispatch(
+            rt.dispatch(
                 &k,
                 &ps,
                 &[dy.binding(), x.binding(), dweight.binding()],
                 grid,
-            ));
-        }
+            )
+        })
+        .collect())
+}
+
+/// `(n0, n1, oy0, oy1)` shares of images × output rows with at most `rows` rows each: whole
+/// batches, runs of whole images, or runs of rows of one image.
+fn row_shares(d: &ConvDims, rows: usize) -> Vec<(usize, usize, usize, usize)> {
+    if d.n * d.ho <= rows {
+        return vec![(0, d.n, 0, d.ho)];
     }
-    if let Some(db) = dbias {
-        // db_sum loops over the whole batch and plane in one invocation: past llvmpipe's loop
-        // budget, the CPU path sums dy to [cout, 1, 1] in launches that each stay under it.
-        let db_iterations = d.n * d.ho * (d.wo + 1) + d.n * (d.ho + 1) + d.n + 1;
-        if d.cout > 0 && rt.caps().is_cpu && db_iterations > CPU_LOOP_ITERATIONS - 64 {
-            let db3 = db.reshape(&[d.cout, 1, 1])?;
-            out.extend(crate::ops::elementwise::sum_to_shape_into(rt, dy, &db3)?);
-        } else if d.cout > 0 {
-            let k = rt.kernel(&shader, "db_sum", &[])?;
-            out.push(rt.dispatch(
-                &k,
-                &p,
-                &[dy.binding(), db.binding()],
-                rt.grid(d.cout as u64, WG),
-            ));
-        }
+    if d.ho <= rows {
+        let per = rows / d.ho;
+        return (0..d.n)
+            .step_by(per)
+            .map(|n0| (n0, (n0 + per).min(d.n), 0, d.ho))
+            .collect();
     }
-    Ok(out)
+    (0..d.n)
+        .flat_map(|n0| {
+            (0..d.ho)
+                .step_by(rows)
+                .map(move |r| (n0, n0 + 1, r, (r + rows).min(d.ho)))
+        })
+        .collect()
+}
+
+/// `dbias` (overwritten). db_sum loops over the whole batch and plane in one invocation: past
+/// the adapter's loop budget (llvmpipe), dy is summed to `[cout, 1, 1]` by `sum_to_shape`,
+/// whose launches each stay under it.
+fn db_dispatches(
+    rt: &Runtime,
+    d: &ConvDims,
+    p: &Params,
+    dy: &Tensor,
+    db: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    if d.cout == 0 {
+        return Ok(Vec::new());
+    }
+    let db_iterations = d.n * d.ho * (d.wo + 1) + d.n * (d.ho + 1) + d.n + 1;
+    let budget = crate::ops::policy::policy(rt).budget();
+    if db_iterations > budget.saturating_sub(64) {
+        let db3 = db.reshape(&[d.cout, 1, 1])?;
+        return crate::ops::elementwise::sum_to_shape_into(rt, dy, &db3);
+    }
+    let k = rt.kernel(&crate::shader!("conv2d_backward"), "db_sum", &[])?;
+    Ok(vec![rt.dispatch(
+        &k,
+        p,
+        &[dy.binding(), db.binding()],
+        rt.grid(d.cout as u64, WG),
+    )])
 }
 
 /// Backward: returns `dx`, `dweight` and, when `has_bias`, `dbias`.

@@ -372,6 +372,8 @@ pub(super) fn backward(
     ws: Option<&Conv2dWorkspace>,
     pointwise: bool,
 ) -> Result<Vec<Dispatch>> {
+    // Over ~80 lines: the pointwise fast path, then one loop recording dW and dx per chunk of the
+    // plan; the per-chunk views would otherwise be threaded through helpers.
     let op = super::OP_BACK;
     let k = taps(d);
     let plane = d.ho * d.wo;

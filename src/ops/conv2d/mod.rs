@@ -47,7 +47,7 @@ pub use gemm::Conv2dWorkspace;
 
 use crate::error::{Error, Result};
 use crate::ops::common::check;
-use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
 /// Which kernel computes the forward.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -316,7 +316,8 @@ fn block(
 ) -> Result<[u32; 2]> {
     // On lavapipe (3x3 256→256 at 100×136, a loaded machine) 4 channels × 8 pixels beat 8×8
     // and 16×8 by up to 2×: larger blocks spill their accumulators.
-    let [c, px] = match (opts.block, rt.caps().is_cpu, vec4) {
+    let cpu = crate::ops::policy::policy(rt).cpu_shapes();
+    let [c, px] = match (opts.block, cpu, vec4) {
         (Some(b), _, _) => b,
         (None, true, _) => [4, 8],
         (None, false, true) => [8, 8],

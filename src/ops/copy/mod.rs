@@ -100,104 +100,39 @@ pub fn strided_copy_into(
     const OP: &str = "strided_copy";
     check_word_dtype(OP, x, out)?;
     layout::no_alias(OP, &[x], out)?;
-    let r = c.shape.len();
-    if [
-        c.x_strides.len(),
-        c.x_start.len(),
-        c.x_step.len(),
-        c.x_lim.len(),
-        c.out_strides.len(),
-    ]
-    .iter()
-    .any(|&l| l != r)
-    {
-        return Err(crate::shape_err!(
-            OP,
-            "every per-dim list must have {r} entries: {c:?}"
-        ));
-    }
+    check_copy(OP, x, out, c)?;
     if c.shape.contains(&0) {
         return Ok(Vec::new());
     }
-    let out_last = c.out_base
-        + (0..r)
-            .map(|d| (c.shape[d] - 1) * c.out_strides[d])
-            .sum::<usize>();
-    let x_last = c.x_base
-        + (0..r)
-            .map(|d| c.x_lim[d].saturating_sub(1) * c.x_strides[d])
-            .sum::<usize>();
-    if out_last >= out.numel() || (x_last >= x.numel() && !c.x_lim.contains(&0)) {
-        return Err(crate::shape_err!(
-            OP,
-            "copy {c:?} reaches element {out_last} of out {:?} / {x_last} of x {:?}",
-            out.shape(),
-            x.shape()
-        ));
-    }
-    // Identity dims (no stepping or padding) may merge with their neighbours.
-    let fixed: Vec<bool> = (0..r)
-        .map(|d| c.x_start[d] != 0 || c.x_step[d] != 1 || c.x_lim[d] != c.shape[d])
-        .collect();
-    let groups = collapse_groups(&c.shape, &[&c.x_strides, &c.out_strides], &fixed);
-    let pick =
-        |v: &[usize]| -> Vec<usize> { groups.iter().map(|g| v[*g.last().unwrap()]).collect() };
-    let shape: Vec<usize> = groups
-        .iter()
-        .map(|g| g.iter().map(|&d| c.shape[d]).product())
-        .collect();
-    let (xs, os) = (pick(&c.x_strides), pick(&c.out_strides));
-    // Merged dims are identity dims, so their extent is also their limit.
-    let lim: Vec<usize> = groups
-        .iter()
-        .map(|g| {
-            if g.len() == 1 {
-                c.x_lim[g[0]]
-            } else {
-                g.iter().map(|&d| c.shape[d]).product()
-            }
-        })
-        .collect();
-    let mut x0: Vec<i64> = groups.iter().map(|g| c.x_start[g[0]]).collect();
-    let mut step: Vec<usize> = groups.iter().map(|g| c.x_step[g[0]]).collect();
-    // The kernel walks rows of the innermost dim: give a scalar copy one dim of size 1.
-    let (mut shape, mut xs, mut os, mut lim) = (shape, xs, os, lim);
-    if shape.is_empty() {
-        shape.push(1);
-        xs.push(0);
-        os.push(0);
-        lim.push(1);
-        x0.push(0);
-        step.push(1);
-    }
-    let mut ax = Access::strided(x.numel(), xs.clone());
+    let s = Collapsed::new(c);
+    let mut ax = Access::strided(x.numel(), s.xs.clone());
     ax.base = c.x_base;
     ax.affine = Some(Affine {
-        start: x0.clone(),
-        step: step.clone(),
-        lim: lim.clone(),
+        start: s.x0.clone(),
+        step: s.step.clone(),
+        lim: s.lim.clone(),
     });
-    let mut ao = Access::strided(out.numel(), os.clone());
+    let mut ao = Access::strided(out.numel(), s.os.clone());
     ao.base = c.out_base;
-    let chunks = plan(rt, OP, &shape, &[&ax, &ao])?;
+    let chunks = plan(rt, OP, &s.shape, &[&ax, &ao])?;
     let k = rt.kernel(&crate::shader!("copy"), "main", &[])?;
     let p = CopyParams {
         n: 0,
         start: 0,
-        rank: u(shape.len()),
+        rank: u(s.shape.len()),
         win_x: 0,
         win_o: 0,
         x_base: u(c.x_base),
         o_base: u(c.out_base),
         pad: c.pad,
-        shape: pack(OP, &shape)?,
-        xs: pack(OP, &xs)?,
-        os: pack(OP, &os)?,
-        x0: pack_i32(OP, &x0)?,
-        step: pack(OP, &step)?,
-        lim: pack(OP, &lim)?,
+        shape: pack(OP, &s.shape)?,
+        xs: pack(OP, &s.xs)?,
+        os: pack(OP, &s.os)?,
+        x0: pack_i32(OP, &s.x0)?,
+        step: pack(OP, &s.step)?,
+        lim: pack(OP, &s.lim)?,
     };
-    let inner = *shape.last().unwrap();
+    let inner = *s.shape.last().unwrap();
     Ok(layout::launch_rows(
         rt,
         &k,
@@ -213,6 +148,99 @@ pub fn strided_copy_into(
             ..p
         },
     ))
+}
+
+/// Errors unless every per-dim list of `c` has one entry per dim and every read and write
+/// stays inside x and out.
+fn check_copy(op: &'static str, x: &Tensor, out: &Tensor, c: &StridedCopy) -> Result<()> {
+    let r = c.shape.len();
+    if [
+        c.x_strides.len(),
+        c.x_start.len(),
+        c.x_step.len(),
+        c.x_lim.len(),
+        c.out_strides.len(),
+    ]
+    .iter()
+    .any(|&l| l != r)
+    {
+        return Err(crate::shape_err!(
+            op,
+            "every per-dim list must have {r} entries: {c:?}"
+        ));
+    }
+    if c.shape.contains(&0) {
+        return Ok(());
+    }
+    let out_last = c.out_base
+        + (0..r)
+            .map(|d| (c.shape[d] - 1) * c.out_strides[d])
+            .sum::<usize>();
+    let x_last = c.x_base
+        + (0..r)
+            .map(|d| c.x_lim[d].saturating_sub(1) * c.x_strides[d])
+            .sum::<usize>();
+    if out_last >= out.numel() || (x_last >= x.numel() && !c.x_lim.contains(&0)) {
+        return Err(crate::shape_err!(
+            op,
+            "copy {c:?} reaches element {out_last} of out {:?} / {x_last} of x {:?}",
+            out.shape(),
+            x.shape()
+        ));
+    }
+    Ok(())
+}
+
+/// A copy's index space with identity dims merged, at least one dim (the kernel walks rows
+/// of the innermost dim), and per dim: x and out strides, x start, step and limit.
+struct Collapsed {
+    shape: Vec<usize>,
+    xs: Vec<usize>,
+    os: Vec<usize>,
+    lim: Vec<usize>,
+    x0: Vec<i64>,
+    step: Vec<usize>,
+}
+
+impl Collapsed {
+    fn new(c: &StridedCopy) -> Self {
+        let r = c.shape.len();
+        // Identity dims (no stepping or padding) may merge with their neighbours.
+        let fixed: Vec<bool> = (0..r)
+            .map(|d| c.x_start[d] != 0 || c.x_step[d] != 1 || c.x_lim[d] != c.shape[d])
+            .collect();
+        let groups = collapse_groups(&c.shape, &[&c.x_strides, &c.out_strides], &fixed);
+        let pick =
+            |v: &[usize]| -> Vec<usize> { groups.iter().map(|g| v[*g.last().unwrap()]).collect() };
+        let extent = |g: &Vec<usize>| g.iter().map(|&d| c.shape[d]).product::<usize>();
+        let mut s = Collapsed {
+            shape: groups.iter().map(extent).collect(),
+            xs: pick(&c.x_strides),
+            os: pick(&c.out_strides),
+            // Merged dims are identity dims, so their extent is also their limit.
+            lim: groups
+                .iter()
+                .map(|g| {
+                    if g.len() == 1 {
+                        c.x_lim[g[0]]
+                    } else {
+                        extent(g)
+                    }
+                })
+                .collect(),
+            x0: groups.iter().map(|g| c.x_start[g[0]]).collect(),
+            step: groups.iter().map(|g| c.x_step[g[0]]).collect(),
+        };
+        if s.shape.is_empty() {
+            s.shape.push(1);
+            s.xs.push(0);
+            s.os.push(0);
+            s.lim.push(1);
+            s.x0.push(0);
+            s.step.push(1);
+        }
+        s
+    }
 }
 
 #[repr(C)]

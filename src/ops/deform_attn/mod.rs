@@ -154,7 +154,7 @@ fn resolve_variant(rt: &Runtime, op: &'static str, variant: Variant, d: usize) -
         d.is_multiple_of(4) && (rt.caps().storage_offset_alignment as u64).is_multiple_of(16);
     Ok(match variant {
         Variant::Auto if !vec4_ok => Variant::Scalar,
-        Variant::Auto if rt.caps().is_cpu => Variant::Vec4Wide,
+        Variant::Auto if crate::ops::policy::policy(rt).cpu_shapes() => Variant::Vec4Wide,
         Variant::Auto => Variant::Vec4,
         Variant::Vec4 | Variant::Vec4Wide if !vec4_ok => {
             return Err(Error::Unsupported {

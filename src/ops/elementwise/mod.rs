@@ -1,40 +1,36 @@
-//! Elementwise maps on f32 tensors: unary functions, binary functions with NumPy broadcasting
-//! over any rank, and `select` (where), with their backward passes.
+//! Elementwise maps on f32 tensors: unary functions and binary functions with NumPy broadcasting
+//! over any rank; the unary backward and the broadcast gradient (`sum_to_shape`).
 //!
 //! - [`unary`]: `y = f(x)` for the functions of [`Unary`] (GELU is the exact erf form, as
 //!   PyTorch's default). Tensors are contiguous; any size, also past the storage-binding limit
 //!   (the launch is split into chunks bound at offsets).
 //! - [`binary`]: `out = f(a, b)` for [`Binary`], shapes broadcast as in NumPy (aligned at the
 //!   last dim, size-1 dims stretch). Comparisons give 1.0/0.0 masks.
-//! - [`select`]: `out = cond != 0 ? a : b`, the three shapes broadcast together.
-//! - Backward: [`unary_backward`] gives `dx = dy·f'(x)`; [`binary_backward`] gives the
-//!   gradients of `a` and `b` already summed over the dims each was broadcast along, in one
-//!   pass per input (no intermediate of the output's size); [`select_backward`] likewise.
-//!   All backward launchers overwrite their outputs.
+//! - Backward: [`unary_backward`] gives `dx = dy·f'(x)`; [`sum_to_shape`] sums a gradient
+//!   over the dims its input was broadcast along (bias gradients; the graph builds the
+//!   backward of `add`/`mul` from it and `mul`). Both overwrite their outputs.
 //!
 //! Kernels (shaders/elementwise_*.wgsl): unary and same-shape binary maps handle 4 elements
 //! per thread through vec4 views; the broadcast map walks rows of the innermost (collapsed) dim
-//! 4 outputs at a time; gradients of broadcast inputs loop over the broadcast dims per output
-//! element (no split along them, so a bias gradient `[N, C] → [C]` runs C threads).
+//! 4 outputs at a time; `sum_to_shape` (shaders/sum_to_shape.wgsl) loops over the broadcast
+//! dims per output element (no split along them, so a bias gradient `[N, C] → [C]` runs C
+//! threads).
 //!
 //! [`layout`] holds the index-space machinery (broadcast strides, collapsing, chunking under
 //! the binding limit) the reduce, softmax and copy families share.
 
 mod grad;
 pub mod reference;
-mod select;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub(crate) use grad::grad_into;
-pub use grad::{binary_backward, binary_backward_into, sum_to_shape, sum_to_shape_into};
-pub use select::{select, select_backward, select_backward_into, select_into};
+pub use grad::{sum_to_shape, sum_to_shape_into};
 
 use crate::error::Result;
 use crate::ops::common::layout;
-use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 use layout::{expect, expect_dtype, pack, plan, u, Access, Chunk};
 
 /// A unary function; scalar operands ride along.

@@ -144,36 +144,6 @@ pub fn binary_scalar(op: Binary, a: f64, b: f64) -> f64 {
     }
 }
 
-/// (∂f/∂a, ∂f/∂b) at (a, b).
-pub fn binary_partials(op: Binary, a: f64, b: f64) -> (f64, f64) {
-    use Binary::*;
-    match op {
-        Add => (1.0, 1.0),
-        Sub => (1.0, -1.0),
-        Mul => (b, a),
-        Div => (1.0 / b, -a / (b * b)),
-        Max | Min => {
-            if a == b {
-                (0.5, 0.5)
-            } else if (a > b) == (op == Max) {
-                (1.0, 0.0)
-            } else {
-                (0.0, 1.0)
-            }
-        }
-        Pow => {
-            let da = if b == 0.0 { 0.0 } else { b * powf(a, b - 1.0) };
-            let db = if a == 0.0 && b >= 0.0 {
-                0.0
-            } else {
-                powf(a, b) * a.ln()
-            };
-            (da, db)
-        }
-        Lt | Le | Gt | Ge | Eq => (0.0, 0.0),
-    }
-}
-
 /// Row-major strides.
 pub fn strides(shape: &[usize]) -> Vec<usize> {
     super::layout::strides(shape)
@@ -225,29 +195,6 @@ pub fn binary(op: Binary, a: &[f64], sa: &[usize], b: &[f64], sb: &[usize]) -> V
         .collect()
 }
 
-/// Gradients of `binary(op, a, b)` given dy (of the broadcast shape), each summed back to its
-/// input's shape.
-pub fn binary_backward(
-    op: Binary,
-    a: &[f64],
-    sa: &[usize],
-    b: &[f64],
-    sb: &[usize],
-    dy: &[f64],
-) -> (Vec<f64>, Vec<f64>) {
-    let out = broadcast(sa, sb);
-    let mut da = vec![0.0; a.len()];
-    let mut db = vec![0.0; b.len()];
-    for (i, &g) in dy.iter().enumerate() {
-        let c = coords(&out, i);
-        let (ia, ib) = (broadcast_index(sa, &out, &c), broadcast_index(sb, &out, &c));
-        let (pa, pb) = binary_partials(op, a[ia], b[ib]);
-        da[ia] += g * pa;
-        db[ib] += g * pb;
-    }
-    (da, db)
-}
-
 /// Sum of `dy` (shape `from`) over the dims along which `to` broadcasts to `from`.
 pub fn sum_to_shape(dy: &[f64], from: &[usize], to: &[usize]) -> Vec<f64> {
     let mut out = vec![0.0; to.iter().product()];
@@ -255,49 +202,4 @@ pub fn sum_to_shape(dy: &[f64], from: &[usize], to: &[usize]) -> Vec<f64> {
         out[broadcast_index(to, from, &coords(from, i))] += g;
     }
     out
-}
-
-/// where(cond != 0, a, b) with broadcasting of all three.
-pub fn select(
-    cond: &[f64],
-    sc: &[usize],
-    a: &[f64],
-    sa: &[usize],
-    b: &[f64],
-    sb: &[usize],
-) -> Vec<f64> {
-    let out = broadcast(&broadcast(sc, sa), sb);
-    let n: usize = out.iter().product();
-    (0..n)
-        .map(|i| {
-            let c = coords(&out, i);
-            if cond[broadcast_index(sc, &out, &c)] != 0.0 {
-                a[broadcast_index(sa, &out, &c)]
-            } else {
-                b[broadcast_index(sb, &out, &c)]
-            }
-        })
-        .collect()
-}
-
-/// Gradients of `select` w.r.t. a (shape sa) and b (shape sb); dy has the output shape.
-pub fn select_backward(
-    cond: &[f64],
-    sc: &[usize],
-    sa: &[usize],
-    sb: &[usize],
-    dy: &[f64],
-) -> (Vec<f64>, Vec<f64>) {
-    let out = broadcast(&broadcast(sc, sa), sb);
-    let mut da = vec![0.0; sa.iter().product()];
-    let mut db = vec![0.0; sb.iter().product()];
-    for (i, &g) in dy.iter().enumerate() {
-        let c = coords(&out, i);
-        if cond[broadcast_index(sc, &out, &c)] != 0.0 {
-            da[broadcast_index(sa, &out, &c)] += g;
-        } else {
-            db[broadcast_index(sb, &out, &c)] += g;
-        }
-    }
-    (da, db)
 }

@@ -18,7 +18,7 @@ mod tests;
 
 use crate::error::Result;
 use crate::ops::common::check;
-use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
 /// Which reduction shape to use; `Auto` picks from the adapter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,14 +32,15 @@ pub enum Variant {
 }
 
 impl Variant {
-    /// The variant for segments whose one-invocation loop runs `iterations` times. llvmpipe
-    /// silently ends every loop of an invocation after [`CPU_LOOP_ITERATIONS`] iterations in
-    /// total, so a segment too long for one invocation takes the workgroup variant (whose
-    /// invocations each loop over 1/256 of it) even where `SegmentPerThread` was asked for.
+    /// The variant for segments whose one-invocation loop runs `iterations` times. Where the
+    /// adapter caps an invocation's loops (llvmpipe, [`crate::ops::policy::Policy::loop_budget`])
+    /// a segment too long for one invocation takes the workgroup variant (whose invocations
+    /// each loop over 1/256 of it) even where `SegmentPerThread` was asked for.
     fn resolve(self, rt: &Runtime, iterations: usize) -> Variant {
-        let fits = iterations <= CPU_LOOP_ITERATIONS / 2;
+        let policy = crate::ops::policy::policy(rt);
+        let fits = iterations <= policy.budget() / 2;
         match self {
-            Variant::Auto if rt.caps().is_cpu && fits => Variant::SegmentPerThread,
+            Variant::Auto if policy.cpu_shapes() && fits => Variant::SegmentPerThread,
             Variant::Auto => Variant::SegmentPerWorkgroup,
             Variant::SegmentPerThread if !fits => Variant::SegmentPerWorkgroup,
             v => v,
@@ -260,6 +261,8 @@ pub fn group_norm_backward_into(
     workspace: &Tensor,
     opts: &GroupNormOptions,
 ) -> Result<Vec<Dispatch>> {
+    // Over ~80 lines: validation of every operand and the workspace, then the segment sums,
+    // parameter gradients, group sums and dx passes in order, one flat sequence.
     let (n, c, s) = dims(OP_BACK, x, opts)?;
     let g = opts.groups;
     check::operand(rt, OP_BACK, "x", x, x.shape())?;

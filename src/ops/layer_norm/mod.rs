@@ -34,7 +34,7 @@ pub enum Variant {
 impl Variant {
     fn resolve(self, rt: &Runtime) -> Variant {
         match self {
-            Variant::Auto if rt.caps().is_cpu => Variant::RowPerThread,
+            Variant::Auto if crate::ops::policy::policy(rt).cpu_shapes() => Variant::RowPerThread,
             Variant::Auto => Variant::RowPerWorkgroup,
             v => v,
         }
@@ -227,6 +227,8 @@ pub fn layer_norm_backward_into(
     workspace: &Tensor,
     opts: &LayerNormOptions,
 ) -> Result<Vec<Dispatch>> {
+    // Over ~80 lines: validation of every operand and the workspace, then the dx pass and the
+    // two parameter-gradient passes in order, one flat sequence.
     let (rows, cols) = rows_cols(OP_BACK, x)?;
     check::operand(rt, OP_BACK, "x", x, x.shape())?;
     check::operand(rt, OP_BACK, "dy", dy, x.shape())?;

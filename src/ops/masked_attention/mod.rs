@@ -30,7 +30,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::ops::common::check;
-use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
 const OP: &str = "masked_attention";
 const WG: u32 = 64;
@@ -161,6 +161,40 @@ fn mask_heads(
     Ok(mh)
 }
 
+/// How many key splits run per row: the requested count, or enough threads to fill the adapter
+/// (a few per core under CPU-shaped kernels, tens of thousands under GPU-shaped ones, never
+/// fewer than MIN_KEYS_PER_SPLIT keys per split); raised where the adapter caps loops.
+fn key_splits(
+    rt: &Runtime,
+    requested: Option<usize>,
+    rows: usize,
+    nk: usize,
+    head_dim: usize,
+) -> Result<usize> {
+    let policy = crate::ops::policy::policy(rt);
+    let splits = match requested {
+        Some(0) => return Err(crate::shape_err!(OP, "splits must be at least 1")),
+        Some(s) => s.min(nk),
+        None => {
+            let target: usize = if policy.cpu_shapes() { 1024 } else { 32768 };
+            target
+                .div_ceil(rows)
+                .clamp(1, nk.div_ceil(MIN_KEYS_PER_SPLIT).max(1))
+        }
+    };
+    // llvmpipe ends an invocation's loops after CPU_LOOP_ITERATIONS iterations in all; the
+    // forward and dq threads loop over their split's keys with up to 2·D4 + 5 iterations per
+    // key (the channel loops, if not unrolled), so such adapters split rows into chunks under
+    // it (splits = 1 would put Mask2Former's 27889 keys at 1333² in one thread).
+    Ok(match policy.loop_budget {
+        Some(budget) => {
+            let per_key = 2 * (head_dim / 4) + 5;
+            splits.max(nk.div_ceil((budget - 1024) / per_key))
+        }
+        None => splits,
+    })
+}
+
 /// Validates the inputs and derives the geometry (split count included).
 fn geometry(
     rt: &Runtime,
@@ -219,28 +253,7 @@ fn geometry(
         check::binding(rt, OP, "additive", a)?;
     }
     let rows = batch * o.heads * nq;
-    let splits = match o.splits {
-        Some(0) => return Err(crate::shape_err!(OP, "splits must be at least 1")),
-        Some(s) => s.min(nk),
-        None => {
-            // Enough threads to fill the adapter: a few per core on CPU adapters, tens of
-            // thousands on GPUs; never fewer than MIN_KEYS_PER_SPLIT keys per split.
-            let target: usize = if rt.caps().is_cpu { 1024 } else { 32768 };
-            target
-                .div_ceil(rows)
-                .clamp(1, nk.div_ceil(MIN_KEYS_PER_SPLIT).max(1))
-        }
-    };
-    // llvmpipe ends an invocation's loops after CPU_LOOP_ITERATIONS iterations in all; the
-    // forward and dq threads loop over their split's keys with up to 2·D4 + 5 iterations per
-    // key (the channel loops, if not unrolled), so CPU adapters split rows into chunks under it
-    // (splits = 1 would put Mask2Former's 27889 keys at 1333² in one thread).
-    let splits = if rt.caps().is_cpu {
-        let per_key = 2 * (head_dim / 4) + 5;
-        splits.max(nk.div_ceil((CPU_LOOP_ITERATIONS - 1024) / per_key))
-    } else {
-        splits
-    };
+    let splits = key_splits(rt, o.splits, rows, nk, head_dim)?;
     let chunk = nk.div_ceil(splits);
     let splits = nk.div_ceil(chunk);
     let part_bytes = (splits * rows * head_dim * 4) as u64;

@@ -188,7 +188,7 @@ pub(super) fn encode(
     let tile = variant.tile();
     let max_wg = caps.max_workgroups_per_dim as u64;
     let mut e = plan_chunks(pr, tile, max_wg, align.max(64), limit);
-    if caps.is_cpu {
+    if crate::ops::policy::policy(rt).loop_budget.is_some() {
         // llvmpipe ends an invocation's loops after CPU_LOOP_ITERATIONS iterations in all;
         // regblock_vec_ta loops once per k (the epilogue's loops take a few hundred more), so
         // longer reductions are split into accumulating launches (a multiple of 4 for the
@@ -235,6 +235,8 @@ fn launch(
     e: Extent,
     align: u64,
 ) -> Result<Dispatch> {
+    // Over ~80 lines: one chunk's bindings and parameter block for every variant, a flat list of
+    // field computations.
     let (ta, va) = pr.a;
     let (tb, vb) = pr.b;
     let (tc, vc) = pr.c;

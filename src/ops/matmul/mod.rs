@@ -93,7 +93,7 @@ impl Variant {
     /// The variant `Auto` resolves to on `rt`'s adapter (others are returned unchanged).
     pub fn resolve(self, rt: &Runtime) -> Variant {
         match self {
-            Variant::Auto if rt.caps().is_cpu => Variant::RegBlockLarge,
+            Variant::Auto if crate::ops::policy::policy(rt).cpu_shapes() => Variant::RegBlockLarge,
             Variant::Auto => Variant::Tiled,
             v => v,
         }
@@ -290,7 +290,7 @@ pub fn matmul_into(
 /// returned scratch alive as long as it keeps the dispatches (the graph executor records them
 /// once per plan).
 ///
-/// On CPU adapters the fastest kernel (`regblock_vec`) reads B row-major, so a transposed 2-D B
+/// Where the product runs `regblock_vec` (the CPU-shaped kernel), which reads B row-major, a transposed 2-D B
 /// (a linear layer's weight, `[out, in]`) with enough rows of A to fill its workgroups is first
 /// copied transposed into scratch: the copy is O(K·N) against the product's O(M·K·N), and the
 /// product runs ~1.4× faster (docs/PERFORMANCE.md).
@@ -304,7 +304,8 @@ pub fn matmul_scratch_into(
 ) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
     let rows = a.numel() / a.shape().last().copied().unwrap_or(1).max(1);
     if let ([n, k], true, false) = (b.shape(), opts.trans_b, opts.trans_a) {
-        if rt.caps().is_cpu && rows >= 192 && n % 4 == 0 && k % 4 == 0 {
+        let large = opts.variant.resolve(rt) == Variant::RegBlockLarge;
+        if large && rows >= 192 && n % 4 == 0 && k % 4 == 0 {
             let bt = rt.empty(&[*k, *n], DType::F32)?;
             let mut ds = crate::ops::copy::permute_into(rt, b, &[1, 0], &bt)?;
             let o = MatmulOptions {

@@ -1,6 +1,7 @@
-//! Reductions along one axis of an f32 tensor: sum, mean, max, min (f32 out) and argmax,
-//! argmin (u32 out, the first extreme index as PyTorch), with backward passes; plus
-//! [`sum_to_shape`] (sum over broadcast dims, for bias and broadcast gradients).
+//! Reductions along one axis of an f32 tensor: sum, mean, max, min, with backward passes; plus
+//! [`sum_to_shape`] (sum over broadcast dims, for bias and broadcast gradients). (The arg
+//! reductions were removed: no product path used them; the max/min backward takes the
+//! forward's indices from the caller.)
 //!
 //! Any axis of any rank: the input is viewed as `[outer, len, inner]` (len = the axis). The
 //! output has the input's shape without the axis; an `out` tensor that keeps the axis as size 1
@@ -9,7 +10,7 @@
 //! Two kernel variants ([`Variant`]): `Rows` runs one thread per output looping over the axis,
 //! without workgroup memory (what CPU adapters such as lavapipe run fastest); `Groups` runs one
 //! 64-thread workgroup per output with a tree in workgroup memory (GPUs, long axes).
-//! [`Variant::Auto`] picks by `Capabilities::is_cpu`. Outputs are split into chunks so every
+//! [`Variant::Auto`] picks by the kernel policy (`crate::ops::policy`). Outputs are split into chunks so every
 //! binding stays under the adapter's limit; an axis whose own extent (`len·inner` elements)
 //! exceeds one binding is a `TooLarge` error.
 
@@ -19,7 +20,7 @@ mod tests;
 
 use crate::error::{Error, Result};
 use crate::ops::common::layout::{self, expect_dtype, plan, u, Access};
-use crate::runtime::{DType, Dispatch, Runtime, Tensor, CPU_LOOP_ITERATIONS};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
 pub use crate::ops::elementwise::{sum_to_shape, sum_to_shape_into};
 
@@ -35,7 +36,7 @@ pub enum Reduce {
 /// Which kernel runs a per-row reduction (also used by softmax).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Variant {
-    /// `Rows` on CPU adapters, `Groups` elsewhere.
+    /// `Rows` under CPU-shaped kernels, `Groups` under GPU-shaped ones.
     #[default]
     Auto,
     /// One thread per row, no workgroup memory.
@@ -46,13 +47,15 @@ pub enum Variant {
 
 impl Variant {
     /// The entry point this variant runs on `rt`, and rows per workgroup, for rows whose
-    /// one-thread loops (`rows`) run `iterations` times in all. llvmpipe silently ends an
-    /// invocation's loops after [`CPU_LOOP_ITERATIONS`] iterations, so longer rows take
-    /// `groups` (64 threads per row, each looping over 1/64 of it) even where `Rows` was asked.
+    /// one-thread loops (`rows`) run `iterations` times in all. Where the adapter caps an
+    /// invocation's loops (llvmpipe, [`crate::ops::policy::Policy::loop_budget`]), longer rows
+    /// take `groups` (64 threads per row, each looping over 1/64 of it) even where `Rows` was
+    /// asked.
     pub fn entry(self, rt: &Runtime, iterations: usize) -> (&'static str, u32) {
-        let fits = iterations <= CPU_LOOP_ITERATIONS - 64;
+        let policy = crate::ops::policy::policy(rt);
+        let fits = iterations <= policy.budget().saturating_sub(64);
         let groups = match self {
-            Variant::Auto => !(rt.caps().is_cpu && fits),
+            Variant::Auto => !(policy.cpu_shapes() && fits),
             Variant::Rows => !fits,
             Variant::Groups => true,
         };
@@ -198,70 +201,6 @@ pub fn reduce(rt: &Runtime, op: Reduce, x: &Tensor, axis: usize) -> Result<Tenso
     Ok(out)
 }
 
-/// Which extreme an arg-reduction finds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ArgReduce {
-    ArgMax,
-    ArgMin,
-}
-
-/// Dispatches writing into `idx` (u32) the first index of the largest/smallest element along
-/// `axis` (NaN counts as extreme, as in PyTorch).
-pub fn arg_reduce_into(
-    rt: &Runtime,
-    op: ArgReduce,
-    x: &Tensor,
-    axis: usize,
-    idx: &Tensor,
-    variant: Variant,
-) -> Result<Vec<Dispatch>> {
-    const OP: &str = "arg_reduce";
-    expect_dtype(OP, x, DType::F32)?;
-    let dims = split_axis(OP, x.shape(), axis)?;
-    check_out(OP, x.shape(), axis, idx, DType::U32)?;
-    layout::no_alias(OP, &[x], idx)?;
-    if dims.1 == 0 {
-        return Err(crate::shape_err!(
-            OP,
-            "{op:?} over an empty axis {axis} of {:?}",
-            x.shape()
-        ));
-    }
-    let chunks = row_chunks(rt, OP, dims, x.numel())?;
-    let code = match op {
-        ArgReduce::ArgMax => 0,
-        ArgReduce::ArgMin => 1,
-    };
-    // reduce_arg's rows read single elements.
-    let (entry, per_wg) = variant.entry(rt, dims.1 + 1);
-    let k = rt.kernel(&crate::shader!("reduce_arg"), entry, &[("OP", code as f64)])?;
-    Ok(layout::launch(rt, &k, &chunks, &[x, idx], per_wg, |c| {
-        RowParams {
-            n: u(c.n),
-            start: u(c.start),
-            len: u(dims.1),
-            inner: u(dims.2),
-            win_a: u(c.windows[0].offset),
-            win_b: u(c.windows[1].offset),
-            scale: 0.0,
-            _p: 0,
-        }
-    }))
-}
-
-/// Arg-reduction along `axis` in a new u32 tensor (the axis removed).
-pub fn arg_reduce(rt: &Runtime, op: ArgReduce, x: &Tensor, axis: usize) -> Result<Tensor> {
-    split_axis("arg_reduce", x.shape(), axis)?;
-    let idx = rt.empty(&reduced_shape(x.shape(), axis), DType::U32)?;
-    rt.run(&arg_reduce_into(rt, op, x, axis, &idx, Variant::Auto)?);
-    Ok(idx)
-}
-
-/// `argmax` along `axis`.
-pub fn argmax(rt: &Runtime, x: &Tensor, axis: usize) -> Result<Tensor> {
-    arg_reduce(rt, ArgReduce::ArgMax, x, axis)
-}
-
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct ArgBackwardParams {
@@ -277,8 +216,9 @@ struct ArgBackwardParams {
 
 /// Dispatches for the gradient of `op` along `axis` of an input shaped like `dx`, given `dy`
 /// (the output's shape). Sum and mean broadcast dy back (mean scaled by 1/len); max and min
-/// route dy to the element the forward chose, which `indices` gives (from [`arg_reduce`] with
-/// ArgMax/ArgMin on the same input; required for them). Overwrites dx.
+/// route dy to the element the forward chose, which `indices` gives (u32, the output's shape:
+/// the first extreme index along the axis, as `torch.max(dim)`; required for them).
+/// Overwrites dx.
 pub fn reduce_backward_into(
     rt: &Runtime,
     op: Reduce,

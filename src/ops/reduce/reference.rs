@@ -1,7 +1,14 @@
 //! Plain-Rust specification of the reductions in f64, forward and backward, over x viewed as
 //! `[outer, len, inner]` along the reduced axis.
 
-use super::{ArgReduce, Reduce};
+use super::Reduce;
+
+/// Which extreme [`arg_reduce`] finds (the indices the max/min backward routes by).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ArgReduce {
+    ArgMax,
+    ArgMin,
+}
 
 /// `(outer, len, inner)` of `shape` around `axis`.
 pub fn dims(shape: &[usize], axis: usize) -> (usize, usize, usize) {

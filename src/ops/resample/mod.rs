@@ -134,6 +134,8 @@ fn plane_dispatches(
     scale: (f32, f32),
     max_binding: u64,
 ) -> Result<Vec<Dispatch>> {
+    // Over ~80 lines: the forward and backward differ only in which side is chunked and gridded;
+    // one launcher keeps the two in step.
     let (n, c, _, _) = nchw(src);
     let planes = (n * c) as u64;
     let (plane_in, plane_out) = ((in_hw.0 * in_hw.1) as u64, (out_hw.0 * out_hw.1) as u64);

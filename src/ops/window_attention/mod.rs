@@ -157,6 +157,7 @@ fn geometry(
     x: &WindowAttentionInputs,
     o: &WindowAttentionOptions,
 ) -> Result<Geometry> {
+    // Over ~80 lines: a flat sequence of checks, each with its own error message.
     check::f32_dtype(OP, x.q)?;
     let s = x.q.shape();
     if s.len() != 4 || s.contains(&0) {
@@ -372,11 +373,10 @@ impl WindowAttentionGrads {
     }
 }
 
-/// Records the backward pass: from the forward's inputs, its `out` and `lse`, and the output
-/// gradient `dout`, overwrites every tensor of `grads`.
+/// Validates the backward's tensors against the forward's geometry and the workspace.
 #[allow(clippy::too_many_arguments)]
-pub fn window_attention_backward_into(
-    rt: &Runtime,
+fn check_backward(
+    g: &Geometry,
     x: &WindowAttentionInputs,
     out: &Tensor,
     lse: &Tensor,
@@ -384,8 +384,7 @@ pub fn window_attention_backward_into(
     grads: &WindowAttentionGrads,
     ws: &WindowAttentionWorkspace,
     opts: &WindowAttentionOptions,
-) -> Result<Vec<Dispatch>> {
-    let g = geometry(rt, x, opts)?;
+) -> Result<()> {
     let s = x.q.shape();
     if ws.shape != s || ws.opts != *opts {
         return Err(crate::shape_err!(
@@ -420,6 +419,25 @@ pub fn window_attention_backward_into(
             ))
         }
     }
+    Ok(())
+}
+
+/// Records the backward pass: from the forward's inputs, its `out` and `lse`, and the output
+/// gradient `dout`, overwrites every tensor of `grads`.
+#[allow(clippy::too_many_arguments)]
+pub fn window_attention_backward_into(
+    rt: &Runtime,
+    x: &WindowAttentionInputs,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    grads: &WindowAttentionGrads,
+    ws: &WindowAttentionWorkspace,
+    opts: &WindowAttentionOptions,
+) -> Result<Vec<Dispatch>> {
+    let g = geometry(rt, x, opts)?;
+    check_backward(&g, x, out, lse, dout, grads, ws, opts)?;
+    let has_pad = x.pad_k.is_some();
     let shader = crate::shader!("window_attention_backward");
     let c = g.constants();
     let params = g.params(has_pad);

@@ -1,0 +1,86 @@
+// Sum of dy over the dims a target shape was broadcast along (the gradient of a broadcast, e.g.
+// a bias gradient [N, C] -> [C]):
+//   grad[k] = Σ_r dy[o(k, r)]
+// One thread per target element k; r runs over the reduced dims. Both index spaces are
+// collapsed (at most 8 dims each) and dy is read through its strides in each.
+// One launch covers the reduced indices [r0, r0 + rn) (clamped to the reduced size) and, with
+// `accumulate` set, adds to grad instead of overwriting it: CPU adapters split long reductions
+// over several launches because llvmpipe ends an invocation's loops after 65535 iterations.
+
+struct Params {
+    n: u32,
+    start: u32,
+    krank: u32,
+    rrank: u32,
+    win_dy: u32,
+    win_g: u32,
+    r0: u32,
+    rn: u32,
+    accumulate: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    kshape: array<vec4<u32>, 2>,
+    kd: array<vec4<u32>, 2>,
+    rshape: array<vec4<u32>, 2>,
+    rd: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    let k = p.start + i;
+    var rest = k;
+    var kd = 0u;
+    for (var d = p.krank; d > 0u; d--) {
+        let j = d - 1u;
+        let n = p.kshape[j / 4u][j % 4u];
+        let c = rest % n;
+        rest = rest / n;
+        kd += c * p.kd[j / 4u][j % 4u];
+    }
+    var total = 1u;
+    for (var d = 0u; d < p.rrank; d++) {
+        total *= p.rshape[d / 4u][d % 4u];
+    }
+    let r_end = min(total, p.r0 + min(p.rn, total));
+    // Walk the reduced index space as an odometer from r0: no divisions per element.
+    var cr = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
+    var id = kd;
+    var rest_r = p.r0;
+    for (var d = p.rrank; d > 0u && rest_r > 0u; d--) {
+        let j = d - 1u;
+        let n = p.rshape[j / 4u][j % 4u];
+        let c = rest_r % n;
+        rest_r = rest_r / n;
+        cr[j] = c;
+        id += c * p.rd[j / 4u][j % 4u];
+    }
+    var acc = 0.0;
+    for (var r = p.r0; r < r_end; r++) {
+        acc += dy[id - p.win_dy];
+        for (var d = p.rrank; d > 0u; d--) {
+            let j = d - 1u;
+            let sd = p.rd[j / 4u][j % 4u];
+            cr[j] += 1u;
+            id += sd;
+            let n = p.rshape[j / 4u][j % 4u];
+            if (cr[j] < n) {
+                break;
+            }
+            cr[j] = 0u;
+            id -= n * sd;
+        }
+    }
+    if (p.accumulate != 0u) {
+        acc += grad[k - p.win_g];
+    }
+    grad[k - p.win_g] = acc;
+}

@@ -1,0 +1,194 @@
+//! Kernels against the f64 reference on fresh random inputs (seed in every failure message),
+//! outputs poisoned with NaN first, for every variant, transpose combination and epilogue.
+
+use super::reference::{self, Dims};
+use super::*;
+use crate::runtime::Runtime;
+use crate::testing::{self, assert_close};
+
+mod forward;
+mod large_block;
+mod limits;
+
+const VARIANTS: [Variant; 4] = [
+    Variant::RegBlockLarge,
+    Variant::RegBlock,
+    Variant::Tiled,
+    Variant::Naive,
+];
+const TRANS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+/// One problem: leading dims of A and B, M, N, K and the transposes.
+#[derive(Clone, Debug)]
+struct Case {
+    lead_a: Vec<usize>,
+    lead_b: Vec<usize>,
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+}
+
+impl Case {
+    fn new(m: usize, n: usize, k: usize, (trans_a, trans_b): (bool, bool)) -> Self {
+        Self {
+            lead_a: vec![],
+            lead_b: vec![],
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+        }
+    }
+    fn batched(mut self, lead_a: &[usize], lead_b: &[usize]) -> Self {
+        self.lead_a = lead_a.to_vec();
+        self.lead_b = lead_b.to_vec();
+        self
+    }
+    fn dims(&self) -> Dims {
+        Dims {
+            batch_a: self.lead_a.iter().product(),
+            batch_b: self.lead_b.iter().product(),
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            trans_a: self.trans_a,
+            trans_b: self.trans_b,
+        }
+    }
+    fn a_shape(&self) -> Vec<usize> {
+        let mut s = self.lead_a.clone();
+        s.extend(if self.trans_a {
+            [self.k, self.m]
+        } else {
+            [self.m, self.k]
+        });
+        s
+    }
+    fn b_shape(&self) -> Vec<usize> {
+        let mut s = self.lead_b.clone();
+        s.extend(if self.trans_b {
+            [self.n, self.k]
+        } else {
+            [self.k, self.n]
+        });
+        s
+    }
+    fn c_shape(&self) -> Vec<usize> {
+        let d = self.dims();
+        let lead = if d.batch_a != 1 || (d.batch_b == 1 && self.lead_a.len() >= self.lead_b.len()) {
+            &self.lead_a
+        } else {
+            &self.lead_b
+        };
+        let mut s = lead.clone();
+        s.extend([self.m, self.n]);
+        s
+    }
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+fn numel(s: &[usize]) -> usize {
+    s.iter().product()
+}
+
+fn nan_tensor(rt: &Runtime, shape: &[usize]) -> Tensor {
+    let t = rt.empty(shape, DType::F32).unwrap();
+    rt.fill(&t, f32::NAN).unwrap();
+    t
+}
+
+/// Runs the forward on random inputs and compares C (and `pre` when asked) with the reference.
+fn check_forward(rt: &Runtime, case: &Case, opts: &MatmulOptions, with_bias: bool, with_pre: bool) {
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    let (sa, sb, sc) = (case.a_shape(), case.b_shape(), case.c_shape());
+    let a = testing::uniform(&mut rng, numel(&sa), -1.0, 1.0);
+    let b = testing::uniform(&mut rng, numel(&sb), -1.0, 1.0);
+    let bias = testing::uniform(&mut rng, case.n, -1.0, 1.0);
+    let c_in = testing::uniform(&mut rng, numel(&sc), -1.0, 1.0);
+    let ta = rt.upload(&a, &sa).unwrap();
+    let tb = rt.upload(&b, &sb).unwrap();
+    let tbias = rt.upload(&bias, &[case.n]).unwrap();
+    let out = if opts.beta != 0.0 {
+        rt.upload(&c_in, &sc).unwrap()
+    } else {
+        nan_tensor(rt, &sc)
+    };
+    let pre = nan_tensor(rt, &sc);
+    let bias_arg = with_bias.then_some(&tbias);
+    let d = if with_pre {
+        matmul_with_preact_into(rt, &ta, &tb, bias_arg, &out, &pre, opts)
+    } else {
+        matmul_into(rt, &ta, &tb, bias_arg, &out, opts)
+    }
+    .unwrap();
+    rt.run(&d);
+    let (want, want_pre) = reference::forward(
+        &case.dims(),
+        &f64s(&a),
+        &f64s(&b),
+        with_bias.then_some(&f64s(&bias)[..]),
+        Some(&f64s(&c_in)),
+        opts.alpha as f64,
+        opts.beta as f64,
+        opts.activation,
+    );
+    let name = format!("{case:?} {opts:?} bias={with_bias}");
+    assert_close(&name, seed, &rt.download(&out).unwrap(), &f32s(&want), 1e-5);
+    if with_pre {
+        let name = format!("pre-activation of {name}");
+        assert_close(
+            &name,
+            seed,
+            &rt.download(&pre).unwrap(),
+            &f32s(&want_pre),
+            1e-5,
+        );
+    }
+}
+
+fn opts(variant: Variant, (trans_a, trans_b): (bool, bool)) -> MatmulOptions {
+    MatmulOptions {
+        trans_a,
+        trans_b,
+        variant,
+        ..Default::default()
+    }
+}
+
+/// Odd sizes, one-element dims, multiples of 4 (the vec4 paths) and sizes past one workgroup tile
+/// (64×128 regblock, 64×64 tiled) in both directions.
+const SHAPES: [(usize, usize, usize); 8] = [
+    (1, 1, 1),
+    (7, 13, 5),
+    (65, 33, 129),
+    (36, 20, 12),
+    (132, 72, 68),
+    (130, 70, 3),
+    (1, 68, 8),
+    (260, 132, 12),
+];
+
+/// The entry points the launches of one forward call run (`matmul::regblock_vec`, …).
+fn entries(rt: &Runtime, case: &Case, opts: &MatmulOptions) -> Vec<String> {
+    let a = rt.empty(&case.a_shape(), DType::F32).unwrap();
+    let b = rt.empty(&case.b_shape(), DType::F32).unwrap();
+    let c = rt.empty(&case.c_shape(), DType::F32).unwrap();
+    let d = matmul_into(rt, &a, &b, None, &c, opts).unwrap();
+    d.iter()
+        .map(|d| d.label().split('[').next().unwrap().to_string())
+        .collect()
+}
+
+const LARGE: &str = "matmul::regblock_vec";
+const LARGE_TA: &str = "matmul::regblock_vec_ta";

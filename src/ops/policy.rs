@@ -1,0 +1,98 @@
+//! The one place the kernel families decide how the adapter shapes their launches.
+//!
+//! Two separate questions, kept apart so that forcing one never breaks the other:
+//! - which kernel shapes `Auto` variants pick ([`Shapes`]): loops without workgroup memory on
+//!   CPU adapters, workgroup-wide kernels on GPUs; [`KernelPolicy`] (`M2F_KERNEL_POLICY`) can
+//!   force either on any adapter, so the GPU variants run in the model-level tests on lavapipe;
+//! - how many loop iterations one invocation may run ([`Policy::loop_budget`]): llvmpipe
+//!   silently ends every loop of an invocation past [`CPU_LOOP_ITERATIONS`], so launches whose
+//!   per-invocation loops grow with the input are split under it. That is a fact of the adapter
+//!   and holds whatever the shapes.
+
+use crate::runtime::{KernelPolicy, Runtime, CPU_LOOP_ITERATIONS};
+
+/// Which family of kernel shapes `Auto` variants pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shapes {
+    /// One invocation per row/segment/tile, no workgroup memory (fastest on lavapipe).
+    Cpu,
+    /// Workgroup-wide rows and shared-memory tiles (fastest on GPUs).
+    Gpu,
+}
+
+/// How the kernels launch on one runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub shapes: Shapes,
+    /// Loop iterations one invocation may run in all, where the adapter caps them (CPU
+    /// adapters); `None` where it does not.
+    pub loop_budget: Option<usize>,
+}
+
+impl Policy {
+    /// Whether `Auto` picks the CPU-shaped kernels.
+    pub fn cpu_shapes(&self) -> bool {
+        self.shapes == Shapes::Cpu
+    }
+
+    /// [`Policy::loop_budget`], or `usize::MAX` where loops are not capped.
+    pub fn budget(&self) -> usize {
+        self.loop_budget.unwrap_or(usize::MAX)
+    }
+}
+
+/// The policy of `rt`: its [`KernelPolicy`] resolved against its adapter.
+pub fn policy(rt: &Runtime) -> Policy {
+    let cpu_adapter = rt.caps().is_cpu;
+    let shapes = match rt.kernel_policy() {
+        KernelPolicy::Cpu => Shapes::Cpu,
+        KernelPolicy::Gpu => Shapes::Gpu,
+        KernelPolicy::Auto if cpu_adapter => Shapes::Cpu,
+        KernelPolicy::Auto => Shapes::Gpu,
+    };
+    Policy {
+        shapes,
+        loop_budget: cpu_adapter.then_some(CPU_LOOP_ITERATIONS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::RuntimeOptions;
+
+    /// A forced policy reaches every `Auto` choice through [`policy`], and the loop budget stays
+    /// with the adapter whatever the policy.
+    #[test]
+    fn forced_policy_picks_the_shapes_and_keeps_the_adapter_budget() {
+        let open = |kernel_policy| {
+            Runtime::with_options(&RuntimeOptions {
+                kernel_policy,
+                ..RuntimeOptions::default()
+            })
+            .unwrap()
+        };
+        let gpu = open(KernelPolicy::Gpu);
+        let cpu = open(KernelPolicy::Cpu);
+        let auto = open(KernelPolicy::Auto);
+        let budget = auto.caps().is_cpu.then_some(CPU_LOOP_ITERATIONS);
+        for (rt, shapes) in [(&gpu, Shapes::Gpu), (&cpu, Shapes::Cpu)] {
+            assert_eq!(
+                policy(rt),
+                Policy {
+                    shapes,
+                    loop_budget: budget
+                }
+            );
+        }
+        let want = if auto.caps().is_cpu {
+            Shapes::Cpu
+        } else {
+            Shapes::Gpu
+        };
+        assert_eq!(policy(&auto).shapes, want);
+        use crate::ops::matmul::Variant;
+        assert_eq!(Variant::Auto.resolve(&gpu), Variant::Tiled);
+        assert_eq!(Variant::Auto.resolve(&cpu), Variant::RegBlockLarge);
+    }
+}
