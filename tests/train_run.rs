@@ -276,8 +276,10 @@ fn resume_continues_exactly() {
 }
 
 /// Relative L2 bound on the difference of the steps-4–6 updates (see `resume_continues_exactly`).
-/// Measured: 9.3e-4 for a correct resume, 0.94 with the moments zeroed.
-const RESUME_BOUND: f64 = 1e-2;
+/// Measured: 9.3e-4 to 1.06e-2 for a correct resume (the float-atomic order's noise, larger on
+/// a loaded machine; 1.06e-2 failed the earlier bound of 1e-2), 0.93–0.94 with the moments
+/// zeroed: 5e-2 keeps ~5× above the noise seen and ~18× below a lost optimizer state.
+const RESUME_BOUND: f64 = 5e-2;
 
 fn saved_step(dir: &Path) -> u64 {
     checkpoint::load(dir).unwrap().state.step
