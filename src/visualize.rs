@@ -144,12 +144,6 @@ impl LabelPng {
             }))
         }
     }
-    pub fn save(&self, path: &std::path::Path) -> image::ImageResult<()> {
-        match self {
-            Self::Gray8(i) => i.save(path),
-            Self::Gray16(i) => i.save(path),
-        }
-    }
 }
 
 #[cfg(test)]

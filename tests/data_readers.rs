@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use mask2former::data::coco_instance::CocoInstance;
 use mask2former::data::coco_panoptic::CocoPanoptic;
-use mask2former::data::semantic::{read_label_png, write_label_png, SemanticFolder};
+use mask2former::data::semantic::{read_label_png, SemanticFolder};
 use mask2former::data::spec::Kind;
 use mask2former::data::synthetic::{Config, Dataset, Split};
+use mask2former::data::write::write_label_png;
 use mask2former::data::{GroundTruth, LabelMap, Mask, IGNORE};
 use mask2former::eval::{run, DataSpec, EvalOptions, Source};
 

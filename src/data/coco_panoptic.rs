@@ -14,9 +14,10 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::records::{check_image, BadRecords};
+use super::write::{write_image, write_json, write_panoptic_png};
 use super::{
-    create_dir, id_to_rgb, load_rgb, open_image, panoptic_targets, read_json, rgb_to_id,
-    write_json, Categories, Category, DataError, GroundTruth, Panoptic, Sample, SegmentInfo,
+    create_dir, load_rgb, open_image, panoptic_targets, read_json, rgb_to_id, Categories, Category,
+    DataError, GroundTruth, Panoptic, Sample, SegmentInfo,
 };
 
 /// An `images` entry.
@@ -59,18 +60,6 @@ pub fn read_panoptic_png(path: &Path, segments: Vec<SegmentInfo>) -> Result<Pano
         width,
         ids,
         segments,
-    })
-}
-
-/// Writes the segment ids of a panoptic segmentation as a COCO panoptic PNG.
-pub fn write_panoptic_png(path: &Path, pan: &Panoptic) -> Result<(), DataError> {
-    let mut img = RgbImage::new(pan.width as u32, pan.height as u32);
-    for (p, &id) in img.pixels_mut().zip(&pan.ids) {
-        p.0 = id_to_rgb(id);
-    }
-    img.save(path).map_err(|source| DataError::Image {
-        path: path.to_path_buf(),
-        source,
     })
 }
 
@@ -321,12 +310,7 @@ pub fn write_coco_panoptic(
             .into_owned();
         write_panoptic_png(&png_dir.join(&png_name), &item.panoptic)?;
         let image_path = image_dir.join(&item.info.file_name);
-        item.image
-            .save(&image_path)
-            .map_err(|source| DataError::Image {
-                path: image_path,
-                source,
-            })?;
+        write_image(&image_path, &item.image)?;
         json.annotations.push(PanopticAnnotation {
             image_id: item.info.id,
             file_name: png_name,

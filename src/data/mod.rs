@@ -17,6 +17,7 @@ pub mod rle;
 pub mod semantic;
 pub mod spec;
 pub mod synthetic;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 
@@ -85,17 +86,6 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError> {
     let bytes = read_file(path)?;
     serde_json::from_slice(&bytes).map_err(|source| DataError::Json {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), DataError> {
-    let bytes = serde_json::to_vec(value).map_err(|source| DataError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    std::fs::write(path, bytes).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })

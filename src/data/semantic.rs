@@ -149,17 +149,6 @@ pub fn read_label_png_mapped(path: &Path, lut: &[u8; 256]) -> Result<LabelMap, D
     })
 }
 
-/// Writes a label map as an 8-bit grey PNG.
-pub fn write_label_png(path: &Path, map: &LabelMap) -> Result<(), DataError> {
-    let img =
-        image::GrayImage::from_raw(map.width as u32, map.height as u32, map.labels.clone())
-            .ok_or_else(|| DataError::Invalid(format!("label map size for {}", path.display())))?;
-    img.save(path).map_err(|source| DataError::Image {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// One image/label pair of a semantic dataset.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SemanticItem {

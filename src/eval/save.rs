@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::data::coco_panoptic::{ImageInfo, PanopticAnnotation, PanopticJson};
-use crate::data::{id_to_rgb, Categories, DataError, LabelMap, Panoptic, Rle};
+use crate::data::write::{io_err, write_bytes};
+pub use crate::data::write::{write_label_png, write_panoptic_png};
+use crate::data::{Categories, DataError, LabelMap, Panoptic, Rle};
 
 /// The COCO results file inside a predictions folder.
 pub const RESULTS_JSON: &str = "results.json";
@@ -27,50 +29,6 @@ struct ResultJson {
     category_id: u32,
     segmentation: RleJson,
     score: f64,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
-    move |source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Encodes an 8-bit image as PNG and writes it atomically.
-fn write_png(
-    path: &Path,
-    width: usize,
-    height: usize,
-    color: png::ColorType,
-    data: &[u8],
-) -> Result<(), DataError> {
-    let mut bytes = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut bytes, width as u32, height as u32);
-        enc.set_color(color);
-        enc.set_depth(png::BitDepth::Eight);
-        let bad = |e: png::EncodingError| DataError::record(path, "PNG", e.to_string());
-        let mut w = enc.write_header().map_err(bad)?;
-        w.write_image_data(data).map_err(bad)?;
-    }
-    crate::atomic_file::write_atomic(path, &bytes).map_err(io_err(path))
-}
-
-/// Writes a panoptic segmentation as a COCO panoptic PNG (`id = R + 256 G + 256² B`).
-pub fn write_panoptic_png(path: &Path, pan: &Panoptic) -> Result<(), DataError> {
-    let rgb: Vec<u8> = pan.ids.iter().flat_map(|&id| id_to_rgb(id)).collect();
-    write_png(path, pan.width, pan.height, png::ColorType::Rgb, &rgb)
-}
-
-/// Writes a label map as an 8-bit grey PNG.
-pub fn write_label_png(path: &Path, map: &LabelMap) -> Result<(), DataError> {
-    write_png(
-        path,
-        map.width,
-        map.height,
-        png::ColorType::Grayscale,
-        &map.labels,
-    )
 }
 
 /// Collects predictions image by image and writes the files.
@@ -140,7 +98,7 @@ impl PredictionWriter {
     pub fn finish(&self, categories: &Categories) -> Result<(), DataError> {
         let write = |name: &str, bytes: Vec<u8>| {
             let path = self.dir.join(name);
-            crate::atomic_file::write_atomic(&path, &bytes).map_err(io_err(&path))
+            write_bytes(&path, &bytes)
         };
         let json_err = |source| DataError::Json {
             path: self.dir.clone(),
