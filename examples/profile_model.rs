@@ -89,11 +89,13 @@ fn main() {
     );
     table("by op", &profile.by_op(), Some(&flops));
     table("by scope (depth 3)", &profile.by_scope(3), None);
+    table("by kernel", &profile.by_kernel(), None);
 
     let mut slowest: Vec<_> = profile.entries.iter().collect();
-    slowest.sort_by_key(|e| std::cmp::Reverse(e.2));
+    slowest.sort_by_key(|e| std::cmp::Reverse(e.time));
     println!("\nslowest dispatches");
-    for (op, label, t) in slowest.into_iter().take(15) {
-        println!("{:<24} {label:<60} {:>8.1} ms", op, t.as_secs_f64() * 1e3);
+    for e in slowest.into_iter().take(15) {
+        let ms = e.time.as_secs_f64() * 1e3;
+        println!("{:<24} {:<60} {ms:>8.1} ms  {}", e.op, e.scope, e.kernel);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::ir::{Graph, Io, NodeKind, ParamKind, Value};
 use super::plan::{Plan, PlanOptions, Storage};
-use super::profile::Profile;
+use super::profile::{Profile, ProfileEntry};
 use super::{GraphError, Result};
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
@@ -491,22 +491,44 @@ impl Executable {
     }
 
     /// [`Executable::run_first_phase`] with a GPU timestamp around every dispatch (needs
-    /// `Capabilities::timestamps`): the same work, submitted in chunks, waited for. Returns the
-    /// phase's device time.
-    pub fn run_first_phase_timed(&self) -> Result<Duration> {
+    /// `Capabilities::timestamps`): the same work, submitted in chunks, waited for.
+    pub fn run_first_phase_timed(&self) -> Result<Profile> {
         let k = self.first_phase.ok_or(GraphError::NotSplit)?;
         self.run_first_phase_checks()?;
-        Ok(self.rt.run_timed(&self.dispatches[..k])?.iter().sum())
+        let times = self.rt.run_timed(&self.dispatches[..k])?;
+        Ok(self.profile_of(0, times))
     }
 
-    /// [`Executable::run_second_phase`] with GPU timestamps: the device time of the graph's
-    /// part (a training step's backward) and of the appended dispatches (the optimizer's).
-    pub fn run_second_phase_timed(&self) -> Result<(Duration, Duration)> {
+    /// [`Executable::run_second_phase`] with GPU timestamps: the profiles of the graph's part
+    /// (a training step's backward) and of the appended dispatches (the optimizer's).
+    pub fn run_second_phase_timed(&self) -> Result<(Profile, Profile)> {
         let k = self.first_phase.ok_or(GraphError::NotSplit)?;
         self.check_ready()?;
-        let times = self.rt.run_timed(&self.dispatches[k..])?;
-        let graph = self.graph_dispatches.saturating_sub(k);
-        Ok((times[..graph].iter().sum(), times[graph..].iter().sum()))
+        let mut times = self.rt.run_timed(&self.dispatches[k..])?;
+        let graph = self.graph_dispatches.saturating_sub(k).min(times.len());
+        let appended = times.split_off(graph);
+        Ok((
+            self.profile_of(k, times),
+            self.profile_of(k + graph, appended),
+        ))
+    }
+
+    /// Names the dispatch times of a run that started at dispatch `first`.
+    fn profile_of(&self, first: usize, times: Vec<Duration>) -> Profile {
+        let owners = self.owners[first..].iter();
+        let kernels = self.dispatches[first..].iter().map(Dispatch::label);
+        Profile {
+            entries: owners
+                .zip(kernels)
+                .zip(times)
+                .map(|(((op, scope), kernel), time)| ProfileEntry {
+                    op: op.clone(),
+                    scope: scope.clone(),
+                    kernel: kernel.to_string(),
+                    time,
+                })
+                .collect(),
+        }
     }
 
     /// Adds dispatches (e.g. the optimizer's) that run after the graph in the same submit.
@@ -574,13 +596,6 @@ impl Executable {
     pub fn profile(&self) -> Result<Profile> {
         self.check_ready()?;
         let times = self.rt.run_timed(&self.dispatches)?;
-        Ok(Profile {
-            entries: self
-                .owners
-                .iter()
-                .zip(times)
-                .map(|((op, label), t)| (op.clone(), label.clone(), t))
-                .collect(),
-        })
+        Ok(self.profile_of(0, times))
     }
 }

@@ -34,7 +34,7 @@ pub use ir::{
     ValueInfo,
 };
 pub use plan::{Plan, PlanOptions, PlanStats, Storage};
-pub use profile::{Profile, ProfileRow};
+pub use profile::{Profile, ProfileEntry, ProfileRow};
 
 use thiserror::Error;
 

@@ -6,10 +6,22 @@ use std::fmt;
 use std::time::Duration;
 
 /// Per-dispatch GPU times of one run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Profile {
-    /// (op, node label, time) per dispatch, in run order.
-    pub entries: Vec<(String, String, Duration)>,
+    /// One per dispatch, in run order.
+    pub entries: Vec<ProfileEntry>,
+}
+
+/// One dispatch's GPU time and who ran it.
+#[derive(Clone, Debug)]
+pub struct ProfileEntry {
+    /// The graph op (or the appended work's name, e.g. `optimizer`'s kernels).
+    pub op: String,
+    /// The node's label (module scope).
+    pub scope: String,
+    /// The pipeline: `shader::entry[constants]`.
+    pub kernel: String,
+    pub time: Duration,
 }
 
 /// One line of a profile table.
@@ -24,10 +36,10 @@ pub struct ProfileRow {
 
 impl Profile {
     pub fn total(&self) -> Duration {
-        self.entries.iter().map(|e| e.2).sum()
+        self.entries.iter().map(|e| e.time).sum()
     }
 
-    fn group(&self, key: impl Fn(&(String, String, Duration)) -> String) -> Vec<ProfileRow> {
+    fn group(&self, key: impl Fn(&ProfileEntry) -> String) -> Vec<ProfileRow> {
         let total = self.total().as_secs_f64().max(1e-12);
         let mut rows: Vec<ProfileRow> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -43,7 +55,7 @@ impl Profile {
                 rows.len() - 1
             });
             rows[i].count += 1;
-            rows[i].time += e.2;
+            rows[i].time += e.time;
         }
         for r in &mut rows {
             r.share = r.time.as_secs_f64() / total;
@@ -54,12 +66,18 @@ impl Profile {
 
     /// Time per op name, most expensive first.
     pub fn by_op(&self) -> Vec<ProfileRow> {
-        self.group(|e| e.0.clone())
+        self.group(|e| e.op.clone())
+    }
+
+    /// Time per pipeline, named `op: shader::entry[constants]` (the same kernel under two ops
+    /// is two rows), most expensive first.
+    pub fn by_kernel(&self) -> Vec<ProfileRow> {
+        self.group(|e| format!("{}: {}", e.op, e.kernel))
     }
 
     /// Time per module: the node label cut to its first `depth` dot-separated parts.
     pub fn by_scope(&self, depth: usize) -> Vec<ProfileRow> {
-        self.group(|e| e.1.split('.').take(depth).collect::<Vec<_>>().join("."))
+        self.group(|e| e.scope.split('.').take(depth).collect::<Vec<_>>().join("."))
     }
 }
 

@@ -10,16 +10,47 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::graph::Profile;
+
 /// Device time of one step's parts, from GPU timestamps around every dispatch.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeviceTimes {
     pub forward: Duration,
     pub backward: Duration,
     pub optimizer: Duration,
+    /// The costliest kernels of the whole step: (`op: shader::entry`, dispatches, device
+    /// time), most expensive first, at most [`TOP_OPS`].
+    pub top_ops: Vec<(String, usize, Duration)>,
+}
+
+/// How many kernels a timeline step names.
+pub const TOP_OPS: usize = 8;
+
+impl DeviceTimes {
+    /// The forward's, backward's and optimizer's profiles of one step.
+    pub fn from_profiles(forward: &Profile, backward: &Profile, optimizer: &Profile) -> Self {
+        let all = Profile {
+            entries: [forward, backward, optimizer]
+                .iter()
+                .flat_map(|p| p.entries.iter().cloned())
+                .collect(),
+        };
+        Self {
+            forward: forward.total(),
+            backward: backward.total(),
+            optimizer: optimizer.total(),
+            top_ops: all
+                .by_kernel()
+                .into_iter()
+                .take(TOP_OPS)
+                .map(|r| (r.name, r.count, r.time))
+                .collect(),
+        }
+    }
 }
 
 /// One step's time by phase.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StepTimes {
     /// Waiting for the prefetched batch.
     pub data: Duration,
@@ -63,6 +94,9 @@ impl StepTimes {
                 "forward": d.forward.as_secs_f64(),
                 "backward": d.backward.as_secs_f64(),
                 "optimizer": d.optimizer.as_secs_f64(),
+                "top_ops": d.top_ops.iter().map(|(op, n, t)| serde_json::json!({
+                    "op": op, "dispatches": n, "seconds": t.as_secs_f64(),
+                })).collect::<Vec<_>>(),
             });
         }
         v
@@ -99,16 +133,25 @@ impl fmt::Display for StepTimes {
             mb(self.bytes_read),
             mb(self.bytes_uploaded)
         )?;
-        match &self.device {
-            Some(d) => write!(
-                f,
-                "; device: forward {}, backward {}, optimizer {}",
-                ms(d.forward),
-                ms(d.backward),
-                ms(d.optimizer)
-            ),
-            None => Ok(()),
+        let Some(d) = &self.device else {
+            return Ok(());
+        };
+        write!(
+            f,
+            "; device: forward {}, backward {}, optimizer {}",
+            ms(d.forward),
+            ms(d.backward),
+            ms(d.optimizer)
+        )?;
+        let device = (d.forward + d.backward + d.optimizer)
+            .as_secs_f64()
+            .max(1e-12);
+        for (i, (op, n, t)) in d.top_ops.iter().enumerate() {
+            let sep = if i == 0 { "; top kernels:" } else { "," };
+            let pct = 100.0 * t.as_secs_f64() / device;
+            write!(f, "{sep} {op} {} ({pct:.0}%, {n}×)", ms(*t))?;
         }
+        Ok(())
     }
 }
 
@@ -146,6 +189,11 @@ mod tests {
                 forward: Duration::from_millis(280),
                 backward: Duration::from_millis(400),
                 optimizer: Duration::from_millis(50),
+                top_ops: vec![(
+                    "matmul: matmul::tiled".into(),
+                    12,
+                    Duration::from_millis(365),
+                )],
             }),
         };
         assert_eq!(t.total(), Duration::from_millis(1000));
@@ -154,10 +202,18 @@ mod tests {
         assert!(line.contains("criterion (host) 150 ms (15%)"), "{line}");
         assert!(line.contains("read 2.50 MB uploaded 3.00 MB"), "{line}");
         assert!(line.contains("device: forward 280 ms, backward 400 ms, optimizer 50 ms"));
+        assert!(
+            line.ends_with("; top kernels: matmul: matmul::tiled 365 ms (50%, 12×)"),
+            "{line}"
+        );
         let j = t.to_json();
+        assert_eq!(j["device"]["top_ops"][0]["dispatches"], 12);
         assert_eq!(j["bytes_read"], 2_500_000);
         assert!((j["device"]["optimizer"].as_f64().unwrap() - 0.05).abs() < 1e-12);
-        let plain = StepTimes { device: None, ..t };
+        let plain = StepTimes {
+            device: None,
+            ..t.clone()
+        };
         assert!(!plain.to_string().contains("device"));
         assert!(plain.to_json().get("device").is_none());
     }

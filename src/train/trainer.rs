@@ -293,10 +293,10 @@ impl Trainer {
         // dispatch slows the step a little).
         let timeline = self.timeline_step(step);
         let timed = timeline && self.rt.caps().timestamps;
-        let mut device = DeviceTimes::default();
+        let mut forward_profile = None;
         self.train.set_input(PIXEL_VALUES, HostData::F32(&pixels))?;
         if timed {
-            device.forward = self.train.run_first_phase_timed()?;
+            forward_profile = Some(self.train.run_first_phase_timed()?);
         } else {
             self.train.run_first_phase()?;
             self.rt.sync()?;
@@ -331,8 +331,9 @@ impl Trainer {
         let lr = self.schedule.lr(step);
         self.opt.begin_step(lr);
         if timed {
-            (device.backward, device.optimizer) = self.train.run_second_phase_timed()?;
-            times.device = Some(device);
+            let (backward, optimizer) = self.train.run_second_phase_timed()?;
+            let forward = forward_profile.unwrap_or_default();
+            times.device = Some(DeviceTimes::from_profiles(&forward, &backward, &optimizer));
         } else {
             self.train.run_second_phase()?;
         }
@@ -371,7 +372,7 @@ impl Trainer {
             "grad_norm": grad_norm,
             "step_time": seconds,
             "images_per_s": report.images_per_second,
-            "time": times.to_json(),
+            "time": report.times.to_json(),
         });
         for (n, v) in &report.terms {
             rec[n] = serde_json::json!(v);
