@@ -1,11 +1,16 @@
 // Sum of dy over the dims a target shape was broadcast along (the gradient of a broadcast, e.g.
 // a bias gradient [N, C] -> [C]):
 //   grad[k] = Σ_r dy[o(k, r)]
-// One thread per target element k; r runs over the reduced dims. Both index spaces are
-// collapsed (at most 8 dims each) and dy is read through its strides in each.
-// One launch covers the reduced indices [r0, r0 + rn) (clamped to the reduced size) and, with
-// `accumulate` set, adds to grad instead of overwriting it: CPU adapters split long reductions
-// over several launches because llvmpipe ends an invocation's loops after 65535 iterations.
+// Both index spaces are collapsed (at most 8 dims each) and dy is read through its strides in
+// each.
+// `main`: one thread per target element k, r running over [r0, r0 + rn) (clamped to the
+// reduced size); with `accumulate` set it adds to grad instead of overwriting it (CPU adapters
+// split long reductions over several launches: llvmpipe ends an invocation's loops after 65535
+// iterations).
+// `partials`: the first pass of a two-pass sum, for long reductions into few outputs (a bias
+// gradient sums up to 2·256² rows into 96 columns: one thread per column would leave a GPU
+// idle). Thread (s, k) sums segment s, reduced indices [s·rn, (s + 1)·rn), into
+// partial[s·kept + k]; the second pass sums the segments (`shaders/reduce.wgsl`).
 
 struct Params {
     n: u32,
@@ -17,7 +22,7 @@ struct Params {
     r0: u32,
     rn: u32,
     accumulate: u32,
-    _p0: u32,
+    kept: u32,
     _p1: u32,
     _p2: u32,
     kshape: array<vec4<u32>, 2>,
@@ -30,13 +35,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= p.n) {
-        return;
-    }
-    let k = p.start + i;
+// dy's offset of kept element k at reduced index 0.
+fn kept_offset(k: u32) -> u32 {
     var rest = k;
     var kd = 0u;
     for (var d = p.krank; d > 0u; d--) {
@@ -46,15 +46,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         rest = rest / n;
         kd += c * p.kd[j / 4u][j % 4u];
     }
+    return kd;
+}
+
+fn reduced_total() -> u32 {
     var total = 1u;
     for (var d = 0u; d < p.rrank; d++) {
         total *= p.rshape[d / 4u][d % 4u];
     }
-    let r_end = min(total, p.r0 + min(p.rn, total));
-    // Walk the reduced index space as an odometer from r0: no divisions per element.
+    return total;
+}
+
+// Σ dy over reduced indices [r0, r_end) from kept offset kd, walking the reduced index space as
+// an odometer: no divisions per element.
+fn sum_range(kd: u32, r0: u32, r_end: u32) -> f32 {
     var cr = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
     var id = kd;
-    var rest_r = p.r0;
+    var rest_r = r0;
     for (var d = p.rrank; d > 0u && rest_r > 0u; d--) {
         let j = d - 1u;
         let n = p.rshape[j / 4u][j % 4u];
@@ -64,7 +72,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         id += c * p.rd[j / 4u][j % 4u];
     }
     var acc = 0.0;
-    for (var r = p.r0; r < r_end; r++) {
+    for (var r = r0; r < r_end; r++) {
         acc += dy[id - p.win_dy];
         for (var d = p.rrank; d > 0u; d--) {
             let j = d - 1u;
@@ -79,8 +87,34 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             id -= n * sd;
         }
     }
+    return acc;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    let k = p.start + i;
+    let total = reduced_total();
+    let r_end = min(total, p.r0 + min(p.rn, total));
+    var acc = sum_range(kept_offset(k), p.r0, r_end);
     if (p.accumulate != 0u) {
         acc += grad[k - p.win_g];
     }
     grad[k - p.win_g] = acc;
+}
+
+@compute @workgroup_size(256)
+fn partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    let s = i / p.kept;
+    let k = i - s * p.kept;
+    let r0 = s * p.rn;
+    let r_end = min(reduced_total(), r0 + p.rn);
+    grad[i] = sum_range(kept_offset(k), r0, r_end);
 }

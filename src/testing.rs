@@ -26,6 +26,20 @@ pub fn portable_runtime() -> &'static Runtime {
     })
 }
 
+/// A runtime whose `Auto` variants take the GPU-shaped kernels on any adapter (workgroup-wide
+/// rows, shared-memory tiles), so kernel tests run them on lavapipe too.
+pub fn gpu_policy_runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let opts = RuntimeOptions {
+            kernel_policy: crate::runtime::KernelPolicy::Gpu,
+            ..RuntimeOptions::default()
+        };
+        Runtime::with_options(&opts)
+            .expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)")
+    })
+}
+
 /// The seed for this test's random inputs: `M2F_TEST_SEED` or fresh from the clock.
 pub fn seed() -> u64 {
     if let Ok(s) = std::env::var("M2F_TEST_SEED") {

@@ -72,7 +72,11 @@ impl Profile {
     /// Time per pipeline, named `op: shader::entry[constants]` (the same kernel under two ops
     /// is two rows), most expensive first.
     pub fn by_kernel(&self) -> Vec<ProfileRow> {
-        self.group(|e| format!("{}: {}", e.op, e.kernel))
+        self.group(|e| match e.kernel.strip_prefix(e.op.as_str()) {
+            // Appended work (the optimizer) is named by its kernels already.
+            Some("") => e.kernel.clone(),
+            _ => format!("{}: {}", e.op, e.kernel),
+        })
     }
 
     /// Time per module: the node label cut to its first `depth` dot-separated parts.

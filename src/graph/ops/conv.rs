@@ -8,6 +8,7 @@ use crate::ops::conv2d::{
     conv2d_backward_with_workspace_into, conv2d_backward_workspace, conv2d_with_workspace_into,
     conv2d_workspace, conv_dims, Conv2dOptions,
 };
+use crate::ops::reduce;
 use crate::ops::resample::{bilinear_backward_into, bilinear_into, Resize};
 use crate::runtime::{Dispatch, Runtime};
 
@@ -75,22 +76,32 @@ impl Op for Conv2dBackward {
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         let [dy, x, w] = io.inputs_n()?;
-        let dbias = io.outputs.get(2).copied();
         let opts = self.0.opts();
         let ws = conv2d_backward_workspace(rt, x.shape(), w.shape(), &opts)?;
-        let list = conv2d_backward_with_workspace_into(
+        let mut list = conv2d_backward_with_workspace_into(
             rt,
             dy,
             x,
             w,
             Some(io.outputs[0]),
             io.outputs[1],
-            dbias,
+            None,
             ws.as_ref(),
             &opts,
         )?;
         if let Some(ws) = ws {
             io.keep_alive(ws);
+        }
+        // The bias gradient sums dy over images and pixels: in two passes (many threads, then
+        // the segments) rather than the conv family's one thread per channel.
+        if let Some(db) = io.outputs.get(2) {
+            let cout = db.numel();
+            let db3 = db.reshape(&[cout, 1, 1])?;
+            let (d, scratch) = reduce::sum_to_shape_scratch_into(rt, dy, &db3)?;
+            list.extend(d);
+            if let Some(t) = scratch {
+                io.keep_alive(t);
+            }
         }
         Ok(list)
     }

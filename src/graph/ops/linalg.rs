@@ -3,9 +3,8 @@
 
 use super::{broadcast_shapes, infer_err};
 use crate::graph::{Grads, Graph, InferResult, Io, Op, Result, TensorInfo, Value};
-use crate::ops::elementwise as ew;
 use crate::ops::matmul::{matmul_scratch_into, MatmulOptions};
-use crate::ops::reduce::{reduce_backward_into, Reduce};
+use crate::ops::reduce::{self, reduce_backward_into, Reduce};
 use crate::ops::softmax;
 use crate::runtime::{Dispatch, Runtime};
 
@@ -204,7 +203,11 @@ impl Op for SumTo {
         Ok(vec![TensorInfo::f32(&self.shape)])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        ew::sum_to_shape_into(rt, io.inputs[0], io.outputs[0])
+        let (d, scratch) = reduce::sum_to_shape_scratch_into(rt, io.inputs[0], io.outputs[0])?;
+        if let Some(t) = scratch {
+            io.keep_alive(t);
+        }
+        Ok(d)
     }
     fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
         let shape = g.shape(x[0]).to_vec();

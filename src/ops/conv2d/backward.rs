@@ -217,7 +217,7 @@ fn db_dispatches(
     let budget = crate::ops::policy::policy(rt).budget();
     if db_iterations > budget.saturating_sub(64) {
         let db3 = db.reshape(&[d.cout, 1, 1])?;
-        return crate::ops::elementwise::sum_to_shape_into(rt, dy, &db3);
+        return crate::ops::reduce::sum_to_shape_into(rt, dy, &db3);
     }
     let k = rt.kernel(&crate::shader!("conv2d_backward"), "db_sum", &[])?;
     Ok(vec![rt.dispatch(

@@ -1,32 +1,26 @@
 //! Elementwise maps on f32 tensors: unary functions and binary functions with NumPy broadcasting
-//! over any rank; the unary backward and the broadcast gradient (`sum_to_shape`).
+//! over any rank; the unary backward. (The broadcast gradient, `sum_to_shape`, is a reduction:
+//! [`crate::ops::reduce`].)
 //!
 //! - [`unary`]: `y = f(x)` for the functions of [`Unary`] (GELU is the exact erf form, as
 //!   PyTorch's default). Tensors are contiguous; any size, also past the storage-binding limit
 //!   (the launch is split into chunks bound at offsets).
 //! - [`binary`]: `out = f(a, b)` for [`Binary`], shapes broadcast as in NumPy (aligned at the
 //!   last dim, size-1 dims stretch). Comparisons give 1.0/0.0 masks.
-//! - Backward: [`unary_backward`] gives `dx = dy·f'(x)`; [`sum_to_shape`] sums a gradient
-//!   over the dims its input was broadcast along (bias gradients; the graph builds the
-//!   backward of `add`/`mul` from it and `mul`). Both overwrite their outputs.
+//! - Backward: [`unary_backward`] gives `dx = dy·f'(x)` (overwrites its output).
 //!
 //! Kernels (shaders/elementwise_*.wgsl): unary and same-shape binary maps handle 4 elements
 //! per thread through vec4 views; the broadcast map walks rows of the innermost (collapsed) dim
-//! 4 outputs at a time; `sum_to_shape` (shaders/sum_to_shape.wgsl) loops over the broadcast
-//! dims per output element (no split along them, so a bias gradient `[N, C] → [C]` runs C
-//! threads).
+//! 4 outputs at a time.
 //!
 //! [`layout`] holds the index-space machinery (broadcast strides, collapsing, chunking under
 //! the binding limit) the reduce, softmax and copy families share.
 
-mod grad;
 pub mod reference;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
-
-pub use grad::{sum_to_shape, sum_to_shape_into};
 
 use crate::error::Result;
 use crate::ops::common::layout;

@@ -200,69 +200,6 @@ fn binary_broadcast_matches_reference() {
 }
 
 #[test]
-fn sum_to_shape_matches_reference() {
-    let rt = runtime();
-    let s = seed();
-    let mut r = rng(s);
-    for (from, to) in [
-        (&[5, 7][..], &[7][..]),
-        (&[5, 7], &[5, 1]),
-        (&[3, 4, 5], &[]),
-        (&[3, 4, 5], &[1, 4, 1]),
-        (&[2, 3, 4, 5], &[3, 1, 5]),
-        (&[700, 3], &[3]),
-        (&[4], &[4]),
-    ] {
-        let n: usize = from.iter().product();
-        let x = uniform(&mut r, n, -1.0, 1.0);
-        let xt = rt.upload(&x, from).unwrap();
-        let out = poisoned(rt, to);
-        run(rt, sum_to_shape_into(rt, &xt, &out));
-        let want = to32(&reference::sum_to_shape(&to64(&x), from, to));
-        assert_close(
-            &format!("{from:?}->{to:?}"),
-            s,
-            &rt.download(&out).unwrap(),
-            &want,
-            TOL,
-        );
-    }
-}
-
-/// Reductions longer than one llvmpipe invocation may loop over (`CPU_LOOP_ITERATIONS`, 65535
-/// iterations in all, two or more per reduced element here): bias gradients of a 1024² crop
-/// sum 2·256² rows. Inputs are multiples of 1/64 so every partial sum is exact in f32, and a
-/// thread stopped early shows as a large error rather than rounding.
-#[test]
-fn reductions_past_the_cpu_loop_budget() {
-    let rt = runtime();
-    let s = seed();
-    let mut r = rng(s);
-    let mut grid = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| r.random_range(-64i32..=64) as f32 / 64.0)
-            .collect()
-    };
-    // Contiguous rows (one collapsed reduced dim), and two reduced dims around a kept one
-    // (the later launches start mid-odometer).
-    for (from, to) in [(&[40_000, 2][..], &[2][..]), (&[200, 2, 200], &[1, 2, 1])] {
-        let n: usize = from.iter().product();
-        let x = grid(n);
-        let xt = rt.upload(&x, from).unwrap();
-        let out = poisoned(rt, to);
-        run(rt, sum_to_shape_into(rt, &xt, &out));
-        let want = to32(&reference::sum_to_shape(&to64(&x), from, to));
-        assert_close(
-            &format!("sum_to {from:?}->{to:?}"),
-            s,
-            &rt.download(&out).unwrap(),
-            &want,
-            TOL,
-        );
-    }
-}
-
-#[test]
 fn shape_and_dtype_errors_name_the_op() {
     let rt = runtime();
     let a = rt.upload(&[1.0; 6], &[2, 3]).unwrap();
@@ -281,8 +218,6 @@ fn shape_and_dtype_errors_name_the_op() {
     let idx = rt.upload_u32(&[1, 2], &[2]).unwrap();
     let err = unary(rt, Unary::Exp, &idx).unwrap_err().to_string();
     assert!(err.contains("U32"), "{err}");
-    let err = sum_to_shape(rt, &a, &[2]).unwrap_err().to_string();
-    assert!(err.contains("sum_to_shape"), "{err}");
 }
 
 /// Tensors just past the 128 MiB binding limit: chunked dispatches over offset bindings.
@@ -368,7 +303,7 @@ fn perf_report() {
     time(
         "sum_to_shape [4096,1024]->[1024]",
         4 * n,
-        sum_to_shape_into(rt, &x, &db).unwrap(),
+        reduce::sum_to_shape_into(rt, &x, &db).unwrap(),
     );
     for v in [reduce::Variant::Rows, reduce::Variant::Groups] {
         time(

@@ -1,5 +1,6 @@
 //! Reductions along one axis of an f32 tensor: sum, mean, max, min, with backward passes; plus
-//! [`sum_to_shape`] (sum over broadcast dims, for bias and broadcast gradients). (The arg
+//! [`sum_to_shape`] (module `sum_to`: sum over broadcast dims, for bias and broadcast
+//! gradients), whose two-pass form sums its segment partials with [`reduce_into`]. (The arg
 //! reductions were removed: no product path used them; the max/min backward takes the
 //! forward's indices from the caller.)
 //!
@@ -15,6 +16,9 @@
 //! exceeds one binding is a `TooLarge` error.
 
 pub mod reference;
+mod sum_to;
+#[cfg(test)]
+mod sum_to_tests;
 #[cfg(test)]
 mod tests;
 
@@ -22,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::ops::common::layout::{self, expect_dtype, plan, u, Access};
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
-pub use crate::ops::elementwise::{sum_to_shape, sum_to_shape_into};
+pub use sum_to::{sum_to_shape, sum_to_shape_into, sum_to_shape_scratch_into};
 
 /// The reduction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

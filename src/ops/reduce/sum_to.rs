@@ -1,7 +1,10 @@
 //! Broadcast gradients: reducing an upstream gradient to an input's shape (`sum_to_shape`), the
 //! backward of every broadcast in the graph (bias gradients, broadcast operands of add/mul).
 
-use super::*;
+use super::{reduce_into, Reduce, Variant};
+use crate::error::Result;
+use crate::ops::common::layout::{self, expect_dtype, pack, plan, u, Access};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -15,7 +18,8 @@ struct SumParams {
     r0: u32,
     rn: u32,
     accumulate: u32,
-    _p: [u32; 3],
+    kept: u32,
+    _p: [u32; 2],
     kshape: [u32; 8],
     kd: [u32; 8],
     rshape: [u32; 8],
@@ -87,7 +91,8 @@ pub fn sum_to_shape_into(rt: &Runtime, dy: &Tensor, out: &Tensor) -> Result<Vec<
         r0: 0,
         rn: u32::MAX,
         accumulate: 0,
-        _p: [0; 3],
+        kept: u(out.numel()),
+        _p: [0; 2],
         kshape: pack(OP, &sp.kshape)?,
         kd: pack(OP, &sp.kdy)?,
         rshape: pack(OP, &sp.rshape)?,
@@ -134,10 +139,100 @@ pub fn sum_to_shape_into(rt: &Runtime, dy: &Tensor, out: &Tensor) -> Result<Vec<
     Ok(d)
 }
 
+/// Threads one launch should have to keep the adapter busy: a few workgroups per core on CPU
+/// adapters, enough to fill the SMs of a large GPU (132 × 2048 threads on an H100) otherwise.
+fn fill_threads(rt: &Runtime) -> usize {
+    if crate::ops::policy::policy(rt).cpu_shapes() {
+        1 << 12
+    } else {
+        1 << 17
+    }
+}
+
+/// Shortest segment of the two-pass sum: shorter ones cost more in the second pass and in
+/// per-thread setup than they save.
+const MIN_SEGMENT: usize = 64;
+
+/// The segment length of a two-pass sum of `reduced` indices into `kept` outputs, or `None` where
+/// one thread per output keeps the adapter busy, the reduction is short, or dy is larger than one
+/// binding (the one-pass launcher chunks those).
+fn segment_length(rt: &Runtime, kept: usize, reduced: usize, dy_bytes: u64) -> Option<usize> {
+    let fill = fill_threads(rt);
+    if kept == 0
+        || kept >= fill
+        || reduced < 2 * MIN_SEGMENT
+        || dy_bytes > rt.caps().max_storage_binding
+    {
+        return None;
+    }
+    let segments = fill.div_ceil(kept).min(reduced / MIN_SEGMENT).max(2);
+    let mut seg = reduced.div_ceil(segments);
+    if let Some(budget) = crate::ops::policy::policy(rt).loop_budget {
+        seg = seg.min(reduced_per_launch(&[reduced], budget));
+    }
+    Some(seg)
+}
+
+/// [`sum_to_shape_into`], in two passes where the reduction is long and the outputs few (a
+/// bias gradient: 96 columns summed over 2·256² rows): segment partial sums `[S, kept]` over
+/// `S·kept` threads into a scratch tensor, then a sum over the segments (`reduce`'s kernel).
+/// Returns the scratch, which must outlive the dispatches (`None`: one pass).
+pub fn sum_to_shape_scratch_into(
+    rt: &Runtime,
+    dy: &Tensor,
+    out: &Tensor,
+) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
+    const OP: &str = "sum_to_shape";
+    expect_dtype(OP, dy, DType::F32)?;
+    expect_dtype(OP, out, DType::F32)?;
+    layout::no_alias(OP, &[dy], out)?;
+    let sp = sum_spaces(OP, dy.shape(), out.shape())?;
+    let (kept, reduced) = (out.numel(), sp.rshape.iter().product::<usize>());
+    let Some(seg) = segment_length(rt, kept, reduced, dy.size_bytes()) else {
+        return Ok((sum_to_shape_into(rt, dy, out)?, None));
+    };
+    let segments = reduced.div_ceil(seg);
+    let partial = rt.empty(&[segments, kept], DType::F32)?;
+    let k = rt.kernel(&crate::shader!("sum_to_shape"), "partials", &[])?;
+    let p = SumParams {
+        n: u(segments * kept),
+        start: 0,
+        krank: u(sp.kshape.len()),
+        rrank: u(sp.rshape.len()),
+        win_dy: 0,
+        win_g: 0,
+        r0: 0,
+        rn: u(seg),
+        accumulate: 0,
+        kept: u(kept),
+        _p: [0; 2],
+        kshape: pack(OP, &sp.kshape)?,
+        kd: pack(OP, &sp.kdy)?,
+        rshape: pack(OP, &sp.rshape)?,
+        rd: pack(OP, &sp.rdy)?,
+    };
+    let mut d = vec![rt.dispatch(
+        &k,
+        &p,
+        &[dy.binding(), partial.binding()],
+        rt.grid((segments * kept) as u64, layout::WG),
+    )];
+    let flat = out.reshape(&[kept])?;
+    d.extend(reduce_into(
+        rt,
+        Reduce::Sum,
+        &partial,
+        0,
+        &flat,
+        Variant::Auto,
+    )?);
+    Ok((d, Some(partial)))
+}
+
 /// Reduced indices one gradient thread may walk within llvmpipe's loop budget: each step costs
 /// one pass of the outer loop, one of the odometer loop, and one more per carry (a carry past
 /// dim j happens once every product-of-the-inner-sizes steps).
-pub(super) fn reduced_per_launch(rshape: &[usize], budget: usize) -> usize {
+fn reduced_per_launch(rshape: &[usize], budget: usize) -> usize {
     let mut per_step = 2.0;
     let mut period = 1.0;
     for &n in rshape.iter().rev().take(rshape.len().saturating_sub(1)) {
@@ -150,9 +245,10 @@ pub(super) fn reduced_per_launch(rshape: &[usize], budget: usize) -> usize {
     ((budget / per_step) as usize).max(1)
 }
 
-/// [`sum_to_shape_into`] in a new tensor of `shape`.
+/// [`sum_to_shape_scratch_into`] in a new tensor of `shape`.
 pub fn sum_to_shape(rt: &Runtime, dy: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let out = rt.empty(shape, DType::F32)?;
-    rt.run(&sum_to_shape_into(rt, dy, &out)?);
+    let (d, _scratch) = sum_to_shape_scratch_into(rt, dy, &out)?;
+    rt.run(&d);
     Ok(out)
 }
