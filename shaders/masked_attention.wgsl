@@ -65,6 +65,35 @@ fn row_flags(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     rf_flags[t] = all;
 }
 
+// GPU shape: one workgroup per row, its lanes scanning strided keys. A fully masked row (a query
+// whose predicted mask is empty) is scanned to the end, so one thread per row would walk up to
+// 15,200 keys serially.
+var<workgroup> rf_open: atomic<u32>;
+
+@compute @workgroup_size(64)
+fn row_flags_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    // The row is uniform over the workgroup, so every lane reaches the barriers.
+    let t = wid.x + wid.y * nwg.x;
+    if (lid == 0u) {
+        atomicStore(&rf_open, 0u);
+    }
+    workgroupBarrier();
+    if (t < p.n_threads) {
+        let base = t * p.nk;
+        for (var j = lid; j < p.nk; j += WG) {
+            if (!is_set(rf_mask[base + j])) {
+                atomicOr(&rf_open, 1u);
+                break;
+            }
+        }
+    }
+    workgroupBarrier();
+    if (lid == 0u && t < p.n_threads) {
+        rf_flags[t] = 1u - atomicLoad(&rf_open);
+    }
+}
+
 // ---- forward, one key split per thread ------------------------------------------------------
 
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;

@@ -23,8 +23,8 @@ struct Params {
     scale: f32,
     n_rows: u32,
     n_pad: u32,
-    _r0: u32,
-    _r1: u32,
+    seg: u32,      // windows (bwd_table_sum) or padding rows (bwd_pad_partial) per segment
+    pad_rows: u32, // rows bwd_pad sums: B·n_pad, or the segments of bwd_pad_partial
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -244,20 +244,26 @@ fn bwd_key(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @group(0) @binding(1) var<storage, read> tpds: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read_write> dsum: array<f32>; // [heads, N, N]
 
+// One thread per (segment, head, i, j): the sum over the segment's windows, into dsum [S, heads,
+// N, N] (S = 1: the table sum itself; else partials that a second pass sums over S).
 @compute @workgroup_size(64)
 fn bwd_table_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let u = thread_index(gid, nwg); // (h·N + i)·N + j
+    let u = thread_index(gid, nwg); // ((s·heads + h)·N + i)·N + j
     let nn = WIN * WIN * WIN * WIN;
-    if (u >= p.heads * nn) {
+    let windows = p.batch * p.nw;
+    let per_seg = p.heads * nn;
+    let s = u / per_seg;
+    if (s * p.seg >= windows) {
         return;
     }
-    let h = u / nn;
-    let ij = u % nn;
-    var s = 0.0;
-    for (var bw = 0u; bw < p.batch * p.nw; bw++) {
-        s += tpds[(bw * p.heads + h) * nn + ij].y;
+    let hij = u - s * per_seg;
+    let h = hij / nn;
+    let ij = hij % nn;
+    var acc = 0.0;
+    for (var bw = s * p.seg; bw < min(windows, (s + 1u) * p.seg); bw++) {
+        acc += tpds[(bw * p.heads + h) * nn + ij].y;
     }
-    dsum[u] = s;
+    dsum[u] = acc;
 }
 
 @group(0) @binding(1) var<storage, read> sdsum: array<f32>;
@@ -289,10 +295,12 @@ fn bwd_table(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 
 // ---- padding tokens ---------------------------------------------------------------------------
 
-@group(0) @binding(1) var<storage, read> pdpad: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> pdpad: array<vec4<f32>>; // [rows, 2, C/4]
 @group(0) @binding(2) var<storage, read_write> d_pad_k: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> d_pad_v: array<vec4<f32>>;
 
+// Sums pad_rows rows of [rows, 2, C/4] (key, value) into d_pad_k, d_pad_v: the padding tokens'
+// gradients themselves, or the segment partials of bwd_pad_partial.
 @compute @workgroup_size(64)
 fn bwd_pad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = thread_index(gid, nwg);
@@ -301,10 +309,33 @@ fn bwd_pad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
     var sk = vec4<f32>(0.0);
     var sv = vec4<f32>(0.0);
-    for (var r = 0u; r < p.batch * p.n_pad; r++) {
+    for (var r = 0u; r < p.pad_rows; r++) {
         sk += pdpad[(2u * r) * p.c4 + c];
         sv += pdpad[(2u * r + 1u) * p.c4 + c];
     }
     d_pad_k[c] = sk;
     d_pad_v[c] = sv;
+}
+
+@group(0) @binding(2) var<storage, read_write> pad_part: array<vec4<f32>>; // [S, 2, C/4]
+
+// First pass of a two-pass bwd_pad: one thread per (segment, channel quad), seg rows each (a
+// GPU would otherwise sum up to 3,100 padding rows in 24–192 threads).
+@compute @workgroup_size(64)
+fn bwd_pad_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let u = thread_index(gid, nwg);
+    let s = u / p.c4;
+    let c = u - s * p.c4;
+    let rows = p.batch * p.n_pad;
+    if (s * p.seg >= rows) {
+        return;
+    }
+    var sk = vec4<f32>(0.0);
+    var sv = vec4<f32>(0.0);
+    for (var r = s * p.seg; r < min(rows, (s + 1u) * p.seg); r++) {
+        sk += pdpad[(2u * r) * p.c4 + c];
+        sv += pdpad[(2u * r + 1u) * p.c4 + c];
+    }
+    pad_part[(2u * s) * p.c4 + c] = sk;
+    pad_part[(2u * s + 1u) * p.c4 + c] = sv;
 }

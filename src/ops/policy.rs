@@ -39,6 +39,39 @@ impl Policy {
     pub fn budget(&self) -> usize {
         self.loop_budget.unwrap_or(usize::MAX)
     }
+
+    /// Threads one launch should have to keep the adapter busy: a few workgroups per core on
+    /// CPU-shaped kernels, enough to fill a large GPU's SMs otherwise (an H100 holds 132 × 2048).
+    pub fn fill_threads(&self) -> usize {
+        match self.shapes {
+            Shapes::Cpu => 1 << 12,
+            Shapes::Gpu => 1 << 17,
+        }
+    }
+
+    /// Segments of a two-pass sum of `len` terms into each of `outputs` outputs (a thread per
+    /// (segment, output), then a pass over the segments): enough threads to fill the adapter,
+    /// each segment at least `min_len` terms long, and every thread's loop (`per_term`
+    /// iterations a term) within the loop budget. 1: one pass.
+    pub fn sum_segments(
+        &self,
+        outputs: usize,
+        len: usize,
+        min_len: usize,
+        per_term: usize,
+    ) -> usize {
+        let fill = self.fill_threads();
+        let wanted = if outputs >= fill {
+            1
+        } else {
+            fill.div_ceil(outputs.max(1))
+                .min(len / min_len.max(1))
+                .max(1)
+        };
+        // llvmpipe ends loops past its budget: a segment must fit in one thread's loop.
+        let longest = (self.budget().saturating_sub(512) / per_term.max(1)).max(1);
+        wanted.max(len.div_ceil(longest)).max(1)
+    }
 }
 
 /// The policy of `rt`: its [`KernelPolicy`] resolved against its adapter.
@@ -60,6 +93,28 @@ pub fn policy(rt: &Runtime) -> Policy {
 mod tests {
     use super::*;
     use crate::runtime::RuntimeOptions;
+
+    #[test]
+    fn sum_segments_fill_the_adapter_within_the_loop_budget() {
+        let gpu = Policy {
+            shapes: Shapes::Gpu,
+            loop_budget: None,
+        };
+        let cpu = Policy {
+            shapes: Shapes::Cpu,
+            loop_budget: Some(CPU_LOOP_ITERATIONS),
+        };
+        // A bias gradient: 96 columns over 131,072 rows.
+        assert_eq!(gpu.sum_segments(96, 131_072, 64, 2), 1366);
+        assert_eq!(cpu.sum_segments(96, 131_072, 64, 2), 43);
+        // Enough outputs to fill the adapter alone, or too short to split.
+        assert_eq!(gpu.sum_segments(1 << 17, 1000, 64, 2), 1);
+        assert_eq!(cpu.sum_segments(8, 100, 64, 2), 1);
+        // One output over 10^6 terms: the loop budget, not the fill, sets the count on llvmpipe.
+        let n = cpu.sum_segments(4096, 1_000_000, 64, 2);
+        assert_eq!(n, 31);
+        assert!(1_000_000usize.div_ceil(n) * 2 <= CPU_LOOP_ITERATIONS);
+    }
 
     /// A forced policy reaches every `Auto` choice through [`policy`], and the loop budget stays
     /// with the adapter whatever the policy.

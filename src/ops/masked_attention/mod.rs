@@ -319,16 +319,19 @@ fn flag_dispatch(
 ) -> Result<Option<Dispatch>> {
     let Some(mask) = x.mask else { return Ok(None) };
     let n = g.batch * g.mask_heads * g.nq;
-    let kernel = rt.kernel(
-        &crate::shader!("masked_attention"),
-        "row_flags",
-        &g.constants(),
-    )?;
+    // A thread per row on CPU adapters (the early exit makes most rows short); a workgroup per
+    // row on GPUs, where fully masked rows would otherwise be long serial scans.
+    let (entry, grid) = if crate::ops::policy::policy(rt).cpu_shapes() {
+        ("row_flags", rt.grid(n as u64, WG))
+    } else {
+        ("row_flags_wg", rt.grid(n as u64, 1))
+    };
+    let kernel = rt.kernel(&crate::shader!("masked_attention"), entry, &g.constants())?;
     Ok(Some(rt.dispatch(
         &kernel,
         &g.params(n),
         &[mask.binding(), ws.flags.binding()],
-        rt.grid(n as u64, WG),
+        grid,
     )))
 }
 

@@ -139,16 +139,6 @@ pub fn sum_to_shape_into(rt: &Runtime, dy: &Tensor, out: &Tensor) -> Result<Vec<
     Ok(d)
 }
 
-/// Threads one launch should have to keep the adapter busy: a few workgroups per core on CPU
-/// adapters, enough to fill the SMs of a large GPU (132 × 2048 threads on an H100) otherwise.
-fn fill_threads(rt: &Runtime) -> usize {
-    if crate::ops::policy::policy(rt).cpu_shapes() {
-        1 << 12
-    } else {
-        1 << 17
-    }
-}
-
 /// Shortest segment of the two-pass sum: shorter ones cost more in the second pass and in
 /// per-thread setup than they save.
 const MIN_SEGMENT: usize = 64;
@@ -157,20 +147,12 @@ const MIN_SEGMENT: usize = 64;
 /// one thread per output keeps the adapter busy, the reduction is short, or dy is larger than one
 /// binding (the one-pass launcher chunks those).
 fn segment_length(rt: &Runtime, kept: usize, reduced: usize, dy_bytes: u64) -> Option<usize> {
-    let fill = fill_threads(rt);
-    if kept == 0
-        || kept >= fill
-        || reduced < 2 * MIN_SEGMENT
-        || dy_bytes > rt.caps().max_storage_binding
-    {
+    // Up to 3 loop iterations a term: the outer loop, the odometer's, and a carry now and then.
+    let segments = crate::ops::policy::policy(rt).sum_segments(kept, reduced, MIN_SEGMENT, 3);
+    if kept == 0 || segments < 2 || dy_bytes > rt.caps().max_storage_binding {
         return None;
     }
-    let segments = fill.div_ceil(kept).min(reduced / MIN_SEGMENT).max(2);
-    let mut seg = reduced.div_ceil(segments);
-    if let Some(budget) = crate::ops::policy::policy(rt).loop_budget {
-        seg = seg.min(reduced_per_launch(&[reduced], budget));
-    }
-    Some(seg)
+    Some(reduced.div_ceil(segments))
 }
 
 /// [`sum_to_shape_into`], in two passes where the reduction is long and the outputs few (a

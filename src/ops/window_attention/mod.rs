@@ -110,7 +110,10 @@ struct Params {
     scale: f32,
     n_rows: u32,
     n_pad: u32,
-    _r: [u32; 2],
+    /// Windows (table sum) or padding rows (pad partials) per segment of a two-pass sum.
+    seg: u32,
+    /// Rows `bwd_pad` sums.
+    pad_rows: u32,
 }
 
 impl Geometry {
@@ -140,7 +143,8 @@ impl Geometry {
             scale: self.scale,
             n_rows: self.rows() as u32,
             n_pad: self.n_pad as u32,
-            _r: [0; 2],
+            seg: (self.batch * self.nw) as u32,
+            pad_rows: (self.batch * self.n_pad) as u32,
         }
     }
     fn constants(&self) -> [(&'static str, f64); 2] {
@@ -313,14 +317,23 @@ pub struct WindowAttentionGrads {
 
 /// Scratch of the backward pass for one call shape: per-pair probabilities and score gradients
 /// [B, nW, heads, w², w², 2], their sum over windows [heads, w², w²], and per-padding-token key
-/// and value gradients. Keep it alive until the recorded dispatches have run.
+/// and value gradients; where those sums are long for their few outputs (a GPU, or llvmpipe's
+/// loop budget), segment partials of each, summed in a second pass. Keep it alive until the
+/// recorded dispatches have run.
 pub struct WindowAttentionWorkspace {
     pds: Tensor,
     dsum: Tensor,
     dpad: Tensor,
+    /// `[S, heads, w², w²]` partial table sums, when S > 1.
+    table_part: Option<Tensor>,
+    /// `[S, 2, C]` partial padding gradients, when S > 1.
+    pad_part: Option<Tensor>,
     shape: Vec<usize>,
     opts: WindowAttentionOptions,
 }
+
+/// Shortest segment of the two-pass sums (windows, or padding rows).
+const MIN_SEGMENT: usize = 16;
 
 impl WindowAttentionWorkspace {
     pub fn new(
@@ -337,10 +350,20 @@ impl WindowAttentionWorkspace {
             &pds_shape,
             4,
         )?;
+        let policy = crate::ops::policy::policy(rt);
+        let table = policy.sum_segments(g.heads * g.n * g.n, g.batch * g.nw, MIN_SEGMENT, 1);
+        let pad = policy.sum_segments(g.channels / 4, g.batch * g.n_pad, MIN_SEGMENT, 1);
+        let part = |s: usize, shape: &[usize]| -> Result<Option<Tensor>> {
+            let mut full = vec![s];
+            full.extend_from_slice(shape);
+            (s > 1).then(|| rt.empty(&full, DType::F32)).transpose()
+        };
         Ok(Self {
             pds: rt.empty(&pds_shape, DType::F32)?,
             dsum: rt.empty(&[g.heads, g.n, g.n], DType::F32)?,
             dpad: rt.empty(&[(g.batch * g.n_pad * 2 * g.channels).max(4)], DType::F32)?,
+            table_part: part(table, &[g.heads, g.n, g.n])?,
+            pad_part: part(pad, &[2, g.channels])?,
             shape: x.q.shape().to_vec(),
             opts: *opts,
         })
@@ -476,27 +499,91 @@ pub fn window_attention_backward_into(
             ],
             rows,
         ),
-        rt.dispatch(
-            &rt.kernel(&shader, "bwd_table_sum", &c)?,
-            &params,
-            &[ws.pds.binding(), ws.dsum.binding()],
-            rt.grid((g.heads * g.n * g.n) as u64, WG),
-        ),
-        rt.dispatch(
-            &rt.kernel(&shader, "bwd_table", &c)?,
-            &params,
-            &[ws.dsum.binding(), grads.d_table.binding()],
-            rt.grid((g.table_len() * g.heads) as u64, WG),
-        ),
     ];
+    ds.extend(table_sum(rt, &g, &params, ws)?);
+    ds.push(rt.dispatch(
+        &rt.kernel(&shader, "bwd_table", &c)?,
+        &params,
+        &[ws.dsum.binding(), grads.d_table.binding()],
+        rt.grid((g.table_len() * g.heads) as u64, WG),
+    ));
     if let Some((dk, dv)) = &grads.d_pad {
-        ds.push(rt.dispatch(
-            &rt.kernel(&shader, "bwd_pad", &c)?,
-            &params,
-            &[ws.dpad.binding(), dk.binding(), dv.binding()],
-            rt.grid((g.channels / 4) as u64, WG),
-        ));
+        let pad = rt.kernel(&shader, "bwd_pad", &c)?;
+        let c4 = g.channels / 4;
+        match &ws.pad_part {
+            None => ds.push(rt.dispatch(
+                &pad,
+                &params,
+                &[ws.dpad.binding(), dk.binding(), dv.binding()],
+                rt.grid(c4 as u64, WG),
+            )),
+            Some(part) => {
+                let segments = part.shape()[0];
+                let rows = g.batch * g.n_pad;
+                let first = Params {
+                    seg: rows.div_ceil(segments) as u32,
+                    ..params
+                };
+                ds.push(rt.dispatch(
+                    &rt.kernel(&shader, "bwd_pad_partial", &c)?,
+                    &first,
+                    &[ws.dpad.binding(), part.binding()],
+                    rt.grid((segments * c4) as u64, WG),
+                ));
+                let second = Params {
+                    pad_rows: segments as u32,
+                    ..params
+                };
+                ds.push(rt.dispatch(
+                    &pad,
+                    &second,
+                    &[part.binding(), dk.binding(), dv.binding()],
+                    rt.grid(c4 as u64, WG),
+                ));
+            }
+        }
     }
+    Ok(ds)
+}
+
+/// The relative-position table's score gradients summed over windows into `ws.dsum`: one pass,
+/// or segment partials and their sum (`reduce`'s kernel).
+fn table_sum(
+    rt: &Runtime,
+    g: &Geometry,
+    params: &Params,
+    ws: &WindowAttentionWorkspace,
+) -> Result<Vec<Dispatch>> {
+    let k = rt.kernel(
+        &crate::shader!("window_attention_backward"),
+        "bwd_table_sum",
+        &g.constants(),
+    )?;
+    let outputs = g.heads * g.n * g.n;
+    let Some(part) = &ws.table_part else {
+        let grid = rt.grid(outputs as u64, WG);
+        return Ok(vec![rt.dispatch(
+            &k,
+            params,
+            &[ws.pds.binding(), ws.dsum.binding()],
+            grid,
+        )]);
+    };
+    let segments = part.shape()[0];
+    let first = Params {
+        seg: (g.batch * g.nw).div_ceil(segments) as u32,
+        ..*params
+    };
+    let grid = rt.grid((segments * outputs) as u64, WG);
+    let mut ds = vec![rt.dispatch(&k, &first, &[ws.pds.binding(), part.binding()], grid)];
+    ds.extend(crate::ops::reduce::reduce_into(
+        rt,
+        crate::ops::reduce::Reduce::Sum,
+        &part.reshape(&[segments, outputs])?,
+        0,
+        &ws.dsum.reshape(&[outputs])?,
+        crate::ops::reduce::Variant::Auto,
+    )?);
     Ok(ds)
 }
 

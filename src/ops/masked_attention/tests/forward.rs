@@ -2,9 +2,15 @@
 
 use super::*;
 
+/// Under both kernel policies (the row-flag pass has a workgroup-per-row form for GPUs).
 #[test]
 fn forward_matches_reference() {
-    let rt = testing::runtime();
+    for rt in [testing::runtime(), testing::gpu_policy_runtime()] {
+        forward_matches_reference_on(rt);
+    }
+}
+
+fn forward_matches_reference_on(rt: &Runtime) {
     let seed = testing::seed();
     for (n, c) in CASES.iter().enumerate() {
         let seed = seed.wrapping_add(n as u64);
@@ -19,7 +25,8 @@ fn forward_matches_reference() {
         rt.run(&masked_attention_into(rt, &x, &out, &lse, &ws, &c.opts()).unwrap());
         let d64 = Data64::new(&d);
         let want = reference::forward(&c.geometry(), &d64.inputs(c, &d));
-        let case = format!("forward {c:?} (splits {})", ws.geometry.splits);
+        let policy = rt.kernel_policy();
+        let case = format!("forward {c:?} (splits {}, {policy:?})", ws.geometry.splits);
         assert_close(&case, seed, &rt.download(&out).unwrap(), &f32s(&want), 1e-5);
         assert!(
             rt.download(&lse).unwrap().iter().all(|v| v.is_finite()),

@@ -87,68 +87,100 @@ fn reference_backward_matches_finite_differences() {
     }
 }
 
+/// Under both kernel policies; the GPU policy sums the table and padding gradients in two passes
+/// where they are long.
 #[test]
 fn backward_matches_reference() {
-    let rt = testing::runtime();
     let seed = testing::seed();
-    for (n, c) in CASES.iter().enumerate() {
-        let seed = seed.wrapping_add(n as u64);
+    for rt in [testing::runtime(), testing::gpu_policy_runtime()] {
+        for (n, c) in CASES.iter().enumerate() {
+            check_backward(rt, c, seed.wrapping_add(n as u64));
+        }
+    }
+}
+
+/// 50 windows and 650 padding rows: both sums take two passes under either policy (the table
+/// only under the GPU one: 2 heads × 2401 outputs fill lavapipe's launch alone).
+#[test]
+fn two_pass_table_and_padding_sums() {
+    let c = Case {
+        batch: 2,
+        height: 30,
+        width: 30,
+        heads: 2,
+        head_dim: 4,
+        window: 7,
+        shift: 3,
+        pad: true,
+    };
+    let seed = testing::seed();
+    for (rt, table) in [
+        (testing::runtime(), false),
+        (testing::gpu_policy_runtime(), true),
+    ] {
         let d = c.data(seed);
-        let t = upload(rt, c, &d);
-        let x = t.inputs(c.pad);
-        let opts = c.opts();
-        let (out, lse) = window_attention(rt, &x, &opts).unwrap();
-        let mut r = testing::rng(seed ^ 0xd0);
-        let dout_h = uniform(&mut r, d.q.len(), -1.0, 1.0);
-        let dout = rt.upload(&dout_h, &c.shape()).unwrap();
-        let grads = WindowAttentionGrads::new(rt, &x, &opts).unwrap();
-        let ws = WindowAttentionWorkspace::new(rt, &x, &opts).unwrap();
-        let mut outs = vec![&grads.dq, &grads.dk, &grads.dv, &grads.d_table];
-        if let Some((k, v)) = &grads.d_pad {
-            outs.push(k);
-            outs.push(v);
+        let t = upload(rt, &c, &d);
+        let ws = WindowAttentionWorkspace::new(rt, &t.inputs(true), &c.opts()).unwrap();
+        assert_eq!(ws.table_part.is_some(), table, "{:?}", rt.kernel_policy());
+        assert!(ws.pad_part.is_some(), "{:?}", rt.kernel_policy());
+        check_backward(rt, &c, seed);
+    }
+}
+
+fn check_backward(rt: &Runtime, c: &Case, seed: u64) {
+    let d = c.data(seed);
+    let t = upload(rt, c, &d);
+    let x = t.inputs(c.pad);
+    let opts = c.opts();
+    let (out, lse) = window_attention(rt, &x, &opts).unwrap();
+    let mut r = testing::rng(seed ^ 0xd0);
+    let dout_h = uniform(&mut r, d.q.len(), -1.0, 1.0);
+    let dout = rt.upload(&dout_h, &c.shape()).unwrap();
+    let grads = WindowAttentionGrads::new(rt, &x, &opts).unwrap();
+    let ws = WindowAttentionWorkspace::new(rt, &x, &opts).unwrap();
+    let mut outs = vec![&grads.dq, &grads.dk, &grads.dv, &grads.d_table];
+    if let Some((k, v)) = &grads.d_pad {
+        outs.push(k);
+        outs.push(v);
+    }
+    for o in &outs {
+        rt.fill(o, f32::NAN).unwrap();
+    }
+    rt.run(&window_attention_backward_into(rt, &x, &out, &lse, &dout, &grads, &ws, &opts).unwrap());
+    let d64 = as_f64(&d);
+    let inputs = reference_inputs(c, &d64);
+    let want = reference::backward(&c.geometry(), &inputs, &f64s(&dout_h));
+    let bound = reference::backward_bound(&c.geometry(), &inputs, &f64s(&dout_h));
+    let pairs = [
+        (&want.dq, &bound.dq),
+        (&want.dk, &bound.dk),
+        (&want.dv, &bound.dv),
+        (&want.d_table, &bound.d_table),
+        (&want.d_pad_k, &bound.d_pad_k),
+        (&want.d_pad_v, &bound.d_pad_v),
+    ];
+    let names = ["dq", "dk", "dv", "d_table", "d_pad_k", "d_pad_v"];
+    for (i, o) in outs.iter().enumerate() {
+        let got = rt.download(o).unwrap();
+        let (want, bound) = pairs[i];
+        // A map that is an exact multiple of the window has no padding: zero gradient.
+        if i >= 4 && want.iter().all(|&v| v == 0.0) {
+            assert!(got.iter().all(|&v| v == 0.0), "{}: {c:?}", names[i]);
+            continue;
         }
-        for o in &outs {
-            rt.fill(o, f32::NAN).unwrap();
-        }
-        rt.run(
-            &window_attention_backward_into(rt, &x, &out, &lse, &dout, &grads, &ws, &opts).unwrap(),
+        // Every gradient sums ds = p·(dp − row) terms, which cancel by the softmax's shift
+        // invariance: nearly so for d_pad_k (all padding keys of a window) and for dq of a
+        // window with one real token among 48 identical padding keys. The error is bounded
+        // by the terms' magnitudes, not by the small result: measured up to 1.9e-7·‖terms‖
+        // (dv of a 1×1 map, no cancellation) over 132 cases, so 2e-6 (~32 ulps) has room.
+        testing::assert_close_to_bound(
+            &format!("{} {c:?} ({:?})", names[i], rt.kernel_policy()),
+            seed,
+            &got,
+            &f32s(want),
+            &f32s(bound),
+            2e-6,
         );
-        let d64 = as_f64(&d);
-        let inputs = reference_inputs(c, &d64);
-        let want = reference::backward(&c.geometry(), &inputs, &f64s(&dout_h));
-        let bound = reference::backward_bound(&c.geometry(), &inputs, &f64s(&dout_h));
-        let pairs = [
-            (&want.dq, &bound.dq),
-            (&want.dk, &bound.dk),
-            (&want.dv, &bound.dv),
-            (&want.d_table, &bound.d_table),
-            (&want.d_pad_k, &bound.d_pad_k),
-            (&want.d_pad_v, &bound.d_pad_v),
-        ];
-        let names = ["dq", "dk", "dv", "d_table", "d_pad_k", "d_pad_v"];
-        for (i, o) in outs.iter().enumerate() {
-            let got = rt.download(o).unwrap();
-            let (want, bound) = pairs[i];
-            // A map that is an exact multiple of the window has no padding: zero gradient.
-            if i >= 4 && want.iter().all(|&v| v == 0.0) {
-                assert!(got.iter().all(|&v| v == 0.0), "{}: {c:?}", names[i]);
-                continue;
-            }
-            // Every gradient sums ds = p·(dp − row) terms, which cancel by the softmax's shift
-            // invariance: nearly so for d_pad_k (all padding keys of a window) and for dq of a
-            // window with one real token among 48 identical padding keys. The error is bounded
-            // by the terms' magnitudes, not by the small result: measured up to 1.9e-7·‖terms‖
-            // (dv of a 1×1 map, no cancellation) over 132 cases, so 2e-6 (~32 ulps) has room.
-            testing::assert_close_to_bound(
-                &format!("{} {c:?}", names[i]),
-                seed,
-                &got,
-                &f32s(want),
-                &f32s(bound),
-                2e-6,
-            );
-        }
     }
 }
 
