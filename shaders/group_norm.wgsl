@@ -5,7 +5,10 @@
 // Two dispatches: statistics into mean/rstd [N, G], then `apply` (one invocation per element).
 // Statistics variants with the same bindings:
 // - `stats_thread`: one invocation per segment, no workgroup memory (CPU adapters).
-// - `stats_wg`: one workgroup of 256 per segment, tree reduction in workgroup memory (GPUs).
+// - `stats_wg`: one workgroup of 256 per segment, tree reduction in workgroup memory.
+// - `stats_part` + `stats_combine`: one workgroup of 256 per chunk of a segment writes the chunk's
+//   (mean, M2), then one thread per segment merges its chunks (Chan et al.'s pairwise update).
+//   GPUs: 32 segments of the FPN's 1/4 level are ~62 MB, too few workgroups for one each.
 
 struct Params {
     n: u32,        // batch
@@ -13,7 +16,7 @@ struct Params {
     s: u32,        // spatial size H·W
     groups: u32,
     eps: f32,
-    _pad0: u32,
+    chunks: u32,   // stats_part / stats_combine: chunks per segment
     _pad1: u32,
     _pad2: u32,
 }
@@ -120,6 +123,77 @@ fn stats_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         mean_out[seg] = mean;
         rstd_out[seg] = inverseSqrt(var_ + p.eps);
     }
+}
+
+// ---- statistics, chunks of a segment over many workgroups ------------------------------------
+
+// Bindings of stats_part: x, then (mean, M2) per (segment, chunk).
+@group(0) @binding(2) var<storage, read_write> part_out: array<vec2<f32>>;
+// Bindings of stats_combine: the parts, then mean_out, rstd_out (bindings 2, 3).
+@group(0) @binding(1) var<storage, read> part_in: array<vec2<f32>>;
+
+fn chunk_len(len: u32) -> u32 {
+    return (len + p.chunks - 1u) / p.chunks;
+}
+
+@compute @workgroup_size(WG_SEG)
+fn stats_part(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    // The chunk is uniform over the workgroup: every lane reaches the barriers.
+    let u = wid.x + wid.y * nwg.x; // segment · chunks + chunk
+    if (u >= p.n * p.groups * p.chunks) {
+        return;
+    }
+    let len = seg_len();
+    let seg = u / p.chunks;
+    let ch = u % p.chunks;
+    let cl = chunk_len(len);
+    let start = min(ch * cl, len);
+    let end = min(start + cl, len);
+    let base = seg * len;
+    var t = 0.0;
+    for (var i = start + lid; i < end; i += WG_SEG) {
+        t += x[base + i];
+    }
+    let count = f32(max(end - start, 1u));
+    let mean = wg_sum(t, lid) / count;
+    var q = 0.0;
+    for (var i = start + lid; i < end; i += WG_SEG) {
+        let d = x[base + i] - mean;
+        q += d * d;
+    }
+    let m2 = wg_sum(q, lid);
+    if (lid == 0u) {
+        part_out[u] = vec2<f32>(mean, m2);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn stats_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let seg = gid.x + gid.y * nwg.x * WG;
+    if (seg >= p.n * p.groups) {
+        return;
+    }
+    let len = seg_len();
+    let cl = chunk_len(len);
+    var n_a = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    for (var ch = 0u; ch < p.chunks; ch++) {
+        let start = min(ch * cl, len);
+        let n_b = f32(min(start + cl, len) - start);
+        if (n_b == 0.0) {
+            continue;
+        }
+        let part = part_in[seg * p.chunks + ch];
+        let n = n_a + n_b;
+        let delta = part.x - mean;
+        mean += delta * (n_b / n);
+        m2 += part.y + delta * delta * (n_a * n_b / n);
+        n_a = n;
+    }
+    mean_out[seg] = mean;
+    rstd_out[seg] = inverseSqrt(m2 / f32(len) + p.eps);
 }
 
 // ---- normalise, scale, shift (and ReLU) ---------------------------------------------------------

@@ -4,7 +4,8 @@
 use super::infer_err;
 use crate::graph::{Grads, Graph, InferResult, Io, Op, Result, TensorInfo, Value};
 use crate::ops::group_norm::{
-    group_norm_backward_into, group_norm_backward_workspace_len, group_norm_into, GroupNormOptions,
+    group_norm_backward_into, group_norm_backward_workspace_len, group_norm_into,
+    group_norm_workspace_len, GroupNormOptions,
 };
 use crate::ops::layer_norm::{
     layer_norm_backward_into, layer_norm_backward_workspace_len, layer_norm_into, LayerNormOptions,
@@ -116,12 +117,19 @@ impl Op for GroupNorm {
             }
         }
         let stats = TensorInfo::f32(&[s[0], self.groups]);
-        Ok(vec![i[0].clone(), stats.clone(), stats])
+        // The chunked statistics' scratch (GPUs); a few KB.
+        let ws = group_norm_workspace_len(s, self.groups).max(1);
+        Ok(vec![
+            i[0].clone(),
+            stats.clone(),
+            stats,
+            TensorInfo::f32(&[ws]),
+        ])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         let [x, w, b] = io.inputs_n()?;
-        let [y, mean, rstd] = io.outputs_n()?;
-        group_norm_into(rt, x, w, b, y, mean, rstd, &self.opts())
+        let [y, mean, rstd, ws] = io.outputs_n()?;
+        group_norm_into(rt, x, w, b, y, mean, rstd, Some(ws), &self.opts())
     }
     fn backward(&self, g: &mut Graph, x: &[Value], y: &[Value], dy: &[Option<Value>]) -> Grads {
         let Some(dy) = dy[0] else {

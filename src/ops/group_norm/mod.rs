@@ -9,8 +9,11 @@
 //!
 //! Kernels (`shaders/group_norm.wgsl`, `shaders/group_norm_backward.wgsl`): the per-segment and
 //! per-channel reductions run one invocation per segment on CPU adapters (no workgroup memory)
-//! and one workgroup per segment on GPUs ([`Variant`] forces either); the elementwise passes run
-//! one invocation per element. All reductions are deterministic; no atomics.
+//! and one workgroup per segment on GPUs ([`Variant`] forces either); the forward statistics on
+//! GPUs run one workgroup per chunk of a segment (chunk mean and M2 into a workspace of
+//! [`group_norm_workspace_len`], then a merge per segment), since a few dozen segments cannot
+//! fill a GPU. The elementwise passes run one invocation per element. All reductions are
+//! deterministic; no atomics.
 
 pub mod reference;
 #[cfg(test)]
@@ -27,8 +30,11 @@ pub enum Variant {
     Auto,
     /// One invocation per reduced segment, no workgroup memory (fast on CPU adapters).
     SegmentPerThread,
-    /// One 256-invocation workgroup per reduced segment (fast on GPUs).
+    /// One 256-invocation workgroup per reduced segment.
     SegmentPerWorkgroup,
+    /// Forward statistics: one 256-invocation workgroup per chunk of a segment, then a merge
+    /// (GPUs; needs the workspace). The backward's reductions run `SegmentPerWorkgroup`.
+    Chunked,
 }
 
 impl Variant {
@@ -41,7 +47,8 @@ impl Variant {
         let fits = iterations <= policy.budget() / 2;
         match self {
             Variant::Auto if policy.cpu_shapes() && fits => Variant::SegmentPerThread,
-            Variant::Auto => Variant::SegmentPerWorkgroup,
+            Variant::Auto if policy.cpu_shapes() => Variant::SegmentPerWorkgroup,
+            Variant::Auto => Variant::Chunked,
             Variant::SegmentPerThread if !fits => Variant::SegmentPerWorkgroup,
             v => v,
         }
@@ -84,7 +91,8 @@ struct Params {
     s: u32,
     groups: u32,
     eps: f32,
-    _pad: [u32; 3],
+    chunks: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -136,8 +144,30 @@ fn dims(op: &'static str, x: &Tensor, opts: &GroupNormOptions) -> Result<(usize,
     Ok((n, c, s))
 }
 
+/// Values per chunk of the chunked statistics: 16 per invocation of a 256-wide workgroup.
+const CHUNK: usize = 4096;
+/// At most this many chunks per segment (the merge loops over them).
+const MAX_CHUNKS: usize = 1024;
+
+/// Chunks per segment of the chunked statistics for `x_shape` with `groups` groups.
+fn chunks(x_shape: &[usize], groups: usize) -> usize {
+    let c = x_shape.get(1).copied().unwrap_or(0);
+    let s: usize = x_shape.iter().skip(2).product();
+    let seg_len = c / groups.max(1) * s;
+    seg_len.div_ceil(CHUNK).clamp(1, MAX_CHUNKS)
+}
+
+/// Elements of the f32 workspace the chunked statistics need (`2·N·G·chunks`: mean and M2 per
+/// chunk). Other variants need none.
+pub fn group_norm_workspace_len(x_shape: &[usize], groups: usize) -> usize {
+    let n = x_shape.first().copied().unwrap_or(0);
+    2 * n * groups * chunks(x_shape, groups)
+}
+
 /// Records the forward into `out` (shape of `x`) and the statistics into `mean`, `rstd`
-/// (`[N, G]`, needed in between even for inference). Overwrites all three.
+/// (`[N, G]`, needed in between even for inference). Overwrites all three. `workspace` (at
+/// least [`group_norm_workspace_len`] f32 elements, alive until the dispatches have run) lets
+/// GPUs take the chunked statistics; without it they take one workgroup per segment.
 #[allow(clippy::too_many_arguments)]
 pub fn group_norm_into(
     rt: &Runtime,
@@ -147,6 +177,7 @@ pub fn group_norm_into(
     out: &Tensor,
     mean: &Tensor,
     rstd: &Tensor,
+    workspace: Option<&Tensor>,
     opts: &GroupNormOptions,
 ) -> Result<Vec<Dispatch>> {
     let (n, c, s) = dims(OP, x, opts)?;
@@ -166,30 +197,66 @@ pub fn group_norm_into(
         s: s as u32,
         groups: g as u32,
         eps: opts.eps,
-        _pad: [0; 3],
+        chunks: chunks(x.shape(), g) as u32,
+        _pad: [0; 2],
     };
     let shader = crate::shader!("group_norm");
     let segments = (n * g) as u64;
     // stats_thread: two passes of len/4 vec4 steps plus len/256 block steps.
     let seg_len = c / g * s;
-    let (entry, grid) = match opts
+    let need = group_norm_workspace_len(x.shape(), g);
+    let ws = workspace.filter(|w| w.numel() >= need && w.dtype() == DType::F32);
+    let variant = match opts
         .variant
         .resolve(rt, 2 * (seg_len / 4 + seg_len / 256 + 8))
     {
-        Variant::SegmentPerThread => ("stats_thread", rt.grid(segments, WG)),
-        // One workgroup per segment.
-        _ => ("stats_wg", rt.grid(segments, 1)),
+        Variant::Chunked if ws.is_none() && opts.variant == Variant::Chunked => {
+            return Err(crate::shape_err!(
+                OP,
+                "the chunked statistics need a workspace of {need} f32 elements for x of shape {:?}",
+                x.shape()
+            ));
+        }
+        Variant::Chunked if ws.is_none() => Variant::SegmentPerWorkgroup,
+        v => v,
     };
-    let stats = rt.kernel(&shader, entry, &[])?;
-    let apply = rt.kernel(&shader, "apply", &[("RELU", opts.relu as u32 as f64)])?;
-    Ok(vec![
-        rt.dispatch(
-            &stats,
+    let stats = match (variant, ws) {
+        (Variant::SegmentPerThread, _) => vec![rt.dispatch(
+            &rt.kernel(&shader, "stats_thread", &[])?,
             &params,
             &[x.binding(), mean.binding(), rstd.binding()],
-            grid,
-        ),
-        rt.dispatch(
+            rt.grid(segments, WG),
+        )],
+        (Variant::Chunked, Some(ws)) => {
+            check::binding(rt, OP, "workspace", ws)?;
+            let parts = segments * params.chunks as u64;
+            vec![
+                rt.dispatch(
+                    &rt.kernel(&shader, "stats_part", &[])?,
+                    &params,
+                    &[x.binding(), ws.binding()],
+                    rt.grid(parts, 1),
+                ),
+                rt.dispatch(
+                    &rt.kernel(&shader, "stats_combine", &[])?,
+                    &params,
+                    &[ws.binding(), mean.binding(), rstd.binding()],
+                    rt.grid(segments, WG),
+                ),
+            ]
+        }
+        // One workgroup per segment.
+        _ => vec![rt.dispatch(
+            &rt.kernel(&shader, "stats_wg", &[])?,
+            &params,
+            &[x.binding(), mean.binding(), rstd.binding()],
+            rt.grid(segments, 1),
+        )],
+    };
+    let apply = rt.kernel(&shader, "apply", &[("RELU", opts.relu as u32 as f64)])?;
+    Ok(stats
+        .into_iter()
+        .chain([rt.dispatch(
             &apply,
             &params,
             &[
@@ -201,8 +268,8 @@ pub fn group_norm_into(
                 out.binding(),
             ],
             plane_grid(rt, n * c, s),
-        ),
-    ])
+        )])
+        .collect())
 }
 
 /// Training forward: returns `(y, mean, rstd)`, the statistics shaped `[N, G]`.
@@ -217,8 +284,18 @@ pub fn group_norm_train(
     let out = rt.empty(x.shape(), DType::F32)?;
     let mean = rt.empty(&[n, opts.groups], DType::F32)?;
     let rstd = rt.empty(&[n, opts.groups], DType::F32)?;
+    let ws_len = group_norm_workspace_len(x.shape(), opts.groups).max(1);
+    let ws = rt.empty(&[ws_len], DType::F32)?;
     rt.run(&group_norm_into(
-        rt, x, weight, bias, &out, &mean, &rstd, opts,
+        rt,
+        x,
+        weight,
+        bias,
+        &out,
+        &mean,
+        &rstd,
+        Some(&ws),
+        opts,
     )?);
     Ok((out, mean, rstd))
 }

@@ -15,7 +15,11 @@ const CASES: &[(&[usize], usize)] = &[
     (&[1, 3], 1),
 ];
 
-const VARIANTS: &[Variant] = &[Variant::SegmentPerThread, Variant::SegmentPerWorkgroup];
+const VARIANTS: &[Variant] = &[
+    Variant::SegmentPerThread,
+    Variant::SegmentPerWorkgroup,
+    Variant::Chunked,
+];
 
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&a| a as f64).collect()
@@ -80,7 +84,9 @@ fn run_forward(rt: &Runtime, seed: u64, shape: &[usize], groups: usize, opts: Gr
     let out = rt.full(shape, f32::NAN).unwrap();
     let mean = rt.full(&[d.n, groups], f32::NAN).unwrap();
     let rstd = rt.full(&[d.n, groups], f32::NAN).unwrap();
-    rt.run(&group_norm_into(rt, &x, &w, &b, &out, &mean, &rstd, &opts).unwrap());
+    let ws_len = group_norm_workspace_len(shape, groups).max(1);
+    let ws = rt.full(&[ws_len], f32::NAN).unwrap();
+    rt.run(&group_norm_into(rt, &x, &w, &b, &out, &mean, &rstd, Some(&ws), &opts).unwrap());
     assert_close(
         &format!("{case} mean"),
         seed,
@@ -109,6 +115,42 @@ fn forward_matches_reference_all_variants() {
             }
         }
     }
+}
+
+/// Under the GPU policy `Auto` takes the chunked statistics; without a workspace it falls back
+/// to a workgroup per segment, and asking for `Chunked` without one is an error naming it.
+#[test]
+fn gpu_policy_takes_the_chunked_statistics() {
+    let rt = testing::gpu_policy_runtime();
+    let seed = testing::seed();
+    // Segments of 2·80·70 = 11,200 values: 3 chunks, the last one short.
+    run_forward(
+        rt,
+        seed,
+        &[2, 4, 80, 70],
+        2,
+        options(2, true, Variant::Auto),
+    );
+    let x = rt.full(&[1, 4, 3, 3], 1.0).unwrap();
+    let w = rt.full(&[4], 1.0).unwrap();
+    let (out, mean, rstd) = (
+        rt.empty(&[1, 4, 3, 3], DType::F32).unwrap(),
+        rt.empty(&[1, 2], DType::F32).unwrap(),
+        rt.empty(&[1, 2], DType::F32).unwrap(),
+    );
+    let entries = |o: &GroupNormOptions, ws: Option<&Tensor>| {
+        group_norm_into(rt, &x, &w, &w, &out, &mean, &rstd, ws, o)
+            .map(|d| d.iter().map(|d| d.label().to_string()).collect::<Vec<_>>())
+    };
+    let ws = rt.empty(&[4], DType::F32).unwrap();
+    let auto = options(2, false, Variant::Auto);
+    assert_eq!(
+        entries(&auto, Some(&ws)).unwrap()[0],
+        "group_norm::stats_part"
+    );
+    assert_eq!(entries(&auto, None).unwrap()[0], "group_norm::stats_wg");
+    let err = entries(&options(2, false, Variant::Chunked), None).unwrap_err();
+    assert!(err.to_string().contains("workspace of 4 f32"), "{err}");
 }
 
 #[test]
@@ -363,7 +405,10 @@ fn timing_fpn_group_norm() {
     );
     for v in VARIANTS {
         let o = options(32, true, *v);
-        let fwd = group_norm_into(rt, &x, &w, &w, &out, &mean, &rstd, &o).unwrap();
+        let gws = rt
+            .empty(&[group_norm_workspace_len(&shape, 32)], DType::F32)
+            .unwrap();
+        let fwd = group_norm_into(rt, &x, &w, &w, &out, &mean, &rstd, Some(&gws), &o).unwrap();
         let ws = rt
             .empty(&[group_norm_backward_workspace_len(&shape, 32)], DType::F32)
             .unwrap();
