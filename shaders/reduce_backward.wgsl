@@ -1,6 +1,5 @@
 // Backward of the reductions over x viewed as [outer, len, inner], one thread per dx element:
-// `expand` (sum, mean): dx[o, l, i] = scale · dy[o, i].
-// `expand_arg` is in reduce_arg_backward.wgsl (max/min route dy to the chosen index).
+// `expand` (sum, mean): dx[o, l, i] = scale · dy[o, i]. (Max and min have no backward.)
 
 struct Params {
     n: u32,

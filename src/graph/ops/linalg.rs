@@ -248,10 +248,10 @@ impl Op for BroadcastTo {
                 op: "broadcast_to",
                 what: "a broadcast to the same shape (the builder skips these)".into(),
             }),
-            [axis] => reduce_backward_into(rt, Reduce::Sum, &x.reshape(&xs)?, None, axis, out),
+            [axis] => reduce_backward_into(rt, Reduce::Sum, &x.reshape(&xs)?, axis, out),
             _ if x.numel() == 1 => {
                 let flat = out.reshape(&[1, out.numel()])?;
-                reduce_backward_into(rt, Reduce::Sum, &x.reshape(&[1, 1])?, None, 1, &flat)
+                reduce_backward_into(rt, Reduce::Sum, &x.reshape(&[1, 1])?, 1, &flat)
             }
             _ => Err(crate::Error::Unsupported {
                 op: "broadcast_to",

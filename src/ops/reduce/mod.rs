@@ -1,8 +1,8 @@
 //! Reductions along one axis of an f32 tensor: sum, mean, max, min, with backward passes; plus
 //! [`sum_to_shape`] (module `sum_to`: sum over broadcast dims, for bias and broadcast
-//! gradients), whose two-pass form sums its segment partials with [`reduce_into`]. (The arg
-//! reductions were removed: no product path used them; the max/min backward takes the
-//! forward's indices from the caller.)
+//! gradients), whose two-pass form sums its segment partials with [`reduce_into`]. Sum and mean
+//! have a backward (a broadcast); max and min do not: nothing in the engine records which element
+//! won, and no model path differentiates through them.
 //!
 //! Any axis of any rank: the input is viewed as `[outer, len, inner]` (len = the axis). The
 //! output has the input's shape without the axis; an `out` tensor that keeps the axis as size 1
@@ -205,29 +205,13 @@ pub fn reduce(rt: &Runtime, op: Reduce, x: &Tensor, axis: usize) -> Result<Tenso
     Ok(out)
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ArgBackwardParams {
-    n: u32,
-    start: u32,
-    len: u32,
-    inner: u32,
-    win_dy: u32,
-    win_idx: u32,
-    win_dx: u32,
-    _p: u32,
-}
-
-/// Dispatches for the gradient of `op` along `axis` of an input shaped like `dx`, given `dy`
-/// (the output's shape). Sum and mean broadcast dy back (mean scaled by 1/len); max and min
-/// route dy to the element the forward chose, which `indices` gives (u32, the output's shape:
-/// the first extreme index along the axis, as `torch.max(dim)`; required for them).
-/// Overwrites dx.
+/// Dispatches for the gradient of `op` (sum or mean) along `axis` of an input shaped like `dx`,
+/// given `dy` (the output's shape): dy broadcast back, scaled by 1/len for the mean. Overwrites
+/// dx. Max and min are [`Error::Unsupported`].
 pub fn reduce_backward_into(
     rt: &Runtime,
     op: Reduce,
     dy: &Tensor,
-    indices: Option<&Tensor>,
     axis: usize,
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
@@ -236,64 +220,38 @@ pub fn reduce_backward_into(
     let (outer, len, inner) = split_axis(OP, dx.shape(), axis)?;
     check_out(OP, dx.shape(), axis, dy, DType::F32)?;
     layout::no_alias(OP, &[dy], dx)?;
+    let scale = match op {
+        Reduce::Sum => 1.0,
+        Reduce::Mean => 1.0 / len as f32,
+        Reduce::Max | Reduce::Min => {
+            return Err(Error::Unsupported {
+                op: OP,
+                what: format!("the {op:?} backward (the engine records no arg indices)"),
+            })
+        }
+    };
     let space = [outer, len, inner];
     let ad = Access::strided(dy.numel(), vec![inner, 0, 1]);
     let ax = Access::contiguous(&space);
-    match op {
-        Reduce::Sum | Reduce::Mean => {
-            let scale = if op == Reduce::Mean {
-                1.0 / len as f32
-            } else {
-                1.0
-            };
-            let chunks = plan(rt, OP, &space, &[&ad, &ax])?;
-            let k = rt.kernel(&crate::shader!("reduce_backward"), "expand", &[])?;
-            Ok(layout::launch(
-                rt,
-                &k,
-                &chunks,
-                &[dy, dx],
-                layout::WG,
-                |c| RowParams {
-                    n: u(c.n),
-                    start: u(c.start),
-                    len: u(len),
-                    inner: u(inner),
-                    win_a: u(c.windows[0].offset),
-                    win_b: u(c.windows[1].offset),
-                    scale,
-                    _p: 0,
-                },
-            ))
-        }
-        Reduce::Max | Reduce::Min => {
-            let idx = indices.ok_or_else(|| Error::Unsupported {
-                op: OP,
-                what: format!("{op:?} backward without the forward's indices"),
-            })?;
-            check_out(OP, dx.shape(), axis, idx, DType::U32)?;
-            let ai = ad.clone();
-            let chunks = plan(rt, OP, &space, &[&ad, &ai, &ax])?;
-            let k = rt.kernel(&crate::shader!("reduce_arg_backward"), "main", &[])?;
-            Ok(layout::launch(
-                rt,
-                &k,
-                &chunks,
-                &[dy, idx, dx],
-                layout::WG,
-                |c| ArgBackwardParams {
-                    n: u(c.n),
-                    start: u(c.start),
-                    len: u(len),
-                    inner: u(inner),
-                    win_dy: u(c.windows[0].offset),
-                    win_idx: u(c.windows[1].offset),
-                    win_dx: u(c.windows[2].offset),
-                    _p: 0,
-                },
-            ))
-        }
-    }
+    let chunks = plan(rt, OP, &space, &[&ad, &ax])?;
+    let k = rt.kernel(&crate::shader!("reduce_backward"), "expand", &[])?;
+    Ok(layout::launch(
+        rt,
+        &k,
+        &chunks,
+        &[dy, dx],
+        layout::WG,
+        |c| RowParams {
+            n: u(c.n),
+            start: u(c.start),
+            len: u(len),
+            inner: u(inner),
+            win_a: u(c.windows[0].offset),
+            win_b: u(c.windows[1].offset),
+            scale,
+            _p: 0,
+        },
+    ))
 }
 
 /// The gradient of `op` along `axis` for an input of `x_shape`, in a new tensor.
@@ -301,11 +259,10 @@ pub fn reduce_backward(
     rt: &Runtime,
     op: Reduce,
     dy: &Tensor,
-    indices: Option<&Tensor>,
     axis: usize,
     x_shape: &[usize],
 ) -> Result<Tensor> {
     let dx = rt.empty(x_shape, DType::F32)?;
-    rt.run(&reduce_backward_into(rt, op, dy, indices, axis, &dx)?);
+    rt.run(&reduce_backward_into(rt, op, dy, axis, &dx)?);
     Ok(dx)
 }
