@@ -61,6 +61,41 @@ fn rle_masks_match_pycocotools() {
     }
 }
 
+/// The crowd-aware mask IoU mask AP is built on (hotcoco's, which the evaluator runs) equals
+/// pycocotools' `mask.iou` on the fixture's masks: a crowd ground truth divides by the
+/// detection's area alone.
+#[test]
+fn crowd_mask_iou_matches_pycocotools() {
+    let cases = load(&fixtures().join("rle/cases.json"));
+    let c = &cases["ious"];
+    let size: Vec<u32> = c["size"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let rles: Vec<hotcoco::Rle> = c["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| hotcoco::mask::rle_from_string(s.as_str().unwrap(), size[0], size[1]).unwrap())
+        .collect();
+    let crowd: Vec<bool> = c["iscrowd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() != 0)
+        .collect();
+    let got = hotcoco::mask::iou(&rles, &rles, &crowd);
+    let want = c["iou"].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        for (j, (g, w)) in g.iter().zip(w.as_array().unwrap()).enumerate() {
+            close(&format!("iou[{i}][{j}]"), *g, w.as_f64().unwrap());
+        }
+    }
+}
+
 #[test]
 fn polygons_rasterise_like_pycocotools() {
     let cases = load(&fixtures().join("rle/cases.json"));
