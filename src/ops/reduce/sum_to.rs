@@ -36,6 +36,29 @@ struct SumSpaces {
     rdy: Vec<usize>,
 }
 
+impl SumSpaces {
+    /// The kernel parameters of these spaces, with no range, window or count set yet.
+    fn params(&self, op: &'static str, kept: usize) -> Result<SumParams> {
+        Ok(SumParams {
+            n: 0,
+            start: 0,
+            krank: u(self.kshape.len()),
+            rrank: u(self.rshape.len()),
+            win_dy: 0,
+            win_g: 0,
+            r0: 0,
+            rn: 0,
+            accumulate: 0,
+            kept: u(kept),
+            _p: [0; 2],
+            kshape: pack(op, &self.kshape)?,
+            kd: pack(op, &self.kdy)?,
+            rshape: pack(op, &self.rshape)?,
+            rd: pack(op, &self.rdy)?,
+        })
+    }
+}
+
 fn sum_spaces(op: &'static str, out: &[usize], target: &[usize]) -> Result<SumSpaces> {
     if target.len() > out.len() || layout::broadcast_shape(op, &[target, out])? != out {
         return Err(crate::shape_err!(
@@ -82,21 +105,8 @@ pub fn sum_to_shape_into(rt: &Runtime, dy: &Tensor, out: &Tensor) -> Result<Vec<
     let chunks = plan(rt, OP, &sp.kshape, &[&acc_d, &acc_g])?;
     let k = rt.kernel(&crate::shader!("sum_to_shape"), "main", &[])?;
     let p = SumParams {
-        n: 0,
-        start: 0,
-        krank: u(sp.kshape.len()),
-        rrank: u(sp.rshape.len()),
-        win_dy: 0,
-        win_g: 0,
-        r0: 0,
         rn: u32::MAX,
-        accumulate: 0,
-        kept: u(out.numel()),
-        _p: [0; 2],
-        kshape: pack(OP, &sp.kshape)?,
-        kd: pack(OP, &sp.kdy)?,
-        rshape: pack(OP, &sp.rshape)?,
-        rd: pack(OP, &sp.rdy)?,
+        ..sp.params(OP, out.numel())?
     };
     // One launch walks the whole reduced space per thread, except where that would pass the
     // adapter's loop budget (llvmpipe): there, pieces of `per_launch` reduced indices each, the
@@ -178,20 +188,8 @@ pub fn sum_to_shape_scratch_into(
     let k = rt.kernel(&crate::shader!("sum_to_shape"), "partials", &[])?;
     let p = SumParams {
         n: u(segments * kept),
-        start: 0,
-        krank: u(sp.kshape.len()),
-        rrank: u(sp.rshape.len()),
-        win_dy: 0,
-        win_g: 0,
-        r0: 0,
         rn: u(seg),
-        accumulate: 0,
-        kept: u(kept),
-        _p: [0; 2],
-        kshape: pack(OP, &sp.kshape)?,
-        kd: pack(OP, &sp.kdy)?,
-        rshape: pack(OP, &sp.rshape)?,
-        rd: pack(OP, &sp.rdy)?,
+        ..sp.params(OP, kept)?
     };
     let mut d = vec![rt.dispatch(
         &k,
