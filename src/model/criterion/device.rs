@@ -1,0 +1,297 @@
+//! The criterion as graph nodes, so that the matching costs, the losses and their gradients run
+//! where the logits are (`crate::ops::criterion`'s kernels):
+//!
+//! - [`attach_match_costs`]: per prediction, the matcher's cost [B, Q, T] on the uniform points
+//!   of each image, from the logits and the (padded) target masks. Only these matrices go to
+//!   the host, for the Hungarian solve ([`solve_costs`]).
+//! - [`attach_losses`]: per prediction, weighted cross-entropy over all queries and BCE + dice
+//!   on the points of the matched queries, summed into one scalar the backward starts from.
+//!
+//! Loss rows are the B·Q queries (row `b·Q + q`). A matched query's row holds its points and its
+//! target's labels at them, with the mask-loss weights `(weight_mask, weight_dice) / num_masks`;
+//! an unmatched row has weight 0 (its points and labels are unused). The class targets are the
+//! matched classes or no-object, with the cross-entropy weights `weight_class · w_k / Σ w`.
+//! [`LossFeed`] builds these inputs on the host from a matching and the points of each pair.
+
+use super::points::sample;
+use super::{Criterion, CriterionError, ImageTargets, PredictionShape, Result};
+use crate::graph::{Graph, Result as GraphResult, Value};
+use crate::ops::criterion::MatchWeights;
+use crate::DType;
+
+/// Graph input names of prediction `k`'s loss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LossInputNames {
+    /// Points of each row, [B·Q, P, 2] in [0, 1] (x then y).
+    pub coords: String,
+    /// Target labels at those points, [B·Q, P].
+    pub labels: String,
+    /// (BCE, dice) weight of each row, [B·Q, 2].
+    pub mask_weights: String,
+    /// Class of each query (u32, no-object = C − 1), [B·Q].
+    pub class_targets: String,
+    /// Cross-entropy weight of each query, [B·Q].
+    pub class_weights: String,
+}
+
+pub fn loss_input_names(k: usize) -> LossInputNames {
+    let n = |what: &str| format!("loss.{k}.{what}");
+    LossInputNames {
+        coords: n("coords"),
+        labels: n("labels"),
+        mask_weights: n("mask_weights"),
+        class_targets: n("class_targets"),
+        class_weights: n("class_weights"),
+    }
+}
+
+/// One prediction's weighted loss terms (scalars).
+#[derive(Clone, Copy, Debug)]
+pub struct LossTerms {
+    pub cross_entropy: Value,
+    pub mask: Value,
+    pub dice: Value,
+}
+
+/// Adds the inputs of [`loss_input_names`] for every prediction `(class_logits [B, Q, C],
+/// mask_logits [B, Q, h, w])` and returns the total loss (a scalar) and each prediction's terms.
+pub fn attach_losses(
+    g: &mut Graph,
+    predictions: &[(Value, Value)],
+    shape: PredictionShape,
+    points: usize,
+) -> GraphResult<(Value, Vec<LossTerms>)> {
+    let (b, q, c, h, w) = (
+        shape.batch,
+        shape.queries,
+        shape.classes,
+        shape.height,
+        shape.width,
+    );
+    let rows = b * q;
+    let mut total: Option<Value> = None;
+    let mut terms = Vec::with_capacity(predictions.len());
+    for (k, &(class_logits, mask_logits)) in predictions.iter().enumerate() {
+        let names = loss_input_names(k);
+        let coords = g.input(&names.coords, &[rows, points, 2])?;
+        let labels = g.input(&names.labels, &[rows, points])?;
+        let mask_w = g.input(&names.mask_weights, &[rows, 2])?;
+        let targets = g.input_typed(&names.class_targets, &[rows], DType::U32)?;
+        let class_w = g.input(&names.class_weights, &[rows])?;
+
+        let planes = g.reshape(mask_logits, &[rows, 1, h, w])?;
+        let x = g.point_sample(planes, coords)?;
+        let x = g.reshape(x, &[rows, points])?;
+        let per_row = g.mask_loss(x, labels)?;
+        let weighted = g.mul(per_row, mask_w)?;
+        let bce = g.slice(weighted, 1, 0, 1)?;
+        let mask = g.sum(bce)?;
+        let dice = g.slice(weighted, 1, 1, 2)?;
+        let dice = g.sum(dice)?;
+
+        let logits = g.reshape(class_logits, &[rows, c])?;
+        let ce = g.class_loss(logits, targets)?;
+        let ce = g.mul(ce, class_w)?;
+        let cross_entropy = g.sum(ce)?;
+
+        let mut sum = g.add(mask, dice)?;
+        sum = g.add(sum, cross_entropy)?;
+        total = Some(match total {
+            Some(t) => g.add(t, sum)?,
+            None => sum,
+        });
+        terms.push(LossTerms {
+            cross_entropy,
+            mask,
+            dice,
+        });
+    }
+    Ok((total.expect("at least one prediction"), terms))
+}
+
+/// Graph input names of the matcher: the padded target masks [B, T, H, W] and classes [B, T]
+/// (u32) shared by every prediction, and prediction `k`'s uniform points [B, P, 2].
+pub const MATCH_TARGET_MASKS: &str = "match.target_masks";
+pub const MATCH_TARGET_CLASSES: &str = "match.target_classes";
+
+pub fn match_coords_name(k: usize) -> String {
+    format!("match.{k}.coords")
+}
+
+/// The matcher's settings on the device: points per image, target slots per image (T) and the
+/// target masks' size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatchShape {
+    pub points: usize,
+    pub max_targets: usize,
+    pub target_height: usize,
+    pub target_width: usize,
+}
+
+/// Adds the matcher inputs and returns each prediction's cost [B, Q, T] (no gradient: the
+/// logits are detached).
+pub fn attach_match_costs(
+    g: &mut Graph,
+    predictions: &[(Value, Value)],
+    shape: PredictionShape,
+    m: MatchShape,
+    weights: MatchWeights,
+) -> GraphResult<Vec<Value>> {
+    let b = shape.batch;
+    let masks = g.input(
+        MATCH_TARGET_MASKS,
+        &[b, m.max_targets, m.target_height, m.target_width],
+    )?;
+    let classes = g.input_typed(MATCH_TARGET_CLASSES, &[b, m.max_targets], DType::U32)?;
+    let mut costs = Vec::with_capacity(predictions.len());
+    for (k, &(class_logits, mask_logits)) in predictions.iter().enumerate() {
+        let coords = g.input(&match_coords_name(k), &[b, m.points, 2])?;
+        let mask_logits = g.detach(mask_logits)?;
+        let class_logits = g.detach(class_logits)?;
+        let x = g.point_sample(mask_logits, coords)?;
+        let labels = g.point_sample(masks, coords)?;
+        let probs = g.softmax(class_logits)?;
+        costs.push(g.match_cost(x, labels, probs, classes, weights)?);
+    }
+    Ok(costs)
+}
+
+impl Criterion {
+    /// The matcher's cost weights as the device kernel takes them.
+    pub fn match_weights(&self) -> MatchWeights {
+        MatchWeights {
+            class: self.cfg.cost_class as f32,
+            mask: self.cfg.cost_mask as f32,
+            dice: self.cfg.cost_dice as f32,
+        }
+    }
+}
+
+/// The matcher's target inputs: masks [B, T, H, W] (zero past each image's targets) and classes
+/// [B, T] (0 past them; those columns are never solved).
+pub fn match_targets(targets: &[ImageTargets], m: MatchShape) -> Result<(Vec<f32>, Vec<u32>)> {
+    let plane = m.target_height * m.target_width;
+    let mut masks = vec![0f32; targets.len() * m.max_targets * plane];
+    let mut classes = vec![0u32; targets.len() * m.max_targets];
+    for (b, t) in targets.iter().enumerate() {
+        if t.len() > m.max_targets {
+            return Err(CriterionError::TooManyTargets {
+                image: b,
+                got: t.len(),
+                max: m.max_targets,
+            });
+        }
+        if (t.height, t.width) != (m.target_height, m.target_width) {
+            return Err(CriterionError::Length {
+                what: format!("targets.{b} mask size"),
+                got: t.height * t.width,
+                expected: plane,
+                shape: format!(
+                    "{}x{}, the matcher was built for {}x{}",
+                    t.height, t.width, m.target_height, m.target_width
+                ),
+            });
+        }
+        let at = b * m.max_targets;
+        masks[at * plane..(at + t.len()) * plane].copy_from_slice(&t.masks);
+        classes[at..at + t.len()].copy_from_slice(&t.classes);
+    }
+    Ok((masks, classes))
+}
+
+/// Solves each image's assignment from the device costs [B, Q, T] (its first `n` columns, `n`
+/// its target count): (query, target) pairs sorted by query, per image.
+pub fn solve_costs(
+    cost: &[f32],
+    shape: PredictionShape,
+    max_targets: usize,
+    targets: &[ImageTargets],
+) -> Result<Vec<Vec<(usize, usize)>>> {
+    let q = shape.queries;
+    let mut out = Vec::with_capacity(targets.len());
+    for (b, t) in targets.iter().enumerate() {
+        let n = t.len();
+        let block = &cost[b * q * max_targets..(b + 1) * q * max_targets];
+        let m: Vec<f64> = (0..q * n)
+            .map(|i| block[(i / n) * max_targets + i % n] as f64)
+            .collect();
+        if n == 0 {
+            out.push(Vec::new());
+            continue;
+        }
+        let (rows, cols) =
+            lsap::solve(q, n, &m, false).map_err(|e| CriterionError::Assignment {
+                image: b,
+                rows: q,
+                cols: n,
+                reason: e.to_string(),
+            })?;
+        let mut pairs: Vec<(usize, usize)> = rows.into_iter().zip(cols).collect();
+        pairs.sort_unstable();
+        out.push(pairs);
+    }
+    Ok(out)
+}
+
+/// The host-built inputs of one prediction's loss (see [`loss_input_names`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossFeed {
+    pub coords: Vec<f32>,
+    pub labels: Vec<f32>,
+    pub mask_weights: Vec<f32>,
+    pub class_targets: Vec<u32>,
+    pub class_weights: Vec<f32>,
+}
+
+impl LossFeed {
+    /// From a matching (per image, (query, target) pairs) and the points of each pair, in the
+    /// matching's order (`pair_points[i·P..(i+1)·P]` for the i-th pair, image by image), with
+    /// the labels sampled from the targets at those points.
+    pub fn new(
+        crit: &Criterion,
+        shape: PredictionShape,
+        targets: &[ImageTargets],
+        matches: &[Vec<(usize, usize)>],
+        pair_points: &[[f32; 2]],
+        num_masks: f64,
+    ) -> Self {
+        let cfg = &crit.cfg;
+        let (q, c, p) = (shape.queries, shape.classes, cfg.num_points);
+        let rows = shape.batch * q;
+        let no_object = (c - 1) as u32;
+        let mut feed = LossFeed {
+            coords: vec![0.0; rows * p * 2],
+            labels: vec![0.0; rows * p],
+            mask_weights: vec![0.0; rows * 2],
+            class_targets: vec![no_object; rows],
+            class_weights: vec![0.0; rows],
+        };
+        let pairs = matches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, m)| m.iter().map(move |&(qi, t)| (b, qi, t)));
+        for (i, (b, qi, t)) in pairs.enumerate() {
+            let r = b * q + qi;
+            let tgt = &targets[b];
+            for (j, &pt) in pair_points[i * p..(i + 1) * p].iter().enumerate() {
+                feed.coords[(r * p + j) * 2..(r * p + j) * 2 + 2].copy_from_slice(&pt);
+                feed.labels[r * p + j] = sample(tgt.mask(t), tgt.height, tgt.width, pt);
+            }
+            feed.mask_weights[2 * r] = (cfg.weight_mask / num_masks) as f32;
+            feed.mask_weights[2 * r + 1] = (cfg.weight_dice / num_masks) as f32;
+            feed.class_targets[r] = tgt.classes[t];
+        }
+        let weight = |k: u32| {
+            if k == no_object {
+                cfg.no_object_weight
+            } else {
+                1.0
+            }
+        };
+        let wsum: f64 = feed.class_targets.iter().map(|&k| weight(k)).sum();
+        for (w, &k) in feed.class_weights.iter_mut().zip(&feed.class_targets) {
+            *w = (cfg.weight_class * weight(k) / wsum) as f32;
+        }
+        feed
+    }
+}
