@@ -183,6 +183,91 @@ impl Op for MatchCost {
     }
 }
 
+/// Uniform draws in [0, 1) of a fixed shape from a seed input (u32 [2]); `stream` tells apart
+/// the draws of one step (see `crate::ops::criterion::uniform_into`).
+#[derive(Debug, Clone)]
+pub struct Uniform {
+    pub shape: Vec<usize>,
+    pub stream: u32,
+}
+
+impl Op for Uniform {
+    op_header!("uniform", inputs: 1);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
+        if i[0].shape != [2] || i[0].dtype != DType::U32 {
+            return infer_err("seed must be u32 [2]");
+        }
+        Ok(vec![TensorInfo::f32(&self.shape)])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        crit::uniform_into(rt, io.inputs[0], self.stream, io.outputs[0])
+    }
+    fn backward(&self, _g: &mut Graph, _x: &[Value], _y: &[Value], _dy: &[Option<Value>]) -> Grads {
+        Ok(vec![None])
+    }
+}
+
+/// Importance sampling: (x [R, M] logits at the candidates, candidates [R, M, 2], extra
+/// [R, E, 2]) → [R, keep + E, 2], the `keep` most uncertain candidates then the extras.
+#[derive(Debug, Clone)]
+pub struct ImportancePoints {
+    pub keep: usize,
+}
+
+impl Op for ImportancePoints {
+    op_header!("importance_points", inputs: 3);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
+        let [r, m] = i[0].shape[..] else {
+            return infer_err("x must be [R, M]");
+        };
+        if i[1].shape != [r, m, 2] {
+            return infer_err(format!("candidates must be [{r}, {m}, 2]"));
+        }
+        let [re, e, 2] = i[2].shape[..] else {
+            return infer_err("extra must be [R, E, 2]");
+        };
+        if re != r || self.keep > m {
+            return infer_err(format!(
+                "extra must be [{r}, E, 2] and keep ({}) ≤ {m}",
+                self.keep
+            ));
+        }
+        Ok(vec![TensorInfo::f32(&[r, self.keep + e, 2])])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let [x, c, e] = io.inputs_n()?;
+        crit::importance_points_into(rt, x, c, e, io.outputs[0])
+    }
+    fn backward(&self, _g: &mut Graph, _x: &[Value], _y: &[Value], _dy: &[Option<Value>]) -> Grads {
+        Ok(vec![None; 3])
+    }
+}
+
+/// (masks [N, H, W], idx [R] u32, coords [R, P, 2]) → [R, P]: plane idx[r] sampled at row r's
+/// points, 0 where idx[r] ≥ N. No gradient (targets).
+#[derive(Debug, Clone)]
+pub struct GatherSample;
+
+impl Op for GatherSample {
+    op_header!("gather_sample", inputs: 3);
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
+        let [r, p, 2] = i[2].shape[..] else {
+            return infer_err("coords must be [R, P, 2]");
+        };
+        if i[0].shape.len() != 3 || i[1].shape != [r] || i[1].dtype != DType::U32 {
+            return infer_err(format!("masks must be [N, H, W] and idx u32 [{r}]"));
+        }
+        Ok(vec![TensorInfo::f32(&[r, p])])
+    }
+    fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
+        let [m, i, c] = io.inputs_n()?;
+        crit::gather_sample_into(rt, m, i, c, io.outputs[0])
+    }
+    fn backward(&self, _g: &mut Graph, _x: &[Value], _y: &[Value], _dy: &[Option<Value>]) -> Grads {
+        Ok(vec![None; 3])
+    }
+}
+
 impl Graph {
     /// `point_sample(x, coords)`: x [N, C, H, W] at coords [N, P, 2] in [0, 1] → [N, C, P].
     pub fn point_sample(&mut self, x: Value, coords: Value) -> Result<Value> {
@@ -209,5 +294,27 @@ impl Graph {
         weights: MatchWeights,
     ) -> Result<Value> {
         self.apply1(MatchCost(weights), &[x, labels, probs, classes])
+    }
+
+    /// Uniform draws of `shape` from `seed` (u32 [2]) on stream `stream`.
+    pub fn uniform(&mut self, seed: Value, shape: &[usize], stream: u32) -> Result<Value> {
+        let shape = shape.to_vec();
+        self.apply1(Uniform { shape, stream }, &[seed])
+    }
+
+    /// Importance sampling (see [`ImportancePoints`]).
+    pub fn importance_points(
+        &mut self,
+        x: Value,
+        candidates: Value,
+        extra: Value,
+        keep: usize,
+    ) -> Result<Value> {
+        self.apply1(ImportancePoints { keep }, &[x, candidates, extra])
+    }
+
+    /// Plane idx[r] of masks sampled at coords[r] (see [`GatherSample`]).
+    pub fn gather_sample(&mut self, masks: Value, idx: Value, coords: Value) -> Result<Value> {
+        self.apply1(GatherSample, &[masks, idx, coords])
     }
 }

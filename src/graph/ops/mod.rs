@@ -40,8 +40,8 @@ pub use conv::{Bilinear, BilinearBackward, Conv2d, Conv2dBackward};
 pub use elementwise::{Binary, BinaryKind, LessThanZero, Unary, UnaryBackward, UnaryKind};
 pub use linalg::{BroadcastTo, MatMul, Softmax, SoftmaxBackward, SumTo};
 pub use loss::{
-    ClassLoss, ClassLossBackward, MaskLoss, MaskLossBackward, MatchCost, PointSample,
-    PointSampleBackward,
+    ClassLoss, ClassLossBackward, GatherSample, ImportancePoints, MaskLoss, MaskLossBackward,
+    MatchCost, PointSample, PointSampleBackward, Uniform,
 };
 pub use movement::{Concat, Pad, Permute, Slice};
 pub use norm::{GroupNorm, GroupNormBackward, LayerNorm, LayerNormBackward};

@@ -61,52 +61,194 @@ pub fn attach_losses(
     shape: PredictionShape,
     points: usize,
 ) -> GraphResult<(Value, Vec<LossTerms>)> {
-    let (b, q, c, h, w) = (
-        shape.batch,
-        shape.queries,
-        shape.classes,
-        shape.height,
-        shape.width,
-    );
+    let (b, q, h, w) = (shape.batch, shape.queries, shape.height, shape.width);
     let rows = b * q;
-    let mut total: Option<Value> = None;
-    let mut terms = Vec::with_capacity(predictions.len());
+    let mut losses = Vec::with_capacity(predictions.len());
     for (k, &(class_logits, mask_logits)) in predictions.iter().enumerate() {
         let names = loss_input_names(k);
         let coords = g.input(&names.coords, &[rows, points, 2])?;
         let labels = g.input(&names.labels, &[rows, points])?;
-        let mask_w = g.input(&names.mask_weights, &[rows, 2])?;
-        let targets = g.input_typed(&names.class_targets, &[rows], DType::U32)?;
-        let class_w = g.input(&names.class_weights, &[rows])?;
-
+        let weights = LossWeightInputs::add(
+            g,
+            &names.mask_weights,
+            &names.class_targets,
+            &names.class_weights,
+            rows,
+        )?;
         let planes = g.reshape(mask_logits, &[rows, 1, h, w])?;
-        let x = g.point_sample(planes, coords)?;
-        let x = g.reshape(x, &[rows, points])?;
-        let per_row = g.mask_loss(x, labels)?;
-        let weighted = g.mul(per_row, mask_w)?;
-        let bce = g.slice(weighted, 1, 0, 1)?;
-        let mask = g.sum(bce)?;
-        let dice = g.slice(weighted, 1, 1, 2)?;
-        let dice = g.sum(dice)?;
+        let terms = loss_terms(
+            g,
+            (class_logits, planes),
+            coords,
+            labels,
+            weights,
+            shape,
+            points,
+        )?;
+        losses.push(terms);
+    }
+    sum_terms(g, losses)
+}
 
-        let logits = g.reshape(class_logits, &[rows, c])?;
-        let ce = g.class_loss(logits, targets)?;
-        let ce = g.mul(ce, class_w)?;
-        let cross_entropy = g.sum(ce)?;
+/// The weight inputs of one prediction's loss.
+#[derive(Clone, Copy)]
+struct LossWeightInputs {
+    mask: Value,
+    class_targets: Value,
+    class: Value,
+}
 
-        let mut sum = g.add(mask, dice)?;
-        sum = g.add(sum, cross_entropy)?;
+impl LossWeightInputs {
+    fn add(
+        g: &mut Graph,
+        mask: &str,
+        class_targets: &str,
+        class: &str,
+        rows: usize,
+    ) -> GraphResult<Self> {
+        Ok(Self {
+            mask: g.input(mask, &[rows, 2])?,
+            class_targets: g.input_typed(class_targets, &[rows], DType::U32)?,
+            class: g.input(class, &[rows])?,
+        })
+    }
+}
+
+/// One prediction's weighted terms from its mask planes [B·Q, 1, h, w], the points of each row
+/// and the labels there.
+fn loss_terms(
+    g: &mut Graph,
+    (class_logits, planes): (Value, Value),
+    coords: Value,
+    labels: Value,
+    weights: LossWeightInputs,
+    shape: PredictionShape,
+    points: usize,
+) -> GraphResult<LossTerms> {
+    let rows = shape.batch * shape.queries;
+    let x = g.point_sample(planes, coords)?;
+    let x = g.reshape(x, &[rows, points])?;
+    let per_row = g.mask_loss(x, labels)?;
+    let weighted = g.mul(per_row, weights.mask)?;
+    let bce = g.slice(weighted, 1, 0, 1)?;
+    let mask = g.sum(bce)?;
+    let dice = g.slice(weighted, 1, 1, 2)?;
+    let dice = g.sum(dice)?;
+    let logits = g.reshape(class_logits, &[rows, shape.classes])?;
+    let ce = g.class_loss(logits, weights.class_targets)?;
+    let ce = g.mul(ce, weights.class)?;
+    let cross_entropy = g.sum(ce)?;
+    Ok(LossTerms {
+        cross_entropy,
+        mask,
+        dice,
+    })
+}
+
+/// The total of every prediction's terms.
+fn sum_terms(g: &mut Graph, terms: Vec<LossTerms>) -> GraphResult<(Value, Vec<LossTerms>)> {
+    let mut total: Option<Value> = None;
+    for t in &terms {
+        let mut sum = g.add(t.mask, t.dice)?;
+        sum = g.add(sum, t.cross_entropy)?;
         total = Some(match total {
-            Some(t) => g.add(t, sum)?,
+            Some(acc) => g.add(acc, sum)?,
             None => sum,
-        });
-        terms.push(LossTerms {
-            cross_entropy,
-            mask,
-            dice,
         });
     }
     Ok((total.expect("at least one prediction"), terms))
+}
+
+/// Input name of the step's seed (u32 [2]) from which [`attach_drawn_criterion`] draws every point.
+pub const POINTS_SEED: &str = "criterion.seed";
+
+/// Graph input names of prediction `k`'s loss when its points are drawn on the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrawnLossInputNames {
+    /// Plane of each row's matched target in the target masks seen as [B·T, H, W] (u32 b·T + t;
+    /// B·T for an unmatched row), [B·Q].
+    pub row_targets: String,
+    pub mask_weights: String,
+    pub class_targets: String,
+    pub class_weights: String,
+}
+
+pub fn drawn_loss_input_names(k: usize) -> DrawnLossInputNames {
+    let n = loss_input_names(k);
+    DrawnLossInputNames {
+        row_targets: format!("loss.{k}.row_targets"),
+        mask_weights: n.mask_weights,
+        class_targets: n.class_targets,
+        class_weights: n.class_weights,
+    }
+}
+
+/// The uniform streams of prediction `k` (matcher points, candidates, extras): distinct per
+/// prediction, so every draw of a step is independent.
+pub fn streams(k: usize) -> [u32; 3] {
+    let k = 3 * k as u32;
+    [k, k + 1, k + 2]
+}
+
+/// The whole criterion on the device with its points drawn from [`POINTS_SEED`]: the matcher's
+/// costs (as [`attach_match_costs`], points `uniform [B, P, 2]`) and the losses, whose points are
+/// chosen as the host criterion chooses them: `int(P·oversample)` uniform candidates per query,
+/// the `int(P·importance)` most uncertain kept, and uniform extras up to P. Returns (costs per
+/// prediction, total loss, terms per prediction).
+pub fn attach_drawn_criterion(
+    g: &mut Graph,
+    predictions: &[(Value, Value)],
+    shape: PredictionShape,
+    m: MatchShape,
+    crit: &Criterion,
+) -> GraphResult<(Vec<Value>, Value, Vec<LossTerms>)> {
+    let seed = g.input_typed(POINTS_SEED, &[2], DType::U32)?;
+    let (b, q, h, w) = (shape.batch, shape.queries, shape.height, shape.width);
+    let rows = b * q;
+    let (p, over, keep) = (
+        crit.cfg.num_points,
+        crit.cfg.oversampled(),
+        crit.cfg.uncertain(),
+    );
+    let mut coords = Vec::with_capacity(predictions.len());
+    for k in 0..predictions.len() {
+        coords.push(g.uniform(seed, &[b, m.points, 2], streams(k)[0])?);
+    }
+    let costs = match_costs(g, predictions, shape, m, crit.match_weights(), &coords)?;
+    let masks = g.by_name(MATCH_TARGET_MASKS).expect("added by match_costs");
+    let planes_all = g.reshape(masks, &[b * m.max_targets, m.target_height, m.target_width])?;
+    let mut losses = Vec::with_capacity(predictions.len());
+    for (k, &(class_logits, mask_logits)) in predictions.iter().enumerate() {
+        let names = drawn_loss_input_names(k);
+        let [_, s_cand, s_extra] = streams(k);
+        let row_targets = g.input_typed(&names.row_targets, &[rows], DType::U32)?;
+        let planes = g.reshape(mask_logits, &[rows, 1, h, w])?;
+        let fixed = g.detach(planes)?;
+        let cand = g.uniform(seed, &[rows, over, 2], s_cand)?;
+        let xc = g.point_sample(fixed, cand)?;
+        let xc = g.reshape(xc, &[rows, over])?;
+        let extra = g.uniform(seed, &[rows, p - keep, 2], s_extra)?;
+        let pts = g.importance_points(xc, cand, extra, keep)?;
+        let labels = g.gather_sample(planes_all, row_targets, pts)?;
+        let weights = LossWeightInputs::add(
+            g,
+            &names.mask_weights,
+            &names.class_targets,
+            &names.class_weights,
+            rows,
+        )?;
+        losses.push(loss_terms(
+            g,
+            (class_logits, planes),
+            pts,
+            labels,
+            weights,
+            shape,
+            p,
+        )?);
+    }
+    let (total, terms) = sum_terms(g, losses)?;
+    Ok((costs, total, terms))
 }
 
 /// Graph input names of the matcher: the padded target masks [B, T, H, W] and classes [B, T]
@@ -137,6 +279,22 @@ pub fn attach_match_costs(
     m: MatchShape,
     weights: MatchWeights,
 ) -> GraphResult<Vec<Value>> {
+    let mut coords = Vec::with_capacity(predictions.len());
+    for k in 0..predictions.len() {
+        coords.push(g.input(&match_coords_name(k), &[shape.batch, m.points, 2])?);
+    }
+    match_costs(g, predictions, shape, m, weights, &coords)
+}
+
+/// The matcher's target inputs and each prediction's cost at its points `coords[k]`.
+fn match_costs(
+    g: &mut Graph,
+    predictions: &[(Value, Value)],
+    shape: PredictionShape,
+    m: MatchShape,
+    weights: MatchWeights,
+    coords: &[Value],
+) -> GraphResult<Vec<Value>> {
     let b = shape.batch;
     let masks = g.input(
         MATCH_TARGET_MASKS,
@@ -144,8 +302,7 @@ pub fn attach_match_costs(
     )?;
     let classes = g.input_typed(MATCH_TARGET_CLASSES, &[b, m.max_targets], DType::U32)?;
     let mut costs = Vec::with_capacity(predictions.len());
-    for (k, &(class_logits, mask_logits)) in predictions.iter().enumerate() {
-        let coords = g.input(&match_coords_name(k), &[b, m.points, 2])?;
+    for (&(class_logits, mask_logits), &coords) in predictions.iter().zip(coords) {
         let mask_logits = g.detach(mask_logits)?;
         let class_logits = g.detach(class_logits)?;
         let x = g.point_sample(mask_logits, coords)?;
@@ -233,53 +390,44 @@ pub fn solve_costs(
     Ok(out)
 }
 
-/// The host-built inputs of one prediction's loss (see [`loss_input_names`]).
+/// The host-built weights of one prediction's loss, from its matching: per row (query) its
+/// target plane (`b·T + t`, `B·T` when unmatched), mask-loss weights, class and class weight.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LossFeed {
-    pub coords: Vec<f32>,
-    pub labels: Vec<f32>,
+pub struct LossWeights {
+    pub row_targets: Vec<u32>,
     pub mask_weights: Vec<f32>,
     pub class_targets: Vec<u32>,
     pub class_weights: Vec<f32>,
 }
 
-impl LossFeed {
-    /// From a matching (per image, (query, target) pairs) and the points of each pair, in the
-    /// matching's order (`pair_points[i·P..(i+1)·P]` for the i-th pair, image by image), with
-    /// the labels sampled from the targets at those points.
+impl LossWeights {
+    /// From a matching (per image, (query, target) pairs), `max_targets` the T of the target
+    /// planes and `num_masks` the batch's target count (at least 1).
     pub fn new(
         crit: &Criterion,
         shape: PredictionShape,
         targets: &[ImageTargets],
         matches: &[Vec<(usize, usize)>],
-        pair_points: &[[f32; 2]],
+        max_targets: usize,
         num_masks: f64,
     ) -> Self {
         let cfg = &crit.cfg;
-        let (q, c, p) = (shape.queries, shape.classes, cfg.num_points);
-        let rows = shape.batch * q;
-        let no_object = (c - 1) as u32;
-        let mut feed = LossFeed {
-            coords: vec![0.0; rows * p * 2],
-            labels: vec![0.0; rows * p],
+        let rows = shape.batch * shape.queries;
+        let no_object = (shape.classes - 1) as u32;
+        let mut out = Self {
+            row_targets: vec![(shape.batch * max_targets) as u32; rows],
             mask_weights: vec![0.0; rows * 2],
             class_targets: vec![no_object; rows],
             class_weights: vec![0.0; rows],
         };
-        let pairs = matches
-            .iter()
-            .enumerate()
-            .flat_map(|(b, m)| m.iter().map(move |&(qi, t)| (b, qi, t)));
-        for (i, (b, qi, t)) in pairs.enumerate() {
-            let r = b * q + qi;
-            let tgt = &targets[b];
-            for (j, &pt) in pair_points[i * p..(i + 1) * p].iter().enumerate() {
-                feed.coords[(r * p + j) * 2..(r * p + j) * 2 + 2].copy_from_slice(&pt);
-                feed.labels[r * p + j] = sample(tgt.mask(t), tgt.height, tgt.width, pt);
+        for (b, pairs) in matches.iter().enumerate() {
+            for &(qi, t) in pairs {
+                let r = b * shape.queries + qi;
+                out.row_targets[r] = (b * max_targets + t) as u32;
+                out.mask_weights[2 * r] = (cfg.weight_mask / num_masks) as f32;
+                out.mask_weights[2 * r + 1] = (cfg.weight_dice / num_masks) as f32;
+                out.class_targets[r] = targets[b].classes[t];
             }
-            feed.mask_weights[2 * r] = (cfg.weight_mask / num_masks) as f32;
-            feed.mask_weights[2 * r + 1] = (cfg.weight_dice / num_masks) as f32;
-            feed.class_targets[r] = tgt.classes[t];
         }
         let weight = |k: u32| {
             if k == no_object {
@@ -288,10 +436,56 @@ impl LossFeed {
                 1.0
             }
         };
-        let wsum: f64 = feed.class_targets.iter().map(|&k| weight(k)).sum();
-        for (w, &k) in feed.class_weights.iter_mut().zip(&feed.class_targets) {
+        let wsum: f64 = out.class_targets.iter().map(|&k| weight(k)).sum();
+        for (w, &k) in out.class_weights.iter_mut().zip(&out.class_targets) {
             *w = (cfg.weight_class * weight(k) / wsum) as f32;
         }
-        feed
+        out
+    }
+}
+
+/// The host-built inputs of one prediction's loss with given points (see [`loss_input_names`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossFeed {
+    pub coords: Vec<f32>,
+    pub labels: Vec<f32>,
+    pub weights: LossWeights,
+}
+
+impl LossFeed {
+    /// From a matching and the points of each pair, in the matching's order
+    /// (`pair_points[i·P..(i+1)·P]` for the i-th pair, image by image), with the labels sampled
+    /// from the targets at those points.
+    pub fn new(
+        crit: &Criterion,
+        shape: PredictionShape,
+        targets: &[ImageTargets],
+        matches: &[Vec<(usize, usize)>],
+        pair_points: &[[f32; 2]],
+        num_masks: f64,
+    ) -> Self {
+        let (q, p) = (shape.queries, crit.cfg.num_points);
+        let rows = shape.batch * q;
+        let mut coords = vec![0.0; rows * p * 2];
+        let mut labels = vec![0.0; rows * p];
+        let pairs = matches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, m)| m.iter().map(move |&(qi, t)| (b, qi, t)));
+        for (i, (b, qi, t)) in pairs.enumerate() {
+            let r = b * q + qi;
+            let tgt = &targets[b];
+            for (j, &pt) in pair_points[i * p..(i + 1) * p].iter().enumerate() {
+                coords[(r * p + j) * 2..(r * p + j) * 2 + 2].copy_from_slice(&pt);
+                labels[r * p + j] = sample(tgt.mask(t), tgt.height, tgt.width, pt);
+            }
+        }
+        // Row targets are unused with given labels.
+        let weights = LossWeights::new(crit, shape, targets, matches, 0, num_masks);
+        Self {
+            coords,
+            labels,
+            weights,
+        }
     }
 }

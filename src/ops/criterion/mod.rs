@@ -10,6 +10,10 @@
 //! - [`match_cost_into`]: the matcher's cost of every (image, query, target) over the points of
 //!   the image (class, sigmoid-BCE and dice costs) → cost [B, Q, T]. No backward: the matching
 //!   carries no gradient.
+//! - Point selection (no gradient): [`uniform_into`] (counter-based uniform draws from a seed
+//!   tensor, so each step draws anew without a new plan), [`importance_points_into`] (per row,
+//!   the K most uncertain of M candidates by a radix-select top-k, then the uniform extras) and
+//!   [`gather_sample_into`] (each row's matched target mask sampled at its points).
 //!
 //! The row losses run one 64-thread workgroup per row (tree sums in workgroup memory) on every
 //! adapter: rows are few (≤ batch · queries) and long (12544 points), so the per-row tree is the
@@ -20,8 +24,11 @@
 //! against the host criterion.
 
 pub mod reference;
+mod sampling;
 #[cfg(test)]
 mod tests;
+
+pub use sampling::{gather_sample_into, importance_points_into, uniform, uniform_into};
 
 use crate::error::{Error, Result};
 use crate::ops::common::check;

@@ -107,3 +107,50 @@ pub fn match_cost(
     }
     cost
 }
+
+/// "lowbias32": the 32-bit mixer of `criterion_uniform.wgsl`.
+fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^= x >> 16;
+    x
+}
+
+/// Element `i` of uniform stream `stream` under `seed` (what `uniform_into` writes).
+pub fn uniform(seed: [u32; 2], stream: u32, i: u32) -> f32 {
+    let key = mix32(mix32(seed[0] ^ mix32(seed[1])) ^ stream.wrapping_mul(0x9e37_79b9));
+    let h = mix32(key ^ mix32(i));
+    (h >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// Importance sampling of one row (as the host criterion selects): the `keep` candidates with
+/// the largest −|x| (ties by index), returned in index order.
+pub fn importance_indices(x: &[f32], keep: usize) -> Vec<usize> {
+    let unc: Vec<f32> = x.iter().map(|v| -v.abs()).collect();
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| unc[b].total_cmp(&unc[a]).then(a.cmp(&b)));
+    let mut kept = idx[..keep].to_vec();
+    kept.sort_unstable();
+    kept
+}
+
+/// Bilinear sample of an `h × w` plane at `(x, y) ∈ [0, 1]²` (grid_sample of 2c − 1,
+/// align_corners = False, zero padding), in f64.
+pub fn point_sample(plane: &[f64], h: usize, w: usize, c: [f32; 2]) -> f64 {
+    let ix = c[0] as f64 * w as f64 - 0.5;
+    let iy = c[1] as f64 * h as f64 - 0.5;
+    let (x0, y0) = (ix.floor(), iy.floor());
+    let (fx, fy) = (ix - x0, iy - y0);
+    let mut v = 0.0;
+    for (dy, wy) in [(0.0, 1.0 - fy), (1.0, fy)] {
+        for (dx, wx) in [(0.0, 1.0 - fx), (1.0, fx)] {
+            let (xx, yy) = (x0 + dx, y0 + dy);
+            if xx >= 0.0 && yy >= 0.0 && xx < w as f64 && yy < h as f64 {
+                v += plane[yy as usize * w + xx as usize] * wy * wx;
+            }
+        }
+    }
+    v
+}
