@@ -202,7 +202,45 @@ pub fn attach_drawn_criterion(
     m: MatchShape,
     crit: &Criterion,
 ) -> GraphResult<(Vec<Value>, Value, Vec<LossTerms>)> {
-    let seed = g.input_typed(POINTS_SEED, &[2], DType::U32)?;
+    attach_device_criterion(g, predictions, shape, m, crit, PointsFrom::Seed)
+}
+
+/// Where [`attach_device_criterion`] takes its uniform points from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PointsFrom {
+    /// Drawn on the device from the [`POINTS_SEED`] input (training).
+    Seed,
+    /// Given as inputs ([`given_point_names`]): replayed draws (parity tests).
+    Inputs,
+}
+
+/// With [`PointsFrom::Inputs`], prediction `k`'s point inputs: the matcher's [B, P, 2], the
+/// candidates [B·Q, M, 2] and the uniform extras [B·Q, P − K, 2] of each row.
+pub fn given_point_names(k: usize) -> [String; 3] {
+    [
+        match_coords_name(k),
+        format!("loss.{k}.candidates"),
+        format!("loss.{k}.extra"),
+    ]
+}
+
+/// [`attach_drawn_criterion`] with the points drawn from the seed or given as inputs.
+pub fn attach_device_criterion(
+    g: &mut Graph,
+    predictions: &[(Value, Value)],
+    shape: PredictionShape,
+    m: MatchShape,
+    crit: &Criterion,
+    from: PointsFrom,
+) -> GraphResult<(Vec<Value>, Value, Vec<LossTerms>)> {
+    let seed = match from {
+        PointsFrom::Seed => Some(g.input_typed(POINTS_SEED, &[2], DType::U32)?),
+        PointsFrom::Inputs => None,
+    };
+    let points = |g: &mut Graph, name: &str, shape: &[usize], stream: u32| match seed {
+        Some(seed) => g.uniform(seed, shape, stream),
+        None => g.input(name, shape),
+    };
     let (b, q, h, w) = (shape.batch, shape.queries, shape.height, shape.width);
     let rows = b * q;
     let (p, over, keep) = (
@@ -212,7 +250,8 @@ pub fn attach_drawn_criterion(
     );
     let mut coords = Vec::with_capacity(predictions.len());
     for k in 0..predictions.len() {
-        coords.push(g.uniform(seed, &[b, m.points, 2], streams(k)[0])?);
+        let name = &given_point_names(k)[0];
+        coords.push(points(g, name, &[b, m.points, 2], streams(k)[0])?);
     }
     let costs = match_costs(g, predictions, shape, m, crit.match_weights(), &coords)?;
     let masks = g.by_name(MATCH_TARGET_MASKS).expect("added by match_costs");
@@ -224,10 +263,11 @@ pub fn attach_drawn_criterion(
         let row_targets = g.input_typed(&names.row_targets, &[rows], DType::U32)?;
         let planes = g.reshape(mask_logits, &[rows, 1, h, w])?;
         let fixed = g.detach(planes)?;
-        let cand = g.uniform(seed, &[rows, over, 2], s_cand)?;
+        let [_, cand_name, extra_name] = given_point_names(k);
+        let cand = points(g, &cand_name, &[rows, over, 2], s_cand)?;
         let xc = g.point_sample(fixed, cand)?;
         let xc = g.reshape(xc, &[rows, over])?;
-        let extra = g.uniform(seed, &[rows, p - keep, 2], s_extra)?;
+        let extra = points(g, &extra_name, &[rows, p - keep, 2], s_extra)?;
         let pts = g.importance_points(xc, cand, extra, keep)?;
         let labels = g.gather_sample(planes_all, row_targets, pts)?;
         let weights = LossWeightInputs::add(
