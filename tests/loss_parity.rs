@@ -429,7 +429,7 @@ fn device_criterion_training_step_matches_transformers() {
     exe.set_input(network::PIXEL_VALUES, fx.f32("pixel_values"))
         .unwrap();
     let (masks, classes) = match_targets(&targets, m).unwrap();
-    exe.set_input(MATCH_TARGET_MASKS, HostData::F32(&masks))
+    exe.set_input(MATCH_TARGET_MASKS, HostData::U32(&masks))
         .unwrap();
     exe.set_input(MATCH_TARGET_CLASSES, HostData::U32(&classes))
         .unwrap();

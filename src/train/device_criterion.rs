@@ -4,7 +4,7 @@
 //! loss weights; the second phase draws and selects the points, computes the losses, runs the
 //! backward from their total, then AdamW. Nothing of the logits' size crosses the bus: read back
 //! are B·Q·T costs per prediction and the loss terms; uploaded are the pixels, the target masks
-//! [B, T, H, W] with their classes, the seed and B·Q·6 words per prediction.
+//! [B, T, H, W] (bit-packed) with their classes, the seed and B·Q·6 words per prediction.
 //!
 //! Determinism as on the host path: the points of step `s` are drawn from `mix(seed, s)` by a
 //! counter hash, so a resumed run draws what the uninterrupted one drew.
@@ -113,10 +113,8 @@ impl DeviceCriterion {
     pub(super) fn init_inputs(&self, exe: &mut Executable, batch: usize) -> Result<()> {
         let m = self.match_shape;
         let n = batch * m.max_targets;
-        exe.set_input(
-            MATCH_TARGET_MASKS,
-            HostData::F32(&vec![0.0; n * m.target_height * m.target_width]),
-        )?;
+        let words = (n * m.target_height * m.target_width).div_ceil(32);
+        exe.set_input(MATCH_TARGET_MASKS, HostData::U32(&vec![0; words]))?;
         exe.set_input(MATCH_TARGET_CLASSES, HostData::U32(&vec![0; n]))?;
         exe.set_input(POINTS_SEED, HostData::U32(&[0, 0]))?;
         Ok(())
@@ -130,7 +128,7 @@ impl DeviceCriterion {
         seed: u64,
     ) -> Result<u64> {
         let (masks, classes) = match_targets(targets, self.match_shape)?;
-        exe.set_input(MATCH_TARGET_MASKS, HostData::F32(&masks))?;
+        exe.set_input(MATCH_TARGET_MASKS, HostData::U32(&masks))?;
         exe.set_input(MATCH_TARGET_CLASSES, HostData::U32(&classes))?;
         exe.set_input(
             POINTS_SEED,

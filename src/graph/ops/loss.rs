@@ -243,28 +243,51 @@ impl Op for ImportancePoints {
     }
 }
 
-/// (masks [N, H, W], idx [R] u32, coords [R, P, 2]) → [R, P]: plane idx[r] sampled at row r's
-/// points, 0 where idx[r] ≥ N. No gradient (targets).
+/// Binary target masks sampled at points: (bits u32 [⌈N·H·W/32⌉] (planes `dims` bit-packed),
+/// idx [R] u32 when `indexed`, coords [G, P, 2]) → [R, P] with `rows` = R: plane idx[r] (or
+/// plane r) at row `r / (R/G)` of the coords, 0 where the plane index is ≥ N. No gradient.
 #[derive(Debug, Clone)]
-pub struct GatherSample;
+pub struct GatherSample {
+    pub dims: (usize, usize, usize),
+    pub rows: usize,
+    pub indexed: bool,
+}
 
 impl Op for GatherSample {
-    op_header!("gather_sample", inputs: 3);
+    op_header!("gather_sample");
+    fn arity(&self) -> Option<usize> {
+        Some(2 + self.indexed as usize)
+    }
     fn infer(&self, i: &[&TensorInfo]) -> InferResult {
-        let [r, p, 2] = i[2].shape[..] else {
-            return infer_err("coords must be [R, P, 2]");
-        };
-        if i[0].shape.len() != 3 || i[1].shape != [r] || i[1].dtype != DType::U32 {
-            return infer_err(format!("masks must be [N, H, W] and idx u32 [{r}]"));
+        let (n, h, w) = self.dims;
+        if i[0].shape != [(n * h * w).div_ceil(32)] || i[0].dtype != DType::U32 {
+            return infer_err(format!(
+                "mask bits must be u32 [{}]",
+                (n * h * w).div_ceil(32)
+            ));
         }
-        Ok(vec![TensorInfo::f32(&[r, p])])
+        let coords = i[i.len() - 1];
+        let [g, p, 2] = coords.shape[..] else {
+            return infer_err("coords must be [G, P, 2]");
+        };
+        if g == 0 || !self.rows.is_multiple_of(g) {
+            return infer_err(format!(
+                "{g} rows of coords do not divide {} rows",
+                self.rows
+            ));
+        }
+        if self.indexed && (i[1].shape != [self.rows] || i[1].dtype != DType::U32) {
+            return infer_err(format!("idx must be u32 [{}]", self.rows));
+        }
+        Ok(vec![TensorInfo::f32(&[self.rows, p])])
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
-        let [m, i, c] = io.inputs_n()?;
-        crit::gather_sample_into(rt, m, i, c, io.outputs[0])
+        let idx = self.indexed.then(|| io.inputs[1]);
+        let coords = io.inputs[io.inputs.len() - 1];
+        crit::gather_sample_into(rt, io.inputs[0], self.dims, idx, coords, io.outputs[0])
     }
-    fn backward(&self, _g: &mut Graph, _x: &[Value], _y: &[Value], _dy: &[Option<Value>]) -> Grads {
-        Ok(vec![None; 3])
+    fn backward(&self, _g: &mut Graph, x: &[Value], _y: &[Value], _dy: &[Option<Value>]) -> Grads {
+        Ok(vec![None; x.len()])
     }
 }
 
@@ -313,8 +336,24 @@ impl Graph {
         self.apply1(ImportancePoints { keep }, &[x, candidates, extra])
     }
 
-    /// Plane idx[r] of masks sampled at coords[r] (see [`GatherSample`]).
-    pub fn gather_sample(&mut self, masks: Value, idx: Value, coords: Value) -> Result<Value> {
-        self.apply1(GatherSample, &[masks, idx, coords])
+    /// Bit-packed binary planes `dims` sampled at points: plane idx[r] (`None`: plane r) at row
+    /// `r / (rows/G)` of coords [G, P, 2] → [rows, P] (see [`GatherSample`]).
+    pub fn gather_sample(
+        &mut self,
+        bits: Value,
+        dims: (usize, usize, usize),
+        idx: Option<Value>,
+        coords: Value,
+        rows: usize,
+    ) -> Result<Value> {
+        let op = GatherSample {
+            dims,
+            rows,
+            indexed: idx.is_some(),
+        };
+        let mut inputs = vec![bits];
+        inputs.extend(idx);
+        inputs.push(coords);
+        self.apply1(op, &inputs)
     }
 }

@@ -16,7 +16,7 @@
 use super::points::sample;
 use super::{Criterion, CriterionError, ImageTargets, PredictionShape, Result};
 use crate::graph::{Graph, Result as GraphResult, Value};
-use crate::ops::criterion::MatchWeights;
+use crate::ops::criterion::{pack_masks, MatchWeights};
 use crate::DType;
 
 /// Graph input names of prediction `k`'s loss.
@@ -254,8 +254,8 @@ pub fn attach_device_criterion(
         coords.push(points(g, name, &[b, m.points, 2], streams(k)[0])?);
     }
     let costs = match_costs(g, predictions, shape, m, crit.match_weights(), &coords)?;
-    let masks = g.by_name(MATCH_TARGET_MASKS).expect("added by match_costs");
-    let planes_all = g.reshape(masks, &[b * m.max_targets, m.target_height, m.target_width])?;
+    let bits = g.by_name(MATCH_TARGET_MASKS).expect("added by match_costs");
+    let dims = (b * m.max_targets, m.target_height, m.target_width);
     let mut losses = Vec::with_capacity(predictions.len());
     for (k, &(class_logits, mask_logits)) in predictions.iter().enumerate() {
         let names = drawn_loss_input_names(k);
@@ -269,7 +269,7 @@ pub fn attach_device_criterion(
         let xc = g.reshape(xc, &[rows, over])?;
         let extra = points(g, &extra_name, &[rows, p - keep, 2], s_extra)?;
         let pts = g.importance_points(xc, cand, extra, keep)?;
-        let labels = g.gather_sample(planes_all, row_targets, pts)?;
+        let labels = g.gather_sample(bits, dims, Some(row_targets), pts, rows)?;
         let weights = LossWeightInputs::add(
             g,
             &names.mask_weights,
@@ -291,8 +291,8 @@ pub fn attach_device_criterion(
     Ok((costs, total, terms))
 }
 
-/// Graph input names of the matcher: the padded target masks [B, T, H, W] and classes [B, T]
-/// (u32) shared by every prediction, and prediction `k`'s uniform points [B, P, 2].
+/// Graph input names of the matcher: the padded target masks [B, T, H, W] (bit-packed, u32
+/// [⌈B·T·H·W/32⌉], see [`match_targets`]) and classes [B, T] (u32) shared by every prediction, and prediction `k`'s uniform points [B, P, 2].
 pub const MATCH_TARGET_MASKS: &str = "match.target_masks";
 pub const MATCH_TARGET_CLASSES: &str = "match.target_classes";
 
@@ -336,17 +336,18 @@ fn match_costs(
     coords: &[Value],
 ) -> GraphResult<Vec<Value>> {
     let b = shape.batch;
-    let masks = g.input(
-        MATCH_TARGET_MASKS,
-        &[b, m.max_targets, m.target_height, m.target_width],
-    )?;
+    let dims = (b * m.max_targets, m.target_height, m.target_width);
+    let words = (dims.0 * dims.1 * dims.2).div_ceil(32);
+    let bits = g.input_typed(MATCH_TARGET_MASKS, &[words], DType::U32)?;
     let classes = g.input_typed(MATCH_TARGET_CLASSES, &[b, m.max_targets], DType::U32)?;
     let mut costs = Vec::with_capacity(predictions.len());
     for (&(class_logits, mask_logits), &coords) in predictions.iter().zip(coords) {
         let mask_logits = g.detach(mask_logits)?;
         let class_logits = g.detach(class_logits)?;
         let x = g.point_sample(mask_logits, coords)?;
-        let labels = g.point_sample(masks, coords)?;
+        // Every target of image b at image b's points.
+        let labels = g.gather_sample(bits, dims, None, coords, dims.0)?;
+        let labels = g.reshape(labels, &[b, m.max_targets, m.points])?;
         let probs = g.softmax(class_logits)?;
         costs.push(g.match_cost(x, labels, probs, classes, weights)?);
     }
@@ -364,9 +365,10 @@ impl Criterion {
     }
 }
 
-/// The matcher's target inputs: masks [B, T, H, W] (zero past each image's targets) and classes
-/// [B, T] (0 past them; those columns are never solved).
-pub fn match_targets(targets: &[ImageTargets], m: MatchShape) -> Result<(Vec<f32>, Vec<u32>)> {
+/// The matcher's target inputs: the masks [B, T, H, W] bit-packed ([`pack_masks`]; zero past
+/// each image's targets) and the classes [B, T] (0 past them; those columns are never solved).
+/// Target masks must be binary (0 or 1).
+pub fn match_targets(targets: &[ImageTargets], m: MatchShape) -> Result<(Vec<u32>, Vec<u32>)> {
     let plane = m.target_height * m.target_width;
     let mut masks = vec![0f32; targets.len() * m.max_targets * plane];
     let mut classes = vec![0u32; targets.len() * m.max_targets];
@@ -393,7 +395,15 @@ pub fn match_targets(targets: &[ImageTargets], m: MatchShape) -> Result<(Vec<f32
         masks[at * plane..(at + t.len()) * plane].copy_from_slice(&t.masks);
         classes[at..at + t.len()].copy_from_slice(&t.classes);
     }
-    Ok((masks, classes))
+    let bits = pack_masks(&masks).map_err(|i| {
+        let (b, rest) = (i / (m.max_targets * plane), i % (m.max_targets * plane));
+        CriterionError::NonBinaryTarget {
+            image: b,
+            target: rest / plane,
+            value: masks[i],
+        }
+    })?;
+    Ok((bits, classes))
 }
 
 /// Solves each image's assignment from the device costs [B, Q, T] (its first `n` columns, `n`

@@ -84,7 +84,7 @@ fn device_match_costs_and_assignments_match_the_host() {
         .unwrap();
     exe.set_input("mask_logits", HostData::F32(&mask_logits))
         .unwrap();
-    exe.set_input(MATCH_TARGET_MASKS, HostData::F32(&masks))
+    exe.set_input(MATCH_TARGET_MASKS, HostData::U32(&masks))
         .unwrap();
     exe.set_input(MATCH_TARGET_CLASSES, HostData::U32(&classes))
         .unwrap();
@@ -292,7 +292,7 @@ fn drawn_device_criterion_matches_the_host_on_the_same_draws() {
     exe.set_param("mask_logits", &mask_logits).unwrap();
     exe.set_input(POINTS_SEED, HostData::U32(&seed_words))
         .unwrap();
-    exe.set_input(MATCH_TARGET_MASKS, HostData::F32(&masks))
+    exe.set_input(MATCH_TARGET_MASKS, HostData::U32(&masks))
         .unwrap();
     exe.set_input(MATCH_TARGET_CLASSES, HostData::U32(&classes))
         .unwrap();

@@ -68,6 +68,12 @@ pub enum CriterionError {
         got: usize,
         max: usize,
     },
+    #[error("criterion: image {image}: target {target}'s mask holds {value}, the device criterion needs binary masks (0 or 1)")]
+    NonBinaryTarget {
+        image: usize,
+        target: usize,
+        value: f32,
+    },
     #[error("criterion: invalid setting {what} = {value}: {reason}")]
     Config {
         what: &'static str,

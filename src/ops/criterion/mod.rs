@@ -13,7 +13,8 @@
 //! - Point selection (no gradient): [`uniform_into`] (counter-based uniform draws from a seed
 //!   tensor, so each step draws anew without a new plan), [`importance_points_into`] (per row,
 //!   the K most uncertain of M candidates by a radix-select top-k, then the uniform extras) and
-//!   [`gather_sample_into`] (each row's matched target mask sampled at its points).
+//!   [`gather_sample_into`] (each row's matched target mask, bit-packed binary masks, sampled at
+//!   its points).
 //!
 //! The row losses run one 64-thread workgroup per row (tree sums in workgroup memory) on every
 //! adapter: rows are few (≤ batch · queries) and long (12544 points), so the per-row tree is the
@@ -28,7 +29,7 @@ mod sampling;
 #[cfg(test)]
 mod tests;
 
-pub use sampling::{gather_sample_into, importance_points_into, uniform, uniform_into};
+pub use sampling::{gather_sample_into, importance_points_into, pack_masks, uniform, uniform_into};
 
 use crate::error::{Error, Result};
 use crate::ops::common::check;

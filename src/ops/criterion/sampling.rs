@@ -122,50 +122,84 @@ struct GatherParams {
     planes: u32,
     h: u32,
     w: u32,
-    _p: [u32; 3],
+    group: u32,
+    _p: [u32; 2],
 }
 
-/// Dispatches for out [R, P] (overwritten): plane idx[r] of masks [N, H, W] sampled bilinearly
-/// at coords [R, P, 2] in [0, 1] (point_sample), 0 for rows whose index is ≥ N.
+/// Binary masks `[planes, h, w]` packed 32 pixels to a u32 word (bit `i % 32` of word
+/// `i / 32` is element i), as [`gather_sample_into`] reads them. A value other than 0 or 1 is
+/// `Err(its index)`.
+pub fn pack_masks(values: &[f32]) -> std::result::Result<Vec<u32>, usize> {
+    let mut bits = vec![0u32; values.len().div_ceil(32)];
+    for (i, &v) in values.iter().enumerate() {
+        if v == 1.0 {
+            bits[i / 32] |= 1 << (i % 32);
+        } else if v != 0.0 {
+            return Err(i);
+        }
+    }
+    Ok(bits)
+}
+
+/// Dispatches for out [R, P] (overwritten): binary mask planes `(planes, h, w)` bit-packed in
+/// `bits` (u32, [`pack_masks`]), plane idx[r] (`None`: plane r) sampled bilinearly at row
+/// `r / group` of coords [R / group, P, 2] in [0, 1] (point_sample), 0 for a plane index ≥
+/// planes.
 pub fn gather_sample_into(
     rt: &Runtime,
-    masks: &Tensor,
-    idx: &Tensor,
+    bits: &Tensor,
+    (planes, h, w): (usize, usize, usize),
+    idx: Option<&Tensor>,
     coords: &Tensor,
     out: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "criterion::gather_sample";
-    check::f32_rank(OP, "masks", masks, 3)?;
-    let (n, h, w) = (masks.shape()[0], masks.shape()[1], masks.shape()[2]);
+    u32_operand(OP, "mask bits", bits, &[(planes * h * w).div_ceil(32)])?;
+    check::f32_rank(OP, "out", out, 2)?;
+    let (r, p) = (out.shape()[0], out.shape()[1]);
     check::f32_rank(OP, "coords", coords, 3)?;
-    let (r, p) = (coords.shape()[0], coords.shape()[1]);
-    check::f32_shape(OP, "coords", coords, &[r, p, 2])?;
-    u32_operand(OP, "idx", idx, &[r])?;
-    check::f32_shape(OP, "out", out, &[r, p])?;
+    let groups = coords.shape()[0];
+    if groups == 0 || r % groups != 0 || coords.shape()[1..] != [p, 2] {
+        return Err(crate::shape_err!(
+            OP,
+            "coords {:?} must be [G, {p}, 2] with G dividing the {r} rows of out",
+            coords.shape()
+        ));
+    }
+    if let Some(idx) = idx {
+        u32_operand(OP, "idx", idx, &[r])?;
+    }
+    check::u32_range(OP, "mask pixels", (planes * h * w) as u64)?;
     if h == 0 || w == 0 {
         return Err(crate::shape_err!(
             OP,
-            "masks {:?} have an empty side",
-            masks.shape()
+            "mask planes {h}x{w} have an empty side"
         ));
     }
     limits(
         rt,
         OP,
-        &[("masks", masks), ("coords", coords), ("out", out)],
+        &[("mask bits", bits), ("coords", coords), ("out", out)],
         0,
     )?;
-    let k = rt.kernel(&crate::shader!("criterion_gather_sample"), "main", &[])?;
+    let k = rt.kernel(
+        &crate::shader!("criterion_gather_sample"),
+        "main",
+        &[("IDENTITY", idx.is_none() as u8 as f64)],
+    )?;
     let params = GatherParams {
         rows: r as u32,
         points: p as u32,
-        planes: n as u32,
+        planes: planes as u32,
         h: h as u32,
         w: w as u32,
-        _p: [0; 3],
+        group: (r / groups) as u32,
+        _p: [0; 2],
     };
+    // Without an index the kernel never reads it: bind the bits there.
+    let idx = idx.unwrap_or(bits);
     let bind = [
-        masks.binding(),
+        bits.binding(),
         idx.binding(),
         coords.binding(),
         out.binding(),

@@ -314,31 +314,62 @@ fn importance_points_keep_the_most_uncertain_candidates() {
 }
 
 #[test]
-fn gather_sample_reads_each_rows_plane() {
+fn gather_sample_reads_each_rows_bit_packed_plane() {
     let rt = runtime();
     let s = seed();
     let mut r = rng(s);
-    let (n, h, w, rows, p) = (3, 7, 9, 5, 70);
+    // Planes of 7·9 = 63 pixels: planes straddle the u32 words.
+    let (n, h, w, p): (usize, usize, usize, usize) = (3, 7, 9, 70);
     let masks: Vec<f32> = (0..n * h * w)
         .map(|_| (r.random::<f32>() < 0.5) as u8 as f32)
         .collect();
-    let idx = [2u32, 0, 3, 1, 2]; // 3 is past the planes: an unmatched row, all 0
-    let coords = uniform(&mut r, rows * p * 2, 0.0, 1.0);
     let m64 = to64(&masks);
+    let bits = rt
+        .upload_u32(&pack_masks(&masks).unwrap(), &[(n * h * w).div_ceil(32)])
+        .unwrap();
+    let sample = |plane: usize, c: &[f32]| -> f32 {
+        if plane >= n {
+            return 0.0;
+        }
+        let pl = &m64[plane * h * w..(plane + 1) * h * w];
+        reference::point_sample(pl, h, w, [c[0], c[1]]) as f32
+    };
+    // Indexed rows, one row of points each; 3 is past the planes (an unmatched row, all 0).
+    let idx = [2u32, 0, 3, 1, 2];
+    let rows = idx.len();
+    let coords = uniform(&mut r, rows * p * 2, 0.0, 1.0);
     let want: Vec<f32> = (0..rows * p)
-        .map(|i| {
-            let plane = idx[i / p] as usize;
-            if plane >= n {
-                return 0.0;
-            }
-            let c = [coords[2 * i], coords[2 * i + 1]];
-            reference::point_sample(&m64[plane * h * w..(plane + 1) * h * w], h, w, c) as f32
-        })
+        .map(|i| sample(idx[i / p] as usize, &coords[2 * i..2 * i + 2]))
         .collect();
-    let mt = rt.upload(&masks, &[n, h, w]).unwrap();
     let it = rt.upload_u32(&idx, &[rows]).unwrap();
     let ct = rt.upload(&coords, &[rows, p, 2]).unwrap();
     let out = poisoned(rt, &[rows, p]);
-    run(rt, gather_sample_into(rt, &mt, &it, &ct, &out));
+    run(
+        rt,
+        gather_sample_into(rt, &bits, (n, h, w), Some(&it), &ct, &out),
+    );
     assert_close("gather_sample", s, &rt.download(&out).unwrap(), &want, 1e-6);
+    // Every plane in order, three rows sharing one row of points (the matcher's layout).
+    let coords = uniform(&mut r, p * 2, 0.0, 1.0);
+    let want: Vec<f32> = (0..n * p)
+        .map(|i| sample(i / p, &coords[2 * (i % p)..2 * (i % p) + 2]))
+        .collect();
+    let ct = rt.upload(&coords, &[1, p, 2]).unwrap();
+    let out = poisoned(rt, &[n, p]);
+    run(
+        rt,
+        gather_sample_into(rt, &bits, (n, h, w), None, &ct, &out),
+    );
+    assert_close(
+        "gather_sample (shared points)",
+        s,
+        &rt.download(&out).unwrap(),
+        &want,
+        1e-6,
+    );
+    assert_eq!(
+        pack_masks(&[0.0, 1.0, 0.5]),
+        Err(2),
+        "a fraction is not a binary mask"
+    );
 }
