@@ -6,9 +6,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use mask2former::graph::{CompileOptions, Executable, Graph, HostData};
+use mask2former::graph::{CompileOptions, Executable, Graph, HostData, Value};
 use mask2former::model::checkpoint::Checkpoint;
 use mask2former::model::config::Mask2FormerConfig;
+use mask2former::model::criterion::device::{
+    attach_device_criterion, drawn_loss_input_names, given_point_names, match_targets, solve_costs,
+    LossWeights, MatchShape, PointsFrom, MATCH_TARGET_CLASSES, MATCH_TARGET_MASKS,
+};
 use mask2former::model::criterion::{
     attach_logit_gradients, seed_names, Criterion, CriterionConfig, ImageTargets, Logits,
     LossOutput, PredictionShape, ReplayPoints,
@@ -275,52 +279,7 @@ fn training_step_matches_transformers() {
     };
     let mut opt = AdamW::attach(&mut exe, &AdamWConfig::default(), &groups).unwrap();
     exe.run_graph().unwrap();
-    let no_grad: Vec<&str> = fx.json["params_without_grad"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    // Key biases of softmax attention have a zero gradient in exact arithmetic (adding q·b to a
-    // whole row of scores changes nothing); both sides hold rounding noise there, so every
-    // gradient is compared relative to max(its own norm, 1e-3 × the largest gradient norm).
-    let norm = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
-    let scale = fx
-        .tensors
-        .keys()
-        .filter(|k| k.starts_with("grad."))
-        .map(|k| norm(fx.f32(k)))
-        .fold(0.0, f64::max);
-    let mut checked = 0;
-    let mut failures = Vec::new();
-    for name in &names {
-        let key = format!("grad.{name}");
-        if !fx.tensors.contains_key(&key) {
-            assert!(
-                no_grad.contains(&name.as_str()),
-                "{name} has no fixture gradient"
-            );
-            continue;
-        }
-        let got = rt.download(exe.grad(name).unwrap().unwrap()).unwrap();
-        let want = fx.f32(&key);
-        let diff: Vec<f32> = got.iter().zip(want).map(|(a, b)| a - b).collect();
-        let err = norm(&diff) / norm(want).max(1e-3 * scale);
-        if err.is_nan() || err >= 1e-3 {
-            failures.push(format!("{name}: {err:.2e} (|g| {:.2e})", norm(want)));
-        }
-        checked += 1;
-    }
-    assert!(
-        failures.is_empty(),
-        "gradients off by more than 1e-3 relative L2:\n{}",
-        failures.join("\n")
-    );
-    assert_eq!(
-        checked,
-        fx.tensors.keys().filter(|k| k.starts_with("grad.")).count()
-    );
-
+    let scale = check_gradients(&fx, &exe, &names);
     opt.begin_step(fx.json["optimizer"]["lr"].as_f64().unwrap());
     exe.run().unwrap();
     let lr = fx.json["optimizer"]["lr"].as_f64().unwrap();
@@ -375,4 +334,206 @@ fn training_step_matches_transformers() {
         degenerate * 50 < total,
         "{degenerate} of {total} elements have noise gradients"
     );
+}
+
+/// Every parameter gradient of `exe` against transformers' (1e-3 relative L2); returns the
+/// largest fixture gradient norm.
+fn check_gradients(fx: &Fixture, exe: &Executable, names: &[String]) -> f64 {
+    let rt = testing::runtime();
+    let no_grad: Vec<&str> = fx.json["params_without_grad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // Key biases of softmax attention have a zero gradient in exact arithmetic (adding q·b to a
+    // whole row of scores changes nothing); both sides hold rounding noise there, so every
+    // gradient is compared relative to max(its own norm, 1e-3 × the largest gradient norm).
+    let norm = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let scale = fx
+        .tensors
+        .keys()
+        .filter(|k| k.starts_with("grad."))
+        .map(|k| norm(fx.f32(k)))
+        .fold(0.0, f64::max);
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for name in names {
+        let key = format!("grad.{name}");
+        if !fx.tensors.contains_key(&key) {
+            assert!(
+                no_grad.contains(&name.as_str()),
+                "{name} has no fixture gradient"
+            );
+            continue;
+        }
+        let got = rt.download(exe.grad(name).unwrap().unwrap()).unwrap();
+        let want = fx.f32(&key);
+        let diff: Vec<f32> = got.iter().zip(want).map(|(a, b)| a - b).collect();
+        let err = norm(&diff) / norm(want).max(1e-3 * scale);
+        if err.is_nan() || err >= 1e-3 {
+            failures.push(format!("{name}: {err:.2e} (|g| {:.2e})", norm(want)));
+        }
+        checked += 1;
+    }
+    assert!(
+        failures.is_empty(),
+        "gradients off by more than 1e-3 relative L2:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(
+        checked,
+        fx.tensors.keys().filter(|k| k.starts_with("grad.")).count()
+    );
+
+    scale
+}
+
+/// The criterion on the device (matcher costs, importance sampling, losses and the backward from
+/// their total, all graph nodes) with transformers' recorded draws given as inputs: the matching
+/// solved from the device's costs, every loss term and every parameter gradient must match.
+#[test]
+fn device_criterion_training_step_matches_transformers() {
+    let fx = Fixture::load();
+    let rt = testing::runtime();
+    let cfg = &fx.config;
+    let px = fx.shape("pixel_values").to_vec();
+    let shape = fx.shape_of_predictions();
+    let crit = fx.criterion();
+    let targets = fx.targets();
+    let mut g = Graph::new();
+    let net = network::build(&mut g, cfg, px[0], px[2], px[3]).unwrap();
+    let preds: Vec<(Value, Value)> = net
+        .predictions
+        .iter()
+        .map(|p| (p.class_logits, p.mask_logits))
+        .collect();
+    let m = MatchShape {
+        points: crit.config().num_points,
+        max_targets: targets.iter().map(|t| t.len()).max().unwrap(),
+        target_height: targets[0].height,
+        target_width: targets[0].width,
+    };
+    let (costs, total, terms) =
+        attach_device_criterion(&mut g, &preds, shape, m, &crit, PointsFrom::Inputs).unwrap();
+    g.backward(total).unwrap();
+    let mut outputs = costs.clone();
+    outputs.push(total);
+    outputs.extend(terms.iter().flat_map(|t| [t.cross_entropy, t.mask, t.dice]));
+    let mut exe = Executable::compile(rt, &g, &outputs, &CompileOptions::training()).unwrap();
+    let weights = Checkpoint::load(&dir().join("model.safetensors")).unwrap();
+    let names: Vec<String> = exe.param_names().map(str::to_string).collect();
+    for name in &names {
+        exe.set_param(name, &weights.tensors()[name].data).unwrap();
+    }
+    exe.set_input(network::PIXEL_VALUES, fx.f32("pixel_values"))
+        .unwrap();
+    let (masks, classes) = match_targets(&targets, m).unwrap();
+    exe.set_input(MATCH_TARGET_MASKS, HostData::U32(&masks))
+        .unwrap();
+    exe.set_input(MATCH_TARGET_CLASSES, HostData::U32(&classes))
+        .unwrap();
+
+    // The recorded draws, per matcher call (transformers' order: the final prediction, then the
+    // auxiliary ones): B matcher draws, the candidates and the extras of the matched pairs.
+    let draws: Vec<Vec<f32>> = (0..)
+        .map(|i| format!("rand.{i:03}"))
+        .take_while(|k| fx.tensors.contains_key(k))
+        .map(|k| fx.f32(&k).to_vec())
+        .collect();
+    let last = preds.len() - 1;
+    let call_of = |k: usize| if k == last { 0 } else { k + 1 };
+    let (b, q) = (shape.batch, shape.queries);
+    let rows = b * q;
+    let (p, over) = (
+        crit.config().num_points,
+        (crit.config().num_points as f64 * crit.config().oversample_ratio) as usize,
+    );
+    let extra = p - (crit.config().importance_sample_ratio * p as f64) as usize;
+    let per_call = b + 2;
+    let num_masks = fx.json["num_masks"].as_f64().unwrap();
+    let feed = |exe: &mut Executable, k: usize, matches: &[Vec<(usize, usize)>]| {
+        let first = call_of(k) * per_call;
+        let coords: Vec<f32> = (0..b).flat_map(|i| draws[first + i].clone()).collect();
+        let [mn, cn, en] = given_point_names(k);
+        let (mut cand, mut ext) = (vec![0f32; rows * over * 2], vec![0f32; rows * extra * 2]);
+        let pairs = matches
+            .iter()
+            .enumerate()
+            .flat_map(|(bi, ps)| ps.iter().map(move |&(qi, _)| bi * q + qi));
+        for (i, r) in pairs.enumerate() {
+            let (c, e) = (&draws[first + b], &draws[first + b + 1]);
+            cand[r * over * 2..(r + 1) * over * 2]
+                .copy_from_slice(&c[i * over * 2..(i + 1) * over * 2]);
+            ext[r * extra * 2..(r + 1) * extra * 2]
+                .copy_from_slice(&e[i * extra * 2..(i + 1) * extra * 2]);
+        }
+        exe.set_input(&mn, HostData::F32(&coords)).unwrap();
+        exe.set_input(&cn, HostData::F32(&cand)).unwrap();
+        exe.set_input(&en, HostData::F32(&ext)).unwrap();
+        let w = LossWeights::new(&crit, shape, &targets, matches, m.max_targets, num_masks);
+        let n = drawn_loss_input_names(k);
+        exe.set_input(&n.row_targets, HostData::U32(&w.row_targets))
+            .unwrap();
+        exe.set_input(&n.mask_weights, HostData::F32(&w.mask_weights))
+            .unwrap();
+        exe.set_input(&n.class_targets, HostData::U32(&w.class_targets))
+            .unwrap();
+        exe.set_input(&n.class_weights, HostData::F32(&w.class_weights))
+            .unwrap();
+    };
+    // The costs first (any loss inputs), then the losses of the matchings solved from them.
+    for k in 0..preds.len() {
+        feed(&mut exe, k, &vec![Vec::new(); b]);
+    }
+    exe.run().unwrap();
+    let mut matches = Vec::new();
+    for (k, &c) in costs.iter().enumerate() {
+        let mk = solve_costs(&exe.read(c).unwrap(), shape, m.max_targets, &targets).unwrap();
+        for (bi, pairs) in mk.iter().enumerate() {
+            let qs = fx.i64(&format!("match.{}.{bi}.query", call_of(k)));
+            let ts = fx.i64(&format!("match.{}.{bi}.target", call_of(k)));
+            let want: Vec<(usize, usize)> = qs
+                .iter()
+                .zip(ts)
+                .map(|(&a, &t)| (a as usize, t as usize))
+                .collect();
+            assert_eq!(pairs, &want, "prediction {k}, image {bi}");
+        }
+        matches.push(mk);
+    }
+    for (k, mk) in matches.iter().enumerate() {
+        feed(&mut exe, k, mk);
+    }
+    exe.run().unwrap();
+
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-12);
+    let want_total = fx.json["total_loss"].as_f64().unwrap();
+    let got_total = exe.read(total).unwrap()[0] as f64;
+    assert!(
+        rel(got_total, want_total) < 1e-4,
+        "total {got_total} vs transformers {want_total}"
+    );
+    let want_terms = fx.json["terms_weighted"].as_object().unwrap();
+    for (k, t) in terms.iter().enumerate() {
+        let suffix = if k == last {
+            String::new()
+        } else {
+            format!("_{k}")
+        };
+        for (name, v) in [
+            ("loss_cross_entropy", t.cross_entropy),
+            ("loss_mask", t.mask),
+            ("loss_dice", t.dice),
+        ] {
+            let name = format!("{name}{suffix}");
+            let want = want_terms[&name].as_f64().unwrap();
+            let got = exe.read(v).unwrap()[0] as f64;
+            assert!(
+                rel(got, want) < 1e-4,
+                "{name}: {got} vs transformers {want}"
+            );
+        }
+    }
+    check_gradients(&fx, &exe, &names);
 }

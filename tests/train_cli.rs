@@ -39,6 +39,7 @@ fn bad_numeric_flags_are_named() {
         ("--steps", "0"),
         ("--batch-size", "0"),
         ("--num-points", "0"),
+        ("--device-criterion", "0"),
         ("--image-size", "100"),
     ] {
         let o = train_bin()

@@ -174,9 +174,18 @@ type Params = Vec<(String, Vec<f32>)>;
 /// Parameters after steps 3 and 6 of a 6-step run. With `resume`, the run stops after step 3,
 /// writes a checkpoint, `damage` alters its folder, and a new trainer resumes from it.
 fn params_at_3_and_6(name: &str, resume: bool, damage: impl Fn(&Path)) -> (Params, Params) {
+    params_at_3_and_6_with(settings(6), name, resume, damage)
+}
+
+fn params_at_3_and_6_with(
+    cfg: TrainConfig,
+    name: &str,
+    resume: bool,
+    damage: impl Fn(&Path),
+) -> (Params, Params) {
     let rt = testing::runtime();
     let dir = run_dir(name);
-    let mut t = Trainer::new(rt, settings(6), tiny_config(), Init::Scratch, &dir).unwrap();
+    let mut t = Trainer::new(rt, cfg, tiny_config(), Init::Scratch, &dir).unwrap();
     for _ in 0..3 {
         t.train_step().unwrap();
     }
@@ -248,6 +257,62 @@ fn resume_continues_exactly() {
     assert!(
         bad > RESUME_BOUND,
         "a resume without the Adam moments would pass: {bad:.3e}"
+    );
+}
+
+/// With the criterion on the device (`--device-criterion`), the loss is finite and of the host
+/// criterion's size at the same weights (the points differ: another generator), the bytes moved
+/// are logged, and a resumed run updates the parameters as an uninterrupted one (the points of
+/// a step are drawn from the run's seed and the step, on the device).
+#[test]
+fn device_criterion_trains_and_resumes_exactly() {
+    let device = TrainConfig {
+        device_criterion: Some(8),
+        ..settings(6)
+    };
+    let rt = testing::runtime();
+    let mut losses = Vec::new();
+    for (name, cfg) in [
+        ("dev-host", settings(1)),
+        (
+            "dev-loss",
+            TrainConfig {
+                steps: 1,
+                ..device.clone()
+            },
+        ),
+    ] {
+        let dir = run_dir(name);
+        let mut t = Trainer::new(rt, cfg, tiny_config(), Init::Scratch, &dir).unwrap();
+        let r = t.train_step().unwrap();
+        assert!(
+            r.loss.is_finite() && r.grad_norm.is_finite(),
+            "{name}: {}",
+            r.loss
+        );
+        assert!(r.times.bytes_read > 0 && r.times.bytes_uploaded > 0);
+        let names: Vec<String> = r.terms.iter().map(|t| t.0.clone()).collect();
+        losses.push((r.loss, r.times.bytes_read, names));
+        drop(t);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let ((host, host_read, host_terms), (dev, dev_read, dev_terms)) = (&losses[0], &losses[1]);
+    assert_eq!(dev_terms, host_terms, "the same terms, in the same order");
+    assert!(
+        (dev - host).abs() < 0.1 * host,
+        "device loss {dev} vs host {host}"
+    );
+    assert!(
+        *dev_read < *host_read / 10,
+        "read back {dev_read} vs {host_read} bytes"
+    );
+    let straight = params_at_3_and_6_with(device.clone(), "dev-resume-a", false, |_| {});
+    let resumed = params_at_3_and_6_with(device, "dev-resume-b", true, |_| {});
+    let good = update_distance(&straight, &resumed);
+    eprintln!("device criterion: updates of steps 4-6 after a resume differ by {good:.2e}");
+    assert!(
+        good < RESUME_BOUND,
+        "resumed run's updates differ by {good:.3e}"
     );
 }
 

@@ -75,6 +75,10 @@ struct Args {
     /// 0: never (each step's times are in metrics.jsonl regardless).
     #[arg(long, default_value_t = TrainConfig::default().timeline_every)]
     timeline_every: u64,
+    /// Run the criterion on the device (matching costs, point sampling and losses; only the
+    /// small cost matrices are read back) with N target slots per image; default: on the host.
+    #[arg(long, value_name = "N")]
+    device_criterion: Option<usize>,
     /// Run folder (default runs/<timestamp>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -216,6 +220,7 @@ fn new_run(args: &Args, runtime: impl Fn() -> anyhow::Result<Runtime>) -> anyhow
         warmup_iters: args.warmup_iters.unwrap_or(recipe.warmup_iters),
         warmup_factor: args.warmup_factor.unwrap_or(recipe.warmup_factor),
         num_points: args.num_points.or(recipe.num_points),
+        device_criterion: args.device_criterion,
         ..recipe
     };
     // Before the device starts: a bad flag is reported at once.

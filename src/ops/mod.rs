@@ -19,6 +19,7 @@
 pub(crate) mod common;
 pub mod conv2d;
 pub mod copy;
+pub mod criterion;
 pub mod deform_attn;
 pub mod elementwise;
 pub mod group_norm;

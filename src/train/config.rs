@@ -52,6 +52,11 @@ pub struct TrainConfig {
     /// timestamps); 0: never. Every step's host times go to `metrics.jsonl` regardless.
     #[serde(default = "default_timeline_every")]
     pub timeline_every: u64,
+    /// Run the criterion on the device (matching costs, point sampling, losses; only the cost
+    /// matrices go to the host) with this many target slots per image (a batch image with more
+    /// targets is an error); `None`: the host criterion.
+    #[serde(default)]
+    pub device_criterion: Option<usize>,
 }
 
 fn default_timeline_every() -> u64 {
@@ -88,6 +93,7 @@ impl Default for TrainConfig {
             num_points: None,
             loader_workers: 1,
             timeline_every: default_timeline_every(),
+            device_criterion: None,
         }
     }
 }
@@ -195,6 +201,13 @@ impl TrainConfig {
             }
         }
         positive("lr_decay_gamma", self.lr_decay_gamma)?;
+        if self.device_criterion == Some(0) {
+            return bad(
+                "device_criterion (--device-criterion)",
+                "0".into(),
+                "needs at least one target slot per image",
+            );
+        }
         if self.num_points == Some(0) {
             return bad(
                 "num_points (--num-points)",

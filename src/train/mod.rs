@@ -21,6 +21,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+mod device_criterion;
 mod evaluate;
 pub mod init;
 pub mod metrics;

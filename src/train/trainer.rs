@@ -16,6 +16,7 @@ use std::sync::Arc;
 use super::checkpoint;
 use super::config::TrainConfig;
 use super::data::{batch_inputs, check_labels, open_source, DataSpec, Prefetch};
+use super::device_criterion::DeviceCriterion;
 use super::metrics::MetricsLog;
 use super::timeline::{DeviceTimes, Laps, StepTimes};
 use super::{Result, TrainError};
@@ -85,6 +86,8 @@ pub struct Trainer {
     /// evaluation writes the checkpoint it scores).
     pub(super) saved: std::cell::RefCell<Option<(u64, PathBuf)>>,
     pub(super) params: Vec<(String, Vec<usize>, ParamKind)>,
+    /// The criterion's nodes when it runs on the device (`TrainConfig::device_criterion`).
+    pub(super) device: Option<DeviceCriterion>,
 }
 
 impl Trainer {
@@ -102,7 +105,14 @@ impl Trainer {
         model.validate()?;
         let data = TrainData::open(&cfg, &model)?;
         let (b, s) = (cfg.batch_size, cfg.image_size);
-        let (g, mut train, net, fwd_outputs) = compile_training(rt, &model, b, s)?;
+        let mut crit_cfg = CriterionConfig::from_model(&model);
+        if let Some(p) = cfg.num_points {
+            crit_cfg.num_points = p;
+        }
+        let criterion = Criterion::new(crit_cfg, model.num_labels())?;
+        let device_crit = cfg.device_criterion.map(|t| (&criterion, t));
+        let (g, mut train, fwd_outputs, shape, device) =
+            compile_training(rt, &model, b, s, device_crit)?;
         let params: Vec<(String, Vec<usize>, ParamKind)> = g
             .params()
             .map(|(n, v, k)| (n.to_string(), g.shape(v).to_vec(), k))
@@ -112,19 +122,6 @@ impl Trainer {
             ..AdamWConfig::default()
         };
         let opt = AdamW::attach(&mut train, &adam, &cfg.groups())?;
-        let ms = g.shape(net.last().mask_logits).to_vec();
-        let shape = PredictionShape {
-            batch: b,
-            queries: model.num_queries,
-            classes: model.num_labels() + 1,
-            height: ms[2],
-            width: ms[3],
-        };
-        let mut crit_cfg = CriterionConfig::from_model(&model);
-        if let Some(p) = cfg.num_points {
-            crit_cfg.num_points = p;
-        }
-        let criterion = Criterion::new(crit_cfg, model.num_labels())?;
         let metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), resume_at)?;
         Ok(Self {
             rt: rt.clone(),
@@ -148,6 +145,7 @@ impl Trainer {
             last_pq: None,
             saved: Default::default(),
             params,
+            device,
         })
     }
 
@@ -272,6 +270,59 @@ impl Trainer {
         every > 0 && (step + 1).is_multiple_of(every)
     }
 
+    /// The host criterion's step: the forward, the logits read back and scored on the host,
+    /// their gradients uploaded as seeds, then the backward and AdamW. Returns the loss and its
+    /// terms; the second phase has run.
+    #[allow(clippy::too_many_arguments)]
+    fn host_phases(
+        &mut self,
+        pixels: &[f32],
+        targets: &[ImageTargets],
+        step: u64,
+        lr: f64,
+        timed: bool,
+        times: &mut StepTimes,
+        laps: &mut Laps,
+    ) -> Result<(f64, Vec<(String, f64)>)> {
+        let mut forward_profile = None;
+        self.train.set_input(PIXEL_VALUES, HostData::F32(pixels))?;
+        if timed {
+            forward_profile = Some(self.train.run_first_phase_timed()?);
+        } else {
+            self.train.run_first_phase()?;
+            self.rt.sync()?;
+        }
+        times.forward = laps.lap();
+        let host = self.read_logits()?;
+        times.readback = laps.lap();
+        let out = self.loss_of(&host, targets, mix(self.cfg.seed, step))?;
+        times.criterion = laps.lap();
+        if !out.total.is_finite() {
+            // Stop before the update: the caller reports it.
+            return Ok((out.total, out.terms));
+        }
+        // The forward's activations are still in place: only the backward and AdamW run now.
+        let mut seeds = 0;
+        for (k, gr) in out.grads.iter().enumerate() {
+            let (cn, mn) = seed_names(k);
+            self.train.set_input(&cn, HostData::F32(&gr.class_logits))?;
+            self.train.set_input(&mn, HostData::F32(&gr.mask_logits))?;
+            seeds += gr.class_logits.len() + gr.mask_logits.len();
+        }
+        times.upload = laps.lap();
+        self.opt.begin_step(lr);
+        if timed {
+            let (backward, optimizer) = self.train.run_second_phase_timed()?;
+            let forward = forward_profile.unwrap_or_default();
+            times.device = Some(DeviceTimes::from_profiles(&forward, &backward, &optimizer));
+        } else {
+            self.train.run_second_phase()?;
+        }
+        times.bytes_read = 4 * (host.iter().map(Vec::len).sum::<usize>() + 1) as u64;
+        times.bytes_uploaded = 4 * (pixels.len() + seeds) as u64;
+        Ok((out.total, out.terms))
+    }
+
     /// Runs one training step and logs it to `metrics.jsonl`.
     pub fn train_step(&mut self) -> Result<StepReport> {
         let mut laps = Laps::start();
@@ -293,60 +344,32 @@ impl Trainer {
         // dispatch slows the step a little).
         let timeline = self.timeline_step(step);
         let timed = timeline && self.rt.caps().timestamps;
-        let mut forward_profile = None;
-        self.train.set_input(PIXEL_VALUES, HostData::F32(&pixels))?;
-        if timed {
-            forward_profile = Some(self.train.run_first_phase_timed()?);
-        } else {
-            self.train.run_first_phase()?;
-            self.rt.sync()?;
-        }
-        times.forward = laps.lap();
-        let host = self.read_logits()?;
-        times.readback = laps.lap();
-        let out = self.loss_of(&host, &targets, mix(self.cfg.seed, step))?;
-        times.criterion = laps.lap();
+        let run_dir = self.run_dir.clone();
         let last_good = || {
-            checkpoint::latest(&self.run_dir)
-                .map_or("none (no checkpoint written yet)".into(), |p| {
-                    p.display().to_string()
-                })
+            checkpoint::latest(&run_dir).map_or("none (no checkpoint written yet)".into(), |p| {
+                p.display().to_string()
+            })
         };
-        if !out.total.is_finite() {
+        let lr = self.schedule.lr(step);
+        let (loss, terms) = if self.device.is_some() {
+            self.device_phases(&pixels, &targets, step, lr, timed, &mut times, &mut laps)?
+        } else {
+            self.host_phases(&pixels, &targets, step, lr, timed, &mut times, &mut laps)?
+        };
+        if !loss.is_finite() {
             return Err(TrainError::NonFinite {
                 step,
-                loss: format!("{}", out.total),
+                loss: format!("{loss}"),
                 checkpoint: last_good(),
             });
         }
-        // The forward's activations are still in place: only the backward and AdamW run now.
-        let mut seeds = 0;
-        for (k, gr) in out.grads.iter().enumerate() {
-            let (cn, mn) = seed_names(k);
-            self.train.set_input(&cn, HostData::F32(&gr.class_logits))?;
-            self.train.set_input(&mn, HostData::F32(&gr.mask_logits))?;
-            seeds += gr.class_logits.len() + gr.mask_logits.len();
-        }
-        times.upload = laps.lap();
-        let lr = self.schedule.lr(step);
-        self.opt.begin_step(lr);
-        if timed {
-            let (backward, optimizer) = self.train.run_second_phase_timed()?;
-            let forward = forward_profile.unwrap_or_default();
-            times.device = Some(DeviceTimes::from_profiles(&forward, &backward, &optimizer));
-        } else {
-            self.train.run_second_phase()?;
-        }
         let grad_norm = self.opt.grad_norm()?;
         times.backward = laps.lap();
-        times.bytes_read = 4 * (host.iter().map(Vec::len).sum::<usize>() + 1) as u64;
-        times.bytes_uploaded = 4 * (pixels.len() + seeds) as u64;
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
                 step,
                 loss: format!(
-                    "{} with gradient norm {grad_norm}{}",
-                    out.total,
+                    "{loss} with gradient norm {grad_norm}{}",
                     self.non_finite_grads()
                 ),
                 checkpoint: last_good(),
@@ -356,8 +379,8 @@ impl Trainer {
         let seconds = times.total().as_secs_f64();
         let report = StepReport {
             step,
-            loss: out.total,
-            terms: out.terms,
+            loss,
+            terms,
             lr,
             grad_norm,
             seconds,
@@ -476,22 +499,54 @@ impl TrainData {
     }
 }
 
-/// One executable, run in two phases: the forward (whose logits the host matches and scores),
-/// then the backward seeded with the loss gradients of those logits (AdamW is attached by the
-/// caller). Returns the graph, the executable, the network and the forward outputs (class and
-/// mask logits of every prediction).
+/// The training graph compiled as one executable run in two phases: the forward (whose logits
+/// the host matches and scores), then the backward seeded with the loss gradients of those
+/// logits; or, with `device` (the criterion and the target slots per image), the forward and the
+/// matcher's costs, then the losses and the backward from their total (see
+/// [`super::device_criterion`]). AdamW is attached by the caller. Returns the graph, the
+/// executable, the forward outputs (class and mask logits of every prediction), the
+/// predictions' shape and the device criterion's nodes.
+#[allow(clippy::type_complexity)]
 fn compile_training(
     rt: &Runtime,
     model: &Mask2FormerConfig,
     b: usize,
     s: usize,
-) -> Result<(Graph, Executable, network::Network, Vec<Value>)> {
+    device: Option<(&Criterion, usize)>,
+) -> Result<(
+    Graph,
+    Executable,
+    Vec<Value>,
+    PredictionShape,
+    Option<DeviceCriterion>,
+)> {
     let mut g = Graph::new();
     let net = network::build(&mut g, model, b, s, s)?;
+    let ms = g.shape(net.last().mask_logits).to_vec();
+    let shape = PredictionShape {
+        batch: b,
+        queries: model.num_queries,
+        classes: model.num_labels() + 1,
+        height: ms[2],
+        width: ms[3],
+    };
     let mut fwd_outputs = Vec::new();
     for p in &net.predictions {
         fwd_outputs.push(p.class_logits);
         fwd_outputs.push(p.mask_logits);
+    }
+    if let Some((crit, max_targets)) = device {
+        let dc = DeviceCriterion::attach(&mut g, &net, shape, crit, max_targets, s)?;
+        let mut outputs = dc.outputs();
+        outputs.extend(&fwd_outputs);
+        let mut train = Executable::compile(rt, &g, &outputs, &CompileOptions::training())?;
+        let names = dc.second_phase_inputs();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut between = dc.costs().to_vec();
+        between.extend(&fwd_outputs);
+        train.split_before_inputs(&g, &refs, &between)?;
+        dc.init_inputs(&mut train, b)?;
+        return Ok((g, train, fwd_outputs, shape, Some(dc)));
     }
     let seed = attach_logit_gradients(&mut g, &net.predictions)?;
     g.backward(seed)?;
@@ -506,5 +561,5 @@ fn compile_training(
         .collect();
     let seed_refs: Vec<&str> = seed_inputs.iter().map(String::as_str).collect();
     train.split_before_inputs(&g, &seed_refs, &fwd_outputs)?;
-    Ok((g, train, net, fwd_outputs))
+    Ok((g, train, fwd_outputs, shape, None))
 }

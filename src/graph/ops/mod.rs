@@ -28,6 +28,7 @@ mod attention;
 mod conv;
 mod elementwise;
 mod linalg;
+mod loss;
 mod movement;
 mod norm;
 
@@ -38,6 +39,10 @@ pub use attention::{
 pub use conv::{Bilinear, BilinearBackward, Conv2d, Conv2dBackward};
 pub use elementwise::{Binary, BinaryKind, LessThanZero, Unary, UnaryBackward, UnaryKind};
 pub use linalg::{BroadcastTo, MatMul, Softmax, SoftmaxBackward, SumTo};
+pub use loss::{
+    ClassLoss, ClassLossBackward, GatherSample, ImportancePoints, MaskLoss, MaskLossBackward,
+    MatchCost, PointSample, PointSampleBackward, Uniform,
+};
 pub use movement::{Concat, Pad, Permute, Slice};
 pub use norm::{GroupNorm, GroupNormBackward, LayerNorm, LayerNormBackward};
 

@@ -18,6 +18,7 @@
 //! criterion.py), `points` (point sampling); this file holds the inputs, outputs and the
 //! driver that runs them over every prediction.
 
+pub mod device;
 mod losses;
 mod matcher;
 mod points;
@@ -60,6 +61,18 @@ pub enum CriterionError {
         rows: usize,
         cols: usize,
         reason: String,
+    },
+    #[error("criterion: image {image} has {got} targets, the device matcher was built for at most {max}")]
+    TooManyTargets {
+        image: usize,
+        got: usize,
+        max: usize,
+    },
+    #[error("criterion: image {image}: target {target}'s mask holds {value}, the device criterion needs binary masks (0 or 1)")]
+    NonBinaryTarget {
+        image: usize,
+        target: usize,
+        value: f32,
     },
     #[error("criterion: invalid setting {what} = {value}: {reason}")]
     Config {
@@ -441,5 +454,7 @@ pub fn attach_logit_gradients(g: &mut Graph, predictions: &[Prediction]) -> Grap
     Ok(total.expect("at least one prediction"))
 }
 
+#[cfg(test)]
+mod device_tests;
 #[cfg(test)]
 mod tests;
