@@ -233,6 +233,64 @@ mod tests {
         assert!(l.windows().iter().all(|w| w.2 <= 1024 && w.1 % 256 == 0));
     }
 
+    /// Views of an arena upload, download, fill and bind (as a kernel's input and output)
+    /// only their own range: the neighbours and the padding keep their NaN poison.
+    #[test]
+    fn views_write_read_and_bind_only_their_range() {
+        use crate::ops::copy::{permute, strided_copy_into, StridedCopy};
+        let rt = crate::testing::runtime();
+        let sizes = [3usize, 70, 1, 129];
+        let layout = Arc::new(rt.arena_layout(&f32s(&sizes)).unwrap());
+        let (a, b) = (rt.arena(layout.clone()).unwrap(), rt.arena(layout).unwrap());
+        for block in a.blocks().iter().chain(b.blocks()) {
+            rt.fill(block, f32::NAN).unwrap();
+        }
+        let data: Vec<Vec<f32>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|k| (i * 1000 + k) as f32).collect())
+            .collect();
+        for (i, d) in data.iter().enumerate() {
+            assert_eq!(a.tensor(i).offset() % 256, 0);
+            rt.write(a.tensor(i), d).unwrap();
+        }
+        assert_eq!(rt.download(a.tensor(1)).unwrap(), data[1]);
+        // A kernel reading a view: a 2-D permute of entry 1 (seen as 7 x 10).
+        let t = permute(rt, &a.tensor(1).reshape(&[7, 10]).unwrap(), &[1, 0]).unwrap();
+        let want: Vec<f32> = (0..70).map(|k| data[1][(k % 7) * 10 + k / 7]).collect();
+        assert_eq!(rt.download(&t).unwrap(), want);
+        // A kernel writing a view of the other arena, and a fill of one view.
+        let copy = StridedCopy::gather_view(&[129], vec![1], 0);
+        rt.run(&strided_copy_into(rt, a.tensor(3), b.tensor(3), &copy).unwrap());
+        rt.fill(b.tensor(1), 2.5).unwrap();
+        assert_eq!(rt.download(b.tensor(3)).unwrap(), data[3]);
+        assert_eq!(rt.download(b.tensor(1)).unwrap(), vec![2.5; 70]);
+        for i in [0, 2] {
+            assert!(rt.download(b.tensor(i)).unwrap().iter().all(|x| x.is_nan()));
+        }
+        let block = rt.download(&b.blocks()[0]).unwrap();
+        let e = &b.layout().entries()[1];
+        let past = (e.offset / 4) as usize + 70;
+        assert!(block[past..(e.offset + e.capacity) as usize / 4]
+            .iter()
+            .all(|x| x.is_nan()));
+        // Wrong data and dtype are refused by name.
+        assert!(rt
+            .write(a.tensor(0), &[1.0])
+            .unwrap_err()
+            .to_string()
+            .contains("write"));
+        // Sub-tensors must be aligned and inside.
+        let whole = &a.blocks()[0];
+        assert!(whole.sub_tensor(4, 256, &[1], DType::F32, 256).is_none());
+        assert!(whole
+            .sub_tensor(0, 1 << 40, &[1], DType::F32, 256)
+            .is_none());
+        assert!(whole.sub_tensor(256, 256, &[65], DType::F32, 256).is_none());
+        assert!(a.tensor(0).overlaps(whole) && !a.tensor(0).overlaps(a.tensor(1)));
+        assert!(!a.tensor(1).overlaps(b.tensor(1)));
+    }
+
     #[test]
     fn bad_layouts_are_named() {
         for (align, limit) in [(3u64, 1024u64), (256, 1000), (256, 128)] {
