@@ -99,6 +99,9 @@ struct Params {
     workgroups: u32,
 }
 
+/// Elements one workgroup of `shaders/adamw.wgsl` updates (256 invocations × 8).
+const ELEMENTS_PER_WORKGROUP: u32 = 2048;
+
 /// One row of the kernel's segment table (`Segment` in `shaders/adamw.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -168,7 +171,7 @@ fn segment_tables(
                 weight_decay: s.weight_decay as f32,
                 pad: [0; 3],
             });
-            wgs += len.div_ceil(256);
+            wgs += len.div_ceil(ELEMENTS_PER_WORKGROUP);
         }
         if !segs.is_empty() {
             out.push((block, start, bytes, segs, wgs));
@@ -218,8 +221,13 @@ impl AdamW {
         let kernel = rt.kernel(&crate::shader!("adamw"), "main", &[])?;
         let mut tables = Vec::new();
         for (block, start, bytes, segs, wgs) in segment_tables(params, &states) {
-            let words: &[u32] = bytemuck::cast_slice(&segs);
-            let table = rt.upload_u32(words, &[words.len()])?;
+            // The segments, then each workgroup's segment (see shaders/adamw.wgsl).
+            let mut words: Vec<u32> = bytemuck::cast_slice(&segs).to_vec();
+            for (k, s) in segs.iter().enumerate() {
+                let n = s.len.div_ceil(ELEMENTS_PER_WORKGROUP) as usize;
+                words.extend(std::iter::repeat_n(k as u32, n));
+            }
+            let table = rt.upload_u32(&words, &[words.len()])?;
             fn window(a: &Arena, block: usize, start: u64, bytes: u64) -> Binding<'_> {
                 a.blocks()[block].binding_range(start, bytes)
             }
