@@ -1,6 +1,7 @@
 // Global gradient norm for clipping: the sum of squares over every gradient tensor, without
 // atomics so the result is the same on every run. Two entries share one binding layout:
-//   partial: src = one gradient (or a chunk of it), dst = partials. Grid-stride sum of src[i]^2;
+//   partial: src = one window of the gradient arena (whole blocks: padding is zero), dst =
+//            partials. Grid-stride sum of src[i]^2;
 //            workgroup w writes its total to dst[base + w].
 //   finish:  src = partials, dst = the one-element result. One workgroup sums src[0..n] into
 //            dst[base].

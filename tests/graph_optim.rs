@@ -9,7 +9,10 @@ use mask2former::optim::{
     adamw_reference, clip_coefficient, global_norm_reference, AdamW, AdamWConfig, GroupConfig,
     OptimError,
 };
+use mask2former::runtime::ArenaLayout;
 use mask2former::testing;
+use mask2former::DType;
+use std::sync::Arc;
 
 /// First step by hand: m̂ = g and v̂ = g², so p₁ = p₀(1 − lr·wd) − lr·g/(|g| + ε).
 #[test]
@@ -85,63 +88,101 @@ fn groups_follow_mask2former_rules() {
     );
 }
 
-/// Several steps of the device AdamW against the reference: two groups (backbone at 0.1× lr
-/// with decay, a norm without), a tensor past one workgroup grid, changing lr and gradients,
-/// clipping on for some steps.
+/// One parameter of the multi-tensor tests: name, kind, length, trained (has a gradient).
+type Spec = (String, ParamKind, usize, bool);
+
+/// Many tensors of odd sizes in three groups (backbone 0.1× lr with decay, norms and biases
+/// without decay, the rest with decay), one past a 256-thread grid of 65535 workgroups' worth
+/// of chunks, and two without a gradient that the update must leave alone.
+fn specs(rng: &mut impl rand::Rng) -> Vec<Spec> {
+    let mut out = vec![(
+        "model.pixel_level_module.encoder.x.weight".to_string(),
+        ParamKind::Weight,
+        70_001usize,
+        true,
+    )];
+    for i in 0..40 {
+        let n = rng.random_range(1..700usize);
+        let (name, kind) = match i % 4 {
+            0 => (
+                format!("model.pixel_level_module.encoder.l{i}.bias"),
+                ParamKind::Bias,
+            ),
+            1 => (format!("decoder.l{i}.norm.weight"), ParamKind::Norm),
+            2 => (format!("decoder.l{i}.fc.weight"), ParamKind::Weight),
+            _ => (format!("decoder.l{i}.fc.bias"), ParamKind::Bias),
+        };
+        out.push((name, kind, n, i % 13 != 5));
+    }
+    out
+}
+
+/// Several steps of the multi-tensor AdamW against the reference, over arenas laid out for the
+/// adapter (one block) and with a forced 4 KiB binding limit (many blocks, the large tensor in
+/// 4 KiB windows): changing lr and gradients, clipping on for some steps. The arenas' padding
+/// and the untrained entries start as NaN (the moments of the trained ones at zero) and must
+/// keep their values; NaN reaching a trained entry would fail the comparison.
 #[test]
 fn device_adamw_matches_reference_over_steps() {
     let rt = testing::runtime();
     let seed = testing::seed();
     let mut rng = testing::rng(seed);
-    let specs = [
-        (
-            "model.pixel_level_module.encoder.x.weight",
-            ParamKind::Weight,
-            70_001usize,
-        ),
-        ("decoder.norm.weight", ParamKind::Norm, 33),
-        ("decoder.fc.weight", ParamKind::Weight, 1000),
-    ];
+    let specs = specs(&mut rng);
+    let shapes: Vec<_> = specs.iter().map(|s| (vec![s.2], DType::F32)).collect();
     let groups = GroupConfig::mask2former();
-    for max_norm in [None, Some(0.5)] {
+    let layouts = [
+        rt.arena_layout(&shapes).unwrap(),
+        ArenaLayout::new(&shapes, 256, 4096).unwrap(),
+    ];
+    for (layout, max_norm) in layouts.into_iter().zip([None, Some(0.5)]) {
+        let case = format!("{} blocks, clip {max_norm:?}", layout.blocks().len());
+        let layout = Arc::new(layout);
         let cfg = AdamWConfig {
             max_grad_norm: max_norm,
             ..AdamWConfig::default()
         };
+        let (pa, ga) = (rt.arena(layout.clone()).unwrap(), rt.arena(layout).unwrap());
+        for b in pa.blocks() {
+            rt.fill(b, f32::NAN).unwrap();
+        }
         let mut host_p: Vec<Vec<f32>> = specs
             .iter()
-            .map(|s| testing::uniform(&mut rng, s.2, -1.0, 1.0))
-            .collect();
-        let mut host_m: Vec<Vec<f32>> = specs.iter().map(|s| vec![0.0; s.2]).collect();
-        let mut host_v = host_m.clone();
-        let params: Vec<_> = host_p
-            .iter()
-            .map(|p| rt.upload(p, &[p.len()]).unwrap())
-            .collect();
-        let grads: Vec<_> = specs
-            .iter()
-            .map(|s| rt.full(&[s.2], 0.0).unwrap())
-            .collect();
-        let trainables: Vec<Trainable> = specs
-            .iter()
-            .zip(params.iter().zip(&grads))
-            .map(|(s, (p, g))| Trainable {
-                name: s.0,
-                kind: s.1,
-                param: p,
-                grad: g,
+            .map(|s| match s.3 {
+                true => testing::uniform(&mut rng, s.2, -1.0, 1.0),
+                false => vec![f32::NAN; s.2],
             })
             .collect();
-        let (mut opt, ds) = AdamW::new(rt, &trainables, &cfg, &groups).unwrap();
-        for step in 1..=4u64 {
+        for (i, p) in host_p.iter().enumerate() {
+            rt.write(pa.tensor(i), p).unwrap();
+        }
+        let trainables: Vec<Trainable> = (0..specs.len())
+            .filter(|&i| specs[i].3)
+            .map(|i| Trainable {
+                name: &specs[i].0,
+                kind: specs[i].1,
+                param: pa.tensor(i),
+                grad: ga.tensor(i),
+                entry: i,
+            })
+            .collect();
+        let (mut opt, ds) = AdamW::new(rt, &pa, &ga, &trainables, &cfg, &groups).unwrap();
+        let trained = opt.states().len();
+        assert_eq!(trained, trainables.len());
+        let (mut host_m, mut host_v): (Vec<Vec<f32>>, Vec<Vec<f32>>) = specs
+            .iter()
+            .map(|s| (vec![0.0; s.2], vec![0.0; s.2]))
+            .unzip();
+        for step in 1..=3u64 {
             let lr = 1e-2 / step as f64;
             let host_g: Vec<Vec<f32>> = specs
                 .iter()
-                .map(|s| testing::uniform(&mut rng, s.2, -0.02, 0.02))
+                .map(|s| match s.3 {
+                    true => testing::uniform(&mut rng, s.2, -0.02, 0.02),
+                    false => vec![0.0; s.2],
+                })
                 .collect();
-            for (g, h) in grads.iter().zip(&host_g) {
-                rt.queue()
-                    .write_buffer(g.buffer(), 0, bytemuck::cast_slice(h));
+            for (i, g) in host_g.iter().enumerate() {
+                rt.write(ga.tensor(i), g).unwrap();
             }
             opt.begin_step(lr);
             rt.run(&ds);
@@ -150,14 +191,14 @@ fn device_adamw_matches_reference_over_steps() {
             let got_norm = opt.grad_norm().unwrap();
             assert!(
                 (got_norm - norm).abs() <= 1e-5 * norm,
-                "norm {got_norm} vs {norm} (seed {seed})"
+                "{case}: norm {got_norm} vs {norm} (seed {seed})"
             );
             let clip = max_norm.map_or(1.0, |c| clip_coefficient(norm, c));
             if max_norm.is_some() {
                 assert!(clip < 1.0, "the test must clip: norm {norm}");
             }
-            for (i, s) in specs.iter().enumerate() {
-                let (lm, wd) = groups.group_of(s.0, s.1);
+            for (i, s) in specs.iter().enumerate().filter(|(_, s)| s.3) {
+                let (lm, wd) = groups.group_of(&s.0, s.1);
                 adamw_reference(
                     &mut host_p[i],
                     &host_g[i],
@@ -169,58 +210,110 @@ fn device_adamw_matches_reference_over_steps() {
                     wd,
                     clip,
                 );
-                let case = format!("{} step {step} clip {max_norm:?}", s.0);
-                let st = opt.state(s.0).unwrap();
-                testing::assert_close(
-                    &format!("{case} p"),
-                    seed,
-                    &rt.download(&params[i]).unwrap(),
-                    &host_p[i],
-                    1e-6,
-                );
-                testing::assert_close(
-                    &format!("{case} m"),
-                    seed,
-                    &rt.download(&st.m).unwrap(),
-                    &host_m[i],
-                    1e-5,
-                );
-                testing::assert_close(
-                    &format!("{case} v"),
-                    seed,
-                    &rt.download(&st.v).unwrap(),
-                    &host_v[i],
-                    1e-5,
-                );
+            }
+            let state = opt.save_state().unwrap();
+            for (i, s) in specs.iter().enumerate() {
+                let what = format!("{case}: {} step {step}", s.0);
+                let got = rt.download(pa.tensor(i)).unwrap();
+                if !s.3 {
+                    assert!(got.iter().all(|x| x.is_nan()), "{what} changed");
+                    continue;
+                }
+                testing::assert_close(&format!("{what} p"), seed, &got, &host_p[i], 1e-6);
+                let mo = state.moments.iter().find(|m| m.name == s.0).unwrap();
+                testing::assert_close(&format!("{what} m"), seed, &mo.exp_avg, &host_m[i], 1e-5);
+                testing::assert_close(&format!("{what} v"), seed, &mo.exp_avg_sq, &host_v[i], 1e-5);
             }
         }
-        assert_eq!(opt.step(), 4);
+        // The padding of every parameter block is still NaN: the update wrote only tensors.
+        let layout = pa.layout();
+        for (b, block) in pa.blocks().iter().enumerate() {
+            let data = rt.download(block).unwrap();
+            let mut inside = vec![false; data.len()];
+            for e in layout.entries().iter().filter(|e| e.block == b) {
+                let at = (e.offset / 4) as usize;
+                inside[at..at + e.numel()]
+                    .iter_mut()
+                    .for_each(|x| *x = true);
+            }
+            let written = (0..data.len()).find(|&k| !inside[k] && !data[k].is_nan());
+            assert_eq!(written, None, "{case}: padding of block {b} written");
+        }
+        assert_eq!(opt.step(), 3);
+    }
+}
+
+/// The update needs one launch per binding window, not one per tensor.
+#[test]
+fn one_update_launch_per_window() {
+    let rt = testing::runtime();
+    let specs = specs(&mut testing::rng(1));
+    let shapes: Vec<_> = specs.iter().map(|s| (vec![s.2], DType::F32)).collect();
+    let adapter = rt.arena_layout(&shapes).unwrap();
+    assert_eq!(adapter.windows().len(), 1);
+    for layout in [adapter, ArenaLayout::new(&shapes, 256, 1 << 16).unwrap()] {
+        let launches = layout.windows().len();
+        let layout = Arc::new(layout);
+        let (pa, ga) = (rt.arena(layout.clone()).unwrap(), rt.arena(layout).unwrap());
+        let trainables: Vec<Trainable> = (0..specs.len())
+            .map(|i| Trainable {
+                name: &specs[i].0,
+                kind: specs[i].1,
+                param: pa.tensor(i),
+                grad: ga.tensor(i),
+                entry: i,
+            })
+            .collect();
+        let cfg = AdamWConfig::default();
+        let (opt, ds) =
+            AdamW::new(rt, &pa, &ga, &trainables, &cfg, &GroupConfig::default()).unwrap();
+        assert_eq!(opt.launches(), launches);
+        // Gradient-norm partials per window + finish + the updates.
+        assert_eq!(ds.len(), 2 * launches + 1);
     }
 }
 
 #[test]
 fn bad_config_and_shapes_are_errors() {
     let rt = testing::runtime();
-    let p = rt.full(&[4], 0.0).unwrap();
-    let g = rt.full(&[5], 0.0).unwrap();
-    let t = Trainable {
+    let shapes = [(vec![4], DType::F32), (vec![5], DType::F32)];
+    let layout = Arc::new(rt.arena_layout(&shapes).unwrap());
+    let (pa, ga) = (rt.arena(layout.clone()).unwrap(), rt.arena(layout).unwrap());
+    let t = |param: usize, grad: usize, entry: usize| Trainable {
         name: "w",
         kind: ParamKind::Weight,
-        param: &p,
-        grad: &g,
+        param: pa.tensor(param),
+        grad: ga.tensor(grad),
+        entry,
     };
-    let err = AdamW::new(rt, &[t], &AdamWConfig::default(), &GroupConfig::default())
+    let new = |ts: &[Trainable], cfg: &AdamWConfig| {
+        AdamW::new(rt, &pa, &ga, ts, cfg, &GroupConfig::default())
+            .err()
+            .unwrap()
+    };
+    let cfg = AdamWConfig::default();
+    let err = new(&[t(0, 1, 0)], &cfg);
+    assert!(matches!(err, OptimError::GradShape { .. }), "{err}");
+    for bad in [[t(0, 0, 1)], [t(0, 0, 7)]] {
+        let err = new(&bad, &cfg);
+        assert!(
+            matches!(&err, OptimError::State { name, .. } if name == "w"),
+            "{err}"
+        );
+    }
+    let err = new(&[t(1, 1, 1), t(0, 0, 0)], &cfg);
+    assert!(err.to_string().contains("comes after"), "{err}");
+    let other = Arc::new(ArenaLayout::new(&shapes, 256, 256).unwrap());
+    let ga2 = rt.arena(other).unwrap();
+    let err = AdamW::new(rt, &pa, &ga2, &[], &cfg, &GroupConfig::default())
         .err()
         .unwrap();
-    assert!(matches!(err, OptimError::GradShape { .. }), "{err}");
+    assert!(err.to_string().contains("gradient arena"), "{err}");
     let cfg = AdamWConfig {
         betas: (1.0, 0.999),
         ..AdamWConfig::default()
     };
-    let err = AdamW::new(rt, &[], &cfg, &GroupConfig::default())
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("beta1"), "{err}");
+    assert!(new(&[], &cfg).to_string().contains("beta1"));
 }
 
 /// Least squares w·x ≈ y trained through the graph with the optimizer appended: each step is
@@ -248,8 +341,11 @@ fn optimizer_attached_to_a_graph_trains() {
         ..AdamWConfig::default()
     };
     let mut opt = AdamW::attach(&mut exe, &cfg, &GroupConfig::default()).unwrap();
-    // grad-norm partials (one per gradient) + finish + one update per parameter.
-    assert_eq!(exe.dispatch_count(), graph_dispatches + 2 + 1 + 2);
+    // One grad-norm partial, the finish and one update for both parameters.
+    assert_eq!(exe.dispatch_count(), graph_dispatches + 3);
+    // b's gradient is the prediction's gradient, which w's gradient reads: w's is computed
+    // outside the arena and copied in (one dispatch of the graph's).
+    assert_eq!(exe.arena_copies(), 1);
     let xs: Vec<f32> = (0..n).map(|i| 0.5 + (i % 7) as f32 * 0.25).collect();
     let ys: Vec<f32> = xs.iter().map(|x| 1.5 * x - 0.25).collect();
     exe.set_input("x", &xs).unwrap();

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::ir::{Graph, Io, NodeKind, ParamKind, Value};
+use super::bind::{self, Leaf, TrainArenas};
+use super::ir::{Graph, ParamKind, Value};
 use super::plan::{Plan, PlanOptions, Storage};
 use super::profile::{Profile, ProfileEntry};
 use super::{GraphError, Result};
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::runtime::{Arena, DType, Dispatch, Runtime, Tensor};
 
 /// Host data for an input or parameter.
 #[derive(Clone, Copy, Debug)]
@@ -84,20 +85,14 @@ impl CompileOptions {
     }
 }
 
-struct Leaf {
-    name: String,
-    value: Value,
-    /// Bound by the plan (a leaf nothing requested depends on has no buffer).
-    live: bool,
-    set: bool,
-}
-
-/// A parameter with a gradient, as the optimizer sees it.
+/// A parameter with a gradient, as the optimizer sees it: views of entry `entry` of the
+/// parameter and gradient arenas.
 pub struct Trainable<'a> {
     pub name: &'a str,
     pub kind: ParamKind,
     pub param: &'a Tensor,
     pub grad: &'a Tensor,
+    pub entry: usize,
 }
 
 /// A compiled graph: device buffers, dispatches and parameter state.
@@ -121,144 +116,10 @@ pub struct Executable {
     params: Vec<(Leaf, ParamKind, Option<Value>)>,
     inputs: Vec<Leaf>,
     by_name: HashMap<String, (bool, usize)>,
+    /// Parameters and gradients packed in arenas (training executables only).
+    arenas: Option<TrainArenas>,
     /// Kernel scratch the dispatches bind (see `Io::keep_alive`).
     _scratch: Vec<Box<dyn std::any::Any>>,
-}
-
-/// The parameters and inputs of a graph, bound to their own buffers.
-struct Leaves {
-    params: Vec<(Leaf, ParamKind, Option<Value>)>,
-    inputs: Vec<Leaf>,
-    by_name: HashMap<String, (bool, usize)>,
-}
-
-/// Gives every parameter a buffer (they are state, used or not), every live input a buffer and
-/// every live constant its uploaded data.
-fn bind_leaves(
-    rt: &Runtime,
-    g: &Graph,
-    plan: &Plan,
-    tensors: &mut [Option<Tensor>],
-) -> Result<Leaves> {
-    let mut leaves = Leaves {
-        params: Vec::new(),
-        inputs: Vec::new(),
-        by_name: HashMap::new(),
-    };
-    for node in g.nodes() {
-        let v = node.outputs[0];
-        let info = g.info(v);
-        let live = plan.storage(v) == Storage::Leaf;
-        let leaf = |name: &String| Leaf {
-            name: name.clone(),
-            value: v,
-            live,
-            set: false,
-        };
-        match &node.kind {
-            NodeKind::Param { name, kind } => {
-                tensors[v.index()] = Some(rt.empty(&info.shape, info.dtype)?);
-                leaves
-                    .by_name
-                    .insert(name.clone(), (true, leaves.params.len()));
-                leaves.params.push((leaf(name), *kind, g.grad(v)));
-            }
-            NodeKind::Input { name } => {
-                if live {
-                    tensors[v.index()] = Some(rt.empty(&info.shape, info.dtype)?);
-                }
-                leaves
-                    .by_name
-                    .insert(name.clone(), (false, leaves.inputs.len()));
-                leaves.inputs.push(leaf(name));
-            }
-            NodeKind::Const { data } if live => {
-                tensors[v.index()] = Some(rt.upload(data, &info.shape)?);
-            }
-            _ => {}
-        }
-    }
-    Ok(leaves)
-}
-
-/// Allocates the plan's shared slots and binds every value a step writes: a typed view of its
-/// slot, or of its root's tensor for a view.
-fn bind_steps(rt: &Runtime, g: &Graph, plan: &Plan, tensors: &mut [Option<Tensor>]) -> Result<()> {
-    let slots = plan
-        .slot_bytes
-        .iter()
-        .map(|&b| rt.empty(&[(b / 4) as usize], DType::U32))
-        .collect::<crate::Result<Vec<_>>>()?;
-    for &id in plan.steps() {
-        for &v in &g.node(id).outputs {
-            let info = g.info(v);
-            tensors[v.index()] = match plan.storage(v) {
-                Storage::Slot(s) => Some(slots[s].view_as(&info.shape, info.dtype)),
-                Storage::View(root) => Some(
-                    tensors[root.index()]
-                        .as_ref()
-                        .expect("a view's root is bound before the view")
-                        .view_as(&info.shape, info.dtype),
-                ),
-                Storage::Dead | Storage::Leaf => None,
-            };
-        }
-    }
-    Ok(())
-}
-
-/// Every step's dispatches, built once, with their owners for profiles.
-struct Recorded {
-    dispatches: Vec<Dispatch>,
-    owners: Vec<(String, String)>,
-    scratch: Vec<Box<dyn std::any::Any>>,
-    step_dispatch_start: Vec<usize>,
-}
-
-fn record_dispatches(
-    rt: &Runtime,
-    g: &Graph,
-    plan: &Plan,
-    tensors: &[Option<Tensor>],
-) -> Result<Recorded> {
-    let mut rec = Recorded {
-        dispatches: Vec::new(),
-        owners: Vec::new(),
-        scratch: Vec::new(),
-        step_dispatch_start: Vec::with_capacity(plan.steps().len()),
-    };
-    for (s, &id) in plan.steps().iter().enumerate() {
-        rec.step_dispatch_start.push(rec.dispatches.len());
-        let node = g.node(id);
-        let op = node.op().expect("steps are op nodes");
-        if op.view_of().is_some() {
-            continue;
-        }
-        let bound = |v: &Value| {
-            tensors[v.index()]
-                .as_ref()
-                .expect("inputs and outputs of a step are bound")
-        };
-        let io = Io {
-            inputs: node.inputs().iter().map(bound).collect(),
-            outputs: node.outputs.iter().map(bound).collect(),
-            inplace: plan.inplace[s],
-            keep: Default::default(),
-        };
-        let ds = op
-            .dispatches(rt, &io)
-            .map_err(|source| GraphError::Kernel {
-                node: node.label.clone(),
-                op: op.name().into(),
-                source: Box::new(source),
-            })?;
-        for d in ds {
-            rec.owners.push((op.name().to_string(), node.label.clone()));
-            rec.dispatches.push(d);
-        }
-        rec.scratch.extend(io.keep.into_inner());
-    }
-    Ok(rec)
 }
 
 impl Executable {
@@ -270,15 +131,29 @@ impl Executable {
         outputs: &[Value],
         opts: &CompileOptions,
     ) -> Result<Self> {
-        let mut wanted = outputs.to_vec();
-        if opts.keep_grads {
-            wanted.extend(g.grads().iter().map(|(_, grad)| *grad));
-        }
-        let plan = Plan::new(g, &wanted, opts.plan)?;
+        // Training: every parameter gradient is computed in (or copied to) its entry of the
+        // gradient arena, at the offset its parameter has in the parameter arena.
+        let (plan, arenas) = if opts.keep_grads {
+            let entry: HashMap<Value, usize> = bind::param_values(g)
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (v, i))
+                .collect();
+            let grads: Vec<(Value, usize)> = g
+                .grads()
+                .iter()
+                .map(|(p, grad)| (*grad, entry[p]))
+                .collect();
+            let plan = Plan::with_grad_arena(g, outputs, opts.plan, &grads)?;
+            (plan, Some(bind::train_arenas(rt, g)?))
+        } else {
+            (Plan::new(g, outputs, opts.plan)?, None)
+        };
         let mut tensors: Vec<Option<Tensor>> = vec![None; g.num_values()];
-        let leaves = bind_leaves(rt, g, &plan, &mut tensors)?;
-        bind_steps(rt, g, &plan, &mut tensors)?;
-        let rec = record_dispatches(rt, g, &plan, &tensors)?;
+        let leaves = bind::bind_leaves(rt, g, &plan, &mut tensors, arenas.as_ref())?;
+        bind::bind_steps(rt, g, &plan, &mut tensors, arenas.as_ref())?;
+        let mut rec = bind::record_dispatches(rt, g, &plan, &tensors)?;
+        bind::record_arena_copies(rt, &plan, &tensors, arenas.as_ref(), &mut rec)?;
 
         Ok(Self {
             rt: rt.clone(),
@@ -294,6 +169,7 @@ impl Executable {
             params: leaves.params,
             inputs: leaves.inputs,
             by_name: leaves.by_name,
+            arenas,
             _scratch: rec.scratch,
         })
     }
@@ -342,7 +218,7 @@ impl Executable {
             });
         }
         if let (Some(t), false) = (&self.tensors[leaf.value.index()], data.len() == 0) {
-            self.rt.queue().write_buffer(t.buffer(), 0, data.bytes());
+            self.rt.write_bytes(t, data.bytes());
         }
         Ok(())
     }
@@ -384,7 +260,7 @@ impl Executable {
     }
 
     /// The gradient tensor of parameter `name` after a run (`None` when the loss does not
-    /// depend on it or the plan was compiled without `keep_grads`).
+    /// depend on it or the plan was compiled without `keep_grads`): its gradient-arena entry.
     pub fn grad(&self, name: &str) -> Result<Option<&Tensor>> {
         let (true, i) = *self.by_name.get(name).unwrap_or(&(false, usize::MAX)) else {
             return Err(GraphError::UnknownName {
@@ -392,25 +268,41 @@ impl Executable {
                 name: name.into(),
             });
         };
-        Ok(self.params[i]
-            .2
-            .and_then(|g| self.tensors[g.index()].as_ref()))
+        Ok(match (&self.arenas, self.params[i].2) {
+            (Some(a), Some(_)) => Some(a.grads.tensor(i)),
+            _ => None,
+        })
     }
 
-    /// Parameters with gradients, for the optimizer.
+    /// Parameters with gradients, for the optimizer (none without `keep_grads`).
     pub fn trainables(&self) -> Vec<Trainable<'_>> {
+        let Some(a) = &self.arenas else {
+            return Vec::new();
+        };
         self.params
             .iter()
-            .filter_map(|(leaf, kind, grad)| {
-                let grad = self.tensors[(*grad)?.index()].as_ref()?;
-                Some(Trainable {
-                    name: &leaf.name,
-                    kind: *kind,
-                    param: self.tensors[leaf.value.index()].as_ref()?,
-                    grad,
-                })
+            .enumerate()
+            .filter(|(_, (_, _, grad))| grad.is_some())
+            .map(|(i, (leaf, kind, _))| Trainable {
+                name: &leaf.name,
+                kind: *kind,
+                param: a.params.tensor(i),
+                grad: a.grads.tensor(i),
+                entry: i,
             })
             .collect()
+    }
+
+    /// The parameter and gradient arenas of a training executable (`keep_grads`): entry `i`
+    /// is parameter `i` in build order. The gradient arena's blocks hold every gradient after
+    /// a run (zero for parameters the loss does not reach, and in the padding).
+    pub fn arenas(&self) -> Option<(&Arena, &Arena)> {
+        self.arenas.as_ref().map(|a| (&a.params, &a.grads))
+    }
+
+    /// Gradients copied into the gradient arena after the graph (the rest are computed there).
+    pub fn arena_copies(&self) -> usize {
+        self.plan.arena_copies().len()
     }
 
     /// Splits the run into two phases at the first step that depends on any of `inputs`:

@@ -21,6 +21,7 @@
 //! ```
 
 mod autodiff;
+mod bind;
 mod builder;
 mod exec;
 mod ir;
@@ -28,6 +29,7 @@ pub mod ops;
 mod plan;
 mod profile;
 
+pub use bind::TrainArenas;
 pub use exec::{CompileOptions, Executable, HostData, Trainable};
 pub use ir::{
     Grads, Graph, InferResult, Io, Node, NodeId, NodeKind, Op, ParamKind, TensorInfo, Value,

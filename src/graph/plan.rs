@@ -39,6 +39,9 @@ pub enum Storage {
     Slot(usize),
     /// The buffer of another value (a reshape or detach).
     View(Value),
+    /// Entry `k` of the gradient arena: the gradient of the arena's parameter `k`, kept to the
+    /// end of the run and never shared with another value.
+    Arena(usize),
 }
 
 /// Memory the plan needs, in bytes.
@@ -98,6 +101,9 @@ pub struct Plan {
     pub(crate) slot_bytes: Vec<u64>,
     pub(crate) lifetimes: Vec<Lifetime>,
     pub(crate) outputs: Vec<Value>,
+    /// Gradients that could not be computed in their arena entry, copied there after the last
+    /// step: (the gradient value, its arena entry).
+    pub(crate) arena_copies: Vec<(Value, usize)>,
     stats: PlanStats,
 }
 
@@ -232,6 +238,60 @@ fn last_uses(g: &Graph, steps: &[NodeId], root: &[Value], outputs: &[Value]) -> 
     last
 }
 
+/// Places each gradient (value, arena entry) of `grads` in its entry: the value's root then
+/// takes no slot and no other value ever shares it. The rest are returned, to be copied into
+/// their entries after the last step:
+/// - a root that is not an op output with a slot of its own (a constant seed, a parameter),
+///   or that is also another entry's gradient (two parameters with one gradient value);
+/// - an output of a step that reads a value already in the arena: one dispatch cannot bind a
+///   buffer both read-only and writable, so it is computed in a slot and copied. (Two arena
+///   outputs of one step are fine: both are bound writable.)
+fn place_grads(
+    g: &Graph,
+    steps: &[NodeId],
+    storage: &mut [Storage],
+    root: &[Value],
+    grads: &[(Value, usize)],
+) -> Vec<(Value, usize)> {
+    let mut copies = Vec::new();
+    let mut claims = vec![0usize; g.num_values()];
+    for &(v, _) in grads {
+        claims[root[v.index()].index()] += 1;
+    }
+    let mut wanted: Vec<Option<usize>> = vec![None; g.num_values()];
+    for &(v, k) in grads {
+        let r = root[v.index()];
+        // A root shared by two entries stays in a slot: a copy from one entry into another
+        // would bind the arena both ways.
+        let own_slot = storage[r.index()] == Storage::Slot(usize::MAX);
+        if own_slot && claims[r.index()] == 1 && bytes_of(g, r) == bytes_of(g, v) {
+            wanted[r.index()] = Some(k);
+        } else {
+            copies.push((v, k));
+        }
+    }
+    let in_arena = |storage: &[Storage], v: &Value| {
+        matches!(storage[root[v.index()].index()], Storage::Arena(_))
+    };
+    for id in steps {
+        let node = g.node(*id);
+        let reads_arena = node.inputs().iter().any(|v| in_arena(storage, v));
+        for v in &node.outputs {
+            if let Some(k) = wanted[v.index()] {
+                if reads_arena {
+                    copies.push((*v, k));
+                } else {
+                    storage[v.index()] = Storage::Arena(k);
+                }
+            }
+        }
+    }
+    // Report copies by the gradient value itself (a view's root may have been demoted).
+    let named: std::collections::HashMap<usize, Value> =
+        grads.iter().map(|&(v, k)| (k, v)).collect();
+    copies.into_iter().map(|(_, k)| (named[&k], k)).collect()
+}
+
 /// What [`assign_slots`] decides.
 struct Assignment {
     slot_bytes: Vec<u64>,
@@ -362,12 +422,32 @@ fn plan_stats(g: &Graph, storage: &[Storage], a: &Assignment, steps: usize) -> P
 impl Plan {
     /// Plans the nodes that `outputs` depend on.
     pub fn new(g: &Graph, outputs: &[Value], opts: PlanOptions) -> Result<Plan> {
+        Self::with_grad_arena(g, outputs, opts, &[])
+    }
+
+    /// Like [`Plan::new`], with each (gradient value, arena entry) of `grads` computed in the
+    /// gradient arena ([`Storage::Arena`]) where the wgpu binding rules allow, else copied
+    /// there after the last step ([`Plan::arena_copies`]). The gradients are requested too.
+    pub fn with_grad_arena(
+        g: &Graph,
+        outputs: &[Value],
+        opts: PlanOptions,
+        grads: &[(Value, usize)],
+    ) -> Result<Plan> {
+        let mut outputs = outputs.to_vec();
+        for &(v, _) in grads {
+            if !outputs.contains(&v) {
+                outputs.push(v);
+            }
+        }
+        let outputs = &outputs[..];
         for &v in outputs {
             g.check(v)?;
         }
         let live = live_nodes(g, outputs);
         let (steps, mut storage, root) = classify(g, &live);
         let last = last_uses(g, &steps, &root, outputs);
+        let arena_copies = place_grads(g, &steps, &mut storage, &root, grads);
         let assignment = assign_slots(g, &steps, &mut storage, &root, &last, opts);
         let stats = plan_stats(g, &storage, &assignment, steps.len());
         Ok(Plan {
@@ -377,8 +457,15 @@ impl Plan {
             slot_bytes: assignment.slot_bytes,
             lifetimes: assignment.lifetimes,
             outputs: outputs.to_vec(),
+            arena_copies,
             stats,
         })
+    }
+
+    /// Gradients computed outside their arena entry and copied into it after the last step:
+    /// (gradient value, arena entry).
+    pub fn arena_copies(&self) -> &[(Value, usize)] {
+        &self.arena_copies
     }
 
     pub fn stats(&self) -> PlanStats {

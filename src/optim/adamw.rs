@@ -1,5 +1,8 @@
-//! AdamW with parameter groups: one fused kernel (`shaders/adamw.wgsl`) per parameter tensor,
-//! dispatched after the gradient-norm reduction in the same submit as the training graph.
+//! AdamW with parameter groups over arenas: the parameters, their gradients and both moments
+//! sit at the same offsets of four arenas ([`crate::runtime::Arena`]), so one launch of
+//! `shaders/adamw.wgsl` per binding-sized window (one for the demo model and Swin-T, four for
+//! Swin-B) updates every parameter, with a table giving each tensor's offset, length and
+//! group. It runs after the gradient-norm reduction in the same submit as the training graph.
 //!
 //! Update for step t ≥ 1 (torch.optim.AdamW, amsgrad off), with g already clipped:
 //! ```text
@@ -8,10 +11,12 @@
 //! p ← p − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
 //! ```
 
+use std::sync::Arc;
+
 use super::clip::GradNorm;
-use super::{binding_chunks, OptimError, Result};
+use super::{OptimError, Result};
 use crate::graph::{Executable, ParamKind, Trainable};
-use crate::runtime::{Dispatch, Runtime, Tensor};
+use crate::runtime::{grid_1d, Arena, Binding, Dispatch, Runtime, Tensor};
 
 /// Hyperparameters shared by all groups.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,7 +85,9 @@ pub struct ParamState {
     pub kind: ParamKind,
     pub lr_mult: f64,
     pub weight_decay: f64,
-    /// First and second moment estimates.
+    /// The parameter's entry in the arenas.
+    pub entry: usize,
+    /// First and second moment estimates (views of the moment arenas).
     pub m: Tensor,
     pub v: Tensor,
 }
@@ -88,9 +95,23 @@ pub struct ParamState {
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    n: u32,
+    segments: u32,
+    workgroups: u32,
+}
+
+/// Elements one workgroup of `shaders/adamw.wgsl` updates (256 invocations × 8).
+const ELEMENTS_PER_WORKGROUP: u32 = 2048;
+
+/// One row of the kernel's segment table (`Segment` in `shaders/adamw.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+struct Segment {
+    offset: u32,
+    len: u32,
+    first_wg: u32,
     lr_mult: f32,
     weight_decay: f32,
+    pad: [u32; 3],
 }
 
 /// Both moments of one parameter, on the host.
@@ -110,80 +131,133 @@ pub struct OptimizerState {
     pub moments: Vec<Moments>,
 }
 
-/// AdamW over a fixed set of (parameter, gradient) tensors.
+/// AdamW over the trainable entries of a parameter arena and its gradient arena.
 pub struct AdamW {
     rt: Runtime,
     cfg: AdamWConfig,
     hyper: Tensor,
     norm: GradNorm,
+    m: Arena,
+    v: Arena,
+    /// The segment table of each launch.
+    tables: Vec<Tensor>,
     states: Vec<ParamState>,
     t: u64,
 }
 
+/// The segment table of each window of the arenas: every trainable entry's part inside it.
+fn segment_tables(
+    arena: &Arena,
+    states: &[ParamState],
+) -> Vec<(usize, u64, u64, Vec<Segment>, u32)> {
+    let layout = arena.layout();
+    let mut out = Vec::new();
+    for (block, start, bytes) in layout.windows() {
+        let mut segs = Vec::new();
+        let mut wgs = 0u32;
+        for s in states {
+            let e = &layout.entries()[s.entry];
+            let (lo, hi) = (e.offset, e.offset + e.numel() as u64 * 4);
+            let (lo, hi) = (lo.max(start), hi.min(start + bytes));
+            if e.block != block || lo >= hi {
+                continue;
+            }
+            let len = ((hi - lo) / 4) as u32;
+            segs.push(Segment {
+                offset: ((lo - start) / 4) as u32,
+                len,
+                first_wg: wgs,
+                lr_mult: s.lr_mult as f32,
+                weight_decay: s.weight_decay as f32,
+                pad: [0; 3],
+            });
+            wgs += len.div_ceil(ELEMENTS_PER_WORKGROUP);
+        }
+        if !segs.is_empty() {
+            out.push((block, start, bytes, segs, wgs));
+        }
+    }
+    out
+}
+
 impl AdamW {
-    /// State and dispatches for `params`: the gradient-norm reduction, then one update per
-    /// parameter (chunked past the binding limit). Run them after the gradients are computed,
-    /// after [`AdamW::begin_step`].
+    /// State and dispatches for the `trainables` of the `params`/`grads` arenas (which share a
+    /// layout): the gradient-norm reduction, then one update launch per window. Run them after
+    /// the gradients are computed, after [`AdamW::begin_step`].
     pub fn new(
         rt: &Runtime,
-        params: &[Trainable<'_>],
+        params: &Arena,
+        grads: &Arena,
+        trainables: &[Trainable<'_>],
         cfg: &AdamWConfig,
         groups: &GroupConfig,
     ) -> Result<(Self, Vec<Dispatch>)> {
         check(cfg, groups)?;
-        for p in params {
-            if p.param.shape() != p.grad.shape() {
-                return Err(OptimError::GradShape {
-                    name: p.name.into(),
-                    param: p.param.shape().to_vec(),
-                    grad: p.grad.shape().to_vec(),
-                });
-            }
+        let layout = params.layout().clone();
+        if grads.layout() != &layout {
+            return Err(OptimError::Config {
+                what: "gradient arena",
+                value: format!("{} blocks", grads.layout().blocks().len()),
+                reason: "must have the parameter arena's layout",
+            });
         }
-        let grads: Vec<&Tensor> = params.iter().map(|p| p.grad).collect();
-        let (norm, mut ds) = GradNorm::new(rt, &grads)?;
-        let hyper = rt.full(&[12], 0.0)?;
-        let kernel = rt.kernel(&crate::shader!("adamw"), "main", &[])?;
-        let max = rt.caps().max_storage_binding;
-        let mut states = Vec::with_capacity(params.len());
-        for p in params {
+        let mut states = Vec::with_capacity(trainables.len());
+        let (m, v) = (rt.arena(layout.clone())?, rt.arena(layout.clone())?);
+        for p in trainables {
+            check_trainable(p, &layout, &states)?;
             let (lr_mult, weight_decay) = groups.group_of(p.name, p.kind);
-            let m = rt.full(p.param.shape(), 0.0)?;
-            let v = rt.full(p.param.shape(), 0.0)?;
-            for (start, len) in binding_chunks(p.param.numel(), max) {
-                let (off, bytes) = (start as u64 * 4, len as u64 * 4);
-                ds.push(rt.dispatch(
-                    &kernel,
-                    &Params {
-                        n: len as u32,
-                        lr_mult: lr_mult as f32,
-                        weight_decay: weight_decay as f32,
-                    },
-                    &[
-                        hyper.binding(),
-                        norm.sum_of_squares().binding(),
-                        p.grad.binding_range(off, bytes),
-                        p.param.binding_range(off, bytes),
-                        m.binding_range(off, bytes),
-                        v.binding_range(off, bytes),
-                    ],
-                    rt.grid(len as u64, 256),
-                ));
-            }
             states.push(ParamState {
                 name: p.name.into(),
                 kind: p.kind,
                 lr_mult,
                 weight_decay,
-                m,
-                v,
+                entry: p.entry,
+                m: m.tensor(p.entry).clone(),
+                v: v.tensor(p.entry).clone(),
             });
+        }
+        let (norm, mut ds) = GradNorm::new(rt, grads)?;
+        let hyper = rt.full(&[12], 0.0)?;
+        let kernel = rt.kernel(&crate::shader!("adamw"), "main", &[])?;
+        let mut tables = Vec::new();
+        for (block, start, bytes, segs, wgs) in segment_tables(params, &states) {
+            // The segments, then each workgroup's segment (see shaders/adamw.wgsl).
+            let mut words: Vec<u32> = bytemuck::cast_slice(&segs).to_vec();
+            for (k, s) in segs.iter().enumerate() {
+                let n = s.len.div_ceil(ELEMENTS_PER_WORKGROUP) as usize;
+                words.extend(std::iter::repeat_n(k as u32, n));
+            }
+            let table = rt.upload_u32(&words, &[words.len()])?;
+            fn window(a: &Arena, block: usize, start: u64, bytes: u64) -> Binding<'_> {
+                a.blocks()[block].binding_range(start, bytes)
+            }
+            ds.push(rt.dispatch(
+                &kernel,
+                &Params {
+                    segments: segs.len() as u32,
+                    workgroups: wgs,
+                },
+                &[
+                    hyper.binding(),
+                    norm.sum_of_squares().binding(),
+                    table.binding(),
+                    window(grads, block, start, bytes),
+                    window(params, block, start, bytes),
+                    window(&m, block, start, bytes),
+                    window(&v, block, start, bytes),
+                ],
+                grid_1d(wgs as u64, rt.caps().max_workgroups_per_dim),
+            ));
+            tables.push(table);
         }
         let opt = Self {
             rt: rt.clone(),
             cfg: cfg.clone(),
             hyper,
             norm,
+            m,
+            v,
+            tables,
             states,
             t: 0,
         };
@@ -191,9 +265,17 @@ impl AdamW {
     }
 
     /// Builds the optimizer for every parameter of `exe` that has a gradient and appends its
-    /// dispatches to `exe`, so each `exe.run()` is a whole training step.
+    /// dispatches to `exe`, so each `exe.run()` is a whole training step. `exe` must be
+    /// compiled for training ([`crate::graph::CompileOptions::training`]).
     pub fn attach(exe: &mut Executable, cfg: &AdamWConfig, groups: &GroupConfig) -> Result<Self> {
-        let (opt, ds) = Self::new(exe.runtime(), &exe.trainables(), cfg, groups)?;
+        let Some((params, grads)) = exe.arenas() else {
+            return Err(OptimError::Config {
+                what: "executable",
+                value: "compiled without keep_grads".into(),
+                reason: "the optimizer needs CompileOptions::training()",
+            });
+        };
+        let (opt, ds) = Self::new(exe.runtime(), params, grads, &exe.trainables(), cfg, groups)?;
         exe.append_dispatches("optimizer", ds);
         Ok(opt)
     }
@@ -219,8 +301,8 @@ impl AdamW {
             0.0,
         ];
         self.rt
-            .queue()
-            .write_buffer(self.hyper.buffer(), 0, bytemuck::cast_slice(&h));
+            .write(&self.hyper, &h)
+            .expect("the hyperparameter tensor holds 12 f32");
     }
 
     /// Steps taken (after `begin_step`); set it when resuming from a checkpoint.
@@ -251,15 +333,27 @@ impl AdamW {
     /// The optimizer's state on the host, for a checkpoint: the step counter and both moments
     /// of every parameter. Waits for the device.
     pub fn save_state(&self) -> Result<OptimizerState> {
-        let mut moments = Vec::with_capacity(self.states.len());
-        for s in &self.states {
-            moments.push(Moments {
-                name: s.name.clone(),
-                shape: s.m.shape().to_vec(),
-                exp_avg: self.rt.download(&s.m)?,
-                exp_avg_sq: self.rt.download(&s.v)?,
-            });
-        }
+        // One readback per block and moment, not one per parameter.
+        let host = |a: &Arena| -> Result<Vec<Vec<f32>>> {
+            let blocks = a.blocks().iter().map(|b| self.rt.download(b));
+            Ok(blocks.collect::<crate::Result<_>>()?)
+        };
+        let (hm, hv) = (host(&self.m)?, host(&self.v)?);
+        let layout = self.m.layout();
+        let moments = self
+            .states
+            .iter()
+            .map(|s| {
+                let e = &layout.entries()[s.entry];
+                let range = (e.offset / 4) as usize..(e.offset / 4) as usize + e.numel();
+                Moments {
+                    name: s.name.clone(),
+                    shape: e.shape.clone(),
+                    exp_avg: hm[e.block][range.clone()].to_vec(),
+                    exp_avg_sq: hv[e.block][range].to_vec(),
+                }
+            })
+            .collect();
         Ok(OptimizerState {
             step: self.t,
             moments,
@@ -312,23 +406,68 @@ impl AdamW {
                 .iter()
                 .find(|m| m.name == s.name)
                 .expect("checked above");
-            let q = self.rt.queue();
-            q.write_buffer(s.m.buffer(), 0, bytemuck::cast_slice(&m.exp_avg));
-            q.write_buffer(s.v.buffer(), 0, bytemuck::cast_slice(&m.exp_avg_sq));
+            self.rt.write(&s.m, &m.exp_avg)?;
+            self.rt.write(&s.v, &m.exp_avg_sq)?;
         }
         self.t = state.step;
         Ok(())
     }
 
-    /// Device memory held by the optimizer (moments, norm buffers).
+    /// Device memory held by the optimizer (moments, norm buffers, segment tables).
     pub fn bytes(&self) -> u64 {
-        self.states
-            .iter()
-            .map(|s| s.m.size_bytes() + s.v.size_bytes())
-            .sum::<u64>()
+        self.m.bytes()
+            + self.v.bytes()
             + self.norm.bytes()
             + self.hyper.size_bytes()
+            + self.tables.iter().map(Tensor::size_bytes).sum::<u64>()
     }
+
+    /// Update launches per step (one per arena window with trainable entries).
+    pub fn launches(&self) -> usize {
+        self.tables.len()
+    }
+}
+
+/// A trainable names an entry of the layout, once, in increasing order, with its shape.
+fn check_trainable(
+    p: &Trainable<'_>,
+    layout: &Arc<crate::runtime::ArenaLayout>,
+    done: &[ParamState],
+) -> Result<()> {
+    if p.param.shape() != p.grad.shape() {
+        return Err(OptimError::GradShape {
+            name: p.name.into(),
+            param: p.param.shape().to_vec(),
+            grad: p.grad.shape().to_vec(),
+        });
+    }
+    let bad = |reason: String| OptimError::State {
+        name: p.name.into(),
+        reason,
+    };
+    let Some(e) = layout.entries().get(p.entry) else {
+        return Err(bad(format!(
+            "arena entry {} of {}",
+            p.entry,
+            layout.entries().len()
+        )));
+    };
+    if e.shape != p.param.shape() {
+        return Err(bad(format!(
+            "shape {:?}, its arena entry {} holds {:?}",
+            p.param.shape(),
+            p.entry,
+            e.shape
+        )));
+    }
+    if done.last().is_some_and(|s| s.entry >= p.entry) {
+        return Err(bad(format!(
+            "arena entry {} comes after entry {}",
+            p.entry,
+            done.last().map_or(0, |s| s.entry)
+        )));
+    }
+    Ok(())
 }
 
 fn check(cfg: &AdamWConfig, groups: &GroupConfig) -> Result<()> {
@@ -408,24 +547,29 @@ mod tests {
     #[test]
     fn state_round_trips_and_mismatches_are_named() {
         let rt = crate::testing::runtime();
-        let (p, g) = (rt.full(&[5], 0.0).unwrap(), rt.full(&[5], 0.0).unwrap());
-        let (q, h) = (rt.full(&[3], 0.0).unwrap(), rt.full(&[3], 0.0).unwrap());
+        let shapes = [(vec![5], crate::DType::F32), (vec![3], crate::DType::F32)];
+        let layout = Arc::new(rt.arena_layout(&shapes).unwrap());
+        let (pa, ga) = (rt.arena(layout.clone()).unwrap(), rt.arena(layout).unwrap());
         let params = [
             Trainable {
                 name: "a",
                 kind: ParamKind::Weight,
-                param: &p,
-                grad: &g,
+                param: pa.tensor(0),
+                grad: ga.tensor(0),
+                entry: 0,
             },
             Trainable {
                 name: "b",
                 kind: ParamKind::Bias,
-                param: &q,
-                grad: &h,
+                param: pa.tensor(1),
+                grad: ga.tensor(1),
+                entry: 1,
             },
         ];
         let (mut opt, _) = AdamW::new(
             rt,
+            &pa,
+            &ga,
             &params,
             &AdamWConfig::default(),
             &GroupConfig::default(),

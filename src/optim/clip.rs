@@ -1,9 +1,11 @@
 //! Global gradient-norm clipping (`torch.nn.utils.clip_grad_norm_` with norm type 2 over all
 //! parameters): the norm is reduced on the device by `shaders/grad_norm.wgsl` and the clip
-//! scale is applied inside the AdamW kernel, so nothing is read back during a step.
+//! scale is applied inside the AdamW kernel, so nothing is read back during a step. The
+//! partial sums run over the gradient arena's blocks, one binding-sized window at a time (the
+//! padding between gradients is zero), then one workgroup adds the partials.
 
-use super::{binding_chunks, Result};
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use super::Result;
+use crate::runtime::{Arena, Dispatch, Runtime, Tensor};
 
 /// ‖(g₁, g₂, …)‖₂ over all gradients, in f64 (the specification of the device reduction).
 pub fn global_norm_reference(grads: &[&[f32]]) -> f64 {
@@ -20,10 +22,12 @@ pub fn clip_coefficient(norm: f64, max_norm: f64) -> f64 {
     (max_norm / (norm + 1e-6)).min(1.0)
 }
 
-/// Workgroups of 256 threads per gradient chunk: enough to keep the adapter busy, few enough
-/// that the final single-workgroup sum stays short.
+/// Workgroups of 256 threads per window: at least 8 elements a thread, at most 512 workgroups
+/// (enough to fill a large GPU; the final single-workgroup sum stays short). A window of a
+/// 128 MiB binding then loops 256 times per thread, far under the llvmpipe loop budget
+/// (`runtime::CPU_LOOP_ITERATIONS`), and 4 GiB windows would stay under it too.
 fn workgroups_for(n: usize) -> u32 {
-    n.div_ceil(256 * 8).clamp(1, 64) as u32
+    n.div_ceil(256 * 8).clamp(1, 512) as u32
 }
 
 #[repr(C)]
@@ -41,25 +45,16 @@ pub struct GradNorm {
 }
 
 impl GradNorm {
-    /// Buffers and dispatches for `grads`: partial sums per chunk, then one final sum.
-    pub fn new(rt: &Runtime, grads: &[&Tensor]) -> Result<(Self, Vec<Dispatch>)> {
-        let max = rt.caps().max_storage_binding;
+    /// Buffers and dispatches for the gradient arena `grads`: partial sums per window, then
+    /// one final sum.
+    pub fn new(rt: &Runtime, grads: &Arena) -> Result<(Self, Vec<Dispatch>)> {
         let mut pieces = Vec::new();
         let mut count = 0u32;
-        for g in grads {
-            if g.dtype() != DType::F32 {
-                return Err(crate::Error::DType {
-                    op: "grad_norm",
-                    expected: DType::F32,
-                    got: g.dtype(),
-                }
-                .into());
-            }
-            for (start, len) in binding_chunks(g.numel(), max) {
-                let wg = workgroups_for(len);
-                pieces.push((*g, start, len, count, wg));
-                count += wg;
-            }
+        for (block, start, bytes) in grads.layout().windows() {
+            let len = (bytes / 4) as usize;
+            let wg = workgroups_for(len);
+            pieces.push((&grads.blocks()[block], start, len, count, wg));
+            count += wg;
         }
         let partials = rt.full(&[count.max(1) as usize], 0.0)?;
         let sumsq = rt.full(&[1], 0.0)?;
@@ -74,10 +69,7 @@ impl GradNorm {
             ds.push(rt.dispatch(
                 &partial,
                 &p,
-                &[
-                    g.binding_range(start as u64 * 4, len as u64 * 4),
-                    partials.binding(),
-                ],
+                &[g.binding_range(start, len as u64 * 4), partials.binding()],
                 [wg, 1, 1],
             ));
         }

@@ -9,6 +9,7 @@
 //! # Ok::<(), mask2former::Error>(())
 //! ```
 
+mod arena;
 mod device;
 mod kernel;
 mod pool;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use arena::{Arena, ArenaEntry, ArenaLayout};
 pub use device::{parse_backend, parse_kernel_policy, Capabilities, KernelPolicy, RuntimeOptions};
 pub use kernel::{grid_1d, validate_wgsl, Dispatch, Kernel, Shader};
 pub use pool::{MemoryStats, PooledBuffer};
@@ -314,17 +316,49 @@ impl Runtime {
             ));
         }
         let t = self.empty(shape, dtype)?;
-        if !bytes.is_empty() {
-            // write_buffer needs a multiple of 4 bytes; f16 data of odd length gets one pad element.
-            if bytes.len().is_multiple_of(4) {
-                self.inner.queue.write_buffer(t.buffer(), 0, bytes);
-            } else {
-                let mut padded = bytes.to_vec();
-                padded.resize(bytes.len().div_ceil(4) * 4, 0);
-                self.inner.queue.write_buffer(t.buffer(), 0, &padded);
-            }
-        }
+        self.write_bytes(&t, bytes);
         Ok(t)
+    }
+
+    /// Overwrites an f32 tensor (a whole one or a view of an arena) with `data` on the queue:
+    /// later submits see it.
+    pub fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: "write",
+                expected: DType::F32,
+                got: t.dtype(),
+            });
+        }
+        if data.len() != t.numel() {
+            return Err(crate::shape_err!(
+                "write",
+                "{} values do not fill shape {:?} ({} elements)",
+                data.len(),
+                t.shape(),
+                t.numel()
+            ));
+        }
+        self.write_bytes(t, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Writes `bytes` at the start of `t`'s range (the caller checked they fit).
+    pub(crate) fn write_bytes(&self, t: &Tensor, bytes: &[u8]) {
+        debug_assert!(bytes.len() as u64 <= t.size_bytes().div_ceil(4) * 4);
+        if bytes.is_empty() {
+            return;
+        }
+        // write_buffer needs a multiple of 4 bytes; f16 data of odd length gets one pad element.
+        if bytes.len().is_multiple_of(4) {
+            self.inner.queue.write_buffer(t.buffer(), t.offset(), bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().div_ceil(4) * 4, 0);
+            self.inner
+                .queue
+                .write_buffer(t.buffer(), t.offset(), &padded);
+        }
     }
 
     /// A tensor filled with `value` (f32 bit pattern for F32, the integer for U32/I32).
@@ -385,7 +419,7 @@ impl Runtime {
                 got: t.dtype(),
             });
         }
-        let raw = self.read_buffer(t.buffer(), 0, t.size_bytes())?;
+        let raw = self.read_buffer(t.buffer(), t.offset(), t.size_bytes())?;
         // The byte vector is only 1-aligned: decode instead of casting in place.
         Ok(bytemuck::pod_collect_to_vec(&raw))
     }
@@ -399,7 +433,7 @@ impl Runtime {
                 got: t.dtype(),
             });
         }
-        let raw = self.read_buffer(t.buffer(), 0, t.size_bytes())?;
+        let raw = self.read_buffer(t.buffer(), t.offset(), t.size_bytes())?;
         Ok(bytemuck::pod_collect_to_vec(&raw))
     }
 

@@ -381,7 +381,7 @@ pub fn bind_vec4(t: &Tensor, w: Window) -> Binding<'_> {
     let offset = w.offset as u64 * 4;
     let size = (w.len as u64 * 4).div_ceil(16).max(1) * 16;
     debug_assert!(
-        offset + size <= t.buf.capacity(),
+        offset + size <= t.capacity(),
         "vec4 binding inside the buffer"
     );
     t.binding_range(offset, size)

@@ -154,7 +154,7 @@ fn bind_block<'t>(
     let byte_start = first * 4 / align * align;
     // Rounded up to 16 bytes for the vec4 view; pooled buffers are sized in 64-byte classes.
     let byte_end = ((last + 1) * 4).div_ceil(16) * 16;
-    let byte_end = byte_end.min(t.buffer().size()).max(byte_start + 4);
+    let byte_end = byte_end.min(t.capacity()).max(byte_start + 4);
     (
         t.binding_range(byte_start, byte_end - byte_start),
         first - byte_start / 4,
