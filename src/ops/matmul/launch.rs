@@ -291,7 +291,6 @@ fn launch(
     e: Extent,
     split: Option<(SplitK, &Tensor)>,
 ) -> Result<Vec<Dispatch>> {
-    // Over ~80 lines: one chunk's bindings and parameter block, a flat list of field computations.
     let align = plan.align;
     let (ta, va) = pr.a;
     let (tb, vb) = pr.b;
@@ -350,20 +349,34 @@ fn launch(
         kslice: e.k.max(1) as u32,
         ..bytemuck::Zeroable::zeroed()
     };
-    let slices = split.map_or(1, |(s, _)| s.slices(e.k));
-    let Some((split, scratch)) = split.filter(|_| slices >= 2) else {
-        let binds = [bind_a, bind_b, bind_bias, bind_c, bind_p];
-        return Ok(vec![product(rt, plan, &params, e, 1, binds)?]);
-    };
-    // Split-K: slice s of batch b writes its partial product into scratch slot b·S + s with
-    // the plain epilogue (alpha 1, nothing else), then `splitk_sum` applies the real one.
+    let binds = [bind_a, bind_b, bind_bias, bind_c, bind_p];
+    match split.filter(|(s, _)| s.slices(e.k) >= 2) {
+        Some((split, scratch)) => split_launch(rt, plan, &params, e, split, scratch, binds),
+        None => Ok(vec![product(rt, plan, &params, e, 1, binds)?]),
+    }
+}
+
+/// A chunk under split-K: slice s of batch b writes its partial product into scratch slot
+/// b·S + s with the plain epilogue (alpha 1, nothing else), then `splitk_sum` sums the slices
+/// and applies the chunk's real epilogue (`params`, bound to `binds`).
+fn split_launch(
+    rt: &Runtime,
+    plan: &Plan,
+    params: &Params,
+    e: Extent,
+    split: SplitK,
+    scratch: &Tensor,
+    binds: [crate::runtime::Binding<'_>; 5],
+) -> Result<Vec<Dispatch>> {
+    let [bind_a, bind_b, bind_bias, bind_c, bind_p] = binds;
+    let slices = split.slices(e.k);
     let plane = e.m * e.n;
     let (bind_s, _) = bind_block(
         scratch,
         &View::new(0, 0, 1),
         (0, 0, 0),
         (1, 1, e.b * slices * plane),
-        align,
+        plan.align,
     );
     let partial = Params {
         flags: 0,
@@ -375,8 +388,9 @@ fn launch(
         p_off: 0,
         ksplit: slices as u32,
         kslice: split.kslice as u32,
-        ..params
+        ..*params
     };
+    // The bias and pre-activation slots are never read or written here (flags 0).
     let binds = [bind_a, bind_b, bind_a, bind_s, bind_s];
     let first = product(rt, plan, &partial, e, slices, binds)?;
     let sum = Params {
@@ -386,7 +400,7 @@ fn launch(
         a_rs: e.n as u32,
         a_cs: plane as u32,
         ksplit: slices as u32,
-        ..params
+        ..*params
     };
     let kernel = rt.kernel(&crate::shader!("matmul"), "splitk_sum", &[])?;
     let binds = [bind_s, bind_s, bind_bias, bind_c, bind_p];

@@ -123,7 +123,13 @@ fn check_forward_split(
     with_pre: bool,
     split_ok: bool,
 ) -> (Vec<String>, Vec<f32>) {
-    check_forward_seeded(rt, case, opts, (with_bias, with_pre, split_ok), testing::seed())
+    check_forward_seeded(
+        rt,
+        case,
+        opts,
+        (with_bias, with_pre, split_ok),
+        testing::seed(),
+    )
 }
 
 /// [`check_forward_split`] on the inputs of `seed`; `flags` = (bias, pre, split_ok).
@@ -151,8 +157,10 @@ fn check_forward_seeded(
     let pre = nan_tensor(rt, &sc);
     let bias_arg = with_bias.then_some(&tbias);
     let pre_arg = with_pre.then_some(&pre);
-    let (d, _scratch) =
-        forward_into("test", rt, &ta, &tb, bias_arg, &out, pre_arg, opts, split_ok).unwrap();
+    let (d, _scratch) = forward_into(
+        "test", rt, &ta, &tb, bias_arg, &out, pre_arg, opts, split_ok,
+    )
+    .unwrap();
     rt.run(&d);
     let (want, want_pre) = reference::forward(
         &case.dims(),

@@ -131,8 +131,12 @@ fn plan_of(rt: &Runtime, case: &Case, opts: &MatmulOptions) -> usize {
 fn timing_matmul_split_k_and_trans_b() {
     let rt = testing::runtime();
     let time = |case: &Case, o: &MatmulOptions| -> (f64, Vec<String>) {
-        let a = rt.upload(&vec![0.5; numel(&case.a_shape())], &case.a_shape()).unwrap();
-        let b = rt.upload(&vec![0.25; numel(&case.b_shape())], &case.b_shape()).unwrap();
+        let a = rt
+            .upload(&vec![0.5; numel(&case.a_shape())], &case.a_shape())
+            .unwrap();
+        let b = rt
+            .upload(&vec![0.25; numel(&case.b_shape())], &case.b_shape())
+            .unwrap();
         let c = rt.empty(&case.c_shape(), DType::F32).unwrap();
         let (d, _s) = forward_into("timing", rt, &a, &b, None, &c, None, o, true).unwrap();
         rt.run(&d);
@@ -169,12 +173,20 @@ fn timing_matmul_split_k_and_trans_b() {
             let (ms, e) = time(case, &o);
             eprintln!(
                 "{:?}×{}×{}×{} ta={} tb={} split={split:?}: {ms:.2} ms, {:.1} GFLOP/s {e:?}",
-                case.lead_a, case.m, case.n, case.k, case.trans_a, case.trans_b,
+                case.lead_a,
+                case.m,
+                case.n,
+                case.k,
+                case.trans_a,
+                case.trans_b,
                 flop / ms / 1e6
             );
         }
     }
-    for case in [Case::new(512, 512, 512, tb), Case::new(16, 64, 1024, tb).batched(&[16], &[16])] {
+    for case in [
+        Case::new(512, 512, 512, tb),
+        Case::new(16, 64, 1024, tb).batched(&[16], &[16]),
+    ] {
         let flop = 2.0 * (numel(&case.c_shape()) * case.k) as f64;
         for variant in [Variant::RegBlock, Variant::RegBlockLarge] {
             let o = MatmulOptions {
@@ -184,7 +196,10 @@ fn timing_matmul_split_k_and_trans_b() {
             let (ms, e) = time(&case, &o);
             eprintln!(
                 "{:?}×{}×{}×{} trans_b {variant:?}: {ms:.2} ms, {:.1} GFLOP/s {e:?}",
-                case.lead_a, case.m, case.n, case.k,
+                case.lead_a,
+                case.m,
+                case.n,
+                case.k,
                 flop / ms / 1e6
             );
         }
