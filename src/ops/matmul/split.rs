@@ -70,6 +70,10 @@ pub(super) struct Launch {
 /// or `1`: never split), within the grid and binding limits; `None` lets the policy decide.
 pub(super) fn choose(policy: &Policy, l: &Launch, forced: Option<u32>) -> Option<SplitK> {
     let wgs = l.b * l.m.div_ceil(l.tile.0) * l.n.div_ceil(l.tile.1);
+    if wgs == 0 {
+        // An empty output: nothing launches.
+        return None;
+    }
     let want = match forced {
         Some(s) => s as u64,
         None => {

@@ -100,6 +100,13 @@ fn split_k_policy_choices() {
         let wide = Case::new(2048, 2048, 2048, (true, false));
         let e = plan_of(rt, &wide, &auto);
         assert_eq!(e, 0, "{policy:?}");
+        // Empty outputs plan no split (and launch nothing).
+        for empty in [
+            Case::new(0, 96, 8192, (true, false)),
+            Case::new(96, 0, 8192, (true, false)),
+        ] {
+            assert_eq!(plan_of(rt, &empty, &auto), 0, "{policy:?} {empty:?}");
+        }
     }
     let rt = testing::runtime();
     if crate::ops::policy::policy(rt).loop_budget.is_some() {
