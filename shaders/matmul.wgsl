@@ -39,7 +39,14 @@ struct Params {
     bias_off: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    // Split-K: z = batch · ksplit + slice, slice s reduces k in [s·kslice, (s+1)·kslice) ∩ [0, k)
+    // into its own C slot (z); ksplit = 1 and kslice ≥ k otherwise. `splitk_sum` reads ksplit
+    // as the slice count.
+    ksplit: u32,
+    kslice: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -96,13 +103,26 @@ fn activate(v: f32, act: u32) -> f32 {
     return v;
 }
 
-// Writes one output element; the caller checks m < p.m and n < p.n.
-fn epilogue(bz: u32, m: u32, n: u32, acc: f32) {
+// A launch's batch and reduction range for workgroup z (see `ksplit` in Params).
+struct Slice {
+    bz: u32,
+    k_lo: u32,
+    k_hi: u32,
+}
+
+fn slice_of(z: u32) -> Slice {
+    let k_lo = (z % p.ksplit) * p.kslice;
+    return Slice(z / p.ksplit, k_lo, min(p.k, k_lo + p.kslice));
+}
+
+// Writes one output element of C slot cz (the batch, or a split-K partial); the caller checks
+// m < p.m and n < p.n.
+fn epilogue(cz: u32, m: u32, n: u32, acc: f32) {
     var v = p.alpha * acc;
     if ((p.flags & FLAG_BIAS) != 0u) {
         v += bias[p.bias_off + n];
     }
-    let rel = bz * p.c_bs + m * p.c_rs + n;
+    let rel = cz * p.c_bs + m * p.c_rs + n;
     let ci = p.c_off + rel;
     // beta = 0 never reads C, so an uninitialised (or NaN-poisoned) output is fine.
     if ((p.flags & FLAG_READ_C) != 0u) {
@@ -115,9 +135,9 @@ fn epilogue(bz: u32, m: u32, n: u32, acc: f32) {
 }
 
 // Writes the first `count` (≤ 4) of four consecutive outputs of row m starting at column n.
-fn store4(bz: u32, m: u32, n: u32, count: u32, acc: vec4<f32>) {
+fn store4(cz: u32, m: u32, n: u32, count: u32, acc: vec4<f32>) {
     for (var j = 0u; j < min(count, 4u); j++) {
-        epilogue(bz, m, n + j, acc[j]);
+        epilogue(cz, m, n + j, acc[j]);
     }
 }
 
@@ -127,17 +147,17 @@ fn store4(bz: u32, m: u32, n: u32, count: u32, acc: vec4<f32>) {
 fn naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = gid.x;
     let m = gid.y;
-    let bz = gid.z;
+    let sl = slice_of(gid.z);
     if (m >= p.m || n >= p.n) {
         return;
     }
-    let ab = p.a_off + bz * p.a_bs + m * p.a_rs;
-    let bb = p.b_off + bz * p.b_bs + n * p.b_cs;
+    let ab = p.a_off + sl.bz * p.a_bs + m * p.a_rs;
+    let bb = p.b_off + sl.bz * p.b_bs + n * p.b_cs;
     var acc = 0.0;
-    for (var k = 0u; k < p.k; k++) {
+    for (var k = sl.k_lo; k < sl.k_hi; k++) {
         acc = fma(ld_a(ab + k * p.a_cs), ld_b(bb + k * p.b_rs), acc);
     }
-    epilogue(bz, m, n, acc);
+    epilogue(gid.z, m, n, acc);
 }
 
 // ---- regblock: register blocks per thread, registers only --------------------------------
@@ -155,7 +175,11 @@ override B_MODE: u32 = 0u;
 fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let n0 = (wg.x * 8u + lid.x) * 16u;
     let m0 = (wg.y * 8u + lid.y) * 8u;
-    let bz = wg.z;
+    // z = batch · ksplit + slice (split-K launches; ksplit = 1 otherwise): C's slot and A's
+    // and B's batch and reduction range.
+    let cz = wg.z;
+    let sl = slice_of(wg.z);
+    let bz = sl.bz;
     // No barriers in this kernel, so threads past the edge may leave early.
     if (m0 >= p.m || n0 >= p.n) {
         return;
@@ -197,8 +221,8 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
     var c5_0 = vec4<f32>(0.0); var c5_1 = vec4<f32>(0.0); var c5_2 = vec4<f32>(0.0); var c5_3 = vec4<f32>(0.0);
     var c6_0 = vec4<f32>(0.0); var c6_1 = vec4<f32>(0.0); var c6_2 = vec4<f32>(0.0); var c6_3 = vec4<f32>(0.0);
     var c7_0 = vec4<f32>(0.0); var c7_1 = vec4<f32>(0.0); var c7_2 = vec4<f32>(0.0); var c7_3 = vec4<f32>(0.0);
-    let k4 = p.k & ~3u;
-    for (var k = 0u; k < k4; k += 4u) {
+    let k4 = sl.k_lo + ((sl.k_hi - sl.k_lo) & ~3u);
+    for (var k = sl.k_lo; k < k4; k += 4u) {
         // a{i} = A[m0 + i][k .. k + 4]
         var a0: vec4<f32>;
         var a1: vec4<f32>;
@@ -363,7 +387,7 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c7_3 = fma(vec4<f32>(a7.w), b3_3, fma(vec4<f32>(a7.z), b2_3, fma(vec4<f32>(a7.y), b1_3, fma(vec4<f32>(a7.x), b0_3, c7_3))));
     }
     // The last k % 4 steps, scalar loads.
-    for (var k = k4; k < p.k; k++) {
+    for (var k = k4; k < sl.k_hi; k++) {
         let s0 = vec4<f32>(ld_b(bc0 + k * p.b_rs), ld_b(bc1 + k * p.b_rs), ld_b(bc2 + k * p.b_rs), ld_b(bc3 + k * p.b_rs));
         let s1 = vec4<f32>(ld_b(bc4 + k * p.b_rs), ld_b(bc5 + k * p.b_rs), ld_b(bc6 + k * p.b_rs), ld_b(bc7 + k * p.b_rs));
         let s2 = vec4<f32>(ld_b(bc8 + k * p.b_rs), ld_b(bc9 + k * p.b_rs), ld_b(bc10 + k * p.b_rs), ld_b(bc11 + k * p.b_rs));
@@ -446,10 +470,10 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
     acc[31u] = c7_3;
     let nv = min(p.n - n0, 16u);
     for (var i = 0u; i < min(p.m - m0, 8u); i++) {
-        store4(bz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
-        store4(bz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
-        store4(bz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);
-        store4(bz, m0 + i, n0 + 12u, nv - min(nv, 12u), acc[i * 4u + 3u]);
+        store4(cz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
+        store4(cz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
+        store4(cz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);
+        store4(cz, m0 + i, n0 + 12u, nv - min(nv, 12u), acc[i * 4u + 3u]);
     }
 }
 
@@ -459,7 +483,11 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
 fn regblock_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let n0 = (wg.x * 8u + lid.x) * 16u;
     let m0 = (wg.y * 8u + lid.y) * 24u;
-    let bz = wg.z;
+    // z = batch · ksplit + slice (split-K launches; ksplit = 1 otherwise): C's slot and A's
+    // and B's batch and reduction range.
+    let cz = wg.z;
+    let sl = slice_of(wg.z);
+    let bz = sl.bz;
     // No barriers in this kernel, so threads past the edge may leave early.
     if (m0 >= p.m || n0 >= p.n) {
         return;
@@ -524,7 +552,7 @@ fn regblock_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     var c21_0 = vec4<f32>(0.0); var c21_1 = vec4<f32>(0.0); var c21_2 = vec4<f32>(0.0); var c21_3 = vec4<f32>(0.0);
     var c22_0 = vec4<f32>(0.0); var c22_1 = vec4<f32>(0.0); var c22_2 = vec4<f32>(0.0); var c22_3 = vec4<f32>(0.0);
     var c23_0 = vec4<f32>(0.0); var c23_1 = vec4<f32>(0.0); var c23_2 = vec4<f32>(0.0); var c23_3 = vec4<f32>(0.0);
-    for (var kq = 0u; kq < (p.k >> 2u); kq++) {
+    for (var kq = sl.k_lo >> 2u; kq < (sl.k_hi >> 2u); kq++) {
         // a{i} = A[m0 + i][4kq .. 4kq + 4]; b{kk}_{h} = B[4kq + kk][n0 + 4h .. n0 + 4h + 4]
         let a0 = a[ar0 + kq];
         let a1 = a[ar1 + kq];
@@ -756,10 +784,10 @@ fn regblock_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     acc[95u] = c23_3;
     let nv = min(p.n - n0, 16u);
     for (var i = 0u; i < min(p.m - m0, 24u); i++) {
-        store4(bz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
-        store4(bz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
-        store4(bz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);
-        store4(bz, m0 + i, n0 + 12u, nv - min(nv, 12u), acc[i * 4u + 3u]);
+        store4(cz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
+        store4(cz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
+        store4(cz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);
+        store4(cz, m0 + i, n0 + 12u, nv - min(nv, 12u), acc[i * 4u + 3u]);
     }
 }
 
@@ -769,7 +797,11 @@ fn regblock_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 fn regblock_vec_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let n0 = (wg.x * 8u + lid.x) * 16u;
     let m0 = (wg.y * 8u + lid.y) * 24u;
-    let bz = wg.z;
+    // z = batch · ksplit + slice (split-K launches; ksplit = 1 otherwise): C's slot and A's
+    // and B's batch and reduction range.
+    let cz = wg.z;
+    let sl = slice_of(wg.z);
+    let bz = sl.bz;
     // No barriers in this kernel, so threads past the edge may leave early.
     if (m0 >= p.m || n0 >= p.n) {
         return;
@@ -816,7 +848,7 @@ fn regblock_vec_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     var c21_0 = vec4<f32>(0.0); var c21_1 = vec4<f32>(0.0); var c21_2 = vec4<f32>(0.0); var c21_3 = vec4<f32>(0.0);
     var c22_0 = vec4<f32>(0.0); var c22_1 = vec4<f32>(0.0); var c22_2 = vec4<f32>(0.0); var c22_3 = vec4<f32>(0.0);
     var c23_0 = vec4<f32>(0.0); var c23_1 = vec4<f32>(0.0); var c23_2 = vec4<f32>(0.0); var c23_3 = vec4<f32>(0.0);
-    for (var k = 0u; k < p.k; k++) {
+    for (var k = sl.k_lo; k < sl.k_hi; k++) {
         // a{q} = A[m0 + 4q .. m0 + 4q + 4][k]; b{h} = B[k][n0 + 4h .. n0 + 4h + 4]
         let ak = k * acs;
         let bk = k * brs;
@@ -1020,10 +1052,360 @@ fn regblock_vec_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     acc[95u] = c23_3;
     let nv = min(p.n - n0, 16u);
     for (var i = 0u; i < min(p.m - m0, 24u); i++) {
-        store4(bz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
-        store4(bz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
-        store4(bz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);
-        store4(bz, m0 + i, n0 + 12u, nv - min(nv, 12u), acc[i * 4u + 3u]);
+        store4(cz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
+        store4(cz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
+        store4(cz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);
+        store4(cz, m0 + i, n0 + 12u, nv - min(nv, 12u), acc[i * 4u + 3u]);
+    }
+}
+
+// regblock_vec_tb: 24×16 outputs per thread, workgroup 8×8 = 192×128 outputs.
+// Row-major A and B stored [N, K] (trans_b), K a multiple of 4, any M and N.
+@compute @workgroup_size(8, 8, 1)
+fn regblock_vec_tb(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let n0 = (wg.x * 8u + lid.x) * 16u;
+    let m0 = (wg.y * 8u + lid.y) * 24u;
+    // z = batch · ksplit + slice (split-K launches; ksplit = 1 otherwise): C's slot and A's
+    // and B's batch and reduction range.
+    let cz = wg.z;
+    let sl = slice_of(wg.z);
+    let bz = sl.bz;
+    // No barriers in this kernel, so threads past the edge may leave early.
+    if (m0 >= p.m || n0 >= p.n) {
+        return;
+    }
+    // Everything in vec4 units. Rows and columns past the edge are clamped to the last valid
+    // one; those results are dropped by the store's bounds check.
+    let a4 = (p.a_off + bz * p.a_bs) >> 2u;
+    let b4 = (p.b_off + bz * p.b_bs) >> 2u;
+    let ars = p.a_rs >> 2u;
+    let bcs = p.b_cs >> 2u;
+    let ar0 = a4 + min(m0 + 0u, p.m - 1u) * ars;
+    let ar1 = a4 + min(m0 + 1u, p.m - 1u) * ars;
+    let ar2 = a4 + min(m0 + 2u, p.m - 1u) * ars;
+    let ar3 = a4 + min(m0 + 3u, p.m - 1u) * ars;
+    let ar4 = a4 + min(m0 + 4u, p.m - 1u) * ars;
+    let ar5 = a4 + min(m0 + 5u, p.m - 1u) * ars;
+    let ar6 = a4 + min(m0 + 6u, p.m - 1u) * ars;
+    let ar7 = a4 + min(m0 + 7u, p.m - 1u) * ars;
+    let ar8 = a4 + min(m0 + 8u, p.m - 1u) * ars;
+    let ar9 = a4 + min(m0 + 9u, p.m - 1u) * ars;
+    let ar10 = a4 + min(m0 + 10u, p.m - 1u) * ars;
+    let ar11 = a4 + min(m0 + 11u, p.m - 1u) * ars;
+    let ar12 = a4 + min(m0 + 12u, p.m - 1u) * ars;
+    let ar13 = a4 + min(m0 + 13u, p.m - 1u) * ars;
+    let ar14 = a4 + min(m0 + 14u, p.m - 1u) * ars;
+    let ar15 = a4 + min(m0 + 15u, p.m - 1u) * ars;
+    let ar16 = a4 + min(m0 + 16u, p.m - 1u) * ars;
+    let ar17 = a4 + min(m0 + 17u, p.m - 1u) * ars;
+    let ar18 = a4 + min(m0 + 18u, p.m - 1u) * ars;
+    let ar19 = a4 + min(m0 + 19u, p.m - 1u) * ars;
+    let ar20 = a4 + min(m0 + 20u, p.m - 1u) * ars;
+    let ar21 = a4 + min(m0 + 21u, p.m - 1u) * ars;
+    let ar22 = a4 + min(m0 + 22u, p.m - 1u) * ars;
+    let ar23 = a4 + min(m0 + 23u, p.m - 1u) * ars;
+    let bc0 = b4 + min(n0 + 0u, p.n - 1u) * bcs;
+    let bc1 = b4 + min(n0 + 1u, p.n - 1u) * bcs;
+    let bc2 = b4 + min(n0 + 2u, p.n - 1u) * bcs;
+    let bc3 = b4 + min(n0 + 3u, p.n - 1u) * bcs;
+    let bc4 = b4 + min(n0 + 4u, p.n - 1u) * bcs;
+    let bc5 = b4 + min(n0 + 5u, p.n - 1u) * bcs;
+    let bc6 = b4 + min(n0 + 6u, p.n - 1u) * bcs;
+    let bc7 = b4 + min(n0 + 7u, p.n - 1u) * bcs;
+    let bc8 = b4 + min(n0 + 8u, p.n - 1u) * bcs;
+    let bc9 = b4 + min(n0 + 9u, p.n - 1u) * bcs;
+    let bc10 = b4 + min(n0 + 10u, p.n - 1u) * bcs;
+    let bc11 = b4 + min(n0 + 11u, p.n - 1u) * bcs;
+    let bc12 = b4 + min(n0 + 12u, p.n - 1u) * bcs;
+    let bc13 = b4 + min(n0 + 13u, p.n - 1u) * bcs;
+    let bc14 = b4 + min(n0 + 14u, p.n - 1u) * bcs;
+    let bc15 = b4 + min(n0 + 15u, p.n - 1u) * bcs;
+    // c{i}_{h} holds C[m0 + i][n0 + 4h .. n0 + 4h + 4].
+    var c0_0 = vec4<f32>(0.0); var c0_1 = vec4<f32>(0.0); var c0_2 = vec4<f32>(0.0); var c0_3 = vec4<f32>(0.0);
+    var c1_0 = vec4<f32>(0.0); var c1_1 = vec4<f32>(0.0); var c1_2 = vec4<f32>(0.0); var c1_3 = vec4<f32>(0.0);
+    var c2_0 = vec4<f32>(0.0); var c2_1 = vec4<f32>(0.0); var c2_2 = vec4<f32>(0.0); var c2_3 = vec4<f32>(0.0);
+    var c3_0 = vec4<f32>(0.0); var c3_1 = vec4<f32>(0.0); var c3_2 = vec4<f32>(0.0); var c3_3 = vec4<f32>(0.0);
+    var c4_0 = vec4<f32>(0.0); var c4_1 = vec4<f32>(0.0); var c4_2 = vec4<f32>(0.0); var c4_3 = vec4<f32>(0.0);
+    var c5_0 = vec4<f32>(0.0); var c5_1 = vec4<f32>(0.0); var c5_2 = vec4<f32>(0.0); var c5_3 = vec4<f32>(0.0);
+    var c6_0 = vec4<f32>(0.0); var c6_1 = vec4<f32>(0.0); var c6_2 = vec4<f32>(0.0); var c6_3 = vec4<f32>(0.0);
+    var c7_0 = vec4<f32>(0.0); var c7_1 = vec4<f32>(0.0); var c7_2 = vec4<f32>(0.0); var c7_3 = vec4<f32>(0.0);
+    var c8_0 = vec4<f32>(0.0); var c8_1 = vec4<f32>(0.0); var c8_2 = vec4<f32>(0.0); var c8_3 = vec4<f32>(0.0);
+    var c9_0 = vec4<f32>(0.0); var c9_1 = vec4<f32>(0.0); var c9_2 = vec4<f32>(0.0); var c9_3 = vec4<f32>(0.0);
+    var c10_0 = vec4<f32>(0.0); var c10_1 = vec4<f32>(0.0); var c10_2 = vec4<f32>(0.0); var c10_3 = vec4<f32>(0.0);
+    var c11_0 = vec4<f32>(0.0); var c11_1 = vec4<f32>(0.0); var c11_2 = vec4<f32>(0.0); var c11_3 = vec4<f32>(0.0);
+    var c12_0 = vec4<f32>(0.0); var c12_1 = vec4<f32>(0.0); var c12_2 = vec4<f32>(0.0); var c12_3 = vec4<f32>(0.0);
+    var c13_0 = vec4<f32>(0.0); var c13_1 = vec4<f32>(0.0); var c13_2 = vec4<f32>(0.0); var c13_3 = vec4<f32>(0.0);
+    var c14_0 = vec4<f32>(0.0); var c14_1 = vec4<f32>(0.0); var c14_2 = vec4<f32>(0.0); var c14_3 = vec4<f32>(0.0);
+    var c15_0 = vec4<f32>(0.0); var c15_1 = vec4<f32>(0.0); var c15_2 = vec4<f32>(0.0); var c15_3 = vec4<f32>(0.0);
+    var c16_0 = vec4<f32>(0.0); var c16_1 = vec4<f32>(0.0); var c16_2 = vec4<f32>(0.0); var c16_3 = vec4<f32>(0.0);
+    var c17_0 = vec4<f32>(0.0); var c17_1 = vec4<f32>(0.0); var c17_2 = vec4<f32>(0.0); var c17_3 = vec4<f32>(0.0);
+    var c18_0 = vec4<f32>(0.0); var c18_1 = vec4<f32>(0.0); var c18_2 = vec4<f32>(0.0); var c18_3 = vec4<f32>(0.0);
+    var c19_0 = vec4<f32>(0.0); var c19_1 = vec4<f32>(0.0); var c19_2 = vec4<f32>(0.0); var c19_3 = vec4<f32>(0.0);
+    var c20_0 = vec4<f32>(0.0); var c20_1 = vec4<f32>(0.0); var c20_2 = vec4<f32>(0.0); var c20_3 = vec4<f32>(0.0);
+    var c21_0 = vec4<f32>(0.0); var c21_1 = vec4<f32>(0.0); var c21_2 = vec4<f32>(0.0); var c21_3 = vec4<f32>(0.0);
+    var c22_0 = vec4<f32>(0.0); var c22_1 = vec4<f32>(0.0); var c22_2 = vec4<f32>(0.0); var c22_3 = vec4<f32>(0.0);
+    var c23_0 = vec4<f32>(0.0); var c23_1 = vec4<f32>(0.0); var c23_2 = vec4<f32>(0.0); var c23_3 = vec4<f32>(0.0);
+    for (var kq = sl.k_lo >> 2u; kq < (sl.k_hi >> 2u); kq++) {
+        // a{i} = A[m0 + i][4kq .. 4kq + 4]; u{j} = B[n0 + j][4kq .. 4kq + 4], transposed into
+        // b{kk}_{h} = B[n0 + 4h .. n0 + 4h + 4][4kq + kk]
+        let a0 = a[ar0 + kq];
+        let a1 = a[ar1 + kq];
+        let a2 = a[ar2 + kq];
+        let a3 = a[ar3 + kq];
+        let a4 = a[ar4 + kq];
+        let a5 = a[ar5 + kq];
+        let a6 = a[ar6 + kq];
+        let a7 = a[ar7 + kq];
+        let a8 = a[ar8 + kq];
+        let a9 = a[ar9 + kq];
+        let a10 = a[ar10 + kq];
+        let a11 = a[ar11 + kq];
+        let a12 = a[ar12 + kq];
+        let a13 = a[ar13 + kq];
+        let a14 = a[ar14 + kq];
+        let a15 = a[ar15 + kq];
+        let a16 = a[ar16 + kq];
+        let a17 = a[ar17 + kq];
+        let a18 = a[ar18 + kq];
+        let a19 = a[ar19 + kq];
+        let a20 = a[ar20 + kq];
+        let a21 = a[ar21 + kq];
+        let a22 = a[ar22 + kq];
+        let a23 = a[ar23 + kq];
+        let u0 = b[bc0 + kq];
+        let u1 = b[bc1 + kq];
+        let u2 = b[bc2 + kq];
+        let u3 = b[bc3 + kq];
+        let u4 = b[bc4 + kq];
+        let u5 = b[bc5 + kq];
+        let u6 = b[bc6 + kq];
+        let u7 = b[bc7 + kq];
+        let u8 = b[bc8 + kq];
+        let u9 = b[bc9 + kq];
+        let u10 = b[bc10 + kq];
+        let u11 = b[bc11 + kq];
+        let u12 = b[bc12 + kq];
+        let u13 = b[bc13 + kq];
+        let u14 = b[bc14 + kq];
+        let u15 = b[bc15 + kq];
+        let b0_0 = vec4<f32>(u0.x, u1.x, u2.x, u3.x);
+        let b0_1 = vec4<f32>(u4.x, u5.x, u6.x, u7.x);
+        let b0_2 = vec4<f32>(u8.x, u9.x, u10.x, u11.x);
+        let b0_3 = vec4<f32>(u12.x, u13.x, u14.x, u15.x);
+        let b1_0 = vec4<f32>(u0.y, u1.y, u2.y, u3.y);
+        let b1_1 = vec4<f32>(u4.y, u5.y, u6.y, u7.y);
+        let b1_2 = vec4<f32>(u8.y, u9.y, u10.y, u11.y);
+        let b1_3 = vec4<f32>(u12.y, u13.y, u14.y, u15.y);
+        let b2_0 = vec4<f32>(u0.z, u1.z, u2.z, u3.z);
+        let b2_1 = vec4<f32>(u4.z, u5.z, u6.z, u7.z);
+        let b2_2 = vec4<f32>(u8.z, u9.z, u10.z, u11.z);
+        let b2_3 = vec4<f32>(u12.z, u13.z, u14.z, u15.z);
+        let b3_0 = vec4<f32>(u0.w, u1.w, u2.w, u3.w);
+        let b3_1 = vec4<f32>(u4.w, u5.w, u6.w, u7.w);
+        let b3_2 = vec4<f32>(u8.w, u9.w, u10.w, u11.w);
+        let b3_3 = vec4<f32>(u12.w, u13.w, u14.w, u15.w);
+        c0_0 = fma(vec4<f32>(a0.w), b3_0, fma(vec4<f32>(a0.z), b2_0, fma(vec4<f32>(a0.y), b1_0, fma(vec4<f32>(a0.x), b0_0, c0_0))));
+        c0_1 = fma(vec4<f32>(a0.w), b3_1, fma(vec4<f32>(a0.z), b2_1, fma(vec4<f32>(a0.y), b1_1, fma(vec4<f32>(a0.x), b0_1, c0_1))));
+        c0_2 = fma(vec4<f32>(a0.w), b3_2, fma(vec4<f32>(a0.z), b2_2, fma(vec4<f32>(a0.y), b1_2, fma(vec4<f32>(a0.x), b0_2, c0_2))));
+        c0_3 = fma(vec4<f32>(a0.w), b3_3, fma(vec4<f32>(a0.z), b2_3, fma(vec4<f32>(a0.y), b1_3, fma(vec4<f32>(a0.x), b0_3, c0_3))));
+        c1_0 = fma(vec4<f32>(a1.w), b3_0, fma(vec4<f32>(a1.z), b2_0, fma(vec4<f32>(a1.y), b1_0, fma(vec4<f32>(a1.x), b0_0, c1_0))));
+        c1_1 = fma(vec4<f32>(a1.w), b3_1, fma(vec4<f32>(a1.z), b2_1, fma(vec4<f32>(a1.y), b1_1, fma(vec4<f32>(a1.x), b0_1, c1_1))));
+        c1_2 = fma(vec4<f32>(a1.w), b3_2, fma(vec4<f32>(a1.z), b2_2, fma(vec4<f32>(a1.y), b1_2, fma(vec4<f32>(a1.x), b0_2, c1_2))));
+        c1_3 = fma(vec4<f32>(a1.w), b3_3, fma(vec4<f32>(a1.z), b2_3, fma(vec4<f32>(a1.y), b1_3, fma(vec4<f32>(a1.x), b0_3, c1_3))));
+        c2_0 = fma(vec4<f32>(a2.w), b3_0, fma(vec4<f32>(a2.z), b2_0, fma(vec4<f32>(a2.y), b1_0, fma(vec4<f32>(a2.x), b0_0, c2_0))));
+        c2_1 = fma(vec4<f32>(a2.w), b3_1, fma(vec4<f32>(a2.z), b2_1, fma(vec4<f32>(a2.y), b1_1, fma(vec4<f32>(a2.x), b0_1, c2_1))));
+        c2_2 = fma(vec4<f32>(a2.w), b3_2, fma(vec4<f32>(a2.z), b2_2, fma(vec4<f32>(a2.y), b1_2, fma(vec4<f32>(a2.x), b0_2, c2_2))));
+        c2_3 = fma(vec4<f32>(a2.w), b3_3, fma(vec4<f32>(a2.z), b2_3, fma(vec4<f32>(a2.y), b1_3, fma(vec4<f32>(a2.x), b0_3, c2_3))));
+        c3_0 = fma(vec4<f32>(a3.w), b3_0, fma(vec4<f32>(a3.z), b2_0, fma(vec4<f32>(a3.y), b1_0, fma(vec4<f32>(a3.x), b0_0, c3_0))));
+        c3_1 = fma(vec4<f32>(a3.w), b3_1, fma(vec4<f32>(a3.z), b2_1, fma(vec4<f32>(a3.y), b1_1, fma(vec4<f32>(a3.x), b0_1, c3_1))));
+        c3_2 = fma(vec4<f32>(a3.w), b3_2, fma(vec4<f32>(a3.z), b2_2, fma(vec4<f32>(a3.y), b1_2, fma(vec4<f32>(a3.x), b0_2, c3_2))));
+        c3_3 = fma(vec4<f32>(a3.w), b3_3, fma(vec4<f32>(a3.z), b2_3, fma(vec4<f32>(a3.y), b1_3, fma(vec4<f32>(a3.x), b0_3, c3_3))));
+        c4_0 = fma(vec4<f32>(a4.w), b3_0, fma(vec4<f32>(a4.z), b2_0, fma(vec4<f32>(a4.y), b1_0, fma(vec4<f32>(a4.x), b0_0, c4_0))));
+        c4_1 = fma(vec4<f32>(a4.w), b3_1, fma(vec4<f32>(a4.z), b2_1, fma(vec4<f32>(a4.y), b1_1, fma(vec4<f32>(a4.x), b0_1, c4_1))));
+        c4_2 = fma(vec4<f32>(a4.w), b3_2, fma(vec4<f32>(a4.z), b2_2, fma(vec4<f32>(a4.y), b1_2, fma(vec4<f32>(a4.x), b0_2, c4_2))));
+        c4_3 = fma(vec4<f32>(a4.w), b3_3, fma(vec4<f32>(a4.z), b2_3, fma(vec4<f32>(a4.y), b1_3, fma(vec4<f32>(a4.x), b0_3, c4_3))));
+        c5_0 = fma(vec4<f32>(a5.w), b3_0, fma(vec4<f32>(a5.z), b2_0, fma(vec4<f32>(a5.y), b1_0, fma(vec4<f32>(a5.x), b0_0, c5_0))));
+        c5_1 = fma(vec4<f32>(a5.w), b3_1, fma(vec4<f32>(a5.z), b2_1, fma(vec4<f32>(a5.y), b1_1, fma(vec4<f32>(a5.x), b0_1, c5_1))));
+        c5_2 = fma(vec4<f32>(a5.w), b3_2, fma(vec4<f32>(a5.z), b2_2, fma(vec4<f32>(a5.y), b1_2, fma(vec4<f32>(a5.x), b0_2, c5_2))));
+        c5_3 = fma(vec4<f32>(a5.w), b3_3, fma(vec4<f32>(a5.z), b2_3, fma(vec4<f32>(a5.y), b1_3, fma(vec4<f32>(a5.x), b0_3, c5_3))));
+        c6_0 = fma(vec4<f32>(a6.w), b3_0, fma(vec4<f32>(a6.z), b2_0, fma(vec4<f32>(a6.y), b1_0, fma(vec4<f32>(a6.x), b0_0, c6_0))));
+        c6_1 = fma(vec4<f32>(a6.w), b3_1, fma(vec4<f32>(a6.z), b2_1, fma(vec4<f32>(a6.y), b1_1, fma(vec4<f32>(a6.x), b0_1, c6_1))));
+        c6_2 = fma(vec4<f32>(a6.w), b3_2, fma(vec4<f32>(a6.z), b2_2, fma(vec4<f32>(a6.y), b1_2, fma(vec4<f32>(a6.x), b0_2, c6_2))));
+        c6_3 = fma(vec4<f32>(a6.w), b3_3, fma(vec4<f32>(a6.z), b2_3, fma(vec4<f32>(a6.y), b1_3, fma(vec4<f32>(a6.x), b0_3, c6_3))));
+        c7_0 = fma(vec4<f32>(a7.w), b3_0, fma(vec4<f32>(a7.z), b2_0, fma(vec4<f32>(a7.y), b1_0, fma(vec4<f32>(a7.x), b0_0, c7_0))));
+        c7_1 = fma(vec4<f32>(a7.w), b3_1, fma(vec4<f32>(a7.z), b2_1, fma(vec4<f32>(a7.y), b1_1, fma(vec4<f32>(a7.x), b0_1, c7_1))));
+        c7_2 = fma(vec4<f32>(a7.w), b3_2, fma(vec4<f32>(a7.z), b2_2, fma(vec4<f32>(a7.y), b1_2, fma(vec4<f32>(a7.x), b0_2, c7_2))));
+        c7_3 = fma(vec4<f32>(a7.w), b3_3, fma(vec4<f32>(a7.z), b2_3, fma(vec4<f32>(a7.y), b1_3, fma(vec4<f32>(a7.x), b0_3, c7_3))));
+        c8_0 = fma(vec4<f32>(a8.w), b3_0, fma(vec4<f32>(a8.z), b2_0, fma(vec4<f32>(a8.y), b1_0, fma(vec4<f32>(a8.x), b0_0, c8_0))));
+        c8_1 = fma(vec4<f32>(a8.w), b3_1, fma(vec4<f32>(a8.z), b2_1, fma(vec4<f32>(a8.y), b1_1, fma(vec4<f32>(a8.x), b0_1, c8_1))));
+        c8_2 = fma(vec4<f32>(a8.w), b3_2, fma(vec4<f32>(a8.z), b2_2, fma(vec4<f32>(a8.y), b1_2, fma(vec4<f32>(a8.x), b0_2, c8_2))));
+        c8_3 = fma(vec4<f32>(a8.w), b3_3, fma(vec4<f32>(a8.z), b2_3, fma(vec4<f32>(a8.y), b1_3, fma(vec4<f32>(a8.x), b0_3, c8_3))));
+        c9_0 = fma(vec4<f32>(a9.w), b3_0, fma(vec4<f32>(a9.z), b2_0, fma(vec4<f32>(a9.y), b1_0, fma(vec4<f32>(a9.x), b0_0, c9_0))));
+        c9_1 = fma(vec4<f32>(a9.w), b3_1, fma(vec4<f32>(a9.z), b2_1, fma(vec4<f32>(a9.y), b1_1, fma(vec4<f32>(a9.x), b0_1, c9_1))));
+        c9_2 = fma(vec4<f32>(a9.w), b3_2, fma(vec4<f32>(a9.z), b2_2, fma(vec4<f32>(a9.y), b1_2, fma(vec4<f32>(a9.x), b0_2, c9_2))));
+        c9_3 = fma(vec4<f32>(a9.w), b3_3, fma(vec4<f32>(a9.z), b2_3, fma(vec4<f32>(a9.y), b1_3, fma(vec4<f32>(a9.x), b0_3, c9_3))));
+        c10_0 = fma(vec4<f32>(a10.w), b3_0, fma(vec4<f32>(a10.z), b2_0, fma(vec4<f32>(a10.y), b1_0, fma(vec4<f32>(a10.x), b0_0, c10_0))));
+        c10_1 = fma(vec4<f32>(a10.w), b3_1, fma(vec4<f32>(a10.z), b2_1, fma(vec4<f32>(a10.y), b1_1, fma(vec4<f32>(a10.x), b0_1, c10_1))));
+        c10_2 = fma(vec4<f32>(a10.w), b3_2, fma(vec4<f32>(a10.z), b2_2, fma(vec4<f32>(a10.y), b1_2, fma(vec4<f32>(a10.x), b0_2, c10_2))));
+        c10_3 = fma(vec4<f32>(a10.w), b3_3, fma(vec4<f32>(a10.z), b2_3, fma(vec4<f32>(a10.y), b1_3, fma(vec4<f32>(a10.x), b0_3, c10_3))));
+        c11_0 = fma(vec4<f32>(a11.w), b3_0, fma(vec4<f32>(a11.z), b2_0, fma(vec4<f32>(a11.y), b1_0, fma(vec4<f32>(a11.x), b0_0, c11_0))));
+        c11_1 = fma(vec4<f32>(a11.w), b3_1, fma(vec4<f32>(a11.z), b2_1, fma(vec4<f32>(a11.y), b1_1, fma(vec4<f32>(a11.x), b0_1, c11_1))));
+        c11_2 = fma(vec4<f32>(a11.w), b3_2, fma(vec4<f32>(a11.z), b2_2, fma(vec4<f32>(a11.y), b1_2, fma(vec4<f32>(a11.x), b0_2, c11_2))));
+        c11_3 = fma(vec4<f32>(a11.w), b3_3, fma(vec4<f32>(a11.z), b2_3, fma(vec4<f32>(a11.y), b1_3, fma(vec4<f32>(a11.x), b0_3, c11_3))));
+        c12_0 = fma(vec4<f32>(a12.w), b3_0, fma(vec4<f32>(a12.z), b2_0, fma(vec4<f32>(a12.y), b1_0, fma(vec4<f32>(a12.x), b0_0, c12_0))));
+        c12_1 = fma(vec4<f32>(a12.w), b3_1, fma(vec4<f32>(a12.z), b2_1, fma(vec4<f32>(a12.y), b1_1, fma(vec4<f32>(a12.x), b0_1, c12_1))));
+        c12_2 = fma(vec4<f32>(a12.w), b3_2, fma(vec4<f32>(a12.z), b2_2, fma(vec4<f32>(a12.y), b1_2, fma(vec4<f32>(a12.x), b0_2, c12_2))));
+        c12_3 = fma(vec4<f32>(a12.w), b3_3, fma(vec4<f32>(a12.z), b2_3, fma(vec4<f32>(a12.y), b1_3, fma(vec4<f32>(a12.x), b0_3, c12_3))));
+        c13_0 = fma(vec4<f32>(a13.w), b3_0, fma(vec4<f32>(a13.z), b2_0, fma(vec4<f32>(a13.y), b1_0, fma(vec4<f32>(a13.x), b0_0, c13_0))));
+        c13_1 = fma(vec4<f32>(a13.w), b3_1, fma(vec4<f32>(a13.z), b2_1, fma(vec4<f32>(a13.y), b1_1, fma(vec4<f32>(a13.x), b0_1, c13_1))));
+        c13_2 = fma(vec4<f32>(a13.w), b3_2, fma(vec4<f32>(a13.z), b2_2, fma(vec4<f32>(a13.y), b1_2, fma(vec4<f32>(a13.x), b0_2, c13_2))));
+        c13_3 = fma(vec4<f32>(a13.w), b3_3, fma(vec4<f32>(a13.z), b2_3, fma(vec4<f32>(a13.y), b1_3, fma(vec4<f32>(a13.x), b0_3, c13_3))));
+        c14_0 = fma(vec4<f32>(a14.w), b3_0, fma(vec4<f32>(a14.z), b2_0, fma(vec4<f32>(a14.y), b1_0, fma(vec4<f32>(a14.x), b0_0, c14_0))));
+        c14_1 = fma(vec4<f32>(a14.w), b3_1, fma(vec4<f32>(a14.z), b2_1, fma(vec4<f32>(a14.y), b1_1, fma(vec4<f32>(a14.x), b0_1, c14_1))));
+        c14_2 = fma(vec4<f32>(a14.w), b3_2, fma(vec4<f32>(a14.z), b2_2, fma(vec4<f32>(a14.y), b1_2, fma(vec4<f32>(a14.x), b0_2, c14_2))));
+        c14_3 = fma(vec4<f32>(a14.w), b3_3, fma(vec4<f32>(a14.z), b2_3, fma(vec4<f32>(a14.y), b1_3, fma(vec4<f32>(a14.x), b0_3, c14_3))));
+        c15_0 = fma(vec4<f32>(a15.w), b3_0, fma(vec4<f32>(a15.z), b2_0, fma(vec4<f32>(a15.y), b1_0, fma(vec4<f32>(a15.x), b0_0, c15_0))));
+        c15_1 = fma(vec4<f32>(a15.w), b3_1, fma(vec4<f32>(a15.z), b2_1, fma(vec4<f32>(a15.y), b1_1, fma(vec4<f32>(a15.x), b0_1, c15_1))));
+        c15_2 = fma(vec4<f32>(a15.w), b3_2, fma(vec4<f32>(a15.z), b2_2, fma(vec4<f32>(a15.y), b1_2, fma(vec4<f32>(a15.x), b0_2, c15_2))));
+        c15_3 = fma(vec4<f32>(a15.w), b3_3, fma(vec4<f32>(a15.z), b2_3, fma(vec4<f32>(a15.y), b1_3, fma(vec4<f32>(a15.x), b0_3, c15_3))));
+        c16_0 = fma(vec4<f32>(a16.w), b3_0, fma(vec4<f32>(a16.z), b2_0, fma(vec4<f32>(a16.y), b1_0, fma(vec4<f32>(a16.x), b0_0, c16_0))));
+        c16_1 = fma(vec4<f32>(a16.w), b3_1, fma(vec4<f32>(a16.z), b2_1, fma(vec4<f32>(a16.y), b1_1, fma(vec4<f32>(a16.x), b0_1, c16_1))));
+        c16_2 = fma(vec4<f32>(a16.w), b3_2, fma(vec4<f32>(a16.z), b2_2, fma(vec4<f32>(a16.y), b1_2, fma(vec4<f32>(a16.x), b0_2, c16_2))));
+        c16_3 = fma(vec4<f32>(a16.w), b3_3, fma(vec4<f32>(a16.z), b2_3, fma(vec4<f32>(a16.y), b1_3, fma(vec4<f32>(a16.x), b0_3, c16_3))));
+        c17_0 = fma(vec4<f32>(a17.w), b3_0, fma(vec4<f32>(a17.z), b2_0, fma(vec4<f32>(a17.y), b1_0, fma(vec4<f32>(a17.x), b0_0, c17_0))));
+        c17_1 = fma(vec4<f32>(a17.w), b3_1, fma(vec4<f32>(a17.z), b2_1, fma(vec4<f32>(a17.y), b1_1, fma(vec4<f32>(a17.x), b0_1, c17_1))));
+        c17_2 = fma(vec4<f32>(a17.w), b3_2, fma(vec4<f32>(a17.z), b2_2, fma(vec4<f32>(a17.y), b1_2, fma(vec4<f32>(a17.x), b0_2, c17_2))));
+        c17_3 = fma(vec4<f32>(a17.w), b3_3, fma(vec4<f32>(a17.z), b2_3, fma(vec4<f32>(a17.y), b1_3, fma(vec4<f32>(a17.x), b0_3, c17_3))));
+        c18_0 = fma(vec4<f32>(a18.w), b3_0, fma(vec4<f32>(a18.z), b2_0, fma(vec4<f32>(a18.y), b1_0, fma(vec4<f32>(a18.x), b0_0, c18_0))));
+        c18_1 = fma(vec4<f32>(a18.w), b3_1, fma(vec4<f32>(a18.z), b2_1, fma(vec4<f32>(a18.y), b1_1, fma(vec4<f32>(a18.x), b0_1, c18_1))));
+        c18_2 = fma(vec4<f32>(a18.w), b3_2, fma(vec4<f32>(a18.z), b2_2, fma(vec4<f32>(a18.y), b1_2, fma(vec4<f32>(a18.x), b0_2, c18_2))));
+        c18_3 = fma(vec4<f32>(a18.w), b3_3, fma(vec4<f32>(a18.z), b2_3, fma(vec4<f32>(a18.y), b1_3, fma(vec4<f32>(a18.x), b0_3, c18_3))));
+        c19_0 = fma(vec4<f32>(a19.w), b3_0, fma(vec4<f32>(a19.z), b2_0, fma(vec4<f32>(a19.y), b1_0, fma(vec4<f32>(a19.x), b0_0, c19_0))));
+        c19_1 = fma(vec4<f32>(a19.w), b3_1, fma(vec4<f32>(a19.z), b2_1, fma(vec4<f32>(a19.y), b1_1, fma(vec4<f32>(a19.x), b0_1, c19_1))));
+        c19_2 = fma(vec4<f32>(a19.w), b3_2, fma(vec4<f32>(a19.z), b2_2, fma(vec4<f32>(a19.y), b1_2, fma(vec4<f32>(a19.x), b0_2, c19_2))));
+        c19_3 = fma(vec4<f32>(a19.w), b3_3, fma(vec4<f32>(a19.z), b2_3, fma(vec4<f32>(a19.y), b1_3, fma(vec4<f32>(a19.x), b0_3, c19_3))));
+        c20_0 = fma(vec4<f32>(a20.w), b3_0, fma(vec4<f32>(a20.z), b2_0, fma(vec4<f32>(a20.y), b1_0, fma(vec4<f32>(a20.x), b0_0, c20_0))));
+        c20_1 = fma(vec4<f32>(a20.w), b3_1, fma(vec4<f32>(a20.z), b2_1, fma(vec4<f32>(a20.y), b1_1, fma(vec4<f32>(a20.x), b0_1, c20_1))));
+        c20_2 = fma(vec4<f32>(a20.w), b3_2, fma(vec4<f32>(a20.z), b2_2, fma(vec4<f32>(a20.y), b1_2, fma(vec4<f32>(a20.x), b0_2, c20_2))));
+        c20_3 = fma(vec4<f32>(a20.w), b3_3, fma(vec4<f32>(a20.z), b2_3, fma(vec4<f32>(a20.y), b1_3, fma(vec4<f32>(a20.x), b0_3, c20_3))));
+        c21_0 = fma(vec4<f32>(a21.w), b3_0, fma(vec4<f32>(a21.z), b2_0, fma(vec4<f32>(a21.y), b1_0, fma(vec4<f32>(a21.x), b0_0, c21_0))));
+        c21_1 = fma(vec4<f32>(a21.w), b3_1, fma(vec4<f32>(a21.z), b2_1, fma(vec4<f32>(a21.y), b1_1, fma(vec4<f32>(a21.x), b0_1, c21_1))));
+        c21_2 = fma(vec4<f32>(a21.w), b3_2, fma(vec4<f32>(a21.z), b2_2, fma(vec4<f32>(a21.y), b1_2, fma(vec4<f32>(a21.x), b0_2, c21_2))));
+        c21_3 = fma(vec4<f32>(a21.w), b3_3, fma(vec4<f32>(a21.z), b2_3, fma(vec4<f32>(a21.y), b1_3, fma(vec4<f32>(a21.x), b0_3, c21_3))));
+        c22_0 = fma(vec4<f32>(a22.w), b3_0, fma(vec4<f32>(a22.z), b2_0, fma(vec4<f32>(a22.y), b1_0, fma(vec4<f32>(a22.x), b0_0, c22_0))));
+        c22_1 = fma(vec4<f32>(a22.w), b3_1, fma(vec4<f32>(a22.z), b2_1, fma(vec4<f32>(a22.y), b1_1, fma(vec4<f32>(a22.x), b0_1, c22_1))));
+        c22_2 = fma(vec4<f32>(a22.w), b3_2, fma(vec4<f32>(a22.z), b2_2, fma(vec4<f32>(a22.y), b1_2, fma(vec4<f32>(a22.x), b0_2, c22_2))));
+        c22_3 = fma(vec4<f32>(a22.w), b3_3, fma(vec4<f32>(a22.z), b2_3, fma(vec4<f32>(a22.y), b1_3, fma(vec4<f32>(a22.x), b0_3, c22_3))));
+        c23_0 = fma(vec4<f32>(a23.w), b3_0, fma(vec4<f32>(a23.z), b2_0, fma(vec4<f32>(a23.y), b1_0, fma(vec4<f32>(a23.x), b0_0, c23_0))));
+        c23_1 = fma(vec4<f32>(a23.w), b3_1, fma(vec4<f32>(a23.z), b2_1, fma(vec4<f32>(a23.y), b1_1, fma(vec4<f32>(a23.x), b0_1, c23_1))));
+        c23_2 = fma(vec4<f32>(a23.w), b3_2, fma(vec4<f32>(a23.z), b2_2, fma(vec4<f32>(a23.y), b1_2, fma(vec4<f32>(a23.x), b0_2, c23_2))));
+        c23_3 = fma(vec4<f32>(a23.w), b3_3, fma(vec4<f32>(a23.z), b2_3, fma(vec4<f32>(a23.y), b1_3, fma(vec4<f32>(a23.x), b0_3, c23_3))));
+    }
+    // Epilogue: the accumulators go to a private array once so that the row loop below is
+    // not unrolled (inlined copies of the GELU path would bloat the kernel).
+    var acc: array<vec4<f32>, 96>;
+    acc[0u] = c0_0;
+    acc[1u] = c0_1;
+    acc[2u] = c0_2;
+    acc[3u] = c0_3;
+    acc[4u] = c1_0;
+    acc[5u] = c1_1;
+    acc[6u] = c1_2;
+    acc[7u] = c1_3;
+    acc[8u] = c2_0;
+    acc[9u] = c2_1;
+    acc[10u] = c2_2;
+    acc[11u] = c2_3;
+    acc[12u] = c3_0;
+    acc[13u] = c3_1;
+    acc[14u] = c3_2;
+    acc[15u] = c3_3;
+    acc[16u] = c4_0;
+    acc[17u] = c4_1;
+    acc[18u] = c4_2;
+    acc[19u] = c4_3;
+    acc[20u] = c5_0;
+    acc[21u] = c5_1;
+    acc[22u] = c5_2;
+    acc[23u] = c5_3;
+    acc[24u] = c6_0;
+    acc[25u] = c6_1;
+    acc[26u] = c6_2;
+    acc[27u] = c6_3;
+    acc[28u] = c7_0;
+    acc[29u] = c7_1;
+    acc[30u] = c7_2;
+    acc[31u] = c7_3;
+    acc[32u] = c8_0;
+    acc[33u] = c8_1;
+    acc[34u] = c8_2;
+    acc[35u] = c8_3;
+    acc[36u] = c9_0;
+    acc[37u] = c9_1;
+    acc[38u] = c9_2;
+    acc[39u] = c9_3;
+    acc[40u] = c10_0;
+    acc[41u] = c10_1;
+    acc[42u] = c10_2;
+    acc[43u] = c10_3;
+    acc[44u] = c11_0;
+    acc[45u] = c11_1;
+    acc[46u] = c11_2;
+    acc[47u] = c11_3;
+    acc[48u] = c12_0;
+    acc[49u] = c12_1;
+    acc[50u] = c12_2;
+    acc[51u] = c12_3;
+    acc[52u] = c13_0;
+    acc[53u] = c13_1;
+    acc[54u] = c13_2;
+    acc[55u] = c13_3;
+    acc[56u] = c14_0;
+    acc[57u] = c14_1;
+    acc[58u] = c14_2;
+    acc[59u] = c14_3;
+    acc[60u] = c15_0;
+    acc[61u] = c15_1;
+    acc[62u] = c15_2;
+    acc[63u] = c15_3;
+    acc[64u] = c16_0;
+    acc[65u] = c16_1;
+    acc[66u] = c16_2;
+    acc[67u] = c16_3;
+    acc[68u] = c17_0;
+    acc[69u] = c17_1;
+    acc[70u] = c17_2;
+    acc[71u] = c17_3;
+    acc[72u] = c18_0;
+    acc[73u] = c18_1;
+    acc[74u] = c18_2;
+    acc[75u] = c18_3;
+    acc[76u] = c19_0;
+    acc[77u] = c19_1;
+    acc[78u] = c19_2;
+    acc[79u] = c19_3;
+    acc[80u] = c20_0;
+    acc[81u] = c20_1;
+    acc[82u] = c20_2;
+    acc[83u] = c20_3;
+    acc[84u] = c21_0;
+    acc[85u] = c21_1;
+    acc[86u] = c21_2;
+    acc[87u] = c21_3;
+    acc[88u] = c22_0;
+    acc[89u] = c22_1;
+    acc[90u] = c22_2;
+    acc[91u] = c22_3;
+    acc[92u] = c23_0;
+    acc[93u] = c23_1;
+    acc[94u] = c23_2;
+    acc[95u] = c23_3;
+    let nv = min(p.n - n0, 16u);
+    for (var i = 0u; i < min(p.m - m0, 24u); i++) {
+        store4(cz, m0 + i, n0 + 0u, nv - min(nv, 0u), acc[i * 4u + 0u]);
+        store4(cz, m0 + i, n0 + 4u, nv - min(nv, 4u), acc[i * 4u + 1u]);
+        store4(cz, m0 + i, n0 + 8u, nv - min(nv, 8u), acc[i * 4u + 2u]);
+        store4(cz, m0 + i, n0 + 12u, nv - min(nv, 12u), acc[i * 4u + 3u]);
     }
 }
 // END GENERATED regblock
@@ -1046,7 +1428,8 @@ fn tiled(
 ) {
     let m_tile = wg.y * BM;
     let n_tile = wg.x * BN;
-    let bz = wg.z;
+    let sl = slice_of(wg.z);
+    let bz = sl.bz;
     let a_base = p.a_off + bz * p.a_bs;
     let b_base = p.b_off + bz * p.b_bs;
     // Each thread owns rows lid.y + 16i and columns lid.x + 16j of the tile.
@@ -1055,7 +1438,7 @@ fn tiled(
         acc[i] = 0.0;
     }
     // No early return: every thread must reach the barriers; loads past an edge read 0.
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+    for (var k0 = sl.k_lo; k0 < sl.k_hi; k0 += BK) {
         for (var r = 0u; r < 4u; r++) {
             let e = li + 256u * r;
             // A tile: consecutive threads take consecutive k of one row (contiguous when a_cs = 1).
@@ -1064,7 +1447,7 @@ fn tiled(
             let gm = m_tile + am;
             let gk = k0 + ak;
             var va = 0.0;
-            if (gm < p.m && gk < p.k) {
+            if (gm < p.m && gk < sl.k_hi) {
                 va = ld_a(a_base + gm * p.a_rs + gk * p.a_cs);
             }
             tile_a[ak * BM + am] = va;
@@ -1074,7 +1457,7 @@ fn tiled(
             let gn = n_tile + bn;
             let gk2 = k0 + bk;
             var vb = 0.0;
-            if (gn < p.n && gk2 < p.k) {
+            if (gn < p.n && gk2 < sl.k_hi) {
                 vb = ld_b(b_base + gk2 * p.b_rs + gn * p.b_cs);
             }
             tile_b[bk * BN + bn] = vb;
@@ -1100,8 +1483,41 @@ fn tiled(
         for (var j = 0u; j < 4u; j++) {
             let n = n_tile + lid.x + 16u * j;
             if (m < p.m && n < p.n) {
-                epilogue(bz, m, n, acc[i * 4u + j]);
+                epilogue(wg.z, m, n, acc[i * 4u + j]);
             }
         }
     }
+}
+
+// ---- splitk_sum: the second pass of a split-K product ---------------------------------------
+
+// Sums the ksplit partial products of each output and applies the epilogue (alpha, bias, beta·C,
+// pre-activation, activation). Partials are bound as `a`: partial s of output (b, m, n) at
+// a_off + b·a_bs + s·a_cs + m·a_rs + n; p.k is the batch count. One output per thread, a 1-D
+// launch split over x and y.
+@compute @workgroup_size(64, 1, 1)
+fn splitk_sum(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = (wg.y * nwg.x + wg.x) * 64u + li;
+    let mn = p.m * p.n;
+    if (i >= p.k * mn) {
+        return;
+    }
+    let bz = i / mn;
+    let m = (i % mn) / p.n;
+    let n = i % p.n;
+    let base = p.a_off + bz * p.a_bs + m * p.a_rs + n;
+    var acc = 0.0;
+    for (var s = 0u; s < p.ksplit; s++) {
+        acc += ld_a(base + s * p.a_cs);
+    }
+    // Never true (a split has ≥ 2 slices): it only makes `b` part of this entry's derived bind
+    // group layout, so the shared five-binding dispatch fits.
+    if (p.ksplit == 0u) {
+        acc = b[0].x;
+    }
+    epilogue(bz, m, n, acc);
 }

@@ -18,12 +18,15 @@ import sys
 # LLVM JIT far too slow. The vec_only entry has one code path (row-major A and B, K and N
 # multiples of 4), which JITs fast enough at 24×16 (paid once per machine with Mesa's on-disk
 # shader cache) and runs faster than 8×16 (JIT times and GFLOP/s: docs/PERFORMANCE.md, "matmul:
-# the 24×16 vec4-only register block"). If TM/TN change, change the tiles in mod.rs
-# (Variant::tile() for regblock, LARGE_TILE for regblock_vec).
+# the 24×16 vec4-only register block"). The `ta` and `tb` entries are the same block for A stored
+# [K, M] and for B stored [N, K]. Every entry reads its batch and k range from `slice_of` (split-K
+# launches run several slices of one batch side by side along z). If TM/TN change, change the
+# tiles in mod.rs (Variant::tile() for regblock, LARGE_TILE for the 24×16 entries).
 KERNELS = [
     ("regblock", 8, 16, False),
     ("regblock_vec", 24, 16, True),
     ("regblock_vec_ta", 24, 16, "ta"),
+    ("regblock_vec_tb", 24, 16, "tb"),
 ]
 PATH = "shaders/matmul.wgsl"
 
@@ -41,7 +44,11 @@ def gen_vec(name, TM, TN):
     w(f"fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{")
     w(f"    let n0 = (wg.x * 8u + lid.x) * {TN}u;")
     w(f"    let m0 = (wg.y * 8u + lid.y) * {TM}u;")
-    w("    let bz = wg.z;")
+    w("    // z = batch · ksplit + slice (split-K launches; ksplit = 1 otherwise): C's slot and A's")
+    w("    // and B's batch and reduction range.")
+    w("    let cz = wg.z;")
+    w("    let sl = slice_of(wg.z);")
+    w("    let bz = sl.bz;")
     w("    // No barriers in this kernel, so threads past the edge may leave early.")
     w("    if (m0 >= p.m || n0 >= p.n) {")
     w("        return;")
@@ -60,7 +67,7 @@ def gen_vec(name, TM, TN):
     w("    // c{i}_{h} holds C[m0 + i][n0 + 4h .. n0 + 4h + 4].")
     for i in range(TM):
         w("    " + " ".join(f"var c{i}_{h} = vec4<f32>(0.0);" for h in range(H)))
-    w("    for (var kq = 0u; kq < (p.k >> 2u); kq++) {")
+    w("    for (var kq = sl.k_lo >> 2u; kq < (sl.k_hi >> 2u); kq++) {")
     w("        // a{i} = A[m0 + i][4kq .. 4kq + 4]; b{kk}_{h} = B[4kq + kk][n0 + 4h .. n0 + 4h + 4]")
     for i in range(TM):
         w(f"        let a{i} = a[ar{i} + kq];")
@@ -89,7 +96,7 @@ def epilogue(w, TM, TN):
     w(f"    let nv = min(p.n - n0, {TN}u);")
     w(f"    for (var i = 0u; i < min(p.m - m0, {TM}u); i++) {{")
     for h in range(H):
-        w(f"        store4(bz, m0 + i, n0 + {4 * h}u, nv - min(nv, {4 * h}u), acc[i * {H}u + {h}u]);")
+        w(f"        store4(cz, m0 + i, n0 + {4 * h}u, nv - min(nv, {4 * h}u), acc[i * {H}u + {h}u]);")
     w("    }")
     w("}")
 
@@ -108,7 +115,11 @@ def gen_vec_ta(name, TM, TN):
     w(f"fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{")
     w(f"    let n0 = (wg.x * 8u + lid.x) * {TN}u;")
     w(f"    let m0 = (wg.y * 8u + lid.y) * {TM}u;")
-    w("    let bz = wg.z;")
+    w("    // z = batch · ksplit + slice (split-K launches; ksplit = 1 otherwise): C's slot and A's")
+    w("    // and B's batch and reduction range.")
+    w("    let cz = wg.z;")
+    w("    let sl = slice_of(wg.z);")
+    w("    let bz = sl.bz;")
     w("    // No barriers in this kernel, so threads past the edge may leave early.")
     w("    if (m0 >= p.m || n0 >= p.n) {")
     w("        return;")
@@ -127,7 +138,7 @@ def gen_vec_ta(name, TM, TN):
     w("    // c{i}_{h} holds C[m0 + i][n0 + 4h .. n0 + 4h + 4].")
     for i in range(TM):
         w("    " + " ".join(f"var c{i}_{h} = vec4<f32>(0.0);" for h in range(H)))
-    w("    for (var k = 0u; k < p.k; k++) {")
+    w("    for (var k = sl.k_lo; k < sl.k_hi; k++) {")
     w("        // a{q} = A[m0 + 4q .. m0 + 4q + 4][k]; b{h} = B[k][n0 + 4h .. n0 + 4h + 4]")
     w("        let ak = k * acs;")
     w("        let bk = k * brs;")
@@ -143,9 +154,69 @@ def gen_vec_ta(name, TM, TN):
     return "\n".join(o) + "\n"
 
 
+def gen_vec_tb(name, TM, TN):
+    """Row-major A and B stored [N, K] (`trans_b`: b_rs = 1, b_cs = K): per 4 k a thread loads one
+    vec4 along k for each of its TN columns and transposes them in registers (free on llvmpipe,
+    which keeps each component in its own SIMD register), then runs regblock_vec's FMAs. a_off,
+    a_bs, a_rs, b_off, b_bs, b_cs and K multiples of 4 (the launcher checks); any M and N."""
+    H = TN // 4
+    o = []
+    w = o.append
+    w(f"// {name}: {TM}×{TN} outputs per thread, workgroup 8×8 = {8 * TM}×{8 * TN} outputs.")
+    w("// Row-major A and B stored [N, K] (trans_b), K a multiple of 4, any M and N.")
+    w("@compute @workgroup_size(8, 8, 1)")
+    w(f"fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{")
+    w(f"    let n0 = (wg.x * 8u + lid.x) * {TN}u;")
+    w(f"    let m0 = (wg.y * 8u + lid.y) * {TM}u;")
+    w("    // z = batch · ksplit + slice (split-K launches; ksplit = 1 otherwise): C's slot and A's")
+    w("    // and B's batch and reduction range.")
+    w("    let cz = wg.z;")
+    w("    let sl = slice_of(wg.z);")
+    w("    let bz = sl.bz;")
+    w("    // No barriers in this kernel, so threads past the edge may leave early.")
+    w("    if (m0 >= p.m || n0 >= p.n) {")
+    w("        return;")
+    w("    }")
+    w("    // Everything in vec4 units. Rows and columns past the edge are clamped to the last valid")
+    w("    // one; those results are dropped by the store's bounds check.")
+    w("    let a4 = (p.a_off + bz * p.a_bs) >> 2u;")
+    w("    let b4 = (p.b_off + bz * p.b_bs) >> 2u;")
+    w("    let ars = p.a_rs >> 2u;")
+    w("    let bcs = p.b_cs >> 2u;")
+    for i in range(TM):
+        w(f"    let ar{i} = a4 + min(m0 + {i}u, p.m - 1u) * ars;")
+    for j in range(TN):
+        w(f"    let bc{j} = b4 + min(n0 + {j}u, p.n - 1u) * bcs;")
+    w("    // c{i}_{h} holds C[m0 + i][n0 + 4h .. n0 + 4h + 4].")
+    for i in range(TM):
+        w("    " + " ".join(f"var c{i}_{h} = vec4<f32>(0.0);" for h in range(H)))
+    w("    for (var kq = sl.k_lo >> 2u; kq < (sl.k_hi >> 2u); kq++) {")
+    w("        // a{i} = A[m0 + i][4kq .. 4kq + 4]; u{j} = B[n0 + j][4kq .. 4kq + 4], transposed into")
+    w("        // b{kk}_{h} = B[n0 + 4h .. n0 + 4h + 4][4kq + kk]")
+    for i in range(TM):
+        w(f"        let a{i} = a[ar{i} + kq];")
+    for j in range(TN):
+        w(f"        let u{j} = b[bc{j} + kq];")
+    for kk, comp in enumerate("xyzw"):
+        for h in range(H):
+            args = ", ".join(f"u{4 * h + c}.{comp}" for c in range(4))
+            w(f"        let b{kk}_{h} = vec4<f32>({args});")
+    for i in range(TM):
+        for h in range(H):
+            e = f"c{i}_{h}"
+            for kk, comp in enumerate("xyzw"):
+                e = f"fma(vec4<f32>(a{i}.{comp}), b{kk}_{h}, {e})"
+            w(f"        c{i}_{h} = {e};")
+    w("    }")
+    epilogue(w, TM, TN)
+    return "\n".join(o) + "\n"
+
+
 def gen(name, TM, TN, vec_only):
     if vec_only == "ta":
         return gen_vec_ta(name, TM, TN)
+    if vec_only == "tb":
+        return gen_vec_tb(name, TM, TN)
     if vec_only:
         return gen_vec(name, TM, TN)
     H = TN // 4  # vec4 columns per thread
@@ -156,7 +227,11 @@ def gen(name, TM, TN, vec_only):
     w(f"fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{")
     w(f"    let n0 = (wg.x * 8u + lid.x) * {TN}u;")
     w(f"    let m0 = (wg.y * 8u + lid.y) * {TM}u;")
-    w("    let bz = wg.z;")
+    w("    // z = batch · ksplit + slice (split-K launches; ksplit = 1 otherwise): C's slot and A's")
+    w("    // and B's batch and reduction range.")
+    w("    let cz = wg.z;")
+    w("    let sl = slice_of(wg.z);")
+    w("    let bz = sl.bz;")
     w("    // No barriers in this kernel, so threads past the edge may leave early.")
     w("    if (m0 >= p.m || n0 >= p.n) {")
     w("        return;")
@@ -172,8 +247,8 @@ def gen(name, TM, TN, vec_only):
     w("    // c{i}_{h} holds C[m0 + i][n0 + 4h .. n0 + 4h + 4].")
     for i in range(TM):
         w("    " + " ".join(f"var c{i}_{h} = vec4<f32>(0.0);" for h in range(H)))
-    w("    let k4 = p.k & ~3u;")
-    w("    for (var k = 0u; k < k4; k += 4u) {")
+    w("    let k4 = sl.k_lo + ((sl.k_hi - sl.k_lo) & ~3u);")
+    w("    for (var k = sl.k_lo; k < k4; k += 4u) {")
     w("        // a{i} = A[m0 + i][k .. k + 4]")
     for i in range(TM):
         w(f"        var a{i}: vec4<f32>;")
@@ -235,7 +310,7 @@ def gen(name, TM, TN, vec_only):
             w(f"        c{i}_{h} = {e};")
     w("    }")
     w("    // The last k % 4 steps, scalar loads.")
-    w("    for (var k = k4; k < p.k; k++) {")
+    w("    for (var k = k4; k < sl.k_hi; k++) {")
     for h in range(H):
         args = ", ".join(f"ld_b(bc{4 * h + c} + k * p.b_rs)" for c in range(4))
         w(f"        let s{h} = vec4<f32>({args});")

@@ -1,6 +1,7 @@
 //! Encoding one validated product into dispatches: strided views of the operands, chunking
 //! past the binding limit and the adapter's grid, and choosing the kernel entry per launch.
 
+use super::split::{self, SplitK};
 use super::{
     Activation, MatmulOptions, Variant, LARGE_MIN_WORKGROUPS, LARGE_TILE, MAX_K_PER_LAUNCH,
 };
@@ -61,7 +62,9 @@ pub(super) struct Params {
     pub(super) bias_off: u32,
     pub(super) alpha: f32,
     pub(super) beta: f32,
-    pub(super) _pad: u32,
+    pub(super) ksplit: u32,
+    pub(super) kslice: u32,
+    pub(super) _pad: [u32; 3],
 }
 
 const FLAG_BIAS: u32 = 1;
@@ -171,31 +174,84 @@ pub(super) fn stride(s: u64, count: u64) -> u32 {
     }
 }
 
-pub(super) fn encode(
-    rt: &Runtime,
-    pr: &Problem<'_>,
-    opts: &MatmulOptions,
-) -> Result<Vec<Dispatch>> {
-    if pr.batch == 0 || pr.m == 0 || pr.n == 0 {
-        return Ok(Vec::new());
+/// How a product is cut into launches: the chunk extents, the kernel family and, where the
+/// product has few output tiles and a long reduction, its split-K.
+pub(super) struct Plan {
+    variant: Variant,
+    auto: bool,
+    align: u64,
+    e: Extent,
+    split: Option<SplitK>,
+}
+
+impl Plan {
+    /// Elements of scratch the split-K partials need (0 without a split): one chunk's
+    /// batches × slices × rows × columns (the first chunk is the largest).
+    pub(super) fn scratch_len(&self) -> usize {
+        self.split.map_or(0, |s| {
+            (self.e.b * s.slices(self.e.k) * self.e.m * self.e.n) as usize
+        })
     }
+}
+
+/// Plans the launches of `pr`; `split_ok`: the caller can hold a scratch tensor for split-K.
+pub(super) fn plan(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions, split_ok: bool) -> Plan {
     let caps = rt.caps();
     let limit = binding_limit(rt, opts);
     debug_assert_eq!(pr.c.1.cs, 1, "the kernels write C contiguously along n");
     let align = caps.storage_offset_alignment.max(16) as u64;
     let variant = opts.variant.resolve(rt);
-    let auto = opts.variant == Variant::Auto;
-    let tile = variant.tile();
     let max_wg = caps.max_workgroups_per_dim as u64;
-    let mut e = plan_chunks(pr, tile, max_wg, align.max(64), limit);
-    if crate::ops::policy::policy(rt).loop_budget.is_some() {
+    let mut e = plan_chunks(pr, variant.tile(), max_wg, align.max(64), limit);
+    let policy = crate::ops::policy::policy(rt);
+    if policy.loop_budget.is_some() {
         // llvmpipe ends an invocation's loops after CPU_LOOP_ITERATIONS iterations in all;
         // regblock_vec_ta loops once per k (the epilogue's loops take a few hundred more), so
         // longer reductions are split into accumulating launches (a multiple of 4 for the
         // vec4 paths).
         e.k = e.k.min(MAX_K_PER_LAUNCH);
     }
+    let tile = match variant {
+        Variant::RegBlockLarge => LARGE_TILE,
+        v => v.tile(),
+    };
+    let launch = split::Launch {
+        b: e.b,
+        m: e.m,
+        n: e.n,
+        k: e.k,
+        tile,
+        max_wg,
+        binding_limit: limit,
+    };
+    let split = match (split_ok, opts.split_k) {
+        (false, _) | (true, Some(0 | 1)) => None,
+        (true, forced) => split::choose(&policy, &launch, forced),
+    };
+    Plan {
+        variant,
+        auto: opts.variant == Variant::Auto,
+        align,
+        e,
+        split,
+    }
+}
 
+/// Records the launches of `plan`; `scratch` holds at least [`Plan::scratch_len`] elements.
+pub(super) fn encode(
+    rt: &Runtime,
+    pr: &Problem<'_>,
+    plan: &Plan,
+    scratch: Option<&Tensor>,
+) -> Result<Vec<Dispatch>> {
+    if pr.batch == 0 || pr.m == 0 || pr.n == 0 {
+        return Ok(Vec::new());
+    }
+    let e = plan.e;
+    let split = match (plan.split, scratch) {
+        (Some(s), Some(t)) if t.numel() >= plan.scratch_len() => Some((s, t)),
+        _ => None,
+    };
     let mut dispatches = Vec::new();
     for b0 in (0..pr.batch).step_by(e.b as usize) {
         let nb = e.b.min(pr.batch - b0);
@@ -214,7 +270,7 @@ pub(super) fn encode(
                         k: nk,
                     };
                     let at = (b0, m0, n0, k0);
-                    dispatches.push(launch(rt, pr, variant, auto, at, chunk, align)?);
+                    dispatches.extend(launch(rt, pr, plan, at, chunk, split)?);
                     k0 += nk;
                     if k0 >= pr.k {
                         break;
@@ -226,17 +282,16 @@ pub(super) fn encode(
     Ok(dispatches)
 }
 
+/// One chunk's dispatches: the product, or under split-K the partial products and their sum.
 fn launch(
     rt: &Runtime,
     pr: &Problem<'_>,
-    variant: Variant,
-    auto: bool,
+    plan: &Plan,
     (b0, m0, n0, k0): (u64, u64, u64, u64),
     e: Extent,
-    align: u64,
-) -> Result<Dispatch> {
-    // Over ~80 lines: one chunk's bindings and parameter block for every variant, a flat list of
-    // field computations.
+    split: Option<(SplitK, &Tensor)>,
+) -> Result<Vec<Dispatch>> {
+    let align = plan.align;
     let (ta, va) = pr.a;
     let (tb, vb) = pr.b;
     let (tc, vc) = pr.c;
@@ -290,16 +345,87 @@ fn launch(
         bias_off: bias_off as u32,
         alpha: pr.alpha,
         beta,
-        _pad: 0,
+        ksplit: 1,
+        kslice: e.k.max(1) as u32,
+        ..bytemuck::Zeroable::zeroed()
     };
+    let binds = [bind_a, bind_b, bind_bias, bind_c, bind_p];
+    match split.filter(|(s, _)| s.slices(e.k) >= 2) {
+        Some((split, scratch)) => split_launch(rt, plan, &params, e, split, scratch, binds),
+        None => Ok(vec![product(rt, plan, &params, e, 1, binds)?]),
+    }
+}
+
+/// A chunk under split-K: slice s of batch b writes its partial product into scratch slot
+/// b·S + s with the plain epilogue (alpha 1, nothing else), then `splitk_sum` sums the slices
+/// and applies the chunk's real epilogue (`params`, bound to `binds`).
+fn split_launch(
+    rt: &Runtime,
+    plan: &Plan,
+    params: &Params,
+    e: Extent,
+    split: SplitK,
+    scratch: &Tensor,
+    binds: [crate::runtime::Binding<'_>; 5],
+) -> Result<Vec<Dispatch>> {
+    let [bind_a, bind_b, bind_bias, bind_c, bind_p] = binds;
+    let slices = split.slices(e.k);
+    let plane = e.m * e.n;
+    let (bind_s, _) = bind_block(
+        scratch,
+        &View::new(0, 0, 1),
+        (0, 0, 0),
+        (1, 1, e.b * slices * plane),
+        plan.align,
+    );
+    let partial = Params {
+        flags: 0,
+        alpha: 1.0,
+        beta: 0.0,
+        c_off: 0,
+        c_bs: plane as u32,
+        c_rs: e.n as u32,
+        p_off: 0,
+        ksplit: slices as u32,
+        kslice: split.kslice as u32,
+        ..*params
+    };
+    // The bias and pre-activation slots are never read or written here (flags 0).
+    let binds = [bind_a, bind_b, bind_a, bind_s, bind_s];
+    let first = product(rt, plan, &partial, e, slices, binds)?;
+    let sum = Params {
+        k: e.b as u32,
+        a_off: 0,
+        a_bs: (slices * plane) as u32,
+        a_rs: e.n as u32,
+        a_cs: plane as u32,
+        ksplit: slices as u32,
+        ..*params
+    };
+    let kernel = rt.kernel(&crate::shader!("matmul"), "splitk_sum", &[])?;
+    let binds = [bind_s, bind_s, bind_bias, bind_c, bind_p];
+    let grid = rt.grid(e.b * plane, 64);
+    Ok(vec![first, rt.dispatch(&kernel, &sum, &binds, grid)])
+}
+
+/// The product dispatch of one chunk, `slices` launches side by side along z per batch.
+fn product(
+    rt: &Runtime,
+    plan: &Plan,
+    params: &Params,
+    e: Extent,
+    slices: u64,
+    binds: [crate::runtime::Binding<'_>; 5],
+) -> Result<Dispatch> {
+    let variant = plan.variant;
     let large = match variant {
-        Variant::RegBlockLarge => large_entry(&params, e, auto),
+        Variant::RegBlockLarge => large_entry(params, e, e.b * slices, plan.auto),
         _ => None,
     };
     let kernel = match variant {
         _ if large.is_some() => rt.kernel(&crate::shader!("matmul"), large.unwrap(), &[])?,
         Variant::RegBlock | Variant::RegBlockLarge => {
-            let (am, bm) = vector_modes(&params, e);
+            let (am, bm) = vector_modes(params, e);
             rt.kernel(
                 &crate::shader!("matmul"),
                 "regblock",
@@ -313,13 +439,9 @@ fn launch(
     } else {
         variant.tile()
     };
-    let workgroups = [e.n.div_ceil(tn) as u32, e.m.div_ceil(tm) as u32, e.b as u32];
-    Ok(rt.dispatch(
-        &kernel,
-        &params,
-        &[bind_a, bind_b, bind_bias, bind_c, bind_p],
-        workgroups,
-    ))
+    let z = (e.b * slices) as u32;
+    let workgroups = [e.n.div_ceil(tn) as u32, e.m.div_ceil(tm) as u32, z];
+    Ok(rt.dispatch(&kernel, params, &binds, workgroups))
 }
 
 /// The regblock load modes (see shaders/matmul.wgsl) this launch's layout and alignment allow.
@@ -349,8 +471,8 @@ pub(super) fn vector_modes(p: &Params, e: Extent) -> (u32, u32) {
 /// scalar k tail); `regblock_vec_ta` when A is stored [K, M] (`trans_a`: unit row stride, M and
 /// the k stride multiples of 4) and B is row-major with N a multiple of 4, any K. Under `Auto`
 /// either needs at least [`LARGE_MIN_WORKGROUPS`] of its workgroups. `None`: `regblock`.
-fn large_entry(p: &Params, e: Extent, auto: bool) -> Option<&'static str> {
-    let wgs = e.b * e.m.div_ceil(LARGE_TILE.0) * e.n.div_ceil(LARGE_TILE.1);
+fn large_entry(p: &Params, e: Extent, z: u64, auto: bool) -> Option<&'static str> {
+    let wgs = z * e.m.div_ceil(LARGE_TILE.0) * e.n.div_ceil(LARGE_TILE.1);
     if auto && wgs < LARGE_MIN_WORKGROUPS {
         return None;
     }
@@ -361,7 +483,13 @@ fn large_entry(p: &Params, e: Extent, auto: bool) -> Option<&'static str> {
     let a_t = a_ok && p.a_rs <= 1 && p.a_cs.is_multiple_of(4) && e.m.is_multiple_of(4);
     let b_ok = p.b_off.is_multiple_of(4) && p.b_bs.is_multiple_of(4);
     let b_r = b_ok && p.b_cs <= 1 && p.b_rs.is_multiple_of(4) && e.n.is_multiple_of(4);
-    (a_t && b_r).then_some("regblock_vec_ta")
+    if a_t && b_r {
+        return Some("regblock_vec_ta");
+    }
+    // B stored [N, K] (trans_b) with row-major A, K a multiple of 4: regblock_vec_tb.
+    let a_r = a_ok && p.a_cs <= 1 && p.a_rs.is_multiple_of(4);
+    let b_t = b_ok && p.b_rs <= 1 && p.b_cs.is_multiple_of(4);
+    (a_r && b_t && e.k.is_multiple_of(4)).then_some("regblock_vec_tb")
 }
 
 fn binding_limit(rt: &Runtime, opts: &MatmulOptions) -> u64 {

@@ -22,21 +22,25 @@
 //! adapters `regblock_vec` (24×16 outputs per thread in registers, vec4 loads, no workgroup
 //! memory; row-major A and B with K and N multiples of 4, and enough rows and columns to fill
 //! a few 192×128 workgroups; `regblock_vec_ta` the same for A stored `[K, M]` with M and N
-//! multiples of 4, any K) and otherwise `regblock` (8×16 per thread, vec4 loads where the
-//! layout allows); `tiled` on GPUs (64×64 workgroup tiles through workgroup memory); and
-//! `naive` (one output per thread) as the plain port of the reference. Any operand larger than
-//! one storage binding (128 MiB on lavapipe) is handled by splitting the launch over batches,
-//! rows, columns or the reduction dimension and binding each piece at an aligned offset.
+//! multiples of 4, any K; `regblock_vec_tb` for B stored `[N, K]` with K a multiple of 4, any M
+//! and N) and otherwise `regblock` (8×16 per thread, vec4 loads where the layout allows);
+//! `tiled` on GPUs (64×64 workgroup tiles through workgroup memory); and `naive` (one output
+//! per thread) as the plain port of the reference. Any operand larger than one storage binding
+//! (128 MiB on lavapipe) is handled by splitting the launch over batches, rows, columns or the
+//! reduction dimension and binding each piece at an aligned offset. Products with few output
+//! tiles and a long reduction are split along K over more workgroups (`split.rs`) where the
+//! entry point can hold the partials in scratch.
 
 mod launch;
 pub mod reference;
+mod split;
 #[cfg(test)]
 mod tests;
 
 use crate::error::{Error, Result};
 use crate::ops::common::check;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
-use launch::{encode, Problem, View};
+use launch::{encode, plan, Problem, View};
 #[cfg(test)]
 use launch::{stride, vector_modes, Extent, Params};
 
@@ -69,7 +73,8 @@ pub enum Variant {
     RegBlock,
     /// `regblock_vec` (24×16 outputs per thread, one vec4 code path) for launches whose layout
     /// allows it (row-major A and B, K and N multiples of 4), `regblock_vec_ta` for `trans_a`
-    /// with row-major B (M and N multiples of 4, any K), `regblock` for the others. Under
+    /// with row-major B (M and N multiples of 4, any K), `regblock_vec_tb` for `trans_b` with
+    /// row-major A (K a multiple of 4), `regblock` for the others. Under
     /// `Auto` the large block is also skipped for launches too small to fill
     /// [`LARGE_MIN_WORKGROUPS`] of its workgroups. Its pipeline costs lavapipe's JIT seconds of
     /// CPU the first time on a machine; Mesa's on-disk shader cache makes later processes start
@@ -129,6 +134,11 @@ pub struct MatmulOptions {
     /// the chunked paths with small tensors. `None` uses the adapter limit.
     #[doc(hidden)]
     pub max_binding: Option<u64>,
+    /// Split-K (see `split.rs`): `None` lets the adapter's policy split products with few
+    /// output tiles and a long reduction; `Some(s)` asks for `s` slices (`Some(1)`: never split),
+    /// within the grid and binding limits. Only the entry points that can hold the partials
+    /// (`matmul`, `matmul_with_preact`, `matmul_scratch_into`) split; `*_into` never does.
+    pub split_k: Option<u32>,
 }
 
 impl Default for MatmulOptions {
@@ -141,6 +151,7 @@ impl Default for MatmulOptions {
             activation: Activation::None,
             variant: Variant::Auto,
             max_binding: None,
+            split_k: None,
         }
     }
 }
@@ -283,12 +294,16 @@ pub fn matmul_into(
     out: &Tensor,
     opts: &MatmulOptions,
 ) -> Result<Vec<Dispatch>> {
-    forward_into("matmul", rt, a, b, bias, out, None, opts)
+    Ok(forward_into("matmul", rt, a, b, bias, out, None, opts, false)?.0)
 }
 
 /// [`matmul_into`], free to pick a faster plan that needs a scratch tensor; the caller keeps the
 /// returned scratch alive as long as it keeps the dispatches (the graph executor records them
 /// once per plan).
+///
+/// A product with few output tiles and a long reduction is split along K (`split.rs`): the
+/// scratch holds the partial products, and one extra dispatch sums them and applies the
+/// epilogue.
 ///
 /// Where the product runs `regblock_vec` (the CPU-shaped kernel), which reads B row-major, a transposed 2-D B
 /// (a linear layer's weight, `[out, in]`) with enough rows of A to fill its workgroups is first
@@ -316,7 +331,7 @@ pub fn matmul_scratch_into(
             return Ok((ds, Some(bt)));
         }
     }
-    Ok((matmul_into(rt, a, b, bias, out, opts)?, None))
+    forward_into("matmul", rt, a, b, bias, out, None, opts, true)
 }
 
 /// Like [`matmul_into`], also writing the pre-activation `alpha·op(A)·op(B) + bias + beta·C`
@@ -330,7 +345,7 @@ pub fn matmul_with_preact_into(
     preact: &Tensor,
     opts: &MatmulOptions,
 ) -> Result<Vec<Dispatch>> {
-    forward_into("matmul", rt, a, b, bias, out, Some(preact), opts)
+    Ok(forward_into("matmul", rt, a, b, bias, out, Some(preact), opts, false)?.0)
 }
 
 /// Allocates C, runs [`matmul_into`] (beta must be 0: there is no C to accumulate into).
@@ -342,7 +357,10 @@ pub fn matmul(
     opts: &MatmulOptions,
 ) -> Result<Tensor> {
     let out = alloc_out("matmul", rt, a, b, opts)?;
-    rt.run(&matmul_into(rt, a, b, bias, &out, opts)?);
+    // Split-K partials may be dropped once submitted: the pool hands the buffer out again only
+    // to work queued after this.
+    let (ds, _scratch) = forward_into("matmul", rt, a, b, bias, &out, None, opts, true)?;
+    rt.run(&ds);
     Ok(out)
 }
 
@@ -356,7 +374,8 @@ pub fn matmul_with_preact(
 ) -> Result<(Tensor, Tensor)> {
     let out = alloc_out("matmul", rt, a, b, opts)?;
     let pre = rt.empty(out.shape(), DType::F32)?;
-    rt.run(&matmul_with_preact_into(rt, a, b, bias, &out, &pre, opts)?);
+    let (ds, _scratch) = forward_into("matmul", rt, a, b, bias, &out, Some(&pre), opts, true)?;
+    rt.run(&ds);
     Ok((out, pre))
 }
 
@@ -390,7 +409,8 @@ fn forward_into(
     out: &Tensor,
     preact: Option<&Tensor>,
     opts: &MatmulOptions,
-) -> Result<Vec<Dispatch>> {
+    split_ok: bool,
+) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
     let s = resolve(op, a, b, opts)?;
     let out_shape = s.out_shape();
     check::f32_shape(op, "the output", out, &out_shape)?;
@@ -419,5 +439,10 @@ fn forward_into(
         beta: opts.beta,
         act: opts.activation,
     };
-    encode(rt, &problem, opts)
+    let plan = plan(rt, &problem, opts, split_ok);
+    let scratch = match plan.scratch_len() {
+        0 => None,
+        n => Some(rt.empty(&[n], DType::F32)?),
+    };
+    Ok((encode(rt, &problem, &plan, scratch.as_ref())?, scratch))
 }

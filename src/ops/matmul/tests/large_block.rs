@@ -84,8 +84,19 @@ fn large_block_selection() {
             &opts(Variant::RegBlockLarge, (true, true)),
             general,
         ),
+        // B stored [N, K] with K a multiple of 4: the trans_b entry, any M and N; other K fall back.
         (
             Case::new(64, 64, 64, (false, true)),
+            &opts(Variant::RegBlockLarge, (false, true)),
+            LARGE_TB,
+        ),
+        (
+            Case::new(65, 63, 64, (false, true)),
+            &opts(Variant::RegBlockLarge, (false, true)),
+            LARGE_TB,
+        ),
+        (
+            Case::new(64, 64, 66, (false, true)),
             &opts(Variant::RegBlockLarge, (false, true)),
             general,
         ),
@@ -114,6 +125,66 @@ fn large_block_selection() {
         assert_eq!(entries(rt, &big, &auto_ta), [LARGE_TA]);
         let batched = Case::new(192, 128, 64, (true, false)).batched(&[4], &[]);
         assert_eq!(entries(rt, &batched, &auto_ta), [LARGE_TA]);
+        let auto_tb = opts(Variant::Auto, (false, true));
+        let small = Case::new(192, 128, 64, (false, true));
+        assert_eq!(entries(rt, &small, &auto_tb), ["matmul::regblock"]);
+        let big = Case::new(193, 129, 64, (false, true)).batched(&[2], &[2]);
+        assert_eq!(entries(rt, &big, &auto_tb), [LARGE_TB]);
+    }
+}
+
+/// The 24×16 `trans_b` kernel (B stored [N, K]) on shapes it accepts: one-element M and N, K = 4,
+/// sizes past its 192×128 tile in both directions and not multiples of it (nor of 4), batches
+/// broadcast on either side, the whole epilogue, and chunked launches (4 KiB binding cap).
+#[test]
+fn large_block_trans_b_shapes_batches_epilogue_and_chunks() {
+    let rt = testing::runtime();
+    let t = (false, true);
+    let shapes = [
+        (1, 1, 4),
+        (1, 131, 8),
+        (7, 5, 12),
+        (193, 133, 8),
+        (200, 259, 36),
+        (385, 21, 4),
+    ];
+    let leads: [(&[usize], &[usize]); 4] =
+        [(&[], &[]), (&[3], &[]), (&[], &[3]), (&[2, 2], &[2, 2])];
+    let o = opts(Variant::RegBlockLarge, t);
+    for (m, n, k) in shapes {
+        for (la, lb) in leads {
+            let case = Case::new(m, n, k, t).batched(la, lb);
+            let e = entries(rt, &case, &o);
+            assert!(e.iter().all(|x| x == LARGE_TB), "{case:?}: {e:?}");
+            check_forward(rt, &case, &o, false, false);
+        }
+    }
+    for act in [Activation::None, Activation::Relu, Activation::Gelu] {
+        for (alpha, beta) in [(1.0, 0.0), (0.5, 0.75), (-1.5, 1.0)] {
+            let o = MatmulOptions {
+                alpha,
+                beta,
+                activation: act,
+                ..opts(Variant::RegBlockLarge, t)
+            };
+            let case = Case::new(197, 135, 24, t).batched(&[2], &[]);
+            assert!(entries(rt, &case, &o).iter().all(|x| x == LARGE_TB));
+            check_forward(rt, &case, &o, true, true);
+            check_forward(rt, &case, &o, false, false);
+        }
+    }
+    for case in [Case::new(300, 20, 64, t), Case::new(40, 36, 200, t)] {
+        let o = MatmulOptions {
+            activation: Activation::Gelu,
+            alpha: 0.75,
+            beta: 0.5,
+            max_binding: Some(4096),
+            ..opts(Variant::RegBlockLarge, t)
+        };
+        let e = entries(rt, &case, &o);
+        assert!(e.len() >= 2, "{case:?}: not split");
+        assert!(e.iter().any(|x| x == LARGE_TB), "{case:?}: {e:?}");
+        check_forward(rt, &case, &o, true, true);
     }
 }
 

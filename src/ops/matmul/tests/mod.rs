@@ -9,6 +9,7 @@ use crate::testing::{self, assert_close};
 mod forward;
 mod large_block;
 mod limits;
+mod split_k;
 
 const VARIANTS: [Variant; 4] = [
     Variant::RegBlockLarge,
@@ -109,7 +110,36 @@ fn nan_tensor(rt: &Runtime, shape: &[usize]) -> Tensor {
 
 /// Runs the forward on random inputs and compares C (and `pre` when asked) with the reference.
 fn check_forward(rt: &Runtime, case: &Case, opts: &MatmulOptions, with_bias: bool, with_pre: bool) {
-    let seed = testing::seed();
+    check_forward_split(rt, case, opts, with_bias, with_pre, false);
+}
+
+/// [`check_forward`] through the launcher that may split K (`split_ok`, as `matmul_scratch_into`
+/// and the allocating forms run it); returns the dispatches' entry points and C.
+fn check_forward_split(
+    rt: &Runtime,
+    case: &Case,
+    opts: &MatmulOptions,
+    with_bias: bool,
+    with_pre: bool,
+    split_ok: bool,
+) -> (Vec<String>, Vec<f32>) {
+    check_forward_seeded(
+        rt,
+        case,
+        opts,
+        (with_bias, with_pre, split_ok),
+        testing::seed(),
+    )
+}
+
+/// [`check_forward_split`] on the inputs of `seed`; `flags` = (bias, pre, split_ok).
+fn check_forward_seeded(
+    rt: &Runtime,
+    case: &Case,
+    opts: &MatmulOptions,
+    (with_bias, with_pre, split_ok): (bool, bool, bool),
+    seed: u64,
+) -> (Vec<String>, Vec<f32>) {
     let mut rng = testing::rng(seed);
     let (sa, sb, sc) = (case.a_shape(), case.b_shape(), case.c_shape());
     let a = testing::uniform(&mut rng, numel(&sa), -1.0, 1.0);
@@ -126,11 +156,10 @@ fn check_forward(rt: &Runtime, case: &Case, opts: &MatmulOptions, with_bias: boo
     };
     let pre = nan_tensor(rt, &sc);
     let bias_arg = with_bias.then_some(&tbias);
-    let d = if with_pre {
-        matmul_with_preact_into(rt, &ta, &tb, bias_arg, &out, &pre, opts)
-    } else {
-        matmul_into(rt, &ta, &tb, bias_arg, &out, opts)
-    }
+    let pre_arg = with_pre.then_some(&pre);
+    let (d, _scratch) = forward_into(
+        "test", rt, &ta, &tb, bias_arg, &out, pre_arg, opts, split_ok,
+    )
     .unwrap();
     rt.run(&d);
     let (want, want_pre) = reference::forward(
@@ -143,8 +172,9 @@ fn check_forward(rt: &Runtime, case: &Case, opts: &MatmulOptions, with_bias: boo
         opts.beta as f64,
         opts.activation,
     );
-    let name = format!("{case:?} {opts:?} bias={with_bias}");
-    assert_close(&name, seed, &rt.download(&out).unwrap(), &f32s(&want), 1e-5);
+    let name = format!("{case:?} {opts:?} bias={with_bias} split_ok={split_ok}");
+    let got = rt.download(&out).unwrap();
+    assert_close(&name, seed, &got, &f32s(&want), 1e-5);
     if with_pre {
         let name = format!("pre-activation of {name}");
         assert_close(
@@ -155,6 +185,14 @@ fn check_forward(rt: &Runtime, case: &Case, opts: &MatmulOptions, with_bias: boo
             1e-5,
         );
     }
+    (labels(&d), got)
+}
+
+/// Entry points of dispatches (`matmul::regblock_vec`, …).
+fn labels(d: &[Dispatch]) -> Vec<String> {
+    d.iter()
+        .map(|d| d.label().split('[').next().unwrap().to_string())
+        .collect()
 }
 
 fn opts(variant: Variant, (trans_a, trans_b): (bool, bool)) -> MatmulOptions {
@@ -184,11 +222,10 @@ fn entries(rt: &Runtime, case: &Case, opts: &MatmulOptions) -> Vec<String> {
     let a = rt.empty(&case.a_shape(), DType::F32).unwrap();
     let b = rt.empty(&case.b_shape(), DType::F32).unwrap();
     let c = rt.empty(&case.c_shape(), DType::F32).unwrap();
-    let d = matmul_into(rt, &a, &b, None, &c, opts).unwrap();
-    d.iter()
-        .map(|d| d.label().split('[').next().unwrap().to_string())
-        .collect()
+    labels(&matmul_into(rt, &a, &b, None, &c, opts).unwrap())
 }
 
 const LARGE: &str = "matmul::regblock_vec";
 const LARGE_TA: &str = "matmul::regblock_vec_ta";
+const LARGE_TB: &str = "matmul::regblock_vec_tb";
+const SPLIT_SUM: &str = "matmul::splitk_sum";
