@@ -17,12 +17,12 @@
 
 mod adamw;
 mod clip;
+mod reference;
 mod schedule;
 
-pub use adamw::{
-    adamw_reference, AdamW, AdamWConfig, GroupConfig, Moments, OptimizerState, ParamState,
-};
+pub use adamw::{AdamW, AdamWConfig, GroupConfig, Moments, OptimizerState, ParamState};
 pub use clip::{clip_coefficient, global_norm_reference, GradNorm};
+pub use reference::adamw_reference;
 pub use schedule::{Decay, LrSchedule, Warmup};
 
 use thiserror::Error;
