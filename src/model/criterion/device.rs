@@ -426,16 +426,7 @@ pub fn solve_costs(
             out.push(Vec::new());
             continue;
         }
-        let (rows, cols) =
-            lsap::solve(q, n, &m, false).map_err(|e| CriterionError::Assignment {
-                image: b,
-                rows: q,
-                cols: n,
-                reason: e.to_string(),
-            })?;
-        let mut pairs: Vec<(usize, usize)> = rows.into_iter().zip(cols).collect();
-        pairs.sort_unstable();
-        out.push(pairs);
+        out.push(super::matcher::assign(b, q, n, &m)?);
     }
     Ok(out)
 }

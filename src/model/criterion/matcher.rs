@@ -27,16 +27,7 @@ impl Criterion {
                 continue;
             }
             let cost = self.cost_matrix(shape, pred, tgt, b, &pts);
-            let (rows, cols) =
-                lsap::solve(q, n, &cost, false).map_err(|e| CriterionError::Assignment {
-                    image: b,
-                    rows: q,
-                    cols: n,
-                    reason: e.to_string(),
-                })?;
-            let mut pairs: Vec<(usize, usize)> = rows.into_iter().zip(cols).collect();
-            pairs.sort_unstable();
-            out.push(pairs);
+            out.push(assign(b, q, n, &cost)?);
         }
         Ok(out)
     }
@@ -101,4 +92,18 @@ impl Criterion {
         }
         cost
     }
+}
+
+/// Image `b`'s minimum-cost assignment of a `[q, n]` cost matrix (row-major): (query, target)
+/// pairs sorted by query.
+pub(super) fn assign(b: usize, q: usize, n: usize, cost: &Vec<f64>) -> Result<Vec<(usize, usize)>> {
+    let (rows, cols) = lsap::solve(q, n, cost, false).map_err(|e| CriterionError::Assignment {
+        image: b,
+        rows: q,
+        cols: n,
+        reason: e.to_string(),
+    })?;
+    let mut pairs: Vec<(usize, usize)> = rows.into_iter().zip(cols).collect();
+    pairs.sort_unstable();
+    Ok(pairs)
 }
