@@ -10,8 +10,10 @@ mod forward;
 mod large_block;
 mod limits;
 mod split_k;
+mod texel;
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
+    Variant::Texel,
     Variant::RegBlockLarge,
     Variant::RegBlock,
     Variant::Tiled,
@@ -229,3 +231,6 @@ const LARGE: &str = "matmul::regblock_vec";
 const LARGE_TA: &str = "matmul::regblock_vec_ta";
 const LARGE_TB: &str = "matmul::regblock_vec_tb";
 const SPLIT_SUM: &str = "matmul::splitk_sum";
+const TEXEL_NN: &str = "matmul_texel::texel_nn";
+const TEXEL_TA: &str = "matmul_texel::texel_ta";
+const TEXEL_TB: &str = "matmul_texel::texel_tb";
