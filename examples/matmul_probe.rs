@@ -32,7 +32,9 @@ struct Params {
     bias_off: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    ksplit: u32,
+    kslice: u32,
+    _pad: [u32; 3],
 }
 
 fn cpu_seconds() -> f64 {
@@ -115,7 +117,9 @@ fn main() {
         bias_off: 0,
         alpha: 1.0,
         beta: 0.0,
-        _pad: 0,
+        ksplit: 1,
+        kslice: k as u32,
+        _pad: [0; 3],
     };
     let wg = [n.div_ceil(tn) as u32, m.div_ceil(tm) as u32, 1];
     let d = [rt.dispatch(

@@ -37,6 +37,10 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> lse: array<f32>; // [B, nw, heads, WIN²]
 
+// K and V are read only through these (their texel form reads texel views: ops/common/texel.rs).
+fn ld_k(i: u32) -> vec4<f32> { return k[i]; }
+fn ld_v(i: u32) -> vec4<f32> { return v[i]; }
+
 override WIN: u32 = 7u; // window size
 override D4: u32 = 8u; // head_dim / 4
 const MAX_D4: u32 = 16u;
@@ -111,7 +115,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             if (row_real && oxj < p.width) {
                 let kb = (krow + oxj) * p.c4 + h * D4;
                 for (var c = 0u; c < D4; c++) {
-                    d = fma(qv[c], k[kb + c], d);
+                    d = fma(qv[c], ld_k(kb + c), d);
                 }
             } else if (p.has_pad != 0u) {
                 for (var c = 0u; c < D4; c++) {
@@ -138,7 +142,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             if (row_real && oxj < p.width) {
                 let vb = (krow + oxj) * p.c4 + h * D4;
                 for (var c = 0u; c < D4; c++) {
-                    acc[c] = fma(vec4<f32>(pj), v[vb + c], acc[c]);
+                    acc[c] = fma(vec4<f32>(pj), ld_v(vb + c), acc[c]);
                 }
             } else if (p.has_pad != 0u) {
                 for (var c = 0u; c < D4; c++) {

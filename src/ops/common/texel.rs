@@ -6,11 +6,19 @@
 //! `fn ld_NAME(i: u32) -> vec4<f32> { return NAME[i]; }`; the texel form rebinds `NAME` as a
 //! read-only `rgba32float` storage texture at the same binding and rewrites that body.
 
-use crate::runtime::{Runtime, TEXEL_ROW};
+use crate::runtime::{Runtime, Tensor, TexelSlot, TexelView, TEXEL_ROW};
 
 /// Whether kernels use their texel forms on `rt`: CPU adapters, under the CPU kernel policy.
 pub(crate) fn preferred(rt: &Runtime) -> bool {
     rt.info().device_type == wgpu::DeviceType::Cpu && crate::ops::policy::policy(rt).cpu_shapes()
+}
+
+/// Texel views of two operands (slots A and B), or `None` where they cannot be made (the buffer
+/// kernel runs instead).
+pub(crate) fn views(rt: &Runtime, a: &Tensor, b: &Tensor) -> Option<(TexelView, TexelView)> {
+    let a = rt.texel_view(TexelSlot::A, a.binding()).ok()?;
+    let b = rt.texel_view(TexelSlot::B, b.binding()).ok()?;
+    Some((a, b))
 }
 
 /// `base` with each buffer in `names` read from a texel view. Panics if `base` does not spell a
@@ -49,6 +57,9 @@ mod tests {
         let src = super::texel_source(base.source, &["k", "v"]);
         assert!(src.contains("var k: texture_storage_2d<rgba32float, read>;"));
         crate::runtime::validate_wgsl("masked_attention+texel", &src).unwrap();
+        let base = crate::shader!("window_attention");
+        let src = super::texel_source(base.source, &["k", "v"]);
+        crate::runtime::validate_wgsl("window_attention+texel", &src).unwrap();
         let bad = std::panic::catch_unwind(|| super::texel_source(base.source, &["q"]));
         assert!(bad.is_err(), "q is read directly, not through ld_q");
     }

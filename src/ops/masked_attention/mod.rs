@@ -30,7 +30,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::ops::common::{check, texel};
-use crate::runtime::{DType, Dispatch, Runtime, Shader, Tensor, TexelSlot, TexelView};
+use crate::runtime::{DType, Dispatch, Runtime, Shader, Tensor};
 use std::sync::OnceLock;
 
 const OP: &str = "masked_attention";
@@ -359,7 +359,7 @@ pub fn masked_attention_into(
     // On CPU adapters K and V are read from texel views (the GPU-policy runtime of the tests
     // runs the buffer kernel on the same adapter).
     let texel = match texel::preferred(rt) {
-        true => texel_views(rt, x),
+        true => texel::views(rt, x.k, x.v),
         false => None,
     };
     if let Some((k, v)) = texel {
@@ -415,13 +415,6 @@ fn texel_shader() -> Shader {
         name: "masked_attention+texel",
         source: SOURCE.get_or_init(|| texel::texel_source(base.source, &["k", "v"])),
     }
-}
-
-/// Texel views of K and V, or `None` where they cannot be made (the buffer kernel runs).
-fn texel_views(rt: &Runtime, x: &MaskedAttentionInputs) -> Option<(TexelView, TexelView)> {
-    let k = rt.texel_view(TexelSlot::A, x.k.binding()).ok()?;
-    let v = rt.texel_view(TexelSlot::B, x.v.binding()).ok()?;
-    Some((k, v))
 }
 
 /// Forward pass: returns (out [B, Q, heads·d], lse [B, heads, Q]).

@@ -32,8 +32,9 @@ pub mod reference;
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::ops::common::check;
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::ops::common::{check, texel};
+use crate::runtime::{DType, Dispatch, Runtime, Shader, Tensor};
+use std::sync::OnceLock;
 
 mod backward;
 #[cfg(test)]
@@ -270,17 +271,42 @@ pub fn window_attention_into(
     let g = geometry(rt, x, opts)?;
     check::f32_shape(OP, "out", out, x.q.shape())?;
     check::f32_shape(OP, "lse", lse, &g.lse_shape())?;
+    // Without padding values any bound buffer will do: the kernel reads them only when has_pad = 1.
+    let pad_k = x.pad_k.unwrap_or(x.k);
+    let pad_v = x.pad_v.unwrap_or(x.v);
+    let params = g.params(x.pad_k.is_some());
+    let grid = rt.grid(g.rows() as u64, WG);
+    // On CPU adapters K and V are read from texel views (ops/common/texel.rs).
+    let views = match texel::preferred(rt) {
+        true => texel::views(rt, x.k, x.v),
+        false => None,
+    };
+    if let Some((k, v)) = views {
+        let kernel = rt.kernel(&texel_shader(), "forward", &g.constants())?;
+        let storage = [
+            (1, x.q.binding()),
+            (4, x.table.binding()),
+            (5, pad_k.binding()),
+            (6, pad_v.binding()),
+            (7, out.binding()),
+            (8, lse.binding()),
+        ];
+        return Ok(vec![rt.dispatch_texels(
+            &kernel,
+            &params,
+            &storage,
+            vec![(2, k), (3, v)],
+            grid,
+        )]);
+    }
     let kernel = rt.kernel(
         &crate::shader!("window_attention"),
         "forward",
         &g.constants(),
     )?;
-    // Without padding values any bound buffer will do: the kernel reads them only when has_pad = 1.
-    let pad_k = x.pad_k.unwrap_or(x.k);
-    let pad_v = x.pad_v.unwrap_or(x.v);
     Ok(vec![rt.dispatch(
         &kernel,
-        &g.params(x.pad_k.is_some()),
+        &params,
         &[
             x.q.binding(),
             x.k.binding(),
@@ -291,8 +317,18 @@ pub fn window_attention_into(
             out.binding(),
             lse.binding(),
         ],
-        rt.grid(g.rows() as u64, WG),
+        grid,
     )])
+}
+
+/// `window_attention.wgsl` with K and V read from texel views (CPU adapters).
+fn texel_shader() -> Shader {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    let base = crate::shader!("window_attention");
+    Shader {
+        name: "window_attention+texel",
+        source: SOURCE.get_or_init(|| texel::texel_source(base.source, &["k", "v"])),
+    }
 }
 
 /// Forward pass: returns (out [B, H, W, C], lse [B, nW, heads, w²]).

@@ -2,9 +2,17 @@
 
 use super::*;
 
+/// Under both kernel policies: on CPU adapters the CPU policy reads K and V from texel views, the
+/// GPU policy from buffers.
 #[test]
 fn forward_matches_reference() {
-    let rt = testing::runtime();
+    for rt in [testing::runtime(), testing::gpu_policy_runtime()] {
+        forward_matches_reference_on(rt);
+    }
+}
+
+fn forward_matches_reference_on(rt: &Runtime) {
+    let texel = crate::ops::common::texel::preferred(rt);
     let seed = testing::seed();
     for (n, c) in CASES.iter().enumerate() {
         let seed = seed.wrapping_add(n as u64);
@@ -16,7 +24,10 @@ fn forward_matches_reference() {
         let lse = rt.empty(&g.lse_shape(), DType::F32).unwrap();
         rt.fill(&out, f32::NAN).unwrap();
         rt.fill(&lse, f32::NAN).unwrap();
-        rt.run(&window_attention_into(rt, &x, &out, &lse, &c.opts()).unwrap());
+        let ds = window_attention_into(rt, &x, &out, &lse, &c.opts()).unwrap();
+        let texel_runs = ds[0].label().starts_with("window_attention+texel::");
+        assert_eq!(texel_runs, texel, "{c:?} {:?}", rt.kernel_policy());
+        rt.run(&ds);
         let got = rt.download(&out).unwrap();
         let d64 = as_f64(&d);
         let want = reference::forward(&c.geometry(), &reference_inputs(c, &d64));
