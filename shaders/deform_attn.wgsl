@@ -39,6 +39,8 @@ const WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 // The vec4 forward's views of the same bindings.
 @group(0) @binding(1) var<storage, read> value4: array<vec4<f32>>;
+// value4 is read only through this (its texel form reads a texel view: ops/common/texel.rs).
+fn ld_value4(i: u32) -> vec4<f32> { return value4[i]; }
 @group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
 // Backward: grad_out [N, Lq, M·D] in the output's slot, grad_loc, grad_attn, grad_value.
 @group(0) @binding(4) var<storage, read> grad_out: array<f32>;
@@ -179,8 +181,8 @@ fn forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
             let w = a * tp.w;
             let s = vbase + tp.s * vstride;
             for (var j = 0u; j < C4; j++) {
-                acc[j] += w.x * value4[s.x + j] + w.y * value4[s.y + j] + w.z * value4[s.z + j]
-                    + w.w * value4[s.w + j];
+                acc[j] += w.x * ld_value4(s.x + j) + w.y * ld_value4(s.y + j) + w.z * ld_value4(s.z + j)
+                    + w.w * ld_value4(s.w + j);
             }
         }
     }
@@ -291,10 +293,10 @@ fn backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
                 let s = vbase + tp.s * vstride;
                 for (var c = 0u; c < c4s; c++) {
                     let go = grad_out4[gbase + c];
-                    let v0 = value4[s.x + c];
-                    let v1 = value4[s.y + c];
-                    let v2 = value4[s.z + c];
-                    let v3 = value4[s.w + c];
+                    let v0 = ld_value4(s.x + c);
+                    let v1 = ld_value4(s.y + c);
+                    let v2 = ld_value4(s.z + c);
+                    let v3 = ld_value4(s.w + c);
                     // Rows: corners; a column per channel. Sums over the four channels.
                     let val = tp.w.x * v0 + tp.w.y * v1 + tp.w.z * v2 + tp.w.w * v3;
                     let dh = tg.dh.x * v0 + tg.dh.y * v1 + tg.dh.z * v2 + tg.dh.w * v3;

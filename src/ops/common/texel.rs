@@ -60,6 +60,9 @@ mod tests {
         let base = crate::shader!("window_attention");
         let src = super::texel_source(base.source, &["k", "v"]);
         crate::runtime::validate_wgsl("window_attention+texel", &src).unwrap();
+        let base = crate::shader!("deform_attn");
+        let src = super::texel_source(base.source, &["value4"]);
+        crate::runtime::validate_wgsl("deform_attn+texel", &src).unwrap();
         let bad = std::panic::catch_unwind(|| super::texel_source(base.source, &["q"]));
         assert!(bad.is_err(), "q is read directly, not through ld_q");
     }

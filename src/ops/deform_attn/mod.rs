@@ -31,9 +31,9 @@ use std::sync::OnceLock;
 pub use crate::ops::common::chunk::Scatter;
 
 use crate::error::{Error, Result};
-use crate::ops::common::check;
 use crate::ops::common::chunk;
-use crate::runtime::{DType, Dispatch, Runtime, Shader, Tensor};
+use crate::ops::common::{check, texel};
+use crate::runtime::{DType, Dispatch, Runtime, Shader, Tensor, TexelSlot};
 
 /// Most levels the kernel's parameter block holds (Mask2Former uses 3, Deformable-DETR 4).
 pub const MAX_LEVELS: usize = 8;
@@ -266,23 +266,52 @@ fn forward_limit(
             &[("C4", c4 as f64)],
         )?
     };
+    // On CPU adapters the vec4 kernel reads the value from a texel view (ops/common/texel.rs).
+    let texel_kernel = match variant != Variant::Scalar && texel::preferred(rt) {
+        true => Some(rt.kernel(&texel_shader(), "forward_vec4", &[("C4", c4 as f64)])?),
+        false => None,
+    };
     Ok(chunks
         .iter()
         .map(|ch| {
             let threads = ch.count * (sz.lq * sz.m * sz.d / per_thread) as u64;
-            rt.dispatch(
-                &k,
-                &params(&sz, spatial_shapes, ch),
-                &[
-                    ch.bind(0, value),
-                    ch.bind(1, loc),
-                    ch.bind(2, attn),
-                    ch.bind(3, out),
-                ],
-                rt.grid(threads, 64),
-            )
+            let (params, grid) = (params(&sz, spatial_shapes, ch), rt.grid(threads, 64));
+            let view = texel_kernel
+                .as_ref()
+                .and_then(|tk| Some((tk, rt.texel_view(TexelSlot::A, ch.bind(0, value)).ok()?)));
+            match view {
+                Some((tk, view)) => {
+                    let storage = [
+                        (2, ch.bind(1, loc)),
+                        (3, ch.bind(2, attn)),
+                        (4, ch.bind(3, out)),
+                    ];
+                    rt.dispatch_texels(tk, &params, &storage, vec![(1, view)], grid)
+                }
+                None => rt.dispatch(
+                    &k,
+                    &params,
+                    &[
+                        ch.bind(0, value),
+                        ch.bind(1, loc),
+                        ch.bind(2, attn),
+                        ch.bind(3, out),
+                    ],
+                    grid,
+                ),
+            }
         })
         .collect())
+}
+
+/// `deform_attn.wgsl` with the value read from a texel view (CPU adapters).
+fn texel_shader() -> Shader {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    let base = crate::shader!("deform_attn");
+    Shader {
+        name: "deform_attn+texel",
+        source: SOURCE.get_or_init(|| texel::texel_source(base.source, &["value4"])),
+    }
 }
 
 /// Deformable attention output [N, Lq, M·D] (see the module docs for the shapes).

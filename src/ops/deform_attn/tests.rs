@@ -123,6 +123,13 @@ fn check_forward(rt: &Runtime, variant: Variant, chunked: bool) {
         )
         .unwrap();
         assert!(!chunked || d.n < 3 || ds.len() > 1);
+        // CPU adapters read the value through texel views under the CPU policy.
+        let texel = variant != Variant::Scalar && crate::ops::common::texel::preferred(rt);
+        assert!(
+            ds.iter()
+                .all(|x| x.label().starts_with("deform_attn+texel::") == texel),
+            "{d:?} {variant:?}"
+        );
         rt.run(&ds);
         let want = reference::forward(&f64s(&x.value), &f64s(&x.loc), &f64s(&x.attn), &d);
         let case = format!("forward {variant:?} chunked={chunked} {d:?}");
@@ -139,6 +146,13 @@ fn forward_vec4_matches_reference() {
 fn forward_vec4_wide_matches_reference() {
     check_forward(testing::runtime(), Variant::Vec4Wide, false);
     check_forward(testing::runtime(), Variant::Vec4Wide, true);
+}
+
+/// The buffer forms of the vec4 kernels (on CPU adapters the CPU policy runs their texel forms).
+#[test]
+fn forward_vec4_buffer_form_matches_reference() {
+    check_forward(testing::gpu_policy_runtime(), Variant::Vec4, false);
+    check_forward(testing::gpu_policy_runtime(), Variant::Vec4Wide, true);
 }
 
 #[test]
