@@ -183,6 +183,7 @@ fn probe() {
         "large" => Variant::RegBlockLarge,
         "auto" => Variant::Auto,
         "tiled" => Variant::Tiled,
+        "gemm" => Variant::Gemm,
         _ => Variant::Naive,
     };
     let t = (f[4] == "1", f[5] == "1");
