@@ -418,14 +418,7 @@ fn split_launch(
         ..*params
     };
     // The bias, pre-activation and residual slots are never used here (flags 0).
-    let binds = [
-        bind_a,
-        bind_b,
-        bind_a,
-        bind_s,
-        bind_s,
-        bind_a,
-    ];
+    let binds = [bind_a, bind_b, bind_a, bind_s, bind_s, bind_a];
     let first = product(rt, plan, &partial, e, slices, binds)?;
     let sum = Params {
         k: e.b as u32,

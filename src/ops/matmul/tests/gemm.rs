@@ -51,7 +51,13 @@ fn check(rt: &Runtime, case: &Case, o: &MatmulOptions, split_ok: bool) -> Vec<St
     let name = format!("{case:?} {o:?} split_ok={split_ok}");
     assert_close(&name, seed, &rt.download(&out).unwrap(), &f32s(&want), 1e-5);
     let got_pre = rt.download(&pre).unwrap();
-    assert_close(&format!("pre of {name}"), seed, &got_pre, &f32s(&want_pre), 1e-5);
+    assert_close(
+        &format!("pre of {name}"),
+        seed,
+        &got_pre,
+        &f32s(&want_pre),
+        1e-5,
+    );
     full_labels(&d)
 }
 
@@ -91,9 +97,9 @@ fn gemm_every_layout_off_grid_both_forms() {
     }
     for (major, vec) in [("A_KMAJOR", "A_VEC"), ("B_KMAJOR", "B_VEC")] {
         for (m, v) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-            let ran = seen.iter().any(|l| {
-                l.contains(&format!("{major}={m},")) && l.contains(&format!("{vec}={v}"))
-            });
+            let ran = seen
+                .iter()
+                .any(|l| l.contains(&format!("{major}={m},")) && l.contains(&format!("{vec}={v}")));
             assert!(ran, "{major}={m} {vec}={v} never ran; ran {seen:?}");
         }
     }
@@ -105,9 +111,21 @@ fn gemm_vector_loads_and_batches() {
     let rt = testing::runtime();
     for t in TRANS {
         let l = check(rt, &Case::new(1536, 1408, 24, t), &gemm_opts(t), false);
-        assert!(l[0].contains("GT=128") && l[0].contains("A_VEC=1,B_VEC=1"), "{l:?}");
-        for (la, lb) in [(&[3][..], &[][..]), (&[][..], &[2, 2][..]), (&[2][..], &[2][..])] {
-            check(rt, &Case::new(70, 36, 20, t).batched(la, lb), &gemm_opts(t), false);
+        assert!(
+            l[0].contains("GT=128") && l[0].contains("A_VEC=1,B_VEC=1"),
+            "{l:?}"
+        );
+        for (la, lb) in [
+            (&[3][..], &[][..]),
+            (&[][..], &[2, 2][..]),
+            (&[2][..], &[2][..]),
+        ] {
+            check(
+                rt,
+                &Case::new(70, 36, 20, t).batched(la, lb),
+                &gemm_opts(t),
+                false,
+            );
         }
     }
 }
@@ -137,12 +155,22 @@ fn gemm_chunked_split_and_long_k() {
                 split_k: Some(split),
                 ..gemm_opts(t)
             };
-            let l = check(rt, &Case::new(100, 70, 1000, t).batched(&[2], &[]), &o, true);
+            let l = check(
+                rt,
+                &Case::new(100, 70, 1000, t).batched(&[2], &[]),
+                &o,
+                true,
+            );
             assert_eq!(l.last().map(|s| s.as_str()), Some(SPLIT_SUM), "{l:?}");
         }
     }
     let long = GEMM_MAX_K_PER_LAUNCH as usize * 2 + 37;
-    let l = check(rt, &Case::new(5, 6, long, (true, false)), &gemm_opts((true, false)), false);
+    let l = check(
+        rt,
+        &Case::new(5, 6, long, (true, false)),
+        &gemm_opts((true, false)),
+        false,
+    );
     if crate::ops::policy::policy(rt).loop_budget.is_some() {
         assert_eq!(l.len(), 3, "{l:?}");
     }

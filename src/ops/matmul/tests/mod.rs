@@ -182,7 +182,8 @@ fn check_forward_seeded(
         // C = act(pre) + R: the residual comes after the activation.
         want.iter_mut().zip(&res).for_each(|(w, &r)| *w += r as f64);
     }
-    let name = format!("{case:?} {opts:?} bias={with_bias} residual={with_res} split_ok={split_ok}");
+    let name =
+        format!("{case:?} {opts:?} bias={with_bias} residual={with_res} split_ok={split_ok}");
     let got = rt.download(&out).unwrap();
     assert_close(&name, seed, &got, &f32s(&want), 1e-5);
     if with_pre {

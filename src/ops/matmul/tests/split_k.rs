@@ -62,7 +62,8 @@ fn split_k_on_and_off_agree_and_chunk() {
             ..opts(Variant::RegBlockLarge, t)
         };
         let seed = testing::seed();
-        let run = |split| check_forward_seeded(rt, &case, &o(split), (true, false, false, true), seed);
+        let run =
+            |split| check_forward_seeded(rt, &case, &o(split), (true, false, false, true), seed);
         let (e_off, off) = run(1);
         let (e_on, on) = run(8);
         assert!(!e_off.iter().any(|x| x == SPLIT_SUM), "{e_off:?}");
@@ -127,7 +128,8 @@ fn plan_of(rt: &Runtime, case: &Case, opts: &MatmulOptions) -> usize {
     let a = rt.empty(&case.a_shape(), DType::F32).unwrap();
     let b = rt.empty(&case.b_shape(), DType::F32).unwrap();
     let c = rt.empty(&case.c_shape(), DType::F32).unwrap();
-    let (_, scratch) = forward_into("test", rt, &a, &b, &Epilogue::default(), &c, opts, true).unwrap();
+    let (_, scratch) =
+        forward_into("test", rt, &a, &b, &Epilogue::default(), &c, opts, true).unwrap();
     scratch.map_or(0, |t| t.numel())
 }
 
@@ -146,7 +148,8 @@ fn timing_matmul_split_k_and_trans_b() {
             .upload(&vec![0.25; numel(&case.b_shape())], &case.b_shape())
             .unwrap();
         let c = rt.empty(&case.c_shape(), DType::F32).unwrap();
-        let (d, _s) = forward_into("timing", rt, &a, &b, &Epilogue::default(), &c, o, true).unwrap();
+        let (d, _s) =
+            forward_into("timing", rt, &a, &b, &Epilogue::default(), &c, o, true).unwrap();
         rt.run(&d);
         rt.sync().unwrap();
         let mut ts: Vec<f64> = (0..5)
