@@ -32,6 +32,8 @@ fn chunked_launches_match_reference() {
                 ..opts(variant, (case.trans_a, case.trans_b))
             };
             check_forward(rt, case, &o, true, true);
+            // The residual is added once, by the last k chunk, to the chunk it belongs to.
+            check_forward_seeded(rt, case, &o, (true, true, true, false), testing::seed());
         }
     }
 }
