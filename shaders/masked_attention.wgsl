@@ -105,6 +105,10 @@ fn row_flags_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(7) var<storage, read_write> part_acc: array<vec4<f32>>; // [S, rows, D4]
 @group(0) @binding(8) var<storage, read_write> part_ml: array<vec2<f32>>; // [S, rows] (max, sum)
 
+// K and V are read only through these (their texel form reads texel views: ops/common/texel.rs).
+fn ld_k(i: u32) -> vec4<f32> { return k[i]; }
+fn ld_v(i: u32) -> vec4<f32> { return v[i]; }
+
 // Where the row's mask and additive entries start (0xffffffff = none), and whether the boolean
 // mask applies (a fully masked row attends everywhere).
 struct RowMasks {
@@ -176,7 +180,7 @@ fn forward_split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             let kb = (kbase + j) * p.c4 + h * D4;
             var d = vec4<f32>(0.0);
             for (var c = 0u; c < D4; c++) {
-                d = fma(qv[c], k[kb + c], d);
+                d = fma(qv[c], ld_k(kb + c), d);
             }
             let mb = key_bias(rm, j);
             var s = d.x + d.y + d.z + d.w + mb.x;
@@ -199,7 +203,7 @@ fn forward_split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             l += pj;
             let vb = (kbase + j) * p.c4 + h * D4;
             for (var c = 0u; c < D4; c++) {
-                acc[c] = fma(vec4<f32>(pj), v[vb + c], acc[c]);
+                acc[c] = fma(vec4<f32>(pj), ld_v(vb + c), acc[c]);
             }
         }
         m = mn;

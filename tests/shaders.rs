@@ -11,8 +11,17 @@ fn every_shader_validates_with_naga() {
         if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
             continue;
         }
-        let source = std::fs::read_to_string(&path).unwrap();
+        let mut source = std::fs::read_to_string(&path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // A file that says it is appended to another is validated as the runtime builds it.
+        if let Some(base) = source
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("// Appended to shaders/"))
+            .and_then(|l| l.split_whitespace().next())
+        {
+            source = std::fs::read_to_string(dir.join(base)).unwrap() + &source;
+        }
         if let Err(e) = mask2former::runtime::validate_wgsl(&name, &source) {
             failures.push(e.to_string());
         }
@@ -83,4 +92,33 @@ fn matmul_generated_section_matches_its_generator() {
             line + 1
         );
     }
+}
+
+/// `shaders/matmul_texel.wgsl` is what `src/ops/matmul/gen_texel.py` writes now.
+#[test]
+fn matmul_texel_matches_its_generator() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = match std::process::Command::new("python3")
+        .arg(root.join("src/ops/matmul/gen_texel.py"))
+        .arg("--print")
+        .current_dir(root)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipping matmul_texel_matches_its_generator: no python3 ({e})");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "gen_texel.py --print failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shader = std::fs::read_to_string(root.join("shaders/matmul_texel.wgsl")).unwrap();
+    assert!(
+        shader == String::from_utf8(out.stdout).unwrap(),
+        "shaders/matmul_texel.wgsl differs from gen_texel.py's output \
+         (re-run python3 src/ops/matmul/gen_texel.py)"
+    );
 }

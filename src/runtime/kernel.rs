@@ -3,13 +3,15 @@
 //! Binding convention for every kernel in `shaders/`: group 0; when the kernel takes parameters
 //! they are a uniform struct at binding 0 and the storage buffers follow at bindings 1, 2, …
 //! in the order the launcher passes them; a kernel without parameters starts its storage
-//! buffers at binding 0. Variants of one shader differ by WGSL `override` constants.
+//! buffers at binding 0. Kernels that read texel views (`texel.rs`) are bound by explicit
+//! binding numbers instead. Variants of one shader differ by WGSL `override` constants.
 
 use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
 use super::tensor::Binding;
+use super::texel::{TexelCopy, TexelView};
 use crate::error::{Error, Result};
 
 /// A WGSL source file from `shaders/`.
@@ -62,6 +64,8 @@ pub struct Dispatch {
     pub(crate) kernel: Arc<Kernel>,
     pub(crate) bind_group: wgpu::BindGroup,
     pub(crate) workgroups: [u32; 3],
+    /// Texel views this dispatch reads, filled just before it runs.
+    pub(crate) copies: Vec<TexelCopy>,
 }
 
 impl Dispatch {
@@ -145,11 +149,36 @@ pub(crate) fn compile(
     Ok(Kernel { pipeline, label })
 }
 
+/// What one binding slot holds.
+pub(crate) enum Bound<'a> {
+    Buffer(Binding<'a>),
+    Texel(TexelView),
+}
+
+/// A dispatch with `params` (uniform, binding 0, when given) and `storage` at bindings 1, 2, …
+/// (0, 1, … without params).
 pub(crate) fn make_dispatch(
     device: &wgpu::Device,
     kernel: &Arc<Kernel>,
     params: Option<&[u8]>,
     storage: &[Binding<'_>],
+    workgroups: [u32; 3],
+) -> Dispatch {
+    let first = params.is_some() as u32;
+    let entries = storage
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (first + i as u32, Bound::Buffer(*b)))
+        .collect();
+    make_dispatch_at(device, kernel, params, entries, workgroups)
+}
+
+/// A dispatch with `params` at binding 0 (when given) and each resource at its own binding.
+pub(crate) fn make_dispatch_at(
+    device: &wgpu::Device,
+    kernel: &Arc<Kernel>,
+    params: Option<&[u8]>,
+    bound: Vec<(u32, Bound<'_>)>,
     workgroups: [u32; 3],
 ) -> Dispatch {
     let layout = kernel.pipeline.get_bind_group_layout(0);
@@ -163,22 +192,25 @@ pub(crate) fn make_dispatch(
             usage: wgpu::BufferUsages::UNIFORM,
         })
     });
-    let first = uniform.is_some() as u32;
-    let mut entries = Vec::with_capacity(storage.len() + 1);
+    let mut entries = Vec::with_capacity(bound.len() + 1);
     if let Some(u) = &uniform {
         entries.push(wgpu::BindGroupEntry {
             binding: 0,
             resource: u.as_entire_binding(),
         });
     }
-    for (i, b) in storage.iter().enumerate() {
-        entries.push(wgpu::BindGroupEntry {
-            binding: first + i as u32,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+    for (binding, b) in &bound {
+        let resource = match b {
+            Bound::Buffer(b) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: b.buffer,
                 offset: b.offset,
                 size: wgpu::BufferSize::new(b.size),
             }),
+            Bound::Texel(t) => wgpu::BindingResource::TextureView(&t.view),
+        };
+        entries.push(wgpu::BindGroupEntry {
+            binding: *binding,
+            resource,
         });
     }
     let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -186,10 +218,18 @@ pub(crate) fn make_dispatch(
         layout: &layout,
         entries: &entries,
     });
+    let copies = bound
+        .into_iter()
+        .filter_map(|(_, b)| match b {
+            Bound::Texel(t) => Some(t.copy),
+            Bound::Buffer(_) => None,
+        })
+        .collect();
     Dispatch {
         kernel: kernel.clone(),
         bind_group,
         workgroups,
+        copies,
     }
 }
 

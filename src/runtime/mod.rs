@@ -14,6 +14,7 @@ mod device;
 mod kernel;
 mod pool;
 mod tensor;
+mod texel;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ pub use device::{parse_backend, parse_kernel_policy, Capabilities, KernelPolicy,
 pub use kernel::{grid_1d, validate_wgsl, Dispatch, Kernel, Shader};
 pub use pool::{MemoryStats, PooledBuffer};
 pub use tensor::{Binding, DType, Tensor};
+pub use texel::{TexelSlot, TexelView, TEXEL_ROW};
 
 /// Loop iterations one invocation may run on llvmpipe (lavapipe), summed over all the loops
 /// of the shader: past it, every loop exits silently (Mesa's `LP_MAX_TGSI_LOOP_ITERATIONS`
@@ -58,6 +60,7 @@ struct Inner {
     kernel_policy: KernelPolicy,
     pool: Arc<BufferPool>,
     kernels: Mutex<HashMap<kernel::KernelKey, Arc<Kernel>>>,
+    texels: Mutex<texel::TexelScratch>,
 }
 
 impl Runtime {
@@ -80,6 +83,7 @@ impl Runtime {
                 kernel_policy: opts.kernel_policy,
                 pool,
                 kernels: Mutex::new(HashMap::new()),
+                texels: Mutex::new(Default::default()),
             }),
         })
     }
@@ -168,6 +172,46 @@ impl Runtime {
             kernel,
             Some(bytemuck::bytes_of(params)),
             storage,
+            workgroups,
+        )
+    }
+
+    /// A texel view of `range` in scratch texture `slot` (see `texel.rs`); bind it with
+    /// [`Runtime::dispatch_texels`]. Errors when the range is not 16-byte aligned or too long
+    /// for the adapter's texture size.
+    pub fn texel_view(&self, slot: TexelSlot, range: Binding<'_>) -> Result<TexelView> {
+        let max_dim = self.inner.device.limits().max_texture_dimension_2d;
+        self.inner
+            .texels
+            .lock()
+            .unwrap()
+            .view(&self.inner.device, max_dim, slot, range)
+    }
+
+    /// Like [`Runtime::dispatch`], with every storage buffer and texel view at the binding
+    /// number given with it; the dispatch copies each range into its view just before it runs.
+    pub fn dispatch_texels<P: bytemuck::Pod>(
+        &self,
+        kernel: &Arc<Kernel>,
+        params: &P,
+        storage: &[(u32, Binding<'_>)],
+        texels: Vec<(u32, TexelView)>,
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        let bound = storage
+            .iter()
+            .map(|(i, b)| (*i, kernel::Bound::Buffer(*b)))
+            .chain(
+                texels
+                    .into_iter()
+                    .map(|(i, t)| (i, kernel::Bound::Texel(t))),
+            )
+            .collect();
+        kernel::make_dispatch_at(
+            &self.inner.device,
+            kernel,
+            Some(bytemuck::bytes_of(params)),
+            bound,
             workgroups,
         )
     }
@@ -491,23 +535,39 @@ fn record(
     dispatches: &[Dispatch],
     timestamps: Option<&wgpu::QuerySet>,
 ) {
-    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: None,
-        timestamp_writes: None,
-    });
-    if let Some(qs) = timestamps {
-        pass.write_timestamp(qs, 0);
-    }
-    for (i, d) in dispatches.iter().enumerate() {
-        let [x, y, z] = d.workgroups;
-        if x == 0 || y == 0 || z == 0 {
-            continue;
+    // One compute pass, broken where a dispatch first copies into its texel views (copies are
+    // encoder commands). A copy's time counts in its dispatch's timestamp interval.
+    let mut i = 0;
+    while i < dispatches.len() {
+        let start = i;
+        for copy in &dispatches[i].copies {
+            texel::record_copy(enc, copy);
         }
-        pass.set_pipeline(&d.kernel.pipeline);
-        pass.set_bind_group(0, &d.bind_group, &[]);
-        pass.dispatch_workgroups(x, y, z);
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes: None,
+        });
+        if let (Some(qs), 0) = (timestamps, start) {
+            pass.write_timestamp(qs, 0);
+        }
+        while i < dispatches.len() && (i == start || dispatches[i].copies.is_empty()) {
+            let d = &dispatches[i];
+            let [x, y, z] = d.workgroups;
+            if x > 0 && y > 0 && z > 0 {
+                pass.set_pipeline(&d.kernel.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(x, y, z);
+            }
+            if let Some(qs) = timestamps {
+                pass.write_timestamp(qs, i as u32 + 1);
+            }
+            i += 1;
+        }
+    }
+    if dispatches.is_empty() {
         if let Some(qs) = timestamps {
-            pass.write_timestamp(qs, i as u32 + 1);
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.write_timestamp(qs, 0);
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - [`chunk`]: the binding-limit chunker over a leading "item" dimension used by the sampling
 //!   families (resample, deform_attn), and their scatter-add variants.
 //!
+//! - [`texel`]: texel forms of buffer kernels for CPU adapters.
+//!
 //! Why two chunkers: `layout::plan` cuts ONE index space shared by all operands into runs of
 //! flat indices (multiples of the workgroup size, one thread per index) and must search each
 //! run's element window through strided, broadcast or clamped maps, so it sizes runs by
@@ -22,6 +24,7 @@
 pub(crate) mod check;
 pub(crate) mod chunk;
 pub(crate) mod layout;
+pub(crate) mod texel;
 
 use crate::runtime::Runtime;
 

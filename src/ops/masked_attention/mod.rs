@@ -29,8 +29,9 @@ mod tests;
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::ops::common::check;
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::ops::common::{check, texel};
+use crate::runtime::{DType, Dispatch, Runtime, Shader, Tensor, TexelSlot, TexelView};
+use std::sync::OnceLock;
 
 const OP: &str = "masked_attention";
 const WG: u32 = 64;
@@ -354,22 +355,43 @@ pub fn masked_attention_into(
     let mask = x.mask.unwrap_or(x.q);
     let additive = x.additive.unwrap_or(x.q);
     let n = g.splits * g.rows();
-    let split = rt.kernel(&shader, "forward_split", &g.constants())?;
-    ds.push(rt.dispatch(
-        &split,
-        &g.params(n),
-        &[
-            x.q.binding(),
-            x.k.binding(),
-            x.v.binding(),
-            mask.binding(),
-            additive.binding(),
-            ws.flags.binding(),
-            ws.part_acc.binding(),
-            ws.part_ml.binding(),
-        ],
-        rt.grid(n as u64, WG),
-    ));
+    let grid = rt.grid(n as u64, WG);
+    // On CPU adapters K and V are read from texel views (the GPU-policy runtime of the tests
+    // runs the buffer kernel on the same adapter).
+    let texel = match texel::preferred(rt) {
+        true => texel_views(rt, x),
+        false => None,
+    };
+    if let Some((k, v)) = texel {
+        let split = rt.kernel(&texel_shader(), "forward_split", &g.constants())?;
+        let storage = [
+            (1, x.q.binding()),
+            (4, mask.binding()),
+            (5, additive.binding()),
+            (6, ws.flags.binding()),
+            (7, ws.part_acc.binding()),
+            (8, ws.part_ml.binding()),
+        ];
+        let texels = vec![(2, k), (3, v)];
+        ds.push(rt.dispatch_texels(&split, &g.params(n), &storage, texels, grid));
+    } else {
+        let split = rt.kernel(&shader, "forward_split", &g.constants())?;
+        ds.push(rt.dispatch(
+            &split,
+            &g.params(n),
+            &[
+                x.q.binding(),
+                x.k.binding(),
+                x.v.binding(),
+                mask.binding(),
+                additive.binding(),
+                ws.flags.binding(),
+                ws.part_acc.binding(),
+                ws.part_ml.binding(),
+            ],
+            grid,
+        ));
+    }
     let combine = rt.kernel(&shader, "forward_combine", &g.constants())?;
     ds.push(rt.dispatch(
         &combine,
@@ -383,6 +405,23 @@ pub fn masked_attention_into(
         rt.grid(g.rows() as u64, WG),
     ));
     Ok(ds)
+}
+
+/// `masked_attention.wgsl` with K and V read from texel views (CPU adapters: `ops/common/texel.rs`).
+fn texel_shader() -> Shader {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    let base = crate::shader!("masked_attention");
+    Shader {
+        name: "masked_attention+texel",
+        source: SOURCE.get_or_init(|| texel::texel_source(base.source, &["k", "v"])),
+    }
+}
+
+/// Texel views of K and V, or `None` where they cannot be made (the buffer kernel runs).
+fn texel_views(rt: &Runtime, x: &MaskedAttentionInputs) -> Option<(TexelView, TexelView)> {
+    let k = rt.texel_view(TexelSlot::A, x.k.binding()).ok()?;
+    let v = rt.texel_view(TexelSlot::B, x.v.binding()).ok()?;
+    Some((k, v))
 }
 
 /// Forward pass: returns (out [B, Q, heads·d], lse [B, heads, Q]).

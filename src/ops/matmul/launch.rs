@@ -2,6 +2,7 @@
 //! past the binding limit and the adapter's grid, and choosing the kernel entry per launch.
 
 use super::split::{self, SplitK};
+use super::texel;
 use super::{
     Activation, MatmulOptions, Variant, GEMM_MAX_K_PER_LAUNCH, GEMM_WIDE_MIN_WORKGROUPS,
     LARGE_MIN_WORKGROUPS, LARGE_TILE, MAX_K_PER_LAUNCH,
@@ -228,7 +229,7 @@ pub(super) fn plan(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions, split_o
         64
     };
     let tile = match variant {
-        Variant::RegBlockLarge => LARGE_TILE,
+        Variant::RegBlockLarge | Variant::Texel => LARGE_TILE,
         Variant::Gemm => (gemm_tile, gemm_tile),
         v => v.tile(),
     };
@@ -446,12 +447,28 @@ fn product(
 ) -> Result<Dispatch> {
     let variant = plan.variant;
     let large = match variant {
-        Variant::RegBlockLarge => large_entry(params, e, e.b * slices, plan.auto),
+        Variant::RegBlockLarge | Variant::Texel => large_entry(params, e, e.b * slices, plan.auto),
         _ => None,
     };
+    // Texel entries have small tiles, so unlike the 24×16 ones they also take small launches.
+    let use_texel = variant == Variant::Texel || (plan.auto && texel::preferred(rt));
+    let layout = match variant {
+        Variant::RegBlockLarge | Variant::Texel if use_texel => {
+            large_entry(params, e, e.b * slices, false)
+        }
+        _ => None,
+    };
+    if let Some(large) = layout {
+        let max_wg = rt.caps().max_workgroups_per_dim as u64;
+        if let Some(entry) = texel::entry(large, params, e, max_wg) {
+            if let Some(d) = texel::dispatch(rt, entry, params, e, slices, binds)? {
+                return Ok(d);
+            }
+        }
+    }
     let kernel = match variant {
         _ if large.is_some() => rt.kernel(&crate::shader!("matmul"), large.unwrap(), &[])?,
-        Variant::RegBlock | Variant::RegBlockLarge => {
+        Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel => {
             let (am, bm) = vector_modes(params, e);
             rt.kernel(
                 &crate::shader!("matmul"),

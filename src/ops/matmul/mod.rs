@@ -41,6 +41,7 @@ pub mod reference;
 mod split;
 #[cfg(test)]
 mod tests;
+mod texel;
 
 use crate::error::{Error, Result};
 use crate::ops::common::check;
@@ -85,6 +86,10 @@ pub enum Variant {
     /// CPU the first time on a machine; Mesa's on-disk shader cache makes later processes start
     /// at once (docs/PERFORMANCE.md gives the times).
     RegBlockLarge,
+    /// The `RegBlockLarge` layouts read from texel views (`texel.rs`, CPU adapters): what `Auto`
+    /// runs on CPU adapters where a 24×16 entry applies and the views can be made; launches
+    /// outside those layouts run as `RegBlockLarge`.
+    Texel,
     /// `gemm`: the GPU kernel (see shaders/matmul.wgsl). Its tile is 128×128, or 64×64 for
     /// launches with fewer than [`GEMM_WIDE_MIN_WORKGROUPS`] of the large tiles.
     Gemm,
@@ -123,7 +128,7 @@ impl Variant {
     }
     fn entry(self) -> &'static str {
         match self {
-            Variant::RegBlock | Variant::RegBlockLarge => "regblock",
+            Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel => "regblock",
             Variant::Gemm => "gemm",
             Variant::Tiled => "tiled",
             Variant::Naive | Variant::Auto => "naive",
@@ -133,7 +138,7 @@ impl Variant {
     /// the smaller tile, so chunk planning stays within the grid limits for both entries).
     fn tile(self) -> (u64, u64) {
         match self {
-            Variant::RegBlock | Variant::RegBlockLarge => (64, 128),
+            Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel => (64, 128),
             Variant::Gemm | Variant::Tiled => (64, 64),
             Variant::Naive | Variant::Auto => (16, 16),
         }

@@ -2,11 +2,32 @@
 
 use super::*;
 
-/// Under both kernel policies (the row-flag pass has a workgroup-per-row form for GPUs).
+/// Under both kernel policies (the row-flag pass has a workgroup-per-row form for GPUs; on CPU
+/// adapters the CPU policy reads K and V from texel views, the GPU policy from buffers).
 #[test]
 fn forward_matches_reference() {
     for rt in [testing::runtime(), testing::gpu_policy_runtime()] {
         forward_matches_reference_on(rt);
+    }
+    let c = &CASES[0];
+    for (rt, texel) in [
+        (
+            testing::runtime(),
+            crate::ops::common::texel::preferred(testing::runtime()),
+        ),
+        (testing::gpu_policy_runtime(), false),
+    ] {
+        let d = c.data(1);
+        let t = Uploaded::new(rt, c, &d);
+        let x = t.inputs();
+        let ws = MaskedAttentionWorkspace::new(rt, &x, &c.opts()).unwrap();
+        let out = rt.empty(&[c.batch, c.nq, c.c()], DType::F32).unwrap();
+        let lse = rt.empty(&[c.batch, c.heads, c.nq], DType::F32).unwrap();
+        let ds = masked_attention_into(rt, &x, &out, &lse, &ws, &c.opts()).unwrap();
+        let texel_runs = ds
+            .iter()
+            .any(|d| d.label().starts_with("masked_attention+texel::"));
+        assert_eq!(texel_runs, texel, "{:?}", rt.kernel_policy());
     }
 }
 

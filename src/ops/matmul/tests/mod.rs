@@ -11,8 +11,10 @@ mod gemm;
 mod large_block;
 mod limits;
 mod split_k;
+mod texel;
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
+    Variant::Texel,
     Variant::RegBlockLarge,
     Variant::RegBlock,
     Variant::Gemm,
@@ -240,3 +242,6 @@ const LARGE: &str = "matmul::regblock_vec";
 const LARGE_TA: &str = "matmul::regblock_vec_ta";
 const LARGE_TB: &str = "matmul::regblock_vec_tb";
 const SPLIT_SUM: &str = "matmul::splitk_sum";
+const TEXEL_NN: &str = "matmul_texel::texel_nn";
+const TEXEL_TA: &str = "matmul_texel::texel_ta";
+const TEXEL_TB: &str = "matmul_texel::texel_tb";

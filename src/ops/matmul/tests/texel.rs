@@ -1,0 +1,142 @@
+//! The texel-view entries (`texel.rs`): each layout on shapes off its 32×64 tile, batches
+//! broadcast on either side, the whole epilogue, chunked and split-K launches, long K, and
+//! what `Auto` runs on a CPU adapter.
+
+use super::*;
+
+const LEADS: [(&[usize], &[usize]); 4] = [(&[], &[]), (&[3], &[]), (&[], &[3]), (&[2, 2], &[2, 2])];
+
+/// Every layout the texel entries take, on shapes they accept; every launch must run `want`.
+#[test]
+fn texel_entries_shapes_batches_and_epilogue() {
+    let rt = testing::runtime();
+    let layouts = [
+        (
+            (false, false),
+            TEXEL_NN,
+            [(1, 4, 4), (33, 68, 8), (65, 132, 12), (7, 4, 36)],
+        ),
+        (
+            (true, false),
+            TEXEL_TA,
+            [(4, 4, 1), (36, 68, 7), (68, 132, 13), (100, 8, 5)],
+        ),
+        (
+            (false, true),
+            TEXEL_TB,
+            [(1, 1, 4), (33, 65, 8), (65, 131, 12), (100, 7, 36)],
+        ),
+    ];
+    for (t, want, shapes) in layouts {
+        let o = opts(Variant::Texel, t);
+        for (m, n, k) in shapes {
+            for (la, lb) in LEADS {
+                let case = Case::new(m, n, k, t).batched(la, lb);
+                let (e, _) = check_forward_split(rt, &case, &o, false, false, false);
+                assert!(e.iter().all(|x| x == want), "{case:?}: {e:?}");
+            }
+        }
+        for act in [Activation::None, Activation::Relu, Activation::Gelu] {
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 0.75), (-1.5, 1.0)] {
+                let o = MatmulOptions {
+                    alpha,
+                    beta,
+                    activation: act,
+                    ..opts(Variant::Texel, t)
+                };
+                let case = Case::new(68, 72, 24, t).batched(&[2], &[]);
+                let (e, _) = check_forward_split(rt, &case, &o, true, true, false);
+                assert!(e.iter().all(|x| x == want), "{case:?}: {e:?}");
+            }
+        }
+    }
+}
+
+/// Layouts the texel entries do not take run the buffer entries, still correct.
+#[test]
+fn texel_falls_back_outside_its_layouts() {
+    let rt = testing::runtime();
+    for (case, want) in [
+        (Case::new(64, 64, 66, (false, false)), "matmul::regblock"),
+        (Case::new(64, 66, 64, (false, false)), "matmul::regblock"),
+        (Case::new(66, 64, 64, (true, false)), "matmul::regblock"),
+        (Case::new(64, 64, 64, (true, true)), "matmul::regblock"),
+        (Case::new(64, 64, 66, (false, true)), "matmul::regblock"),
+    ] {
+        let o = opts(Variant::Texel, (case.trans_a, case.trans_b));
+        let (e, _) = check_forward_split(rt, &case, &o, true, false, false);
+        assert_eq!(e, [want], "{case:?}");
+    }
+}
+
+/// Chunked launches (4 KiB binding cap: operands bound at offsets, the view holds only the
+/// bound range), split-K (slices side by side, then `splitk_sum`) and a reduction longer than
+/// one launch may run on llvmpipe.
+#[test]
+fn texel_chunked_split_and_long_k() {
+    let rt = testing::runtime();
+    for t in [(false, false), (true, false), (false, true)] {
+        for case in [Case::new(300, 20, 64, t), Case::new(40, 36, 200, t)] {
+            let o = MatmulOptions {
+                activation: Activation::Gelu,
+                alpha: 0.75,
+                beta: 0.5,
+                max_binding: Some(4096),
+                ..opts(Variant::Texel, t)
+            };
+            let (e, _) = check_forward_split(rt, &case, &o, true, true, false);
+            assert!(e.len() >= 2, "{case:?}: not split: {e:?}");
+            assert!(
+                e.iter().any(|x| x.starts_with("matmul_texel::")),
+                "{case:?}: {e:?}"
+            );
+        }
+        let o = MatmulOptions {
+            split_k: Some(4),
+            ..opts(Variant::Texel, t)
+        };
+        let case = Case::new(36, 64, 1024, t);
+        let (e, _) = check_forward_split(rt, &case, &o, true, false, true);
+        assert!(
+            e.first().is_some_and(|x| x.starts_with("matmul_texel::")),
+            "{e:?}"
+        );
+        assert_eq!(e.last().map(String::as_str), Some(SPLIT_SUM), "{e:?}");
+    }
+    // Past MAX_K_PER_LAUNCH: accumulating launches (C read back with beta 1).
+    let k = MAX_K_PER_LAUNCH as usize + 8;
+    let case = Case::new(4, 8, k, (false, false));
+    let o = MatmulOptions {
+        split_k: Some(1),
+        ..opts(Variant::Texel, (false, false))
+    };
+    let (e, _) = check_forward_split(rt, &case, &o, true, false, false);
+    assert!(e.len() >= 2 && e.iter().all(|x| x == TEXEL_NN), "{e:?}");
+}
+
+/// On a CPU adapter `Auto` runs the texel entries for every product in their layouts, small
+/// ones too; under the GPU policy it never does.
+#[test]
+fn auto_picks_texel_on_cpu_adapters() {
+    let rt = testing::runtime();
+    let cpu = rt.info().device_type == wgpu::DeviceType::Cpu;
+    let on_cpu = crate::ops::policy::policy(rt).cpu_shapes() && cpu;
+    for (t, want) in [
+        ((false, false), TEXEL_NN),
+        ((true, false), TEXEL_TA),
+        ((false, true), TEXEL_TB),
+    ] {
+        let o = opts(Variant::Auto, t);
+        for case in [Case::new(8, 8, 8, t), Case::new(196, 132, 64, t)] {
+            let e = entries(rt, &case, &o);
+            assert_eq!(e.iter().all(|x| x == want), on_cpu, "{case:?}: {e:?}");
+        }
+    }
+    let gpu = testing::gpu_policy_runtime();
+    let e = entries(
+        gpu,
+        &Case::new(196, 132, 64, (false, false)),
+        &opts(Variant::Auto, (false, false)),
+    );
+    assert!(e.iter().all(|x| !x.starts_with("matmul_texel::")), "{e:?}");
+}

@@ -1,0 +1,85 @@
+//! Products on CPU adapters that read A and B from texel views (`runtime::TexelView`):
+//! `shaders/matmul_texel.wgsl`, written by `gen_texel.py`, appended to `shaders/matmul.wgsl`.
+//!
+//! On lavapipe a storage-buffer load that differs between SIMD lanes runs lane by lane; the
+//! texel entries run the 24×16 entries' layouts about 4× faster (docs/PERFORMANCE.md,
+//! "Session 6: texel views"). They take over from a `RegBlockLarge` entry under `Auto` (or run
+//! when asked for with [`Variant::Texel`](super::Variant::Texel)); where a view cannot be made
+//! (alignment, texture size, an adapter without read-only storage textures) the buffer entry runs.
+
+use super::launch::{Extent, Params};
+use crate::error::Result;
+use crate::runtime::{Binding, Dispatch, Runtime, Shader, TexelSlot};
+
+/// Rows and columns of C covered by one workgroup of every texel entry (see gen_texel.py).
+pub(super) const TEXEL_TILE: (u64, u64) = (32, 64);
+
+/// `shaders/matmul.wgsl` with the texel entries appended (they use its parameter block and
+/// epilogue).
+pub(super) const SHADER: Shader = Shader {
+    name: "matmul_texel",
+    source: concat!(
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/matmul.wgsl")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/matmul_texel.wgsl"
+        ))
+    ),
+};
+
+/// The texel entry with the same layout as the 24×16 buffer entry `large`, when the launch's
+/// split slices start on multiples of 4 (the `nn` and `tb` entries step k by 4) and its grid fits.
+pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64) -> Option<&'static str> {
+    let entry = match large {
+        "regblock_vec" => "texel_nn",
+        "regblock_vec_ta" => "texel_ta",
+        "regblock_vec_tb" => "texel_tb",
+        _ => return None,
+    };
+    let k_steps_by_4 = entry != "texel_ta";
+    if k_steps_by_4 && p.ksplit > 1 && !p.kslice.is_multiple_of(4) {
+        return None;
+    }
+    let fits = e.m.div_ceil(TEXEL_TILE.0) <= max_wg && e.n.div_ceil(TEXEL_TILE.1) <= max_wg;
+    fits.then_some(entry)
+}
+
+/// Whether `Auto` uses texel views here: on CPU adapters, whose lane-by-lane buffer loads they
+/// avoid (a GPU's buffer loads are coalesced, and its kernel is `gemm`).
+pub(super) fn preferred(rt: &Runtime) -> bool {
+    rt.info().device_type == wgpu::DeviceType::Cpu
+}
+
+/// The texel entry's dispatch for one launch (`slices` split-K slices per batch), or `None`
+/// when the operands cannot be viewed (the caller runs the buffer entry).
+pub(super) fn dispatch(
+    rt: &Runtime,
+    entry: &str,
+    params: &Params,
+    e: Extent,
+    slices: u64,
+    [bind_a, bind_b, bind_bias, bind_c, bind_p, bind_r]: [Binding<'_>; 6],
+) -> Result<Option<Dispatch>> {
+    let (Ok(va), Ok(vb)) = (
+        rt.texel_view(TexelSlot::A, bind_a),
+        rt.texel_view(TexelSlot::B, bind_b),
+    ) else {
+        return Ok(None);
+    };
+    let kernel = rt.kernel(&SHADER, entry, &[])?;
+    let workgroups = [
+        e.n.div_ceil(TEXEL_TILE.1) as u32,
+        e.m.div_ceil(TEXEL_TILE.0) as u32,
+        (e.b * slices) as u32,
+    ];
+    // Bindings as declared in shaders/matmul.wgsl (bias 3, c 4, pre 5, residual 6) and the
+    // texel file (views 7 and 8).
+    let storage = [(3, bind_bias), (4, bind_c), (5, bind_p), (6, bind_r)];
+    Ok(Some(rt.dispatch_texels(
+        &kernel,
+        params,
+        &storage,
+        vec![(7, va), (8, vb)],
+        workgroups,
+    )))
+}
