@@ -7,6 +7,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 mod attention;
 #[path = "kernels/deform.rs"]
 mod deform;
+#[path = "kernels/gemm.rs"]
+mod gemm;
 #[path = "kernels/matmul.rs"]
 mod matmul;
 
@@ -14,6 +16,7 @@ fn all(c: &mut Criterion) {
     matmul::benches(c);
     attention::benches(c);
     deform::benches(c);
+    gemm::benches(c);
 }
 
 criterion_group! {

@@ -3,8 +3,8 @@
 
 // Texel views of the launch's A and B bindings (element i is component i % 4 of texel
 // i / 4, TEXEL_ROW texels per texture row).
-@group(0) @binding(6) var ta_view: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(7) var tb_view: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(7) var ta_view: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(8) var tb_view: texture_storage_2d<rgba32float, read>;
 
 fn ta_ld(t: u32) -> vec4<f32> {
     return textureLoad(ta_view, vec2<u32>(t & 2047u, t >> 11u));

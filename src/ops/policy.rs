@@ -147,7 +147,7 @@ mod tests {
         };
         assert_eq!(policy(&auto).shapes, want);
         use crate::ops::matmul::Variant;
-        assert_eq!(Variant::Auto.resolve(&gpu), Variant::Tiled);
+        assert_eq!(Variant::Auto.resolve(&gpu), Variant::Gemm);
         assert_eq!(Variant::Auto.resolve(&cpu), Variant::RegBlockLarge);
     }
 }

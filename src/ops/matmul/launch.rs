@@ -4,7 +4,8 @@
 use super::split::{self, SplitK};
 use super::texel;
 use super::{
-    Activation, MatmulOptions, Variant, LARGE_MIN_WORKGROUPS, LARGE_TILE, MAX_K_PER_LAUNCH,
+    Activation, MatmulOptions, Variant, GEMM_MAX_K_PER_LAUNCH, GEMM_WIDE_MIN_WORKGROUPS,
+    LARGE_MIN_WORKGROUPS, LARGE_TILE, MAX_K_PER_LAUNCH,
 };
 use crate::error::Result;
 use crate::runtime::{Dispatch, Runtime, Tensor};
@@ -35,6 +36,8 @@ pub(super) struct Problem<'a> {
     /// Written with C's view.
     pub(super) pre: Option<&'a Tensor>,
     pub(super) bias: Option<&'a Tensor>,
+    /// Added after the activation; C's view.
+    pub(super) residual: Option<&'a Tensor>,
     pub(super) alpha: f32,
     pub(super) beta: f32,
     pub(super) act: Activation,
@@ -65,12 +68,14 @@ pub(super) struct Params {
     pub(super) beta: f32,
     pub(super) ksplit: u32,
     pub(super) kslice: u32,
-    pub(super) _pad: [u32; 3],
+    pub(super) r_off: u32,
+    pub(super) _pad: [u32; 2],
 }
 
 const FLAG_BIAS: u32 = 1;
 const FLAG_READ_C: u32 = 2;
 const FLAG_WRITE_PRE: u32 = 4;
+const FLAG_RESIDUAL: u32 = 8;
 
 /// Extents of one launch: batches, rows, columns and reduction length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +184,8 @@ pub(super) fn stride(s: u64, count: u64) -> u32 {
 /// product has few output tiles and a long reduction, its split-K.
 pub(super) struct Plan {
     variant: Variant,
+    /// The tile edge `gemm` runs with (128 or 64), chosen from the first chunk's tile count.
+    gemm_tile: u64,
     auto: bool,
     align: u64,
     e: Extent,
@@ -210,10 +217,20 @@ pub(super) fn plan(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions, split_o
         // regblock_vec_ta loops once per k (the epilogue's loops take a few hundred more), so
         // longer reductions are split into accumulating launches (a multiple of 4 for the
         // vec4 paths).
-        e.k = e.k.min(MAX_K_PER_LAUNCH);
+        e.k = e.k.min(match variant {
+            Variant::Gemm => GEMM_MAX_K_PER_LAUNCH,
+            _ => MAX_K_PER_LAUNCH,
+        });
     }
+    let wide_wgs = e.b * e.m.div_ceil(128) * e.n.div_ceil(128);
+    let gemm_tile = if wide_wgs >= GEMM_WIDE_MIN_WORKGROUPS {
+        128
+    } else {
+        64
+    };
     let tile = match variant {
         Variant::RegBlockLarge | Variant::Texel => LARGE_TILE,
+        Variant::Gemm => (gemm_tile, gemm_tile),
         v => v.tile(),
     };
     let launch = split::Launch {
@@ -231,6 +248,7 @@ pub(super) fn plan(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions, split_o
     };
     Plan {
         variant,
+        gemm_tile,
         auto: opts.variant == Variant::Auto,
         align,
         e,
@@ -321,6 +339,14 @@ fn launch(
     if last_k {
         flags |= pr.act.code() << 4;
     }
+    // Read-only like A, so A's binding fills the slot when there is no residual.
+    let (bind_r, r_off) = match pr.residual {
+        Some(t) if last_k => {
+            flags |= FLAG_RESIDUAL;
+            bind_block(t, &vc, (b0, m0, n0), (e.b, e.m, e.n), align)
+        }
+        _ => (bind_a, 0),
+    };
     // The bias covers this launch's columns; no wider than a row of C, so it fits too.
     let (bind_bias, bias_off) = match pr.bias {
         Some(t) => bind_block(t, &View::new(0, 0, 1), (0, 0, n0), (1, 1, e.n), align),
@@ -348,9 +374,10 @@ fn launch(
         beta,
         ksplit: 1,
         kslice: e.k.max(1) as u32,
+        r_off: r_off as u32,
         ..bytemuck::Zeroable::zeroed()
     };
-    let binds = [bind_a, bind_b, bind_bias, bind_c, bind_p];
+    let binds = [bind_a, bind_b, bind_bias, bind_c, bind_p, bind_r];
     match split.filter(|(s, _)| s.slices(e.k) >= 2) {
         Some((split, scratch)) => split_launch(rt, plan, &params, e, split, scratch, binds),
         None => Ok(vec![product(rt, plan, &params, e, 1, binds)?]),
@@ -367,9 +394,9 @@ fn split_launch(
     e: Extent,
     split: SplitK,
     scratch: &Tensor,
-    binds: [crate::runtime::Binding<'_>; 5],
+    binds: [crate::runtime::Binding<'_>; 6],
 ) -> Result<Vec<Dispatch>> {
-    let [bind_a, bind_b, bind_bias, bind_c, bind_p] = binds;
+    let [bind_a, bind_b, bind_bias, bind_c, bind_p, bind_r] = binds;
     let slices = split.slices(e.k);
     let plane = e.m * e.n;
     let (bind_s, _) = bind_block(
@@ -391,8 +418,8 @@ fn split_launch(
         kslice: split.kslice as u32,
         ..*params
     };
-    // The bias and pre-activation slots are never read or written here (flags 0).
-    let binds = [bind_a, bind_b, bind_a, bind_s, bind_s];
+    // The bias, pre-activation and residual slots are never used here (flags 0).
+    let binds = [bind_a, bind_b, bind_a, bind_s, bind_s, bind_a];
     let first = product(rt, plan, &partial, e, slices, binds)?;
     let sum = Params {
         k: e.b as u32,
@@ -404,7 +431,7 @@ fn split_launch(
         ..*params
     };
     let kernel = rt.kernel(&crate::shader!("matmul"), "splitk_sum", &[])?;
-    let binds = [bind_s, bind_s, bind_bias, bind_c, bind_p];
+    let binds = [bind_s, bind_s, bind_bias, bind_c, bind_p, bind_r];
     let grid = rt.grid(e.b * plane, 64);
     Ok(vec![first, rt.dispatch(&kernel, &sum, &binds, grid)])
 }
@@ -416,7 +443,7 @@ fn product(
     params: &Params,
     e: Extent,
     slices: u64,
-    binds: [crate::runtime::Binding<'_>; 5],
+    binds: [crate::runtime::Binding<'_>; 6],
 ) -> Result<Dispatch> {
     let variant = plan.variant;
     let large = match variant {
@@ -449,16 +476,51 @@ fn product(
                 &[("A_MODE", am as f64), ("B_MODE", bm as f64)],
             )?
         }
+        Variant::Gemm => rt.kernel(
+            &crate::shader!("matmul"),
+            "gemm",
+            &gemm_constants(params, plan.gemm_tile),
+        )?,
         v => rt.kernel(&crate::shader!("matmul"), v.entry(), &[])?,
     };
-    let (tm, tn) = if large.is_some() {
-        LARGE_TILE
-    } else {
-        variant.tile()
+    let (tm, tn) = match variant {
+        _ if large.is_some() => LARGE_TILE,
+        Variant::Gemm => (plan.gemm_tile, plan.gemm_tile),
+        v => v.tile(),
     };
     let z = (e.b * slices) as u32;
     let workgroups = [e.n.div_ceil(tn) as u32, e.m.div_ceil(tm) as u32, z];
     Ok(rt.dispatch(&kernel, params, &binds, workgroups))
+}
+
+/// The override constants of a `gemm` launch: its tile edge, which dimension each operand is
+/// contiguous along (`*_KMAJOR`: along k) and whether that layout and alignment allow one vec4
+/// load per four values (every vec4 the kernel loads then starts on a multiple of 4 elements).
+pub(super) fn gemm_constants(p: &Params, tile: u64) -> [(&'static str, f64); 5] {
+    let a_ok = p.a_off.is_multiple_of(4) && p.a_bs.is_multiple_of(4);
+    let a_kmajor = p.a_cs <= 1 && p.a_rs != 1;
+    let a_vec = a_ok
+        && if a_kmajor {
+            p.a_rs.is_multiple_of(4)
+        } else {
+            p.a_rs <= 1 && p.a_cs.is_multiple_of(4)
+        };
+    let b_ok = p.b_off.is_multiple_of(4) && p.b_bs.is_multiple_of(4);
+    let b_kmajor = p.b_rs <= 1 && p.b_cs != 1;
+    let b_vec = b_ok
+        && if b_kmajor {
+            p.b_cs.is_multiple_of(4)
+        } else {
+            p.b_cs <= 1 && p.b_rs.is_multiple_of(4)
+        };
+    let flag = |x: bool| if x { 1.0 } else { 0.0 };
+    [
+        ("GT", tile as f64),
+        ("A_KMAJOR", flag(a_kmajor)),
+        ("B_KMAJOR", flag(b_kmajor)),
+        ("A_VEC", flag(a_vec)),
+        ("B_VEC", flag(b_vec)),
+    ]
 }
 
 /// The regblock load modes (see shaders/matmul.wgsl) this launch's layout and alignment allow.

@@ -4,7 +4,7 @@
 //! products (`graph/ops`), which run on these same kernels.
 //!
 //! ```text
-//! pre[b] = alpha · op(A[b]) · op(B[b]) + bias + beta · C[b]       C[b] = act(pre[b])
+//! pre[b] = alpha · op(A[b]) · op(B[b]) + bias + beta · C[b]       C[b] = act(pre[b]) + R[b]
 //! ```
 //! - A is `[.., M, K]` (`[.., K, M]` with `trans_a`), B is `[.., K, N]` (`[.., N, K]` with
 //!   `trans_b`); all tensors row-major and contiguous. The leading dims are the batch: they must
@@ -13,10 +13,13 @@
 //! - `bias` is `[N]`, added to every row. `act` is none, ReLU or GELU (exact erf form).
 //! - `beta ≠ 0` accumulates into the existing C;
 //!   `beta = 0` never reads C.
+//! - `R` (optional, shape of C) is a residual added after the activation
+//!   ([`matmul_epilogue_into`]).
 //!
 //! Entry points: [`matmul`] / [`matmul_into`], [`matmul_with_preact`] /
 //! [`matmul_with_preact_into`] (also writes `pre`, which differentiating a fused activation
-//! needs), and [`matmul_scratch_into`] (may pick a plan with a scratch tensor; the graph uses it).
+//! needs), [`matmul_scratch_into`] (may pick a plan with a scratch tensor; the graph uses it) and
+//! [`matmul_epilogue_into`] (the same with every epilogue tensor: bias, residual, pre-activation).
 //!
 //! Variants (`shaders/matmul.wgsl`), chosen by [`Variant::Auto`] from the adapter: on CPU
 //! adapters `regblock_vec` (24×16 outputs per thread in registers, vec4 loads, no workgroup
@@ -24,7 +27,9 @@
 //! a few 192×128 workgroups; `regblock_vec_ta` the same for A stored `[K, M]` with M and N
 //! multiples of 4, any K; `regblock_vec_tb` for B stored `[N, K]` with K a multiple of 4, any M
 //! and N) and otherwise `regblock` (8×16 per thread, vec4 loads where the layout allows);
-//! `tiled` on GPUs (64×64 workgroup tiles through workgroup memory); and `naive` (one output
+//! `gemm` on GPUs (128×128 workgroup tiles, or 64×64 where the product has few tiles; 8×8
+//! outputs per thread, vec4 loads, double-buffered staging; NN, NT and TN as pipelines of one
+//! entry); `tiled` (the first GPU kernel: 64×64 tiles, 4×4 per thread); and `naive` (one output
 //! per thread) as the plain port of the reference. Any operand larger than one storage binding
 //! (128 MiB on lavapipe) is handled by splitting the launch over batches, rows, columns or the
 //! reduction dimension and binding each piece at an aligned offset. Products with few output
@@ -65,7 +70,7 @@ impl Activation {
     }
 }
 
-/// Which kernel runs. `Auto` picks `RegBlockLarge` on CPU adapters and `Tiled` elsewhere.
+/// Which kernel runs. `Auto` picks `RegBlockLarge` on CPU adapters and `Gemm` elsewhere.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Variant {
     #[default]
@@ -85,6 +90,10 @@ pub enum Variant {
     /// runs on CPU adapters where a 24×16 entry applies and the views can be made; launches
     /// outside those layouts run as `RegBlockLarge`.
     Texel,
+    /// `gemm`: the GPU kernel (see shaders/matmul.wgsl). Its tile is 128×128, or 64×64 for
+    /// launches with fewer than [`GEMM_WIDE_MIN_WORKGROUPS`] of the large tiles.
+    Gemm,
+    /// `tiled`: 64×64 tiles through workgroup memory, 4×4 per thread (the former GPU default).
     Tiled,
     Naive,
 }
@@ -95,6 +104,15 @@ const LARGE_TILE: (u64, u64) = (192, 128);
 /// The longest reduction one launch runs on CPU adapters (see `encode`).
 const MAX_K_PER_LAUNCH: u64 = (crate::runtime::CPU_LOOP_ITERATIONS as u64 - 1024) & !3;
 
+/// The same for `gemm` (tested on lavapipe under the GPU policy): each 8-k step runs its k loop,
+/// the prefetch and staging loops (1–2 trips, plus the exit tests), so count 4 loop iterations
+/// per k where NIR leaves them rolled; a multiple of 16 keeps launches on whole k-steps.
+const GEMM_MAX_K_PER_LAUNCH: u64 = ((crate::runtime::CPU_LOOP_ITERATIONS as u64 - 1024) / 4) & !15;
+
+/// Launches with fewer 128×128 `gemm` workgroups than this run the 64×64 form (4× the
+/// workgroups): an H100 has 132 SMs, and a launch under one workgroup per SM leaves SMs idle.
+pub const GEMM_WIDE_MIN_WORKGROUPS: u64 = 132;
+
 /// Under `Auto`, launches with fewer `regblock_vec` workgroups than this (batch × row tiles ×
 /// column tiles) use `regblock`: its 3× smaller tiles spread a small product over more threads.
 pub const LARGE_MIN_WORKGROUPS: u64 = 4;
@@ -104,13 +122,14 @@ impl Variant {
     pub fn resolve(self, rt: &Runtime) -> Variant {
         match self {
             Variant::Auto if crate::ops::policy::policy(rt).cpu_shapes() => Variant::RegBlockLarge,
-            Variant::Auto => Variant::Tiled,
+            Variant::Auto => Variant::Gemm,
             v => v,
         }
     }
     fn entry(self) -> &'static str {
         match self {
             Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel => "regblock",
+            Variant::Gemm => "gemm",
             Variant::Tiled => "tiled",
             Variant::Naive | Variant::Auto => "naive",
         }
@@ -120,7 +139,7 @@ impl Variant {
     fn tile(self) -> (u64, u64) {
         match self {
             Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel => (64, 128),
-            Variant::Tiled => (64, 64),
+            Variant::Gemm | Variant::Tiled => (64, 64),
             Variant::Naive | Variant::Auto => (16, 16),
         }
     }
@@ -159,6 +178,18 @@ impl Default for MatmulOptions {
             split_k: None,
         }
     }
+}
+
+/// The tensors a fused epilogue reads or writes besides C; all optional.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// `[N]`, added to every row (before beta·C and the activation).
+    pub bias: Option<&'a Tensor>,
+    /// Shape of C, added after the activation: `C = act(pre) + residual` (a residual branch
+    /// `x + f(x·W)` without a separate pass). Must not share C's buffer.
+    pub residual: Option<&'a Tensor>,
+    /// Shape of C: receives the pre-activation (what the backward of a fused activation needs).
+    pub preact: Option<&'a Tensor>,
 }
 
 /// Shapes of one call, after validation.
@@ -299,7 +330,11 @@ pub fn matmul_into(
     out: &Tensor,
     opts: &MatmulOptions,
 ) -> Result<Vec<Dispatch>> {
-    Ok(forward_into("matmul", rt, a, b, bias, out, None, opts, false)?.0)
+    let ep = Epilogue {
+        bias,
+        ..Default::default()
+    };
+    Ok(forward_into("matmul", rt, a, b, &ep, out, opts, false)?.0)
 }
 
 /// [`matmul_into`], free to pick a faster plan that needs a scratch tensor; the caller keeps the
@@ -322,6 +357,23 @@ pub fn matmul_scratch_into(
     out: &Tensor,
     opts: &MatmulOptions,
 ) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
+    let ep = Epilogue {
+        bias,
+        ..Default::default()
+    };
+    matmul_epilogue_into(rt, a, b, &ep, out, opts)
+}
+
+/// [`matmul_scratch_into`] with every epilogue tensor: `out = act(pre) + residual` where
+/// `pre = alpha·op(A)·op(B) + bias + beta·out` is also written to `ep.preact` when given.
+pub fn matmul_epilogue_into(
+    rt: &Runtime,
+    a: &Tensor,
+    b: &Tensor,
+    ep: &Epilogue<'_>,
+    out: &Tensor,
+    opts: &MatmulOptions,
+) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
     let rows = a.numel() / a.shape().last().copied().unwrap_or(1).max(1);
     if let ([n, k], true, false) = (b.shape(), opts.trans_b, opts.trans_a) {
         let large = opts.variant.resolve(rt) == Variant::RegBlockLarge;
@@ -332,11 +384,11 @@ pub fn matmul_scratch_into(
                 trans_b: false,
                 ..opts.clone()
             };
-            ds.extend(matmul_into(rt, a, &bt, bias, out, &o)?);
+            ds.extend(forward_into("matmul", rt, a, &bt, ep, out, &o, false)?.0);
             return Ok((ds, Some(bt)));
         }
     }
-    forward_into("matmul", rt, a, b, bias, out, None, opts, true)
+    forward_into("matmul", rt, a, b, ep, out, opts, true)
 }
 
 /// Like [`matmul_into`], also writing the pre-activation `alpha·op(A)·op(B) + bias + beta·C`
@@ -350,7 +402,12 @@ pub fn matmul_with_preact_into(
     preact: &Tensor,
     opts: &MatmulOptions,
 ) -> Result<Vec<Dispatch>> {
-    Ok(forward_into("matmul", rt, a, b, bias, out, Some(preact), opts, false)?.0)
+    let ep = Epilogue {
+        bias,
+        preact: Some(preact),
+        ..Default::default()
+    };
+    Ok(forward_into("matmul", rt, a, b, &ep, out, opts, false)?.0)
 }
 
 /// Allocates C, runs [`matmul_into`] (beta must be 0: there is no C to accumulate into).
@@ -364,7 +421,11 @@ pub fn matmul(
     let out = alloc_out("matmul", rt, a, b, opts)?;
     // Split-K partials may be dropped once submitted: the pool hands the buffer out again only
     // to work queued after this.
-    let (ds, _scratch) = forward_into("matmul", rt, a, b, bias, &out, None, opts, true)?;
+    let ep = Epilogue {
+        bias,
+        ..Default::default()
+    };
+    let (ds, _scratch) = forward_into("matmul", rt, a, b, &ep, &out, opts, true)?;
     rt.run(&ds);
     Ok(out)
 }
@@ -379,7 +440,12 @@ pub fn matmul_with_preact(
 ) -> Result<(Tensor, Tensor)> {
     let out = alloc_out("matmul", rt, a, b, opts)?;
     let pre = rt.empty(out.shape(), DType::F32)?;
-    let (ds, _scratch) = forward_into("matmul", rt, a, b, bias, &out, Some(&pre), opts, true)?;
+    let ep = Epilogue {
+        bias,
+        preact: Some(&pre),
+        ..Default::default()
+    };
+    let (ds, _scratch) = forward_into("matmul", rt, a, b, &ep, &out, opts, true)?;
     rt.run(&ds);
     Ok((out, pre))
 }
@@ -410,12 +476,16 @@ fn forward_into(
     rt: &Runtime,
     a: &Tensor,
     b: &Tensor,
-    bias: Option<&Tensor>,
+    ep: &Epilogue<'_>,
     out: &Tensor,
-    preact: Option<&Tensor>,
     opts: &MatmulOptions,
     split_ok: bool,
 ) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
+    let Epilogue {
+        bias,
+        residual,
+        preact,
+    } = *ep;
     let s = resolve(op, a, b, opts)?;
     let out_shape = s.out_shape();
     check::f32_shape(op, "the output", out, &out_shape)?;
@@ -425,8 +495,12 @@ fn forward_into(
     if let Some(pre) = preact {
         check::f32_shape(op, "the pre-activation output", pre, &out_shape)?;
     }
+    if let Some(r) = residual {
+        check::f32_shape(op, "the residual", r, &out_shape)?;
+    }
     let mut ins = vec![("A", a), ("B", b)];
     ins.extend(bias.map(|t| ("bias", t)));
+    ins.extend(residual.map(|t| ("the residual", t)));
     let mut outs = vec![("the output", out)];
     outs.extend(preact.map(|t| ("the pre-activation output", t)));
     check_distinct(op, &outs, &ins)?;
@@ -440,6 +514,7 @@ fn forward_into(
         c: (out, s.view_c()),
         pre: preact,
         bias,
+        residual,
         alpha: opts.alpha,
         beta: opts.beta,
         act: opts.activation,

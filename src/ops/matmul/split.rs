@@ -28,6 +28,10 @@ impl SplitK {
 /// k-steps that is 1/256 of its FMAs).
 pub(super) const MIN_SLICE_K: u64 = 256;
 
+/// The same on GPUs, where `gemm`'s 8×8 thread block stores 64 partials: at 64 k-steps that is
+/// 1/64 of its FMAs, and the decoder's M = 100 products (K = 256–2048) get split.
+pub(super) const GPU_MIN_SLICE_K: u64 = 64;
+
 /// Workgroups a split launch aims for on a GPU: two per SM of a large GPU (an H100 has 132),
 /// so the tail of the last wave is short.
 const GPU_TARGET_WORKGROUPS: u64 = 256;
@@ -92,7 +96,12 @@ pub(super) fn choose(policy: &Policy, l: &Launch, forced: Option<u32>) -> Option
             while policy.cpu_shapes() && !(wgs * s).is_multiple_of(threads) && s < 2 * target {
                 s += 1;
             }
-            s.min(l.k / MIN_SLICE_K)
+            let min_slice = if policy.cpu_shapes() {
+                MIN_SLICE_K
+            } else {
+                GPU_MIN_SLICE_K
+            };
+            s.min(l.k / min_slice)
         }
     };
     // The grid's z holds batch × slices; the partials are one binding.

@@ -45,7 +45,7 @@ pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64) -> Option<&
 }
 
 /// Whether `Auto` uses texel views here: on CPU adapters, whose lane-by-lane buffer loads they
-/// avoid (a GPU's buffer loads are coalesced, and its kernels are `tiled`).
+/// avoid (a GPU's buffer loads are coalesced, and its kernel is `gemm`).
 pub(super) fn preferred(rt: &Runtime) -> bool {
     rt.info().device_type == wgpu::DeviceType::Cpu
 }
@@ -58,7 +58,7 @@ pub(super) fn dispatch(
     params: &Params,
     e: Extent,
     slices: u64,
-    [bind_a, bind_b, bind_bias, bind_c, bind_p]: [Binding<'_>; 5],
+    [bind_a, bind_b, bind_bias, bind_c, bind_p, bind_r]: [Binding<'_>; 6],
 ) -> Result<Option<Dispatch>> {
     let (Ok(va), Ok(vb)) = (
         rt.texel_view(TexelSlot::A, bind_a),
@@ -72,13 +72,14 @@ pub(super) fn dispatch(
         e.m.div_ceil(TEXEL_TILE.0) as u32,
         (e.b * slices) as u32,
     ];
-    // Bindings as declared in shaders/matmul.wgsl (bias 3, c 4, pre 5) and the texel file.
-    let storage = [(3, bind_bias), (4, bind_c), (5, bind_p)];
+    // Bindings as declared in shaders/matmul.wgsl (bias 3, c 4, pre 5, residual 6) and the
+    // texel file (views 7 and 8).
+    let storage = [(3, bind_bias), (4, bind_c), (5, bind_p), (6, bind_r)];
     Ok(Some(rt.dispatch_texels(
         &kernel,
         params,
         &storage,
-        vec![(6, va), (7, vb)],
+        vec![(7, va), (8, vb)],
         workgroups,
     )))
 }

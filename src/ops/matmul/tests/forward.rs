@@ -75,7 +75,7 @@ fn batch_broadcast_both_sides() {
 }
 
 #[test]
-fn fused_epilogue_bias_activation_alpha_beta_preact() {
+fn fused_epilogue_bias_activation_alpha_beta_preact_residual() {
     let rt = testing::runtime();
     for variant in VARIANTS {
         for (i, act) in [Activation::None, Activation::Relu, Activation::Gelu]
@@ -93,6 +93,8 @@ fn fused_epilogue_bias_activation_alpha_beta_preact() {
                 let case = Case::new(37, 21, 19, t).batched(&[2], &[]);
                 check_forward(rt, &case, &o, true, true);
                 check_forward(rt, &case, &o, false, false);
+                // The residual, added after the activation (bias, pre-activation too).
+                check_forward_seeded(rt, &case, &o, (true, true, true, false), testing::seed());
             }
         }
     }

@@ -32,6 +32,8 @@ fn chunked_launches_match_reference() {
                 ..opts(variant, (case.trans_a, case.trans_b))
             };
             check_forward(rt, case, &o, true, true);
+            // The residual is added once, by the last k chunk, to the chunk it belongs to.
+            check_forward_seeded(rt, case, &o, (true, true, true, false), testing::seed());
         }
     }
 }
@@ -183,6 +185,7 @@ fn probe() {
         "large" => Variant::RegBlockLarge,
         "auto" => Variant::Auto,
         "tiled" => Variant::Tiled,
+        "gemm" => Variant::Gemm,
         _ => Variant::Naive,
     };
     let t = (f[4] == "1", f[5] == "1");

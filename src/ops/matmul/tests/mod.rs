@@ -7,15 +7,17 @@ use crate::runtime::Runtime;
 use crate::testing::{self, assert_close};
 
 mod forward;
+mod gemm;
 mod large_block;
 mod limits;
 mod split_k;
 mod texel;
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
     Variant::Texel,
     Variant::RegBlockLarge,
     Variant::RegBlock,
+    Variant::Gemm,
     Variant::Tiled,
     Variant::Naive,
 ];
@@ -129,17 +131,17 @@ fn check_forward_split(
         rt,
         case,
         opts,
-        (with_bias, with_pre, split_ok),
+        (with_bias, with_pre, false, split_ok),
         testing::seed(),
     )
 }
 
-/// [`check_forward_split`] on the inputs of `seed`; `flags` = (bias, pre, split_ok).
+/// [`check_forward_split`] on the inputs of `seed`; `flags` = (bias, pre, residual, split_ok).
 fn check_forward_seeded(
     rt: &Runtime,
     case: &Case,
     opts: &MatmulOptions,
-    (with_bias, with_pre, split_ok): (bool, bool, bool),
+    (with_bias, with_pre, with_res, split_ok): (bool, bool, bool, bool),
     seed: u64,
 ) -> (Vec<String>, Vec<f32>) {
     let mut rng = testing::rng(seed);
@@ -148,6 +150,8 @@ fn check_forward_seeded(
     let b = testing::uniform(&mut rng, numel(&sb), -1.0, 1.0);
     let bias = testing::uniform(&mut rng, case.n, -1.0, 1.0);
     let c_in = testing::uniform(&mut rng, numel(&sc), -1.0, 1.0);
+    let res = testing::uniform(&mut rng, numel(&sc), -1.0, 1.0);
+    let tres = rt.upload(&res, &sc).unwrap();
     let ta = rt.upload(&a, &sa).unwrap();
     let tb = rt.upload(&b, &sb).unwrap();
     let tbias = rt.upload(&bias, &[case.n]).unwrap();
@@ -159,12 +163,14 @@ fn check_forward_seeded(
     let pre = nan_tensor(rt, &sc);
     let bias_arg = with_bias.then_some(&tbias);
     let pre_arg = with_pre.then_some(&pre);
-    let (d, _scratch) = forward_into(
-        "test", rt, &ta, &tb, bias_arg, &out, pre_arg, opts, split_ok,
-    )
-    .unwrap();
+    let ep = Epilogue {
+        bias: bias_arg,
+        residual: with_res.then_some(&tres),
+        preact: pre_arg,
+    };
+    let (d, _scratch) = forward_into("test", rt, &ta, &tb, &ep, &out, opts, split_ok).unwrap();
     rt.run(&d);
-    let (want, want_pre) = reference::forward(
+    let (mut want, want_pre) = reference::forward(
         &case.dims(),
         &f64s(&a),
         &f64s(&b),
@@ -174,7 +180,12 @@ fn check_forward_seeded(
         opts.beta as f64,
         opts.activation,
     );
-    let name = format!("{case:?} {opts:?} bias={with_bias} split_ok={split_ok}");
+    if with_res {
+        // C = act(pre) + R: the residual comes after the activation.
+        want.iter_mut().zip(&res).for_each(|(w, &r)| *w += r as f64);
+    }
+    let name =
+        format!("{case:?} {opts:?} bias={with_bias} residual={with_res} split_ok={split_ok}");
     let got = rt.download(&out).unwrap();
     assert_close(&name, seed, &got, &f32s(&want), 1e-5);
     if with_pre {
