@@ -58,6 +58,17 @@ struct Inner {
     kernel_policy: KernelPolicy,
     pool: Arc<BufferPool>,
     kernels: Mutex<HashMap<kernel::KernelKey, Arc<Kernel>>>,
+    /// Every pipeline this runtime created, in order, with the time its creation took.
+    compiles: Mutex<Vec<PipelineCompile>>,
+}
+
+/// One pipeline creation: its label (`shader::entry[constants]`) and how long
+/// `create_compute_pipeline` took (naga and the driver's compile; lavapipe JITs the machine
+/// code later, in the pipeline's first dispatch).
+#[derive(Clone, Debug)]
+pub struct PipelineCompile {
+    pub label: String,
+    pub time: Duration,
 }
 
 impl Runtime {
@@ -80,6 +91,7 @@ impl Runtime {
                 kernel_policy: opts.kernel_policy,
                 pool,
                 kernels: Mutex::new(HashMap::new()),
+                compiles: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -139,12 +151,17 @@ impl Runtime {
             return Ok(k.clone());
         }
         // Compile outside the lock: pipelines can take milliseconds and tests share runtimes.
+        let t0 = std::time::Instant::now();
         let k = Arc::new(kernel::compile(
             &self.inner.device,
             shader,
             entry,
             constants,
         )?);
+        self.inner.compiles.lock().unwrap().push(PipelineCompile {
+            label: k.label.clone(),
+            time: t0.elapsed(),
+        });
         Ok(self
             .inner
             .kernels
@@ -153,6 +170,11 @@ impl Runtime {
             .entry(key)
             .or_insert(k)
             .clone())
+    }
+
+    /// The pipelines created so far, in creation order, with their creation times.
+    pub fn pipeline_compiles(&self) -> Vec<PipelineCompile> {
+        self.inner.compiles.lock().unwrap().clone()
     }
 
     /// Binds `params` (uniform, binding 0) and `storage` (bindings 1..) to `kernel`.
