@@ -68,14 +68,14 @@ fn main() -> anyhow::Result<()> {
 
     let compiles = rt.pipeline_compiles();
     let (cold, warm) = (per_kernel(&cold), per_kernel(&warm));
-    let mut rows: Vec<(String, Duration, Duration)> = compiles
+    let mut rows: Vec<(String, Duration, Duration, Duration)> = compiles
         .iter()
         .map(|c| {
+            let run = warm.get(&c.label).copied().unwrap_or_default();
             let jit = cold
                 .get(&c.label)
-                .zip(warm.get(&c.label))
-                .map_or(Duration::ZERO, |(c, w)| c.saturating_sub(*w));
-            (c.label.clone(), c.time, jit)
+                .map_or(Duration::ZERO, |c| c.saturating_sub(run));
+            (c.label.clone(), c.time, jit, run)
         })
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1 + r.2));
@@ -87,9 +87,12 @@ fn main() -> anyhow::Result<()> {
         ms(create),
         ms(jit)
     );
-    println!("{:>10} {:>10}  pipeline", "create ms", "JIT ms");
-    for (label, c, j) in rows {
-        println!("{:>10.1} {:>10.1}  {label}", ms(c), ms(j));
+    println!(
+        "{:>10} {:>10} {:>10}  pipeline",
+        "create ms", "JIT ms", "warm ms"
+    );
+    for (label, c, j, r) in rows {
+        println!("{:>10.1} {:>10.1} {:>10.1}  {label}", ms(c), ms(j), ms(r));
     }
     Ok(())
 }

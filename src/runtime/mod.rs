@@ -58,6 +58,9 @@ struct Inner {
     kernel_policy: KernelPolicy,
     pool: Arc<BufferPool>,
     kernels: Mutex<HashMap<kernel::KernelKey, Arc<Kernel>>>,
+    /// Validated shader modules, shared by the shader's pipelines; keyed by name and source
+    /// address, so two sources under one name (generated variants, probes) stay apart.
+    modules: Mutex<HashMap<(&'static str, usize), wgpu::ShaderModule>>,
     /// Every pipeline this runtime created, in order, with the time its creation took.
     compiles: Mutex<Vec<PipelineCompile>>,
 }
@@ -91,6 +94,7 @@ impl Runtime {
                 kernel_policy: opts.kernel_policy,
                 pool,
                 kernels: Mutex::new(HashMap::new()),
+                modules: Mutex::new(HashMap::new()),
                 compiles: Mutex::new(Vec::new()),
             }),
         })
@@ -152,8 +156,19 @@ impl Runtime {
         }
         // Compile outside the lock: pipelines can take milliseconds and tests share runtimes.
         let t0 = std::time::Instant::now();
+        let module_key = (shader.name, shader.source.as_ptr() as usize);
+        let cached = self.inner.modules.lock().unwrap().get(&module_key).cloned();
+        let module = match cached {
+            Some(m) => m,
+            None => {
+                let m = kernel::module(&self.inner.device, shader)?;
+                let mut modules = self.inner.modules.lock().unwrap();
+                modules.entry(module_key).or_insert(m).clone()
+            }
+        };
         let k = Arc::new(kernel::compile(
             &self.inner.device,
+            &module,
             shader,
             entry,
             constants,
