@@ -36,7 +36,8 @@ run() {
     return 0
 }
 
-[[ -d $BIN ]] || { echo "no $BIN: run tools/gpu_pack.sh first and carry .gpu-pack" >&2; exit 2; }
+[[ -f .gpu-pack/bin.tar.gz ]] || { echo "no .gpu-pack/bin.tar.gz: run tools/gpu_pack.sh first and carry .gpu-pack" >&2; exit 2; }
+[[ -d $BIN ]] || tar -C .gpu-pack -xzf .gpu-pack/bin.tar.gz
 # The Vulkan loader, as the device README says, when the machine has none.
 if ! ldconfig -p | grep -q libvulkan.so.1 && compgen -G ".gl/*.deb" >/dev/null; then
     for f in .gl/*.deb; do dpkg -x "$f" /; done
