@@ -118,7 +118,7 @@ fn large_block_selection() {
         let big = Case::new(193, 132, 2640, (false, false));
         assert_eq!(entries(rt, &big, &auto), [LARGE]);
         let cheap = Case::new(400, 264, 64, (false, false));
-        assert!(2 * 400 * 264 * 64 < crate::ops::matmul::LARGE_MIN_FLOPS);
+        const { assert!(2 * 400 * 264 * 64 < crate::ops::matmul::LARGE_MIN_FLOPS) };
         assert_eq!(entries(rt, &cheap, &auto), ["matmul::regblock"]);
         let batched = Case::new(192, 128, 688, (false, false)).batched(&[4], &[4]);
         assert_eq!(entries(rt, &batched, &auto), [LARGE]);
