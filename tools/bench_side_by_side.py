@@ -210,6 +210,30 @@ def table(meta: dict, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_results(args, rows: list[dict], load: float, params: int) -> None:
+    import torch
+    import transformers
+
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git_commit(),
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "load": f"{load:.1f}",
+        "adapter": f"{rows[0]['ours']['adapter']} ({rows[0]['ours']['backend']})",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_device": rows[0]["torch"]["device"],
+        "torch_threads": rows[0]["torch"]["threads"],
+        "config": os.path.relpath(args.config, ROOT),
+        "params": params,
+        "runs": args.runs,
+    }
+    out = Path(args.out)
+    write_atomic(out, table(meta, rows))
+    write_atomic(out.with_name("benchmarks.json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(ROOT / "assets/swin-tiny-config.json"))
@@ -257,25 +281,9 @@ def main() -> None:
             print(f"  forward {ours['forward_s']:.3f} s vs {theirs['forward_s']:.3f} s, end to end "
                   f"{ours['end_to_end_s']:.3f} s vs {theirs['end_to_end_s']:.3f} s", flush=True)
             rows.append({"ours": ours, "torch": theirs})
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": git_commit(),
-        "cpu": cpu_name(),
-        "cpus": os.cpu_count(),
-        "load": f"{load:.1f}",
-        "adapter": f"{rows[0]['ours']['adapter']} ({rows[0]['ours']['backend']})",
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "torch_device": rows[0]["torch"]["device"],
-        "torch_threads": rows[0]["torch"]["threads"],
-        "config": os.path.relpath(args.config, ROOT),
-        "params": params,
-        "runs": args.runs,
-    }
-    out = Path(args.out)
-    write_atomic(out, table(meta, rows))
-    write_atomic(out.with_name("benchmarks.json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out} and {out.with_name('benchmarks.json')}")
+            # Written after every size, so an interrupted run keeps the sizes it finished.
+            write_results(args, rows, load, params)
+    print(f"wrote {args.out} and {Path(args.out).with_name('benchmarks.json')}")
 
 
 if __name__ == "__main__":
