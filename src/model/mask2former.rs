@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::graph::{CompileOptions, Executable, Graph, GraphError};
+use crate::graph::{CompileOptions, Executable, Graph, GraphError, Profile};
 use crate::model::checkpoint::{Checkpoint, CheckpointError, HostTensor};
 use crate::model::config::{ConfigError, Mask2FormerConfig};
 use crate::model::network::{self, expected_keys, PIXEL_VALUES};
@@ -136,6 +136,22 @@ impl Mask2Former {
             self.compiled.insert((b, h, w), Compiled { exe, mask_size });
         }
         Ok(self.compiled.get_mut(&(b, h, w)).expect("inserted above"))
+    }
+
+    /// Runs the network once on `pixel_values [B, 3, H, W]` with per-dispatch GPU times
+    /// (timestamp queries) instead of outputs. On a fresh machine the first call's times include
+    /// each pipeline's JIT, which lavapipe runs inside the pipeline's first dispatch
+    /// (`examples/cold_start.rs` tabulates it).
+    pub fn profile(
+        &mut self,
+        pixel_values: &[f32],
+        batch: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<Profile, ModelError> {
+        let comp = self.compiled(batch, height, width)?;
+        comp.exe.set_input(PIXEL_VALUES, pixel_values)?;
+        Ok(comp.exe.profile()?)
     }
 
     /// Runs the network on `pixel_values [B, 3, H, W]` (normalised, see `preprocess`).

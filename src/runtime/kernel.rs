@@ -108,15 +108,35 @@ pub(crate) fn key(shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> Ke
     }
 }
 
+/// Validates `shader` with naga and creates its module, once per runtime and shader: the
+/// module is shared by every pipeline of the shader (parsing `matmul.wgsl` takes a tenth of a
+/// second on lavapipe's machines, and a cold start creates several of its pipelines).
+pub(crate) fn module(device: &wgpu::Device, shader: &Shader) -> Result<wgpu::ShaderModule> {
+    // naga first: its messages point at the WGSL line, and a bad shader must not reach the
+    // device's uncaptured-error handler (which panics by default).
+    validate_wgsl(shader.name, shader.source)?;
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(shader.name),
+        source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+    });
+    if let Some(err) = pollster::block_on(scope.pop()) {
+        return Err(Error::Shader {
+            name: shader.name.into(),
+            entry: "*".into(),
+            message: err.to_string(),
+        });
+    }
+    Ok(module)
+}
+
 pub(crate) fn compile(
     device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
     shader: &Shader,
     entry: &str,
     constants: &[(&str, f64)],
 ) -> Result<Kernel> {
-    // naga first: its messages point at the WGSL line, and a bad shader must not reach the
-    // device's uncaptured-error handler (which panics by default).
-    validate_wgsl(shader.name, shader.source)?;
     let label = if constants.is_empty() {
         format!("{}::{entry}", shader.name)
     } else {
@@ -124,14 +144,10 @@ pub(crate) fn compile(
         format!("{}::{entry}[{}]", shader.name, c.join(","))
     };
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(shader.name),
-        source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-    });
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(&label),
         layout: None,
-        module: &module,
+        module,
         entry_point: Some(entry),
         compilation_options: wgpu::PipelineCompilationOptions {
             constants,

@@ -61,6 +61,20 @@ struct Inner {
     pool: Arc<BufferPool>,
     kernels: Mutex<HashMap<kernel::KernelKey, Arc<Kernel>>>,
     texels: Mutex<texel::TexelScratch>,
+    /// Validated shader modules, shared by the shader's pipelines; keyed by name and source
+    /// address, so two sources under one name (generated variants, probes) stay apart.
+    modules: Mutex<HashMap<(&'static str, usize), wgpu::ShaderModule>>,
+    /// Every pipeline this runtime created, in order, with the time its creation took.
+    compiles: Mutex<Vec<PipelineCompile>>,
+}
+
+/// One pipeline creation: its label (`shader::entry[constants]`) and how long
+/// `create_compute_pipeline` took (naga and the driver's compile; lavapipe JITs the machine
+/// code later, in the pipeline's first dispatch).
+#[derive(Clone, Debug)]
+pub struct PipelineCompile {
+    pub label: String,
+    pub time: Duration,
 }
 
 impl Runtime {
@@ -84,6 +98,8 @@ impl Runtime {
                 pool,
                 kernels: Mutex::new(HashMap::new()),
                 texels: Mutex::new(Default::default()),
+                modules: Mutex::new(HashMap::new()),
+                compiles: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -143,12 +159,28 @@ impl Runtime {
             return Ok(k.clone());
         }
         // Compile outside the lock: pipelines can take milliseconds and tests share runtimes.
+        let t0 = std::time::Instant::now();
+        let module_key = (shader.name, shader.source.as_ptr() as usize);
+        let cached = self.inner.modules.lock().unwrap().get(&module_key).cloned();
+        let module = match cached {
+            Some(m) => m,
+            None => {
+                let m = kernel::module(&self.inner.device, shader)?;
+                let mut modules = self.inner.modules.lock().unwrap();
+                modules.entry(module_key).or_insert(m).clone()
+            }
+        };
         let k = Arc::new(kernel::compile(
             &self.inner.device,
+            &module,
             shader,
             entry,
             constants,
         )?);
+        self.inner.compiles.lock().unwrap().push(PipelineCompile {
+            label: k.label.clone(),
+            time: t0.elapsed(),
+        });
         Ok(self
             .inner
             .kernels
@@ -157,6 +189,11 @@ impl Runtime {
             .entry(key)
             .or_insert(k)
             .clone())
+    }
+
+    /// The pipelines created so far, in creation order, with their creation times.
+    pub fn pipeline_compiles(&self) -> Vec<PipelineCompile> {
+        self.inner.compiles.lock().unwrap().clone()
     }
 
     /// Binds `params` (uniform, binding 0) and `storage` (bindings 1..) to `kernel`.

@@ -5,7 +5,7 @@ use super::split::{self, SplitK};
 use super::texel;
 use super::{
     Activation, MatmulOptions, Variant, GEMM_MAX_K_PER_LAUNCH, GEMM_WIDE_MIN_WORKGROUPS,
-    LARGE_MIN_WORKGROUPS, LARGE_TILE, MAX_K_PER_LAUNCH,
+    LARGE_MIN_FLOPS, LARGE_MIN_WORKGROUPS, LARGE_TILE, MAX_K_PER_LAUNCH,
 };
 use crate::error::Result;
 use crate::runtime::{Dispatch, Runtime, Tensor};
@@ -549,10 +549,11 @@ pub(super) fn vector_modes(p: &Params, e: Extent) -> (u32, u32) {
 /// are in the row-major vec4 layouts (A_MODE = B_MODE = 1) with K a multiple of 4 (it has no
 /// scalar k tail); `regblock_vec_ta` when A is stored [K, M] (`trans_a`: unit row stride, M and
 /// the k stride multiples of 4) and B is row-major with N a multiple of 4, any K. Under `Auto`
-/// either needs at least [`LARGE_MIN_WORKGROUPS`] of its workgroups. `None`: `regblock`.
+/// either needs at least [`LARGE_MIN_WORKGROUPS`] of its workgroups and [`LARGE_MIN_FLOPS`].
+/// `None`: `regblock`.
 fn large_entry(p: &Params, e: Extent, z: u64, auto: bool) -> Option<&'static str> {
     let wgs = z * e.m.div_ceil(LARGE_TILE.0) * e.n.div_ceil(LARGE_TILE.1);
-    if auto && wgs < LARGE_MIN_WORKGROUPS {
+    if auto && (wgs < LARGE_MIN_WORKGROUPS || 2 * z * e.m * e.n * e.k < LARGE_MIN_FLOPS) {
         return None;
     }
     if vector_modes(p, e) == (1, 1) && e.k.is_multiple_of(4) {

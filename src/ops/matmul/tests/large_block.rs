@@ -114,24 +114,30 @@ fn large_block_selection() {
     let texel_preferred = rt.info().device_type == wgpu::DeviceType::Cpu;
     if crate::ops::policy::policy(rt).cpu_shapes() && !texel_preferred {
         let auto = opts(Variant::Auto, (false, false));
-        // 1 × 1 workgroups of 192×128: too few; 2 × 2: enough; a batch of 4 counts too.
+        // 1 × 1 workgroups of 192×128: too few; 2 × 2: enough; a batch of 4 counts too; and
+        // only past LARGE_MIN_FLOPS (K sized to cross it: 2·193·132·2640 > 2^27).
         let small = Case::new(192, 128, 64, (false, false));
         assert_eq!(entries(rt, &small, &auto), ["matmul::regblock"]);
-        let big = Case::new(193, 132, 64, (false, false));
+        let big = Case::new(193, 132, 2640, (false, false));
         assert_eq!(entries(rt, &big, &auto), [LARGE]);
-        let batched = Case::new(192, 128, 64, (false, false)).batched(&[4], &[4]);
+        let cheap = Case::new(400, 264, 64, (false, false));
+        const { assert!(2 * 400 * 264 * 64 < crate::ops::matmul::LARGE_MIN_FLOPS) };
+        assert_eq!(entries(rt, &cheap, &auto), ["matmul::regblock"]);
+        let batched = Case::new(192, 128, 688, (false, false)).batched(&[4], &[4]);
         assert_eq!(entries(rt, &batched, &auto), [LARGE]);
         let auto_ta = opts(Variant::Auto, (true, false));
         let small = Case::new(192, 128, 64, (true, false));
         assert_eq!(entries(rt, &small, &auto_ta), ["matmul::regblock"]);
-        let big = Case::new(196, 132, 63, (true, false));
+        let big = Case::new(196, 132, 2643, (true, false));
         assert_eq!(entries(rt, &big, &auto_ta), [LARGE_TA]);
-        let batched = Case::new(192, 128, 64, (true, false)).batched(&[4], &[]);
+        let cheap = Case::new(400, 264, 63, (true, false));
+        assert_eq!(entries(rt, &cheap, &auto_ta), ["matmul::regblock"]);
+        let batched = Case::new(192, 128, 688, (true, false)).batched(&[4], &[]);
         assert_eq!(entries(rt, &batched, &auto_ta), [LARGE_TA]);
         let auto_tb = opts(Variant::Auto, (false, true));
         let small = Case::new(192, 128, 64, (false, true));
         assert_eq!(entries(rt, &small, &auto_tb), ["matmul::regblock"]);
-        let big = Case::new(193, 129, 64, (false, true)).batched(&[2], &[2]);
+        let big = Case::new(193, 129, 1352, (false, true)).batched(&[2], &[2]);
         assert_eq!(entries(rt, &big, &auto_tb), [LARGE_TB]);
     }
 }
