@@ -101,6 +101,26 @@ pub(super) fn check_labels(batch: &Batch, num_labels: usize, data: &str) -> Resu
     Ok(())
 }
 
+/// A rank's share of the data: rank `rank` of `world` takes `order[rank::world]` of every
+/// epoch's permutation (padded by repeating its start to a multiple of `world`, as PyTorch's
+/// `DistributedSampler` does), so the ranks' batches of a step are one global batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Shard {
+    /// The whole data set (one process).
+    pub const ALL: Shard = Shard { rank: 0, world: 1 };
+
+    /// Position of this rank's image `i` in the global batch of `world × batch` images: the
+    /// ranks' images interleave, as the shards of the permutation do.
+    pub fn global_index(&self, i: usize) -> usize {
+        i * self.world + self.rank
+    }
+}
+
 /// Builds the batches of steps `start..end` on a worker thread, in order.
 pub(super) struct Prefetch {
     rx: Option<Receiver<(u64, std::result::Result<Batch, crate::data::DataError>)>>,
@@ -111,6 +131,7 @@ impl Prefetch {
     pub(super) fn start(
         source: Arc<dyn SampleSource>,
         cfg: LoaderConfig,
+        shard: Shard,
         start: u64,
         end: u64,
     ) -> Self {
@@ -119,7 +140,7 @@ impl Prefetch {
             .name("train-data".into())
             .spawn(move || {
                 for step in start..end {
-                    let batch = batch_of_step(source.as_ref(), &cfg, step);
+                    let batch = shard_batch_of_step(source.as_ref(), &cfg, shard, step);
                     if tx.send((step, batch)).is_err() {
                         return;
                     }
@@ -163,13 +184,30 @@ pub fn batch_of_step(
     cfg: &LoaderConfig,
     step: u64,
 ) -> std::result::Result<Batch, crate::data::DataError> {
-    let per_epoch = (source.len() / cfg.batch_size).max(1) as u64;
+    shard_batch_of_step(source, cfg, Shard::ALL, step)
+}
+
+/// The batch of step `step` of one rank (`cfg.batch_size` images of its [`Shard`]): a pure
+/// function of the loader settings, the shard and the step. Augmentation draws are seeded per
+/// image and epoch, so an image is augmented alike whichever rank takes it.
+pub fn shard_batch_of_step(
+    source: &dyn SampleSource,
+    cfg: &LoaderConfig,
+    shard: Shard,
+    step: u64,
+) -> std::result::Result<Batch, crate::data::DataError> {
+    let len = source.len();
+    let shard_len = len.div_ceil(shard.world).max(1);
+    let per_epoch = (shard_len / cfg.batch_size).max(1) as u64;
     let (epoch, pos) = (step / per_epoch, (step % per_epoch) as usize);
-    let order = epoch_order(source.len(), cfg, epoch);
+    let order = epoch_order(len, cfg, epoch);
     let bs = cfg.batch_size;
-    // A dataset smaller than one batch repeats its images.
+    // A shard smaller than one batch repeats its images; the padded order repeats its start.
     let indices: Vec<usize> = (0..bs)
-        .map(|i| order[(pos * bs + i) % order.len()])
+        .map(|i| {
+            let j = (pos * bs + i) % shard_len;
+            order[(j * shard.world + shard.rank) % len]
+        })
         .collect();
     build_batch(source, &indices, cfg, epoch)
 }

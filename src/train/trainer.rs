@@ -14,8 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::checkpoint;
+use super::collective::Collective;
 use super::config::TrainConfig;
-use super::data::{batch_inputs, check_labels, open_source, DataSpec, Prefetch};
+use super::data::{batch_inputs, check_labels, open_source, DataSpec, Prefetch, Shard};
+use super::grad_sync::{self, GradSync};
 use super::device_criterion::DeviceCriterion;
 use super::metrics::MetricsLog;
 use super::timeline::{DeviceTimes, Laps, StepTimes};
@@ -26,11 +28,12 @@ use crate::graph::{CompileOptions, Executable, Graph, HostData, ParamKind, Value
 use crate::model::checkpoint::HostTensor;
 use crate::model::config::Mask2FormerConfig;
 use crate::model::criterion::{
-    attach_logit_gradients, seed_names, Criterion, CriterionConfig, ImageTargets, Logits,
-    LossOutput, PredictionShape, RandomPoints,
+    attach_logit_gradients, seed_names, Criterion, CriterionConfig, ImagePoints, ImageTargets,
+    Logits, LossOutput, Normalisers, PointSource, PredictionShape, RandomPoints,
 };
 use crate::model::network::{self, PIXEL_VALUES};
 use crate::optim::{AdamW, AdamWConfig, LrSchedule};
+use crate::runtime::Dispatch;
 use crate::Runtime;
 
 /// What one step did.
@@ -43,6 +46,7 @@ pub struct StepReport {
     pub lr: f64,
     pub grad_norm: f64,
     pub seconds: f64,
+    /// Images of the global batch (all ranks) per second.
     pub images_per_second: f64,
     /// Where the step's time went.
     pub times: StepTimes,
@@ -77,9 +81,10 @@ pub struct Trainer {
     pub(super) shape: PredictionShape,
     pub(super) step: u64,
     pub(super) run_dir: PathBuf,
-    pub(super) metrics: MetricsLog,
-    /// Held for the trainer's lifetime: one process per run folder.
-    pub(super) _lock: std::fs::File,
+    /// `None` on data-parallel ranks other than 0 (rank 0 alone writes the run folder).
+    pub(super) metrics: Option<MetricsLog>,
+    /// Held for the trainer's lifetime by the process writing the run folder.
+    pub(super) _lock: Option<std::fs::File>,
     pub(super) prefetch: Option<Prefetch>,
     pub(super) last_pq: Option<f64>,
     /// Step and folder of the last checkpoint written, so one step is not saved twice (a PQ
@@ -88,6 +93,17 @@ pub struct Trainer {
     pub(super) params: Vec<(String, Vec<usize>, ParamKind)>,
     /// The criterion's nodes when it runs on the device (`TrainConfig::device_criterion`).
     pub(super) device: Option<DeviceCriterion>,
+    /// The ranks of a data-parallel run ([`super::Solo`]: one process).
+    pub(super) group: Box<dyn Collective>,
+    /// With more than one rank: the gradient all-reduce and the optimizer's dispatches, run
+    /// after it (in one process they are part of the executable's second phase).
+    pub(super) parallel: Option<Parallel>,
+}
+
+/// What a data-parallel rank runs between the backward and the next step.
+pub(super) struct Parallel {
+    sync: GradSync,
+    optimizer: Vec<Dispatch>,
 }
 
 impl Trainer {
@@ -98,11 +114,21 @@ impl Trainer {
         cfg: TrainConfig,
         model: Mask2FormerConfig,
         run_dir: &Path,
-        lock: std::fs::File,
+        lock: Option<std::fs::File>,
         resume_at: Option<u64>,
+        group: Box<dyn Collective>,
     ) -> Result<Self> {
         cfg.validate()?;
         model.validate()?;
+        if group.world() > 1 && cfg.device_criterion.is_some() {
+            return Err(TrainError::Setting {
+                what: "device_criterion (--device-criterion)",
+                value: format!("{:?} with {} ranks", cfg.device_criterion, group.world()),
+                reason: "data-parallel runs use the host criterion (its points and normalisers \
+                         are split by image across the ranks); leave the flag out"
+                    .into(),
+            });
+        }
         let data = TrainData::open(&cfg, &model)?;
         let (b, s) = (cfg.batch_size, cfg.image_size);
         let mut crit_cfg = CriterionConfig::from_model(&model);
@@ -121,8 +147,21 @@ impl Trainer {
             max_grad_norm: cfg.clip_grad_norm,
             ..AdamWConfig::default()
         };
-        let opt = AdamW::attach(&mut train, &adam, &cfg.groups())?;
-        let metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), resume_at)?;
+        let (opt, parallel) = if group.world() > 1 {
+            // The optimizer runs after the all-reduce, not in the executable's second phase.
+            let (params, grads) = train.arenas().expect("compiled for training");
+            let trainables = train.trainables();
+            let (opt, optimizer) =
+                AdamW::new(rt, params, grads, &trainables, &adam, &cfg.groups())?;
+            let sync = GradSync::new(rt, grads);
+            (opt, Some(Parallel { sync, optimizer }))
+        } else {
+            (AdamW::attach(&mut train, &adam, &cfg.groups())?, None)
+        };
+        let metrics = match group.is_root() {
+            true => Some(MetricsLog::open(&run_dir.join("metrics.jsonl"), resume_at)?),
+            false => None,
+        };
         Ok(Self {
             rt: rt.clone(),
             schedule: cfg.schedule(),
@@ -146,7 +185,31 @@ impl Trainer {
             saved: Default::default(),
             params,
             device,
+            group,
+            parallel,
         })
+    }
+
+    /// Overwrites every rank's parameters with rank 0's (a no-op in one process).
+    pub(super) fn broadcast_params(&self) -> Result<()> {
+        if self.group.world() > 1 {
+            let (params, _) = self.train.arenas().expect("compiled for training");
+            grad_sync::broadcast_params(&self.rt, params, self.group.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// This process's rank and the number of ranks (0 and 1 in a single process).
+    pub fn rank(&self) -> (usize, usize) {
+        (self.group.rank(), self.group.world())
+    }
+
+    /// This rank's share of the training data.
+    fn shard(&self) -> Shard {
+        Shard {
+            rank: self.group.rank(),
+            world: self.group.world(),
+        }
     }
 
     pub(super) fn set_weights(&mut self, weights: &BTreeMap<String, HostTensor>) -> Result<()> {
@@ -249,6 +312,16 @@ impl Trainer {
         targets: &[ImageTargets],
         points_seed: u64,
     ) -> Result<LossOutput> {
+        self.criterion_of(host, targets, &mut RandomPoints::new(points_seed), None)
+    }
+
+    fn criterion_of(
+        &self,
+        host: &[Vec<f32>],
+        targets: &[ImageTargets],
+        points: &mut dyn PointSource,
+        norm: Option<Normalisers>,
+    ) -> Result<LossOutput> {
         let preds: Vec<Logits> = host
             .chunks(2)
             .map(|c| Logits {
@@ -256,12 +329,49 @@ impl Trainer {
                 mask_logits: &c[1],
             })
             .collect();
-        Ok(self.criterion.compute(
-            self.shape,
-            &preds,
-            targets,
-            &mut RandomPoints::new(points_seed),
-        )?)
+        Ok(self
+            .criterion
+            .compute_normalised(self.shape, &preds, targets, points, norm)?)
+    }
+
+    /// The criterion of a training step: points drawn per image (seeded by the image's place
+    /// in the global batch, so they do not depend on how the ranks split it); with several
+    /// ranks, the normalisers summed over them and the loss and its terms averaged over them.
+    fn train_loss(
+        &self,
+        host: &[Vec<f32>],
+        targets: &[ImageTargets],
+        step: u64,
+    ) -> Result<LossOutput> {
+        let (shard, step_seed) = (self.shard(), mix(self.cfg.seed, step));
+        let seeds = (0..targets.len()).map(|i| mix(step_seed, shard.global_index(i) as u64));
+        let mut points = ImagePoints::new(seeds);
+        let world = self.group.world();
+        let norm = (world > 1).then(|| {
+            let local = Normalisers::of_batch(self.criterion.config(), self.shape.queries, targets);
+            let mut sum = [0.0; 2];
+            self.group
+                .sum_f64(&[local.num_masks, local.class_weight], &mut sum);
+            let total = Normalisers {
+                num_masks: sum[0],
+                class_weight: sum[1],
+            };
+            Normalisers::per_rank(total, world)
+        });
+        let mut out = self.criterion_of(host, targets, &mut points, norm)?;
+        if world > 1 {
+            // The global batch's loss: the mean of the ranks' (each divided by the global
+            // normalisers over the ranks).
+            let mut local = vec![out.total];
+            local.extend(out.terms.iter().map(|t| t.1));
+            let mut sum = vec![0.0; local.len()];
+            self.group.sum_f64(&local, &mut sum);
+            out.total = sum[0] / world as f64;
+            for (t, v) in out.terms.iter_mut().zip(&sum[1..]) {
+                t.1 = v / world as f64;
+            }
+        }
+        Ok(out)
     }
 
     /// Whether step `step` is on the timeline (every `timeline_every` steps).
@@ -295,7 +405,7 @@ impl Trainer {
         times.forward = laps.lap();
         let host = self.read_logits()?;
         times.readback = laps.lap();
-        let out = self.loss_of(&host, targets, mix(self.cfg.seed, step))?;
+        let out = self.train_loss(&host, targets, step)?;
         times.criterion = laps.lap();
         if !out.total.is_finite() {
             // Stop before the update: the caller reports it.
@@ -323,6 +433,53 @@ impl Trainer {
         Ok((out.total, out.terms))
     }
 
+    /// Data-parallel ranks, after the backward: the gradients averaged over the ranks, then
+    /// the optimizer (gradient norm, clipping, AdamW) on the averaged gradients, identically on
+    /// every rank. The backward's wait is part of `times.backward`; the all-reduce has its own.
+    fn average_and_update(
+        &mut self,
+        timed: bool,
+        times: &mut StepTimes,
+        laps: &mut Laps,
+    ) -> Result<()> {
+        let dp = self.parallel.as_mut().expect("data-parallel run");
+        self.rt.sync()?;
+        times.backward = laps.lap();
+        let (_, grads) = self.train.arenas().expect("compiled for training");
+        times.allreduce = Some(dp.sync.average(&self.rt, grads, self.group.as_ref())?);
+        laps.lap();
+        if timed {
+            let optimizer: std::time::Duration = self.rt.run_timed(&dp.optimizer)?.iter().sum();
+            if let Some(d) = &mut times.device {
+                d.optimizer = optimizer;
+            }
+        } else {
+            self.rt.run(&dp.optimizer);
+        }
+        Ok(())
+    }
+
+    /// Data-parallel ranks, every `checksum_every` steps: the ranks' parameters must be equal
+    /// (they start equal and apply the same update); a mismatch stops the run.
+    fn compare_checksums(&self, step: u64) -> Result<()> {
+        let every = self.cfg.checksum_every;
+        if self.group.world() == 1 || every == 0 || !(step + 1).is_multiple_of(every) {
+            return Ok(());
+        }
+        let (params, _) = self.train.arenas().expect("compiled for training");
+        let mine = grad_sync::checksum(&self.rt, params)?;
+        let (lo, hi) = self.group.min_max(mine);
+        if lo != hi {
+            return Err(TrainError::Diverged {
+                step,
+                rank: self.group.rank(),
+                checksum: mine,
+                range: (lo, hi),
+            });
+        }
+        Ok(())
+    }
+
     /// Runs one training step and logs it to `metrics.jsonl`.
     pub fn train_step(&mut self) -> Result<StepReport> {
         let mut laps = Laps::start();
@@ -332,6 +489,7 @@ impl Trainer {
             self.prefetch = Some(Prefetch::start(
                 self.source.clone(),
                 self.cfg.loader(),
+                self.shard(),
                 step,
                 self.cfg.steps.max(step + 1),
             ));
@@ -363,8 +521,11 @@ impl Trainer {
                 checkpoint: last_good(),
             });
         }
+        if self.parallel.is_some() {
+            self.average_and_update(timed, &mut times, &mut laps)?;
+        }
         let grad_norm = self.opt.grad_norm()?;
-        times.backward = laps.lap();
+        times.backward += laps.lap();
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
                 step,
@@ -375,8 +536,10 @@ impl Trainer {
                 checkpoint: last_good(),
             });
         }
+        self.compare_checksums(step)?;
         self.step += 1;
         let seconds = times.total().as_secs_f64();
+        let global_batch = self.cfg.batch_size * self.group.world();
         let report = StepReport {
             step,
             loss,
@@ -384,7 +547,7 @@ impl Trainer {
             lr,
             grad_norm,
             seconds,
-            images_per_second: self.cfg.batch_size as f64 / seconds,
+            images_per_second: global_batch as f64 / seconds,
             times,
             timeline,
         };
@@ -395,12 +558,16 @@ impl Trainer {
             "grad_norm": grad_norm,
             "step_time": seconds,
             "images_per_s": report.images_per_second,
+            "world_size": self.group.world(),
+            "global_batch": global_batch,
             "time": report.times.to_json(),
         });
         for (n, v) in &report.terms {
             rec[n] = serde_json::json!(v);
         }
-        self.metrics.write(&rec)?;
+        if let Some(m) = &mut self.metrics {
+            m.write(&rec)?;
+        }
         Ok(report)
     }
 
@@ -412,31 +579,42 @@ impl Trainer {
         mut on_step: impl FnMut(&StepReport),
     ) -> Result<PathBuf> {
         while !self.done() {
-            if stop.load(Ordering::SeqCst) {
-                return self.save();
+            // Every rank stops at the same step when any of them was asked to.
+            if self.group.any(stop.load(Ordering::SeqCst)) {
+                stop.store(true, Ordering::SeqCst);
+                return self.save_and_wait();
             }
             let report = self.train_step()?;
             on_step(&report);
             let s = self.step;
             if self.cfg.eval_every > 0 && s.is_multiple_of(self.cfg.eval_every) {
                 self.evaluate()?;
+                self.group.barrier();
             }
             if self.cfg.checkpoint_every > 0
                 && s.is_multiple_of(self.cfg.checkpoint_every)
                 && !self.done()
                 && self.saved_step() != Some(s)
             {
-                self.save()?;
+                self.save_and_wait()?;
             }
         }
         if self.cfg.eval_every > 0 && !self.step.is_multiple_of(self.cfg.eval_every) {
             self.evaluate()?;
+            self.group.barrier();
         }
         let last = self.saved.borrow().clone();
         match last {
             Some((at, path)) if at == self.step => Ok(path),
-            _ => self.save(),
+            _ => self.save_and_wait(),
         }
+    }
+
+    /// [`Trainer::save`], then every rank waits until rank 0 has written the checkpoint.
+    fn save_and_wait(&self) -> Result<PathBuf> {
+        let path = self.save()?;
+        self.group.barrier();
+        Ok(path)
     }
 
     pub(super) fn saved_step(&self) -> Option<u64> {
