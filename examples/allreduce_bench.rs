@@ -35,7 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             average_host(&mut data, &mut recv, group.as_ref());
         }
         let t = start.elapsed().as_secs_f64() / reps as f64;
-        assert!(data.iter().all(|&v| v == 1.0), "the mean of equal buffers changed");
+        assert!(
+            data.iter().all(|&v| v == 1.0),
+            "the mean of equal buffers changed"
+        );
         if let Some(rt) = &rt {
             let bytes = 4.0 * n as f64;
             // Bus bandwidth as NCCL reports it: a ring moves 2 (N - 1) / N of the buffer per rank.

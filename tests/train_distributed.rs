@@ -97,7 +97,10 @@ fn steps(run: &Path, world: u64, global_batch: u64) -> Vec<(f64, f64)> {
                 assert!(a["seconds"].as_f64().unwrap() >= 0.0, "{l}");
                 assert!(a["bytes"].as_u64().unwrap() > 0, "{l}");
             }
-            (l["loss"].as_f64().unwrap(), l["grad_norm"].as_f64().unwrap())
+            (
+                l["loss"].as_f64().unwrap(),
+                l["grad_norm"].as_f64().unwrap(),
+            )
         })
         .collect()
 }
@@ -189,13 +192,22 @@ fn two_ranks_of_one_image_match_one_process_of_two() {
     assert_eq!(b.len(), 3);
     for (s, ((la, ga), (lb, gb))) in a.iter().zip(&b).enumerate() {
         eprintln!("step {s}: loss {la:.6} vs {lb:.6}, grad norm {ga:.6e} vs {gb:.6e}");
-        assert!((la - lb).abs() <= 1e-3 * la.abs(), "step {s}: loss {la} vs {lb}");
-        assert!((ga - gb).abs() <= 1e-2 * ga, "step {s}: grad norm {ga} vs {gb}");
+        assert!(
+            (la - lb).abs() <= 1e-3 * la.abs(),
+            "step {s}: loss {la} vs {lb}"
+        );
+        assert!(
+            (ga - gb).abs() <= 1e-2 * ga,
+            "step {s}: grad norm {ga} vs {gb}"
+        );
     }
     let p0 = initial_params(&dir);
     let d = update_distance(&p0, &final_params(&one), &final_params(&two));
     eprintln!("updates after 3 steps: 2x1 vs 1x2 differ by {d:.2e} (relative L2)");
-    assert!(d < UPDATE_BOUND, "2 ranks x 1 image: updates differ by {d:.3e}");
+    assert!(
+        d < UPDATE_BOUND,
+        "2 ranks x 1 image: updates differ by {d:.3e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -255,7 +267,10 @@ fn killed_rank_ends_the_job_and_the_run_resumes() {
     // Until a checkpoint of step 2 exists (checkpoints are written at every step).
     let start = Instant::now();
     while !run.join("checkpoint").exists() || saved_step(&run) < 2 {
-        assert!(start.elapsed().as_secs() < 600, "no checkpoint of step 2 within 600 s");
+        assert!(
+            start.elapsed().as_secs() < 600,
+            "no checkpoint of step 2 within 600 s"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let ranks = ranks_of(child.id());
@@ -267,7 +282,11 @@ fn killed_rank_ends_the_job_and_the_run_resumes() {
         .unwrap();
     assert!(killed.success());
     let at = Instant::now();
-    let out = wait_at_most(child, Duration::from_secs(30), "mpirun after a rank was killed");
+    let out = wait_at_most(
+        child,
+        Duration::from_secs(30),
+        "mpirun after a rank was killed",
+    );
     eprintln!("mpirun exited {:?} after {:?}", out.status, at.elapsed());
     assert!(!out.status.success(), "a killed rank must fail the job");
 

@@ -147,8 +147,7 @@ impl Job {
                 self.mpi.world(),
                 mask2former::cli::error_message(e)
             );
-            self.mpi
-                .abort(mask2former::cli::EXIT_ERROR as i32);
+            self.mpi.abort(mask2former::cli::EXIT_ERROR as i32);
         }
         mask2former::cli::report(e)
     }

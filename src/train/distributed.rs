@@ -98,12 +98,10 @@ impl Collective for World {
         self.0.process_at_rank(0).broadcast_into(data);
     }
     fn sum_f32(&self, send: &[f32], recv: &mut [f32]) {
-        self.0
-            .all_reduce_into(send, recv, SystemOperation::sum());
+        self.0.all_reduce_into(send, recv, SystemOperation::sum());
     }
     fn sum_f64(&self, send: &[f64], recv: &mut [f64]) {
-        self.0
-            .all_reduce_into(send, recv, SystemOperation::sum());
+        self.0.all_reduce_into(send, recv, SystemOperation::sum());
     }
     fn min_max(&self, value: u64) -> (u64, u64) {
         let (mut lo, mut hi) = (0u64, 0u64);

@@ -71,7 +71,8 @@ impl GradSync {
         for block in grads.blocks() {
             let n = block.numel();
             let bytes: &[u8] = bytemuck::cast_slice(&self.host[at..at + n]);
-            rt.queue().write_buffer(block.buffer(), block.offset(), bytes);
+            rt.queue()
+                .write_buffer(block.buffer(), block.offset(), bytes);
             at += n;
         }
         Ok(SyncTimes {
@@ -127,11 +128,7 @@ pub fn average_host(data: &mut [f32], recv: &mut [f32], group: &dyn Collective) 
 }
 
 /// Overwrites every rank's parameters with rank 0's (the arena's blocks, padding included).
-pub(super) fn broadcast_params(
-    rt: &Runtime,
-    params: &Arena,
-    group: &dyn Collective,
-) -> Result<()> {
+pub(super) fn broadcast_params(rt: &Runtime, params: &Arena, group: &dyn Collective) -> Result<()> {
     for block in params.blocks() {
         let mut data = rt.download(block)?;
         group.broadcast(&mut data);

@@ -76,7 +76,9 @@ pub struct StepTimes {
 
 impl StepTimes {
     pub fn total(&self) -> Duration {
-        let sync = self.allreduce.map_or(Duration::ZERO, |a| a.transfer + a.reduce);
+        let sync = self
+            .allreduce
+            .map_or(Duration::ZERO, |a| a.transfer + a.reduce);
         self.data
             + self.forward
             + self.readback
