@@ -11,13 +11,14 @@
 use std::time::Instant;
 
 use mask2former::train::distributed::Mpi;
-use mask2former::train::{average_host, Collective, CHUNK_FLOATS};
+use mask2former::train::{average_host, CHUNK_FLOATS};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mpi = Mpi::init()?;
     let group = mpi.group();
     let (rank, world) = (group.rank(), group.world());
-    let sizes: Vec<f64> = match std::env::args().skip(1).map(|a| a.parse()).collect() {
+    let parsed: Result<Vec<f64>, _> = std::env::args().skip(1).map(|a| a.parse()).collect();
+    let sizes = match parsed {
         Ok(v) if !v.is_empty() => v,
         Ok(_) => vec![27.0, 190.0],
         Err(e) => return Err(format!("sizes in MB: {e}").into()),

@@ -247,3 +247,72 @@ pub fn batch_inputs(batch: &Batch) -> (Vec<f32>, Vec<ImageTargets>) {
         .collect();
     (pixels, targets)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic;
+
+    fn source(len: usize) -> synthetic::Dataset {
+        let cfg = synthetic::Config {
+            height: 32,
+            width: 32,
+            ..synthetic::Config::default()
+        };
+        synthetic::Dataset::with_config(1, synthetic::Split::Train, len, cfg)
+    }
+
+    fn loader(batch: usize) -> LoaderConfig {
+        LoaderConfig {
+            batch_size: batch,
+            seed: 3,
+            ..LoaderConfig::default()
+        }
+    }
+
+    /// The ranks' batches of a step are one global batch: W ranks × B images take, image for
+    /// image, what one process of W·B images takes (at `Shard::global_index`), across epochs;
+    /// one rank is the single-process order.
+    #[test]
+    fn shards_of_a_step_make_the_global_batch() {
+        for (len, world, batch) in [(12, 2, 1), (12, 3, 1), (12, 2, 3)] {
+            let ds = source(len);
+            for step in 0..8 {
+                let global = batch_of_step(&ds, &loader(world * batch), step).unwrap();
+                for rank in 0..world {
+                    let shard = Shard { rank, world };
+                    let mine = shard_batch_of_step(&ds, &loader(batch), shard, step).unwrap();
+                    for (i, idx) in mine.indices.iter().enumerate() {
+                        assert_eq!(
+                            *idx,
+                            global.indices[shard.global_index(i)],
+                            "len {len}, {world} ranks x {batch}, step {step}, rank {rank}"
+                        );
+                        // The same image, augmented alike.
+                        let k = shard.global_index(i);
+                        assert_eq!(mine.samples[i].class_ids, global.samples[k].class_ids);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A data set that does not divide among the ranks: every index still appears in each
+    /// epoch, the ranks' shares are equal (padded by repeating the permutation's start).
+    #[test]
+    fn uneven_shards_cover_the_epoch() {
+        let (len, world) = (7, 3);
+        let ds = source(len);
+        let mut seen = Vec::new();
+        for rank in 0..world {
+            for step in 0..3 {
+                let shard = Shard { rank, world };
+                let b = shard_batch_of_step(&ds, &loader(1), shard, step).unwrap();
+                seen.extend(b.indices);
+            }
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, (0..len).collect::<Vec<_>>());
+    }
+}
