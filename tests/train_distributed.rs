@@ -273,7 +273,10 @@ fn killed_rank_ends_the_job_and_the_run_resumes() {
     while saved() < 2 {
         if child.try_wait().unwrap().is_some() {
             let out = child.wait_with_output().unwrap();
-            panic!("mpirun ended early: {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "mpirun ended early: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         assert!(
             start.elapsed().as_secs() < 600,

@@ -17,8 +17,8 @@
 //! checkpoint, resume), `evaluate` (validation loss and PQ), [`checkpoint`] (the files),
 //! [`metrics`] (`metrics.jsonl`), [`timeline`] (where a step's time goes), [`init`] (random
 //! weights), [`collective`] (what a data-parallel step needs from the other ranks; the MPI
-//! implementation in `distributed` with the `distributed` feature), `grad_sync` (the gradient
-//! all-reduce, parameter broadcast and checksum).
+//! implementation in `distributed` with the `distributed` feature), `parallel` (the data-parallel
+//! parts of a step) and `grad_sync` (the gradient all-reduce, parameter broadcast and checksum).
 
 pub mod checkpoint;
 pub mod collective;
@@ -31,6 +31,7 @@ mod evaluate;
 mod grad_sync;
 pub mod init;
 pub mod metrics;
+mod parallel;
 pub mod run_folder;
 pub mod signals;
 pub mod timeline;

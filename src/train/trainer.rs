@@ -16,10 +16,10 @@ use std::sync::Arc;
 use super::checkpoint;
 use super::collective::Collective;
 use super::config::TrainConfig;
-use super::data::{batch_inputs, check_labels, open_source, DataSpec, Prefetch, Shard};
+use super::data::{batch_inputs, check_labels, open_source, DataSpec, Prefetch};
 use super::device_criterion::DeviceCriterion;
-use super::grad_sync::{self, GradSync};
 use super::metrics::MetricsLog;
+use super::parallel::Parallel;
 use super::timeline::{DeviceTimes, Laps, StepTimes};
 use super::{Result, TrainError};
 use crate::data::loader::SampleSource;
@@ -28,12 +28,11 @@ use crate::graph::{CompileOptions, Executable, Graph, HostData, ParamKind, Value
 use crate::model::checkpoint::HostTensor;
 use crate::model::config::Mask2FormerConfig;
 use crate::model::criterion::{
-    attach_logit_gradients, seed_names, Criterion, CriterionConfig, ImagePoints, ImageTargets,
-    Logits, LossOutput, Normalisers, PointSource, PredictionShape, RandomPoints,
+    attach_logit_gradients, seed_names, Criterion, CriterionConfig, ImageTargets, Logits,
+    LossOutput, Normalisers, PointSource, PredictionShape, RandomPoints,
 };
 use crate::model::network::{self, PIXEL_VALUES};
 use crate::optim::{AdamW, AdamWConfig, LrSchedule};
-use crate::runtime::Dispatch;
 use crate::Runtime;
 
 /// What one step did.
@@ -100,12 +99,6 @@ pub struct Trainer {
     pub(super) parallel: Option<Parallel>,
 }
 
-/// What a data-parallel rank runs between the backward and the next step.
-pub(super) struct Parallel {
-    sync: GradSync,
-    optimizer: Vec<Dispatch>,
-}
-
 impl Trainer {
     /// The executable, optimizer and criterion of a run in `run_dir` (locked), with unset
     /// weights; [`Trainer::new`] and [`Trainer::resume`] fill them in.
@@ -148,13 +141,8 @@ impl Trainer {
             ..AdamWConfig::default()
         };
         let (opt, parallel) = if group.world() > 1 {
-            // The optimizer runs after the all-reduce, not in the executable's second phase.
-            let (params, grads) = train.arenas().expect("compiled for training");
-            let trainables = train.trainables();
-            let (opt, optimizer) =
-                AdamW::new(rt, params, grads, &trainables, &adam, &cfg.groups())?;
-            let sync = GradSync::new(rt, grads);
-            (opt, Some(Parallel { sync, optimizer }))
+            let (opt, p) = Parallel::attach(rt, &train, &adam, &cfg.groups())?;
+            (opt, Some(p))
         } else {
             (AdamW::attach(&mut train, &adam, &cfg.groups())?, None)
         };
@@ -188,28 +176,6 @@ impl Trainer {
             group,
             parallel,
         })
-    }
-
-    /// Overwrites every rank's parameters with rank 0's (a no-op in one process).
-    pub(super) fn broadcast_params(&self) -> Result<()> {
-        if self.group.world() > 1 {
-            let (params, _) = self.train.arenas().expect("compiled for training");
-            grad_sync::broadcast_params(&self.rt, params, self.group.as_ref())?;
-        }
-        Ok(())
-    }
-
-    /// This process's rank and the number of ranks (0 and 1 in a single process).
-    pub fn rank(&self) -> (usize, usize) {
-        (self.group.rank(), self.group.world())
-    }
-
-    /// This rank's share of the training data.
-    fn shard(&self) -> Shard {
-        Shard {
-            rank: self.group.rank(),
-            world: self.group.world(),
-        }
     }
 
     pub(super) fn set_weights(&mut self, weights: &BTreeMap<String, HostTensor>) -> Result<()> {
@@ -315,7 +281,7 @@ impl Trainer {
         self.criterion_of(host, targets, &mut RandomPoints::new(points_seed), None)
     }
 
-    fn criterion_of(
+    pub(super) fn criterion_of(
         &self,
         host: &[Vec<f32>],
         targets: &[ImageTargets],
@@ -332,46 +298,6 @@ impl Trainer {
         Ok(self
             .criterion
             .compute_normalised(self.shape, &preds, targets, points, norm)?)
-    }
-
-    /// The criterion of a training step: points drawn per image (seeded by the image's place
-    /// in the global batch, so they do not depend on how the ranks split it); with several
-    /// ranks, the normalisers summed over them and the loss and its terms averaged over them.
-    fn train_loss(
-        &self,
-        host: &[Vec<f32>],
-        targets: &[ImageTargets],
-        step: u64,
-    ) -> Result<LossOutput> {
-        let (shard, step_seed) = (self.shard(), mix(self.cfg.seed, step));
-        let seeds = (0..targets.len()).map(|i| mix(step_seed, shard.global_index(i) as u64));
-        let mut points = ImagePoints::new(seeds);
-        let world = self.group.world();
-        let norm = (world > 1).then(|| {
-            let local = Normalisers::of_batch(self.criterion.config(), self.shape.queries, targets);
-            let mut sum = [0.0; 2];
-            self.group
-                .sum_f64(&[local.num_masks, local.class_weight], &mut sum);
-            let total = Normalisers {
-                num_masks: sum[0],
-                class_weight: sum[1],
-            };
-            Normalisers::per_rank(total, world)
-        });
-        let mut out = self.criterion_of(host, targets, &mut points, norm)?;
-        if world > 1 {
-            // The global batch's loss: the mean of the ranks' (each divided by the global
-            // normalisers over the ranks).
-            let mut local = vec![out.total];
-            local.extend(out.terms.iter().map(|t| t.1));
-            let mut sum = vec![0.0; local.len()];
-            self.group.sum_f64(&local, &mut sum);
-            out.total = sum[0] / world as f64;
-            for (t, v) in out.terms.iter_mut().zip(&sum[1..]) {
-                t.1 = v / world as f64;
-            }
-        }
-        Ok(out)
     }
 
     /// Whether step `step` is on the timeline (every `timeline_every` steps).
@@ -431,53 +357,6 @@ impl Trainer {
         times.bytes_read = 4 * (host.iter().map(Vec::len).sum::<usize>() + 1) as u64;
         times.bytes_uploaded = 4 * (pixels.len() + seeds) as u64;
         Ok((out.total, out.terms))
-    }
-
-    /// Data-parallel ranks, after the backward: the gradients averaged over the ranks, then
-    /// the optimizer (gradient norm, clipping, AdamW) on the averaged gradients, identically on
-    /// every rank. The backward's wait is part of `times.backward`; the all-reduce has its own.
-    fn average_and_update(
-        &mut self,
-        timed: bool,
-        times: &mut StepTimes,
-        laps: &mut Laps,
-    ) -> Result<()> {
-        let dp = self.parallel.as_mut().expect("data-parallel run");
-        self.rt.sync()?;
-        times.backward = laps.lap();
-        let (_, grads) = self.train.arenas().expect("compiled for training");
-        times.allreduce = Some(dp.sync.average(&self.rt, grads, self.group.as_ref())?);
-        laps.lap();
-        if timed {
-            let optimizer: std::time::Duration = self.rt.run_timed(&dp.optimizer)?.iter().sum();
-            if let Some(d) = &mut times.device {
-                d.optimizer = optimizer;
-            }
-        } else {
-            self.rt.run(&dp.optimizer);
-        }
-        Ok(())
-    }
-
-    /// Data-parallel ranks, every `checksum_every` steps: the ranks' parameters must be equal
-    /// (they start equal and apply the same update); a mismatch stops the run.
-    fn compare_checksums(&self, step: u64) -> Result<()> {
-        let every = self.cfg.checksum_every;
-        if self.group.world() == 1 || every == 0 || !(step + 1).is_multiple_of(every) {
-            return Ok(());
-        }
-        let (params, _) = self.train.arenas().expect("compiled for training");
-        let mine = grad_sync::checksum(&self.rt, params)?;
-        let (lo, hi) = self.group.min_max(mine);
-        if lo != hi {
-            return Err(TrainError::Diverged {
-                step,
-                rank: self.group.rank(),
-                checksum: mine,
-                range: (lo, hi),
-            });
-        }
-        Ok(())
     }
 
     /// Runs one training step and logs it to `metrics.jsonl`.
