@@ -1,6 +1,7 @@
 //! `train`: train Mask2Former (from scratch, or fine-tuning with the paper's recipe) on the synthetic dataset or a COCO / semantic
 //! folder; checkpoints in the hub layout, metrics.jsonl, Ctrl-C / SIGTERM checkpoint and exit
-//! (status 130 / 143), --resume.
+//! (status 130 / 143), --resume. Built with `--features distributed` and started by
+//! `mpirun -np N`, it trains data-parallel over MPI (each rank `--batch-size` images).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,8 +10,10 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use mask2former::model::config::Mask2FormerConfig;
-use mask2former::train::Init;
-use mask2former::train::{signals, TrainConfig, Trainer};
+#[cfg(feature = "distributed")]
+use mask2former::runtime::AdapterIndex;
+use mask2former::runtime::RuntimeOptions;
+use mask2former::train::{signals, Collective, Init, Solo, TrainConfig, Trainer};
 use mask2former::Runtime;
 
 #[derive(Parser, Debug)]
@@ -31,6 +34,8 @@ struct Args {
     /// total unless given).
     #[arg(long)]
     steps: Option<u64>,
+    /// Images per step of each process: under `mpirun -np N` (a `distributed` build) the
+    /// global batch is N times this.
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     batch_size: usize,
     /// Learning rate (default: 1e-3 from scratch, 1e-4 with --init).
@@ -79,6 +84,10 @@ struct Args {
     /// small cost matrices are read back) with N target slots per image; default: on the host.
     #[arg(long, value_name = "N")]
     device_criterion: Option<usize>,
+    /// Data-parallel runs (mpirun): compare the ranks' parameter checksums every N steps and
+    /// stop on a mismatch; 0: never.
+    #[arg(long, default_value_t = TrainConfig::default().checksum_every)]
+    checksum_every: u64,
     /// Run folder (default runs/<timestamp>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -94,35 +103,107 @@ fn default_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo-config.json")
 }
 
+/// The processes of this run: an MPI job under `mpirun` (feature `distributed`), else one.
+struct Job {
+    #[cfg(feature = "distributed")]
+    mpi: mask2former::train::distributed::Mpi,
+}
+
+impl Job {
+    fn start() -> anyhow::Result<Self> {
+        Ok(Self {
+            #[cfg(feature = "distributed")]
+            mpi: mask2former::train::distributed::Mpi::init().map_err(anyhow::Error::msg)?,
+        })
+    }
+
+    fn group(&self) -> Box<dyn Collective> {
+        #[cfg(feature = "distributed")]
+        if self.mpi.world() > 1 {
+            return self.mpi.group();
+        }
+        Box::new(Solo)
+    }
+
+    /// The device options: with several ranks, each takes the adapter of its node-local rank
+    /// among those matching `M2F_BACKEND` / `M2F_ADAPTER`, unless `M2F_ADAPTER_INDEX` is set.
+    fn runtime(&self) -> anyhow::Result<Runtime> {
+        #[allow(unused_mut)] // the distributed build picks the rank's adapter
+        let mut opts = RuntimeOptions::from_env()?;
+        #[cfg(feature = "distributed")]
+        if self.mpi.world() > 1 && opts.adapter_index.is_none() {
+            opts.adapter_index = Some(AdapterIndex::Rank(self.mpi.local_rank()));
+        }
+        Runtime::with_options(&opts).context("starting the GPU runtime")
+    }
+
+    /// Reports `e`; with several ranks, ends the whole job so no rank waits for this one.
+    fn fail(&self, e: &anyhow::Error) -> ExitCode {
+        #[cfg(feature = "distributed")]
+        if self.mpi.world() > 1 {
+            let rank = self.mpi.rank();
+            eprintln!(
+                "error (rank {rank} of {}): {}",
+                self.mpi.world(),
+                mask2former::cli::error_message(e)
+            );
+            self.mpi.abort(mask2former::cli::EXIT_ERROR as i32);
+        }
+        mask2former::cli::report(e)
+    }
+}
+
 fn main() -> ExitCode {
-    match run() {
+    let job = match Job::start() {
+        Ok(j) => j,
+        Err(e) => return mask2former::cli::report(&e),
+    };
+    match run(&job) {
         // Stopped by a signal (checkpoint written): 128 + the signal, as shells report it.
         Ok(()) => match signals::received() {
             Some(sig) => ExitCode::from(signals::exit_status(sig)),
             None => ExitCode::SUCCESS,
         },
-        Err(e) => mask2former::cli::report(&e),
+        Err(e) => job.fail(&e),
     }
 }
 
-fn run() -> anyhow::Result<()> {
+fn run(job: &Job) -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = || Runtime::new().context("starting the GPU runtime");
+    let runtime = || job.runtime();
     let mut trainer = if args.resume {
         let Some(out) = &args.out else {
             bail!("--resume needs --out <DIR> (the run folder to continue)");
         };
-        Trainer::resume(&runtime()?, out, args.steps)
+        Trainer::resume_in(&runtime()?, out, args.steps, job.group())
             .with_context(|| format!("resuming {}", out.display()))?
     } else {
-        new_run(&args, runtime)?
+        new_run(&args, runtime, job.group())?
     };
+    let (rank, world) = trainer.rank();
+    if world > 1 {
+        // Every rank says which adapter it took.
+        eprintln!(
+            "rank {rank} of {world}: training on {}",
+            trainer.runtime().describe()
+        );
+    }
+    if rank > 0 {
+        return follow(&mut trainer);
+    }
     eprintln!(
         "training on {} ({}), run folder {}",
         trainer.runtime().describe(),
         trainer.config().data,
         trainer.run_dir().display()
     );
+    if world > 1 {
+        eprintln!(
+            "data-parallel: {world} ranks x {} images = global batch {}",
+            trainer.config().batch_size,
+            world * trainer.config().batch_size
+        );
+    }
     eprintln!("data: {}", trainer.data_summary());
 
     let stop = signals::install().context("installing the SIGINT/SIGTERM handlers")?;
@@ -178,9 +259,20 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A data-parallel rank other than 0: trains in step with rank 0, which reports.
+fn follow(trainer: &mut Trainer) -> anyhow::Result<()> {
+    let stop = signals::install().context("installing the SIGINT/SIGTERM handlers")?;
+    trainer.run(stop, |_| {})?;
+    Ok(())
+}
+
 /// A new run from the flags: the model config, the recipe (from scratch or fine-tuning) with
 /// the flags over it, checked before the device starts.
-fn new_run(args: &Args, runtime: impl Fn() -> anyhow::Result<Runtime>) -> anyhow::Result<Trainer> {
+fn new_run(
+    args: &Args,
+    runtime: impl Fn() -> anyhow::Result<Runtime>,
+    group: Box<dyn Collective>,
+) -> anyhow::Result<Trainer> {
     let out = args.out.clone().unwrap_or_else(|| {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -221,6 +313,7 @@ fn new_run(args: &Args, runtime: impl Fn() -> anyhow::Result<Runtime>) -> anyhow
         warmup_factor: args.warmup_factor.unwrap_or(recipe.warmup_factor),
         num_points: args.num_points.or(recipe.num_points),
         device_criterion: args.device_criterion,
+        checksum_every: args.checksum_every,
         ..recipe
     };
     // Before the device starts: a bad flag is reported at once.
@@ -237,12 +330,13 @@ fn new_run(args: &Args, runtime: impl Fn() -> anyhow::Result<Runtime>) -> anyhow
         cfg.warmup_factor,
         cfg.steps
     );
-    Ok(Trainer::create(
+    Ok(Trainer::create_in(
         &runtime()?,
         cfg,
         model,
         init,
         &out,
         args.overwrite,
+        group,
     )?)
 }

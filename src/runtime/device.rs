@@ -73,6 +73,8 @@ pub struct RuntimeOptions {
     pub backends: Option<wgpu::Backends>,
     /// Case-insensitive substring of the adapter name to select.
     pub adapter_name: Option<String>,
+    /// Which of the matching adapters (in preference order) to take; `None`: the first.
+    pub adapter_index: Option<AdapterIndex>,
     /// Allow each optional feature when the adapter has it (turn off to test portable paths).
     pub allow_f16: bool,
     pub allow_subgroups: bool,
@@ -87,6 +89,7 @@ impl Default for RuntimeOptions {
         Self {
             backends: None,
             adapter_name: None,
+            adapter_index: None,
             allow_f16: true,
             allow_subgroups: true,
             allow_f32_atomics: true,
@@ -117,6 +120,14 @@ impl RuntimeOptions {
         if let Some(value) = var("M2F_KERNEL_POLICY") {
             opts.kernel_policy = parse_kernel_policy(&value)?;
         }
+        if let Some(value) = var("M2F_ADAPTER_INDEX").filter(|v| !v.is_empty()) {
+            let i = value.trim().parse().map_err(|_| Error::Config {
+                var: "M2F_ADAPTER_INDEX",
+                value: value.clone(),
+                reason: "expected a non-negative integer (0: the first matching adapter)".into(),
+            })?;
+            opts.adapter_index = Some(AdapterIndex::Exact(i));
+        }
         Ok(opts)
     }
 
@@ -128,6 +139,18 @@ impl RuntimeOptions {
         self.allow_timestamps = false;
         self
     }
+}
+
+/// Which of the adapters matching `M2F_BACKEND` / `M2F_ADAPTER` to open, counted in preference
+/// order (GPUs first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterIndex {
+    /// This one (`M2F_ADAPTER_INDEX`); fewer matching adapters is an error.
+    Exact(usize),
+    /// A data-parallel rank's node-local rank, counted among the adapters of the best kind
+    /// (device type and API): wraps around when the node's ranks outnumber them (they then
+    /// share them).
+    Rank(usize),
 }
 
 /// Parses a backend name as used by `M2F_BACKEND`.
@@ -187,9 +210,33 @@ pub(crate) fn open(opts: &RuntimeOptions) -> Result<Opened> {
         adapters.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&needle));
     }
     adapters.sort_by_key(|a| rank(&a.get_info()));
+    let skip = match opts.adapter_index {
+        None => 0,
+        Some(AdapterIndex::Rank(r)) => {
+            // Ranks share out the adapters of the best kind (the discrete Vulkan GPUs, say), not
+            // a second API to the same device (lavapipe's Vulkan and llvmpipe's GL).
+            let best = adapters.first().map(|a| rank(&a.get_info()));
+            let same = adapters
+                .iter()
+                .take_while(|a| Some(rank(&a.get_info())) == best)
+                .count();
+            r % same.max(1)
+        }
+        Some(AdapterIndex::Exact(i)) if i < adapters.len().max(1) => i,
+        Some(AdapterIndex::Exact(i)) => {
+            return Err(Error::Config {
+                var: "M2F_ADAPTER_INDEX",
+                value: i.to_string(),
+                reason: format!(
+                    "only {} adapter(s) match the backend and name filters",
+                    adapters.len()
+                ),
+            })
+        }
+    };
     let adapter = adapters
         .into_iter()
-        .next()
+        .nth(skip)
         .ok_or_else(|| Error::NoAdapter {
             tried: format!("{backends:?}"),
             filter: opts

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use arena::{Arena, ArenaEntry, ArenaLayout};
-pub use device::{parse_backend, parse_kernel_policy, Capabilities, KernelPolicy, RuntimeOptions};
+pub use device::{
+    parse_backend, parse_kernel_policy, AdapterIndex, Capabilities, KernelPolicy, RuntimeOptions,
+};
 pub use kernel::{grid_1d, validate_wgsl, Dispatch, Kernel, Shader};
 pub use pool::{MemoryStats, PooledBuffer};
 pub use tensor::{Binding, DType, Tensor};

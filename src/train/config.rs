@@ -57,6 +57,14 @@ pub struct TrainConfig {
     /// targets is an error); `None`: the host criterion.
     #[serde(default)]
     pub device_criterion: Option<usize>,
+    /// Data-parallel runs: every N steps the ranks compare a checksum of their parameters and
+    /// stop on a mismatch; 0: never. Single-process runs ignore it.
+    #[serde(default = "default_checksum_every")]
+    pub checksum_every: u64,
+}
+
+fn default_checksum_every() -> u64 {
+    100
 }
 
 fn default_timeline_every() -> u64 {
@@ -94,6 +102,7 @@ impl Default for TrainConfig {
             loader_workers: 1,
             timeline_every: default_timeline_every(),
             device_criterion: None,
+            checksum_every: default_checksum_every(),
         }
     }
 }

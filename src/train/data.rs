@@ -101,6 +101,26 @@ pub(super) fn check_labels(batch: &Batch, num_labels: usize, data: &str) -> Resu
     Ok(())
 }
 
+/// A rank's share of the data: rank `rank` of `world` takes `order[rank::world]` of every
+/// epoch's permutation (padded by repeating its start to a multiple of `world`, as PyTorch's
+/// `DistributedSampler` does), so the ranks' batches of a step are one global batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Shard {
+    /// The whole data set (one process).
+    pub const ALL: Shard = Shard { rank: 0, world: 1 };
+
+    /// Position of this rank's image `i` in the global batch of `world × batch` images: the
+    /// ranks' images interleave, as the shards of the permutation do.
+    pub fn global_index(&self, i: usize) -> usize {
+        i * self.world + self.rank
+    }
+}
+
 /// Builds the batches of steps `start..end` on a worker thread, in order.
 pub(super) struct Prefetch {
     rx: Option<Receiver<(u64, std::result::Result<Batch, crate::data::DataError>)>>,
@@ -111,6 +131,7 @@ impl Prefetch {
     pub(super) fn start(
         source: Arc<dyn SampleSource>,
         cfg: LoaderConfig,
+        shard: Shard,
         start: u64,
         end: u64,
     ) -> Self {
@@ -119,7 +140,7 @@ impl Prefetch {
             .name("train-data".into())
             .spawn(move || {
                 for step in start..end {
-                    let batch = batch_of_step(source.as_ref(), &cfg, step);
+                    let batch = shard_batch_of_step(source.as_ref(), &cfg, shard, step);
                     if tx.send((step, batch)).is_err() {
                         return;
                     }
@@ -163,13 +184,30 @@ pub fn batch_of_step(
     cfg: &LoaderConfig,
     step: u64,
 ) -> std::result::Result<Batch, crate::data::DataError> {
-    let per_epoch = (source.len() / cfg.batch_size).max(1) as u64;
+    shard_batch_of_step(source, cfg, Shard::ALL, step)
+}
+
+/// The batch of step `step` of one rank (`cfg.batch_size` images of its [`Shard`]): a pure
+/// function of the loader settings, the shard and the step. Augmentation draws are seeded per
+/// image and epoch, so an image is augmented alike whichever rank takes it.
+pub fn shard_batch_of_step(
+    source: &dyn SampleSource,
+    cfg: &LoaderConfig,
+    shard: Shard,
+    step: u64,
+) -> std::result::Result<Batch, crate::data::DataError> {
+    let len = source.len();
+    let shard_len = len.div_ceil(shard.world).max(1);
+    let per_epoch = (shard_len / cfg.batch_size).max(1) as u64;
     let (epoch, pos) = (step / per_epoch, (step % per_epoch) as usize);
-    let order = epoch_order(source.len(), cfg, epoch);
+    let order = epoch_order(len, cfg, epoch);
     let bs = cfg.batch_size;
-    // A dataset smaller than one batch repeats its images.
+    // A shard smaller than one batch repeats its images; the padded order repeats its start.
     let indices: Vec<usize> = (0..bs)
-        .map(|i| order[(pos * bs + i) % order.len()])
+        .map(|i| {
+            let j = (pos * bs + i) % shard_len;
+            order[(j * shard.world + shard.rank) % len]
+        })
         .collect();
     build_batch(source, &indices, cfg, epoch)
 }
@@ -208,4 +246,73 @@ pub fn batch_inputs(batch: &Batch) -> (Vec<f32>, Vec<ImageTargets>) {
         })
         .collect();
     (pixels, targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic;
+
+    fn source(len: usize) -> synthetic::Dataset {
+        let cfg = synthetic::Config {
+            height: 32,
+            width: 32,
+            ..synthetic::Config::default()
+        };
+        synthetic::Dataset::with_config(1, synthetic::Split::Train, len, cfg)
+    }
+
+    fn loader(batch: usize) -> LoaderConfig {
+        LoaderConfig {
+            batch_size: batch,
+            seed: 3,
+            ..LoaderConfig::default()
+        }
+    }
+
+    /// The ranks' batches of a step are one global batch: W ranks × B images take, image for
+    /// image, what one process of W·B images takes (at `Shard::global_index`), across epochs;
+    /// one rank is the single-process order.
+    #[test]
+    fn shards_of_a_step_make_the_global_batch() {
+        for (len, world, batch) in [(12, 2, 1), (12, 3, 1), (12, 2, 3)] {
+            let ds = source(len);
+            for step in 0..8 {
+                let global = batch_of_step(&ds, &loader(world * batch), step).unwrap();
+                for rank in 0..world {
+                    let shard = Shard { rank, world };
+                    let mine = shard_batch_of_step(&ds, &loader(batch), shard, step).unwrap();
+                    for (i, idx) in mine.indices.iter().enumerate() {
+                        assert_eq!(
+                            *idx,
+                            global.indices[shard.global_index(i)],
+                            "len {len}, {world} ranks x {batch}, step {step}, rank {rank}"
+                        );
+                        // The same image, augmented alike.
+                        let k = shard.global_index(i);
+                        assert_eq!(mine.samples[i].class_ids, global.samples[k].class_ids);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A data set that does not divide among the ranks: every index still appears in each
+    /// epoch, the ranks' shares are equal (padded by repeating the permutation's start).
+    #[test]
+    fn uneven_shards_cover_the_epoch() {
+        let (len, world) = (7, 3);
+        let ds = source(len);
+        let mut seen = Vec::new();
+        for rank in 0..world {
+            for step in 0..3 {
+                let shard = Shard { rank, world };
+                let b = shard_batch_of_step(&ds, &loader(1), shard, step).unwrap();
+                seen.extend(b.indices);
+            }
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, (0..len).collect::<Vec<_>>());
+    }
 }

@@ -12,7 +12,8 @@ impl Trainer {
     /// batches, and with `pq_images > 0` the PQ of a checkpoint written now; appended to
     /// `eval.jsonl`.
     pub fn evaluate(&mut self) -> Result<Option<f64>> {
-        let Some(val) = self.val.clone() else {
+        // Data-parallel runs: rank 0 evaluates (the ranks hold the same weights).
+        let Some(val) = self.val.clone().filter(|_| self.group.is_root()) else {
             return Ok(None);
         };
         let mut cfg = self.cfg.loader();

@@ -16,15 +16,22 @@
 //! prefetch thread), [`trainer`] (the step and the loop), [`run_folder`] (lock, new run,
 //! checkpoint, resume), `evaluate` (validation loss and PQ), [`checkpoint`] (the files),
 //! [`metrics`] (`metrics.jsonl`), [`timeline`] (where a step's time goes), [`init`] (random
-//! weights).
+//! weights), [`collective`] (what a data-parallel step needs from the other ranks; the MPI
+//! implementation in `distributed` with the `distributed` feature), `parallel` (the data-parallel
+//! parts of a step) and `grad_sync` (the gradient all-reduce, parameter broadcast and checksum).
 
 pub mod checkpoint;
+pub mod collective;
 pub mod config;
 pub mod data;
 mod device_criterion;
+#[cfg(feature = "distributed")]
+pub mod distributed;
 mod evaluate;
+mod grad_sync;
 pub mod init;
 pub mod metrics;
+mod parallel;
 pub mod run_folder;
 pub mod signals;
 pub mod timeline;
@@ -38,8 +45,10 @@ use crate::model::checkpoint::CheckpointError;
 use crate::model::config::ConfigError;
 use crate::model::criterion::CriterionError;
 
+pub use collective::{Collective, Solo};
 pub use config::{Init, TrainConfig};
 pub use data::DataSpec;
+pub use grad_sync::{average_host, SyncTimes, CHUNK_FLOATS};
 pub use timeline::{DeviceTimes, StepTimes};
 pub use trainer::{StepReport, Trainer};
 
@@ -72,6 +81,18 @@ pub enum TrainError {
         step: u64,
         loss: String,
         checkpoint: String,
+    },
+    #[error(
+        "step {step}: the ranks' parameters differ (rank {rank} has checksum {checksum:016x}, \
+         the ranks span {:016x}..{:016x}): the data-parallel ranks diverged; stopped",
+        range.0,
+        range.1
+    )]
+    Diverged {
+        step: u64,
+        rank: usize,
+        checksum: u64,
+        range: (u64, u64),
     },
     #[error("resume: {0}")]
     Resume(String),

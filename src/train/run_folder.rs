@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::checkpoint::{self, Saved, TrainState};
+use super::collective::{Collective, Solo};
 use super::config::{Init, TrainConfig};
 use super::init::init_params;
 use super::trainer::Trainer;
@@ -89,7 +90,29 @@ impl Trainer {
         run_dir: &Path,
         overwrite: bool,
     ) -> Result<Self> {
+        Self::create_in(rt, cfg, model, init, run_dir, overwrite, Box::new(Solo))
+    }
+
+    /// [`Trainer::create`] as one rank of a data-parallel run (`group`): rank 0 prepares and
+    /// writes the run folder, the others only read; every rank then starts from rank 0's
+    /// parameters.
+    pub fn create_in(
+        rt: &Runtime,
+        cfg: TrainConfig,
+        model: Mask2FormerConfig,
+        init: Init,
+        run_dir: &Path,
+        overwrite: bool,
+        group: Box<dyn Collective>,
+    ) -> Result<Self> {
         cfg.validate()?;
+        if !group.is_root() {
+            let mut t = Self::build(rt, cfg, model, run_dir, None, None, group)?;
+            let weights = t.initial_weights(&init)?;
+            t.set_weights(&weights)?;
+            t.broadcast_params()?;
+            return Ok(t);
+        }
         std::fs::create_dir_all(run_dir).map_err(|e| super::file_err(run_dir, e))?;
         let lock = lock_run_dir(run_dir)?;
         let existing: Vec<&str> = RUN_FILES
@@ -119,8 +142,25 @@ impl Trainer {
             removed.map_err(|e| super::file_err(&path, e))?;
         }
         remove_stale_temporaries(run_dir)?;
-        let mut t = Self::build(rt, cfg, model, run_dir, lock, None)?;
-        let weights: BTreeMap<String, HostTensor> = match &init {
+        let mut t = Self::build(rt, cfg, model, run_dir, Some(lock), None, group)?;
+        let weights = t.initial_weights(&init)?;
+        t.set_weights(&weights)?;
+        t.broadcast_params()?;
+        let path = run_dir.join(CONFIG_FILE);
+        crate::atomic_file::write_atomic(
+            &path,
+            serde_json::to_string_pretty(&t.cfg)
+                .expect("plain data serialises")
+                .as_bytes(),
+        )
+        .map_err(|e| super::file_err(&path, e))?;
+        Ok(t)
+    }
+
+    /// The weights a new run starts from: random (seeded), or an `--init` checkpoint's.
+    fn initial_weights(&self, init: &Init) -> Result<BTreeMap<String, HostTensor>> {
+        let t = self;
+        Ok(match init {
             Init::Scratch => {
                 let heads = t.model.num_attention_heads;
                 let seed = t.cfg.seed;
@@ -141,30 +181,38 @@ impl Trainer {
             Init::From(dir) => Checkpoint::load(&dir.join("model.safetensors"))?
                 .tensors()
                 .clone(),
-        };
-        t.set_weights(&weights)?;
-        let path = run_dir.join(CONFIG_FILE);
-        crate::atomic_file::write_atomic(
-            &path,
-            serde_json::to_string_pretty(&t.cfg)
-                .expect("plain data serialises")
-                .as_bytes(),
-        )
-        .map_err(|e| super::file_err(&path, e))?;
-        Ok(t)
+        })
     }
 
     /// Continues the run in `run_dir` from its newest checkpoint: same step, optimizer state and
     /// data order. `steps` may raise the total.
     pub fn resume(rt: &Runtime, run_dir: &Path, steps: Option<u64>) -> Result<Self> {
+        Self::resume_in(rt, run_dir, steps, Box::new(Solo))
+    }
+
+    /// [`Trainer::resume`] as one rank of a data-parallel run: every rank reads the same
+    /// checkpoint, rank 0 alone locks and writes the folder, and the parameters are then
+    /// broadcast from rank 0.
+    pub fn resume_in(
+        rt: &Runtime,
+        run_dir: &Path,
+        steps: Option<u64>,
+        group: Box<dyn Collective>,
+    ) -> Result<Self> {
         if !run_dir.is_dir() {
             return Err(TrainError::Resume(format!(
                 "{} is not a folder (start a new run without --resume)",
                 run_dir.display()
             )));
         }
-        let lock = lock_run_dir(run_dir)?;
-        remove_stale_temporaries(run_dir)?;
+        let lock = match group.is_root() {
+            true => {
+                let lock = lock_run_dir(run_dir)?;
+                remove_stale_temporaries(run_dir)?;
+                Some(lock)
+            }
+            false => None,
+        };
         let saved = checkpoint::load(run_dir)?;
         let mut cfg: TrainConfig = serde_json::from_value(saved.state.settings.clone())
             .map_err(|e| TrainError::Resume(format!("train_state.json settings: {e}")))?;
@@ -178,8 +226,10 @@ impl Trainer {
             run_dir,
             lock,
             Some(saved.state.step),
+            group,
         )?;
         t.set_weights(&saved.params)?;
+        t.broadcast_params()?;
         t.opt
             .load_state(&optimizer_state(&saved)?)
             .map_err(|e| TrainError::Resume(e.to_string()))?;
@@ -187,8 +237,14 @@ impl Trainer {
         Ok(t)
     }
 
-    /// Writes the checkpoint of the current step (atomically).
+    /// Writes the checkpoint of the current step (atomically). On data-parallel ranks other
+    /// than 0 nothing is written: the path is where rank 0 writes it.
     pub fn save(&self) -> Result<PathBuf> {
+        if !self.group.is_root() {
+            let path = self.run_dir.join(checkpoint::CHECKPOINT_DIR);
+            *self.saved.borrow_mut() = Some((self.step, path.clone()));
+            return Ok(path);
+        }
         // The graph declares every parameter under its hub key in its hub shape
         // (`network::expected_keys`), so the tensors are written as the graph holds them.
         let mut params = BTreeMap::new();

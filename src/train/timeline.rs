@@ -70,11 +70,22 @@ pub struct StepTimes {
     pub bytes_uploaded: u64,
     /// Present on timeline steps where the adapter has timestamps.
     pub device: Option<DeviceTimes>,
+    /// The gradients' all-reduce over data-parallel ranks (none in a single process).
+    pub allreduce: Option<super::grad_sync::SyncTimes>,
 }
 
 impl StepTimes {
     pub fn total(&self) -> Duration {
-        self.data + self.forward + self.readback + self.criterion + self.upload + self.backward
+        let sync = self
+            .allreduce
+            .map_or(Duration::ZERO, |a| a.transfer + a.reduce);
+        self.data
+            + self.forward
+            + self.readback
+            + self.criterion
+            + self.upload
+            + self.backward
+            + sync
     }
 
     /// The step's fields for `metrics.jsonl`, in seconds and bytes.
@@ -89,6 +100,13 @@ impl StepTimes {
             "bytes_read": self.bytes_read,
             "bytes_uploaded": self.bytes_uploaded,
         });
+        if let Some(a) = &self.allreduce {
+            v["allreduce"] = serde_json::json!({
+                "seconds": a.reduce.as_secs_f64(),
+                "transfer": a.transfer.as_secs_f64(),
+                "bytes": a.bytes,
+            });
+        }
         if let Some(d) = &self.device {
             v["device"] = serde_json::json!({
                 "forward": d.forward.as_secs_f64(),
@@ -126,6 +144,17 @@ impl fmt::Display for StepTimes {
             ("backward+optimizer", self.backward),
         ] {
             write!(f, " {name} {} ({:.0}%),", ms(d), share(d))?;
+        }
+        if let Some(a) = &self.allreduce {
+            write!(
+                f,
+                " all-reduce {} ({:.0}%) of {} + device copies {} ({:.0}%),",
+                ms(a.reduce),
+                share(a.reduce),
+                mb(a.bytes),
+                ms(a.transfer),
+                share(a.transfer)
+            )?;
         }
         write!(
             f,
@@ -195,6 +224,7 @@ mod tests {
                     Duration::from_millis(365),
                 )],
             }),
+            allreduce: None,
         };
         assert_eq!(t.total(), Duration::from_millis(1000));
         let line = t.to_string();

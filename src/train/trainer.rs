@@ -14,10 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::checkpoint;
+use super::collective::Collective;
 use super::config::TrainConfig;
 use super::data::{batch_inputs, check_labels, open_source, DataSpec, Prefetch};
 use super::device_criterion::DeviceCriterion;
 use super::metrics::MetricsLog;
+use super::parallel::Parallel;
 use super::timeline::{DeviceTimes, Laps, StepTimes};
 use super::{Result, TrainError};
 use crate::data::loader::SampleSource;
@@ -27,7 +29,7 @@ use crate::model::checkpoint::HostTensor;
 use crate::model::config::Mask2FormerConfig;
 use crate::model::criterion::{
     attach_logit_gradients, seed_names, Criterion, CriterionConfig, ImageTargets, Logits,
-    LossOutput, PredictionShape, RandomPoints,
+    LossOutput, Normalisers, PointSource, PredictionShape, RandomPoints,
 };
 use crate::model::network::{self, PIXEL_VALUES};
 use crate::optim::{AdamW, AdamWConfig, LrSchedule};
@@ -43,6 +45,7 @@ pub struct StepReport {
     pub lr: f64,
     pub grad_norm: f64,
     pub seconds: f64,
+    /// Images of the global batch (all ranks) per second.
     pub images_per_second: f64,
     /// Where the step's time went.
     pub times: StepTimes,
@@ -77,9 +80,10 @@ pub struct Trainer {
     pub(super) shape: PredictionShape,
     pub(super) step: u64,
     pub(super) run_dir: PathBuf,
-    pub(super) metrics: MetricsLog,
-    /// Held for the trainer's lifetime: one process per run folder.
-    pub(super) _lock: std::fs::File,
+    /// `None` on data-parallel ranks other than 0 (rank 0 alone writes the run folder).
+    pub(super) metrics: Option<MetricsLog>,
+    /// Held for the trainer's lifetime by the process writing the run folder.
+    pub(super) _lock: Option<std::fs::File>,
     pub(super) prefetch: Option<Prefetch>,
     pub(super) last_pq: Option<f64>,
     /// Step and folder of the last checkpoint written, so one step is not saved twice (a PQ
@@ -88,6 +92,11 @@ pub struct Trainer {
     pub(super) params: Vec<(String, Vec<usize>, ParamKind)>,
     /// The criterion's nodes when it runs on the device (`TrainConfig::device_criterion`).
     pub(super) device: Option<DeviceCriterion>,
+    /// The ranks of a data-parallel run ([`super::Solo`]: one process).
+    pub(super) group: Box<dyn Collective>,
+    /// With more than one rank: the gradient all-reduce and the optimizer's dispatches, run
+    /// after it (in one process they are part of the executable's second phase).
+    pub(super) parallel: Option<Parallel>,
 }
 
 impl Trainer {
@@ -98,11 +107,21 @@ impl Trainer {
         cfg: TrainConfig,
         model: Mask2FormerConfig,
         run_dir: &Path,
-        lock: std::fs::File,
+        lock: Option<std::fs::File>,
         resume_at: Option<u64>,
+        group: Box<dyn Collective>,
     ) -> Result<Self> {
         cfg.validate()?;
         model.validate()?;
+        if group.world() > 1 && cfg.device_criterion.is_some() {
+            return Err(TrainError::Setting {
+                what: "device_criterion (--device-criterion)",
+                value: format!("{:?} with {} ranks", cfg.device_criterion, group.world()),
+                reason: "data-parallel runs use the host criterion (its points and normalisers \
+                         are split by image across the ranks); leave the flag out"
+                    .into(),
+            });
+        }
         let data = TrainData::open(&cfg, &model)?;
         let (b, s) = (cfg.batch_size, cfg.image_size);
         let mut crit_cfg = CriterionConfig::from_model(&model);
@@ -121,8 +140,16 @@ impl Trainer {
             max_grad_norm: cfg.clip_grad_norm,
             ..AdamWConfig::default()
         };
-        let opt = AdamW::attach(&mut train, &adam, &cfg.groups())?;
-        let metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), resume_at)?;
+        let (opt, parallel) = if group.world() > 1 {
+            let (opt, p) = Parallel::attach(rt, &train, &adam, &cfg.groups())?;
+            (opt, Some(p))
+        } else {
+            (AdamW::attach(&mut train, &adam, &cfg.groups())?, None)
+        };
+        let metrics = match group.is_root() {
+            true => Some(MetricsLog::open(&run_dir.join("metrics.jsonl"), resume_at)?),
+            false => None,
+        };
         Ok(Self {
             rt: rt.clone(),
             schedule: cfg.schedule(),
@@ -146,6 +173,8 @@ impl Trainer {
             saved: Default::default(),
             params,
             device,
+            group,
+            parallel,
         })
     }
 
@@ -249,6 +278,16 @@ impl Trainer {
         targets: &[ImageTargets],
         points_seed: u64,
     ) -> Result<LossOutput> {
+        self.criterion_of(host, targets, &mut RandomPoints::new(points_seed), None)
+    }
+
+    pub(super) fn criterion_of(
+        &self,
+        host: &[Vec<f32>],
+        targets: &[ImageTargets],
+        points: &mut dyn PointSource,
+        norm: Option<Normalisers>,
+    ) -> Result<LossOutput> {
         let preds: Vec<Logits> = host
             .chunks(2)
             .map(|c| Logits {
@@ -256,12 +295,9 @@ impl Trainer {
                 mask_logits: &c[1],
             })
             .collect();
-        Ok(self.criterion.compute(
-            self.shape,
-            &preds,
-            targets,
-            &mut RandomPoints::new(points_seed),
-        )?)
+        Ok(self
+            .criterion
+            .compute_normalised(self.shape, &preds, targets, points, norm)?)
     }
 
     /// Whether step `step` is on the timeline (every `timeline_every` steps).
@@ -295,7 +331,7 @@ impl Trainer {
         times.forward = laps.lap();
         let host = self.read_logits()?;
         times.readback = laps.lap();
-        let out = self.loss_of(&host, targets, mix(self.cfg.seed, step))?;
+        let out = self.train_loss(&host, targets, step)?;
         times.criterion = laps.lap();
         if !out.total.is_finite() {
             // Stop before the update: the caller reports it.
@@ -332,6 +368,7 @@ impl Trainer {
             self.prefetch = Some(Prefetch::start(
                 self.source.clone(),
                 self.cfg.loader(),
+                self.shard(),
                 step,
                 self.cfg.steps.max(step + 1),
             ));
@@ -363,8 +400,11 @@ impl Trainer {
                 checkpoint: last_good(),
             });
         }
+        if self.parallel.is_some() {
+            self.average_and_update(timed, &mut times, &mut laps)?;
+        }
         let grad_norm = self.opt.grad_norm()?;
-        times.backward = laps.lap();
+        times.backward += laps.lap();
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
                 step,
@@ -375,8 +415,10 @@ impl Trainer {
                 checkpoint: last_good(),
             });
         }
+        self.compare_checksums(step)?;
         self.step += 1;
         let seconds = times.total().as_secs_f64();
+        let global_batch = self.cfg.batch_size * self.group.world();
         let report = StepReport {
             step,
             loss,
@@ -384,7 +426,7 @@ impl Trainer {
             lr,
             grad_norm,
             seconds,
-            images_per_second: self.cfg.batch_size as f64 / seconds,
+            images_per_second: global_batch as f64 / seconds,
             times,
             timeline,
         };
@@ -395,12 +437,16 @@ impl Trainer {
             "grad_norm": grad_norm,
             "step_time": seconds,
             "images_per_s": report.images_per_second,
+            "world_size": self.group.world(),
+            "global_batch": global_batch,
             "time": report.times.to_json(),
         });
         for (n, v) in &report.terms {
             rec[n] = serde_json::json!(v);
         }
-        self.metrics.write(&rec)?;
+        if let Some(m) = &mut self.metrics {
+            m.write(&rec)?;
+        }
         Ok(report)
     }
 
@@ -412,31 +458,42 @@ impl Trainer {
         mut on_step: impl FnMut(&StepReport),
     ) -> Result<PathBuf> {
         while !self.done() {
-            if stop.load(Ordering::SeqCst) {
-                return self.save();
+            // Every rank stops at the same step when any of them was asked to.
+            if self.group.any(stop.load(Ordering::SeqCst)) {
+                stop.store(true, Ordering::SeqCst);
+                return self.save_and_wait();
             }
             let report = self.train_step()?;
             on_step(&report);
             let s = self.step;
             if self.cfg.eval_every > 0 && s.is_multiple_of(self.cfg.eval_every) {
                 self.evaluate()?;
+                self.group.barrier();
             }
             if self.cfg.checkpoint_every > 0
                 && s.is_multiple_of(self.cfg.checkpoint_every)
                 && !self.done()
                 && self.saved_step() != Some(s)
             {
-                self.save()?;
+                self.save_and_wait()?;
             }
         }
         if self.cfg.eval_every > 0 && !self.step.is_multiple_of(self.cfg.eval_every) {
             self.evaluate()?;
+            self.group.barrier();
         }
         let last = self.saved.borrow().clone();
         match last {
             Some((at, path)) if at == self.step => Ok(path),
-            _ => self.save(),
+            _ => self.save_and_wait(),
         }
+    }
+
+    /// [`Trainer::save`], then every rank waits until rank 0 has written the checkpoint.
+    fn save_and_wait(&self) -> Result<PathBuf> {
+        let path = self.save()?;
+        self.group.barrier();
+        Ok(path)
     }
 
     pub(super) fn saved_step(&self) -> Option<u64> {

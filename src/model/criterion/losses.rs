@@ -32,6 +32,7 @@ impl Criterion {
         pred: Logits<'_>,
         targets: &[ImageTargets],
         matches: &[Vec<(usize, usize)>],
+        weight_sum: Option<f64>,
         grad: &mut [f32],
     ) -> f64 {
         let (q, c) = (shape.queries, shape.classes);
@@ -49,7 +50,7 @@ impl Criterion {
                 1.0
             }
         };
-        let wsum: f64 = target_class.iter().map(|&k| weight(k)).sum();
+        let wsum: f64 = weight_sum.unwrap_or_else(|| target_class.iter().map(|&k| weight(k)).sum());
         let mut loss = 0.0;
         for (r, &k) in target_class.iter().enumerate() {
             let probs = softmax_row(&pred.class_logits[r * c..(r + 1) * c]);
@@ -85,13 +86,13 @@ impl Criterion {
             .enumerate()
             .flat_map(|(b, m)| m.iter().map(move |&(qi, t)| (b, qi, t)))
             .collect();
-        let n = pairs.len();
         let over = self.cfg.oversampled();
         let keep = self.cfg.uncertain();
         let random = np - keep;
-        let drawn = points.draw(n, over)?;
+        let images: Vec<usize> = pairs.iter().map(|&(b, _, _)| b).collect();
+        let drawn = points.draw_images(&images, over)?;
         let extra = if random > 0 {
-            points.draw(n, random)?
+            points.draw_images(&images, random)?
         } else {
             Vec::new()
         };

@@ -20,7 +20,7 @@ impl Criterion {
         let np = self.cfg.num_points;
         let mut out = Vec::with_capacity(shape.batch);
         for (b, tgt) in targets.iter().enumerate() {
-            let pts = points.draw(1, np)?;
+            let pts = points.draw_images(&[b], np)?;
             let n = tgt.len();
             if n == 0 {
                 out.push(Vec::new());

@@ -29,7 +29,7 @@ use crate::graph::{Graph, Result as GraphResult, Value};
 use crate::model::config::Mask2FormerConfig;
 use crate::model::decoder::Prediction;
 
-pub use points::{PointSource, RandomPoints, ReplayPoints};
+pub use points::{ImagePoints, PointSource, RandomPoints, ReplayPoints};
 
 #[derive(Debug, Error)]
 pub enum CriterionError {
@@ -275,6 +275,42 @@ impl LossOutput {
     }
 }
 
+/// What a batch's losses are divided by: the mask losses by the number of target masks (at
+/// least 1), the class loss (a weighted mean over every query) by the sum of its weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalisers {
+    pub num_masks: f64,
+    pub class_weight: f64,
+}
+
+impl Normalisers {
+    /// The unclamped sums of one batch: its target count, and its class-loss weight sum (a
+    /// matched query weighs 1 and the rest `no_object_weight`; the matcher pairs
+    /// `min(targets, queries)` queries per image). Data-parallel ranks sum these, then clamp.
+    pub fn of_batch(cfg: &CriterionConfig, queries: usize, targets: &[ImageTargets]) -> Self {
+        let mut out = Self {
+            num_masks: 0.0,
+            class_weight: 0.0,
+        };
+        for t in targets {
+            let matched = t.len().min(queries);
+            out.num_masks += t.len() as f64;
+            out.class_weight += matched as f64 + cfg.no_object_weight * (queries - matched) as f64;
+        }
+        out
+    }
+
+    /// The normalisers of a global batch of `ranks` equal shares from the sums over ranks:
+    /// divided by the number of ranks (the averaged gradient restores the global sum), the mask
+    /// count clamped to at least 1 (Mask2Former's `clamp(num_masks / world_size, min=1)`).
+    pub fn per_rank(sum: Self, ranks: usize) -> Self {
+        Self {
+            num_masks: (sum.num_masks / ranks as f64).max(1.0),
+            class_weight: sum.class_weight / ranks as f64,
+        }
+    }
+}
+
 /// The criterion for a batch shape and config.
 pub struct Criterion {
     cfg: CriterionConfig,
@@ -300,8 +336,26 @@ impl Criterion {
         targets: &[ImageTargets],
         points: &mut dyn PointSource,
     ) -> Result<LossOutput> {
+        self.compute_normalised(shape, predictions, targets, points, None)
+    }
+
+    /// [`Criterion::compute`] with the loss normalisers given (data-parallel training: the
+    /// ranks' [`Normalisers::of_batch`] summed and divided by the number of ranks, so the
+    /// averaged gradients are those of the global batch); `None`: the batch's own.
+    pub fn compute_normalised(
+        &self,
+        shape: PredictionShape,
+        predictions: &[Logits<'_>],
+        targets: &[ImageTargets],
+        points: &mut dyn PointSource,
+        norm: Option<Normalisers>,
+    ) -> Result<LossOutput> {
         self.check(shape, predictions, targets)?;
-        let num_masks = (targets.iter().map(|t| t.len()).sum::<usize>() as f64).max(1.0);
+        let num_masks = match norm {
+            Some(n) => n.num_masks.max(f64::MIN_POSITIVE),
+            None => (targets.iter().map(|t| t.len()).sum::<usize>() as f64).max(1.0),
+        };
+        let class_weight = norm.map(|n| n.class_weight);
         let mut grads: Vec<LogitGrads> = predictions
             .iter()
             .map(|_| LogitGrads {
@@ -330,7 +384,14 @@ impl Criterion {
                 points,
                 &mut grads[k].mask_logits,
             )?;
-            let ce = self.class_loss(shape, pred, targets, &matches, &mut grads[k].class_logits);
+            let ce = self.class_loss(
+                shape,
+                pred,
+                targets,
+                &matches,
+                class_weight,
+                &mut grads[k].class_logits,
+            );
             let weighted = [
                 (format!("loss_mask{suffix}"), mask * self.cfg.weight_mask),
                 (format!("loss_dice{suffix}"), dice * self.cfg.weight_dice),

@@ -13,6 +13,13 @@ use super::{CriterionError, Result};
 pub trait PointSource {
     /// `n · p` points (torch `rand(n, p, 2)` in row-major order).
     fn draw(&mut self, n: usize, p: usize) -> Result<Vec<[f32; 2]>>;
+
+    /// `p` points for each row, row `i` belonging to image `images[i]` of the batch. Sources
+    /// with one stream (seeded, replayed) draw `rand(len, p, 2)`; [`ImagePoints`] draws each
+    /// row from its image's own stream.
+    fn draw_images(&mut self, images: &[usize], p: usize) -> Result<Vec<[f32; 2]>> {
+        self.draw(images.len(), p)
+    }
 }
 
 /// Points from a seeded generator (training).
@@ -29,6 +36,48 @@ impl PointSource for RandomPoints {
         Ok((0..n * p)
             .map(|_| [self.0.random::<f32>(), self.0.random::<f32>()])
             .collect())
+    }
+}
+
+/// Points from one seeded generator per image (training): an image's points do not depend on
+/// which other images share its batch, so a global batch split over data-parallel ranks draws
+/// the points one process drawing the whole batch would.
+pub struct ImagePoints(Vec<ChaCha8Rng>);
+
+impl ImagePoints {
+    /// One stream per image of the batch, in batch order.
+    pub fn new(seeds: impl IntoIterator<Item = u64>) -> Self {
+        Self(seeds.into_iter().map(ChaCha8Rng::seed_from_u64).collect())
+    }
+}
+
+impl PointSource for ImagePoints {
+    /// Rows without an image: only a one-image batch has a stream to draw them from.
+    fn draw(&mut self, n: usize, p: usize) -> Result<Vec<[f32; 2]>> {
+        if self.0.len() != 1 {
+            return Err(CriterionError::Length {
+                what: "per-image point streams".into(),
+                got: self.0.len(),
+                expected: 1,
+                shape: format!("an unattributed draw of {n} x {p} points"),
+            });
+        }
+        self.draw_images(&vec![0; n], p)
+    }
+
+    fn draw_images(&mut self, images: &[usize], p: usize) -> Result<Vec<[f32; 2]>> {
+        let mut out = Vec::with_capacity(images.len() * p);
+        for &b in images {
+            let count = self.0.len();
+            let rng = self.0.get_mut(b).ok_or_else(|| CriterionError::Length {
+                what: "per-image point streams".into(),
+                got: count,
+                expected: b + 1,
+                shape: format!("a draw for image {b}"),
+            })?;
+            out.extend((0..p).map(|_| [rng.random::<f32>(), rng.random::<f32>()]));
+        }
+        Ok(out)
     }
 }
 
