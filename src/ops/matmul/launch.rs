@@ -450,8 +450,12 @@ fn product(
         Variant::RegBlockLarge | Variant::Texel => large_entry(params, e, e.b * slices, plan.auto),
         _ => None,
     };
-    // Texel entries have small tiles, so unlike the 24×16 ones they also take small launches.
-    let use_texel = variant == Variant::Texel || (plan.auto && texel::preferred(rt));
+    // Texel entries have small tiles, so unlike the 24×16 ones they also take launches with few
+    // workgroups; under `Auto` they share the 24×16 entries' FLOP bound, which keeps their JIT
+    // (tens of seconds of CPU on a fresh machine) out of small models' runs.
+    let flops = 2 * e.b * slices * e.m * e.n * e.k;
+    let use_texel = variant == Variant::Texel
+        || (plan.auto && texel::preferred(rt) && flops >= LARGE_MIN_FLOPS);
     let layout = match variant {
         Variant::RegBlockLarge | Variant::Texel if use_texel => {
             large_entry(params, e, e.b * slices, false)

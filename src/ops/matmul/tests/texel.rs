@@ -114,8 +114,9 @@ fn texel_chunked_split_and_long_k() {
     assert!(e.len() >= 2 && e.iter().all(|x| x == TEXEL_NN), "{e:?}");
 }
 
-/// On a CPU adapter `Auto` runs the texel entries for every product in their layouts, small
-/// ones too; under the GPU policy it never does.
+/// On a CPU adapter `Auto` runs the texel entries for products in their layouts from
+/// `LARGE_MIN_FLOPS` up (fewer workgroups than the 24×16 entries need are fine); under the GPU
+/// policy it never does.
 #[test]
 fn auto_picks_texel_on_cpu_adapters() {
     let rt = testing::runtime();
@@ -127,10 +128,13 @@ fn auto_picks_texel_on_cpu_adapters() {
         ((false, true), TEXEL_TB),
     ] {
         let o = opts(Variant::Auto, t);
-        for case in [Case::new(8, 8, 8, t), Case::new(196, 132, 64, t)] {
-            let e = entries(rt, &case, &o);
-            assert_eq!(e.iter().all(|x| x == want), on_cpu, "{case:?}: {e:?}");
-        }
+        // 2·192·128·2736 > 2^27 FLOPs in one 32×64-tiled launch of 6×2 workgroups.
+        let big = Case::new(192, 128, 2736, t);
+        let e = entries(rt, &big, &o);
+        assert_eq!(e.iter().all(|x| x == want), on_cpu, "{big:?}: {e:?}");
+        let small = Case::new(8, 8, 8, t);
+        let e = entries(rt, &small, &o);
+        assert!(e.iter().all(|x| !x.starts_with("matmul_texel::")), "{small:?}: {e:?}");
     }
     let gpu = testing::gpu_policy_runtime();
     let e = entries(
