@@ -134,7 +134,10 @@ fn auto_picks_texel_on_cpu_adapters() {
         assert_eq!(e.iter().all(|x| x == want), on_cpu, "{big:?}: {e:?}");
         let small = Case::new(8, 8, 8, t);
         let e = entries(rt, &small, &o);
-        assert!(e.iter().all(|x| !x.starts_with("matmul_texel::")), "{small:?}: {e:?}");
+        assert!(
+            e.iter().all(|x| !x.starts_with("matmul_texel::")),
+            "{small:?}: {e:?}"
+        );
     }
     let gpu = testing::gpu_policy_runtime();
     let e = entries(
