@@ -13,7 +13,11 @@
 //! textures per runtime ([`TexelSlot`]), grown to the largest range asked for: launches reuse
 //! them one after the other (the queue orders each copy after the previous reader).
 
+use std::sync::Arc;
+
+use super::kernel::{self, Kernel};
 use super::tensor::Binding;
+use super::{Dispatch, Runtime};
 use crate::error::{Error, Result};
 
 /// Texels per texture row: a power of two (kernels split the index with a mask and a shift)
@@ -110,6 +114,48 @@ impl TexelScratch {
                 texture,
             },
         })
+    }
+}
+
+impl Runtime {
+    /// A texel view of `range` in scratch texture `slot` (see `texel.rs`); bind it with
+    /// [`Runtime::dispatch_texels`]. Errors when the range is not 16-byte aligned or too long
+    /// for the adapter's texture size.
+    pub fn texel_view(&self, slot: TexelSlot, range: Binding<'_>) -> Result<TexelView> {
+        let max_dim = self.inner.device.limits().max_texture_dimension_2d;
+        self.inner
+            .texels
+            .lock()
+            .unwrap()
+            .view(&self.inner.device, max_dim, slot, range)
+    }
+
+    /// Like [`Runtime::dispatch`], with every storage buffer and texel view at the binding
+    /// number given with it; the dispatch copies each range into its view just before it runs.
+    pub fn dispatch_texels<P: bytemuck::Pod>(
+        &self,
+        kernel: &Arc<Kernel>,
+        params: &P,
+        storage: &[(u32, Binding<'_>)],
+        texels: Vec<(u32, TexelView)>,
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        let bound = storage
+            .iter()
+            .map(|(i, b)| (*i, kernel::Bound::Buffer(*b)))
+            .chain(
+                texels
+                    .into_iter()
+                    .map(|(i, t)| (i, kernel::Bound::Texel(t))),
+            )
+            .collect();
+        kernel::make_dispatch_at(
+            &self.inner.device,
+            kernel,
+            Some(bytemuck::bytes_of(params)),
+            bound,
+            workgroups,
+        )
     }
 }
 
