@@ -156,7 +156,8 @@ impl Flops {
 pub fn count_flops(built: &Built) -> Flops {
     let g = &built.graph;
     let mut flops = Flops::default();
-    for &id in built.exe.plan().steps() {
+    let names = built.exe.step_ops();
+    for (s, &id) in built.exe.plan().steps().iter().enumerate() {
         let node = g.node(id);
         let Some(op) = node.op() else { continue };
         if op.view_of().is_some() {
@@ -165,7 +166,8 @@ pub fn count_flops(built: &Built) -> Flops {
         let shape = |i: usize| g.shape(node.inputs()[i]);
         let numel = |s: &[usize]| s.iter().product::<usize>() as f64;
         let out0 = g.shape(node.outputs[0]);
-        let name = op.name().to_string();
+        // Profiles name a fused product `matmul+gelu`; its FLOPs are the graph's matmul's.
+        let name = names[s].clone();
         let dense = match op.name() {
             "matmul" => {
                 // out = [.., m, n] and a holds m·k per batch entry: 2·m·n·k·batch = 2·|a|·n.

@@ -72,7 +72,10 @@ pub(super) fn bind_leaves(
         by_name: HashMap::new(),
     };
     for node in g.nodes() {
-        let v = node.outputs[0];
+        // Leaves have one output; an op node that fusion absorbed has none.
+        let Some(&v) = node.outputs.first() else {
+            continue;
+        };
         let info = g.info(v);
         let live = plan.storage(v) == Storage::Leaf;
         let leaf = |name: &String| Leaf {

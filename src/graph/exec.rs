@@ -62,11 +62,24 @@ impl<'a> From<&'a Vec<u32>> for HostData<'a> {
 }
 
 /// What to compile a graph for.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct CompileOptions {
     pub plan: PlanOptions,
     /// Keep every parameter gradient of the last `Graph::backward` as an output (training).
     pub keep_grads: bool,
+    /// Fold activations and residual adds into the products they consume (`fuse.rs`); off
+    /// only to compare against the unfused graph.
+    pub fuse: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        Self {
+            plan: PlanOptions::default(),
+            keep_grads: false,
+            fuse: true,
+        }
+    }
 }
 
 impl CompileOptions {
@@ -111,6 +124,10 @@ pub struct Executable {
     second_phase_inputs: Vec<String>,
     /// Graph dispatches before each step (steps without dispatches repeat the count).
     step_dispatch_start: Vec<usize>,
+    /// The values each step reads and writes, after fusion (which the caller's graph lacks).
+    step_io: Vec<(Vec<Value>, Vec<Value>)>,
+    /// The op name of each step, after fusion (`matmul+gelu`).
+    step_ops: Vec<String>,
     /// (op name, node label) of each dispatch, for profiles.
     owners: Vec<(String, String)>,
     params: Vec<(Leaf, ParamKind, Option<Value>)>,
@@ -131,6 +148,17 @@ impl Executable {
         outputs: &[Value],
         opts: &CompileOptions,
     ) -> Result<Self> {
+        let fused;
+        let g = if opts.fuse {
+            let mut keep = outputs.to_vec();
+            if opts.keep_grads {
+                keep.extend(g.grads().iter().map(|&(_, grad)| grad));
+            }
+            fused = super::fuse::epilogues(g, &keep);
+            &fused
+        } else {
+            g
+        };
         // Training: every parameter gradient is computed in (or copied to) its entry of the
         // gradient arena, at the offset its parameter has in the parameter arena.
         let (plan, arenas) = if opts.keep_grads {
@@ -155,8 +183,20 @@ impl Executable {
         let mut rec = bind::record_dispatches(rt, g, &plan, &tensors)?;
         bind::record_arena_copies(rt, &plan, &tensors, arenas.as_ref(), &mut rec)?;
 
+        let step_io = plan
+            .steps()
+            .iter()
+            .map(|&id| (g.node(id).inputs().to_vec(), g.node(id).outputs.clone()))
+            .collect();
+        let step_ops = plan
+            .steps()
+            .iter()
+            .map(|&id| g.node(id).op_name().to_string())
+            .collect();
         Ok(Self {
             rt: rt.clone(),
+            step_io,
+            step_ops,
             plan,
             infos: g.values.iter().map(|v| v.info.clone()).collect(),
             tensors,
@@ -179,6 +219,11 @@ impl Executable {
     }
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+    /// The op each step of the plan runs, as profiles name it: the graph's op, or the fused
+    /// product that absorbed its consumer (`matmul+gelu`, see `CompileOptions::fuse`).
+    pub fn step_ops(&self) -> &[String] {
+        &self.step_ops
     }
     /// Dispatches per run (the optimizer's included once appended).
     pub fn dispatch_count(&self) -> usize {
@@ -326,19 +371,18 @@ impl Executable {
             depends[v.index()] = true;
         }
         let mut split = self.plan.steps().len();
-        for (s, &id) in self.plan.steps().iter().enumerate() {
-            let node = g.node(id);
-            if node.inputs().iter().any(|v| depends[v.index()]) {
-                for v in &node.outputs {
+        for (s, (ins, outs)) in self.step_io.iter().enumerate() {
+            if ins.iter().any(|v| depends[v.index()]) {
+                for v in outs {
                     depends[v.index()] = true;
                 }
                 split = split.min(s);
             }
         }
         for &v in read_between {
-            let made_later = self.plan.steps()[split..]
+            let made_later = self.step_io[split..]
                 .iter()
-                .any(|&id| g.node(id).outputs.contains(&v));
+                .any(|(_, outs)| outs.contains(&v));
             if depends[v.index()] || made_later || !self.plan.outputs.contains(&v) {
                 return Err(GraphError::NotAnOutput { value: v });
             }

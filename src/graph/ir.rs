@@ -259,7 +259,7 @@ fn fixed<'a, const N: usize>(tensors: &[&'a Tensor], what: &str) -> crate::Resul
 ///
 /// Outputs are always overwritten in full by the dispatches (the planner hands out buffers that
 /// hold stale data), so an op whose kernel accumulates must clear its output first.
-pub trait Op: fmt::Debug + Send + Sync {
+pub trait Op: fmt::Debug + Send + Sync + std::any::Any {
     /// Short name for profiles and errors (`matmul`, `layer_norm_backward`).
     fn name(&self) -> &str;
 

@@ -24,6 +24,7 @@ mod autodiff;
 mod bind;
 mod builder;
 mod exec;
+mod fuse;
 mod ir;
 pub mod ops;
 mod plan;

@@ -3,7 +3,7 @@
 
 use super::{broadcast_shapes, infer_err};
 use crate::graph::{Grads, Graph, InferResult, Io, Op, Result, TensorInfo, Value};
-use crate::ops::matmul::{matmul_scratch_into, MatmulOptions};
+use crate::ops::matmul::{matmul_epilogue_into, Activation, Epilogue, MatmulOptions};
 use crate::ops::reduce::{self, reduce_backward_into, Reduce};
 use crate::ops::softmax;
 use crate::runtime::{Dispatch, Runtime};
@@ -77,35 +77,49 @@ impl Op for SoftmaxBackward {
 
 /// `op(a) · op(b) (+ bias [n])` over the last two axes, with equal leading (batch) axes;
 /// `op` transposes when the flag is set. The bias rides in the matmul's epilogue.
+///
+/// The graph builds plain products (`activation` none, no residual). Compilation fuses an
+/// activation or a residual add that consumes the product into its epilogue (`graph::fuse`):
+/// `y = act(op(a)·op(b) + bias) + residual`, output 0 in `out_shape` (the consumer's shape,
+/// same size), and output 1 the pre-activation when `keep_pre` (the activation's backward
+/// reads it).
 #[derive(Debug, Clone)]
 pub struct MatMul {
     pub transpose_a: bool,
     pub transpose_b: bool,
     pub bias: bool,
+    pub activation: Activation,
+    /// The last input is added after the activation.
+    pub residual: bool,
+    pub keep_pre: bool,
+    pub out_shape: Option<Vec<usize>>,
 }
 
 impl MatMul {
-    fn plain(transpose_a: bool, transpose_b: bool) -> Self {
+    pub(crate) fn plain(transpose_a: bool, transpose_b: bool) -> Self {
         Self {
             transpose_a,
             transpose_b,
             bias: false,
+            activation: Activation::None,
+            residual: false,
+            keep_pre: false,
+            out_shape: None,
         }
     }
-}
 
-impl Op for MatMul {
-    op_header!("matmul");
-    fn arity(&self) -> Option<usize> {
-        Some(2 + self.bias as usize)
+    /// Whether compilation fused something into this product.
+    pub fn is_fused(&self) -> bool {
+        self.activation != Activation::None || self.residual || self.out_shape.is_some()
     }
-    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
-        let (a, b) = (&i[0].shape, &i[1].shape);
+
+    /// `[.., m, n]` of the product, or a sentence naming what does not fit.
+    fn product_shape(&self, a: &[usize], b: &[usize]) -> std::result::Result<Vec<usize>, String> {
         let r = a.len();
         let batched = r >= 2 && (b.len() == r && a[..r - 2] == b[..r - 2] || b.len() == 2);
         if !batched {
-            return infer_err(
-                "a and b must be [.., m, k] and [.., k, n] with equal batch axes (or b 2-D)",
+            return Err(
+                "a and b must be [.., m, k] and [.., k, n] with equal batch axes (or b 2-D)".into(),
             );
         }
         let rb = b.len();
@@ -120,36 +134,83 @@ impl Op for MatMul {
             (b[rb - 2], b[rb - 1])
         };
         if ka != kb {
-            return infer_err(format!("inner sizes differ: {ka} vs {kb}"));
-        }
-        if self.bias && i[2].shape != [n] {
-            return infer_err(format!("bias must be [{n}], is {:?}", i[2].shape));
+            return Err(format!("inner sizes differ: {ka} vs {kb}"));
         }
         let mut s = a[..r - 2].to_vec();
         s.extend([m, n]);
-        Ok(vec![TensorInfo::f32(&s)])
+        Ok(s)
+    }
+}
+
+impl Op for MatMul {
+    fn name(&self) -> &str {
+        match (self.activation, self.residual) {
+            (Activation::None, false) => "matmul",
+            (Activation::None, true) => "matmul+add",
+            (Activation::Relu, false) => "matmul+relu",
+            (Activation::Gelu, false) => "matmul+gelu",
+            (_, true) => "matmul+act+add",
+        }
+    }
+    fn arity(&self) -> Option<usize> {
+        Some(2 + self.bias as usize + self.residual as usize)
+    }
+    fn infer(&self, i: &[&TensorInfo]) -> InferResult {
+        let s = self.product_shape(&i[0].shape, &i[1].shape)?;
+        let n = s[s.len() - 1];
+        if self.bias && i[2].shape != [n] {
+            return infer_err(format!("bias must be [{n}], is {:?}", i[2].shape));
+        }
+        let out = self.out_shape.clone().unwrap_or_else(|| s.clone());
+        if out.iter().product::<usize>() != s.iter().product::<usize>() {
+            return infer_err(format!("cannot write the product {s:?} as {out:?}"));
+        }
+        if self.residual && i[i.len() - 1].shape != out {
+            return infer_err(format!("the residual must be {out:?}"));
+        }
+        let mut outs = vec![TensorInfo::f32(&out)];
+        if self.keep_pre {
+            outs.push(TensorInfo::f32(&s));
+        }
+        Ok(outs)
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         let opts = MatmulOptions {
             trans_a: self.transpose_a,
             trans_b: self.transpose_b,
+            activation: self.activation,
             ..Default::default()
         };
+        let (a, b) = (io.inputs[0], io.inputs[1]);
+        let s = self
+            .product_shape(a.shape(), b.shape())
+            .map_err(|what| crate::Error::Unsupported { op: "matmul", what })?;
+        // A fused consumer's shape is a view of the product's.
+        let out = io.outputs[0].reshape(&s)?;
+        let residual = match self.residual {
+            true => Some(io.inputs[io.inputs.len() - 1].reshape(&s)?),
+            false => None,
+        };
+        let ep = Epilogue {
+            bias: self.bias.then(|| io.inputs[2]),
+            residual: residual.as_ref(),
+            preact: self.keep_pre.then(|| io.outputs[1]),
+        };
         // The kernel library picks the plan (on CPU adapters a transposed copy of B).
-        let (ds, scratch) = matmul_scratch_into(
-            rt,
-            io.inputs[0],
-            io.inputs[1],
-            io.inputs.get(2).copied(),
-            io.outputs[0],
-            &opts,
-        )?;
+        let (ds, scratch) = matmul_epilogue_into(rt, a, b, &ep, &out, &opts)?;
         if let Some(t) = scratch {
             io.keep_alive(t);
         }
         Ok(ds)
     }
     fn backward(&self, g: &mut Graph, x: &[Value], _y: &[Value], dy: &[Option<Value>]) -> Grads {
+        if self.is_fused() {
+            // Fusion runs when compiling, after the backward was built.
+            return Err(crate::graph::GraphError::Backward(format!(
+                "{} is fused at compile time and has no backward rule",
+                self.name()
+            )));
+        }
         let dc = dy[0].expect("one output");
         let (a, b, ta, tb) = (x[0], x[1], self.transpose_a, self.transpose_b);
         let mm = |g: &mut Graph, l, r, ta, tb| g.apply1(MatMul::plain(ta, tb), &[l, r]);
@@ -286,9 +347,8 @@ impl Graph {
         let rows = xs.iter().product::<usize>() / d_in.max(1);
         let x2 = self.reshape(x, &[rows, d_in])?;
         let op = MatMul {
-            transpose_a: false,
-            transpose_b: true,
             bias: bias.is_some(),
+            ..MatMul::plain(false, true)
         };
         let mut inputs = vec![x2, weight];
         inputs.extend(bias);

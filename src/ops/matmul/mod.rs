@@ -16,10 +16,10 @@
 //! - `R` (optional, shape of C) is a residual added after the activation
 //!   ([`matmul_epilogue_into`]).
 //!
-//! Entry points: [`matmul`] / [`matmul_into`], [`matmul_with_preact`] /
-//! [`matmul_with_preact_into`] (also writes `pre`, which differentiating a fused activation
-//! needs), [`matmul_scratch_into`] (may pick a plan with a scratch tensor; the graph uses it) and
-//! [`matmul_epilogue_into`] (the same with every epilogue tensor: bias, residual, pre-activation).
+//! Entry points: [`matmul`] / [`matmul_into`], [`matmul_scratch_into`] (may pick a plan with a
+//! scratch tensor) and [`matmul_epilogue_into`] (the same with every epilogue tensor: bias,
+//! residual, pre-activation; the graph's products use it, with the activations and residual adds
+//! that compilation fuses into them, `graph/fuse.rs`).
 //!
 //! Variants (`shaders/matmul.wgsl`), chosen by [`Variant::Auto`] from the adapter: on CPU
 //! adapters `regblock_vec` (24×16 outputs per thread in registers, vec4 loads, no workgroup
@@ -169,7 +169,7 @@ pub struct MatmulOptions {
     /// Split-K (see `split.rs`): `None` lets the adapter's policy split products with few
     /// output tiles and a long reduction; `Some(s)` asks for `s` slices (`Some(1)`: never split),
     /// within the grid and binding limits. Only the entry points that can hold the partials
-    /// (`matmul`, `matmul_with_preact`, `matmul_scratch_into`) split; `*_into` never does.
+    /// (`matmul`, `matmul_scratch_into`, `matmul_epilogue_into`) split; `*_into` never does.
     pub split_k: Option<u32>,
 }
 
@@ -399,25 +399,6 @@ pub fn matmul_epilogue_into(
     forward_into("matmul", rt, a, b, ep, out, opts, true)
 }
 
-/// Like [`matmul_into`], also writing the pre-activation `alpha·op(A)·op(B) + bias + beta·C`
-/// into `preact` (shape of `out`): the backward of a fused activation needs it.
-pub fn matmul_with_preact_into(
-    rt: &Runtime,
-    a: &Tensor,
-    b: &Tensor,
-    bias: Option<&Tensor>,
-    out: &Tensor,
-    preact: &Tensor,
-    opts: &MatmulOptions,
-) -> Result<Vec<Dispatch>> {
-    let ep = Epilogue {
-        bias,
-        preact: Some(preact),
-        ..Default::default()
-    };
-    Ok(forward_into("matmul", rt, a, b, &ep, out, opts, false)?.0)
-}
-
 /// Allocates C, runs [`matmul_into`] (beta must be 0: there is no C to accumulate into).
 pub fn matmul(
     rt: &Runtime,
@@ -436,26 +417,6 @@ pub fn matmul(
     let (ds, _scratch) = forward_into("matmul", rt, a, b, &ep, &out, opts, true)?;
     rt.run(&ds);
     Ok(out)
-}
-
-/// Allocates C and the pre-activation, runs [`matmul_with_preact_into`]; returns `(C, pre)`.
-pub fn matmul_with_preact(
-    rt: &Runtime,
-    a: &Tensor,
-    b: &Tensor,
-    bias: Option<&Tensor>,
-    opts: &MatmulOptions,
-) -> Result<(Tensor, Tensor)> {
-    let out = alloc_out("matmul", rt, a, b, opts)?;
-    let pre = rt.empty(out.shape(), DType::F32)?;
-    let ep = Epilogue {
-        bias,
-        preact: Some(&pre),
-        ..Default::default()
-    };
-    let (ds, _scratch) = forward_into("matmul", rt, a, b, &ep, &out, opts, true)?;
-    rt.run(&ds);
-    Ok((out, pre))
 }
 
 fn alloc_out(
