@@ -233,133 +233,77 @@ fn texel_nn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c31_0 += a31.x * b00 + a31.y * b01 + a31.z * b02 + a31.w * b03;
         c31_1 += a31.x * b10 + a31.y * b11 + a31.z * b12 + a31.w * b13;
     }
-    if (m0 + 0u < p.m) {
-        store4(cz, m0 + 0u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c0_0);
-        store4(cz, m0 + 0u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c0_1);
-    }
-    if (m0 + 1u < p.m) {
-        store4(cz, m0 + 1u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c1_0);
-        store4(cz, m0 + 1u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c1_1);
-    }
-    if (m0 + 2u < p.m) {
-        store4(cz, m0 + 2u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c2_0);
-        store4(cz, m0 + 2u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c2_1);
-    }
-    if (m0 + 3u < p.m) {
-        store4(cz, m0 + 3u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c3_0);
-        store4(cz, m0 + 3u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c3_1);
-    }
-    if (m0 + 4u < p.m) {
-        store4(cz, m0 + 4u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c4_0);
-        store4(cz, m0 + 4u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c4_1);
-    }
-    if (m0 + 5u < p.m) {
-        store4(cz, m0 + 5u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c5_0);
-        store4(cz, m0 + 5u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c5_1);
-    }
-    if (m0 + 6u < p.m) {
-        store4(cz, m0 + 6u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c6_0);
-        store4(cz, m0 + 6u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c6_1);
-    }
-    if (m0 + 7u < p.m) {
-        store4(cz, m0 + 7u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c7_0);
-        store4(cz, m0 + 7u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c7_1);
-    }
-    if (m0 + 8u < p.m) {
-        store4(cz, m0 + 8u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c8_0);
-        store4(cz, m0 + 8u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c8_1);
-    }
-    if (m0 + 9u < p.m) {
-        store4(cz, m0 + 9u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c9_0);
-        store4(cz, m0 + 9u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c9_1);
-    }
-    if (m0 + 10u < p.m) {
-        store4(cz, m0 + 10u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c10_0);
-        store4(cz, m0 + 10u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c10_1);
-    }
-    if (m0 + 11u < p.m) {
-        store4(cz, m0 + 11u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c11_0);
-        store4(cz, m0 + 11u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c11_1);
-    }
-    if (m0 + 12u < p.m) {
-        store4(cz, m0 + 12u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c12_0);
-        store4(cz, m0 + 12u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c12_1);
-    }
-    if (m0 + 13u < p.m) {
-        store4(cz, m0 + 13u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c13_0);
-        store4(cz, m0 + 13u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c13_1);
-    }
-    if (m0 + 14u < p.m) {
-        store4(cz, m0 + 14u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c14_0);
-        store4(cz, m0 + 14u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c14_1);
-    }
-    if (m0 + 15u < p.m) {
-        store4(cz, m0 + 15u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c15_0);
-        store4(cz, m0 + 15u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c15_1);
-    }
-    if (m0 + 16u < p.m) {
-        store4(cz, m0 + 16u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c16_0);
-        store4(cz, m0 + 16u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c16_1);
-    }
-    if (m0 + 17u < p.m) {
-        store4(cz, m0 + 17u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c17_0);
-        store4(cz, m0 + 17u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c17_1);
-    }
-    if (m0 + 18u < p.m) {
-        store4(cz, m0 + 18u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c18_0);
-        store4(cz, m0 + 18u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c18_1);
-    }
-    if (m0 + 19u < p.m) {
-        store4(cz, m0 + 19u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c19_0);
-        store4(cz, m0 + 19u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c19_1);
-    }
-    if (m0 + 20u < p.m) {
-        store4(cz, m0 + 20u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c20_0);
-        store4(cz, m0 + 20u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c20_1);
-    }
-    if (m0 + 21u < p.m) {
-        store4(cz, m0 + 21u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c21_0);
-        store4(cz, m0 + 21u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c21_1);
-    }
-    if (m0 + 22u < p.m) {
-        store4(cz, m0 + 22u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c22_0);
-        store4(cz, m0 + 22u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c22_1);
-    }
-    if (m0 + 23u < p.m) {
-        store4(cz, m0 + 23u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c23_0);
-        store4(cz, m0 + 23u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c23_1);
-    }
-    if (m0 + 24u < p.m) {
-        store4(cz, m0 + 24u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c24_0);
-        store4(cz, m0 + 24u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c24_1);
-    }
-    if (m0 + 25u < p.m) {
-        store4(cz, m0 + 25u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c25_0);
-        store4(cz, m0 + 25u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c25_1);
-    }
-    if (m0 + 26u < p.m) {
-        store4(cz, m0 + 26u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c26_0);
-        store4(cz, m0 + 26u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c26_1);
-    }
-    if (m0 + 27u < p.m) {
-        store4(cz, m0 + 27u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c27_0);
-        store4(cz, m0 + 27u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c27_1);
-    }
-    if (m0 + 28u < p.m) {
-        store4(cz, m0 + 28u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c28_0);
-        store4(cz, m0 + 28u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c28_1);
-    }
-    if (m0 + 29u < p.m) {
-        store4(cz, m0 + 29u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c29_0);
-        store4(cz, m0 + 29u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c29_1);
-    }
-    if (m0 + 30u < p.m) {
-        store4(cz, m0 + 30u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c30_0);
-        store4(cz, m0 + 30u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c30_1);
-    }
-    if (m0 + 31u < p.m) {
-        store4(cz, m0 + 31u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c31_0);
-        store4(cz, m0 + 31u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c31_1);
+    var acc: array<vec4<f32>, 64>;
+    acc[0u] = c0_0;
+    acc[1u] = c0_1;
+    acc[2u] = c1_0;
+    acc[3u] = c1_1;
+    acc[4u] = c2_0;
+    acc[5u] = c2_1;
+    acc[6u] = c3_0;
+    acc[7u] = c3_1;
+    acc[8u] = c4_0;
+    acc[9u] = c4_1;
+    acc[10u] = c5_0;
+    acc[11u] = c5_1;
+    acc[12u] = c6_0;
+    acc[13u] = c6_1;
+    acc[14u] = c7_0;
+    acc[15u] = c7_1;
+    acc[16u] = c8_0;
+    acc[17u] = c8_1;
+    acc[18u] = c9_0;
+    acc[19u] = c9_1;
+    acc[20u] = c10_0;
+    acc[21u] = c10_1;
+    acc[22u] = c11_0;
+    acc[23u] = c11_1;
+    acc[24u] = c12_0;
+    acc[25u] = c12_1;
+    acc[26u] = c13_0;
+    acc[27u] = c13_1;
+    acc[28u] = c14_0;
+    acc[29u] = c14_1;
+    acc[30u] = c15_0;
+    acc[31u] = c15_1;
+    acc[32u] = c16_0;
+    acc[33u] = c16_1;
+    acc[34u] = c17_0;
+    acc[35u] = c17_1;
+    acc[36u] = c18_0;
+    acc[37u] = c18_1;
+    acc[38u] = c19_0;
+    acc[39u] = c19_1;
+    acc[40u] = c20_0;
+    acc[41u] = c20_1;
+    acc[42u] = c21_0;
+    acc[43u] = c21_1;
+    acc[44u] = c22_0;
+    acc[45u] = c22_1;
+    acc[46u] = c23_0;
+    acc[47u] = c23_1;
+    acc[48u] = c24_0;
+    acc[49u] = c24_1;
+    acc[50u] = c25_0;
+    acc[51u] = c25_1;
+    acc[52u] = c26_0;
+    acc[53u] = c26_1;
+    acc[54u] = c27_0;
+    acc[55u] = c27_1;
+    acc[56u] = c28_0;
+    acc[57u] = c28_1;
+    acc[58u] = c29_0;
+    acc[59u] = c29_1;
+    acc[60u] = c30_0;
+    acc[61u] = c30_1;
+    acc[62u] = c31_0;
+    acc[63u] = c31_1;
+    for (var i = 0u; i < 64u; i++) {
+        let m = m0 + i / 2u;
+        let n = (nl + 8u * (i % 2u)) * 4u;
+        if (m < p.m) {
+            store4(cz, m, n, p.n - min(p.n, n), acc[i]);
+        }
     }
 }
 
@@ -531,133 +475,77 @@ fn texel_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c31_0 += a7.w * b0;
         c31_1 += a7.w * b1;
     }
-    if (m0 + 0u < p.m) {
-        store4(cz, m0 + 0u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c0_0);
-        store4(cz, m0 + 0u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c0_1);
-    }
-    if (m0 + 1u < p.m) {
-        store4(cz, m0 + 1u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c1_0);
-        store4(cz, m0 + 1u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c1_1);
-    }
-    if (m0 + 2u < p.m) {
-        store4(cz, m0 + 2u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c2_0);
-        store4(cz, m0 + 2u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c2_1);
-    }
-    if (m0 + 3u < p.m) {
-        store4(cz, m0 + 3u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c3_0);
-        store4(cz, m0 + 3u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c3_1);
-    }
-    if (m0 + 4u < p.m) {
-        store4(cz, m0 + 4u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c4_0);
-        store4(cz, m0 + 4u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c4_1);
-    }
-    if (m0 + 5u < p.m) {
-        store4(cz, m0 + 5u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c5_0);
-        store4(cz, m0 + 5u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c5_1);
-    }
-    if (m0 + 6u < p.m) {
-        store4(cz, m0 + 6u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c6_0);
-        store4(cz, m0 + 6u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c6_1);
-    }
-    if (m0 + 7u < p.m) {
-        store4(cz, m0 + 7u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c7_0);
-        store4(cz, m0 + 7u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c7_1);
-    }
-    if (m0 + 8u < p.m) {
-        store4(cz, m0 + 8u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c8_0);
-        store4(cz, m0 + 8u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c8_1);
-    }
-    if (m0 + 9u < p.m) {
-        store4(cz, m0 + 9u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c9_0);
-        store4(cz, m0 + 9u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c9_1);
-    }
-    if (m0 + 10u < p.m) {
-        store4(cz, m0 + 10u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c10_0);
-        store4(cz, m0 + 10u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c10_1);
-    }
-    if (m0 + 11u < p.m) {
-        store4(cz, m0 + 11u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c11_0);
-        store4(cz, m0 + 11u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c11_1);
-    }
-    if (m0 + 12u < p.m) {
-        store4(cz, m0 + 12u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c12_0);
-        store4(cz, m0 + 12u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c12_1);
-    }
-    if (m0 + 13u < p.m) {
-        store4(cz, m0 + 13u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c13_0);
-        store4(cz, m0 + 13u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c13_1);
-    }
-    if (m0 + 14u < p.m) {
-        store4(cz, m0 + 14u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c14_0);
-        store4(cz, m0 + 14u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c14_1);
-    }
-    if (m0 + 15u < p.m) {
-        store4(cz, m0 + 15u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c15_0);
-        store4(cz, m0 + 15u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c15_1);
-    }
-    if (m0 + 16u < p.m) {
-        store4(cz, m0 + 16u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c16_0);
-        store4(cz, m0 + 16u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c16_1);
-    }
-    if (m0 + 17u < p.m) {
-        store4(cz, m0 + 17u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c17_0);
-        store4(cz, m0 + 17u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c17_1);
-    }
-    if (m0 + 18u < p.m) {
-        store4(cz, m0 + 18u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c18_0);
-        store4(cz, m0 + 18u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c18_1);
-    }
-    if (m0 + 19u < p.m) {
-        store4(cz, m0 + 19u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c19_0);
-        store4(cz, m0 + 19u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c19_1);
-    }
-    if (m0 + 20u < p.m) {
-        store4(cz, m0 + 20u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c20_0);
-        store4(cz, m0 + 20u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c20_1);
-    }
-    if (m0 + 21u < p.m) {
-        store4(cz, m0 + 21u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c21_0);
-        store4(cz, m0 + 21u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c21_1);
-    }
-    if (m0 + 22u < p.m) {
-        store4(cz, m0 + 22u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c22_0);
-        store4(cz, m0 + 22u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c22_1);
-    }
-    if (m0 + 23u < p.m) {
-        store4(cz, m0 + 23u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c23_0);
-        store4(cz, m0 + 23u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c23_1);
-    }
-    if (m0 + 24u < p.m) {
-        store4(cz, m0 + 24u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c24_0);
-        store4(cz, m0 + 24u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c24_1);
-    }
-    if (m0 + 25u < p.m) {
-        store4(cz, m0 + 25u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c25_0);
-        store4(cz, m0 + 25u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c25_1);
-    }
-    if (m0 + 26u < p.m) {
-        store4(cz, m0 + 26u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c26_0);
-        store4(cz, m0 + 26u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c26_1);
-    }
-    if (m0 + 27u < p.m) {
-        store4(cz, m0 + 27u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c27_0);
-        store4(cz, m0 + 27u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c27_1);
-    }
-    if (m0 + 28u < p.m) {
-        store4(cz, m0 + 28u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c28_0);
-        store4(cz, m0 + 28u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c28_1);
-    }
-    if (m0 + 29u < p.m) {
-        store4(cz, m0 + 29u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c29_0);
-        store4(cz, m0 + 29u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c29_1);
-    }
-    if (m0 + 30u < p.m) {
-        store4(cz, m0 + 30u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c30_0);
-        store4(cz, m0 + 30u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c30_1);
-    }
-    if (m0 + 31u < p.m) {
-        store4(cz, m0 + 31u, (nl + 0u) * 4u, p.n - min(p.n, (nl + 0u) * 4u), c31_0);
-        store4(cz, m0 + 31u, (nl + 8u) * 4u, p.n - min(p.n, (nl + 8u) * 4u), c31_1);
+    var acc: array<vec4<f32>, 64>;
+    acc[0u] = c0_0;
+    acc[1u] = c0_1;
+    acc[2u] = c1_0;
+    acc[3u] = c1_1;
+    acc[4u] = c2_0;
+    acc[5u] = c2_1;
+    acc[6u] = c3_0;
+    acc[7u] = c3_1;
+    acc[8u] = c4_0;
+    acc[9u] = c4_1;
+    acc[10u] = c5_0;
+    acc[11u] = c5_1;
+    acc[12u] = c6_0;
+    acc[13u] = c6_1;
+    acc[14u] = c7_0;
+    acc[15u] = c7_1;
+    acc[16u] = c8_0;
+    acc[17u] = c8_1;
+    acc[18u] = c9_0;
+    acc[19u] = c9_1;
+    acc[20u] = c10_0;
+    acc[21u] = c10_1;
+    acc[22u] = c11_0;
+    acc[23u] = c11_1;
+    acc[24u] = c12_0;
+    acc[25u] = c12_1;
+    acc[26u] = c13_0;
+    acc[27u] = c13_1;
+    acc[28u] = c14_0;
+    acc[29u] = c14_1;
+    acc[30u] = c15_0;
+    acc[31u] = c15_1;
+    acc[32u] = c16_0;
+    acc[33u] = c16_1;
+    acc[34u] = c17_0;
+    acc[35u] = c17_1;
+    acc[36u] = c18_0;
+    acc[37u] = c18_1;
+    acc[38u] = c19_0;
+    acc[39u] = c19_1;
+    acc[40u] = c20_0;
+    acc[41u] = c20_1;
+    acc[42u] = c21_0;
+    acc[43u] = c21_1;
+    acc[44u] = c22_0;
+    acc[45u] = c22_1;
+    acc[46u] = c23_0;
+    acc[47u] = c23_1;
+    acc[48u] = c24_0;
+    acc[49u] = c24_1;
+    acc[50u] = c25_0;
+    acc[51u] = c25_1;
+    acc[52u] = c26_0;
+    acc[53u] = c26_1;
+    acc[54u] = c27_0;
+    acc[55u] = c27_1;
+    acc[56u] = c28_0;
+    acc[57u] = c28_1;
+    acc[58u] = c29_0;
+    acc[59u] = c29_1;
+    acc[60u] = c30_0;
+    acc[61u] = c30_1;
+    acc[62u] = c31_0;
+    acc[63u] = c31_1;
+    for (var i = 0u; i < 64u; i++) {
+        let m = m0 + i / 2u;
+        let n = (nl + 8u * (i % 2u)) * 4u;
+        if (m < p.m) {
+            store4(cz, m, n, p.n - min(p.n, n), acc[i]);
+        }
     }
 }
 
@@ -1269,324 +1157,705 @@ fn texel_tb(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c31_6 += dot(a31, b6);
         c31_7 += dot(a31, b7);
     }
-    if (m0 + 0u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 0u, nl + 0u, c0_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 0u, nl + 8u, c0_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 0u, nl + 16u, c0_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 0u, nl + 24u, c0_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 0u, nl + 32u, c0_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 0u, nl + 40u, c0_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 0u, nl + 48u, c0_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 0u, nl + 56u, c0_7); }
+    var acc: array<f32, 256>;
+    acc[0u] = c0_0;
+    acc[1u] = c0_1;
+    acc[2u] = c0_2;
+    acc[3u] = c0_3;
+    acc[4u] = c0_4;
+    acc[5u] = c0_5;
+    acc[6u] = c0_6;
+    acc[7u] = c0_7;
+    acc[8u] = c1_0;
+    acc[9u] = c1_1;
+    acc[10u] = c1_2;
+    acc[11u] = c1_3;
+    acc[12u] = c1_4;
+    acc[13u] = c1_5;
+    acc[14u] = c1_6;
+    acc[15u] = c1_7;
+    acc[16u] = c2_0;
+    acc[17u] = c2_1;
+    acc[18u] = c2_2;
+    acc[19u] = c2_3;
+    acc[20u] = c2_4;
+    acc[21u] = c2_5;
+    acc[22u] = c2_6;
+    acc[23u] = c2_7;
+    acc[24u] = c3_0;
+    acc[25u] = c3_1;
+    acc[26u] = c3_2;
+    acc[27u] = c3_3;
+    acc[28u] = c3_4;
+    acc[29u] = c3_5;
+    acc[30u] = c3_6;
+    acc[31u] = c3_7;
+    acc[32u] = c4_0;
+    acc[33u] = c4_1;
+    acc[34u] = c4_2;
+    acc[35u] = c4_3;
+    acc[36u] = c4_4;
+    acc[37u] = c4_5;
+    acc[38u] = c4_6;
+    acc[39u] = c4_7;
+    acc[40u] = c5_0;
+    acc[41u] = c5_1;
+    acc[42u] = c5_2;
+    acc[43u] = c5_3;
+    acc[44u] = c5_4;
+    acc[45u] = c5_5;
+    acc[46u] = c5_6;
+    acc[47u] = c5_7;
+    acc[48u] = c6_0;
+    acc[49u] = c6_1;
+    acc[50u] = c6_2;
+    acc[51u] = c6_3;
+    acc[52u] = c6_4;
+    acc[53u] = c6_5;
+    acc[54u] = c6_6;
+    acc[55u] = c6_7;
+    acc[56u] = c7_0;
+    acc[57u] = c7_1;
+    acc[58u] = c7_2;
+    acc[59u] = c7_3;
+    acc[60u] = c7_4;
+    acc[61u] = c7_5;
+    acc[62u] = c7_6;
+    acc[63u] = c7_7;
+    acc[64u] = c8_0;
+    acc[65u] = c8_1;
+    acc[66u] = c8_2;
+    acc[67u] = c8_3;
+    acc[68u] = c8_4;
+    acc[69u] = c8_5;
+    acc[70u] = c8_6;
+    acc[71u] = c8_7;
+    acc[72u] = c9_0;
+    acc[73u] = c9_1;
+    acc[74u] = c9_2;
+    acc[75u] = c9_3;
+    acc[76u] = c9_4;
+    acc[77u] = c9_5;
+    acc[78u] = c9_6;
+    acc[79u] = c9_7;
+    acc[80u] = c10_0;
+    acc[81u] = c10_1;
+    acc[82u] = c10_2;
+    acc[83u] = c10_3;
+    acc[84u] = c10_4;
+    acc[85u] = c10_5;
+    acc[86u] = c10_6;
+    acc[87u] = c10_7;
+    acc[88u] = c11_0;
+    acc[89u] = c11_1;
+    acc[90u] = c11_2;
+    acc[91u] = c11_3;
+    acc[92u] = c11_4;
+    acc[93u] = c11_5;
+    acc[94u] = c11_6;
+    acc[95u] = c11_7;
+    acc[96u] = c12_0;
+    acc[97u] = c12_1;
+    acc[98u] = c12_2;
+    acc[99u] = c12_3;
+    acc[100u] = c12_4;
+    acc[101u] = c12_5;
+    acc[102u] = c12_6;
+    acc[103u] = c12_7;
+    acc[104u] = c13_0;
+    acc[105u] = c13_1;
+    acc[106u] = c13_2;
+    acc[107u] = c13_3;
+    acc[108u] = c13_4;
+    acc[109u] = c13_5;
+    acc[110u] = c13_6;
+    acc[111u] = c13_7;
+    acc[112u] = c14_0;
+    acc[113u] = c14_1;
+    acc[114u] = c14_2;
+    acc[115u] = c14_3;
+    acc[116u] = c14_4;
+    acc[117u] = c14_5;
+    acc[118u] = c14_6;
+    acc[119u] = c14_7;
+    acc[120u] = c15_0;
+    acc[121u] = c15_1;
+    acc[122u] = c15_2;
+    acc[123u] = c15_3;
+    acc[124u] = c15_4;
+    acc[125u] = c15_5;
+    acc[126u] = c15_6;
+    acc[127u] = c15_7;
+    acc[128u] = c16_0;
+    acc[129u] = c16_1;
+    acc[130u] = c16_2;
+    acc[131u] = c16_3;
+    acc[132u] = c16_4;
+    acc[133u] = c16_5;
+    acc[134u] = c16_6;
+    acc[135u] = c16_7;
+    acc[136u] = c17_0;
+    acc[137u] = c17_1;
+    acc[138u] = c17_2;
+    acc[139u] = c17_3;
+    acc[140u] = c17_4;
+    acc[141u] = c17_5;
+    acc[142u] = c17_6;
+    acc[143u] = c17_7;
+    acc[144u] = c18_0;
+    acc[145u] = c18_1;
+    acc[146u] = c18_2;
+    acc[147u] = c18_3;
+    acc[148u] = c18_4;
+    acc[149u] = c18_5;
+    acc[150u] = c18_6;
+    acc[151u] = c18_7;
+    acc[152u] = c19_0;
+    acc[153u] = c19_1;
+    acc[154u] = c19_2;
+    acc[155u] = c19_3;
+    acc[156u] = c19_4;
+    acc[157u] = c19_5;
+    acc[158u] = c19_6;
+    acc[159u] = c19_7;
+    acc[160u] = c20_0;
+    acc[161u] = c20_1;
+    acc[162u] = c20_2;
+    acc[163u] = c20_3;
+    acc[164u] = c20_4;
+    acc[165u] = c20_5;
+    acc[166u] = c20_6;
+    acc[167u] = c20_7;
+    acc[168u] = c21_0;
+    acc[169u] = c21_1;
+    acc[170u] = c21_2;
+    acc[171u] = c21_3;
+    acc[172u] = c21_4;
+    acc[173u] = c21_5;
+    acc[174u] = c21_6;
+    acc[175u] = c21_7;
+    acc[176u] = c22_0;
+    acc[177u] = c22_1;
+    acc[178u] = c22_2;
+    acc[179u] = c22_3;
+    acc[180u] = c22_4;
+    acc[181u] = c22_5;
+    acc[182u] = c22_6;
+    acc[183u] = c22_7;
+    acc[184u] = c23_0;
+    acc[185u] = c23_1;
+    acc[186u] = c23_2;
+    acc[187u] = c23_3;
+    acc[188u] = c23_4;
+    acc[189u] = c23_5;
+    acc[190u] = c23_6;
+    acc[191u] = c23_7;
+    acc[192u] = c24_0;
+    acc[193u] = c24_1;
+    acc[194u] = c24_2;
+    acc[195u] = c24_3;
+    acc[196u] = c24_4;
+    acc[197u] = c24_5;
+    acc[198u] = c24_6;
+    acc[199u] = c24_7;
+    acc[200u] = c25_0;
+    acc[201u] = c25_1;
+    acc[202u] = c25_2;
+    acc[203u] = c25_3;
+    acc[204u] = c25_4;
+    acc[205u] = c25_5;
+    acc[206u] = c25_6;
+    acc[207u] = c25_7;
+    acc[208u] = c26_0;
+    acc[209u] = c26_1;
+    acc[210u] = c26_2;
+    acc[211u] = c26_3;
+    acc[212u] = c26_4;
+    acc[213u] = c26_5;
+    acc[214u] = c26_6;
+    acc[215u] = c26_7;
+    acc[216u] = c27_0;
+    acc[217u] = c27_1;
+    acc[218u] = c27_2;
+    acc[219u] = c27_3;
+    acc[220u] = c27_4;
+    acc[221u] = c27_5;
+    acc[222u] = c27_6;
+    acc[223u] = c27_7;
+    acc[224u] = c28_0;
+    acc[225u] = c28_1;
+    acc[226u] = c28_2;
+    acc[227u] = c28_3;
+    acc[228u] = c28_4;
+    acc[229u] = c28_5;
+    acc[230u] = c28_6;
+    acc[231u] = c28_7;
+    acc[232u] = c29_0;
+    acc[233u] = c29_1;
+    acc[234u] = c29_2;
+    acc[235u] = c29_3;
+    acc[236u] = c29_4;
+    acc[237u] = c29_5;
+    acc[238u] = c29_6;
+    acc[239u] = c29_7;
+    acc[240u] = c30_0;
+    acc[241u] = c30_1;
+    acc[242u] = c30_2;
+    acc[243u] = c30_3;
+    acc[244u] = c30_4;
+    acc[245u] = c30_5;
+    acc[246u] = c30_6;
+    acc[247u] = c30_7;
+    acc[248u] = c31_0;
+    acc[249u] = c31_1;
+    acc[250u] = c31_2;
+    acc[251u] = c31_3;
+    acc[252u] = c31_4;
+    acc[253u] = c31_5;
+    acc[254u] = c31_6;
+    acc[255u] = c31_7;
+    for (var i = 0u; i < 256u; i++) {
+        let m = m0 + i / 8u;
+        let n = nl + 8u * (i % 8u);
+        if (m < p.m && n < p.n) {
+            epilogue(cz, m, n, acc[i]);
+        }
     }
-    if (m0 + 1u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 1u, nl + 0u, c1_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 1u, nl + 8u, c1_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 1u, nl + 16u, c1_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 1u, nl + 24u, c1_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 1u, nl + 32u, c1_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 1u, nl + 40u, c1_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 1u, nl + 48u, c1_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 1u, nl + 56u, c1_7); }
+}
+
+// texel_nn8: A [M, K], B [K, N] row-major; 8 rows x 2 texel columns per lane.
+@compute @workgroup_size(8, 1, 1)
+fn texel_nn8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let cz = wg.z;
+    let sl = slice_of(wg.z);
+    let m0 = wg.y * 8u;
+    let nl = wg.x * 16u + lid.x;  // this lane's first column unit
+    // Rows past the edge read the last valid row (their results are not stored).
+    let m_last = p.m - 1u;
+    let n4_last = (p.n >> 2u) - 1u;
+    let a4 = (p.a_off + sl.bz * p.a_bs) >> 2u;
+    let b4 = (p.b_off + sl.bz * p.b_bs) >> 2u;
+    let ars4 = p.a_rs >> 2u;
+    let brs4 = p.b_rs >> 2u;
+    let bc0 = b4 + min(nl + 0u, n4_last);
+    let bc1 = b4 + min(nl + 8u, n4_last);
+    let ar0 = a4 + min(m0 + 0u, m_last) * ars4;
+    let ar1 = a4 + min(m0 + 1u, m_last) * ars4;
+    let ar2 = a4 + min(m0 + 2u, m_last) * ars4;
+    let ar3 = a4 + min(m0 + 3u, m_last) * ars4;
+    let ar4 = a4 + min(m0 + 4u, m_last) * ars4;
+    let ar5 = a4 + min(m0 + 5u, m_last) * ars4;
+    let ar6 = a4 + min(m0 + 6u, m_last) * ars4;
+    let ar7 = a4 + min(m0 + 7u, m_last) * ars4;
+    var c0_0 = vec4<f32>(0.0);
+    var c0_1 = vec4<f32>(0.0);
+    var c1_0 = vec4<f32>(0.0);
+    var c1_1 = vec4<f32>(0.0);
+    var c2_0 = vec4<f32>(0.0);
+    var c2_1 = vec4<f32>(0.0);
+    var c3_0 = vec4<f32>(0.0);
+    var c3_1 = vec4<f32>(0.0);
+    var c4_0 = vec4<f32>(0.0);
+    var c4_1 = vec4<f32>(0.0);
+    var c5_0 = vec4<f32>(0.0);
+    var c5_1 = vec4<f32>(0.0);
+    var c6_0 = vec4<f32>(0.0);
+    var c6_1 = vec4<f32>(0.0);
+    var c7_0 = vec4<f32>(0.0);
+    var c7_1 = vec4<f32>(0.0);
+    for (var q = sl.k_lo >> 2u; q < (sl.k_hi >> 2u); q++) {
+        let bq = q * 4u * brs4;
+        let b00 = tb_ld(bc0 + bq + 0u * brs4);
+        let b01 = tb_ld(bc0 + bq + 1u * brs4);
+        let b02 = tb_ld(bc0 + bq + 2u * brs4);
+        let b03 = tb_ld(bc0 + bq + 3u * brs4);
+        let b10 = tb_ld(bc1 + bq + 0u * brs4);
+        let b11 = tb_ld(bc1 + bq + 1u * brs4);
+        let b12 = tb_ld(bc1 + bq + 2u * brs4);
+        let b13 = tb_ld(bc1 + bq + 3u * brs4);
+        let a0 = ta_ld(ar0 + q);
+        c0_0 += a0.x * b00 + a0.y * b01 + a0.z * b02 + a0.w * b03;
+        c0_1 += a0.x * b10 + a0.y * b11 + a0.z * b12 + a0.w * b13;
+        let a1 = ta_ld(ar1 + q);
+        c1_0 += a1.x * b00 + a1.y * b01 + a1.z * b02 + a1.w * b03;
+        c1_1 += a1.x * b10 + a1.y * b11 + a1.z * b12 + a1.w * b13;
+        let a2 = ta_ld(ar2 + q);
+        c2_0 += a2.x * b00 + a2.y * b01 + a2.z * b02 + a2.w * b03;
+        c2_1 += a2.x * b10 + a2.y * b11 + a2.z * b12 + a2.w * b13;
+        let a3 = ta_ld(ar3 + q);
+        c3_0 += a3.x * b00 + a3.y * b01 + a3.z * b02 + a3.w * b03;
+        c3_1 += a3.x * b10 + a3.y * b11 + a3.z * b12 + a3.w * b13;
+        let a4 = ta_ld(ar4 + q);
+        c4_0 += a4.x * b00 + a4.y * b01 + a4.z * b02 + a4.w * b03;
+        c4_1 += a4.x * b10 + a4.y * b11 + a4.z * b12 + a4.w * b13;
+        let a5 = ta_ld(ar5 + q);
+        c5_0 += a5.x * b00 + a5.y * b01 + a5.z * b02 + a5.w * b03;
+        c5_1 += a5.x * b10 + a5.y * b11 + a5.z * b12 + a5.w * b13;
+        let a6 = ta_ld(ar6 + q);
+        c6_0 += a6.x * b00 + a6.y * b01 + a6.z * b02 + a6.w * b03;
+        c6_1 += a6.x * b10 + a6.y * b11 + a6.z * b12 + a6.w * b13;
+        let a7 = ta_ld(ar7 + q);
+        c7_0 += a7.x * b00 + a7.y * b01 + a7.z * b02 + a7.w * b03;
+        c7_1 += a7.x * b10 + a7.y * b11 + a7.z * b12 + a7.w * b13;
     }
-    if (m0 + 2u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 2u, nl + 0u, c2_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 2u, nl + 8u, c2_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 2u, nl + 16u, c2_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 2u, nl + 24u, c2_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 2u, nl + 32u, c2_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 2u, nl + 40u, c2_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 2u, nl + 48u, c2_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 2u, nl + 56u, c2_7); }
+    var acc: array<vec4<f32>, 16>;
+    acc[0u] = c0_0;
+    acc[1u] = c0_1;
+    acc[2u] = c1_0;
+    acc[3u] = c1_1;
+    acc[4u] = c2_0;
+    acc[5u] = c2_1;
+    acc[6u] = c3_0;
+    acc[7u] = c3_1;
+    acc[8u] = c4_0;
+    acc[9u] = c4_1;
+    acc[10u] = c5_0;
+    acc[11u] = c5_1;
+    acc[12u] = c6_0;
+    acc[13u] = c6_1;
+    acc[14u] = c7_0;
+    acc[15u] = c7_1;
+    for (var i = 0u; i < 16u; i++) {
+        let m = m0 + i / 2u;
+        let n = (nl + 8u * (i % 2u)) * 4u;
+        if (m < p.m) {
+            store4(cz, m, n, p.n - min(p.n, n), acc[i]);
+        }
     }
-    if (m0 + 3u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 3u, nl + 0u, c3_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 3u, nl + 8u, c3_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 3u, nl + 16u, c3_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 3u, nl + 24u, c3_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 3u, nl + 32u, c3_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 3u, nl + 40u, c3_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 3u, nl + 48u, c3_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 3u, nl + 56u, c3_7); }
+}
+
+// texel_ta8: A stored [K, M], B [K, N] row-major; 8 rows x 2 texel columns per lane.
+@compute @workgroup_size(8, 1, 1)
+fn texel_ta8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let cz = wg.z;
+    let sl = slice_of(wg.z);
+    let m0 = wg.y * 8u;
+    let nl = wg.x * 16u + lid.x;  // this lane's first column unit
+    // Rows past the edge read the last valid row (their results are not stored).
+    let m_last = p.m - 1u;
+    let n4_last = (p.n >> 2u) - 1u;
+    let a4 = (p.a_off + sl.bz * p.a_bs) >> 2u;
+    let b4 = (p.b_off + sl.bz * p.b_bs) >> 2u;
+    let acs4 = p.a_cs >> 2u;
+    let brs4 = p.b_rs >> 2u;
+    // M is a multiple of 4, so a group of 4 rows is all valid or all past the edge.
+    let m4_last = m_last >> 2u;
+    let ag0 = a4 + min((m0 >> 2u) + 0u, m4_last);
+    let ag1 = a4 + min((m0 >> 2u) + 1u, m4_last);
+    let bc0 = b4 + min(nl + 0u, n4_last);
+    let bc1 = b4 + min(nl + 8u, n4_last);
+    var c0_0 = vec4<f32>(0.0);
+    var c0_1 = vec4<f32>(0.0);
+    var c1_0 = vec4<f32>(0.0);
+    var c1_1 = vec4<f32>(0.0);
+    var c2_0 = vec4<f32>(0.0);
+    var c2_1 = vec4<f32>(0.0);
+    var c3_0 = vec4<f32>(0.0);
+    var c3_1 = vec4<f32>(0.0);
+    var c4_0 = vec4<f32>(0.0);
+    var c4_1 = vec4<f32>(0.0);
+    var c5_0 = vec4<f32>(0.0);
+    var c5_1 = vec4<f32>(0.0);
+    var c6_0 = vec4<f32>(0.0);
+    var c6_1 = vec4<f32>(0.0);
+    var c7_0 = vec4<f32>(0.0);
+    var c7_1 = vec4<f32>(0.0);
+    for (var k = sl.k_lo; k < sl.k_hi; k++) {
+        let ak = k * acs4;
+        let bk = k * brs4;
+        let b0 = tb_ld(bc0 + bk);
+        let b1 = tb_ld(bc1 + bk);
+        let a0 = ta_ld(ag0 + ak);
+        c0_0 += a0.x * b0;
+        c0_1 += a0.x * b1;
+        c1_0 += a0.y * b0;
+        c1_1 += a0.y * b1;
+        c2_0 += a0.z * b0;
+        c2_1 += a0.z * b1;
+        c3_0 += a0.w * b0;
+        c3_1 += a0.w * b1;
+        let a1 = ta_ld(ag1 + ak);
+        c4_0 += a1.x * b0;
+        c4_1 += a1.x * b1;
+        c5_0 += a1.y * b0;
+        c5_1 += a1.y * b1;
+        c6_0 += a1.z * b0;
+        c6_1 += a1.z * b1;
+        c7_0 += a1.w * b0;
+        c7_1 += a1.w * b1;
     }
-    if (m0 + 4u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 4u, nl + 0u, c4_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 4u, nl + 8u, c4_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 4u, nl + 16u, c4_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 4u, nl + 24u, c4_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 4u, nl + 32u, c4_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 4u, nl + 40u, c4_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 4u, nl + 48u, c4_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 4u, nl + 56u, c4_7); }
+    var acc: array<vec4<f32>, 16>;
+    acc[0u] = c0_0;
+    acc[1u] = c0_1;
+    acc[2u] = c1_0;
+    acc[3u] = c1_1;
+    acc[4u] = c2_0;
+    acc[5u] = c2_1;
+    acc[6u] = c3_0;
+    acc[7u] = c3_1;
+    acc[8u] = c4_0;
+    acc[9u] = c4_1;
+    acc[10u] = c5_0;
+    acc[11u] = c5_1;
+    acc[12u] = c6_0;
+    acc[13u] = c6_1;
+    acc[14u] = c7_0;
+    acc[15u] = c7_1;
+    for (var i = 0u; i < 16u; i++) {
+        let m = m0 + i / 2u;
+        let n = (nl + 8u * (i % 2u)) * 4u;
+        if (m < p.m) {
+            store4(cz, m, n, p.n - min(p.n, n), acc[i]);
+        }
     }
-    if (m0 + 5u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 5u, nl + 0u, c5_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 5u, nl + 8u, c5_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 5u, nl + 16u, c5_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 5u, nl + 24u, c5_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 5u, nl + 32u, c5_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 5u, nl + 40u, c5_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 5u, nl + 48u, c5_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 5u, nl + 56u, c5_7); }
+}
+
+// texel_tb8: A [M, K] row-major, B stored [N, K]; 8 rows x 8 columns per lane.
+@compute @workgroup_size(8, 1, 1)
+fn texel_tb8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let cz = wg.z;
+    let sl = slice_of(wg.z);
+    let m0 = wg.y * 8u;
+    let nl = wg.x * 64u + lid.x;  // this lane's first column unit
+    // Rows past the edge read the last valid row (their results are not stored).
+    let m_last = p.m - 1u;
+    let n_last = p.n - 1u;
+    let a4 = (p.a_off + sl.bz * p.a_bs) >> 2u;
+    let b4 = (p.b_off + sl.bz * p.b_bs) >> 2u;
+    let ars4 = p.a_rs >> 2u;
+    let bcs4 = p.b_cs >> 2u;
+    let bc0 = b4 + min(nl + 0u, n_last) * bcs4;
+    let bc1 = b4 + min(nl + 8u, n_last) * bcs4;
+    let bc2 = b4 + min(nl + 16u, n_last) * bcs4;
+    let bc3 = b4 + min(nl + 24u, n_last) * bcs4;
+    let bc4 = b4 + min(nl + 32u, n_last) * bcs4;
+    let bc5 = b4 + min(nl + 40u, n_last) * bcs4;
+    let bc6 = b4 + min(nl + 48u, n_last) * bcs4;
+    let bc7 = b4 + min(nl + 56u, n_last) * bcs4;
+    let ar0 = a4 + min(m0 + 0u, m_last) * ars4;
+    let ar1 = a4 + min(m0 + 1u, m_last) * ars4;
+    let ar2 = a4 + min(m0 + 2u, m_last) * ars4;
+    let ar3 = a4 + min(m0 + 3u, m_last) * ars4;
+    let ar4 = a4 + min(m0 + 4u, m_last) * ars4;
+    let ar5 = a4 + min(m0 + 5u, m_last) * ars4;
+    let ar6 = a4 + min(m0 + 6u, m_last) * ars4;
+    let ar7 = a4 + min(m0 + 7u, m_last) * ars4;
+    var c0_0 = 0.0;
+    var c0_1 = 0.0;
+    var c0_2 = 0.0;
+    var c0_3 = 0.0;
+    var c0_4 = 0.0;
+    var c0_5 = 0.0;
+    var c0_6 = 0.0;
+    var c0_7 = 0.0;
+    var c1_0 = 0.0;
+    var c1_1 = 0.0;
+    var c1_2 = 0.0;
+    var c1_3 = 0.0;
+    var c1_4 = 0.0;
+    var c1_5 = 0.0;
+    var c1_6 = 0.0;
+    var c1_7 = 0.0;
+    var c2_0 = 0.0;
+    var c2_1 = 0.0;
+    var c2_2 = 0.0;
+    var c2_3 = 0.0;
+    var c2_4 = 0.0;
+    var c2_5 = 0.0;
+    var c2_6 = 0.0;
+    var c2_7 = 0.0;
+    var c3_0 = 0.0;
+    var c3_1 = 0.0;
+    var c3_2 = 0.0;
+    var c3_3 = 0.0;
+    var c3_4 = 0.0;
+    var c3_5 = 0.0;
+    var c3_6 = 0.0;
+    var c3_7 = 0.0;
+    var c4_0 = 0.0;
+    var c4_1 = 0.0;
+    var c4_2 = 0.0;
+    var c4_3 = 0.0;
+    var c4_4 = 0.0;
+    var c4_5 = 0.0;
+    var c4_6 = 0.0;
+    var c4_7 = 0.0;
+    var c5_0 = 0.0;
+    var c5_1 = 0.0;
+    var c5_2 = 0.0;
+    var c5_3 = 0.0;
+    var c5_4 = 0.0;
+    var c5_5 = 0.0;
+    var c5_6 = 0.0;
+    var c5_7 = 0.0;
+    var c6_0 = 0.0;
+    var c6_1 = 0.0;
+    var c6_2 = 0.0;
+    var c6_3 = 0.0;
+    var c6_4 = 0.0;
+    var c6_5 = 0.0;
+    var c6_6 = 0.0;
+    var c6_7 = 0.0;
+    var c7_0 = 0.0;
+    var c7_1 = 0.0;
+    var c7_2 = 0.0;
+    var c7_3 = 0.0;
+    var c7_4 = 0.0;
+    var c7_5 = 0.0;
+    var c7_6 = 0.0;
+    var c7_7 = 0.0;
+    for (var q = sl.k_lo >> 2u; q < (sl.k_hi >> 2u); q++) {
+        let b0 = tb_ld(bc0 + q);
+        let b1 = tb_ld(bc1 + q);
+        let b2 = tb_ld(bc2 + q);
+        let b3 = tb_ld(bc3 + q);
+        let b4 = tb_ld(bc4 + q);
+        let b5 = tb_ld(bc5 + q);
+        let b6 = tb_ld(bc6 + q);
+        let b7 = tb_ld(bc7 + q);
+        let a0 = ta_ld(ar0 + q);
+        c0_0 += dot(a0, b0);
+        c0_1 += dot(a0, b1);
+        c0_2 += dot(a0, b2);
+        c0_3 += dot(a0, b3);
+        c0_4 += dot(a0, b4);
+        c0_5 += dot(a0, b5);
+        c0_6 += dot(a0, b6);
+        c0_7 += dot(a0, b7);
+        let a1 = ta_ld(ar1 + q);
+        c1_0 += dot(a1, b0);
+        c1_1 += dot(a1, b1);
+        c1_2 += dot(a1, b2);
+        c1_3 += dot(a1, b3);
+        c1_4 += dot(a1, b4);
+        c1_5 += dot(a1, b5);
+        c1_6 += dot(a1, b6);
+        c1_7 += dot(a1, b7);
+        let a2 = ta_ld(ar2 + q);
+        c2_0 += dot(a2, b0);
+        c2_1 += dot(a2, b1);
+        c2_2 += dot(a2, b2);
+        c2_3 += dot(a2, b3);
+        c2_4 += dot(a2, b4);
+        c2_5 += dot(a2, b5);
+        c2_6 += dot(a2, b6);
+        c2_7 += dot(a2, b7);
+        let a3 = ta_ld(ar3 + q);
+        c3_0 += dot(a3, b0);
+        c3_1 += dot(a3, b1);
+        c3_2 += dot(a3, b2);
+        c3_3 += dot(a3, b3);
+        c3_4 += dot(a3, b4);
+        c3_5 += dot(a3, b5);
+        c3_6 += dot(a3, b6);
+        c3_7 += dot(a3, b7);
+        let a4 = ta_ld(ar4 + q);
+        c4_0 += dot(a4, b0);
+        c4_1 += dot(a4, b1);
+        c4_2 += dot(a4, b2);
+        c4_3 += dot(a4, b3);
+        c4_4 += dot(a4, b4);
+        c4_5 += dot(a4, b5);
+        c4_6 += dot(a4, b6);
+        c4_7 += dot(a4, b7);
+        let a5 = ta_ld(ar5 + q);
+        c5_0 += dot(a5, b0);
+        c5_1 += dot(a5, b1);
+        c5_2 += dot(a5, b2);
+        c5_3 += dot(a5, b3);
+        c5_4 += dot(a5, b4);
+        c5_5 += dot(a5, b5);
+        c5_6 += dot(a5, b6);
+        c5_7 += dot(a5, b7);
+        let a6 = ta_ld(ar6 + q);
+        c6_0 += dot(a6, b0);
+        c6_1 += dot(a6, b1);
+        c6_2 += dot(a6, b2);
+        c6_3 += dot(a6, b3);
+        c6_4 += dot(a6, b4);
+        c6_5 += dot(a6, b5);
+        c6_6 += dot(a6, b6);
+        c6_7 += dot(a6, b7);
+        let a7 = ta_ld(ar7 + q);
+        c7_0 += dot(a7, b0);
+        c7_1 += dot(a7, b1);
+        c7_2 += dot(a7, b2);
+        c7_3 += dot(a7, b3);
+        c7_4 += dot(a7, b4);
+        c7_5 += dot(a7, b5);
+        c7_6 += dot(a7, b6);
+        c7_7 += dot(a7, b7);
     }
-    if (m0 + 6u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 6u, nl + 0u, c6_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 6u, nl + 8u, c6_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 6u, nl + 16u, c6_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 6u, nl + 24u, c6_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 6u, nl + 32u, c6_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 6u, nl + 40u, c6_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 6u, nl + 48u, c6_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 6u, nl + 56u, c6_7); }
-    }
-    if (m0 + 7u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 7u, nl + 0u, c7_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 7u, nl + 8u, c7_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 7u, nl + 16u, c7_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 7u, nl + 24u, c7_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 7u, nl + 32u, c7_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 7u, nl + 40u, c7_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 7u, nl + 48u, c7_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 7u, nl + 56u, c7_7); }
-    }
-    if (m0 + 8u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 8u, nl + 0u, c8_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 8u, nl + 8u, c8_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 8u, nl + 16u, c8_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 8u, nl + 24u, c8_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 8u, nl + 32u, c8_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 8u, nl + 40u, c8_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 8u, nl + 48u, c8_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 8u, nl + 56u, c8_7); }
-    }
-    if (m0 + 9u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 9u, nl + 0u, c9_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 9u, nl + 8u, c9_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 9u, nl + 16u, c9_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 9u, nl + 24u, c9_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 9u, nl + 32u, c9_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 9u, nl + 40u, c9_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 9u, nl + 48u, c9_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 9u, nl + 56u, c9_7); }
-    }
-    if (m0 + 10u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 10u, nl + 0u, c10_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 10u, nl + 8u, c10_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 10u, nl + 16u, c10_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 10u, nl + 24u, c10_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 10u, nl + 32u, c10_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 10u, nl + 40u, c10_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 10u, nl + 48u, c10_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 10u, nl + 56u, c10_7); }
-    }
-    if (m0 + 11u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 11u, nl + 0u, c11_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 11u, nl + 8u, c11_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 11u, nl + 16u, c11_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 11u, nl + 24u, c11_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 11u, nl + 32u, c11_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 11u, nl + 40u, c11_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 11u, nl + 48u, c11_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 11u, nl + 56u, c11_7); }
-    }
-    if (m0 + 12u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 12u, nl + 0u, c12_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 12u, nl + 8u, c12_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 12u, nl + 16u, c12_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 12u, nl + 24u, c12_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 12u, nl + 32u, c12_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 12u, nl + 40u, c12_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 12u, nl + 48u, c12_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 12u, nl + 56u, c12_7); }
-    }
-    if (m0 + 13u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 13u, nl + 0u, c13_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 13u, nl + 8u, c13_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 13u, nl + 16u, c13_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 13u, nl + 24u, c13_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 13u, nl + 32u, c13_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 13u, nl + 40u, c13_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 13u, nl + 48u, c13_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 13u, nl + 56u, c13_7); }
-    }
-    if (m0 + 14u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 14u, nl + 0u, c14_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 14u, nl + 8u, c14_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 14u, nl + 16u, c14_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 14u, nl + 24u, c14_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 14u, nl + 32u, c14_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 14u, nl + 40u, c14_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 14u, nl + 48u, c14_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 14u, nl + 56u, c14_7); }
-    }
-    if (m0 + 15u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 15u, nl + 0u, c15_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 15u, nl + 8u, c15_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 15u, nl + 16u, c15_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 15u, nl + 24u, c15_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 15u, nl + 32u, c15_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 15u, nl + 40u, c15_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 15u, nl + 48u, c15_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 15u, nl + 56u, c15_7); }
-    }
-    if (m0 + 16u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 16u, nl + 0u, c16_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 16u, nl + 8u, c16_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 16u, nl + 16u, c16_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 16u, nl + 24u, c16_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 16u, nl + 32u, c16_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 16u, nl + 40u, c16_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 16u, nl + 48u, c16_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 16u, nl + 56u, c16_7); }
-    }
-    if (m0 + 17u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 17u, nl + 0u, c17_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 17u, nl + 8u, c17_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 17u, nl + 16u, c17_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 17u, nl + 24u, c17_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 17u, nl + 32u, c17_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 17u, nl + 40u, c17_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 17u, nl + 48u, c17_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 17u, nl + 56u, c17_7); }
-    }
-    if (m0 + 18u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 18u, nl + 0u, c18_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 18u, nl + 8u, c18_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 18u, nl + 16u, c18_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 18u, nl + 24u, c18_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 18u, nl + 32u, c18_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 18u, nl + 40u, c18_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 18u, nl + 48u, c18_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 18u, nl + 56u, c18_7); }
-    }
-    if (m0 + 19u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 19u, nl + 0u, c19_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 19u, nl + 8u, c19_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 19u, nl + 16u, c19_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 19u, nl + 24u, c19_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 19u, nl + 32u, c19_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 19u, nl + 40u, c19_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 19u, nl + 48u, c19_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 19u, nl + 56u, c19_7); }
-    }
-    if (m0 + 20u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 20u, nl + 0u, c20_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 20u, nl + 8u, c20_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 20u, nl + 16u, c20_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 20u, nl + 24u, c20_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 20u, nl + 32u, c20_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 20u, nl + 40u, c20_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 20u, nl + 48u, c20_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 20u, nl + 56u, c20_7); }
-    }
-    if (m0 + 21u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 21u, nl + 0u, c21_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 21u, nl + 8u, c21_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 21u, nl + 16u, c21_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 21u, nl + 24u, c21_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 21u, nl + 32u, c21_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 21u, nl + 40u, c21_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 21u, nl + 48u, c21_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 21u, nl + 56u, c21_7); }
-    }
-    if (m0 + 22u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 22u, nl + 0u, c22_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 22u, nl + 8u, c22_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 22u, nl + 16u, c22_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 22u, nl + 24u, c22_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 22u, nl + 32u, c22_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 22u, nl + 40u, c22_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 22u, nl + 48u, c22_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 22u, nl + 56u, c22_7); }
-    }
-    if (m0 + 23u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 23u, nl + 0u, c23_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 23u, nl + 8u, c23_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 23u, nl + 16u, c23_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 23u, nl + 24u, c23_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 23u, nl + 32u, c23_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 23u, nl + 40u, c23_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 23u, nl + 48u, c23_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 23u, nl + 56u, c23_7); }
-    }
-    if (m0 + 24u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 24u, nl + 0u, c24_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 24u, nl + 8u, c24_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 24u, nl + 16u, c24_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 24u, nl + 24u, c24_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 24u, nl + 32u, c24_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 24u, nl + 40u, c24_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 24u, nl + 48u, c24_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 24u, nl + 56u, c24_7); }
-    }
-    if (m0 + 25u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 25u, nl + 0u, c25_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 25u, nl + 8u, c25_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 25u, nl + 16u, c25_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 25u, nl + 24u, c25_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 25u, nl + 32u, c25_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 25u, nl + 40u, c25_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 25u, nl + 48u, c25_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 25u, nl + 56u, c25_7); }
-    }
-    if (m0 + 26u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 26u, nl + 0u, c26_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 26u, nl + 8u, c26_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 26u, nl + 16u, c26_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 26u, nl + 24u, c26_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 26u, nl + 32u, c26_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 26u, nl + 40u, c26_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 26u, nl + 48u, c26_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 26u, nl + 56u, c26_7); }
-    }
-    if (m0 + 27u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 27u, nl + 0u, c27_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 27u, nl + 8u, c27_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 27u, nl + 16u, c27_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 27u, nl + 24u, c27_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 27u, nl + 32u, c27_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 27u, nl + 40u, c27_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 27u, nl + 48u, c27_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 27u, nl + 56u, c27_7); }
-    }
-    if (m0 + 28u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 28u, nl + 0u, c28_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 28u, nl + 8u, c28_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 28u, nl + 16u, c28_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 28u, nl + 24u, c28_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 28u, nl + 32u, c28_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 28u, nl + 40u, c28_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 28u, nl + 48u, c28_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 28u, nl + 56u, c28_7); }
-    }
-    if (m0 + 29u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 29u, nl + 0u, c29_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 29u, nl + 8u, c29_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 29u, nl + 16u, c29_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 29u, nl + 24u, c29_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 29u, nl + 32u, c29_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 29u, nl + 40u, c29_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 29u, nl + 48u, c29_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 29u, nl + 56u, c29_7); }
-    }
-    if (m0 + 30u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 30u, nl + 0u, c30_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 30u, nl + 8u, c30_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 30u, nl + 16u, c30_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 30u, nl + 24u, c30_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 30u, nl + 32u, c30_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 30u, nl + 40u, c30_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 30u, nl + 48u, c30_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 30u, nl + 56u, c30_7); }
-    }
-    if (m0 + 31u < p.m) {
-        if (nl + 0u < p.n) { epilogue(cz, m0 + 31u, nl + 0u, c31_0); }
-        if (nl + 8u < p.n) { epilogue(cz, m0 + 31u, nl + 8u, c31_1); }
-        if (nl + 16u < p.n) { epilogue(cz, m0 + 31u, nl + 16u, c31_2); }
-        if (nl + 24u < p.n) { epilogue(cz, m0 + 31u, nl + 24u, c31_3); }
-        if (nl + 32u < p.n) { epilogue(cz, m0 + 31u, nl + 32u, c31_4); }
-        if (nl + 40u < p.n) { epilogue(cz, m0 + 31u, nl + 40u, c31_5); }
-        if (nl + 48u < p.n) { epilogue(cz, m0 + 31u, nl + 48u, c31_6); }
-        if (nl + 56u < p.n) { epilogue(cz, m0 + 31u, nl + 56u, c31_7); }
+    var acc: array<f32, 64>;
+    acc[0u] = c0_0;
+    acc[1u] = c0_1;
+    acc[2u] = c0_2;
+    acc[3u] = c0_3;
+    acc[4u] = c0_4;
+    acc[5u] = c0_5;
+    acc[6u] = c0_6;
+    acc[7u] = c0_7;
+    acc[8u] = c1_0;
+    acc[9u] = c1_1;
+    acc[10u] = c1_2;
+    acc[11u] = c1_3;
+    acc[12u] = c1_4;
+    acc[13u] = c1_5;
+    acc[14u] = c1_6;
+    acc[15u] = c1_7;
+    acc[16u] = c2_0;
+    acc[17u] = c2_1;
+    acc[18u] = c2_2;
+    acc[19u] = c2_3;
+    acc[20u] = c2_4;
+    acc[21u] = c2_5;
+    acc[22u] = c2_6;
+    acc[23u] = c2_7;
+    acc[24u] = c3_0;
+    acc[25u] = c3_1;
+    acc[26u] = c3_2;
+    acc[27u] = c3_3;
+    acc[28u] = c3_4;
+    acc[29u] = c3_5;
+    acc[30u] = c3_6;
+    acc[31u] = c3_7;
+    acc[32u] = c4_0;
+    acc[33u] = c4_1;
+    acc[34u] = c4_2;
+    acc[35u] = c4_3;
+    acc[36u] = c4_4;
+    acc[37u] = c4_5;
+    acc[38u] = c4_6;
+    acc[39u] = c4_7;
+    acc[40u] = c5_0;
+    acc[41u] = c5_1;
+    acc[42u] = c5_2;
+    acc[43u] = c5_3;
+    acc[44u] = c5_4;
+    acc[45u] = c5_5;
+    acc[46u] = c5_6;
+    acc[47u] = c5_7;
+    acc[48u] = c6_0;
+    acc[49u] = c6_1;
+    acc[50u] = c6_2;
+    acc[51u] = c6_3;
+    acc[52u] = c6_4;
+    acc[53u] = c6_5;
+    acc[54u] = c6_6;
+    acc[55u] = c6_7;
+    acc[56u] = c7_0;
+    acc[57u] = c7_1;
+    acc[58u] = c7_2;
+    acc[59u] = c7_3;
+    acc[60u] = c7_4;
+    acc[61u] = c7_5;
+    acc[62u] = c7_6;
+    acc[63u] = c7_7;
+    for (var i = 0u; i < 64u; i++) {
+        let m = m0 + i / 8u;
+        let n = nl + 8u * (i % 8u);
+        if (m < p.m && n < p.n) {
+            epilogue(cz, m, n, acc[i]);
+        }
     }
 }

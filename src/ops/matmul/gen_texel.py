@@ -11,6 +11,8 @@ A workgroup is one SIMD batch of 8 lanes. Lanes run along n; every lane keeps TM
 columns of C in named locals (llvmpipe keeps looped private arrays in memory). The A values a
 lane reads are the same in all 8 lanes, the B values differ. Shapes from the probe sweep in
 docs/PERFORMANCE.md ("Session 6: texel views"). If a tile changes, change TEXEL_TILE in texel.rs.
+The 8-row entries (`texel_nn8`, ...) are the same code with fewer rows: their JIT takes a few
+seconds less, which is what small products on a fresh machine need (issue 13, cold start).
 
 Entries (`nn`: A [M, K] and B [K, N] row-major; `ta`: A stored [K, M]; `tb`: B stored [N, K]);
 the launcher checks the layouts: unit inner strides, offsets, batch and row strides multiples
@@ -22,9 +24,15 @@ tests/shaders.rs checks the file against it).
 import sys
 
 PATH = "shaders/matmul_texel.wgsl"
-TM = 32  # rows of C per workgroup (every lane)
+TMS = (32, 8)  # rows of C per workgroup (every lane): the large entries, then the small ones
 TN4 = 2  # texel columns (4 columns each) per lane for nn/ta: 8 lanes x 2 x 4 = 64 columns
 TNB = 8  # columns per lane for tb: 8 lanes x 8 = 64 columns
+
+
+def entry_name(layout, tm):
+    # The large entries keep their plain names; the 8-row ones (a few seconds less of JIT each,
+    # for small products) are suffixed with their row count.
+    return f"texel_{layout}" if tm == TMS[0] else f"texel_{layout}{tm}"
 
 
 def head():
@@ -48,7 +56,7 @@ def head():
     ]
 
 
-def prologue(w, name, doc, cols):
+def prologue(w, name, doc, cols, TM):
     w(f"// {name}: {doc}")
     w("@compute @workgroup_size(8, 1, 1)")
     w(f"fn {name}(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{")
@@ -60,10 +68,10 @@ def prologue(w, name, doc, cols):
     w("    let m_last = p.m - 1u;")
 
 
-def gen_nn():
+def gen_nn(TM):
     o = []
     w = o.append
-    prologue(w, "texel_nn", f"A [M, K], B [K, N] row-major; {TM} rows x {TN4} texel columns per lane.", 8 * TN4)
+    prologue(w, entry_name("nn", TM), f"A [M, K], B [K, N] row-major; {TM} rows x {TN4} texel columns per lane.", 8 * TN4, TM)
     w("    let n4_last = (p.n >> 2u) - 1u;")
     w("    let a4 = (p.a_off + sl.bz * p.a_bs) >> 2u;")
     w("    let b4 = (p.b_off + sl.bz * p.b_bs) >> 2u;")
@@ -86,15 +94,15 @@ def gen_nn():
         for c in range(TN4):
             w(f"        c{r}_{c} += a{r}.x * b{c}0 + a{r}.y * b{c}1 + a{r}.z * b{c}2 + a{r}.w * b{c}3;")
     w("    }")
-    store_vec(w)
+    store_vec(w, TM)
     w("}")
     return o
 
 
-def gen_ta():
+def gen_ta(TM):
     o = []
     w = o.append
-    prologue(w, "texel_ta", f"A stored [K, M], B [K, N] row-major; {TM} rows x {TN4} texel columns per lane.", 8 * TN4)
+    prologue(w, entry_name("ta", TM), f"A stored [K, M], B [K, N] row-major; {TM} rows x {TN4} texel columns per lane.", 8 * TN4, TM)
     w("    let n4_last = (p.n >> 2u) - 1u;")
     w("    let a4 = (p.a_off + sl.bz * p.a_bs) >> 2u;")
     w("    let b4 = (p.b_off + sl.bz * p.b_bs) >> 2u;")
@@ -121,23 +129,33 @@ def gen_ta():
             for c in range(TN4):
                 w(f"        c{r}_{c} += a{g}.{comp} * b{c};")
     w("    }")
-    store_vec(w)
+    store_vec(w, TM)
     w("}")
     return o
 
 
-def store_vec(w):
+def store_vec(w, TM):
+    # One epilogue call in a loop over a private array: inlining it per accumulator made the
+    # JIT of each entry take tens of seconds (every buffer access of the epilogue is a per-lane
+    # loop on llvmpipe). The array lives in memory, which costs nothing next to the epilogue.
+    n = TM * TN4
+    w(f"    var acc: array<vec4<f32>, {n}>;")
     for r in range(TM):
-        w(f"    if (m0 + {r}u < p.m) {{")
         for c in range(TN4):
-            w(f"        store4(cz, m0 + {r}u, (nl + {8 * c}u) * 4u, p.n - min(p.n, (nl + {8 * c}u) * 4u), c{r}_{c});")
-        w("    }")
+            w(f"    acc[{r * TN4 + c}u] = c{r}_{c};")
+    w(f"    for (var i = 0u; i < {n}u; i++) {{")
+    w(f"        let m = m0 + i / {TN4}u;")
+    w(f"        let n = (nl + 8u * (i % {TN4}u)) * 4u;")
+    w("        if (m < p.m) {")
+    w("            store4(cz, m, n, p.n - min(p.n, n), acc[i]);")
+    w("        }")
+    w("    }")
 
 
-def gen_tb():
+def gen_tb(TM):
     o = []
     w = o.append
-    prologue(w, "texel_tb", f"A [M, K] row-major, B stored [N, K]; {TM} rows x {TNB} columns per lane.", 8 * TNB)
+    prologue(w, entry_name("tb", TM), f"A [M, K] row-major, B stored [N, K]; {TM} rows x {TNB} columns per lane.", 8 * TNB, TM)
     w("    let n_last = p.n - 1u;")
     w("    let a4 = (p.a_off + sl.bz * p.a_bs) >> 2u;")
     w("    let b4 = (p.b_off + sl.bz * p.b_bs) >> 2u;")
@@ -158,17 +176,27 @@ def gen_tb():
         for c in range(TNB):
             w(f"        c{r}_{c} += dot(a{r}, b{c});")
     w("    }")
+    n = TM * TNB
+    w(f"    var acc: array<f32, {n}>;")
     for r in range(TM):
-        w(f"    if (m0 + {r}u < p.m) {{")
         for c in range(TNB):
-            w(f"        if (nl + {8 * c}u < p.n) {{ epilogue(cz, m0 + {r}u, nl + {8 * c}u, c{r}_{c}); }}")
-        w("    }")
+            w(f"    acc[{r * TNB + c}u] = c{r}_{c};")
+    w(f"    for (var i = 0u; i < {n}u; i++) {{")
+    w(f"        let m = m0 + i / {TNB}u;")
+    w(f"        let n = nl + 8u * (i % {TNB}u);")
+    w("        if (m < p.m && n < p.n) {")
+    w("            epilogue(cz, m, n, acc[i]);")
+    w("        }")
+    w("    }")
     w("}")
     return o
 
 
 def main():
-    lines = head() + gen_nn() + [""] + gen_ta() + [""] + gen_tb()
+    lines = head()
+    for tm in TMS:
+        lines += gen_nn(tm) + [""] + gen_ta(tm) + [""] + gen_tb(tm) + [""]
+    lines.pop()
     text = "\n".join(lines) + "\n"
     if "--print" in sys.argv:
         sys.stdout.write(text)

@@ -229,7 +229,7 @@ pub(super) fn plan(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions, split_o
         64
     };
     let tile = match variant {
-        Variant::RegBlockLarge | Variant::Texel => LARGE_TILE,
+        Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => LARGE_TILE,
         Variant::Gemm => (gemm_tile, gemm_tile),
         v => v.tile(),
     };
@@ -447,24 +447,27 @@ fn product(
 ) -> Result<Dispatch> {
     let variant = plan.variant;
     let large = match variant {
-        Variant::RegBlockLarge | Variant::Texel => large_entry(params, e, e.b * slices, plan.auto),
+        Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => {
+            large_entry(params, e, e.b * slices, plan.auto)
+        }
         _ => None,
     };
     // Texel entries have small tiles, so unlike the 24×16 ones they also take launches with few
-    // workgroups; under `Auto` they share the 24×16 entries' FLOP bound, which keeps their JIT
-    // (tens of seconds of CPU on a fresh machine) out of small models' runs.
+    // workgroups. Under `Auto` the 8-row entries run products under `LARGE_MIN_FLOPS`: the large
+    // ones would cost a small model's first run seconds of JIT for little gain.
     let flops = 2 * e.b * slices * e.m * e.n * e.k;
-    let use_texel = variant == Variant::Texel
-        || (plan.auto && texel::preferred(rt) && flops >= LARGE_MIN_FLOPS);
+    let texel_variant = matches!(variant, Variant::Texel | Variant::TexelSmall);
+    let use_texel = texel_variant || (plan.auto && texel::preferred(rt));
+    let small = variant == Variant::TexelSmall || (plan.auto && flops < LARGE_MIN_FLOPS);
     let layout = match variant {
-        Variant::RegBlockLarge | Variant::Texel if use_texel => {
+        Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall if use_texel => {
             large_entry(params, e, e.b * slices, false)
         }
         _ => None,
     };
     if let Some(large) = layout {
         let max_wg = rt.caps().max_workgroups_per_dim as u64;
-        if let Some(entry) = texel::entry(large, params, e, max_wg) {
+        if let Some(entry) = texel::entry(large, params, e, max_wg, small) {
             if let Some(d) = texel::dispatch(rt, entry, params, e, slices, binds)? {
                 return Ok(d);
             }
@@ -472,7 +475,7 @@ fn product(
     }
     let kernel = match variant {
         _ if large.is_some() => rt.kernel(&crate::shader!("matmul"), large.unwrap(), &[])?,
-        Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel => {
+        Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => {
             let (am, bm) = vector_modes(params, e);
             rt.kernel(
                 &crate::shader!("matmul"),

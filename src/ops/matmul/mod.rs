@@ -88,8 +88,11 @@ pub enum Variant {
     RegBlockLarge,
     /// The `RegBlockLarge` layouts read from texel views (`texel.rs`, CPU adapters): what `Auto`
     /// runs on CPU adapters where a 24×16 entry applies and the views can be made; launches
-    /// outside those layouts run as `RegBlockLarge`.
+    /// outside those layouts run as `RegBlockLarge`. Under `Auto` from [`LARGE_MIN_FLOPS`] up.
     Texel,
+    /// The same with 8-row tiles (`texel_nn8`, ...), which JIT in a fraction of the time: what
+    /// `Auto` runs on CPU adapters for products under [`LARGE_MIN_FLOPS`].
+    TexelSmall,
     /// `gemm`: the GPU kernel (see shaders/matmul.wgsl). Its tile is 128×128, or 64×64 for
     /// launches with fewer than [`GEMM_WIDE_MIN_WORKGROUPS`] of the large tiles.
     Gemm,
@@ -136,7 +139,9 @@ impl Variant {
     }
     fn entry(self) -> &'static str {
         match self {
-            Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel => "regblock",
+            Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => {
+                "regblock"
+            }
             Variant::Gemm => "gemm",
             Variant::Tiled => "tiled",
             Variant::Naive | Variant::Auto => "naive",
@@ -146,7 +151,9 @@ impl Variant {
     /// the smaller tile, so chunk planning stays within the grid limits for both entries).
     fn tile(self) -> (u64, u64) {
         match self {
-            Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel => (64, 128),
+            Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => {
+                (64, 128)
+            }
             Variant::Gemm | Variant::Tiled => (64, 64),
             Variant::Naive | Variant::Auto => (16, 16),
         }

@@ -11,8 +11,17 @@ use super::launch::{Extent, Params};
 use crate::error::Result;
 use crate::runtime::{Binding, Dispatch, Runtime, Shader, TexelSlot};
 
-/// Rows and columns of C covered by one workgroup of every texel entry (see gen_texel.py).
+/// Rows and columns of C covered by one workgroup of the large texel entries (see gen_texel.py).
 pub(super) const TEXEL_TILE: (u64, u64) = (32, 64);
+/// The same for the small entries (`texel_nn8`, ...), whose JIT takes seconds less.
+pub(super) const TEXEL_SMALL_TILE: (u64, u64) = (8, 64);
+
+/// One texel entry and the tile of C its workgroups cover.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Entry {
+    pub name: &'static str,
+    pub tile: (u64, u64),
+}
 
 /// `shaders/matmul.wgsl` with the texel entries appended (they use its parameter block and
 /// epilogue).
@@ -27,21 +36,25 @@ pub(super) const SHADER: Shader = Shader {
     ),
 };
 
-/// The texel entry with the same layout as the 24×16 buffer entry `large`, when the launch's
-/// split slices start on multiples of 4 (the `nn` and `tb` entries step k by 4) and its grid fits.
-pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64) -> Option<&'static str> {
-    let entry = match large {
-        "regblock_vec" => "texel_nn",
-        "regblock_vec_ta" => "texel_ta",
-        "regblock_vec_tb" => "texel_tb",
+/// The texel entry (small or large) with the same layout as the 24×16 buffer entry `large`,
+/// when the launch's split slices start on multiples of 4 (the `nn` and `tb` entries step k by
+/// 4) and its grid fits.
+pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64, small: bool) -> Option<Entry> {
+    let (name, k_steps_by_4) = match (large, small) {
+        ("regblock_vec", false) => ("texel_nn", true),
+        ("regblock_vec", true) => ("texel_nn8", true),
+        ("regblock_vec_ta", false) => ("texel_ta", false),
+        ("regblock_vec_ta", true) => ("texel_ta8", false),
+        ("regblock_vec_tb", false) => ("texel_tb", true),
+        ("regblock_vec_tb", true) => ("texel_tb8", true),
         _ => return None,
     };
-    let k_steps_by_4 = entry != "texel_ta";
     if k_steps_by_4 && p.ksplit > 1 && !p.kslice.is_multiple_of(4) {
         return None;
     }
-    let fits = e.m.div_ceil(TEXEL_TILE.0) <= max_wg && e.n.div_ceil(TEXEL_TILE.1) <= max_wg;
-    fits.then_some(entry)
+    let tile = if small { TEXEL_SMALL_TILE } else { TEXEL_TILE };
+    let fits = e.m.div_ceil(tile.0) <= max_wg && e.n.div_ceil(tile.1) <= max_wg;
+    fits.then_some(Entry { name, tile })
 }
 
 /// Whether `Auto` uses texel views here: on CPU adapters, whose lane-by-lane buffer loads they
@@ -54,7 +67,7 @@ pub(super) fn preferred(rt: &Runtime) -> bool {
 /// when the operands cannot be viewed (the caller runs the buffer entry).
 pub(super) fn dispatch(
     rt: &Runtime,
-    entry: &str,
+    entry: Entry,
     params: &Params,
     e: Extent,
     slices: u64,
@@ -66,10 +79,10 @@ pub(super) fn dispatch(
     ) else {
         return Ok(None);
     };
-    let kernel = rt.kernel(&SHADER, entry, &[])?;
+    let kernel = rt.kernel(&SHADER, entry.name, &[])?;
     let workgroups = [
-        e.n.div_ceil(TEXEL_TILE.1) as u32,
-        e.m.div_ceil(TEXEL_TILE.0) as u32,
+        e.n.div_ceil(entry.tile.1) as u32,
+        e.m.div_ceil(entry.tile.0) as u32,
         (e.b * slices) as u32,
     ];
     // Bindings as declared in shaders/matmul.wgsl (bias 3, c 4, pre 5, residual 6) and the

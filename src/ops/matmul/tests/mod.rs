@@ -13,8 +13,9 @@ mod limits;
 mod split_k;
 mod texel;
 
-const VARIANTS: [Variant; 6] = [
+const VARIANTS: [Variant; 7] = [
     Variant::Texel,
+    Variant::TexelSmall,
     Variant::RegBlockLarge,
     Variant::RegBlock,
     Variant::Gemm,
@@ -260,3 +261,6 @@ const SPLIT_SUM: &str = "matmul::splitk_sum";
 const TEXEL_NN: &str = "matmul_texel::texel_nn";
 const TEXEL_TA: &str = "matmul_texel::texel_ta";
 const TEXEL_TB: &str = "matmul_texel::texel_tb";
+const TEXEL_NN8: &str = "matmul_texel::texel_nn8";
+const TEXEL_TA8: &str = "matmul_texel::texel_ta8";
+const TEXEL_TB8: &str = "matmul_texel::texel_tb8";

@@ -1,52 +1,60 @@
-//! The texel-view entries (`texel.rs`): each layout on shapes off its 32×64 tile, batches
-//! broadcast on either side, the whole epilogue, chunked and split-K launches, long K, and
-//! what `Auto` runs on a CPU adapter.
+//! The texel-view entries (`texel.rs`), large (32×64 tiles) and small (8×64): each layout on
+//! shapes off its tile, batches broadcast on either side, the whole epilogue, chunked and
+//! split-K launches, long K, and what `Auto` runs on a CPU adapter.
 
 use super::*;
 
 const LEADS: [(&[usize], &[usize]); 4] = [(&[], &[]), (&[3], &[]), (&[], &[3]), (&[2, 2], &[2, 2])];
 
+/// The two texel variants and the entries they run per layout (nn, ta, tb).
+const SIZES: [(Variant, [&str; 3]); 2] = [
+    (Variant::Texel, [TEXEL_NN, TEXEL_TA, TEXEL_TB]),
+    (Variant::TexelSmall, [TEXEL_NN8, TEXEL_TA8, TEXEL_TB8]),
+];
+
 /// Every layout the texel entries take, on shapes they accept; every launch must run `want`.
 #[test]
 fn texel_entries_shapes_batches_and_epilogue() {
     let rt = testing::runtime();
-    let layouts = [
-        (
-            (false, false),
-            TEXEL_NN,
-            [(1, 4, 4), (33, 68, 8), (65, 132, 12), (7, 4, 36)],
-        ),
-        (
-            (true, false),
-            TEXEL_TA,
-            [(4, 4, 1), (36, 68, 7), (68, 132, 13), (100, 8, 5)],
-        ),
-        (
-            (false, true),
-            TEXEL_TB,
-            [(1, 1, 4), (33, 65, 8), (65, 131, 12), (100, 7, 36)],
-        ),
-    ];
-    for (t, want, shapes) in layouts {
-        let o = opts(Variant::Texel, t);
-        for (m, n, k) in shapes {
-            for (la, lb) in LEADS {
-                let case = Case::new(m, n, k, t).batched(la, lb);
-                let (e, _) = check_forward_split(rt, &case, &o, false, false, false);
-                assert!(e.iter().all(|x| x == want), "{case:?}: {e:?}");
+    for (variant, [nn, ta, tb]) in SIZES {
+        let layouts = [
+            (
+                (false, false),
+                nn,
+                [(1, 4, 4), (33, 68, 8), (65, 132, 12), (7, 4, 36)],
+            ),
+            (
+                (true, false),
+                ta,
+                [(4, 4, 1), (36, 68, 7), (68, 132, 13), (100, 8, 5)],
+            ),
+            (
+                (false, true),
+                tb,
+                [(1, 1, 4), (33, 65, 8), (65, 131, 12), (100, 7, 36)],
+            ),
+        ];
+        for (t, want, shapes) in layouts {
+            let o = opts(variant, t);
+            for (m, n, k) in shapes {
+                for (la, lb) in LEADS {
+                    let case = Case::new(m, n, k, t).batched(la, lb);
+                    let (e, _) = check_forward_split(rt, &case, &o, false, false, false);
+                    assert!(e.iter().all(|x| x == want), "{case:?}: {e:?}");
+                }
             }
-        }
-        for act in [Activation::None, Activation::Relu, Activation::Gelu] {
-            for (alpha, beta) in [(1.0, 0.0), (0.5, 0.75), (-1.5, 1.0)] {
-                let o = MatmulOptions {
-                    alpha,
-                    beta,
-                    activation: act,
-                    ..opts(Variant::Texel, t)
-                };
-                let case = Case::new(68, 72, 24, t).batched(&[2], &[]);
-                let (e, _) = check_forward_split(rt, &case, &o, true, true, false);
-                assert!(e.iter().all(|x| x == want), "{case:?}: {e:?}");
+            for act in [Activation::None, Activation::Relu, Activation::Gelu] {
+                for (alpha, beta) in [(1.0, 0.0), (0.5, 0.75), (-1.5, 1.0)] {
+                    let o = MatmulOptions {
+                        alpha,
+                        beta,
+                        activation: act,
+                        ..opts(variant, t)
+                    };
+                    let case = Case::new(68, 72, 24, t).batched(&[2], &[]);
+                    let (e, _) = check_forward_split(rt, &case, &o, true, true, false);
+                    assert!(e.iter().all(|x| x == want), "{case:?}: {e:?}");
+                }
             }
         }
     }
@@ -63,9 +71,11 @@ fn texel_falls_back_outside_its_layouts() {
         (Case::new(64, 64, 64, (true, true)), "matmul::regblock"),
         (Case::new(64, 64, 66, (false, true)), "matmul::regblock"),
     ] {
-        let o = opts(Variant::Texel, (case.trans_a, case.trans_b));
-        let (e, _) = check_forward_split(rt, &case, &o, true, false, false);
-        assert_eq!(e, [want], "{case:?}");
+        for (variant, _) in SIZES {
+            let o = opts(variant, (case.trans_a, case.trans_b));
+            let (e, _) = check_forward_split(rt, &case, &o, true, false, false);
+            assert_eq!(e, [want], "{case:?}");
+        }
     }
 }
 
@@ -75,67 +85,71 @@ fn texel_falls_back_outside_its_layouts() {
 #[test]
 fn texel_chunked_split_and_long_k() {
     let rt = testing::runtime();
-    for t in [(false, false), (true, false), (false, true)] {
-        for case in [Case::new(300, 20, 64, t), Case::new(40, 36, 200, t)] {
+    for (variant, [nn, ..]) in SIZES {
+        for t in [(false, false), (true, false), (false, true)] {
+            for case in [Case::new(300, 20, 64, t), Case::new(40, 36, 200, t)] {
+                let o = MatmulOptions {
+                    activation: Activation::Gelu,
+                    alpha: 0.75,
+                    beta: 0.5,
+                    max_binding: Some(4096),
+                    ..opts(variant, t)
+                };
+                let (e, _) = check_forward_split(rt, &case, &o, true, true, false);
+                assert!(e.len() >= 2, "{case:?}: not split: {e:?}");
+                assert!(
+                    e.iter().any(|x| x.starts_with("matmul_texel::")),
+                    "{case:?}: {e:?}"
+                );
+            }
             let o = MatmulOptions {
-                activation: Activation::Gelu,
-                alpha: 0.75,
-                beta: 0.5,
-                max_binding: Some(4096),
-                ..opts(Variant::Texel, t)
+                split_k: Some(4),
+                ..opts(variant, t)
             };
-            let (e, _) = check_forward_split(rt, &case, &o, true, true, false);
-            assert!(e.len() >= 2, "{case:?}: not split: {e:?}");
+            let case = Case::new(36, 64, 1024, t);
+            let (e, _) = check_forward_split(rt, &case, &o, true, false, true);
             assert!(
-                e.iter().any(|x| x.starts_with("matmul_texel::")),
-                "{case:?}: {e:?}"
+                e.first().is_some_and(|x| x.starts_with("matmul_texel::")),
+                "{e:?}"
             );
+            assert_eq!(e.last().map(String::as_str), Some(SPLIT_SUM), "{e:?}");
         }
+        // Past MAX_K_PER_LAUNCH: accumulating launches (C read back with beta 1).
+        let k = MAX_K_PER_LAUNCH as usize + 8;
+        let case = Case::new(4, 8, k, (false, false));
         let o = MatmulOptions {
-            split_k: Some(4),
-            ..opts(Variant::Texel, t)
+            split_k: Some(1),
+            ..opts(variant, (false, false))
         };
-        let case = Case::new(36, 64, 1024, t);
-        let (e, _) = check_forward_split(rt, &case, &o, true, false, true);
-        assert!(
-            e.first().is_some_and(|x| x.starts_with("matmul_texel::")),
-            "{e:?}"
-        );
-        assert_eq!(e.last().map(String::as_str), Some(SPLIT_SUM), "{e:?}");
+        let (e, _) = check_forward_split(rt, &case, &o, true, false, false);
+        assert!(e.len() >= 2 && e.iter().all(|x| x == nn), "{e:?}");
     }
-    // Past MAX_K_PER_LAUNCH: accumulating launches (C read back with beta 1).
-    let k = MAX_K_PER_LAUNCH as usize + 8;
-    let case = Case::new(4, 8, k, (false, false));
-    let o = MatmulOptions {
-        split_k: Some(1),
-        ..opts(Variant::Texel, (false, false))
-    };
-    let (e, _) = check_forward_split(rt, &case, &o, true, false, false);
-    assert!(e.len() >= 2 && e.iter().all(|x| x == TEXEL_NN), "{e:?}");
 }
 
-/// On a CPU adapter `Auto` runs the texel entries for products in their layouts from
-/// `LARGE_MIN_FLOPS` up (fewer workgroups than the 24×16 entries need are fine); under the GPU
-/// policy it never does.
+/// On a CPU adapter `Auto` runs the large texel entries for products in their layouts from
+/// `LARGE_MIN_FLOPS` up (fewer workgroups than the 24×16 entries need are fine) and the small ones
+/// below; under the GPU policy it never does.
 #[test]
 fn auto_picks_texel_on_cpu_adapters() {
     let rt = testing::runtime();
     let cpu = rt.info().device_type == wgpu::DeviceType::Cpu;
     let on_cpu = crate::ops::policy::policy(rt).cpu_shapes() && cpu;
-    for (t, want) in [
-        ((false, false), TEXEL_NN),
-        ((true, false), TEXEL_TA),
-        ((false, true), TEXEL_TB),
+    for (t, want, want_small) in [
+        ((false, false), TEXEL_NN, TEXEL_NN8),
+        ((true, false), TEXEL_TA, TEXEL_TA8),
+        ((false, true), TEXEL_TB, TEXEL_TB8),
     ] {
         let o = opts(Variant::Auto, t);
         // 2·192·128·2736 > 2^27 FLOPs in one 32×64-tiled launch of 6×2 workgroups.
         let big = Case::new(192, 128, 2736, t);
         let e = entries(rt, &big, &o);
         assert_eq!(e.iter().all(|x| x == want), on_cpu, "{big:?}: {e:?}");
+        // Under 2^27 FLOPs: the 8-row entries (a fast JIT for small models).
         let small = Case::new(8, 8, 8, t);
         let e = entries(rt, &small, &o);
-        assert!(
-            e.iter().all(|x| !x.starts_with("matmul_texel::")),
+        assert_eq!(
+            e.iter().all(|x| x == want_small),
+            on_cpu,
             "{small:?}: {e:?}"
         );
     }
