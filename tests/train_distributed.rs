@@ -311,6 +311,15 @@ fn resume_two_more(run: &Path) {
     assert_eq!(s.len() as u64, step + 2);
 }
 
+/// The MPI rank of process `pid` (OpenMPI puts it in the environment of each rank).
+fn world_rank(pid: u32) -> Option<usize> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0).find_map(|kv| {
+        let kv = std::str::from_utf8(kv).ok()?;
+        kv.strip_prefix("OMPI_COMM_WORLD_RANK=")?.parse().ok()
+    })
+}
+
 /// A rank killed with SIGKILL mid-run: mpirun exits non-zero within 30 s, the last checkpoint
 /// loads, and the job resumes from it under mpirun.
 #[test]
@@ -406,7 +415,10 @@ fn a_signal_to_one_rank_stops_every_rank_at_the_same_step() {
     let child = start_until_checkpoint(job, &run, 2);
     let ranks = ranks_of(child.id());
     assert_eq!(ranks.len(), 2, "mpirun's ranks: {ranks:?}");
-    send("TERM", *ranks.iter().max().unwrap());
+    // Rank 1: rank 0, which writes the checkpoint and reports, learns of it from the stop
+    // request all-reduced at each step.
+    let rank1 = ranks.iter().find(|&&p| world_rank(p) == Some(1));
+    send("TERM", *rank1.expect("rank 1's process"));
     let out = wait_at_most(
         child,
         Duration::from_secs(60),
