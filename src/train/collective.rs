@@ -20,18 +20,14 @@ pub trait Collective {
     fn sum_f32(&self, send: &[f32], recv: &mut [f32]);
     /// `recv[i] = Σ over ranks of send[i]`, in f64 (losses and normalisers).
     fn sum_f64(&self, send: &[f64], recv: &mut [f64]);
-    /// The smallest and the largest of the ranks' `value`.
+    /// The smallest and the largest of the ranks' `value` (the stop request of each step, the
+    /// parameter checksums).
     fn min_max(&self, value: u64) -> (u64, u64);
     /// Returns when every rank has called it.
     fn barrier(&self);
     /// Whether this is rank 0, the one that writes the run folder.
     fn is_root(&self) -> bool {
         self.rank() == 0
-    }
-    /// Whether any rank's `flag` is set (a stop request reaching one rank stops all of them at
-    /// the same step).
-    fn any(&self, flag: bool) -> bool {
-        self.min_max(flag as u64).1 != 0
     }
 }
 

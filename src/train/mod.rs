@@ -13,10 +13,11 @@
 //! The forward's activations stay on the device between the phases, so it runs once.
 //!
 //! Modules: [`config`] (settings and their checks), [`data`] (dataset, batch of each step,
-//! prefetch thread), [`trainer`] (the step and the loop), [`run_folder`] (lock, new run,
-//! checkpoint, resume), `evaluate` (validation loss and PQ), [`checkpoint`] (the files),
-//! [`metrics`] (`metrics.jsonl`), [`timeline`] (where a step's time goes), [`init`] (random
-//! weights), [`collective`] (what a data-parallel step needs from the other ranks; the MPI
+//! prefetch thread), [`trainer`] (the step and the loop), `setup` (building a trainer: data,
+//! criterion, compiled executable, optimizer), [`run_folder`] (lock, new run, checkpoint,
+//! resume), `evaluate` (validation loss and PQ), [`checkpoint`] (the files), [`metrics`]
+//! (`metrics.jsonl`), [`timeline`] (where a step's time goes), [`init`] (random weights),
+//! [`collective`] (what a data-parallel step needs from the other ranks; the MPI
 //! implementation in `distributed` with the `distributed` feature), `parallel` (the data-parallel
 //! parts of a step) and `grad_sync` (the gradient all-reduce, parameter broadcast and checksum).
 
@@ -33,6 +34,7 @@ pub mod init;
 pub mod metrics;
 mod parallel;
 pub mod run_folder;
+mod setup;
 pub mod signals;
 pub mod timeline;
 pub mod trainer;

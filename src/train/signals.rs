@@ -62,6 +62,14 @@ pub fn received() -> Option<i32> {
     }
 }
 
+/// Records `sig` as the signal that stopped the run when this process received none: a
+/// data-parallel rank stopped because another rank was signalled exits, and reports, as
+/// that one does.
+pub fn adopt(sig: i32) {
+    let _ = SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    STOP.store(true, Ordering::SeqCst);
+}
+
 /// The conventional exit status after signal `sig` (130 after Ctrl-C, 143 after SIGTERM).
 pub fn exit_status(sig: i32) -> u8 {
     (128 + sig).clamp(0, 255) as u8

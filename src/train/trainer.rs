@@ -7,32 +7,30 @@
 //! `(seed, s)`). A checkpoint stores the parameters, the AdamW moments and step counter;
 //! nothing else carries state from one step to the next.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::checkpoint;
 use super::collective::Collective;
 use super::config::TrainConfig;
-use super::data::{batch_inputs, check_labels, open_source, DataSpec, Prefetch};
+use super::data::{batch_inputs, check_labels, Prefetch};
 use super::device_criterion::DeviceCriterion;
 use super::metrics::MetricsLog;
 use super::parallel::Parallel;
+use super::signals;
 use super::timeline::{DeviceTimes, Laps, StepTimes};
 use super::{Result, TrainError};
 use crate::data::loader::SampleSource;
 use crate::data::Category;
-use crate::graph::{CompileOptions, Executable, Graph, HostData, ParamKind, Value};
-use crate::model::checkpoint::HostTensor;
+use crate::graph::{Executable, HostData, ParamKind, Value};
 use crate::model::config::Mask2FormerConfig;
 use crate::model::criterion::{
-    attach_logit_gradients, seed_names, Criterion, CriterionConfig, ImageTargets, Logits,
-    LossOutput, Normalisers, PointSource, PredictionShape, RandomPoints,
+    seed_names, Criterion, ImageTargets, Logits, LossOutput, Normalisers, PointSource,
+    PredictionShape, RandomPoints,
 };
-use crate::model::network::{self, PIXEL_VALUES};
-use crate::optim::{AdamW, AdamWConfig, LrSchedule};
+use crate::model::network::PIXEL_VALUES;
+use crate::optim::{AdamW, LrSchedule};
 use crate::Runtime;
 
 /// What one step did.
@@ -100,104 +98,6 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// The executable, optimizer and criterion of a run in `run_dir` (locked), with unset
-    /// weights; [`Trainer::new`] and [`Trainer::resume`] fill them in.
-    pub(super) fn build(
-        rt: &Runtime,
-        cfg: TrainConfig,
-        model: Mask2FormerConfig,
-        run_dir: &Path,
-        lock: Option<std::fs::File>,
-        resume_at: Option<u64>,
-        group: Box<dyn Collective>,
-    ) -> Result<Self> {
-        cfg.validate()?;
-        model.validate()?;
-        if group.world() > 1 && cfg.device_criterion.is_some() {
-            return Err(TrainError::Setting {
-                what: "device_criterion (--device-criterion)",
-                value: format!("{:?} with {} ranks", cfg.device_criterion, group.world()),
-                reason: "data-parallel runs use the host criterion (its points and normalisers \
-                         are split by image across the ranks); leave the flag out"
-                    .into(),
-            });
-        }
-        let data = TrainData::open(&cfg, &model)?;
-        let (b, s) = (cfg.batch_size, cfg.image_size);
-        let mut crit_cfg = CriterionConfig::from_model(&model);
-        if let Some(p) = cfg.num_points {
-            crit_cfg.num_points = p;
-        }
-        let criterion = Criterion::new(crit_cfg, model.num_labels())?;
-        let device_crit = cfg.device_criterion.map(|t| (&criterion, t));
-        let (g, mut train, fwd_outputs, shape, device) =
-            compile_training(rt, &model, b, s, device_crit)?;
-        let params: Vec<(String, Vec<usize>, ParamKind)> = g
-            .params()
-            .map(|(n, v, k)| (n.to_string(), g.shape(v).to_vec(), k))
-            .collect();
-        let adam = AdamWConfig {
-            max_grad_norm: cfg.clip_grad_norm,
-            ..AdamWConfig::default()
-        };
-        let (opt, parallel) = if group.world() > 1 {
-            let (opt, p) = Parallel::attach(rt, &train, &adam, &cfg.groups())?;
-            (opt, Some(p))
-        } else {
-            (AdamW::attach(&mut train, &adam, &cfg.groups())?, None)
-        };
-        let metrics = match group.is_root() {
-            true => Some(MetricsLog::open(&run_dir.join("metrics.jsonl"), resume_at)?),
-            false => None,
-        };
-        Ok(Self {
-            rt: rt.clone(),
-            schedule: cfg.schedule(),
-            cfg,
-            model,
-            categories: data.categories,
-            source: data.source,
-            val: data.val,
-            data_summary: data.summary,
-            fwd_outputs,
-            train,
-            opt,
-            criterion,
-            shape,
-            step: 0,
-            run_dir: run_dir.to_owned(),
-            metrics,
-            _lock: lock,
-            prefetch: None,
-            last_pq: None,
-            saved: Default::default(),
-            params,
-            device,
-            group,
-            parallel,
-        })
-    }
-
-    pub(super) fn set_weights(&mut self, weights: &BTreeMap<String, HostTensor>) -> Result<()> {
-        for (name, shape, _) in &self.params {
-            let t = weights.get(name).ok_or_else(|| TrainError::Setting {
-                what: "init",
-                value: name.clone(),
-                reason: "the checkpoint has no such tensor".into(),
-            })?;
-            // The graph's parameters have their hub shapes (`network::expected_keys`).
-            if t.shape != *shape {
-                return Err(TrainError::Setting {
-                    what: "init",
-                    value: name.clone(),
-                    reason: format!("shape {:?}, the model needs {shape:?}", t.shape),
-                });
-            }
-            self.train.set_param(name, &t.data)?;
-        }
-        Ok(())
-    }
-
     pub fn step(&self) -> u64 {
         self.step
     }
@@ -458,9 +358,14 @@ impl Trainer {
         mut on_step: impl FnMut(&StepReport),
     ) -> Result<PathBuf> {
         while !self.done() {
-            // Every rank stops at the same step when any of them was asked to.
-            if self.group.any(stop.load(Ordering::SeqCst)) {
+            // Every rank stops at the same step when any of them was asked to (signals reach
+            // the ranks at different times), so rank 0 saves a step every rank finished and
+            // no rank is left waiting in a collective; all then exit with the same status.
+            if let Some(sig) = self.stop_requested(stop) {
                 stop.store(true, Ordering::SeqCst);
+                if let Some(sig) = sig {
+                    signals::adopt(sig);
+                }
                 return self.save_and_wait();
             }
             let report = self.train_step()?;
@@ -486,6 +391,20 @@ impl Trainer {
         match last {
             Some((at, path)) if at == self.step => Ok(path),
             _ => self.save_and_wait(),
+        }
+    }
+
+    /// Whether any rank's `stop` is set, and the highest signal any rank received (`None`
+    /// inside when the stop came from a caller's flag, not a signal): one all-reduce.
+    fn stop_requested(&self, stop: &AtomicBool) -> Option<Option<i32>> {
+        let mine = match stop.load(Ordering::SeqCst) {
+            true => 1 + signals::received().unwrap_or(0).max(0) as u64,
+            false => 0,
+        };
+        match self.group.min_max(mine).1 {
+            0 => None,
+            1 => Some(None),
+            n => Some(Some((n - 1) as i32)),
         }
     }
 
@@ -517,106 +436,4 @@ impl Trainer {
     pub fn param_names(&self) -> impl Iterator<Item = &str> + '_ {
         self.params.iter().map(|(n, _, _)| n.as_str())
     }
-}
-
-/// The training and validation data of a run.
-struct TrainData {
-    source: Arc<dyn SampleSource>,
-    val: Option<Arc<dyn SampleSource>>,
-    categories: Option<Vec<Category>>,
-    summary: String,
-}
-
-impl TrainData {
-    /// Opens `cfg.data`, checking its categories against the model's labels.
-    fn open(cfg: &TrainConfig, model: &Mask2FormerConfig) -> Result<Self> {
-        let spec = DataSpec::from_str(&cfg.data)?;
-        let (source, categories, summary) = open_source(&spec, cfg.seed, cfg.image_size, false)?;
-        if let Some(c) = &categories {
-            if c.len() != model.num_labels() {
-                return Err(TrainError::Setting {
-                    what: "model config",
-                    value: format!("{} labels", model.num_labels()),
-                    reason: format!("the dataset has {} categories", c.len()),
-                });
-            }
-        }
-        let val = match spec {
-            DataSpec::Synthetic { .. } => {
-                Some(open_source(&spec, cfg.seed, cfg.image_size, true)?.0)
-            }
-            _ => None,
-        };
-        Ok(Self {
-            source,
-            val,
-            categories,
-            summary,
-        })
-    }
-}
-
-/// The training graph compiled as one executable run in two phases: the forward (whose logits
-/// the host matches and scores), then the backward seeded with the loss gradients of those
-/// logits; or, with `device` (the criterion and the target slots per image), the forward and the
-/// matcher's costs, then the losses and the backward from their total (see
-/// [`super::device_criterion`]). AdamW is attached by the caller. Returns the graph, the
-/// executable, the forward outputs (class and mask logits of every prediction), the
-/// predictions' shape and the device criterion's nodes.
-#[allow(clippy::type_complexity)]
-fn compile_training(
-    rt: &Runtime,
-    model: &Mask2FormerConfig,
-    b: usize,
-    s: usize,
-    device: Option<(&Criterion, usize)>,
-) -> Result<(
-    Graph,
-    Executable,
-    Vec<Value>,
-    PredictionShape,
-    Option<DeviceCriterion>,
-)> {
-    let mut g = Graph::new();
-    let net = network::build(&mut g, model, b, s, s)?;
-    let ms = g.shape(net.last().mask_logits).to_vec();
-    let shape = PredictionShape {
-        batch: b,
-        queries: model.num_queries,
-        classes: model.num_labels() + 1,
-        height: ms[2],
-        width: ms[3],
-    };
-    let mut fwd_outputs = Vec::new();
-    for p in &net.predictions {
-        fwd_outputs.push(p.class_logits);
-        fwd_outputs.push(p.mask_logits);
-    }
-    if let Some((crit, max_targets)) = device {
-        let dc = DeviceCriterion::attach(&mut g, &net, shape, crit, max_targets, s)?;
-        let mut outputs = dc.outputs();
-        outputs.extend(&fwd_outputs);
-        let mut train = Executable::compile(rt, &g, &outputs, &CompileOptions::training())?;
-        let names = dc.second_phase_inputs();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let mut between = dc.costs().to_vec();
-        between.extend(&fwd_outputs);
-        train.split_before_inputs(&g, &refs, &between)?;
-        dc.init_inputs(&mut train, b)?;
-        return Ok((g, train, fwd_outputs, shape, Some(dc)));
-    }
-    let seed = attach_logit_gradients(&mut g, &net.predictions)?;
-    g.backward(seed)?;
-    let mut outputs = vec![seed];
-    outputs.extend(&fwd_outputs);
-    let mut train = Executable::compile(rt, &g, &outputs, &CompileOptions::training())?;
-    let seed_inputs: Vec<String> = (0..net.predictions.len())
-        .flat_map(|k| {
-            let (c, m) = seed_names(k);
-            [c, m]
-        })
-        .collect();
-    let seed_refs: Vec<&str> = seed_inputs.iter().map(String::as_str).collect();
-    train.split_before_inputs(&g, &seed_refs, &fwd_outputs)?;
-    Ok((g, train, fwd_outputs, shape, None))
 }
