@@ -257,21 +257,21 @@ fn forward_limit(
         max_binding,
         align,
     )?;
-    let k = if variant == Variant::Scalar {
-        rt.kernel(&crate::shader!("deform_attn"), "forward", &[])?
-    } else {
-        rt.kernel(
+    // The buffer kernel is compiled only where a launch uses it (its JIT is a cold-start cost).
+    let buffer_kernel = || match variant {
+        Variant::Scalar => rt.kernel(&crate::shader!("deform_attn"), "forward", &[]),
+        _ => rt.kernel(
             &crate::shader!("deform_attn"),
             "forward_vec4",
             &[("C4", c4 as f64)],
-        )?
+        ),
     };
     // On CPU adapters the vec4 kernel reads the value from a texel view (ops/common/texel.rs).
     let texel_kernel = match variant != Variant::Scalar && texel::preferred(rt) {
         true => Some(rt.kernel(&texel_shader(), "forward_vec4", &[("C4", c4 as f64)])?),
         false => None,
     };
-    Ok(chunks
+    chunks
         .iter()
         .map(|ch| {
             let threads = ch.count * (sz.lq * sz.m * sz.d / per_thread) as u64;
@@ -279,7 +279,7 @@ fn forward_limit(
             let view = texel_kernel
                 .as_ref()
                 .and_then(|tk| Some((tk, rt.texel_view(TexelSlot::A, ch.bind(0, value)).ok()?)));
-            match view {
+            Ok(match view {
                 Some((tk, view)) => {
                     let storage = [
                         (2, ch.bind(1, loc)),
@@ -289,7 +289,7 @@ fn forward_limit(
                     rt.dispatch_texels(tk, &params, &storage, vec![(1, view)], grid)
                 }
                 None => rt.dispatch(
-                    &k,
+                    &buffer_kernel()?,
                     &params,
                     &[
                         ch.bind(0, value),
@@ -299,9 +299,9 @@ fn forward_limit(
                     ],
                     grid,
                 ),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// `deform_attn.wgsl` with the value read from a texel view (CPU adapters).
@@ -461,7 +461,6 @@ fn backward_limit(
         rt.caps().storage_offset_alignment as u64,
     )?;
     let entry = if vec4 { "backward_vec4" } else { "backward" };
-    let k = rt.kernel(&backward_shader(native), entry, &[])?;
     // On CPU adapters the vec4 kernel reads the value from a texel view (ops/common/texel.rs).
     let texel_kernel = match vec4 && texel::preferred(rt) {
         true => Some(rt.kernel(&backward_texel_shader(native), entry, &[])?),
@@ -490,7 +489,12 @@ fn backward_limit(
             None => {
                 let mut b = vec![ch.bind(0, value)];
                 b.extend(rest);
-                rt.dispatch(&k, &params, &b, grid)
+                rt.dispatch(
+                    &rt.kernel(&backward_shader(native), entry, &[])?,
+                    &params,
+                    &b,
+                    grid,
+                )
             }
         });
     }
