@@ -74,6 +74,13 @@ fn bwd_rowdot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 @group(0) @binding(8) var<storage, read> lse: array<f32>;
 @group(0) @binding(9) var<storage, read> rowdot: array<f32>;
 
+// Every read of q, k, v and dout goes through these: the texel forms (CPU adapters,
+// ops/common/texel.rs) read k and v (bwd_dq_split) or q and dout (bwd_kv) from texel views.
+fn ld_q(i: u32) -> vec4<f32> { return q[i]; }
+fn ld_k(i: u32) -> vec4<f32> { return k[i]; }
+fn ld_v(i: u32) -> vec4<f32> { return v[i]; }
+fn ld_dout(i: u32) -> vec4<f32> { return dout[i]; }
+
 struct RowMasks {
     mask_base: u32,
     add_base: u32,
@@ -127,8 +134,8 @@ fn bwd_dq_split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     var gv: array<vec4<f32>, MAX_D4>;
     var acc: array<vec4<f32>, MAX_D4>;
     for (var c = 0u; c < D4; c++) {
-        qv[c] = q[base + c] * p.scale;
-        gv[c] = dout[base + c];
+        qv[c] = ld_q(base + c) * p.scale;
+        gv[c] = ld_dout(base + c);
         acc[c] = vec4<f32>(0.0);
     }
     let li = lse[row];
@@ -140,13 +147,13 @@ fn bwd_dq_split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         var kd = vec4<f32>(0.0);
         var vd = vec4<f32>(0.0);
         for (var c = 0u; c < D4; c++) {
-            kd = fma(qv[c], k[kb + c], kd);
-            vd = fma(gv[c], v[kb + c], vd);
+            kd = fma(qv[c], ld_k(kb + c), kd);
+            vd = fma(gv[c], ld_v(kb + c), vd);
         }
         let pij = prob(rm, j, kd.x + kd.y + kd.z + kd.w, li);
         let ds = pij * (vd.x + vd.y + vd.z + vd.w - di);
         for (var c = 0u; c < D4; c++) {
-            acc[c] = fma(vec4<f32>(ds), k[kb + c], acc[c]);
+            acc[c] = fma(vec4<f32>(ds), ld_k(kb + c), acc[c]);
         }
     }
     for (var c = 0u; c < D4; c++) {
@@ -172,8 +179,8 @@ fn bwd_kv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     var gk: array<vec4<f32>, MAX_D4>;
     var gvv: array<vec4<f32>, MAX_D4>;
     for (var c = 0u; c < D4; c++) {
-        kv[c] = k[kb + c] * p.scale;
-        vv[c] = v[kb + c];
+        kv[c] = ld_k(kb + c) * p.scale;
+        vv[c] = ld_v(kb + c);
         gk[c] = vec4<f32>(0.0);
         gvv[c] = vec4<f32>(0.0);
     }
@@ -183,14 +190,14 @@ fn bwd_kv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         var kd = vec4<f32>(0.0);
         var vd = vec4<f32>(0.0);
         for (var c = 0u; c < D4; c++) {
-            kd = fma(q[qb + c], kv[c], kd);
-            vd = fma(dout[qb + c], vv[c], vd);
+            kd = fma(ld_q(qb + c), kv[c], kd);
+            vd = fma(ld_dout(qb + c), vv[c], vd);
         }
         let pij = prob(row_masks(b, h, qi), j, kd.x + kd.y + kd.z + kd.w, lse[row]);
         let ds = pij * (vd.x + vd.y + vd.z + vd.w - rowdot[row]);
         for (var c = 0u; c < D4; c++) {
-            gk[c] = fma(vec4<f32>(ds), q[qb + c], gk[c]);
-            gvv[c] = fma(vec4<f32>(pij), dout[qb + c], gvv[c]);
+            gk[c] = fma(vec4<f32>(ds), ld_q(qb + c), gk[c]);
+            gvv[c] = fma(vec4<f32>(pij), ld_dout(qb + c), gvv[c]);
         }
     }
     for (var c = 0u; c < D4; c++) {

@@ -102,6 +102,10 @@ fn token_base(a: Tok) -> u32 {
 @group(0) @binding(10) var<storage, read_write> dq: array<vec4<f32>>;
 @group(0) @binding(11) var<storage, read_write> pds: array<vec2<f32>>; // [B, nw, heads, N, N]
 
+// The texel form of bwd_query (CPU adapters, ops/common/texel.rs) reads k and v from views.
+fn ld_k(i: u32) -> vec4<f32> { return k[i]; }
+fn ld_v(i: u32) -> vec4<f32> { return v[i]; }
+
 @compute @workgroup_size(64)
 fn bwd_query(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = thread_index(gid, nwg);
@@ -145,9 +149,9 @@ fn bwd_query(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         if (bt.real) {
             let kb = token_base(bt);
             for (var c = 0u; c < D4; c++) {
-                kj[c] = k[kb + c];
+                kj[c] = ld_k(kb + c);
                 kd = fma(qv[c], kj[c], kd);
-                vd = fma(gv[c], v[kb + c], vd);
+                vd = fma(gv[c], ld_v(kb + c), vd);
             }
         } else if (p.has_pad != 0u) {
             for (var c = 0u; c < D4; c++) {
@@ -185,6 +189,10 @@ fn bwd_query(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 @group(0) @binding(5) var<storage, read_write> dv: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> dpad: array<vec4<f32>>; // [B, n_pad, 2, C/4]
 
+// The texel form of bwd_key reads q and dO from views.
+fn ld_kq(i: u32) -> vec4<f32> { return kq[i]; }
+fn ld_kdout(i: u32) -> vec4<f32> { return kdout[i]; }
+
 // Index of padding token (y, x) of the padded map among the image's padding tokens: first the
 // right-hand strip of the real rows, then the bottom rows.
 fn pad_index(y: u32, x: u32) -> u32 {
@@ -220,8 +228,8 @@ fn bwd_key(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         let pd = kpds[(row0 + i) * n + bt.i];
         let qb = token_base(a);
         for (var c = 0u; c < D4; c++) {
-            gk[c] = fma(vec4<f32>(pd.y), kq[qb + c], gk[c]);
-            gv[c] = fma(vec4<f32>(pd.x), kdout[qb + c], gv[c]);
+            gk[c] = fma(vec4<f32>(pd.y), ld_kq(qb + c), gk[c]);
+            gv[c] = fma(vec4<f32>(pd.x), ld_kdout(qb + c), gv[c]);
         }
     }
     if (bt.real) {

@@ -6,7 +6,10 @@
 //! `fn ld_NAME(i: u32) -> vec4<f32> { return NAME[i]; }`; the texel form rebinds `NAME` as a
 //! read-only `rgba32float` storage texture at the same binding and rewrites that body.
 
-use crate::runtime::{Runtime, Tensor, TexelSlot, TexelView, TEXEL_ROW};
+use std::sync::OnceLock;
+
+use crate::error::Result;
+use crate::runtime::{Dispatch, Runtime, Shader, Tensor, TexelSlot, TexelView, TEXEL_ROW};
 
 /// Whether kernels use their texel forms on `rt`: CPU adapters, under the CPU kernel policy.
 pub(crate) fn preferred(rt: &Runtime) -> bool {
@@ -19,6 +22,76 @@ pub(crate) fn views(rt: &Runtime, a: &Tensor, b: &Tensor) -> Option<(TexelView, 
     let a = rt.texel_view(TexelSlot::A, a.binding()).ok()?;
     let b = rt.texel_view(TexelSlot::B, b.binding()).ok()?;
     Some((a, b))
+}
+
+/// The texel form `name` of `base` reading `names` from texel views, its source made once into
+/// `cell` (one static cell per form: the runtime caches modules by name and source address).
+pub(crate) fn shader(
+    cell: &'static OnceLock<String>,
+    name: &'static str,
+    base: Shader,
+    names: &[&str],
+) -> Shader {
+    Shader {
+        name,
+        source: cell.get_or_init(|| texel_source(base.source, names)),
+    }
+}
+
+/// A texel form of a shader, made on first use: its name and the two buffers it reads from
+/// texel views (slots A and B).
+pub(crate) struct Form {
+    pub(crate) name: &'static str,
+    pub(crate) names: [&'static str; 2],
+    pub(crate) source: OnceLock<String>,
+}
+
+impl Form {
+    pub(crate) const fn new(name: &'static str, names: [&'static str; 2]) -> Self {
+        Self {
+            name,
+            names,
+            source: OnceLock::new(),
+        }
+    }
+}
+
+/// A dispatch of `entry` with `tensors` at bindings 1, 2, …: where texel forms are preferred
+/// and the views can be made, `form` of `base` reading `tensors[pair[0]]` and
+/// `tensors[pair[1]]` from views; else `base` itself.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dispatch<P: bytemuck::Pod>(
+    rt: &Runtime,
+    base: Shader,
+    form: &'static Form,
+    entry: &str,
+    constants: &[(&str, f64)],
+    params: &P,
+    tensors: &[&Tensor],
+    pair: [usize; 2],
+    grid: [u32; 3],
+) -> Result<Dispatch> {
+    let [a, b] = pair;
+    let v = match preferred(rt) {
+        true => views(rt, tensors[a], tensors[b]),
+        false => None,
+    };
+    let Some((va, vb)) = v else {
+        let kernel = rt.kernel(&base, entry, constants)?;
+        let bindings: Vec<_> = tensors.iter().map(|t| t.binding()).collect();
+        return Ok(rt.dispatch(&kernel, params, &bindings, grid));
+    };
+    let kernel = rt.kernel(
+        &shader(&form.source, form.name, base, &form.names),
+        entry,
+        constants,
+    )?;
+    let storage: Vec<_> = (tensors.iter().enumerate())
+        .filter(|(i, _)| *i != a && *i != b)
+        .map(|(i, t)| (i as u32 + 1, t.binding()))
+        .collect();
+    let texels = vec![(a as u32 + 1, va), (b as u32 + 1, vb)];
+    Ok(rt.dispatch_texels(&kernel, params, &storage, texels, grid))
 }
 
 /// `base` with each buffer in `names` read from a texel view. Panics if `base` does not spell a
@@ -63,6 +136,17 @@ mod tests {
         let base = crate::shader!("deform_attn");
         let src = super::texel_source(base.source, &["value4"]);
         crate::runtime::validate_wgsl("deform_attn+texel", &src).unwrap();
+        let masked = crate::shader!("masked_attention_backward");
+        let window = crate::shader!("window_attention_backward");
+        for (base, names) in [
+            (masked, ["k", "v"]),
+            (masked, ["q", "dout"]),
+            (window, ["k", "v"]),
+            (window, ["kq", "kdout"]),
+        ] {
+            let src = super::texel_source(base.source, &names);
+            crate::runtime::validate_wgsl(base.name, &src).unwrap();
+        }
         let bad = std::panic::catch_unwind(|| super::texel_source(base.source, &["q"]));
         assert!(bad.is_err(), "q is read directly, not through ld_q");
     }

@@ -257,21 +257,21 @@ fn forward_limit(
         max_binding,
         align,
     )?;
-    let k = if variant == Variant::Scalar {
-        rt.kernel(&crate::shader!("deform_attn"), "forward", &[])?
-    } else {
-        rt.kernel(
+    // The buffer kernel is compiled only where a launch uses it (its JIT is a cold-start cost).
+    let buffer_kernel = || match variant {
+        Variant::Scalar => rt.kernel(&crate::shader!("deform_attn"), "forward", &[]),
+        _ => rt.kernel(
             &crate::shader!("deform_attn"),
             "forward_vec4",
             &[("C4", c4 as f64)],
-        )?
+        ),
     };
     // On CPU adapters the vec4 kernel reads the value from a texel view (ops/common/texel.rs).
     let texel_kernel = match variant != Variant::Scalar && texel::preferred(rt) {
         true => Some(rt.kernel(&texel_shader(), "forward_vec4", &[("C4", c4 as f64)])?),
         false => None,
     };
-    Ok(chunks
+    chunks
         .iter()
         .map(|ch| {
             let threads = ch.count * (sz.lq * sz.m * sz.d / per_thread) as u64;
@@ -279,7 +279,7 @@ fn forward_limit(
             let view = texel_kernel
                 .as_ref()
                 .and_then(|tk| Some((tk, rt.texel_view(TexelSlot::A, ch.bind(0, value)).ok()?)));
-            match view {
+            Ok(match view {
                 Some((tk, view)) => {
                     let storage = [
                         (2, ch.bind(1, loc)),
@@ -289,7 +289,7 @@ fn forward_limit(
                     rt.dispatch_texels(tk, &params, &storage, vec![(1, view)], grid)
                 }
                 None => rt.dispatch(
-                    &k,
+                    &buffer_kernel()?,
                     &params,
                     &[
                         ch.bind(0, value),
@@ -299,19 +299,20 @@ fn forward_limit(
                     ],
                     grid,
                 ),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// `deform_attn.wgsl` with the value read from a texel view (CPU adapters).
 fn texel_shader() -> Shader {
     static SOURCE: OnceLock<String> = OnceLock::new();
-    let base = crate::shader!("deform_attn");
-    Shader {
-        name: "deform_attn+texel",
-        source: SOURCE.get_or_init(|| texel::texel_source(base.source, &["value4"])),
-    }
+    texel::shader(
+        &SOURCE,
+        "deform_attn+texel",
+        crate::shader!("deform_attn"),
+        &["value4"],
+    )
 }
 
 /// Deformable attention output [N, Lq, M·D] (see the module docs for the shapes).
@@ -361,6 +362,20 @@ pub(crate) fn backward_shader(native: bool) -> Shader {
     Shader {
         name: "deform_attn+f32atomic",
         source: NATIVE.get_or_init(|| chunk::native_scatter_source(base.source, 7, "grad_value")),
+    }
+}
+
+/// [`backward_shader`] with the value read from a texel view (CPU adapters).
+fn backward_texel_shader(native: bool) -> Shader {
+    static NATIVE: OnceLock<String> = OnceLock::new();
+    match native {
+        false => texel_shader(),
+        true => texel::shader(
+            &NATIVE,
+            "deform_attn+f32atomic+texel",
+            backward_shader(true),
+            &["value4"],
+        ),
     }
 }
 
@@ -446,24 +461,42 @@ fn backward_limit(
         rt.caps().storage_offset_alignment as u64,
     )?;
     let entry = if vec4 { "backward_vec4" } else { "backward" };
-    let k = rt.kernel(&backward_shader(native), entry, &[])?;
+    // On CPU adapters the vec4 kernel reads the value from a texel view (ops/common/texel.rs).
+    let texel_kernel = match vec4 && texel::preferred(rt) {
+        true => Some(rt.kernel(&backward_texel_shader(native), entry, &[])?),
+        false => None,
+    };
     let mut out = chunk::zero_dispatches(rt, &grads.value)?;
     for ch in &chunks {
         let threads = ch.count * (sz.lq * sz.m) as u64;
-        out.push(rt.dispatch(
-            &k,
-            &params(&sz, spatial_shapes, ch),
-            &[
-                ch.bind(0, value),
-                ch.bind(1, loc),
-                ch.bind(2, attn),
-                ch.bind(3, grad_out),
-                ch.bind(4, &grads.sampling_locations),
-                ch.bind(5, &grads.attention_weights),
-                ch.bind(6, &grads.value),
-            ],
-            rt.grid(threads, 64),
-        ));
+        let (params, grid) = (params(&sz, spatial_shapes, ch), rt.grid(threads, 64));
+        let rest = [
+            ch.bind(1, loc),
+            ch.bind(2, attn),
+            ch.bind(3, grad_out),
+            ch.bind(4, &grads.sampling_locations),
+            ch.bind(5, &grads.attention_weights),
+            ch.bind(6, &grads.value),
+        ];
+        let view = texel_kernel
+            .as_ref()
+            .and_then(|tk| Some((tk, rt.texel_view(TexelSlot::A, ch.bind(0, value)).ok()?)));
+        out.push(match view {
+            Some((tk, view)) => {
+                let storage: Vec<_> = (2..).zip(rest).collect();
+                rt.dispatch_texels(tk, &params, &storage, vec![(1, view)], grid)
+            }
+            None => {
+                let mut b = vec![ch.bind(0, value)];
+                b.extend(rest);
+                rt.dispatch(
+                    &rt.kernel(&backward_shader(native), entry, &[])?,
+                    &params,
+                    &b,
+                    grid,
+                )
+            }
+        });
     }
     Ok(out)
 }

@@ -245,6 +245,15 @@ fn check_backward_variant(rt: &Runtime, opts: BackwardOptions, chunked: bool) {
             rt, &t.value, &d.shapes, &t.loc, &t.attn, &grad_out, &grads, opts, limit,
         )
         .unwrap();
+        // CPU adapters read the value of the vec4 kernel through texel views (CPU policy).
+        let preferred = crate::ops::common::texel::preferred(rt);
+        assert!(
+            ds.iter().all(|x| {
+                let texel = x.label().contains("+texel::");
+                texel == (preferred && x.label().contains("::backward_vec4"))
+            }),
+            "{d:?} {opts:?}"
+        );
         rt.run(&ds);
         let (gv, gl, ga) = reference::backward(
             &f64s(&x.value),
@@ -293,6 +302,16 @@ fn backward_native_atomics() {
 #[test]
 fn backward_compare_exchange() {
     check_backward(testing::runtime(), Scatter::CompareExchange, false);
+}
+
+/// The buffer form of the vec4 backward (on CPU adapters the CPU policy runs its texel form).
+#[test]
+fn backward_buffer_form_matches_reference() {
+    let opts = BackwardOptions {
+        scatter: Scatter::CompareExchange,
+        variant: Variant::Vec4,
+    };
+    check_backward_variant(testing::gpu_policy_runtime(), opts, false);
 }
 
 #[test]

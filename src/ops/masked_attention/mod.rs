@@ -410,11 +410,12 @@ pub fn masked_attention_into(
 /// `masked_attention.wgsl` with K and V read from texel views (CPU adapters: `ops/common/texel.rs`).
 fn texel_shader() -> Shader {
     static SOURCE: OnceLock<String> = OnceLock::new();
-    let base = crate::shader!("masked_attention");
-    Shader {
-        name: "masked_attention+texel",
-        source: SOURCE.get_or_init(|| texel::texel_source(base.source, &["k", "v"])),
-    }
+    texel::shader(
+        &SOURCE,
+        "masked_attention+texel",
+        crate::shader!("masked_attention"),
+        &["k", "v"],
+    )
 }
 
 /// Forward pass: returns (out [B, Q, heads·d], lse [B, heads, Q]).
@@ -485,25 +486,32 @@ pub fn masked_attention_backward_into(
     let mask = x.mask.unwrap_or(x.q);
     let additive = x.additive.unwrap_or(x.q);
     let shared = [
-        x.q.binding(),
-        x.k.binding(),
-        x.v.binding(),
-        mask.binding(),
-        additive.binding(),
-        ws.flags.binding(),
-        dout.binding(),
-        lse.binding(),
-        ws.row_dot.binding(),
+        x.q,
+        x.k,
+        x.v,
+        mask,
+        additive,
+        &ws.flags,
+        dout,
+        lse,
+        &ws.row_dot,
     ];
+    // On CPU adapters the passes read their inner loops' operands from texel views: dq's
+    // threads walk the keys (k, v), dk/dv's the queries (q, dout).
     let n = g.splits * g.rows();
     let mut b = shared.to_vec();
-    b.push(ws.part_acc.binding());
-    ds.push(rt.dispatch(
-        &rt.kernel(&shader, "bwd_dq_split", &c)?,
+    b.push(&ws.part_acc);
+    ds.push(texel::dispatch(
+        rt,
+        shader,
+        &DQ_TEXEL,
+        "bwd_dq_split",
+        &c,
         &g.params(n),
         &b,
+        [1, 2],
         rt.grid(n as u64, WG),
-    ));
+    )?);
     ds.push(rt.dispatch(
         &rt.kernel(&shader, "bwd_dq_combine", &c)?,
         &g.params(g.rows()),
@@ -512,16 +520,26 @@ pub fn masked_attention_backward_into(
     ));
     let n = g.batch * g.heads * g.nk;
     let mut b = shared.to_vec();
-    b.push(grads.dk.binding());
-    b.push(grads.dv.binding());
-    ds.push(rt.dispatch(
-        &rt.kernel(&shader, "bwd_kv", &c)?,
+    b.extend([&grads.dk, &grads.dv]);
+    ds.push(texel::dispatch(
+        rt,
+        shader,
+        &KV_TEXEL,
+        "bwd_kv",
+        &c,
         &g.params(n),
         &b,
+        [0, 6],
         rt.grid(n as u64, WG),
-    ));
+    )?);
     Ok(ds)
 }
+
+/// `bwd_dq_split`'s texel form: keys and values from views.
+static DQ_TEXEL: texel::Form = texel::Form::new("masked_attention_backward+texel_dq", ["k", "v"]);
+/// `bwd_kv`'s texel form: queries and output gradients from views.
+static KV_TEXEL: texel::Form =
+    texel::Form::new("masked_attention_backward+texel_kv", ["q", "dout"]);
 
 /// Backward pass; returns fresh gradients (see [`masked_attention_backward_into`]).
 pub fn masked_attention_backward(

@@ -169,38 +169,33 @@ pub fn window_attention_backward_into(
     let pad_k = x.pad_k.unwrap_or(x.k);
     let pad_v = x.pad_v.unwrap_or(x.v);
     let rows = rt.grid(g.rows() as u64, WG);
+    // On CPU adapters both passes read their inner loops' operands from texel views: a query
+    // row walks its window's keys and values, a key column the queries and their dO.
     let mut ds = vec![
-        rt.dispatch(
-            &rt.kernel(&shader, "bwd_query", &c)?,
+        texel::dispatch(
+            rt,
+            shader,
+            &QUERY_TEXEL,
+            "bwd_query",
+            &c,
             &params,
             &[
-                x.q.binding(),
-                x.k.binding(),
-                x.v.binding(),
-                x.table.binding(),
-                pad_k.binding(),
-                pad_v.binding(),
-                out.binding(),
-                lse.binding(),
-                dout.binding(),
-                grads.dq.binding(),
-                ws.pds.binding(),
+                x.q, x.k, x.v, x.table, pad_k, pad_v, out, lse, dout, &grads.dq, &ws.pds,
             ],
+            [1, 2],
             rows,
-        ),
-        rt.dispatch(
-            &rt.kernel(&shader, "bwd_key", &c)?,
+        )?,
+        texel::dispatch(
+            rt,
+            shader,
+            &KEY_TEXEL,
+            "bwd_key",
+            &c,
             &params,
-            &[
-                x.q.binding(),
-                dout.binding(),
-                ws.pds.binding(),
-                grads.dk.binding(),
-                grads.dv.binding(),
-                ws.dpad.binding(),
-            ],
+            &[x.q, dout, &ws.pds, &grads.dk, &grads.dv, &ws.dpad],
+            [0, 1],
             rows,
-        ),
+        )?,
     ];
     ds.extend(table_sum(rt, &g, &params, ws)?);
     ds.push(rt.dispatch(
@@ -247,6 +242,12 @@ pub fn window_attention_backward_into(
     }
     Ok(ds)
 }
+
+/// `bwd_query`'s texel form: keys and values from views.
+static QUERY_TEXEL: texel::Form = texel::Form::new("window_attention_backward+texel_q", ["k", "v"]);
+/// `bwd_key`'s texel form: queries and output gradients from views.
+static KEY_TEXEL: texel::Form =
+    texel::Form::new("window_attention_backward+texel_k", ["kq", "kdout"]);
 
 /// The relative-position table's score gradients summed over windows into `ws.dsum`: one pass,
 /// or segment partials and their sum (`reduce`'s kernel).

@@ -324,11 +324,12 @@ pub fn window_attention_into(
 /// `window_attention.wgsl` with K and V read from texel views (CPU adapters).
 fn texel_shader() -> Shader {
     static SOURCE: OnceLock<String> = OnceLock::new();
-    let base = crate::shader!("window_attention");
-    Shader {
-        name: "window_attention+texel",
-        source: SOURCE.get_or_init(|| texel::texel_source(base.source, &["k", "v"])),
-    }
+    texel::shader(
+        &SOURCE,
+        "window_attention+texel",
+        crate::shader!("window_attention"),
+        &["k", "v"],
+    )
 }
 
 /// Forward pass: returns (out [B, H, W, C], lse [B, nW, heads, w²]).

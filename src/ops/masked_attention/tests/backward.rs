@@ -79,9 +79,17 @@ fn reference_backward_matches_finite_differences() {
     }
 }
 
+/// Under both kernel policies: on CPU adapters the CPU policy runs the dq and dk/dv passes'
+/// texel forms (k, v and q, dO from views), the GPU policy their buffer forms.
 #[test]
 fn backward_matches_reference() {
-    let rt = testing::runtime();
+    for rt in [testing::runtime(), testing::gpu_policy_runtime()] {
+        backward_matches_reference_on(rt);
+    }
+}
+
+fn backward_matches_reference_on(rt: &Runtime) {
+    let texel = crate::ops::common::texel::preferred(rt);
     let seed = testing::seed();
     for (n, c) in CASES.iter().enumerate() {
         let seed = seed.wrapping_add(n as u64);
@@ -98,9 +106,14 @@ fn backward_matches_reference() {
         for o in [&grads.dq, &grads.dk, &grads.dv] {
             rt.fill(o, f32::NAN).unwrap();
         }
-        rt.run(
-            &masked_attention_backward_into(rt, &x, &out, &lse, &dout, &grads, &ws, &opts).unwrap(),
-        );
+        let ds =
+            masked_attention_backward_into(rt, &x, &out, &lse, &dout, &grads, &ws, &opts).unwrap();
+        for form in ["+texel_dq::", "+texel_kv::"] {
+            let name = format!("masked_attention_backward{form}");
+            let runs = ds.iter().any(|d| d.label().starts_with(&name));
+            assert_eq!(runs, texel, "{name} {c:?} {:?}", rt.kernel_policy());
+        }
+        rt.run(&ds);
         let d64 = Data64::new(&d);
         let want = reference::backward(&c.geometry(), &d64.inputs(c, &d), &f64s(&dout_h));
         for (name, got, want) in [
@@ -108,7 +121,8 @@ fn backward_matches_reference() {
             ("dk", &grads.dk, &want.dk),
             ("dv", &grads.dv, &want.dv),
         ] {
-            let case = format!("{name} {c:?} (splits {})", ws.geometry.splits);
+            let policy = rt.kernel_policy();
+            let case = format!("{name} {c:?} (splits {}, {policy:?})", ws.geometry.splits);
             assert_close(&case, seed, &rt.download(got).unwrap(), &f32s(want), 1e-5);
         }
     }

@@ -146,7 +146,16 @@ fn check_backward(rt: &Runtime, c: &Case, seed: u64) {
     for o in &outs {
         rt.fill(o, f32::NAN).unwrap();
     }
-    rt.run(&window_attention_backward_into(rt, &x, &out, &lse, &dout, &grads, &ws, &opts).unwrap());
+    let ds = window_attention_backward_into(rt, &x, &out, &lse, &dout, &grads, &ws, &opts).unwrap();
+    // The CPU policy on a CPU adapter runs both passes' texel forms, the GPU policy the buffer ones.
+    let texel = crate::ops::common::texel::preferred(rt);
+    for (d, form) in ds.iter().zip(["+texel_q::", "+texel_k::"]) {
+        let runs = d
+            .label()
+            .starts_with(&format!("window_attention_backward{form}"));
+        assert_eq!(runs, texel, "{} {c:?} {:?}", d.label(), rt.kernel_policy());
+    }
+    rt.run(&ds);
     let d64 = as_f64(&d);
     let inputs = reference_inputs(c, &d64);
     let want = reference::backward(&c.geometry(), &inputs, &f64s(&dout_h));
