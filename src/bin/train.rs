@@ -169,6 +169,7 @@ fn main() -> ExitCode {
 }
 
 fn run(job: &Job) -> anyhow::Result<()> {
+    // Over ~80 lines: the CLI's sequence (open or resume, report, train, save, evaluate) in order.
     let args = Args::parse();
     let runtime = || job.runtime();
     let mut trainer = if args.resume {

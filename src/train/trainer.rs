@@ -261,6 +261,7 @@ impl Trainer {
 
     /// Runs one training step and logs it to `metrics.jsonl`.
     pub fn train_step(&mut self) -> Result<StepReport> {
+        // Over ~80 lines: the step's phases in order, each timed for the timeline.
         let mut laps = Laps::start();
         let mut times = StepTimes::default();
         let step = self.step;

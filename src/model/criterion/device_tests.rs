@@ -124,6 +124,7 @@ fn device_match_costs_and_assignments_match_the_host() {
 
 #[test]
 fn device_losses_and_gradients_match_the_host() {
+    // Over ~80 lines: every loss term's inputs are built here, so the comparison reads in one place.
     let rt = runtime();
     let s = seed();
     let mut r = rng(s);
@@ -246,6 +247,7 @@ fn too_many_targets_for_the_device_matcher_is_an_error_naming_the_image() {
 /// the same draws (the device's hash, replayed as the host asks for them).
 #[test]
 fn drawn_device_criterion_matches_the_host_on_the_same_draws() {
+    // Over ~80 lines: one scenario end to end (draws, matching, sampling, losses) on both sides.
     use crate::ops::criterion::reference::uniform as hash_uniform;
     let rt = runtime();
     let s = seed();

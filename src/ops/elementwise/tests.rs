@@ -250,6 +250,7 @@ fn unary_and_binary_past_binding_limit() {
 #[test]
 #[ignore]
 fn perf_report() {
+    // Over ~80 lines: an ignored timing report over a table of shapes.
     use crate::ops::{copy, reduce, softmax};
     let rt = runtime();
     if !rt.caps().timestamps {

@@ -180,6 +180,7 @@ pub fn group_norm_into(
     workspace: Option<&Tensor>,
     opts: &GroupNormOptions,
 ) -> Result<Vec<Dispatch>> {
+    // Over ~80 lines: validation, the statistics variant chosen for the adapter, then the apply pass.
     let (n, c, s) = dims(OP, x, opts)?;
     let g = opts.groups;
     check::operand(rt, OP, "x", x, x.shape())?;

@@ -277,7 +277,20 @@ fn reference_backward_matches_finite_differences() {
 fn run_backward(rt: &Runtime, seed: u64, shape: &[usize], groups: usize, opts: GroupNormOptions) {
     let case = format!("group_norm_backward {shape:?} G={groups} {opts:?}");
     let d = dims(shape, groups);
-    let inp = inputs(seed, shape);
+    let mut inp = inputs(seed, shape);
+    if opts.relu {
+        // The kernel recomputes the pre-activation in f32: where it lies within rounding of 0,
+        // its ReLU mask may differ from the f64 one, and that element's gradient with it (seen:
+        // dx off by 1.4 at one element, seed 1796492473284204881). With no upstream gradient
+        // there, the mask does not matter; everywhere else the comparison stays exact.
+        let (pre, _, _) =
+            reference::forward(&f64s(&inp.x), &f64s(&inp.w), &f64s(&inp.b), d, 1e-5, false);
+        for (g, z) in inp.dy.iter_mut().zip(&pre) {
+            if z.abs() < 1e-4 {
+                *g = 0.0;
+            }
+        }
+    }
     let (want_dx, want_dw, want_db) = reference::backward(
         &f64s(&inp.dy),
         &f64s(&inp.x),

@@ -202,6 +202,7 @@ fn geometry(
     x: &MaskedAttentionInputs,
     o: &MaskedAttentionOptions,
 ) -> Result<Geometry> {
+    // Over ~80 lines: one check per input, each naming the shape it wants.
     let qs = x.q.shape();
     let ks = x.k.shape();
     if qs.len() != 3 || ks.len() != 3 || qs.contains(&0) || ks.contains(&0) {

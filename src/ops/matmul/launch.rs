@@ -310,6 +310,7 @@ fn launch(
     e: Extent,
     split: Option<(SplitK, &Tensor)>,
 ) -> Result<Vec<Dispatch>> {
+    // Over ~80 lines: binding the three blocks, the parameter block, then the product or split-K.
     let align = plan.align;
     let (ta, va) = pr.a;
     let (tb, vb) = pr.b;

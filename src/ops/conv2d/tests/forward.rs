@@ -70,6 +70,7 @@ fn forward_past_one_grid_dimension() {
 #[test]
 #[ignore]
 fn timing_fpn_convs() {
+    // Over ~80 lines: an ignored timing report over a table of the FPN's convolutions.
     let rt = testing::runtime();
     let block = std::env::var("M2F_CONV_BLOCK").ok().map(|s| {
         let v: Vec<u32> = s.split(',').map(|t| t.parse().unwrap()).collect();

@@ -49,6 +49,7 @@ fn large_block_shapes_batches_and_epilogue() {
 /// too small to fill a few of its workgroups.
 #[test]
 fn large_block_selection() {
+    // Over ~80 lines: a table of launches and the entry each must run.
     let rt = testing::runtime();
     let large = opts(Variant::RegBlockLarge, (false, false));
     let general = "matmul::regblock";

@@ -6,6 +6,7 @@ use super::*;
 /// Σ out·g with random g, on a sample of entries of every input.
 #[test]
 fn reference_backward_matches_finite_differences() {
+    // Over ~80 lines: the finite-difference check of every gradient over one set of cases.
     let seed = testing::seed();
     let cases = [
         Case {
