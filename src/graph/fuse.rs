@@ -224,8 +224,11 @@ impl Fusion {
             self.g.values[v.index()].output = usize::MAX;
         }
         self.g.nodes[consumer].outputs.clear();
-        for list in &mut self.readers {
-            list.retain(|&n| n != consumer);
+        let NodeKind::Op { inputs, .. } = &self.g.nodes[consumer].kind else {
+            unreachable!("a consumer is an op node")
+        };
+        for v in inputs {
+            self.readers[v.index()].retain(|&n| n != consumer);
         }
     }
 }

@@ -425,7 +425,8 @@ fn backward_limit(
     opts: BackwardOptions,
     max_binding: u64,
 ) -> Result<Vec<Dispatch>> {
-    // Over ~80 lines: validation, then the chunked launches of the three backward passes in order.
+    // Over ~80 lines: validation, zeroing the value gradient, then one launch per chunk (the
+    // texel form where it runs, else the buffer kernel).
     const OP: &str = "deform_attn_backward";
     let sz = check(OP, value, spatial_shapes, loc, attn)?;
     check::f32_shape(OP, "grad_out", grad_out, &[sz.n, sz.lq, sz.m * sz.d])?;

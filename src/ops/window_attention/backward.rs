@@ -160,7 +160,7 @@ pub fn window_attention_backward_into(
     ws: &WindowAttentionWorkspace,
     opts: &WindowAttentionOptions,
 ) -> Result<Vec<Dispatch>> {
-    // Over ~80 lines: the backward's passes (row sums, query, key, tables, padding) recorded in order.
+    // Over ~80 lines: the backward's passes (query, key, table sum, padding) recorded in order.
     let g = geometry(rt, x, opts)?;
     check_backward(&g, x, out, lse, dout, grads, ws, opts)?;
     let has_pad = x.pad_k.is_some();
