@@ -120,10 +120,11 @@ pub const GEMM_WIDE_MIN_WORKGROUPS: u64 = 132;
 /// column tiles) use `regblock`: its 3× smaller tiles spread a small product over more threads.
 pub const LARGE_MIN_WORKGROUPS: u64 = 4;
 
-/// Under `Auto`, launches of fewer FLOPs (2·batch·M·N·K) than this use `regblock` too: each
-/// 24×16 entry costs lavapipe's JIT about 50 s of CPU the first time on a machine (the 8×16
-/// `regblock` about 4 s; docs/PERFORMANCE.md, "Cold start"), and below this size the larger
-/// block saves at most a few milliseconds per launch. The demo model's products stay under it
+/// Under `Auto`, launches of fewer FLOPs (2·batch·M·N·K) than this skip the 24×16 entries and the
+/// large texel entries: on CPU adapters they run the 8-row texel entries (`Variant::TexelSmall`,
+/// under a second of JIT each), else `regblock`. Each large entry costs lavapipe's JIT seconds to
+/// tens of seconds of CPU the first time on a machine (docs/PERFORMANCE.md, "Cold start", "Session
+/// 7 A/B"), and below this size the larger block saves at most a few milliseconds per launch. The demo model's products stay under it
 /// (its first image on a fresh machine then JITs no 24×16 entry); Swin-T's backbone, pixel
 /// decoder and mask products are above it.
 pub const LARGE_MIN_FLOPS: u64 = 1 << 27;
