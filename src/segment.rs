@@ -24,7 +24,7 @@ use crate::model::postprocess::{
     self, Instances, Panoptic, PostprocessConfig, RawOutputs, Semantic,
 };
 use crate::model::preprocess::{preprocess, PreprocessConfig, Preprocessed};
-use crate::model::{LabelInfo, Mask2Former, ModelError, RawBatch};
+use crate::model::{LabelInfo, Mask2Former, ModelError, ModelFiles, RawBatch};
 use crate::visualize;
 use crate::Runtime;
 
@@ -119,6 +119,22 @@ impl Segmenter {
         })
     }
 
+    /// Builds a segmenter from a checkpoint folder's files held in memory (a web page's
+    /// fetches), with the folder's image-processor settings when it has them.
+    pub fn from_files(rt: &Runtime, files: &ModelFiles<'_>) -> Result<Self, SegmentError> {
+        let preprocess = match files.preprocessor {
+            Some(text) => PreprocessConfig::from_json(text).map_err(|reason| {
+                ModelError::Labels(format!("{}: {reason}", crate::model::preprocess::PREPROCESSOR_FILE))
+            })?,
+            None => PreprocessConfig::default(),
+        };
+        Ok(Self {
+            model: Mask2Former::from_files(rt, files)?,
+            preprocess,
+            postprocess: PostprocessConfig::default(),
+        })
+    }
+
     pub fn model(&self) -> &Mask2Former {
         &self.model
     }
@@ -128,20 +144,44 @@ impl Segmenter {
     }
 
     /// Segments one image.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn segment(
         &mut self,
         image: &DynamicImage,
         task: Task,
     ) -> Result<Segmentation, SegmentError> {
+        pollster::block_on(self.segment_async(image, task))
+    }
+
+    /// [`Segmenter::segment`] without blocking (the only form in a browser).
+    pub async fn segment_async(
+        &mut self,
+        image: &DynamicImage,
+        task: Task,
+    ) -> Result<Segmentation, SegmentError> {
         let pre = preprocess(image, &self.preprocess);
-        let raw = self.forward(&pre.pixel_values, 1, pre.height, pre.width)?;
+        let raw = self
+            .forward_async(&pre.pixel_values, 1, pre.height, pre.width)
+            .await?;
         Ok(self.postprocess(&raw, 0, &pre, task))
     }
 
     /// Runs the network on an already pre-processed `[B, 3, H, W]` batch. Non-finite pixel
     /// values, and non-finite network outputs (which would otherwise become one class at score
     /// 1.0, or no segments at all), are errors.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn forward(
+        &mut self,
+        pixel_values: &[f32],
+        batch: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<RawBatch, SegmentError> {
+        pollster::block_on(self.forward_async(pixel_values, batch, height, width))
+    }
+
+    /// [`Segmenter::forward`] without blocking.
+    pub async fn forward_async(
         &mut self,
         pixel_values: &[f32],
         batch: usize,
@@ -153,7 +193,10 @@ impl Segmenter {
             pixel_values,
             "the input must hold finite numbers",
         )?;
-        let raw = self.model.forward(pixel_values, batch, height, width)?;
+        let raw = self
+            .model
+            .forward_async(pixel_values, batch, height, width)
+            .await?;
         let hint = "the network overflowed on this input (the weights were finite at load)";
         check_finite("class_queries_logits", &raw.class_logits, hint)?;
         check_finite("masks_queries_logits", &raw.mask_logits, hint)?;
@@ -372,6 +415,35 @@ fn bbox_of(ids: &[u32], width: usize) -> [u32; 4] {
     ]
 }
 
+/// The image with each segment tinted in its colour, outlined and captioned (label, and the
+/// score except for semantic results): the `.overlay.png` the CLI writes.
+pub fn overlay(
+    image: &RgbImage,
+    task: Task,
+    result: &Segmentation,
+    segments: &[SegmentInfo],
+) -> RgbImage {
+    let regions: Vec<visualize::Region> = segments
+        .iter()
+        .map(|s| visualize::Region {
+            id: match result {
+                Segmentation::Semantic(_) => s.label_id + 1,
+                _ => s.id,
+            },
+            color: visualize::color(if s.is_thing {
+                s.id * 7919 + s.label_id
+            } else {
+                s.label_id
+            }),
+            caption: match task {
+                Task::Semantic => s.label_name.clone(),
+                _ => format!("{} {:.0}%", s.label_name, s.score * 100.0),
+            },
+        })
+        .collect();
+    visualize::overlay(image, &result.id_map(), &regions)
+}
+
 /// Writes `<stem>.overlay.png`, `<stem>.json`, and for panoptic `<stem>.panoptic.png` (COCO RGB
 /// ids) and `<stem>.semantic.png`; for semantic `<stem>.semantic.png`. Returns the paths written.
 pub fn write_outputs(
@@ -391,25 +463,7 @@ pub fn write_outputs(
     let segments = result.segments(labels);
     let mut written = Vec::new();
 
-    let regions: Vec<visualize::Region> = segments
-        .iter()
-        .map(|s| visualize::Region {
-            id: match result {
-                Segmentation::Semantic(_) => s.label_id + 1,
-                _ => s.id,
-            },
-            color: visualize::color(if s.is_thing {
-                s.id * 7919 + s.label_id
-            } else {
-                s.label_id
-            }),
-            caption: match task {
-                Task::Semantic => s.label_name.clone(),
-                _ => format!("{} {:.0}%", s.label_name, s.score * 100.0),
-            },
-        })
-        .collect();
-    let overlay = visualize::overlay(image, &result.id_map(), &regions);
+    let overlay = overlay(image, task, result, &segments);
     let path = dir.join(format!("{stem}.overlay.png"));
     write_png(&path, DynamicImage::ImageRgb8(overlay))?;
     written.push(path);

@@ -3,11 +3,14 @@
 //! compute pass, submits once, and reads back only what the caller asks for.
 
 use std::collections::HashMap;
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::Duration;
 
 use super::bind::{self, Leaf, TrainArenas};
 use super::ir::{Graph, ParamKind, Value};
 use super::plan::{Plan, PlanOptions, Storage};
+// Timestamp profiles wait for the device: native only.
+#[cfg(not(target_arch = "wasm32"))]
 use super::profile::{Profile, ProfileEntry};
 use super::{GraphError, Result};
 use crate::runtime::{Arena, DType, Dispatch, Runtime, Tensor};
@@ -300,6 +303,7 @@ impl Executable {
     }
 
     /// Reads parameter `name` back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_param(&self, name: &str) -> Result<Vec<f32>> {
         Ok(self.rt.download(self.param(name)?)?)
     }
@@ -428,6 +432,7 @@ impl Executable {
 
     /// [`Executable::run_first_phase`] with a GPU timestamp around every dispatch (needs
     /// `Capabilities::timestamps`): the same work, submitted in chunks, waited for.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_first_phase_timed(&self) -> Result<Profile> {
         let k = self.first_phase.ok_or(GraphError::NotSplit)?;
         self.run_first_phase_checks()?;
@@ -437,6 +442,7 @@ impl Executable {
 
     /// [`Executable::run_second_phase`] with GPU timestamps: the profiles of the graph's part
     /// (a training step's backward) and of the appended dispatches (the optimizer's).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_second_phase_timed(&self) -> Result<(Profile, Profile)> {
         let k = self.first_phase.ok_or(GraphError::NotSplit)?;
         self.check_ready()?;
@@ -450,6 +456,7 @@ impl Executable {
     }
 
     /// Names the dispatch times of a run that started at dispatch `first`.
+    #[cfg(not(target_arch = "wasm32"))]
     fn profile_of(&self, first: usize, times: Vec<Duration>) -> Profile {
         let owners = self.owners[first..].iter();
         let kernels = self.dispatches[first..].iter().map(Dispatch::label);
@@ -503,18 +510,37 @@ impl Executable {
     }
 
     /// Sets the inputs, runs (appended dispatches included), and reads back every requested output, in request order.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_with<'a>(&mut self, inputs: &[(&str, HostData<'a>)]) -> Result<Vec<Vec<f32>>> {
+        pollster::block_on(self.run_with_async(inputs))
+    }
+
+    /// [`Executable::run_with`] without blocking: sets the inputs, runs and awaits the
+    /// requested outputs (the only form in a browser).
+    pub async fn run_with_async<'a>(
+        &mut self,
+        inputs: &[(&str, HostData<'a>)],
+    ) -> Result<Vec<Vec<f32>>> {
         for (name, data) in inputs {
             self.set_input(name, *data)?;
         }
         self.run()?;
-        let outs = self.plan.outputs.clone();
-        outs.iter().map(|&v| self.read(v)).collect()
+        let mut outs = Vec::with_capacity(self.plan.outputs.len());
+        for v in self.plan.outputs.clone() {
+            outs.push(self.read_async(v).await?);
+        }
+        Ok(outs)
     }
 
     /// Reads a requested output (or parameter/input) of the last run (waits for the GPU).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self, v: Value) -> Result<Vec<f32>> {
-        Ok(self.rt.download(self.tensor(v)?)?)
+        pollster::block_on(self.read_async(v))
+    }
+
+    /// [`Executable::read`] without blocking.
+    pub async fn read_async(&self, v: Value) -> Result<Vec<f32>> {
+        Ok(self.rt.download_async(self.tensor(v)?).await?)
     }
 
     /// The tensor holding a requested output (valid until the next run).
@@ -529,6 +555,7 @@ impl Executable {
     }
 
     /// Runs once with a GPU timestamp around every dispatch (needs `Capabilities::timestamps`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn profile(&self) -> Result<Profile> {
         self.check_ready()?;
         let times = self.rt.run_timed(&self.dispatches)?;

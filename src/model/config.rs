@@ -182,7 +182,12 @@ impl Mask2FormerConfig {
             path: path.to_owned(),
             source,
         })?;
-        let config: Self = serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates the text of a `config.json`; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = serde_json::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source,
         })?;

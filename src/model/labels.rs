@@ -35,15 +35,28 @@ impl LabelInfo {
 
     /// From `id2label` names and an optional categories file (see the module docs).
     pub fn load(names: Vec<String>, categories: Option<&Path>) -> Result<Self, String> {
-        if let Some(path) = categories.filter(|p| p.exists()) {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let cats: Vec<Category> = serde_json::from_str(&text)
-                .map_err(|e| format!("{}: not a list of categories: {e}", path.display()))?;
+        match categories.filter(|p| p.exists()) {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Self::from_categories(names, Some((&text, &path.display().to_string())))
+            }
+            None => Self::from_categories(names, None),
+        }
+    }
+
+    /// From `id2label` names and the text of a categories file, if there is one (`origin`
+    /// names it in errors).
+    pub fn from_categories(
+        names: Vec<String>,
+        categories: Option<(&str, &str)>,
+    ) -> Result<Self, String> {
+        if let Some((text, origin)) = categories {
+            let cats: Vec<Category> = serde_json::from_str(text)
+                .map_err(|e| format!("{origin}: not a list of categories: {e}"))?;
             if cats.len() != names.len() {
                 return Err(format!(
-                    "{}: {} categories but the model has {} labels",
-                    path.display(),
+                    "{origin}: {} categories but the model has {} labels",
                     cats.len(),
                     names.len()
                 ));

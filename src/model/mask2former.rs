@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::graph::{CompileOptions, Executable, Graph, GraphError, Profile};
+use crate::graph::{CompileOptions, Executable, Graph, GraphError};
 use crate::model::checkpoint::{Checkpoint, CheckpointError, HostTensor};
 use crate::model::config::{ConfigError, Mask2FormerConfig};
 use crate::model::network::{self, expected_keys, PIXEL_VALUES};
@@ -24,8 +24,23 @@ pub enum ModelError {
     Graph(#[from] GraphError),
     #[error("input: {0}")]
     Input(String),
+    #[error("{0}")]
+    Labels(String),
     #[error("writing {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+}
+
+/// A checkpoint folder's files held in memory, as a web page fetches them.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelFiles<'a> {
+    /// `config.json`
+    pub config: &'a str,
+    /// `model.safetensors`
+    pub weights: &'a [u8],
+    /// `categories.json` (which labels are things), when the folder has one
+    pub categories: Option<&'a str>,
+    /// `preprocessor_config.json`, when the folder has one
+    pub preprocessor: Option<&'a str>,
 }
 
 /// Raw network outputs of a batch (transformers names: `class_queries_logits`,
@@ -87,15 +102,35 @@ impl Mask2Former {
             });
         }
         let config = Mask2FormerConfig::from_file(&dir.join("config.json"))?;
-        config.validate()?;
         let weights = Checkpoint::load(&dir.join("model.safetensors"))?;
-        weights.validate(&expected_keys(&config)?)?;
         let labels = LabelInfo::load(config.labels(), Some(&dir.join("categories.json"))).map_err(
             |reason| ModelError::Folder {
                 path: dir.into(),
                 reason,
             },
         )?;
+        Self::assemble(rt, config, weights, labels)
+    }
+
+    /// Builds the model from a checkpoint folder's files held in memory (what a web page
+    /// fetches): checked as [`Mask2Former::load`] checks them, errors naming the file.
+    pub fn from_files(rt: &Runtime, files: &ModelFiles<'_>) -> Result<Self, ModelError> {
+        let config = Mask2FormerConfig::parse(files.config, "config.json".as_ref())?;
+        let weights = Checkpoint::from_bytes("model.safetensors".as_ref(), files.weights)?;
+        let labels =
+            LabelInfo::from_categories(config.labels(), files.categories.map(|t| (t, "categories.json")))
+                .map_err(ModelError::Labels)?;
+        Self::assemble(rt, config, weights, labels)
+    }
+
+    fn assemble(
+        rt: &Runtime,
+        config: Mask2FormerConfig,
+        weights: Checkpoint,
+        labels: LabelInfo,
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        weights.validate(&expected_keys(&config)?)?;
         Ok(Self {
             rt: rt.clone(),
             config,
@@ -142,20 +177,33 @@ impl Mask2Former {
     /// (timestamp queries) instead of outputs. On a fresh machine the first call's times include
     /// each pipeline's JIT, which lavapipe runs inside the pipeline's first dispatch
     /// (`examples/cold_start.rs` tabulates it).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn profile(
         &mut self,
         pixel_values: &[f32],
         batch: usize,
         height: usize,
         width: usize,
-    ) -> Result<Profile, ModelError> {
+    ) -> Result<crate::graph::Profile, ModelError> {
         let comp = self.compiled(batch, height, width)?;
         comp.exe.set_input(PIXEL_VALUES, pixel_values)?;
         Ok(comp.exe.profile()?)
     }
 
     /// Runs the network on `pixel_values [B, 3, H, W]` (normalised, see `preprocess`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn forward(
+        &mut self,
+        pixel_values: &[f32],
+        batch: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<RawBatch, ModelError> {
+        pollster::block_on(self.forward_async(pixel_values, batch, height, width))
+    }
+
+    /// [`Mask2Former::forward`] without blocking (the only form in a browser).
+    pub async fn forward_async(
         &mut self,
         pixel_values: &[f32],
         batch: usize,
@@ -177,7 +225,10 @@ impl Mask2Former {
         let (q, c) = (self.config.num_queries, self.config.num_labels() + 1);
         let comp = self.compiled(batch, height, width)?;
         let mask_size = comp.mask_size;
-        let outs = comp.exe.run_with(&[(PIXEL_VALUES, pixel_values.into())])?;
+        let outs = comp
+            .exe
+            .run_with_async(&[(PIXEL_VALUES, pixel_values.into())])
+            .await?;
         let mut outs = outs.into_iter();
         let class_logits = outs.next().expect("two outputs");
         let mask_logits = outs.next().expect("two outputs");

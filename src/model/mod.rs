@@ -14,4 +14,4 @@ pub mod preprocess;
 pub mod swin;
 
 pub use labels::LabelInfo;
-pub use mask2former::{Mask2Former, ModelError, RawBatch};
+pub use mask2former::{Mask2Former, ModelError, ModelFiles, RawBatch};

@@ -29,6 +29,8 @@ pub struct Capabilities {
     pub max_workgroup_storage: u32,
     /// Alignment of storage-buffer binding offsets in bytes.
     pub storage_offset_alignment: u32,
+    /// Storage buffers one kernel may bind (8 in WebGPU's portable limits).
+    pub max_storage_buffers_per_stage: u32,
 }
 
 /// Which kernel shapes the `Auto` variants of the kernel families choose (`M2F_KERNEL_POLICY`).
@@ -82,6 +84,8 @@ pub struct RuntimeOptions {
     pub allow_timestamps: bool,
     /// Which kernel shapes `Auto` variants choose (default: from the adapter).
     pub kernel_policy: KernelPolicy,
+    /// Device limits to ask for (capped at the adapter's); `None`: all the adapter has.
+    pub limits: Option<wgpu::Limits>,
 }
 
 impl Default for RuntimeOptions {
@@ -95,6 +99,7 @@ impl Default for RuntimeOptions {
             allow_f32_atomics: true,
             allow_timestamps: true,
             kernel_policy: KernelPolicy::Auto,
+            limits: None,
         }
     }
 }
@@ -138,6 +143,17 @@ impl RuntimeOptions {
         self.allow_f32_atomics = false;
         self.allow_timestamps = false;
         self
+    }
+
+    /// What a web page can count on in any browser with WebGPU: [`RuntimeOptions::portable`]
+    /// features and WebGPU's default limits (8 storage buffers per kernel, 128 MiB bindings,
+    /// 256 MiB buffers, 16 KiB workgroup memory). The browser build opens its runtime with
+    /// these; native tests open lavapipe with them to check the kernels fit.
+    pub fn web() -> Self {
+        Self {
+            limits: Some(wgpu::Limits::default()),
+            ..Self::default().portable()
+        }
     }
 }
 
@@ -197,14 +213,14 @@ fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
     (kind, backend)
 }
 
-pub(crate) fn open(opts: &RuntimeOptions) -> Result<Opened> {
+pub(crate) async fn open(opts: &RuntimeOptions) -> Result<Opened> {
     // Over ~80 lines: adapter choice, feature negotiation, device request and the capability
     // record, in order.
     let backends = opts.backends.unwrap_or(wgpu::Backends::all());
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     let instance = wgpu::Instance::new(desc);
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    let mut adapters = instance.enumerate_adapters(backends).await;
     if let Some(name) = &opts.adapter_name {
         let needle = name.to_ascii_lowercase();
         adapters.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&needle));
@@ -247,7 +263,11 @@ pub(crate) fn open(opts: &RuntimeOptions) -> Result<Opened> {
         })?;
     let info = adapter.get_info();
     let available = adapter.features();
-    let limits = adapter.limits();
+    let limits = match &opts.limits {
+        // What the caller asks for, capped at what the adapter has.
+        Some(wanted) => wanted.clone().or_worse_values_from(&adapter.limits()),
+        None => adapter.limits(),
+    };
 
     // Ask for exactly the optional features we use and that are allowed.
     let mut features = wgpu::Features::empty();
@@ -275,15 +295,18 @@ pub(crate) fn open(opts: &RuntimeOptions) -> Result<Opened> {
         );
     }
 
-    // The adapter's own limits: wgpu's defaults cap buffers at 256 MiB and workgroups at 256 threads.
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+    // The adapter's own limits unless asked otherwise: wgpu's defaults cap buffers at 256 MiB
+    // and workgroups at 256 threads.
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
         label: Some("mask2former"),
         required_features: features,
         required_limits: limits.clone(),
         experimental_features: wgpu::ExperimentalFeatures::disabled(),
         memory_hints: wgpu::MemoryHints::Performance,
         trace: wgpu::Trace::Off,
-    }))
+    })
+    .await
     .map_err(|e| Error::RequestDevice {
         adapter: info.name.clone(),
         reason: e.to_string(),
@@ -302,6 +325,7 @@ pub(crate) fn open(opts: &RuntimeOptions) -> Result<Opened> {
         max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         max_workgroup_storage: limits.max_compute_workgroup_storage_size,
         storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
+        max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
     };
     Ok(Opened {
         adapter,

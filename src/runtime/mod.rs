@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use web_time::Instant;
+
 pub use arena::{Arena, ArenaEntry, ArenaLayout};
 pub use device::{
     parse_backend, parse_kernel_policy, AdapterIndex, Capabilities, KernelPolicy, RuntimeOptions,
@@ -81,12 +83,21 @@ pub struct PipelineCompile {
 
 impl Runtime {
     /// Opens the best adapter, honouring `M2F_BACKEND`, `M2F_ADAPTER` and `M2F_KERNEL_POLICY`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
         Self::with_options(&RuntimeOptions::from_env()?)
     }
 
+    /// [`Runtime::open`], waiting for it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_options(opts: &RuntimeOptions) -> Result<Self> {
-        let o = device::open(opts)?;
+        pollster::block_on(Self::open(opts))
+    }
+
+    /// Opens the adapter `opts` selects without blocking: the way to open one in a browser,
+    /// where the page's event loop must run while the adapter and device requests complete.
+    pub async fn open(opts: &RuntimeOptions) -> Result<Self> {
+        let o = device::open(opts).await?;
         let pool = BufferPool::new(o.device.clone());
         Ok(Self {
             inner: Arc::new(Inner {
@@ -161,7 +172,7 @@ impl Runtime {
             return Ok(k.clone());
         }
         // Compile outside the lock: pipelines can take milliseconds and tests share runtimes.
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         let module_key = (shader.name, shader.source.as_ptr() as usize);
         let cached = self.inner.modules.lock().unwrap().get(&module_key).cloned();
         let module = match cached {
@@ -243,7 +254,8 @@ impl Runtime {
         self.inner.queue.submit([enc.finish()]);
     }
 
-    /// Waits until all submitted work has finished.
+    /// Waits until all submitted work has finished (in a browser it returns at once: work
+    /// completes on the page's event loop, and readbacks await it).
     pub fn sync(&self) -> Result<()> {
         self.inner
             .device
@@ -254,6 +266,7 @@ impl Runtime {
 
     /// Runs the dispatches with a GPU timestamp around each one and returns each one's time.
     /// Needs `Capabilities::timestamps`; otherwise an `Unsupported` error.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_timed(&self, dispatches: &[Dispatch]) -> Result<Vec<Duration>> {
         if !self.inner.caps.timestamps {
             return Err(Error::Unsupported {
@@ -454,7 +467,25 @@ impl Runtime {
     }
 
     /// Reads an f32 tensor back to the host (waits for all submitted work).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        pollster::block_on(self.download_async(t))
+    }
+
+    /// Reads a u32 tensor back to the host.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn download_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
+        pollster::block_on(self.download_u32_async(t))
+    }
+
+    /// Copies `bytes` bytes at `offset` of `buffer` into host memory (rounded up to 4 bytes).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        pollster::block_on(self.read_buffer_async(buffer, offset, bytes))
+    }
+
+    /// [`Runtime::download`] without blocking (the only form in a browser).
+    pub async fn download_async(&self, t: &Tensor) -> Result<Vec<f32>> {
         if t.dtype() != DType::F32 {
             return Err(Error::DType {
                 op: "download",
@@ -462,13 +493,15 @@ impl Runtime {
                 got: t.dtype(),
             });
         }
-        let raw = self.read_buffer(t.buffer(), t.offset(), t.size_bytes())?;
+        let raw = self
+            .read_buffer_async(t.buffer(), t.offset(), t.size_bytes())
+            .await?;
         // The byte vector is only 1-aligned: decode instead of casting in place.
         Ok(bytemuck::pod_collect_to_vec(&raw))
     }
 
-    /// Reads a u32 tensor back to the host.
-    pub fn download_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
+    /// [`Runtime::download_u32`] without blocking.
+    pub async fn download_u32_async(&self, t: &Tensor) -> Result<Vec<u32>> {
         if t.dtype() != DType::U32 {
             return Err(Error::DType {
                 op: "download_u32",
@@ -476,12 +509,19 @@ impl Runtime {
                 got: t.dtype(),
             });
         }
-        let raw = self.read_buffer(t.buffer(), t.offset(), t.size_bytes())?;
+        let raw = self
+            .read_buffer_async(t.buffer(), t.offset(), t.size_bytes())
+            .await?;
         Ok(bytemuck::pod_collect_to_vec(&raw))
     }
 
-    /// Copies `bytes` bytes at `offset` of `buffer` into host memory (rounded up to 4 bytes).
-    pub fn read_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    /// [`Runtime::read_buffer`] without blocking.
+    pub async fn read_buffer_async(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
         let size = bytes.div_ceil(4) * 4;
         if size == 0 {
             return Ok(Vec::new());
@@ -499,12 +539,14 @@ impl Runtime {
             .create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
         self.inner.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures::channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        // Native backends map only when polled; a browser maps on its own event loop, which
+        // runs while this future waits.
         self.sync()?;
-        rx.recv()
+        rx.await
             .map_err(|e| Error::Gpu(format!("readback channel: {e}")))?
             .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
         let view = staging
