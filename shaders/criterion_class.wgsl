@@ -29,7 +29,7 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     let r = wid.x + wid.y * nwg.x;
     let live = r < p.rows;
     let base = r * p.classes;
-    var m = -bitcast<f32>(0x7f800000u);
+    var m = -bitcast<f32>(INF_BITS);
     if (live) {
         for (var c = lid; c < p.classes; c += WG) {
             m = max(m, x[base + c]);
@@ -66,7 +66,12 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
         if (k < p.classes) {
             loss[r] = l - x[base + k];
         } else {
-            loss[r] = bitcast<f32>(0x7fc00000u);
+            loss[r] = bitcast<f32>(NAN_BITS);
         }
     }
 }
+
+// Run-time values, not constants: WGSL makes a constant NaN or infinity an error (browsers
+// reject it; naga does not).
+var<private> NAN_BITS: u32 = 0x7fc00000u;
+var<private> INF_BITS: u32 = 0x7f800000u;

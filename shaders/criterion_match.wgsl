@@ -77,7 +77,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let mask = (a.x - a.y) / f32(p.points);
         let dice = 1.0 - (2.0 * a.w + 1.0) / (a.z + part_l[0] + 1.0);
         let k = classes[b * p.targets + t];
-        var class_p = bitcast<f32>(0x7fc00000u);
+        var class_p = bitcast<f32>(NAN_BITS);
         if (k < p.classes) {
             class_p = probs[(b * p.queries + q) * p.classes + k];
         }
@@ -90,3 +90,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
     }
 }
+
+// Run-time values, not constants: WGSL makes a constant NaN or infinity an error (browsers
+// reject it; naga does not).
+var<private> NAN_BITS: u32 = 0x7fc00000u;

@@ -99,7 +99,7 @@ fn tap(l: u32, x: f32, y: f32) -> Tap {
     let hw = 1.0 - t.lw;
     let hs = vec4<f32>(h0, h0, h0 + 1.0, h0 + 1.0);
     let ws = vec4<f32>(w0, w0 + 1.0, w0, w0 + 1.0);
-    let ok = hs >= vec4<f32>(0.0) & hs <= vec4<f32>(hf - 1.0) & ws >= vec4<f32>(0.0) & ws <= vec4<f32>(wf - 1.0);
+    let ok = (hs >= vec4<f32>(0.0)) & (hs <= vec4<f32>(hf - 1.0)) & (ws >= vec4<f32>(0.0)) & (ws <= vec4<f32>(wf - 1.0));
     t.mask = select(vec4<f32>(0.0), vec4<f32>(1.0), ok);
     t.w = t.mask * vec4<f32>(hh * hw, hh * t.lw, t.lh * hw, t.lh * t.lw);
     // Inside the region, h0 >= -1 and w0 >= -1, so the clamped indices are the real ones where ok.

@@ -28,7 +28,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 
 fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+    return bitcast<f32>(NAN_BITS);
 }
 
 fn powf(v: f32, e: f32) -> f32 {
@@ -166,3 +166,7 @@ fn broadcast(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         out[k / 4u][k % 4u] = apply(at_a(ia + c * sa0 - p.win_a), at_b(ib + c * sb0 - p.win_b));
     }
 }
+
+// Run-time values, not constants: WGSL makes a constant NaN or infinity an error (browsers
+// reject it; naga does not).
+var<private> NAN_BITS: u32 = 0x7fc00000u;

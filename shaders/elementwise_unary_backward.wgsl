@@ -22,7 +22,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
 
 fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+    return bitcast<f32>(NAN_BITS);
 }
 
 fn erfc_pos(z: f32) -> f32 {
@@ -107,3 +107,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
 }
+
+// Run-time values, not constants: WGSL makes a constant NaN or infinity an error (browsers
+// reject it; naga does not).
+var<private> NAN_BITS: u32 = 0x7fc00000u;

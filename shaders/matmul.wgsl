@@ -255,14 +255,14 @@ fn regblock(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
             // Four rows at a time along m, transposed into a{i} in registers.
             let mv0 = (a_base + min(m0 + 0u, p.m - 4u)) >> 2u;
             let mv1 = (a_base + min(m0 + 4u, p.m - 4u)) >> 2u;
-            let t0_0 = a[mv0 + ((k + 0u) * p.a_cs >> 2u)];
-            let t0_1 = a[mv1 + ((k + 0u) * p.a_cs >> 2u)];
-            let t1_0 = a[mv0 + ((k + 1u) * p.a_cs >> 2u)];
-            let t1_1 = a[mv1 + ((k + 1u) * p.a_cs >> 2u)];
-            let t2_0 = a[mv0 + ((k + 2u) * p.a_cs >> 2u)];
-            let t2_1 = a[mv1 + ((k + 2u) * p.a_cs >> 2u)];
-            let t3_0 = a[mv0 + ((k + 3u) * p.a_cs >> 2u)];
-            let t3_1 = a[mv1 + ((k + 3u) * p.a_cs >> 2u)];
+            let t0_0 = a[mv0 + (((k + 0u) * p.a_cs) >> 2u)];
+            let t0_1 = a[mv1 + (((k + 0u) * p.a_cs) >> 2u)];
+            let t1_0 = a[mv0 + (((k + 1u) * p.a_cs) >> 2u)];
+            let t1_1 = a[mv1 + (((k + 1u) * p.a_cs) >> 2u)];
+            let t2_0 = a[mv0 + (((k + 2u) * p.a_cs) >> 2u)];
+            let t2_1 = a[mv1 + (((k + 2u) * p.a_cs) >> 2u)];
+            let t3_0 = a[mv0 + (((k + 3u) * p.a_cs) >> 2u)];
+            let t3_1 = a[mv1 + (((k + 3u) * p.a_cs) >> 2u)];
             a0 = vec4<f32>(t0_0.x, t1_0.x, t2_0.x, t3_0.x);
             a1 = vec4<f32>(t0_0.y, t1_0.y, t2_0.y, t3_0.y);
             a2 = vec4<f32>(t0_0.z, t1_0.z, t2_0.z, t3_0.z);

@@ -61,7 +61,7 @@ fn corners(ix: f32, iy: f32) -> Corners {
     let ys = vec4<f32>(y0, y0, y0 + 1.0, y0 + 1.0);
     let hi_x = vec4<f32>(f32(p.in_w) - 1.0);
     let hi_y = vec4<f32>(f32(p.in_h) - 1.0);
-    let inside = xs >= vec4<f32>(0.0) & xs <= hi_x & ys >= vec4<f32>(0.0) & ys <= hi_y;
+    let inside = (xs >= vec4<f32>(0.0)) & (xs <= hi_x) & (ys >= vec4<f32>(0.0)) & (ys <= hi_y);
     var c: Corners;
     c.mask = select(vec4<f32>(0.0), vec4<f32>(1.0), inside);
     c.w = c.mask * vec4<f32>((1.0 - lx) * (1.0 - ly), lx * (1.0 - ly), (1.0 - lx) * ly, lx * ly);

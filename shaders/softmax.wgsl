@@ -58,7 +58,7 @@ fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let n4 = p.len / 4u;
         let x4 = bx / 4u;
         let y4 = by / 4u;
-        var m4 = vec4<f32>(-bitcast<f32>(0x7f800000u));
+        var m4 = vec4<f32>(-bitcast<f32>(INF_BITS));
         for (var l = 0u; l < n4; l++) {
             m4 = max(m4, x[x4 + l]);
         }
@@ -78,7 +78,7 @@ fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
         return;
     }
-    var m = -bitcast<f32>(0x7f800000u);
+    var m = -bitcast<f32>(INF_BITS);
     for (var l = 0u; l < p.len; l++) {
         m = max(m, xs(bx + l * p.inner));
     }
@@ -101,7 +101,7 @@ fn groups(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     let live = t < p.n;
     let b = base_of(p.start + t);
     let bx = b - p.win_x;
-    var m = -bitcast<f32>(0x7f800000u);
+    var m = -bitcast<f32>(INF_BITS);
     if (live) {
         for (var l = lid; l < p.len; l += 64u) {
             m = max(m, xs(bx + l * p.inner));
@@ -139,3 +139,7 @@ fn groups(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
         }
     }
 }
+
+// Run-time values, not constants: WGSL makes a constant NaN or infinity an error (browsers
+// reject it; naga does not).
+var<private> INF_BITS: u32 = 0x7f800000u;

@@ -63,7 +63,7 @@ async function main() {
     if (busy) return;
     busy = true;
     try {
-      const result = await seg.segment(bytes, $("task").value);
+      const result = await seg.segment(bytes, name, $("task").value);
       show(result);
       status(`${name}: ${result.width}x${result.height}, ${$("task").value}, ` +
         `${result.millis.toFixed(0)} ms (network and post-processing)`);

@@ -70,6 +70,13 @@ struct Inner {
     modules: Mutex<HashMap<(&'static str, usize), wgpu::ShaderModule>>,
     /// Every pipeline this runtime created, in order, with the time its creation took.
     compiles: Mutex<Vec<PipelineCompile>>,
+    /// Errors the device reported outside error scopes. In a browser every validation error
+    /// lands here (no scope can be waited for there), and a readback after one fails with it
+    /// instead of returning what an invalid command left in the buffer. Natively wgpu's own
+    /// handler panics first.
+    device_errors: Arc<Mutex<Vec<String>>>,
+    /// See [`Runtime::unused_binding`].
+    unused: wgpu::Buffer,
 }
 
 /// One pipeline creation: its label (`shader::entry[constants]`) and how long
@@ -99,6 +106,20 @@ impl Runtime {
     pub async fn open(opts: &RuntimeOptions) -> Result<Self> {
         let o = device::open(opts).await?;
         let pool = BufferPool::new(o.device.clone());
+        let unused = o.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused binding"),
+            size: 256,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let device_errors = Arc::new(Mutex::new(Vec::new()));
+        #[cfg(target_arch = "wasm32")]
+        {
+            let sink = device_errors.clone();
+            o.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                sink.lock().unwrap().push(e.to_string());
+            }));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 _adapter: o.adapter,
@@ -113,6 +134,8 @@ impl Runtime {
                 texels: Mutex::new(Default::default()),
                 modules: Mutex::new(HashMap::new()),
                 compiles: Mutex::new(Vec::new()),
+                device_errors,
+                unused,
             }),
         })
     }
@@ -308,6 +331,17 @@ impl Runtime {
     }
 
     // ---- memory --------------------------------------------------------------------------
+
+    /// A small buffer for a writable binding slot the kernel will not touch in this launch (an
+    /// output switched off by a flag). WebGPU forbids a writable binding that overlaps another
+    /// binding of the same dispatch, so such a slot cannot borrow the real output's range.
+    pub fn unused_binding(&self) -> Binding<'_> {
+        Binding {
+            buffer: &self.inner.unused,
+            offset: 0,
+            size: 256,
+        }
+    }
 
     /// An uninitialised tensor from the pool.
     pub fn empty(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
@@ -549,6 +583,9 @@ impl Runtime {
         rx.await
             .map_err(|e| Error::Gpu(format!("readback channel: {e}")))?
             .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
+        if let Some(e) = self.inner.device_errors.lock().unwrap().first() {
+            return Err(Error::Gpu(format!("the device reported an error earlier: {e}")));
+        }
         let view = staging
             .slice(..)
             .get_mapped_range()

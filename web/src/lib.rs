@@ -5,7 +5,7 @@
 //! import init, { WebSegmenter } from "./pkg/mask2former_web.js";
 //! await init();
 //! const seg = await WebSegmenter.load(configText, weightsBytes, categoriesText, preprocessorText);
-//! const result = await seg.segment(imageBytes, "panoptic");
+//! const result = await seg.segment(imageBytes, "photo.jpg", "panoptic");
 //! // result.width, result.height, result.overlay_rgba(), result.segments_json(), result.millis
 //! ```
 //!
@@ -17,6 +17,7 @@ pub mod compare;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use mask2former::image_input::decode_image;
 use mask2former::model::ModelFiles;
 use mask2former::segment::{self, Segmentation, Segmenter, Task};
 use mask2former::{Runtime, RuntimeOptions};
@@ -67,12 +68,17 @@ impl WebSegmenter {
         self.adapter.clone()
     }
 
-    /// Segments an encoded image (PNG or JPEG bytes); `task` is `panoptic`, `instance` or
-    /// `semantic`. One segmentation at a time: a second call while one runs is an error.
-    pub async fn segment(&self, image: Vec<u8>, task: String) -> Result<SegmentResult, JsError> {
+    /// Segments an encoded image (PNG or JPEG bytes; `name` names it in errors); `task` is
+    /// `panoptic`, `instance` or `semantic`. A truncated JPEG is an error, as in the CLI. One
+    /// segmentation at a time: a second call while one runs is an error.
+    pub async fn segment(
+        &self,
+        image: Vec<u8>,
+        name: String,
+        task: String,
+    ) -> Result<SegmentResult, JsError> {
         let task = parse_task(&task)?;
-        let image = image::load_from_memory(&image)
-            .map_err(|e| JsError::new(&format!("cannot decode the image: {e}")))?;
+        let image = decode_image(name.as_ref(), &image, false).map_err(js)?.image;
         let mut seg = self
             .inner
             .try_borrow_mut()

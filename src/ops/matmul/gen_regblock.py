@@ -273,7 +273,7 @@ def gen(name, TM, TN, vec_only):
         w(f"            let mv{q} = (a_base + min(m0 + {4 * q}u, p.m - 4u)) >> 2u;")
     for kk in range(4):
         for q in range(TM // 4):
-            w(f"            let t{kk}_{q} = a[mv{q} + ((k + {kk}u) * p.a_cs >> 2u)];")
+            w(f"            let t{kk}_{q} = a[mv{q} + (((k + {kk}u) * p.a_cs) >> 2u)];")
     for q in range(TM // 4):
         for c, comp in enumerate("xyzw"):
             i = 4 * q + c

@@ -334,8 +334,8 @@ fn launch(
             flags |= FLAG_WRITE_PRE;
             bind_block(t, &vc, (b0, m0, n0), (e.b, e.m, e.n), align)
         }
-        // Never written (flag off); the binding slot still needs a buffer.
-        _ => (bind_c, c_off),
+        // Never written (flag off); the slot still needs a buffer, one that overlaps no other.
+        _ => (rt.unused_binding(), 0),
     };
     if last_k {
         flags |= pr.act.code() << 4;
