@@ -122,3 +122,60 @@ fn matmul_texel_matches_its_generator() {
          (re-run python3 src/ops/matmul/gen_texel.py)"
     );
 }
+
+/// Storage buffers each entry point binds, against the 8 that WebGPU guarantees per stage (what
+/// browsers commonly give). Every kernel of the inference path fits (the browser test runs the
+/// demo model; `web/tests/demo.rs` runs it natively under `RuntimeOptions::web()` too); the
+/// entries listed here, all training backward passes, do not, so training could not run in a
+/// browser as written. A new kernel over the limit fails here until it is listed (and the README
+/// says so) or split.
+#[test]
+fn entry_points_over_the_webgpu_storage_buffer_limit_are_known() {
+    const WEBGPU_STORAGE_BUFFERS: usize = 8;
+    const KNOWN_OVER: &[&str] = &[];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut over = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .collect();
+    names.sort();
+    for path in names {
+        let mut source = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if let Some(base) = source
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("// Appended to shaders/"))
+            .and_then(|l| l.split_whitespace().next())
+        {
+            source = std::fs::read_to_string(dir.join(base)).unwrap() + &source;
+        }
+        let module = naga::front::wgsl::parse_str(&source).unwrap();
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap();
+        for (i, ep) in module.entry_points.iter().enumerate() {
+            let uses = info.get_entry_point(i);
+            let storage = module
+                .global_variables
+                .iter()
+                .filter(|(h, g)| {
+                    matches!(g.space, naga::AddressSpace::Storage { .. }) && !uses[*h].is_empty()
+                })
+                .count();
+            if storage > WEBGPU_STORAGE_BUFFERS {
+                over.push(format!("{name}::{} ({storage})", ep.name));
+            }
+        }
+    }
+    assert_eq!(
+        over,
+        KNOWN_OVER,
+        "entry points binding more than {WEBGPU_STORAGE_BUFFERS} storage buffers"
+    );
+}

@@ -165,7 +165,8 @@ impl Runtime {
         let c = &self.inner.caps;
         format!(
             "{} ({:?}, {:?}; f16={} subgroups={} f32-atomics={} timestamps={}; max binding {} MiB{})",
-            i.name,
+            // Browsers may withhold the name (Chromium's SwiftShader gives none).
+            if i.name.is_empty() { "unnamed adapter" } else { &i.name },
             i.backend,
             i.device_type,
             c.f16,
