@@ -1,4 +1,6 @@
 // Batched matmul with a fused epilogue: C[b] = act(alpha·op(A[b])·op(B[b]) + bias + beta·C[b]).
+// This file holds what every entry shares; the entries are in the files appended to it:
+// matmul.wgsl (buffer entries), matmul_texel.wgsl and matmul_texel8.wgsl (texel entries).
 //
 // The variants share the bindings, the parameter block and the epilogue:
 // - `naive`:    one output per thread; the specification ported straight from reference.rs.
