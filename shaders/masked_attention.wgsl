@@ -5,8 +5,8 @@
 // registers; a combine pass merges the splits and writes the log-sum-exp for backward.
 //
 // Layouts: q [B, Q, heads·D], k, v [B, K, heads·D] (vec4), mask [B, mask_heads, Q, K] u32 or
-// f32 bits (MASK_F32), additive [B, add_heads, Q, K] f32, mask_heads/add_heads ∈ {0 (none), 1
-// (shared by heads), heads}. Rows (b, h, q) are numbered ((b·heads + h)·Q + q).
+// f32 bits (p.mask_f32: a uniform, so both share one pipeline), additive [B, add_heads, Q, K]
+// f32, mask_heads/add_heads ∈ {0 (none), 1 (shared by heads), heads}. Rows (b, h, q) are numbered ((b·heads + h)·Q + q).
 
 struct Params {
     batch: u32,
@@ -20,13 +20,12 @@ struct Params {
     chunk: u32, // keys per split
     scale: f32,
     n_threads: u32,
-    _r: u32,
+    mask_f32: u32, // 1: the boolean mask is f32 (nonzero = set), 0: u32
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 
 override D4: u32 = 8u; // head_dim / 4
-override MASK_F32: bool = false;
 const MAX_D4: u32 = 16u;
 const KB: u32 = 8u; // keys per register chunk
 const WG: u32 = 64u;
@@ -37,7 +36,7 @@ fn thread_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 fn is_set(raw: u32) -> bool {
-    if (MASK_F32) {
+    if (p.mask_f32 != 0u) {
         return bitcast<f32>(raw) != 0.0;
     }
     return raw != 0u;
@@ -173,10 +172,13 @@ fn forward_split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let j1 = min(j0 + p.chunk, p.nk);
     let kbase = b * p.nk;
     for (var jc = j0; jc < j1; jc += KB) {
+        // The chunk's keys: a count known at compile time (KB) lets the shader compiler unroll
+        // both key loops, and lavapipe's JIT time follows the unrolled size (issue 13, cold start).
+        let nb = min(KB, j1 - jc);
         var sc: array<f32, KB>;
         var cmax = NEG_BIG;
-        for (var u = 0u; u < KB; u++) {
-            let j = min(jc + u, j1 - 1u);
+        for (var u = 0u; u < nb; u++) {
+            let j = jc + u;
             let kb = (kbase + j) * p.c4 + h * D4;
             var d = vec4<f32>(0.0);
             for (var c = 0u; c < D4; c++) {
@@ -184,8 +186,8 @@ fn forward_split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             }
             let mb = key_bias(rm, j);
             var s = d.x + d.y + d.z + d.w + mb.x;
-            // Masked keys and the tail past j1 drop out: they never raise the max, weigh 0.
-            if (mb.y != 0.0 || jc + u >= j1) {
+            // Masked keys drop out: they never raise the max, weigh 0.
+            if (mb.y != 0.0) {
                 s = NEG_BIG;
             }
             sc[u] = s;
@@ -197,11 +199,10 @@ fn forward_split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         for (var c = 0u; c < D4; c++) {
             acc[c] *= alpha;
         }
-        for (var u = 0u; u < KB; u++) {
-            let j = min(jc + u, j1 - 1u);
+        for (var u = 0u; u < nb; u++) {
             let pj = select(exp(sc[u] - mn), 0.0, sc[u] == NEG_BIG);
             l += pj;
-            let vb = (kbase + j) * p.c4 + h * D4;
+            let vb = (kbase + jc + u) * p.c4 + h * D4;
             for (var c = 0u; c < D4; c++) {
                 acc[c] = fma(vec4<f32>(pj), ld_v(vb + c), acc[c]);
             }

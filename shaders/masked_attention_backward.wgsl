@@ -18,13 +18,12 @@ struct Params {
     chunk: u32,
     scale: f32,
     n_threads: u32,
-    _r: u32,
+    mask_f32: u32, // 1: the boolean mask is f32 (nonzero = set), 0: u32
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 
 override D4: u32 = 8u;
-override MASK_F32: bool = false;
 const MAX_D4: u32 = 16u;
 const WG: u32 = 64u;
 
@@ -33,7 +32,7 @@ fn thread_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 fn is_set(raw: u32) -> bool {
-    if (MASK_F32) {
+    if (p.mask_f32 != 0u) {
         return bitcast<f32>(raw) != 0.0;
     }
     return raw != 0u;

@@ -25,6 +25,13 @@ struct Params {
     n_pad: u32, // padded tokens per image: hp·wp − height·width
     _r0: u32,
     _r1: u32,
+    // Window size. A uniform, not an override constant: with a constant the shader compiler
+    // unrolls the key loops (WIN × D4 texel loads each), and lavapipe's JIT time follows the
+    // unrolled size (issue 13, cold start).
+    win: u32,
+    _r2: u32,
+    _r3: u32,
+    _r4: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,7 +48,6 @@ struct Params {
 fn ld_k(i: u32) -> vec4<f32> { return k[i]; }
 fn ld_v(i: u32) -> vec4<f32> { return v[i]; }
 
-override WIN: u32 = 7u; // window size
 override D4: u32 = 8u; // head_dim / 4
 const MAX_D4: u32 = 16u;
 const MAX_WIN: u32 = 16u;
@@ -50,7 +56,7 @@ const NEG_BIG: f32 = -3.0e38;
 
 // Region of a shifted-frame coordinate along one axis, by HF's slices (0,−w), (−w,−s), (−s,None).
 fn region(c: u32, n: u32) -> u32 {
-    return select(select(2u, 1u, c + p.shift < n), 0u, c + WIN < n);
+    return select(select(2u, 1u, c + p.shift < n), 0u, c + p.win < n);
 }
 
 // Position in the padded (unshifted) map of shifted-frame coordinate c: the roll by −shift.
@@ -65,7 +71,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (t >= p.n_rows) {
         return;
     }
-    let n = WIN * WIN;
+    let wsz = p.win; // the window size
+    let n = wsz * wsz;
     let i = t % n;
     var r = t / n;
     let h = r % p.heads;
@@ -74,10 +81,10 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let b = r / p.nw;
     let wy = win / p.nww;
     let wx = win % p.nww;
-    let iy = i / WIN;
-    let ix = i % WIN;
-    let sy = wy * WIN + iy;
-    let sx = wx * WIN + ix;
+    let iy = i / wsz;
+    let ix = i % wsz;
+    let sy = wy * wsz + iy;
+    let sx = wx * wsz + ix;
     let oy = unshift(sy, p.hp);
     let ox = unshift(sx, p.wp);
     if (oy >= p.height || ox >= p.width) {
@@ -91,38 +98,48 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         qv[c] = q[qbase + c] * p.scale;
     }
     let reg_i = region(sy, p.hp) * 3u + region(sx, p.wp);
-    let tw = 2u * WIN - 1u;
+    let tw = 2u * wsz - 1u;
+    // Every padding token has the same key (pad_k, or zero) and value (pad_v, or zero): its q·k
+    // is computed once here, and its softmax weights are summed into pad_w and applied once at
+    // the end. Read inside the key loops, pad_k and pad_v were a second copy of those loops' code
+    // (a buffer read differing between lanes is a per-lane loop on llvmpipe) and of its JIT time.
+    var pad_d = vec4<f32>(0.0);
+    if (p.has_pad != 0u) {
+        for (var c = 0u; c < D4; c++) {
+            pad_d = fma(qv[c], pad_k[h * D4 + c], pad_d);
+        }
+    }
+    let pad_s = pad_d.x + pad_d.y + pad_d.z + pad_d.w;
+    var pad_w = 0.0;
     var m = NEG_BIG;
     var l = 0.0;
     var acc: array<vec4<f32>, MAX_D4>;
     for (var c = 0u; c < D4; c++) {
         acc[c] = vec4<f32>(0.0);
     }
-    for (var jy = 0u; jy < WIN; jy++) {
-        let syj = wy * WIN + jy;
+    for (var jy = 0u; jy < wsz; jy++) {
+        let syj = wy * wsz + jy;
         let oyj = unshift(syj, p.hp);
         let row_real = oyj < p.height;
         let reg_y = region(syj, p.hp) * 3u;
-        // relative_position_index = (iy − jy + WIN − 1)·(2·WIN − 1) + (ix − jx + WIN − 1)
-        let trow = (iy + WIN - 1u - jy) * tw + ix + WIN - 1u;
+        // relative_position_index = (iy − jy + wsz − 1)·(2·wsz − 1) + (ix − jx + wsz − 1)
+        let trow = (iy + wsz - 1u - jy) * tw + ix + wsz - 1u;
         let krow = (b * p.height + oyj) * p.width;
         var sc: array<f32, MAX_WIN>;
         var cmax = NEG_BIG;
-        for (var jx = 0u; jx < WIN; jx++) {
-            let sxj = wx * WIN + jx;
+        for (var jx = 0u; jx < wsz; jx++) {
+            let sxj = wx * wsz + jx;
             let oxj = unshift(sxj, p.wp);
-            var d = vec4<f32>(0.0);
+            var s = pad_s;
             if (row_real && oxj < p.width) {
                 let kb = (krow + oxj) * p.c4 + h * D4;
+                var d = vec4<f32>(0.0);
                 for (var c = 0u; c < D4; c++) {
                     d = fma(qv[c], ld_k(kb + c), d);
                 }
-            } else if (p.has_pad != 0u) {
-                for (var c = 0u; c < D4; c++) {
-                    d = fma(qv[c], pad_k[h * D4 + c], d);
-                }
+                s = d.x + d.y + d.z + d.w;
             }
-            var s = d.x + d.y + d.z + d.w + table[(trow - jx) * p.heads + h];
+            s += table[(trow - jx) * p.heads + h];
             if (p.shift > 0u && reg_y + region(sxj, p.wp) != reg_i) {
                 s -= 100.0;
             }
@@ -132,11 +149,12 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         let mn = max(m, cmax);
         let alpha = exp(m - mn);
         l *= alpha;
+        pad_w *= alpha;
         for (var c = 0u; c < D4; c++) {
             acc[c] *= alpha;
         }
-        for (var jx = 0u; jx < WIN; jx++) {
-            let oxj = unshift(wx * WIN + jx, p.wp);
+        for (var jx = 0u; jx < wsz; jx++) {
+            let oxj = unshift(wx * wsz + jx, p.wp);
             let pj = exp(sc[jx] - mn);
             l += pj;
             if (row_real && oxj < p.width) {
@@ -144,13 +162,16 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
                 for (var c = 0u; c < D4; c++) {
                     acc[c] = fma(vec4<f32>(pj), ld_v(vb + c), acc[c]);
                 }
-            } else if (p.has_pad != 0u) {
-                for (var c = 0u; c < D4; c++) {
-                    acc[c] = fma(vec4<f32>(pj), pad_v[h * D4 + c], acc[c]);
-                }
+            } else {
+                pad_w += pj;
             }
         }
         m = mn;
+    }
+    if (p.has_pad != 0u) {
+        for (var c = 0u; c < D4; c++) {
+            acc[c] = fma(vec4<f32>(pad_w), pad_v[h * D4 + c], acc[c]);
+        }
     }
     let inv = 1.0 / l;
     for (var c = 0u; c < D4; c++) {

@@ -8,7 +8,20 @@ use super::{
     LARGE_MIN_FLOPS, LARGE_MIN_WORKGROUPS, LARGE_TILE, MAX_K_PER_LAUNCH,
 };
 use crate::error::Result;
-use crate::runtime::{Dispatch, Runtime, Tensor};
+use crate::runtime::{Dispatch, Runtime, Shader, Tensor};
+
+/// The buffer entries: `shaders/matmul.wgsl` appended to the parameter block, bindings and
+/// epilogue it shares with the texel entries (`shaders/matmul_common.wgsl`).
+const SHADER: Shader = Shader {
+    name: "matmul",
+    source: concat!(
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/matmul_common.wgsl"
+        )),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/matmul.wgsl"))
+    ),
+};
 /// A strided matrix per batch: element (b, r, c) at `off + b·bs + r·rs + c·cs` (in elements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct View {
@@ -431,7 +444,7 @@ fn split_launch(
         ksplit: slices as u32,
         ..*params
     };
-    let kernel = rt.kernel(&crate::shader!("matmul"), "splitk_sum", &[])?;
+    let kernel = rt.kernel(&SHADER, "splitk_sum", &[])?;
     let binds = [bind_s, bind_s, bind_bias, bind_c, bind_p, bind_r];
     let grid = rt.grid(e.b * plane, 64);
     Ok(vec![first, rt.dispatch(&kernel, &sum, &binds, grid)])
@@ -475,21 +488,17 @@ fn product(
         }
     }
     let kernel = match variant {
-        _ if large.is_some() => rt.kernel(&crate::shader!("matmul"), large.unwrap(), &[])?,
+        _ if large.is_some() => rt.kernel(&SHADER, large.unwrap(), &[])?,
         Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => {
             let (am, bm) = vector_modes(params, e);
             rt.kernel(
-                &crate::shader!("matmul"),
+                &SHADER,
                 "regblock",
                 &[("A_MODE", am as f64), ("B_MODE", bm as f64)],
             )?
         }
-        Variant::Gemm => rt.kernel(
-            &crate::shader!("matmul"),
-            "gemm",
-            &gemm_constants(params, plan.gemm_tile),
-        )?,
-        v => rt.kernel(&crate::shader!("matmul"), v.entry(), &[])?,
+        Variant::Gemm => rt.kernel(&SHADER, "gemm", &gemm_constants(params, plan.gemm_tile))?,
+        v => rt.kernel(&SHADER, v.entry(), &[])?,
     };
     let (tm, tn) = match variant {
         _ if large.is_some() => LARGE_TILE,

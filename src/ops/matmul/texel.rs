@@ -1,5 +1,6 @@
 //! Products on CPU adapters that read A and B from texel views (`runtime::TexelView`):
-//! `shaders/matmul_texel.wgsl`, written by `gen_texel.py`, appended to `shaders/matmul.wgsl`.
+//! `shaders/matmul_texel.wgsl` and `matmul_texel8.wgsl`, written by `gen_texel.py`, each
+//! appended to `shaders/matmul_common.wgsl`.
 //!
 //! On lavapipe a storage-buffer load that differs between SIMD lanes runs lane by lane; the
 //! texel entries run the 24×16 entries' layouts about 4× faster (docs/PERFORMANCE.md,
@@ -16,22 +17,42 @@ pub(super) const TEXEL_TILE: (u64, u64) = (32, 64);
 /// The same for the small entries (`texel_nn8`, ...), whose JIT takes seconds less.
 pub(super) const TEXEL_SMALL_TILE: (u64, u64) = (8, 64);
 
-/// One texel entry and the tile of C its workgroups cover.
+/// One texel entry, its shader and the tile of C its workgroups cover.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Entry {
     pub name: &'static str,
+    pub shader: &'static Shader,
     pub tile: (u64, u64),
 }
 
-/// `shaders/matmul.wgsl` with the texel entries appended (they use its parameter block and
-/// epilogue).
+/// The large texel entries (`shaders/matmul_texel.wgsl`) appended to the parameter block and
+/// epilogue they share with the buffer entries (`shaders/matmul_common.wgsl`).
 pub(super) const SHADER: Shader = Shader {
     name: "matmul_texel",
     source: concat!(
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/matmul.wgsl")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/matmul_common.wgsl"
+        )),
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/shaders/matmul_texel.wgsl"
+        ))
+    ),
+};
+
+/// The 8-row entries in a module of their own: a small model's first run parses ~20 KB of WGSL
+/// for its products instead of the ~150 KB of every matmul entry (issue 13, cold start).
+pub(super) const SMALL_SHADER: Shader = Shader {
+    name: "matmul_texel8",
+    source: concat!(
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/matmul_common.wgsl"
+        )),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/matmul_texel8.wgsl"
         ))
     ),
 };
@@ -52,9 +73,12 @@ pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64, small: bool
     if k_steps_by_4 && p.ksplit > 1 && !p.kslice.is_multiple_of(4) {
         return None;
     }
-    let tile = if small { TEXEL_SMALL_TILE } else { TEXEL_TILE };
+    let (tile, shader) = match small {
+        true => (TEXEL_SMALL_TILE, &SMALL_SHADER),
+        false => (TEXEL_TILE, &SHADER),
+    };
     let fits = e.m.div_ceil(tile.0) <= max_wg && e.n.div_ceil(tile.1) <= max_wg;
-    fits.then_some(Entry { name, tile })
+    fits.then_some(Entry { name, shader, tile })
 }
 
 /// Whether `Auto` uses texel views here: on CPU adapters, whose lane-by-lane buffer loads they
@@ -79,13 +103,13 @@ pub(super) fn dispatch(
     ) else {
         return Ok(None);
     };
-    let kernel = rt.kernel(&SHADER, entry.name, &[])?;
+    let kernel = rt.kernel(entry.shader, entry.name, &[])?;
     let workgroups = [
         e.n.div_ceil(entry.tile.1) as u32,
         e.m.div_ceil(entry.tile.0) as u32,
         (e.b * slices) as u32,
     ];
-    // Bindings as declared in shaders/matmul.wgsl (bias 3, c 4, pre 5, residual 6) and the
+    // Bindings as declared in shaders/matmul_common.wgsl (bias 3, c 4, pre 5, residual 6) and the
     // texel file (views 7 and 8).
     let storage = [(3, bind_bias), (4, bind_c), (5, bind_p), (6, bind_r)];
     Ok(Some(rt.dispatch_texels(

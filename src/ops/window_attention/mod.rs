@@ -121,6 +121,9 @@ struct Params {
     seg: u32,
     /// Rows `bwd_pad` sums.
     pad_rows: u32,
+    /// Window size (the forward's; the backward has it as the override constant `WIN`).
+    win: u32,
+    _r: [u32; 3],
 }
 
 impl Geometry {
@@ -152,8 +155,16 @@ impl Geometry {
             n_pad: self.n_pad as u32,
             seg: (self.batch * self.nw) as u32,
             pad_rows: (self.batch * self.n_pad) as u32,
+            win: self.window as u32,
+            _r: [0; 3],
         }
     }
+    /// The forward's override constants: the window size is a uniform there (`Params::win`),
+    /// so that the shader compiler does not unroll its key loops (half its JIT time on lavapipe).
+    fn forward_constants(&self) -> [(&'static str, f64); 1] {
+        [("D4", (self.head_dim / 4) as f64)]
+    }
+    /// The backward's override constants.
     fn constants(&self) -> [(&'static str, f64); 2] {
         [
             ("WIN", self.window as f64),
@@ -282,7 +293,7 @@ pub fn window_attention_into(
         false => None,
     };
     if let Some((k, v)) = views {
-        let kernel = rt.kernel(&texel_shader(), "forward", &g.constants())?;
+        let kernel = rt.kernel(&texel_shader(), "forward", &g.forward_constants())?;
         let storage = [
             (1, x.q.binding()),
             (4, x.table.binding()),
@@ -302,7 +313,7 @@ pub fn window_attention_into(
     let kernel = rt.kernel(
         &crate::shader!("window_attention"),
         "forward",
-        &g.constants(),
+        &g.forward_constants(),
     )?;
     Ok(vec![rt.dispatch(
         &kernel,
