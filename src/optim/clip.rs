@@ -33,6 +33,13 @@ fn workgroups_for(n: usize) -> u32 {
     n.div_ceil(256 * 8).clamp(1, 512) as u32
 }
 
+/// Workgroups of 64 threads for the texel entry over `n` elements: at least 16 elements (4
+/// texels) a thread, at most 4096 threads (a few per SIMD lane of a CPU; more only lengthen
+/// the finish). A chunk of `TEXEL_CHUNK_BYTES` loops 512 times per thread.
+fn texel_workgroups_for(n: usize) -> u32 {
+    n.div_ceil(64 * 16).clamp(1, 64) as u32
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -58,9 +65,15 @@ impl GradNorm {
             let limit = if texel { TEXEL_CHUNK_BYTES } else { bytes };
             for at in (0..bytes).step_by(limit as usize) {
                 let len = ((bytes - at).min(limit) / 4) as usize;
-                let wg = workgroups_for(len);
-                pieces.push((&grads.blocks()[block], start + at, len, count, wg));
-                count += wg;
+                // Whole texels only: the view's last texel would read past the window otherwise.
+                let texel = texel && len % 4 == 0;
+                let (wg, partials) = match texel {
+                    true => (texel_workgroups_for(len), texel_workgroups_for(len) * 64),
+                    false => (workgroups_for(len), workgroups_for(len)),
+                };
+                let range = grads.blocks()[block].binding_range(start + at, len as u64 * 4);
+                pieces.push((range, texel, len, count, wg));
+                count += partials;
             }
         }
         let partials = rt.full(&[count.max(1) as usize], 0.0)?;
@@ -72,20 +85,19 @@ impl GradNorm {
         };
         let finish = rt.kernel(&crate::shader!("grad_norm"), "finish", &[])?;
         let mut ds = Vec::with_capacity(pieces.len() + 1);
-        for (g, start, len, base, wg) in pieces {
+        for (range, texel, len, base, wg) in pieces {
             let p = Params {
                 n: len as u32,
                 base,
             };
-            let range = g.binding_range(start, len as u64 * 4);
-            // Whole texels only: the view's last texel would read past the window otherwise.
             let view = (partial_texel.as_ref())
-                .filter(|_| len % 4 == 0)
+                .filter(|_| texel)
                 .and_then(|k| Some((k, rt.texel_view(TexelSlot::A, range).ok()?)));
             ds.push(match view {
                 Some((k, v)) => {
                     rt.dispatch_texels(k, &p, &[(2, partials.binding())], vec![(1, v)], [wg, 1, 1])
                 }
+                // A buffer entry writes fewer partials than the texel one: the rest stay zero.
                 None => rt.dispatch(&partial, &p, &[range, partials.binding()], [wg, 1, 1]),
             });
         }
