@@ -352,8 +352,8 @@ impl AdamW {
         self.tables.len()
     }
 
-    /// Whether the update and the gradient norm read the arenas through texel views (CPU
-    /// adapters under the CPU kernel policy) rather than as storage buffers.
+    /// Whether the update reads the arenas through texel views (CPU adapters under the CPU
+    /// kernel policy) rather than as storage buffers.
     pub fn texel_views(&self) -> bool {
         self.texel
     }

@@ -66,7 +66,7 @@ impl GradNorm {
             for at in (0..bytes).step_by(limit as usize) {
                 let len = ((bytes - at).min(limit) / 4) as usize;
                 // Whole texels only: the view's last texel would read past the window otherwise.
-                let texel = texel && len % 4 == 0;
+                let texel = texel && len.is_multiple_of(4);
                 let (wg, partials) = match texel {
                     true => (texel_workgroups_for(len), texel_workgroups_for(len) * 64),
                     false => (workgroups_for(len), workgroups_for(len)),
