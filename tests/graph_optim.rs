@@ -88,6 +88,12 @@ fn groups_follow_mask2former_rules() {
     );
 }
 
+/// Whether the optimizer should read texel views on `rt`: CPU adapters under the CPU policy.
+fn texel_form_expected(rt: &mask2former::Runtime) -> bool {
+    rt.info().device_type == wgpu::DeviceType::Cpu
+        && mask2former::ops::policy::policy(rt).cpu_shapes()
+}
+
 /// One parameter of the multi-tensor tests: name, kind, length, trained (has a gradient).
 type Spec = (String, ParamKind, usize, bool);
 
@@ -166,6 +172,9 @@ fn device_adamw_matches_reference_over_steps() {
             })
             .collect();
         let (mut opt, ds) = AdamW::new(rt, &pa, &ga, &trainables, &cfg, &groups).unwrap();
+        // Run under both kernel policies: the texel form on lavapipe, the buffer form on GPUs
+        // and under M2F_KERNEL_POLICY=gpu.
+        assert_eq!(opt.texel_views(), texel_form_expected(rt), "{case}");
         let trained = opt.states().len();
         assert_eq!(trained, trainables.len());
         let (mut host_m, mut host_v): (Vec<Vec<f32>>, Vec<Vec<f32>>) = specs
@@ -243,7 +252,8 @@ fn device_adamw_matches_reference_over_steps() {
     }
 }
 
-/// The update needs one launch per binding window, not one per tensor.
+/// The update needs one launch per binding window (of at most 32 MiB in the texel form), not
+/// one per tensor.
 #[test]
 fn one_update_launch_per_window() {
     let rt = testing::runtime();

@@ -1,8 +1,10 @@
 //! AdamW with parameter groups over arenas: the parameters, their gradients and both moments
-//! sit at the same offsets of four arenas ([`crate::runtime::Arena`]), so one launch of
-//! `shaders/adamw.wgsl` per binding-sized window (one for the demo model and Swin-T, four for
-//! Swin-B) updates every parameter, with a table giving each tensor's offset, length and
-//! group. It runs after the gradient-norm reduction in the same submit as the training graph.
+//! sit at the same offsets of four arenas ([`crate::runtime::Arena`]), so one launch per
+//! binding-sized window (one for the demo model and Swin-T, four for Swin-B) updates every
+//! parameter, with a table giving each tensor's offset, length and group (`update.rs`: the
+//! buffer form `shaders/adamw.wgsl`, or on CPU adapters `shaders/adamw_texel.wgsl` over texel
+//! views, per chunk of a window). It runs after the gradient-norm reduction in the same submit
+//! as the training graph.
 //!
 //! Update for step t ≥ 1 (torch.optim.AdamW, amsgrad off), with g already clipped:
 //! ```text
@@ -14,9 +16,9 @@
 use std::sync::Arc;
 
 use super::clip::GradNorm;
-use super::{OptimError, Result};
+use super::{update, OptimError, Result};
 use crate::graph::{Executable, ParamKind, Trainable};
-use crate::runtime::{grid_1d, Arena, Binding, Dispatch, Runtime, Tensor};
+use crate::runtime::{Arena, Dispatch, Runtime, Tensor};
 
 /// Hyperparameters shared by all groups.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,28 +94,6 @@ pub struct ParamState {
     pub v: Tensor,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    segments: u32,
-    workgroups: u32,
-}
-
-/// Elements one workgroup of `shaders/adamw.wgsl` updates (256 invocations × 8).
-const ELEMENTS_PER_WORKGROUP: u32 = 2048;
-
-/// One row of the kernel's segment table (`Segment` in `shaders/adamw.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-struct Segment {
-    offset: u32,
-    len: u32,
-    first_wg: u32,
-    lr_mult: f32,
-    weight_decay: f32,
-    pad: [u32; 3],
-}
-
 /// Both moments of one parameter, on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Moments {
@@ -141,43 +121,10 @@ pub struct AdamW {
     v: Arena,
     /// The segment table of each launch.
     tables: Vec<Tensor>,
+    /// Whether the update reads texel views (`update.rs`).
+    texel: bool,
     states: Vec<ParamState>,
     t: u64,
-}
-
-/// The segment table of each window of the arenas: every trainable entry's part inside it.
-fn segment_tables(
-    arena: &Arena,
-    states: &[ParamState],
-) -> Vec<(usize, u64, u64, Vec<Segment>, u32)> {
-    let layout = arena.layout();
-    let mut out = Vec::new();
-    for (block, start, bytes) in layout.windows() {
-        let mut segs = Vec::new();
-        let mut wgs = 0u32;
-        for s in states {
-            let e = &layout.entries()[s.entry];
-            let (lo, hi) = (e.offset, e.offset + e.numel() as u64 * 4);
-            let (lo, hi) = (lo.max(start), hi.min(start + bytes));
-            if e.block != block || lo >= hi {
-                continue;
-            }
-            let len = ((hi - lo) / 4) as u32;
-            segs.push(Segment {
-                offset: ((lo - start) / 4) as u32,
-                len,
-                first_wg: wgs,
-                lr_mult: s.lr_mult as f32,
-                weight_decay: s.weight_decay as f32,
-                pad: [0; 3],
-            });
-            wgs += len.div_ceil(ELEMENTS_PER_WORKGROUP);
-        }
-        if !segs.is_empty() {
-            out.push((block, start, bytes, segs, wgs));
-        }
-    }
-    out
 }
 
 impl AdamW {
@@ -218,38 +165,14 @@ impl AdamW {
         }
         let (norm, mut ds) = GradNorm::new(rt, grads)?;
         let hyper = rt.full(&[12], 0.0)?;
-        let kernel = rt.kernel(&crate::shader!("adamw"), "main", &[])?;
-        let mut tables = Vec::new();
-        for (block, start, bytes, segs, wgs) in segment_tables(params, &states) {
-            // The segments, then each workgroup's segment (see shaders/adamw.wgsl).
-            let mut words: Vec<u32> = bytemuck::cast_slice(&segs).to_vec();
-            for (k, s) in segs.iter().enumerate() {
-                let n = s.len.div_ceil(ELEMENTS_PER_WORKGROUP) as usize;
-                words.extend(std::iter::repeat_n(k as u32, n));
-            }
-            let table = rt.upload_u32(&words, &[words.len()])?;
-            fn window(a: &Arena, block: usize, start: u64, bytes: u64) -> Binding<'_> {
-                a.blocks()[block].binding_range(start, bytes)
-            }
-            ds.push(rt.dispatch(
-                &kernel,
-                &Params {
-                    segments: segs.len() as u32,
-                    workgroups: wgs,
-                },
-                &[
-                    hyper.binding(),
-                    norm.sum_of_squares().binding(),
-                    table.binding(),
-                    window(grads, block, start, bytes),
-                    window(params, block, start, bytes),
-                    window(&m, block, start, bytes),
-                    window(&v, block, start, bytes),
-                ],
-                grid_1d(wgs as u64, rt.caps().max_workgroups_per_dim),
-            ));
-            tables.push(table);
-        }
+        let arenas = update::Arenas {
+            grads,
+            params,
+            m: &m,
+            v: &v,
+        };
+        let launches = update::launches(rt, &arenas, &states, &hyper, norm.sum_of_squares())?;
+        ds.extend(launches.dispatches);
         let opt = Self {
             rt: rt.clone(),
             cfg: cfg.clone(),
@@ -257,7 +180,8 @@ impl AdamW {
             norm,
             m,
             v,
-            tables,
+            tables: launches.tables,
+            texel: launches.texel,
             states,
             t: 0,
         };
@@ -422,9 +346,16 @@ impl AdamW {
             + self.tables.iter().map(Tensor::size_bytes).sum::<u64>()
     }
 
-    /// Update launches per step (one per arena window with trainable entries).
+    /// Update launches per step: one per arena window with trainable entries (in the texel
+    /// form, per chunk of at most 32 MiB of a window).
     pub fn launches(&self) -> usize {
         self.tables.len()
+    }
+
+    /// Whether the update reads the arenas through texel views (CPU adapters under the CPU
+    /// kernel policy) rather than as storage buffers.
+    pub fn texel_views(&self) -> bool {
+        self.texel
     }
 }
 

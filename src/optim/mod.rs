@@ -19,6 +19,7 @@ mod adamw;
 mod clip;
 mod reference;
 mod schedule;
+mod update;
 
 pub use adamw::{AdamW, AdamWConfig, GroupConfig, Moments, OptimizerState, ParamState};
 pub use clip::{clip_coefficient, global_norm_reference, GradNorm};

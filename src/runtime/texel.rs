@@ -24,11 +24,14 @@ use crate::error::{Error, Result};
 /// whose row of 32 KiB satisfies wgpu's 256-byte copy-pitch alignment.
 pub const TEXEL_ROW: u32 = 2048;
 
-/// Which scratch texture a view uses: a dispatch's two operands must not share one.
+/// Which scratch texture a view uses: the views of one dispatch must not share one. C and D
+/// serve the optimizer, which reads four arenas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TexelSlot {
     A = 0,
     B = 1,
+    C = 2,
+    D = 3,
 }
 
 /// The copy that fills a texel view: recorded before the dispatch that reads it.
@@ -49,7 +52,7 @@ pub struct TexelView {
 /// The scratch textures of one runtime, by slot: (texture, rows).
 #[derive(Default)]
 pub(crate) struct TexelScratch {
-    slots: [Option<(wgpu::Texture, u32)>; 2],
+    slots: [Option<(wgpu::Texture, u32)>; 4],
 }
 
 impl TexelScratch {
