@@ -36,7 +36,14 @@ fn all_unary() -> Vec<Unary> {
 fn input_for(op: Unary, r: &mut impl Rng, n: usize) -> Vec<f32> {
     use Unary::*;
     match op {
-        Log | Sqrt | Rsqrt | PowScalar(2.5) => uniform(r, n, 0.2, 3.0),
+        // Away from 1 for log: there f32's log is off by ~1e-7 absolute while the result tends
+        // to 0, so a one-element tensor near 1 failed the relative check (seed
+        // 1796503190772180202: log(0.99873)).
+        Log => uniform(r, n, 0.2, 3.0)
+            .into_iter()
+            .map(|v| if (v - 1.0).abs() < 0.2 { v + 0.4 } else { v })
+            .collect(),
+        Sqrt | Rsqrt | PowScalar(2.5) => uniform(r, n, 0.2, 3.0),
         Recip => uniform(r, n, 0.5, 2.0)
             .into_iter()
             .map(|v| if r.random_bool(0.5) { v } else { -v })
