@@ -56,6 +56,7 @@ pub struct LoadedImage {
     pub warnings: Vec<String>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Reads and decodes `path` (see the module docs for what is checked).
 pub fn load_image(path: &Path, allow_truncated: bool) -> Result<LoadedImage, ImageInputError> {
     let bytes = std::fs::read(path).map_err(|source| ImageInputError::Read {

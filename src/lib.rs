@@ -8,6 +8,7 @@
 //! graph, model, pre/post-processing and drawing, with `async` forms of everything that waits
 //! for the device. Training, evaluation, the CLIs and Hub downloads are native only.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod atomic_file;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;

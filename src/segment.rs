@@ -13,7 +13,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::Path;
+use std::path::PathBuf;
 
 use image::{DynamicImage, RgbImage};
 use serde::Serialize;
@@ -104,6 +106,7 @@ pub struct RleJson {
 }
 
 impl Segmenter {
+    #[cfg(not(target_arch = "wasm32"))]
     /// Loads a checkpoint folder (`config.json` + `model.safetensors`, and the image-processor
     /// settings of `preprocessor_config.json` when the folder has one).
     pub fn load(rt: &Runtime, dir: &Path) -> Result<Self, SegmentError> {
@@ -124,7 +127,10 @@ impl Segmenter {
     pub fn from_files(rt: &Runtime, files: &ModelFiles<'_>) -> Result<Self, SegmentError> {
         let preprocess = match files.preprocessor {
             Some(text) => PreprocessConfig::from_json(text).map_err(|reason| {
-                ModelError::Labels(format!("{}: {reason}", crate::model::preprocess::PREPROCESSOR_FILE))
+                ModelError::Labels(format!(
+                    "{}: {reason}",
+                    crate::model::preprocess::PREPROCESSOR_FILE
+                ))
             })?,
             None => PreprocessConfig::default(),
         };
@@ -356,6 +362,7 @@ pub fn check_finite(what: &str, values: &[f32], hint: &'static str) -> Result<()
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The output name of each input: its file stem, or, for inputs whose stem an earlier input
 /// already uses (`a/x.png`, `b/x.png`, or one file given twice), the stem with `-2`, `-3`, …
 /// appended (skipping names another input has), so no input's outputs overwrite another's.
@@ -383,6 +390,7 @@ pub fn output_stems(paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Creates `dir` (and its parents) and checks that a file can be written in it, so a bad
 /// `--out` fails before any image is processed.
 pub fn prepare_out_dir(dir: &Path) -> Result<(), SegmentError> {
@@ -444,6 +452,7 @@ pub fn overlay(
     visualize::overlay(image, &result.id_map(), &regions)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Writes `<stem>.overlay.png`, `<stem>.json`, and for panoptic `<stem>.panoptic.png` (COCO RGB
 /// ids) and `<stem>.semantic.png`; for semantic `<stem>.semantic.png`. Returns the paths written.
 pub fn write_outputs(
@@ -518,6 +527,7 @@ pub fn write_outputs(
 }
 
 /// Encodes `image` as PNG and writes it atomically.
+#[cfg(not(target_arch = "wasm32"))]
 fn write_png(path: &Path, image: DynamicImage) -> Result<(), SegmentError> {
     let mut bytes = Vec::new();
     image
@@ -532,6 +542,7 @@ fn write_png(path: &Path, image: DynamicImage) -> Result<(), SegmentError> {
     write_atomic(path, &bytes)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Writes a file through a temporary file in the same folder and a rename, so a reader never
 /// sees half a file and an existing file is never left truncated.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SegmentError> {

@@ -135,7 +135,11 @@ fn matmul_texel_matches_its_generator() {
 #[test]
 fn entry_points_over_the_webgpu_storage_buffer_limit_are_known() {
     const WEBGPU_STORAGE_BUFFERS: usize = 8;
-    const KNOWN_OVER: &[&str] = &[];
+    const KNOWN_OVER: &[&str] = &[
+        "masked_attention_backward.wgsl::bwd_dq_split (10)",
+        "masked_attention_backward.wgsl::bwd_kv (11)",
+        "window_attention_backward.wgsl::bwd_query (11)",
+    ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut over = Vec::new();
     let mut names: Vec<_> = std::fs::read_dir(&dir)
@@ -177,8 +181,7 @@ fn entry_points_over_the_webgpu_storage_buffer_limit_are_known() {
         }
     }
     assert_eq!(
-        over,
-        KNOWN_OVER,
+        over, KNOWN_OVER,
         "entry points binding more than {WEBGPU_STORAGE_BUFFERS} storage buffers"
     );
 }

@@ -17,7 +17,12 @@ fn main() {
     for path in files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let abs = path.canonicalize().expect("a readable shader file");
-        writeln!(out, "    ({name:?}, include_str!({:?})),", abs.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "    ({name:?}, include_str!({:?})),",
+            abs.display().to_string()
+        )
+        .unwrap();
     }
     out.push_str("];\n");
     let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("shader_files.rs");

@@ -7,16 +7,26 @@
 //! annotations ([`GroundTruth`]) for evaluation. Class indices map to dataset category ids through
 //! [`Categories`].
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod augment;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod coco_instance;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod coco_panoptic;
+#[cfg(not(target_arch = "wasm32"))]
 mod layout;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod loader;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod records;
 pub mod rle;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod semantic;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod spec;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod synthetic;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod write;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +86,7 @@ impl DataError {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
@@ -83,6 +94,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError> {
     let bytes = read_file(path)?;
     serde_json::from_slice(&bytes).map_err(|source| DataError::Json {
@@ -91,6 +103,7 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn create_dir(path: &Path) -> Result<(), DataError> {
     std::fs::create_dir_all(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
@@ -98,6 +111,7 @@ pub(crate) fn create_dir(path: &Path) -> Result<(), DataError> {
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn open_image(path: &Path) -> Result<image::DynamicImage, DataError> {
     let bytes = read_file(path)?;
     image::load_from_memory(&bytes).map_err(|source| DataError::Image {
@@ -106,6 +120,7 @@ pub(crate) fn open_image(path: &Path) -> Result<image::DynamicImage, DataError> 
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Loads an image as 8-bit RGB (`[H, W, 3]`).
 pub fn load_rgb(path: &Path) -> Result<RgbImage, DataError> {
     Ok(open_image(path)?.to_rgb8())

@@ -6,12 +6,15 @@
 //! The list a config needs is read off the built network ([`super::network::expected_keys`]);
 //! this module knows only the extras a checkpoint may hold besides it ([`known_extra`]).
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, SafeTensors, View};
+#[cfg(not(target_arch = "wasm32"))]
+use safetensors::tensor::View;
+use safetensors::tensor::{Dtype, SafeTensors};
 
 /// A dense row-major f32 tensor in host memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +118,7 @@ pub struct Checkpoint {
     skipped: BTreeMap<String, Vec<usize>>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Reads one float tensor from a safetensors file that may also hold other tensors of any dtype
 /// (e.g. a processor's `pixel_values` beside an int64 `pixel_mask`).
 pub fn read_tensor(path: &Path, key: &str) -> Result<HostTensor, CheckpointError> {
@@ -142,6 +146,7 @@ pub fn read_tensor(path: &Path, key: &str) -> Result<HostTensor, CheckpointError
 }
 
 impl Checkpoint {
+    #[cfg(not(target_arch = "wasm32"))]
     /// Reads a safetensors file into host memory.
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
         let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
@@ -389,8 +394,10 @@ impl fmt::Display for ValidationReport {
 }
 
 /// An f32 tensor as a safetensors [`View`].
+#[cfg(not(target_arch = "wasm32"))]
 struct F32View<'a>(&'a HostTensor);
 
+#[cfg(not(target_arch = "wasm32"))]
 impl View for F32View<'_> {
     fn dtype(&self) -> Dtype {
         Dtype::F32
@@ -413,6 +420,7 @@ impl View for F32View<'_> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Writes `tensors` as an f32 safetensors file, atomically: a temporary file in the same directory is written,
 /// fsynced and renamed over `path`, so a crash leaves either the old file or the new one, never a torn one.
 /// The header carries `{"format": "pt"}`, which transformers expects.

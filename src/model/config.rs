@@ -176,6 +176,7 @@ pub struct Mask2FormerConfig {
 }
 
 impl Mask2FormerConfig {
+    #[cfg(not(target_arch = "wasm32"))]
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {

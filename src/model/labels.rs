@@ -5,6 +5,7 @@
 //! order — what `train` writes), from the COCO-panoptic convention when the model has the 133
 //! COCO-panoptic classes (the first 80 are things), or else every class counts as a thing.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use serde::Deserialize;
@@ -33,6 +34,7 @@ impl LabelInfo {
         Self { names, things }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// From `id2label` names and an optional categories file (see the module docs).
     pub fn load(names: Vec<String>, categories: Option<&Path>) -> Result<Self, String> {
         match categories.filter(|p| p.exists()) {

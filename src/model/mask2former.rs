@@ -1,12 +1,16 @@
 //! A loaded Mask2Former: config, labels and weights, with one compiled graph per input shape.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::Path;
+use std::path::PathBuf;
 
 use thiserror::Error;
 
 use crate::graph::{CompileOptions, Executable, Graph, GraphError};
-use crate::model::checkpoint::{Checkpoint, CheckpointError, HostTensor};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::model::checkpoint::HostTensor;
+use crate::model::checkpoint::{Checkpoint, CheckpointError};
 use crate::model::config::{ConfigError, Mask2FormerConfig};
 use crate::model::network::{self, expected_keys, PIXEL_VALUES};
 use crate::model::LabelInfo;
@@ -59,6 +63,7 @@ pub struct RawBatch {
 }
 
 impl RawBatch {
+    #[cfg(not(target_arch = "wasm32"))]
     /// Writes `class_queries_logits` and `masks_queries_logits` to a safetensors file.
     pub fn save_safetensors(&self, path: &Path) -> Result<(), ModelError> {
         let (b, q, c) = (self.batch, self.num_queries, self.num_classes_with_void);
@@ -93,6 +98,7 @@ pub struct Mask2Former {
 }
 
 impl Mask2Former {
+    #[cfg(not(target_arch = "wasm32"))]
     /// Loads `config.json` and `model.safetensors` from `dir` and checks every expected tensor.
     pub fn load(rt: &Runtime, dir: &Path) -> Result<Self, ModelError> {
         if !dir.is_dir() {
@@ -117,9 +123,11 @@ impl Mask2Former {
     pub fn from_files(rt: &Runtime, files: &ModelFiles<'_>) -> Result<Self, ModelError> {
         let config = Mask2FormerConfig::parse(files.config, "config.json".as_ref())?;
         let weights = Checkpoint::from_bytes("model.safetensors".as_ref(), files.weights)?;
-        let labels =
-            LabelInfo::from_categories(config.labels(), files.categories.map(|t| (t, "categories.json")))
-                .map_err(ModelError::Labels)?;
+        let labels = LabelInfo::from_categories(
+            config.labels(),
+            files.categories.map(|t| (t, "categories.json")),
+        )
+        .map_err(ModelError::Labels)?;
         Self::assemble(rt, config, weights, labels)
     }
 

@@ -7,6 +7,7 @@
 //! differently: expect differences of about one grey level per pixel, not bit-exact pixels.
 //! Parity tests therefore feed the same `pixel_values` to both implementations.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use image::{imageops::FilterType, DynamicImage};
@@ -40,6 +41,7 @@ impl Default for PreprocessConfig {
 pub const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
 
 impl PreprocessConfig {
+    #[cfg(not(target_arch = "wasm32"))]
     /// The settings of a checkpoint folder: its `preprocessor_config.json` when present (as the
     /// hub's `facebook/mask2former-*` folders and our `train` runs have it), else the defaults.
     pub fn for_model_dir(dir: &Path) -> Result<Self, String> {

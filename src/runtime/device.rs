@@ -299,18 +299,18 @@ pub(crate) async fn open(opts: &RuntimeOptions) -> Result<Opened> {
     // and workgroups at 256 threads.
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
-        label: Some("mask2former"),
-        required_features: features,
-        required_limits: limits.clone(),
-        experimental_features: wgpu::ExperimentalFeatures::disabled(),
-        memory_hints: wgpu::MemoryHints::Performance,
-        trace: wgpu::Trace::Off,
-    })
-    .await
-    .map_err(|e| Error::RequestDevice {
-        adapter: info.name.clone(),
-        reason: e.to_string(),
-    })?;
+            label: Some("mask2former"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        })
+        .await
+        .map_err(|e| Error::RequestDevice {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
 
     let caps = Capabilities {
         f16,

@@ -116,9 +116,10 @@ impl Runtime {
         #[cfg(target_arch = "wasm32")]
         {
             let sink = device_errors.clone();
-            o.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-                sink.lock().unwrap().push(e.to_string());
-            }));
+            o.device
+                .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                    sink.lock().unwrap().push(e.to_string());
+                }));
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -585,7 +586,9 @@ impl Runtime {
             .map_err(|e| Error::Gpu(format!("readback channel: {e}")))?
             .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
         if let Some(e) = self.inner.device_errors.lock().unwrap().first() {
-            return Err(Error::Gpu(format!("the device reported an error earlier: {e}")));
+            return Err(Error::Gpu(format!(
+                "the device reported an error earlier: {e}"
+            )));
         }
         let view = staging
             .slice(..)

@@ -41,7 +41,10 @@ struct Json {
 pub fn expected(json: &str, panoptic_png: &[u8]) -> Result<Expected, String> {
     let j: Json = serde_json::from_str(json).map_err(|e| format!("segments JSON: {e}"))?;
     if j.task != "panoptic" {
-        return Err(format!("segments JSON: task `{}`, expected panoptic", j.task));
+        return Err(format!(
+            "segments JSON: task `{}`, expected panoptic",
+            j.task
+        ));
     }
     let png = image::load_from_memory(panoptic_png)
         .map_err(|e| format!("panoptic PNG: {e}"))?

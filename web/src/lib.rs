@@ -78,7 +78,9 @@ impl WebSegmenter {
         task: String,
     ) -> Result<SegmentResult, JsError> {
         let task = parse_task(&task)?;
-        let image = decode_image(name.as_ref(), &image, false).map_err(js)?.image;
+        let image = decode_image(name.as_ref(), &image, false)
+            .map_err(js)?
+            .image;
         let mut seg = self
             .inner
             .try_borrow_mut()
@@ -86,7 +88,13 @@ impl WebSegmenter {
         let t0 = Instant::now();
         let result = seg.segment_async(&image, task).await.map_err(js)?;
         let millis = t0.elapsed().as_secs_f64() * 1e3;
-        Ok(SegmentResult::new(&image.to_rgb8(), task, &result, &seg, millis))
+        Ok(SegmentResult::new(
+            &image.to_rgb8(),
+            task,
+            &result,
+            &seg,
+            millis,
+        ))
     }
 }
 

@@ -35,7 +35,11 @@ async fn segment_demo(opts: RuntimeOptions) -> (f64, String) {
     let t1 = web_time::Instant::now();
     let result = seg.segment_async(&image, Task::Panoptic).await.unwrap();
     let t2 = web_time::Instant::now();
-    assert_eq!(first.id_map(), result.id_map(), "two runs of one image differ");
+    assert_eq!(
+        first.id_map(),
+        result.id_map(),
+        "two runs of one image differ"
+    );
     let want = compare::expected(EXPECTED_JSON, EXPECTED_PNG).unwrap();
     let agreement = compare::check(
         &want,
@@ -81,7 +85,10 @@ mod native {
     fn native_run_matches_the_fixture() {
         let (agreement, line) = pollster::block_on(segment_demo(RuntimeOptions::default()));
         eprintln!("{line}");
-        assert_eq!(agreement, 1.0, "the native run no longer gives the fixture: rerun tools/web_fixture.sh");
+        assert_eq!(
+            agreement, 1.0,
+            "the native run no longer gives the fixture: rerun tools/web_fixture.sh"
+        );
     }
 
     /// The kernels fit WebGPU's portable limits and features (8 storage buffers per kernel,

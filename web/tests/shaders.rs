@@ -31,20 +31,28 @@ fn assembled(name: &str, source: &str) -> String {
 
 #[wasm_bindgen_test]
 async fn every_shader_compiles_in_the_browser() {
-    let rt = Runtime::open(&RuntimeOptions::web()).await.expect("a WebGPU adapter");
+    let rt = Runtime::open(&RuntimeOptions::web())
+        .await
+        .expect("a WebGPU adapter");
     let mut failures = Vec::new();
     for (name, source) in SHADER_FILES {
         let source = assembled(name, source);
         let scope = rt.device().push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = rt.device().create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        let module = rt
+            .device()
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
         if let Some(e) = scope.pop().await {
             failures.push(format!("{name}: {e}"));
         }
         drop(module);
     }
-    assert!(SHADER_FILES.len() > 30, "only {} shader files found", SHADER_FILES.len());
+    assert!(
+        SHADER_FILES.len() > 30,
+        "only {} shader files found",
+        SHADER_FILES.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
