@@ -53,7 +53,7 @@ fn update(t: u32, base: u32, end: u32, lr: f32, wd: f32, scale: f32) {
     let denom = sqrt(vi) / sqrt(hyper[7]) + hyper[5];
     let pi = p0 * (1.0 - lr * wd) - (lr / hyper[6]) * mi / denom;
     let e = vec4<u32>(4u * t) + vec4<u32>(0u, 1u, 2u, 3u);
-    let inside = e >= vec4<u32>(base) & e < vec4<u32>(end);
+    let inside = (e >= vec4<u32>(base)) & (e < vec4<u32>(end));
     param[t] = select(p0, pi, inside);
     m[t] = select(m0, mi, inside);
     v[t] = select(v0, vi, inside);

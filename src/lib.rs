@@ -8,6 +8,10 @@
 //! graph, model, pre/post-processing and drawing, with `async` forms of everything that waits
 //! for the device. Training, evaluation, the CLIs and Hub downloads are native only.
 
+// In a browser wgpu's handles are neither `Send` nor `Sync` (one thread), so the runtime's
+// shared `Arc`s are too there; natively they are both.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
 #[cfg(not(target_arch = "wasm32"))]
 pub mod atomic_file;
 #[cfg(not(target_arch = "wasm32"))]

@@ -71,6 +71,9 @@ impl WebSegmenter {
     /// Segments an encoded image (PNG or JPEG bytes; `name` names it in errors); `task` is
     /// `panoptic`, `instance` or `semantic`. A truncated JPEG is an error, as in the CLI. One
     /// segmentation at a time: a second call while one runs is an error.
+    // The model is borrowed for the whole segmentation on purpose: a second call made while
+    // this one awaits its readback gets the clear error below instead of a shared model.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub async fn segment(
         &self,
         image: Vec<u8>,
