@@ -26,6 +26,20 @@ pub fn portable_runtime() -> &'static Runtime {
     })
 }
 
+/// A runtime that runs the CPU-shaped kernels whatever `M2F_KERNEL_POLICY` says, for tests
+/// that compare the two policies.
+pub fn cpu_policy_runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let opts = RuntimeOptions {
+            kernel_policy: crate::runtime::KernelPolicy::Cpu,
+            ..RuntimeOptions::default()
+        };
+        Runtime::with_options(&opts)
+            .expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)")
+    })
+}
+
 /// A runtime whose `Auto` variants take the GPU-shaped kernels on any adapter (workgroup-wide
 /// rows, shared-memory tiles), so kernel tests run them on lavapipe too.
 pub fn gpu_policy_runtime() -> &'static Runtime {

@@ -1,33 +1,43 @@
 //! Every `shaders/*.wgsl` parses and validates with naga, so a broken shader fails even on a
 //! machine with no adapter.
 
+/// Every `shaders/*.wgsl` as the runtime builds it, by file name: a file that says it is appended
+/// to another follows that one.
+fn shader_files() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .collect();
+    paths.sort();
+    let files: Vec<_> = paths
+        .into_iter()
+        .map(|path| {
+            let mut source = std::fs::read_to_string(&path).unwrap();
+            if let Some(base) = source
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("// Appended to shaders/"))
+                .and_then(|l| l.split_whitespace().next())
+            {
+                source = std::fs::read_to_string(dir.join(base)).unwrap() + &source;
+            }
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            (name, source)
+        })
+        .collect();
+    assert!(!files.is_empty(), "no shaders found in {}", dir.display());
+    files
+}
+
 #[test]
 fn every_shader_validates_with_naga() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut count = 0;
-    let mut failures = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
-            continue;
-        }
-        let mut source = std::fs::read_to_string(&path).unwrap();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        // A file that says it is appended to another is validated as the runtime builds it.
-        if let Some(base) = source
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("// Appended to shaders/"))
-            .and_then(|l| l.split_whitespace().next())
-        {
-            source = std::fs::read_to_string(dir.join(base)).unwrap() + &source;
-        }
-        if let Err(e) = mask2former::runtime::validate_wgsl(&name, &source) {
-            failures.push(e.to_string());
-        }
-        count += 1;
-    }
-    assert!(count > 0, "no shaders found in {}", dir.display());
+    let failures: Vec<String> = shader_files()
+        .iter()
+        .filter_map(|(name, source)| mask2former::runtime::validate_wgsl(name, source).err())
+        .map(|e| e.to_string())
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -140,25 +150,8 @@ fn entry_points_over_the_webgpu_storage_buffer_limit_are_known() {
         "masked_attention_backward.wgsl::bwd_kv (11)",
         "window_attention_backward.wgsl::bwd_query (11)",
     ];
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut over = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
-        .collect();
-    names.sort();
-    for path in names {
-        let mut source = std::fs::read_to_string(&path).unwrap();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if let Some(base) = source
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("// Appended to shaders/"))
-            .and_then(|l| l.split_whitespace().next())
-        {
-            source = std::fs::read_to_string(dir.join(base)).unwrap() + &source;
-        }
+    for (name, source) in shader_files() {
         let module = naga::front::wgsl::parse_str(&source).unwrap();
         let info = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),

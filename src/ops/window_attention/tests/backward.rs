@@ -116,7 +116,7 @@ fn two_pass_table_and_padding_sums() {
     };
     let seed = testing::seed();
     for (rt, table) in [
-        (testing::runtime(), false),
+        (testing::cpu_policy_runtime(), false),
         (testing::gpu_policy_runtime(), true),
     ] {
         let d = c.data(seed);
