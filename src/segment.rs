@@ -127,7 +127,7 @@ impl Segmenter {
     pub fn from_files(rt: &Runtime, files: &ModelFiles<'_>) -> Result<Self, SegmentError> {
         let preprocess = match files.preprocessor {
             Some(text) => PreprocessConfig::from_json(text).map_err(|reason| {
-                ModelError::Labels(format!(
+                ModelError::File(format!(
                     "{}: {reason}",
                     crate::model::preprocess::PREPROCESSOR_FILE
                 ))

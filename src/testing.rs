@@ -30,23 +30,23 @@ pub fn portable_runtime() -> &'static Runtime {
 /// that compare the two policies.
 pub fn cpu_policy_runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        let opts = RuntimeOptions {
-            kernel_policy: crate::runtime::KernelPolicy::Cpu,
-            ..RuntimeOptions::default()
-        };
-        Runtime::with_options(&opts)
-            .expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)")
-    })
+    forced(&RT, crate::runtime::KernelPolicy::Cpu)
 }
 
 /// A runtime whose `Auto` variants take the GPU-shaped kernels on any adapter (workgroup-wide
 /// rows, shared-memory tiles), so kernel tests run them on lavapipe too.
 pub fn gpu_policy_runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
+    forced(&RT, crate::runtime::KernelPolicy::Gpu)
+}
+
+fn forced(
+    cell: &'static OnceLock<Runtime>,
+    kernel_policy: crate::runtime::KernelPolicy,
+) -> &'static Runtime {
+    cell.get_or_init(|| {
         let opts = RuntimeOptions {
-            kernel_policy: crate::runtime::KernelPolicy::Gpu,
+            kernel_policy,
             ..RuntimeOptions::default()
         };
         Runtime::with_options(&opts)

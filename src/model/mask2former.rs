@@ -28,8 +28,9 @@ pub enum ModelError {
     Graph(#[from] GraphError),
     #[error("input: {0}")]
     Input(String),
+    /// A file of a folder held in memory ([`ModelFiles`]); the message names it.
     #[error("{0}")]
-    Labels(String),
+    File(String),
     #[error("writing {path}: {reason}")]
     Write { path: PathBuf, reason: String },
 }
@@ -127,7 +128,7 @@ impl Mask2Former {
             config.labels(),
             files.categories.map(|t| (t, "categories.json")),
         )
-        .map_err(ModelError::Labels)?;
+        .map_err(ModelError::File)?;
         Self::assemble(rt, config, weights, labels)
     }
 
