@@ -125,9 +125,38 @@ fn slice_of(z: u32) -> Slice {
 // Writes one output element of C slot cz (the batch, or a split-K partial); the caller checks
 // m < p.m and n < p.n.
 fn epilogue(cz: u32, m: u32, n: u32, acc: f32) {
-    var v = p.alpha * acc;
+    epilogue_with(cz, m, n, acc, bias_at(n));
+}
+
+// The bias of column n < p.n (0 without one). The texel entries load their lanes' biases once
+// per workgroup and pass them to `epilogue_with`: on lavapipe every buffer load runs lane by lane,
+// and a bias read per output cost as much as a K = 96 product itself (docs/PERFORMANCE.md,
+// "Session 9").
+fn bias_at(n: u32) -> f32 {
     if ((p.flags & FLAG_BIAS) != 0u) {
-        v += bias[p.bias_off + n];
+        return bias[p.bias_off + n];
+    }
+    return 0.0;
+}
+
+// The four biases of columns n..n+3 (those past p.n are 0).
+fn bias4_at(n: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if (n + j < p.n) {
+            v[j] = bias_at(n + j);
+        }
+    }
+    return v;
+}
+
+// `epilogue` with the column's bias given (`bias_at(n)`).
+fn epilogue_with(cz: u32, m: u32, n: u32, acc: f32, bias_n: f32) {
+    let v0 = p.alpha * acc;
+    var v = v0 + bias_n;
+    if ((p.flags & FLAG_BIAS) == 0u) {
+        // Keeps alpha·acc bit for bit (a -0.0 plus 0.0 would turn positive).
+        v = v0;
     }
     let rel = cz * p.c_bs + m * p.c_rs + n;
     let ci = p.c_off + rel;
@@ -148,7 +177,12 @@ fn epilogue(cz: u32, m: u32, n: u32, acc: f32) {
 
 // Writes the first `count` (≤ 4) of four consecutive outputs of row m starting at column n.
 fn store4(cz: u32, m: u32, n: u32, count: u32, acc: vec4<f32>) {
+    store4_with(cz, m, n, count, acc, bias4_at(n));
+}
+
+// `store4` with the four columns' biases given (`bias4_at(n)`).
+fn store4_with(cz: u32, m: u32, n: u32, count: u32, acc: vec4<f32>, bias4: vec4<f32>) {
     for (var j = 0u; j < min(count, 4u); j++) {
-        epilogue(cz, m, n + j, acc[j]);
+        epilogue_with(cz, m, n + j, acc[j], bias4[j]);
     }
 }

@@ -106,11 +106,14 @@ fn texel_nn8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
     acc[13u] = c6_1;
     acc[14u] = c7_0;
     acc[15u] = c7_1;
+    var bias_c: array<vec4<f32>, 2>;
+    bias_c[0u] = bias4_at((nl + 0u) * 4u);
+    bias_c[1u] = bias4_at((nl + 8u) * 4u);
     let n_acc = min(p.m - m0, 8u) * 2u;
     for (var i = 0u; i < n_acc; i++) {
         let m = m0 + i / 2u;
         let n = (nl + 8u * (i % 2u)) * 4u;
-        store4(cz, m, n, p.n - min(p.n, n), acc[i]);
+        store4_with(cz, m, n, p.n - min(p.n, n), acc[i], bias_c[i % 2u]);
     }
 }
 
@@ -191,11 +194,14 @@ fn texel_ta8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
     acc[13u] = c6_1;
     acc[14u] = c7_0;
     acc[15u] = c7_1;
+    var bias_c: array<vec4<f32>, 2>;
+    bias_c[0u] = bias4_at((nl + 0u) * 4u);
+    bias_c[1u] = bias4_at((nl + 8u) * 4u);
     let n_acc = min(p.m - m0, 8u) * 2u;
     for (var i = 0u; i < n_acc; i++) {
         let m = m0 + i / 2u;
         let n = (nl + 8u * (i % 2u)) * 4u;
-        store4(cz, m, n, p.n - min(p.n, n), acc[i]);
+        store4_with(cz, m, n, p.n - min(p.n, n), acc[i], bias_c[i % 2u]);
     }
 }
 
@@ -440,12 +446,21 @@ fn texel_tb8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
     acc[61u] = c7_5;
     acc[62u] = c7_6;
     acc[63u] = c7_7;
+    var bias_c: array<f32, 8>;  // once per lane column (see store_vec)
+    bias_c[0u] = bias_at(min(nl + 0u, n_last));
+    bias_c[1u] = bias_at(min(nl + 8u, n_last));
+    bias_c[2u] = bias_at(min(nl + 16u, n_last));
+    bias_c[3u] = bias_at(min(nl + 24u, n_last));
+    bias_c[4u] = bias_at(min(nl + 32u, n_last));
+    bias_c[5u] = bias_at(min(nl + 40u, n_last));
+    bias_c[6u] = bias_at(min(nl + 48u, n_last));
+    bias_c[7u] = bias_at(min(nl + 56u, n_last));
     let n_acc = min(p.m - m0, 8u) * 8u;  // valid rows only (see store_vec)
     for (var i = 0u; i < n_acc; i++) {
         let m = m0 + i / 8u;
         let n = nl + 8u * (i % 8u);
         if (n < p.n) {
-            epilogue(cz, m, n, acc[i]);
+            epilogue_with(cz, m, n, acc[i], bias_c[i % 8u]);
         }
     }
 }

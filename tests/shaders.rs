@@ -104,8 +104,8 @@ fn matmul_generated_section_matches_its_generator() {
     }
 }
 
-/// `shaders/matmul_texel.wgsl` and `matmul_texel8.wgsl` are what `src/ops/matmul/gen_texel.py`
-/// writes now.
+/// `shaders/matmul_texel.wgsl`, `matmul_texel_wide.wgsl` and `matmul_texel8.wgsl` are what
+/// `src/ops/matmul/gen_texel.py` writes now.
 #[test]
 fn matmul_texel_matches_its_generator() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -126,9 +126,13 @@ fn matmul_texel_matches_its_generator() {
         "gen_texel.py --print failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let shader = ["matmul_texel.wgsl", "matmul_texel8.wgsl"]
-        .map(|f| std::fs::read_to_string(root.join("shaders").join(f)).unwrap())
-        .concat();
+    let shader = [
+        "matmul_texel.wgsl",
+        "matmul_texel_wide.wgsl",
+        "matmul_texel8.wgsl",
+    ]
+    .map(|f| std::fs::read_to_string(root.join("shaders").join(f)).unwrap())
+    .concat();
     assert!(
         shader == String::from_utf8(out.stdout).unwrap(),
         "shaders/matmul_texel*.wgsl differ from gen_texel.py's output \

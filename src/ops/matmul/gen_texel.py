@@ -11,31 +11,38 @@ epilogue).
 
 A workgroup is one SIMD batch of 8 lanes. Lanes run along n; every lane keeps TM rows × TN
 columns of C in named locals (llvmpipe keeps looped private arrays in memory). The A values a
-lane reads are the same in all 8 lanes, the B values differ. Shapes from the probe sweep in
-docs/PERFORMANCE.md ("Session 6: texel views"). If a tile changes, change TEXEL_TILE in texel.rs.
-The 8-row entries (`texel_nn8`, ...) are the same code with fewer rows: their JIT takes a few
-seconds less, which is what small products on a fresh machine need (issue 13, cold start); they
-are a module of their own (matmul_texel8.wgsl), so a run that needs only them parses less WGSL.
+lane reads are the same in all 8 lanes, the B values differ. Three tiles, one module each:
+- `texel_nn`, ... (matmul_texel.wgsl): 32 rows × 64 columns per workgroup (2 texel columns a
+  lane), the shape of the probe sweep in docs/PERFORMANCE.md ("Session 6: texel views");
+- `texel_nn_wide`, ... (matmul_texel_wide.wgsl): 20 rows × 128 columns (4 texel columns a
+  lane). Per k-step a lane loads 20 + 16 texels for 320 vec4 FMAs instead of 32 + 8 for 256:
+  ~13% faster per FLOP at 1536³ ("Session 9"), and 100-query products fill 5 row tiles;
+- `texel_nn8`, ... (matmul_texel8.wgsl): 8 rows × 64 columns. Their JIT takes a few seconds
+  less, which is what small products on a fresh machine need (issue 13, cold start).
+The launcher picks the tall or the wide tile by padded work (texel.rs). If a tile changes,
+change its constant in texel.rs.
 
 Entries (`nn`: A [M, K] and B [K, N] row-major; `ta`: A stored [K, M]; `tb`: B stored [N, K]);
 the launcher checks the layouts: unit inner strides, offsets, batch and row strides multiples
 of 4, and N (nn, ta), M (ta) and K (nn, tb) multiples of 4.
 
-Run from the repository root: python3 src/ops/matmul/gen_texel.py (`--print` writes both files,
-one after the other, to stdout; tests/shaders.rs checks the files against it).
+Run from the repository root: python3 src/ops/matmul/gen_texel.py (`--print` writes the three
+files, one after the other, to stdout; tests/shaders.rs checks the files against it).
 """
 import sys
 
-PATHS = {32: "shaders/matmul_texel.wgsl", 8: "shaders/matmul_texel8.wgsl"}
-TMS = (32, 8)  # rows of C per workgroup (every lane): the large entries, then the small ones
-TN4 = 2  # texel columns (4 columns each) per lane for nn/ta: 8 lanes x 2 x 4 = 64 columns
-TNB = 8  # columns per lane for tb: 8 lanes x 8 = 64 columns
+# (file, entry suffix, rows of C per workgroup (every lane), texel columns (4 columns each) per
+# lane for nn/ta, columns per lane for tb): 8 lanes x TN4 x 4 = 8 x TNB columns per workgroup.
+TILES = (
+    ("shaders/matmul_texel.wgsl", "", 32, 2, 8),
+    ("shaders/matmul_texel_wide.wgsl", "_wide", 20, 4, 16),
+    ("shaders/matmul_texel8.wgsl", "8", 8, 2, 8),
+)
+SUFFIX = TN4 = TNB = None  # the tile being written, set by main()
 
 
 def entry_name(layout, tm):
-    # The large entries keep their plain names; the 8-row ones (a few seconds less of JIT each,
-    # for small products) are suffixed with their row count.
-    return f"texel_{layout}" if tm == TMS[0] else f"texel_{layout}{tm}"
+    return f"texel_{layout}{SUFFIX}"
 
 
 def head():
@@ -148,11 +155,15 @@ def store_vec(w, TM):
     for r in range(TM):
         for c in range(TN4):
             w(f"    acc[{r * TN4 + c}u] = c{r}_{c};")
+    # A lane's columns are the same in every row: their biases are loaded once, not per row.
+    w(f"    var bias_c: array<vec4<f32>, {TN4}>;")
+    for c in range(TN4):
+        w(f"    bias_c[{c}u] = bias4_at((nl + {8 * c}u) * 4u);")
     w(f"    let n_acc = min(p.m - m0, {TM}u) * {TN4}u;")
     w("    for (var i = 0u; i < n_acc; i++) {")
     w(f"        let m = m0 + i / {TN4}u;")
     w(f"        let n = (nl + 8u * (i % {TN4}u)) * 4u;")
-    w("        store4(cz, m, n, p.n - min(p.n, n), acc[i]);")
+    w(f"        store4_with(cz, m, n, p.n - min(p.n, n), acc[i], bias_c[i % {TN4}u]);")
     w("    }")
 
 
@@ -185,12 +196,15 @@ def gen_tb(TM):
     for r in range(TM):
         for c in range(TNB):
             w(f"    acc[{r * TNB + c}u] = c{r}_{c};")
+    w(f"    var bias_c: array<f32, {TNB}>;  // once per lane column (see store_vec)")
+    for c in range(TNB):
+        w(f"    bias_c[{c}u] = bias_at(min(nl + {8 * c}u, n_last));")
     w(f"    let n_acc = min(p.m - m0, {TM}u) * {TNB}u;  // valid rows only (see store_vec)")
     w("    for (var i = 0u; i < n_acc; i++) {")
     w(f"        let m = m0 + i / {TNB}u;")
     w(f"        let n = nl + 8u * (i % {TNB}u);")
     w("        if (n < p.n) {")
-    w("            epilogue(cz, m, n, acc[i]);")
+    w(f"            epilogue_with(cz, m, n, acc[i], bias_c[i % {TNB}u]);")
     w("        }")
     w("    }")
     w("}")
@@ -198,10 +212,11 @@ def gen_tb(TM):
 
 
 def main():
+    global SUFFIX, TN4, TNB
     texts = []
-    for tm in TMS:
+    for path, SUFFIX, tm, TN4, TNB in TILES:
         lines = head() + gen_nn(tm) + [""] + gen_ta(tm) + [""] + gen_tb(tm)
-        texts.append((PATHS[tm], "\n".join(lines) + "\n"))
+        texts.append((path, "\n".join(lines) + "\n"))
     if "--print" in sys.argv:
         sys.stdout.write("".join(text for _, text in texts))
     else:

@@ -242,7 +242,9 @@ pub(super) fn plan(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions, split_o
         64
     };
     let tile = match variant {
-        Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => LARGE_TILE,
+        Variant::RegBlockLarge | Variant::Texel | Variant::TexelWide | Variant::TexelSmall => {
+            LARGE_TILE
+        }
         Variant::Gemm => (gemm_tile, gemm_tile),
         v => v.tile(),
     };
@@ -461,7 +463,7 @@ fn product(
 ) -> Result<Dispatch> {
     let variant = plan.variant;
     let large = match variant {
-        Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => {
+        Variant::RegBlockLarge | Variant::Texel | Variant::TexelWide | Variant::TexelSmall => {
             large_entry(params, e, e.b * slices, plan.auto)
         }
         _ => None,
@@ -470,18 +472,29 @@ fn product(
     // workgroups. Under `Auto` the 8-row entries run products under `LARGE_MIN_FLOPS`: the large
     // ones would cost a small model's first run seconds of JIT for little gain.
     let flops = 2 * e.b * slices * e.m * e.n * e.k;
-    let texel_variant = matches!(variant, Variant::Texel | Variant::TexelSmall);
+    let texel_variant = matches!(
+        variant,
+        Variant::Texel | Variant::TexelWide | Variant::TexelSmall
+    );
     let use_texel = texel_variant || (plan.auto && texel::preferred(rt));
-    let small = variant == Variant::TexelSmall || (plan.auto && flops < LARGE_MIN_FLOPS);
+    let size = match variant {
+        Variant::TexelSmall => texel::Size::Small,
+        Variant::Texel => texel::Size::Tall,
+        Variant::TexelWide => texel::Size::Wide,
+        _ if flops < LARGE_MIN_FLOPS => texel::Size::Small,
+        _ => texel::large_size(e),
+    };
     let layout = match variant {
-        Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall if use_texel => {
+        Variant::RegBlockLarge | Variant::Texel | Variant::TexelWide | Variant::TexelSmall
+            if use_texel =>
+        {
             large_entry(params, e, e.b * slices, false)
         }
         _ => None,
     };
     if let Some(large) = layout {
         let max_wg = rt.caps().max_workgroups_per_dim as u64;
-        if let Some(entry) = texel::entry(large, params, e, max_wg, small) {
+        if let Some(entry) = texel::entry(large, params, e, max_wg, size) {
             if let Some(d) = texel::dispatch(rt, entry, params, e, slices, binds)? {
                 return Ok(d);
             }
@@ -489,7 +502,11 @@ fn product(
     }
     let kernel = match variant {
         _ if large.is_some() => rt.kernel(&SHADER, large.unwrap(), &[])?,
-        Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => {
+        Variant::RegBlock
+        | Variant::RegBlockLarge
+        | Variant::Texel
+        | Variant::TexelWide
+        | Variant::TexelSmall => {
             let (am, bm) = vector_modes(params, e);
             rt.kernel(
                 &SHADER,

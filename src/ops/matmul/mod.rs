@@ -86,10 +86,13 @@ pub enum Variant {
     /// CPU the first time on a machine; Mesa's on-disk shader cache makes later processes start
     /// at once (docs/PERFORMANCE.md gives the times).
     RegBlockLarge,
-    /// The `RegBlockLarge` layouts read from texel views (`texel.rs`, CPU adapters): what `Auto`
-    /// runs on CPU adapters where a 24×16 entry applies and the views can be made; launches
-    /// outside those layouts run as `RegBlockLarge`. Under `Auto` from [`LARGE_MIN_FLOPS`] up.
+    /// The `RegBlockLarge` layouts read from texel views (`texel.rs`, CPU adapters), 32×64
+    /// tiles: what `Auto` runs on CPU adapters where a 24×16 entry applies and the views can be
+    /// made, from [`LARGE_MIN_FLOPS`] up, when it pads the output less than `TexelWide`;
+    /// launches outside those layouts run as `RegBlockLarge`.
     Texel,
+    /// The same with 20×128 tiles, faster per FLOP: what `Auto` runs otherwise.
+    TexelWide,
     /// The same with 8-row tiles (`texel_nn8`, ...), which JIT in a fraction of the time: what
     /// `Auto` runs on CPU adapters for products under [`LARGE_MIN_FLOPS`].
     TexelSmall,
@@ -140,9 +143,11 @@ impl Variant {
     }
     fn entry(self) -> &'static str {
         match self {
-            Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => {
-                "regblock"
-            }
+            Variant::RegBlock
+            | Variant::RegBlockLarge
+            | Variant::Texel
+            | Variant::TexelWide
+            | Variant::TexelSmall => "regblock",
             Variant::Gemm => "gemm",
             Variant::Tiled => "tiled",
             Variant::Naive | Variant::Auto => "naive",
@@ -152,9 +157,11 @@ impl Variant {
     /// the smaller tile, so chunk planning stays within the grid limits for both entries).
     fn tile(self) -> (u64, u64) {
         match self {
-            Variant::RegBlock | Variant::RegBlockLarge | Variant::Texel | Variant::TexelSmall => {
-                (64, 128)
-            }
+            Variant::RegBlock
+            | Variant::RegBlockLarge
+            | Variant::Texel
+            | Variant::TexelWide
+            | Variant::TexelSmall => (64, 128),
             Variant::Gemm | Variant::Tiled => (64, 64),
             Variant::Naive | Variant::Auto => (16, 16),
         }

@@ -12,10 +12,37 @@ use super::launch::{Extent, Params};
 use crate::error::Result;
 use crate::runtime::{Binding, Dispatch, Runtime, Shader, TexelSlot};
 
-/// Rows and columns of C covered by one workgroup of the large texel entries (see gen_texel.py).
+/// Rows and columns of C covered by one workgroup of the tall texel entries (see gen_texel.py).
 pub(super) const TEXEL_TILE: (u64, u64) = (32, 64);
+/// The same for the wide entries (`texel_nn_wide`, ...).
+pub(super) const TEXEL_WIDE_TILE: (u64, u64) = (20, 128);
 /// The same for the small entries (`texel_nn8`, ...), whose JIT takes seconds less.
 pub(super) const TEXEL_SMALL_TILE: (u64, u64) = (8, 64);
+
+/// How much faster the wide tile runs per padded FLOP than the tall one, as a ratio of work:
+/// 22.9 against 20.1 GFLOP/s at 1536³ (`examples/load_probe`, docs/PERFORMANCE.md "Session 9"),
+/// rounded down so that a tie in padded work goes to the wide tile and only a clearly smaller
+/// padding (N = 288: 320 against 384 columns) to the tall one.
+const WIDE_GAIN: f64 = 1.1;
+
+/// Which texel tile a launch runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Size {
+    Small,
+    Tall,
+    Wide,
+}
+
+/// The large tile with the least padded work for an M×N output, the wide one's per-FLOP gain
+/// counted: rows and columns past the edge are computed and dropped.
+pub(super) fn large_size(e: Extent) -> Size {
+    let padded = |(tm, tn): (u64, u64)| (e.m.div_ceil(tm) * tm * e.n.div_ceil(tn) * tn) as f64;
+    if padded(TEXEL_WIDE_TILE) <= padded(TEXEL_TILE) * WIDE_GAIN {
+        Size::Wide
+    } else {
+        Size::Tall
+    }
+}
 
 /// One texel entry, its shader and the tile of C its workgroups cover.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +68,21 @@ pub(super) const SHADER: Shader = Shader {
     ),
 };
 
+/// The wide entries (20 rows × 128 columns), appended like the others.
+pub(super) const WIDE_SHADER: Shader = Shader {
+    name: "matmul_texel_wide",
+    source: concat!(
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/matmul_common.wgsl"
+        )),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/matmul_texel_wide.wgsl"
+        ))
+    ),
+};
+
 /// The 8-row entries in a module of their own: a small model's first run parses ~20 KB of WGSL
 /// for its products instead of the ~150 KB of every matmul entry (issue 13, cold start).
 pub(super) const SMALL_SHADER: Shader = Shader {
@@ -57,29 +99,37 @@ pub(super) const SMALL_SHADER: Shader = Shader {
     ),
 };
 
-/// The texel entry (small or large) with the same layout as the 24×16 buffer entry `large`,
+/// The texel entry of tile `size` with the same layout as the 24×16 buffer entry `large`,
 /// when the launch's split slices start on multiples of 4 (the `nn` and `tb` entries step k by
 /// 4) and its grid fits.
-pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64, small: bool) -> Option<Entry> {
-    let (name, k_steps_by_4) = match (large, small) {
-        ("regblock_vec", false) => ("texel_nn", true),
-        ("regblock_vec", true) => ("texel_nn8", true),
-        ("regblock_vec_ta", false) => ("texel_ta", false),
-        ("regblock_vec_ta", true) => ("texel_ta8", false),
-        ("regblock_vec_tb", false) => ("texel_tb", true),
-        ("regblock_vec_tb", true) => ("texel_tb8", true),
+pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64, size: Size) -> Option<Entry> {
+    let (layout, k_steps_by_4) = match large {
+        "regblock_vec" => ("nn", true),
+        "regblock_vec_ta" => ("ta", false),
+        "regblock_vec_tb" => ("tb", true),
         _ => return None,
     };
     if k_steps_by_4 && p.ksplit > 1 && !p.kslice.is_multiple_of(4) {
         return None;
     }
-    let (tile, shader) = match small {
-        true => (TEXEL_SMALL_TILE, &SMALL_SHADER),
-        false => (TEXEL_TILE, &SHADER),
+    let (tile, shader, names) = match size {
+        Size::Small => (TEXEL_SMALL_TILE, &SMALL_SHADER, SMALL_NAMES),
+        Size::Tall => (TEXEL_TILE, &SHADER, TALL_NAMES),
+        Size::Wide => (TEXEL_WIDE_TILE, &WIDE_SHADER, WIDE_NAMES),
+    };
+    let name = match layout {
+        "nn" => names[0],
+        "ta" => names[1],
+        _ => names[2],
     };
     let fits = e.m.div_ceil(tile.0) <= max_wg && e.n.div_ceil(tile.1) <= max_wg;
     fits.then_some(Entry { name, shader, tile })
 }
+
+/// Entry names per tile (nn, ta, tb), as gen_texel.py writes them.
+const TALL_NAMES: [&str; 3] = ["texel_nn", "texel_ta", "texel_tb"];
+const WIDE_NAMES: [&str; 3] = ["texel_nn_wide", "texel_ta_wide", "texel_tb_wide"];
+const SMALL_NAMES: [&str; 3] = ["texel_nn8", "texel_ta8", "texel_tb8"];
 
 /// Whether `Auto` uses texel views here: on CPU adapters, whose lane-by-lane buffer loads they
 /// avoid (a GPU's buffer loads are coalesced, and its kernel is `gemm`).

@@ -13,8 +13,9 @@ mod limits;
 mod split_k;
 mod texel;
 
-const VARIANTS: [Variant; 7] = [
+const VARIANTS: [Variant; 8] = [
     Variant::Texel,
+    Variant::TexelWide,
     Variant::TexelSmall,
     Variant::RegBlockLarge,
     Variant::RegBlock,
@@ -261,6 +262,9 @@ const SPLIT_SUM: &str = "matmul::splitk_sum";
 const TEXEL_NN: &str = "matmul_texel::texel_nn";
 const TEXEL_TA: &str = "matmul_texel::texel_ta";
 const TEXEL_TB: &str = "matmul_texel::texel_tb";
+const TEXEL_NN_WIDE: &str = "matmul_texel_wide::texel_nn_wide";
+const TEXEL_TA_WIDE: &str = "matmul_texel_wide::texel_ta_wide";
+const TEXEL_TB_WIDE: &str = "matmul_texel_wide::texel_tb_wide";
 const TEXEL_NN8: &str = "matmul_texel8::texel_nn8";
 const TEXEL_TA8: &str = "matmul_texel8::texel_ta8";
 const TEXEL_TB8: &str = "matmul_texel8::texel_tb8";

@@ -91,10 +91,11 @@ fn split_k_policy_choices() {
         (KernelPolicy::Gpu, "matmul::gemm"),
     ] {
         let rt = &forced(policy);
-        // CPU adapters run the texel form of the 24×16 entry.
+        // CPU adapters run the texel form of the 24×16 entry: 96×96 pads to about as much work
+        // in 20×128 tiles as in 32×64 ones, so the wide tile.
         let cpu_device = rt.info().device_type == wgpu::DeviceType::Cpu;
         let entry = match entry {
-            LARGE_TA if cpu_device => TEXEL_TA,
+            LARGE_TA if cpu_device => TEXEL_TA_WIDE,
             e => e,
         };
         let auto = opts(Variant::Auto, (true, false));

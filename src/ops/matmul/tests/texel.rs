@@ -1,4 +1,4 @@
-//! The texel-view entries (`texel.rs`), large (32×64 tiles) and small (8×64): each layout on
+//! The texel-view entries (`texel.rs`), tall (32×64 tiles), wide (20×128) and small (8×64): each layout on
 //! shapes off its tile, batches broadcast on either side, the whole epilogue, chunked and
 //! split-K launches, long K, and what `Auto` runs on a CPU adapter.
 
@@ -6,9 +6,13 @@ use super::*;
 
 const LEADS: [(&[usize], &[usize]); 4] = [(&[], &[]), (&[3], &[]), (&[], &[3]), (&[2, 2], &[2, 2])];
 
-/// The two texel variants and the entries they run per layout (nn, ta, tb).
-const SIZES: [(Variant, [&str; 3]); 2] = [
+/// The three texel variants and the entries they run per layout (nn, ta, tb).
+const SIZES: [(Variant, [&str; 3]); 3] = [
     (Variant::Texel, [TEXEL_NN, TEXEL_TA, TEXEL_TB]),
+    (
+        Variant::TexelWide,
+        [TEXEL_NN_WIDE, TEXEL_TA_WIDE, TEXEL_TB_WIDE],
+    ),
     (Variant::TexelSmall, [TEXEL_NN8, TEXEL_TA8, TEXEL_TB8]),
 ];
 
@@ -127,28 +131,32 @@ fn texel_chunked_split_and_long_k() {
 }
 
 /// On a CPU adapter `Auto` runs the large texel entries for products in their layouts from
-/// `LARGE_MIN_FLOPS` up (fewer workgroups than the 24×16 entries need are fine) and the small ones
-/// below; under the GPU policy it never does.
+/// `LARGE_MIN_FLOPS` up (fewer workgroups than the 24×16 entries need are fine), the tile with
+/// the least padded work (wide unless tall pads clearly less), and the small ones below; under
+/// the GPU policy it never does.
 #[test]
 fn auto_picks_texel_on_cpu_adapters() {
     let rt = testing::runtime();
     let cpu = rt.info().device_type == wgpu::DeviceType::Cpu;
     let on_cpu = crate::ops::policy::policy(rt).cpu_shapes() && cpu;
-    for (t, want, want_small) in [
-        ((false, false), TEXEL_NN, TEXEL_NN8),
-        ((true, false), TEXEL_TA, TEXEL_TA8),
-        ((false, true), TEXEL_TB, TEXEL_TB8),
+    for (t, tall, wide, small_entry) in [
+        ((false, false), TEXEL_NN, TEXEL_NN_WIDE, TEXEL_NN8),
+        ((true, false), TEXEL_TA, TEXEL_TA_WIDE, TEXEL_TA8),
+        ((false, true), TEXEL_TB, TEXEL_TB_WIDE, TEXEL_TB8),
     ] {
         let o = opts(Variant::Auto, t);
-        // 2·192·128·2736 > 2^27 FLOPs in one 32×64-tiled launch of 6×2 workgroups.
-        let big = Case::new(192, 128, 2736, t);
-        let e = entries(rt, &big, &o);
-        assert_eq!(e.iter().all(|x| x == want), on_cpu, "{big:?}: {e:?}");
+        // Each over 2^27 FLOPs. 100 rows: 5 wide row tiles against 4 tall ones of 32 (128 rows);
+        // 288 columns: 5 tall column tiles (320) against 3 wide ones (384), 20% more work.
+        for (m, n, k, want) in [(100, 128, 5248, wide), (192, 288, 1216, tall)] {
+            let big = Case::new(m, n, k, t);
+            let e = entries(rt, &big, &o);
+            assert_eq!(e.iter().all(|x| x == want), on_cpu, "{big:?}: {e:?}");
+        }
         // Under 2^27 FLOPs: the 8-row entries (a fast JIT for small models).
         let small = Case::new(8, 8, 8, t);
         let e = entries(rt, &small, &o);
         assert_eq!(
-            e.iter().all(|x| x == want_small),
+            e.iter().all(|x| x == small_entry),
             on_cpu,
             "{small:?}: {e:?}"
         );
