@@ -115,6 +115,11 @@ var<workgroup> wg_area: array<atomic<u32>, MAX_QUERIES>;
 
 @compute @workgroup_size(WG)
 fn panoptic(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    // Workgroup memory is not zeroed for us (the runtime turns wgpu's zeroing off).
+    for (var j = li; j < p.n; j += WG) {
+        atomicStore(&wg_area[j], 0u);
+    }
+    workgroupBarrier();
     let ox = gid.x;
     let oy = gid.y;
     if (ox < p.out_w && oy < p.out_h) {
