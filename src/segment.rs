@@ -76,9 +76,12 @@ pub struct Segmenter {
     pub preprocess: PreprocessConfig,
     pub postprocess: PostprocessConfig,
     /// Panoptic and semantic post-processing of [`Segmenter::segment`] run their per-pixel work
-    /// on the device (default); false reads the mask logits back and runs it on the host.
-    /// Instance results, and semantic results of models without stuff classes, always run on
-    /// the host, as does any image the device kernels cannot take (more than 256 queries).
+    /// on the device; false reads the mask logits back and runs it on the host. Default: on
+    /// the device where the kernel policy is GPU-shaped (a GPU adapter, or
+    /// `M2F_KERNEL_POLICY=gpu`), on the host on CPU adapters, where lavapipe ran the device path
+    /// ~13× slower than the host's one thread (docs/PERFORMANCE.md, session 9). Instance
+    /// results, and semantic results of models without stuff classes, always run on the host,
+    /// as does any image the device kernels cannot take (more than 256 queries).
     pub postprocess_on_device: bool,
 }
 
@@ -126,7 +129,7 @@ impl Segmenter {
             model: Mask2Former::load(rt, dir)?,
             preprocess,
             postprocess: PostprocessConfig::default(),
-            postprocess_on_device: true,
+            postprocess_on_device: !crate::ops::policy::policy(rt).cpu_shapes(),
         })
     }
 
@@ -146,7 +149,7 @@ impl Segmenter {
             model: Mask2Former::from_files(rt, files)?,
             preprocess,
             postprocess: PostprocessConfig::default(),
-            postprocess_on_device: true,
+            postprocess_on_device: !crate::ops::policy::policy(rt).cpu_shapes(),
         })
     }
 
@@ -227,9 +230,11 @@ impl Segmenter {
         };
         let is_thing = |l: u32| labels.is_thing(l);
         let result = match task {
-            Task::Panoptic => postprocess::panoptic_on_device(rt, raw, &self.postprocess, &is_thing)
-                .await
-                .map(Segmentation::Panoptic),
+            Task::Panoptic => {
+                postprocess::panoptic_on_device(rt, raw, &self.postprocess, &is_thing)
+                    .await
+                    .map(Segmentation::Panoptic)
+            }
             Task::Semantic if panoptic_model => postprocess::semantic_on_device(rt, raw)
                 .await
                 .map(Segmentation::Semantic),

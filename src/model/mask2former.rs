@@ -273,18 +273,18 @@ fn check_input(
     height: usize,
     width: usize,
 ) -> Result<(), ModelError> {
-        if pixel_values.len() != batch * 3 * height * width {
-            return Err(ModelError::Input(format!(
-                "pixel_values has {} values, expected [B={batch}, 3, H={height}, W={width}] = {}",
-                pixel_values.len(),
-                batch * 3 * height * width
-            )));
-        }
-        if height < 32 || width < 32 {
-            return Err(ModelError::Input(format!(
-                "image {height}x{width} is smaller than 32x32"
-            )));
-        }
+    if pixel_values.len() != batch * 3 * height * width {
+        return Err(ModelError::Input(format!(
+            "pixel_values has {} values, expected [B={batch}, 3, H={height}, W={width}] = {}",
+            pixel_values.len(),
+            batch * 3 * height * width
+        )));
+    }
+    if height < 32 || width < 32 {
+        return Err(ModelError::Input(format!(
+            "image {height}x{width} is smaller than 32x32"
+        )));
+    }
     Ok(())
 }
 

@@ -81,7 +81,7 @@ fn panoptic_on_device_matches_the_host() {
             overlap_threshold: 0.5,
             ..Default::default()
         };
-        let is_thing = |l: u32| l % 2 == 0;
+        let is_thing = |l: u32| l.is_multiple_of(2);
         let host = panoptic(&raw(&class, &masks, q, k + 1), &cfg, &is_thing);
         let logits = on(rt, &masks, q);
         let dev = DeviceOutputs {

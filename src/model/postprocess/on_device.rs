@@ -27,7 +27,9 @@ pub struct DeviceOutputs<'a> {
 impl DeviceOutputs<'_> {
     fn check(&self) -> Result<usize> {
         let q = self.mask_logits.shape().first().copied().unwrap_or(0);
-        if self.num_classes_with_void < 2 || self.class_logits.len() != q * self.num_classes_with_void {
+        if self.num_classes_with_void < 2
+            || self.class_logits.len() != q * self.num_classes_with_void
+        {
             return Err(crate::shape_err!(
                 "postprocess::on_device",
                 "class logits of {} values for {q} queries and {} classes with void",

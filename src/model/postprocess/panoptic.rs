@@ -54,7 +54,14 @@ pub fn panoptic(
         .iter()
         .map(|m| m.iter().filter(|&&p| p >= 0.5).count() as u64)
         .collect();
-    assemble(&kept, &owners, &original_area, cfg, is_thing, raw.output_size)
+    assemble(
+        &kept,
+        &owners,
+        &original_area,
+        cfg,
+        is_thing,
+        raw.output_size,
+    )
 }
 
 /// The panoptic result from the per-pixel owners (kept index | [`PROB_FLAG`] when the owner's

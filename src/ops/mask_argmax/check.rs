@@ -49,7 +49,12 @@ pub async fn count_nonfinite(rt: &Runtime, x: &Tensor) -> Result<NonFiniteCount>
             base: base as u32,
             _pad: 0,
         };
-        dispatches.push(rt.dispatch(&k, &p, &[ch.bind(0, x), out.binding()], rt.grid(ch.count, 256)));
+        dispatches.push(rt.dispatch(
+            &k,
+            &p,
+            &[ch.bind(0, x), out.binding()],
+            rt.grid(ch.count, 256),
+        ));
         base += ch.count;
     }
     if !dispatches.is_empty() {

@@ -263,7 +263,12 @@ pub fn panoptic(
 }
 
 /// Runs [`semantic_into`]: labels u32 [out_h, out_w] for `probs` [Q][classes].
-pub fn semantic(rt: &Runtime, logits: &Tensor, up: &Upsampling, probs: &[Vec<f32>]) -> Result<Tensor> {
+pub fn semantic(
+    rt: &Runtime,
+    logits: &Tensor,
+    up: &Upsampling,
+    probs: &[Vec<f32>],
+) -> Result<Tensor> {
     let classes = probs.first().map_or(0, |p| p.len());
     let table: Vec<u32> = probs.iter().flatten().map(|v| v.to_bits()).collect();
     let table = rt.upload_u32(&table, &[probs.len(), classes])?;

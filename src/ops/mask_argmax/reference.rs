@@ -31,7 +31,11 @@ pub fn upsampled(logits: &[f32], q: usize, s: Sizes) -> Vec<Vec<f64>> {
             let at_input = |iy: usize, ix: usize| {
                 let ((y0, y1, ly), (x0, x1, lx)) = (r1[iy], c1[ix]);
                 let v = |y: usize, x: usize| plane[y * mw + x] as f64;
-                lerp(lerp(v(y0, x0), v(y0, x1), lx), lerp(v(y1, x0), v(y1, x1), lx), ly)
+                lerp(
+                    lerp(v(y0, x0), v(y0, x1), lx),
+                    lerp(v(y1, x0), v(y1, x1), lx),
+                    ly,
+                )
             };
             let mut out = Vec::with_capacity(s.output.0 * s.output.1);
             for &(y0, y1, ly) in &r2 {

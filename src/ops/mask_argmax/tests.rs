@@ -84,7 +84,11 @@ fn panoptic_owners_and_areas_match_the_reference() {
             }
             for i in 0..oh * ow {
                 let (o, flag) = ((got[i] & !PROB_FLAG) as usize, got[i] & PROB_FLAG != 0);
-                assert!(o < kept.len(), "{case}: pixel {i} not written ({:#x})", got[i]);
+                assert!(
+                    o < kept.len(),
+                    "{case}: pixel {i} not written ({:#x})",
+                    got[i]
+                );
                 let want = r::argmax(cand.iter().map(|c| c[i].0));
                 if o != want {
                     let (a, b) = (cand[o][i].0, cand[want][i].0);
@@ -94,7 +98,10 @@ fn panoptic_owners_and_areas_match_the_reference() {
                     );
                 }
                 // Duplicated queries tie exactly: the first must win.
-                assert_ne!(o, 1, "{case}: pixel {i} went to the second of two equal queries");
+                assert_ne!(
+                    o, 1,
+                    "{case}: pixel {i} went to the second of two equal queries"
+                );
                 let p = cand[o][i].1;
                 assert!(
                     flag == (p >= 0.5) || (p - 0.5).abs() < TIE,
@@ -142,7 +149,10 @@ fn semantic_labels_match_the_reference() {
             let case = format!("case {ci} on {:?} (seed {seed})", rt.kernel_policy());
             for (i, &l) in got.iter().enumerate() {
                 assert!((l as usize) < k, "{case}: pixel {i} not written ({l:#x})");
-                assert_ne!(l, 1, "{case}: pixel {i} went to the second of two equal classes");
+                assert_ne!(
+                    l, 1,
+                    "{case}: pixel {i} went to the second of two equal classes"
+                );
                 let want = r::argmax(cand.iter().map(|c| c[i]));
                 let (a, b) = (cand[l as usize][i], cand[want][i]);
                 assert!(
@@ -184,12 +194,25 @@ fn bad_shapes_and_too_many_queries_are_errors() {
     let x = rt.upload(&vec![0.0; 3 * 7 * 12], &[3, 7, 12]).unwrap();
     let labels = rt.upload_u32(&vec![0; 61 * 70], &[61, 70]).unwrap();
     let probs = rt.upload_u32(&[0; 6], &[3, 2]).unwrap();
-    let e = semantic_into(rt, &x, &up, &probs, &labels).err().unwrap().to_string();
+    let e = semantic_into(rt, &x, &up, &probs, &labels)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("mask size"), "{e}");
     let q = MAX_QUERIES + 1;
     let x = rt.upload(&vec![0.0; q * 77], &[q, 7, 11]).unwrap();
     let probs = rt.upload_u32(&vec![0; q * 2], &[q, 2]).unwrap();
-    let e = semantic_into(rt, &x, &up, &probs, &labels).err().unwrap().to_string();
+    let e = semantic_into(rt, &x, &up, &probs, &labels)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("257 queries"), "{e}");
-    assert!(Upsampling::new(rt, Sizes { output: (0, 3), ..s }).is_err());
+    assert!(Upsampling::new(
+        rt,
+        Sizes {
+            output: (0, 3),
+            ..s
+        }
+    )
+    .is_err());
 }
