@@ -23,10 +23,12 @@ use thiserror::Error;
 
 use crate::data::{rle::Rle, Mask};
 use crate::model::postprocess::{
-    self, Instances, Panoptic, PostprocessConfig, RawOutputs, Semantic,
+    self, DeviceOutputs, Instances, Panoptic, PostprocessConfig, RawOutputs, Semantic,
 };
 use crate::model::preprocess::{preprocess, PreprocessConfig, Preprocessed};
-use crate::model::{LabelInfo, Mask2Former, ModelError, ModelFiles, RawBatch};
+use crate::model::{DeviceBatch, LabelInfo, Mask2Former, ModelError, ModelFiles, RawBatch};
+use crate::ops::mask_argmax::{count_nonfinite, Sizes};
+use crate::runtime::Tensor;
 use crate::visualize;
 use crate::Runtime;
 
@@ -73,6 +75,14 @@ pub struct Segmenter {
     model: Mask2Former,
     pub preprocess: PreprocessConfig,
     pub postprocess: PostprocessConfig,
+    /// Panoptic and semantic post-processing of [`Segmenter::segment`] run their per-pixel work
+    /// on the device; false reads the mask logits back and runs it on the host. Default: on
+    /// the device where the kernel policy is GPU-shaped (a GPU adapter, or
+    /// `M2F_KERNEL_POLICY=gpu`), on the host on CPU adapters, where lavapipe ran the device path
+    /// ~13× slower than the host's one thread (docs/PERFORMANCE.md, session 9). Instance
+    /// results, and semantic results of models without stuff classes, always run on the host,
+    /// as does any image the device kernels cannot take (more than 256 queries).
+    pub postprocess_on_device: bool,
 }
 
 /// The result for one image, at the image's original size.
@@ -119,6 +129,7 @@ impl Segmenter {
             model: Mask2Former::load(rt, dir)?,
             preprocess,
             postprocess: PostprocessConfig::default(),
+            postprocess_on_device: !crate::ops::policy::policy(rt).cpu_shapes(),
         })
     }
 
@@ -138,6 +149,7 @@ impl Segmenter {
             model: Mask2Former::from_files(rt, files)?,
             preprocess,
             postprocess: PostprocessConfig::default(),
+            postprocess_on_device: !crate::ops::policy::policy(rt).cpu_shapes(),
         })
     }
 
@@ -166,10 +178,73 @@ impl Segmenter {
         task: Task,
     ) -> Result<Segmentation, SegmentError> {
         let pre = preprocess(image, &self.preprocess);
-        let raw = self
-            .forward_async(&pre.pixel_values, 1, pre.height, pre.width)
+        if !self.postprocess_on_device {
+            let raw = self
+                .forward_async(&pre.pixel_values, 1, pre.height, pre.width)
+                .await?;
+            return Ok(self.postprocess(&raw, 0, &pre, task));
+        }
+        check_finite(
+            "pixel_values",
+            &pre.pixel_values,
+            "the input must hold finite numbers",
+        )?;
+        let out = self
+            .model
+            .forward_on_device_async(&pre.pixel_values, 1, pre.height, pre.width)
             .await?;
+        check_finite("class_queries_logits", &out.class_logits, NETWORK_HINT)?;
+        check_finite_on_device(self.model.runtime(), &out.mask_logits).await?;
+        if let Some(result) = self.postprocess_on_device(&out, &pre, task).await? {
+            return Ok(result);
+        }
+        let raw = out.download(self.model.runtime()).await?;
         Ok(self.postprocess(&raw, 0, &pre, task))
+    }
+
+    /// Panoptic or semantic post-processing of a batch of one with the per-pixel work on the
+    /// device; `None` where the device path does not apply (see
+    /// [`Segmenter::postprocess_on_device`]).
+    async fn postprocess_on_device(
+        &self,
+        out: &DeviceBatch,
+        pre: &Preprocessed,
+        task: Task,
+    ) -> Result<Option<Segmentation>, SegmentError> {
+        let (labels, rt) = (self.model.labels(), self.model.runtime());
+        let panoptic_model = (0..labels.len() as u32).any(|l| !labels.is_thing(l));
+        let (h, w) = out.mask_size;
+        let logits = out
+            .mask_logits
+            .reshape(&[out.num_queries, h, w])
+            .map_err(runtime_err)?;
+        let raw = DeviceOutputs {
+            class_logits: &out.class_logits,
+            num_classes_with_void: out.num_classes_with_void,
+            mask_logits: &logits,
+            sizes: Sizes {
+                mask: out.mask_size,
+                input: (pre.height, pre.width),
+                output: pre.original_size,
+            },
+        };
+        let is_thing = |l: u32| labels.is_thing(l);
+        let result = match task {
+            Task::Panoptic => {
+                postprocess::panoptic_on_device(rt, raw, &self.postprocess, &is_thing)
+                    .await
+                    .map(Segmentation::Panoptic)
+            }
+            Task::Semantic if panoptic_model => postprocess::semantic_on_device(rt, raw)
+                .await
+                .map(Segmentation::Semantic),
+            _ => return Ok(None),
+        };
+        match result {
+            Ok(r) => Ok(Some(r)),
+            Err(crate::Error::Unsupported { .. } | crate::Error::TooLarge { .. }) => Ok(None),
+            Err(e) => Err(runtime_err(e)),
+        }
     }
 
     /// Runs the network on an already pre-processed `[B, 3, H, W]` batch. Non-finite pixel
@@ -203,9 +278,8 @@ impl Segmenter {
             .model
             .forward_async(pixel_values, batch, height, width)
             .await?;
-        let hint = "the network overflowed on this input (the weights were finite at load)";
-        check_finite("class_queries_logits", &raw.class_logits, hint)?;
-        check_finite("masks_queries_logits", &raw.mask_logits, hint)?;
+        check_finite("class_queries_logits", &raw.class_logits, NETWORK_HINT)?;
+        check_finite("masks_queries_logits", &raw.mask_logits, NETWORK_HINT)?;
         Ok(raw)
     }
 
@@ -346,6 +420,32 @@ impl Segmentation {
             Segmentation::Semantic(s) => (s.height, s.width),
         }
     }
+}
+
+const NETWORK_HINT: &str = "the network overflowed on this input (the weights were finite at load)";
+
+fn runtime_err(e: crate::Error) -> SegmentError {
+    SegmentError::Model(ModelError::Graph(e.into()))
+}
+
+/// [`check_finite`] for the mask logits on the device: counts there, reads back the count, the
+/// first index and that one value.
+async fn check_finite_on_device(rt: &Runtime, logits: &Tensor) -> Result<(), SegmentError> {
+    let found = count_nonfinite(rt, logits).await.map_err(runtime_err)?;
+    if found.count == 0 {
+        return Ok(());
+    }
+    let bytes = rt
+        .read_buffer_async(logits.buffer(), logits.offset() + 4 * found.first as u64, 4)
+        .await
+        .map_err(runtime_err)?;
+    Err(SegmentError::NonFinite {
+        what: "masks_queries_logits".into(),
+        count: found.count as usize,
+        first: found.first,
+        value: f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+        hint: NETWORK_HINT,
+    })
 }
 
 /// An error naming `what` when `values` holds NaN or ±inf.
@@ -574,6 +674,26 @@ mod tests {
         assert!(
             e.starts_with(
                 "masks_queries_logits contains 2 non-finite value(s) (first at flat index 1: NaN)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn non_finite_mask_logits_on_the_device_are_named_with_their_position() {
+        let rt = crate::testing::cpu_policy_runtime();
+        let mut x = vec![0.5f32; 3 * 40 * 41];
+        let t = rt.upload(&x, &[1, 3, 40, 41]).unwrap();
+        assert!(pollster::block_on(check_finite_on_device(rt, &t)).is_ok());
+        x[2000] = f32::NEG_INFINITY;
+        x[4000] = f32::NAN;
+        let t = rt.upload(&x, &[1, 3, 40, 41]).unwrap();
+        let e = pollster::block_on(check_finite_on_device(rt, &t))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "masks_queries_logits contains 2 non-finite value(s) (first at flat index 2000: -inf)"
             ),
             "{e}"
         );

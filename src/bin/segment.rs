@@ -177,6 +177,21 @@ fn segment_one(
         bar.suspend(|| eprintln!("warning: {w}"));
     }
     let image = loaded.image;
+    if args.dump_raw.is_none() {
+        // Segmenter::segment: post-processing on the device where that is the faster path.
+        let result = seg
+            .segment(&image, args.task)
+            .with_context(|| format!("running the model on {}", path.display()))?;
+        write_outputs(
+            &args.out,
+            stem,
+            &image.to_rgb8(),
+            args.task,
+            &result,
+            seg.labels(),
+        )?;
+        return Ok(());
+    }
     let pre = mask2former::model::preprocess::preprocess(&image, &seg.preprocess);
     let raw = seg
         .forward(&pre.pixel_values, 1, pre.height, pre.width)

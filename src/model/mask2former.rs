@@ -219,18 +219,7 @@ impl Mask2Former {
         height: usize,
         width: usize,
     ) -> Result<RawBatch, ModelError> {
-        if pixel_values.len() != batch * 3 * height * width {
-            return Err(ModelError::Input(format!(
-                "pixel_values has {} values, expected [B={batch}, 3, H={height}, W={width}] = {}",
-                pixel_values.len(),
-                batch * 3 * height * width
-            )));
-        }
-        if height < 32 || width < 32 {
-            return Err(ModelError::Input(format!(
-                "image {height}x{width} is smaller than 32x32"
-            )));
-        }
+        check_input(pixel_values, batch, height, width)?;
         let (q, c) = (self.config.num_queries, self.config.num_labels() + 1);
         let comp = self.compiled(batch, height, width)?;
         let mask_size = comp.mask_size;
@@ -247,6 +236,85 @@ impl Mask2Former {
             num_classes_with_void: c,
             mask_size,
             class_logits,
+            mask_logits,
+        })
+    }
+
+    /// Runs the network and reads back only the class logits: the mask logits stay on the
+    /// device for post-processing there (`postprocess::panoptic_on_device`), valid until this
+    /// model's next run.
+    pub async fn forward_on_device_async(
+        &mut self,
+        pixel_values: &[f32],
+        batch: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<DeviceBatch, ModelError> {
+        check_input(pixel_values, batch, height, width)?;
+        let (q, c) = (self.config.num_queries, self.config.num_labels() + 1);
+        let comp = self.compiled(batch, height, width)?;
+        comp.exe.set_input(PIXEL_VALUES, pixel_values)?;
+        comp.exe.run()?;
+        let outs = comp.exe.plan().outputs.clone();
+        Ok(DeviceBatch {
+            batch,
+            num_queries: q,
+            num_classes_with_void: c,
+            mask_size: comp.mask_size,
+            class_logits: comp.exe.read_async(outs[0]).await?,
+            mask_logits: comp.exe.tensor(outs[1])?.clone(),
+        })
+    }
+}
+
+fn check_input(
+    pixel_values: &[f32],
+    batch: usize,
+    height: usize,
+    width: usize,
+) -> Result<(), ModelError> {
+    if pixel_values.len() != batch * 3 * height * width {
+        return Err(ModelError::Input(format!(
+            "pixel_values has {} values, expected [B={batch}, 3, H={height}, W={width}] = {}",
+            pixel_values.len(),
+            batch * 3 * height * width
+        )));
+    }
+    if height < 32 || width < 32 {
+        return Err(ModelError::Input(format!(
+            "image {height}x{width} is smaller than 32x32"
+        )));
+    }
+    Ok(())
+}
+
+/// Network outputs of a batch with the mask logits left on the device.
+#[derive(Clone)]
+pub struct DeviceBatch {
+    pub batch: usize,
+    pub num_queries: usize,
+    pub num_classes_with_void: usize,
+    /// `(H/4, W/4)`
+    pub mask_size: (usize, usize),
+    /// `[B, Q, K+1]`
+    pub class_logits: Vec<f32>,
+    /// `[B, Q, H/4, W/4]`
+    pub mask_logits: crate::runtime::Tensor,
+}
+
+impl DeviceBatch {
+    /// Reads the mask logits back: the [`RawBatch`] the host post-processing takes.
+    pub async fn download(&self, rt: &Runtime) -> Result<RawBatch, ModelError> {
+        let mask_logits = rt
+            .download_async(&self.mask_logits)
+            .await
+            .map_err(GraphError::from)?;
+        Ok(RawBatch {
+            batch: self.batch,
+            num_queries: self.num_queries,
+            num_classes_with_void: self.num_classes_with_void,
+            mask_size: self.mask_size,
+            class_logits: self.class_logits.clone(),
             mask_logits,
         })
     }

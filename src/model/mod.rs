@@ -14,4 +14,4 @@ pub mod preprocess;
 pub mod swin;
 
 pub use labels::LabelInfo;
-pub use mask2former::{Mask2Former, ModelError, ModelFiles, RawBatch};
+pub use mask2former::{DeviceBatch, Mask2Former, ModelError, ModelFiles, RawBatch};

@@ -24,6 +24,7 @@ pub mod deform_attn;
 pub mod elementwise;
 pub mod group_norm;
 pub mod layer_norm;
+pub mod mask_argmax;
 pub mod masked_attention;
 pub mod matmul;
 pub mod policy;

@@ -10,11 +10,17 @@
 //! [`panoptic()`] (`panoptic.rs`); this file holds the settings, the raw outputs and the
 //! resizing they share.
 
+#[cfg(test)]
+mod device_tests;
 mod instance;
+mod on_device;
 mod panoptic;
 mod semantic;
 
+use crate::ops::mask_argmax::linear_taps;
+
 pub use instance::{instance, Instance, Instances};
+pub use on_device::{panoptic_on_device, semantic_on_device, DeviceOutputs};
 pub use panoptic::{panoptic, Panoptic, Segment};
 pub use semantic::{semantic, Semantic};
 
@@ -71,18 +77,8 @@ pub fn resize_bilinear(src: &[f32], (h, w): (usize, usize), (oh, ow): (usize, us
     if (h, w) == (oh, ow) {
         return src.to_vec();
     }
-    let taps = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
-        let scale = n_in as f64 / n_out as f64;
-        (0..n_out)
-            .map(|o| {
-                let s = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
-                let i0 = (s.floor() as usize).min(n_in - 1);
-                let i1 = (i0 + 1).min(n_in - 1);
-                (i0, i1, (s - i0 as f64) as f32)
-            })
-            .collect()
-    };
-    let (ty, tx) = (taps(h, oh), taps(w, ow));
+    // The taps the device kernels use too (`ops::mask_argmax`), so both paths round alike.
+    let (ty, tx) = (linear_taps(h, oh), linear_taps(w, ow));
     let mut out = vec![0.0f32; oh * ow];
     for (oy, &(y0, y1, ly)) in ty.iter().enumerate() {
         let (r0, r1) = (&src[y0 * w..(y0 + 1) * w], &src[y1 * w..(y1 + 1) * w]);
@@ -98,6 +94,14 @@ pub fn resize_bilinear(src: &[f32], (h, w): (usize, usize), (oh, ow): (usize, us
 
 pub(super) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// Class probabilities `[Q][K+1]` (softmax of each query's logits).
+pub(super) fn class_probs(class_logits: &[f32], num_classes_with_void: usize) -> Vec<Vec<f32>> {
+    class_logits
+        .chunks(num_classes_with_void)
+        .map(softmax_row)
+        .collect()
 }
 
 fn softmax_row(row: &[f32]) -> Vec<f32> {
@@ -140,10 +144,7 @@ impl RawOutputs<'_> {
 
     /// Class probabilities `[Q, K+1]`.
     pub(super) fn class_probs(&self) -> Vec<Vec<f32>> {
-        self.class_logits
-            .chunks(self.num_classes_with_void)
-            .map(softmax_row)
-            .collect()
+        class_probs(self.class_logits, self.num_classes_with_void)
     }
 
     /// Mask logits of query `q` at the original size (two bilinear steps, as the original).

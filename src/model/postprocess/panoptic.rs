@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::{bbox_of, sigmoid, PostprocessConfig, RawOutputs};
+use super::{bbox_of, class_probs, sigmoid, PostprocessConfig, RawOutputs};
+use crate::ops::mask_argmax::PROB_FLAG;
 
 /// A panoptic segment (COCO panoptic `segments_info` plus the score).
 #[derive(Clone, Debug, PartialEq)]
@@ -38,29 +39,68 @@ pub fn panoptic(
 ) -> Panoptic {
     raw.check();
     let (oh, ow) = raw.output_size;
-    let n = oh * ow;
-    let kept = confident_queries(raw, cfg);
-    let mut ids = vec![0u32; n];
+    let kept = confident_queries(raw.class_logits, raw.num_classes_with_void, cfg);
+    let masks: Vec<Vec<f32>> = kept
+        .iter()
+        .map(|k| {
+            raw.mask_logits_full(k.query)
+                .into_iter()
+                .map(sigmoid)
+                .collect()
+        })
+        .collect();
+    let owners = pixel_owners(&kept, &masks, oh * ow);
+    let original_area: Vec<u64> = masks
+        .iter()
+        .map(|m| m.iter().filter(|&&p| p >= 0.5).count() as u64)
+        .collect();
+    assemble(
+        &kept,
+        &owners,
+        &original_area,
+        cfg,
+        is_thing,
+        raw.output_size,
+    )
+}
+
+/// The panoptic result from the per-pixel owners (kept index | [`PROB_FLAG`] when the owner's
+/// probability is ≥ 0.5) and each kept query's count of pixels with probability ≥ 0.5: a query's
+/// segment is its owned pixels with the flag, kept when it is not empty and at least
+/// `overlap_threshold` of its own mask stays visible; stuff segments of one class merge. Shared
+/// by the host path and the device path (`on_device.rs`), which computes the inputs on the GPU.
+pub(super) fn assemble(
+    kept: &[Kept],
+    owners: &[u32],
+    original_area: &[u64],
+    cfg: &PostprocessConfig,
+    is_thing: &dyn Fn(u32) -> bool,
+    (oh, ow): (usize, usize),
+) -> Panoptic {
+    let mut ids = vec![0u32; oh * ow];
     let mut segments = Vec::new();
     if !kept.is_empty() {
-        let masks: Vec<Vec<f32>> = kept
-            .iter()
-            .map(|k| {
-                raw.mask_logits_full(k.query)
-                    .into_iter()
-                    .map(sigmoid)
-                    .collect()
-            })
-            .collect();
-        let owner = pixel_owners(&kept, &masks, n);
+        // Per kept query: owned pixels ("mask area") and owned pixels with the flag (visible).
+        let (mut owned, mut visible) = (vec![0u64; kept.len()], vec![0u64; kept.len()]);
+        for &o in owners {
+            let j = (o & !PROB_FLAG) as usize;
+            owned[j] += 1;
+            visible[j] += (o & PROB_FLAG != 0) as u64;
+        }
         let mut stuff_ids: HashMap<u32, u32> = Default::default();
+        let mut id_of = vec![0u32; kept.len()];
         for (j, k) in kept.iter().enumerate() {
-            let Some(visible) = visible_pixels(j, &owner, &masks[j], cfg) else {
+            if owned[j] == 0 || original_area[j] == 0 || visible[j] == 0 {
                 continue;
-            };
-            let id = segment_id(&mut segments, &mut stuff_ids, k, is_thing(k.label));
-            for i in visible {
-                ids[i] = id;
+            }
+            if (owned[j] as f32 / original_area[j] as f32) < cfg.overlap_threshold {
+                continue;
+            }
+            id_of[j] = segment_id(&mut segments, &mut stuff_ids, k, is_thing(k.label));
+        }
+        for (id, &o) in ids.iter_mut().zip(owners) {
+            if o & PROB_FLAG != 0 {
+                *id = id_of[(o & !PROB_FLAG) as usize];
             }
         }
         for s in &mut segments {
@@ -78,17 +118,24 @@ pub fn panoptic(
 }
 
 /// A query kept for the panoptic result: its best class and that class's probability.
-struct Kept {
-    query: usize,
-    label: u32,
-    score: f32,
+pub(super) struct Kept {
+    pub query: usize,
+    pub label: u32,
+    pub score: f32,
 }
 
 /// Queries whose best class is an object class scoring above `object_mask_threshold`.
-fn confident_queries(raw: &RawOutputs, cfg: &PostprocessConfig) -> Vec<Kept> {
-    let k = raw.classes();
+pub(super) fn confident_queries(
+    class_logits: &[f32],
+    num_classes_with_void: usize,
+    cfg: &PostprocessConfig,
+) -> Vec<Kept> {
+    let k = num_classes_with_void - 1;
     let mut kept = Vec::new();
-    for (query, p) in raw.class_probs().iter().enumerate() {
+    for (query, p) in class_probs(class_logits, num_classes_with_void)
+        .iter()
+        .enumerate()
+    {
         let (label, &score) = p
             .iter()
             .enumerate()
@@ -105,42 +152,24 @@ fn confident_queries(raw: &RawOutputs, cfg: &PostprocessConfig) -> Vec<Kept> {
     kept
 }
 
-/// Pixel owner: argmax over kept queries of score · prob (first wins ties, like torch.argmax).
-fn pixel_owners(kept: &[Kept], masks: &[Vec<f32>], n: usize) -> Vec<usize> {
-    let mut owner = vec![0usize; n];
+/// Pixel owner: argmax over kept queries of score · prob (first wins ties, like torch.argmax),
+/// with [`PROB_FLAG`] set where the owner's probability is ≥ 0.5.
+fn pixel_owners(kept: &[Kept], masks: &[Vec<f32>], n: usize) -> Vec<u32> {
+    let mut owner = vec![0u32; n];
     for (i, o) in owner.iter_mut().enumerate() {
         let mut best = f32::NEG_INFINITY;
         for (j, m) in masks.iter().enumerate() {
             let v = kept[j].score * m[i];
             if v > best {
                 best = v;
-                *o = j;
+                *o = j as u32;
             }
+        }
+        if !masks.is_empty() && masks[*o as usize][i] >= 0.5 {
+            *o |= PROB_FLAG;
         }
     }
     owner
-}
-
-/// The pixels of kept query `j`'s segment (owned and mask probability ≥ 0.5), or `None` when
-/// it is empty or less than `overlap_threshold` of the query's own mask stays visible.
-fn visible_pixels(
-    j: usize,
-    owner: &[usize],
-    mask: &[f32],
-    cfg: &PostprocessConfig,
-) -> Option<Vec<usize>> {
-    let mask_area = owner.iter().filter(|&&o| o == j).count();
-    let original_area = mask.iter().filter(|&&p| p >= 0.5).count();
-    let visible: Vec<usize> = (0..owner.len())
-        .filter(|&i| owner[i] == j && mask[i] >= 0.5)
-        .collect();
-    if mask_area == 0 || original_area == 0 || visible.is_empty() {
-        return None;
-    }
-    if (mask_area as f32 / original_area as f32) < cfg.overlap_threshold {
-        return None;
-    }
-    Some(visible)
 }
 
 /// The id of `kept`'s segment: a new segment for a thing, the class's one segment for stuff

@@ -1,0 +1,157 @@
+//! The device path (`on_device.rs`) against the host path on random logits, under both kernel
+//! policies: the same segments, labels and scores, and at least 99.99% identical pixels (a pixel
+//! may differ only where its best candidates tie to within f32 rounding: the device's `exp`
+//! is not the host's, bit for bit).
+
+use rand::Rng;
+
+use super::*;
+use crate::ops::mask_argmax::Sizes;
+use crate::runtime::Runtime;
+use crate::testing::{cpu_policy_runtime, gpu_policy_runtime, rng, seed, uniform};
+
+const SIZES: Sizes = Sizes {
+    mask: (19, 31),
+    input: (76, 124),
+    output: (97, 150),
+};
+
+/// Class logits [Q, K+1] where `confident` queries pick a random class with high confidence,
+/// and mask logits [Q, h, w]: a confident query's mask is a random rectangle (logits in [1, 8],
+/// outside in [-8, -1]), the others noise in [-8, 8]. Every third confident query duplicates
+/// the previous one (same class, score and mask: an exact tie, which the first must win).
+fn random_outputs(g: &mut impl Rng, q: usize, k: usize, confident: usize) -> (Vec<f32>, Vec<f32>) {
+    let c = k + 1;
+    let (mh, mw) = SIZES.mask;
+    let plane = mh * mw;
+    let mut class = uniform(g, q * c, -2.0, 2.0);
+    let mut masks = uniform(g, q * plane, -8.0, 8.0);
+    for j in 0..confident {
+        if j % 3 == 2 {
+            class.copy_within((j - 1) * c..j * c, j * c);
+            masks.copy_within((j - 1) * plane..j * plane, j * plane);
+            continue;
+        }
+        class[j * c + g.random_range(0..k)] = g.random_range(8.0..12.0);
+        let (y0, x0) = (g.random_range(0..mh - 4), g.random_range(0..mw - 4));
+        let (y1, x1) = (g.random_range(y0 + 3..mh), g.random_range(x0 + 3..mw));
+        for y in 0..mh {
+            for x in 0..mw {
+                let inside = (y0..y1).contains(&y) && (x0..x1).contains(&x);
+                masks[j * plane + y * mw + x] = if inside {
+                    g.random_range(1.0..8.0)
+                } else {
+                    g.random_range(-8.0..-1.0)
+                };
+            }
+        }
+    }
+    (class, masks)
+}
+
+fn raw<'a>(class: &'a [f32], masks: &'a [f32], q: usize, c: usize) -> RawOutputs<'a> {
+    RawOutputs {
+        class_logits: class,
+        mask_logits: masks,
+        num_queries: q,
+        num_classes_with_void: c,
+        mask_size: SIZES.mask,
+        input_size: SIZES.input,
+        output_size: SIZES.output,
+    }
+}
+
+fn same_pixels(a: &[u32], b: &[u32]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
+}
+
+fn on(rt: &Runtime, masks: &[f32], q: usize) -> crate::runtime::Tensor {
+    rt.upload(masks, &[q, SIZES.mask.0, SIZES.mask.1]).unwrap()
+}
+
+#[test]
+fn panoptic_on_device_matches_the_host() {
+    for rt in [cpu_policy_runtime(), gpu_policy_runtime()] {
+        let seed = seed();
+        let mut g = rng(seed);
+        let (q, k) = (100, 133);
+        let (class, masks) = random_outputs(&mut g, q, k, 20);
+        // Overlapping rectangles: half the own mask visible keeps enough segments to compare.
+        let cfg = PostprocessConfig {
+            overlap_threshold: 0.5,
+            ..Default::default()
+        };
+        let is_thing = |l: u32| l.is_multiple_of(2);
+        let host = panoptic(&raw(&class, &masks, q, k + 1), &cfg, &is_thing);
+        let logits = on(rt, &masks, q);
+        let dev = DeviceOutputs {
+            class_logits: &class,
+            num_classes_with_void: k + 1,
+            mask_logits: &logits,
+            sizes: SIZES,
+        };
+        let got = pollster::block_on(panoptic_on_device(rt, dev, &cfg, &is_thing)).unwrap();
+        let case = format!("{:?} (seed {seed})", rt.kernel_policy());
+        assert!(!host.segments.is_empty(), "{case}: no segments to compare");
+        let same = same_pixels(&host.ids, &got.ids);
+        assert!(same >= 0.9999, "{case}: {same} of the pixels agree");
+        let differ = host.ids.len() as u64 - (same * host.ids.len() as f64).round() as u64;
+        assert_eq!(host.segments.len(), got.segments.len(), "{case}");
+        for (a, b) in host.segments.iter().zip(&got.segments) {
+            assert_eq!(
+                (a.id, a.label_id, a.is_thing),
+                (b.id, b.label_id, b.is_thing),
+                "{case}"
+            );
+            assert!((a.score - b.score).abs() <= 1e-6 * a.score.abs(), "{case}");
+            assert!(a.area.abs_diff(b.area) <= differ, "{case}: {a:?} vs {b:?}");
+        }
+    }
+}
+
+#[test]
+fn semantic_on_device_matches_the_host() {
+    for rt in [cpu_policy_runtime(), gpu_policy_runtime()] {
+        let seed = seed();
+        let mut g = rng(seed);
+        let (q, k) = (100, 133);
+        let (class, masks) = random_outputs(&mut g, q, k, 20);
+        let cfg = PostprocessConfig::default();
+        let host = semantic(&raw(&class, &masks, q, k + 1), &cfg);
+        let logits = on(rt, &masks, q);
+        let dev = DeviceOutputs {
+            class_logits: &class,
+            num_classes_with_void: k + 1,
+            mask_logits: &logits,
+            sizes: SIZES,
+        };
+        let got = pollster::block_on(semantic_on_device(rt, dev)).unwrap();
+        let same = same_pixels(&host.labels, &got.labels);
+        assert!(
+            same >= 0.9999,
+            "{:?} (seed {seed}): {same} of the pixels agree",
+            rt.kernel_policy()
+        );
+    }
+}
+
+#[test]
+fn no_confident_query_gives_an_empty_result_without_a_launch() {
+    let rt = cpu_policy_runtime();
+    let class = vec![0.0f32; 3 * 4];
+    let logits = rt.upload(&vec![0.0; 3 * 19 * 31], &[3, 19, 31]).unwrap();
+    let dev = DeviceOutputs {
+        class_logits: &class,
+        num_classes_with_void: 4,
+        mask_logits: &logits,
+        sizes: SIZES,
+    };
+    let got =
+        pollster::block_on(panoptic_on_device(rt, dev, &Default::default(), &|_| true)).unwrap();
+    assert!(got.segments.is_empty() && got.ids.iter().all(|&i| i == 0));
+    let bad = DeviceOutputs {
+        class_logits: &class[..5],
+        ..dev
+    };
+    assert!(pollster::block_on(semantic_on_device(rt, bad)).is_err());
+}
