@@ -177,38 +177,31 @@ fn segment_one(
         bar.suspend(|| eprintln!("warning: {w}"));
     }
     let image = loaded.image;
-    if args.dump_raw.is_none() {
+    let (result, dumped) = match &args.dump_raw {
         // Segmenter::segment: post-processing on the device where that is the faster path.
-        let result = seg
-            .segment(&image, args.task)
-            .with_context(|| format!("running the model on {}", path.display()))?;
-        write_outputs(
-            &args.out,
-            stem,
-            &image.to_rgb8(),
-            args.task,
-            &result,
-            seg.labels(),
-        )?;
-        return Ok(());
-    }
-    let pre = mask2former::model::preprocess::preprocess(&image, &seg.preprocess);
-    let raw = seg
-        .forward(&pre.pixel_values, 1, pre.height, pre.width)
-        .with_context(|| format!("running the model on {}", path.display()))?;
-    let dumped = match &args.dump_raw {
+        None => {
+            let result = seg
+                .segment(&image, args.task)
+                .with_context(|| format!("running the model on {}", path.display()))?;
+            (result, Ok(()))
+        }
+        // The raw outputs are needed on the host: forward, dump, post-process there.
         Some(dump) => {
+            let pre = mask2former::model::preprocess::preprocess(&image, &seg.preprocess);
+            let raw = seg
+                .forward(&pre.pixel_values, 1, pre.height, pre.width)
+                .with_context(|| format!("running the model on {}", path.display()))?;
             let file = if args.images.len() > 1 {
                 dump.with_file_name(format!("{stem}.{}", file_name(dump)))
             } else {
                 dump.clone()
             };
-            raw.save_safetensors(&file)
-                .with_context(|| format!("--dump-raw {}", file.display()))
+            let dumped = raw
+                .save_safetensors(&file)
+                .with_context(|| format!("--dump-raw {}", file.display()));
+            (seg.postprocess(&raw, 0, &pre, args.task), dumped)
         }
-        None => Ok(()),
     };
-    let result = seg.postprocess(&raw, 0, &pre, args.task);
     write_outputs(
         &args.out,
         stem,
