@@ -368,10 +368,13 @@ pub fn matmul_into(
 /// scratch holds the partial products, and one extra dispatch sums them and applies the
 /// epilogue.
 ///
-/// Where the product runs `regblock_vec` (the CPU-shaped kernel), which reads B row-major, a transposed 2-D B
-/// (a linear layer's weight, `[out, in]`) with enough rows of A to fill its workgroups is first
-/// copied transposed into scratch: the copy is O(K·N) against the product's O(M·K·N), and the
-/// product runs ~1.4× faster (docs/PERFORMANCE.md).
+/// Where the product runs `regblock_vec` (the CPU-shaped buffer kernel), which reads B row-major, a
+/// transposed 2-D B (a linear layer's weight, `[out, in]`) with enough rows of A to fill its
+/// workgroups is first copied transposed into scratch: the copy is O(K·N) against the product's
+/// O(M·K·N), and the product runs ~1.4× faster (docs/PERFORMANCE.md). Where texel views are
+/// preferred (CPU adapters) `texel_tb` reads the weight as stored instead: the copy itself runs
+/// lane by lane there, and skipping it made the Swin-T forward at 384×512 6.5% and its 384²
+/// training step 4% faster (800×1216: within 1%; docs/PERFORMANCE.md, "Session 9").
 pub fn matmul_scratch_into(
     rt: &Runtime,
     a: &Tensor,
@@ -400,7 +403,7 @@ pub fn matmul_epilogue_into(
     let rows = a.numel() / a.shape().last().copied().unwrap_or(1).max(1);
     if let ([n, k], true, false) = (b.shape(), opts.trans_b, opts.trans_a) {
         let large = opts.variant.resolve(rt) == Variant::RegBlockLarge;
-        if large && rows >= 192 && n % 4 == 0 && k % 4 == 0 {
+        if large && !texel::preferred(rt) && rows >= 192 && n % 4 == 0 && k % 4 == 0 {
             let bt = rt.empty(&[*k, *n], DType::F32)?;
             let mut ds = crate::ops::copy::permute_into(rt, b, &[1, 0], &bt)?;
             let o = MatmulOptions {
