@@ -196,7 +196,7 @@ impl Op for MatMul {
             residual: residual.as_ref(),
             preact: self.keep_pre.then(|| io.outputs[1]),
         };
-        // The kernel library picks the plan (on CPU adapters a transposed copy of B).
+        // The kernel library picks the plan (a transposed copy of B where a buffer kernel wants it).
         let (ds, scratch) = matmul_epilogue_into(rt, a, b, &ep, &out, &opts)?;
         if let Some(t) = scratch {
             io.keep_alive(t);
