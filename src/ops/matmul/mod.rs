@@ -37,6 +37,7 @@
 //! entry point can hold the partials in scratch.
 
 mod launch;
+mod layout;
 pub mod reference;
 mod split;
 #[cfg(test)]
@@ -48,7 +49,9 @@ use crate::ops::common::check;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 use launch::{encode, plan, Problem, View};
 #[cfg(test)]
-use launch::{stride, vector_modes, Extent, Params};
+use launch::{stride, Extent, Params};
+#[cfg(test)]
+use layout::vector_modes;
 
 /// The activation fused after bias and beta.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
