@@ -1,6 +1,7 @@
 // Appended to shaders/matmul_common.wgsl (its parameter block, bindings and epilogue): the
 // buffer entries. The texel entries are appended to it too (matmul_texel*.wgsl), so a run that
 // needs only those does not parse these (issue 13, cold start).
+// Followed by shaders/gemm_tile.wgsl (the `gemm` entry's workgroup tile).
 
 // ---- naive: one output per thread ---------------------------------------------------------
 
@@ -1352,42 +1353,21 @@ fn tiled(
 
 // ---- gemm: the GPU kernel ------------------------------------------------------------------
 //
-// A GT×GT tile of C per workgroup of (GT/8)² threads (GT = 128: 256 threads; GT = 64: 64 threads,
-// for products with few tiles), GK = 8 k per step. Each thread owns 8×8 outputs as 2×2 blocks of
-// 4×4 that lie GT/2 apart, so its operands come from workgroup memory as 4 vec4 reads per k
-// (64 FMAs); a warp's 32 lanes form a 4×8 grid of threads, so those reads touch 4 and 8
-// consecutive vec4s (no bank conflicts). The next k-step's tiles are loaded into registers
-// (one or two vec4s per operand and thread) while the current one is multiplied, then stored
-// into the other of two workgroup buffers: one barrier per k-step.
-//
-// The layouts are override constants, so NN, NT (B stored [N, K]: every nn.Linear) and TN (A
-// stored [K, M]: weight gradients) each get their own pipeline without a transposed copy:
-// - A_KMAJOR: A is contiguous along k (NN, NT). A thread loads 4 consecutive k of one row and
-//   stores them transposed into ga[k][m]; the row pitch GT + 4 puts the two halves of a warp's
-//   16 rows in different banks (conflict-free). Otherwise (TN) A is contiguous along m and 4
-//   consecutive m go straight into ga[k][m].
-// - B_KMAJOR: the same for B (NT); otherwise 4 consecutive n go to gb[k][n].
+// The workgroup tile is shaders/gemm_tile.wgsl's (appended to this source); this entry supplies
+// the strided operand fetches and the shared epilogue. The layouts are override constants, so
+// NN, NT (B stored [N, K]: every nn.Linear) and TN (A stored [K, M]: weight gradients) each get
+// their own pipeline without a transposed copy:
+// - A_KMAJOR: A is contiguous along k (NN, NT): a thread loads 4 consecutive k of one row.
+//   Otherwise (TN) A is contiguous along m and 4 consecutive m are loaded.
+// - B_KMAJOR: the same for B (NT); otherwise 4 consecutive n.
 // - A_VEC / B_VEC: the four values are one aligned vec4 load; off (the launcher checks
 //   alignment), four scalar loads through the strides, so any layout and any K work.
 // Loads past M, N or the slice's k range read 0 (masked per component), so ragged edges need no
 // separate path; the epilogue is the shared one (bias, beta·C, pre-activation, activation,
 // residual).
 
-override GT: u32 = 128u;
-override A_KMAJOR: bool = true;
-override B_KMAJOR: bool = false;
 override A_VEC: bool = true;
 override B_VEC: bool = true;
-
-const GK: u32 = 8u;
-// Vec4s per staged k-row (GT + 4 floats), and per buffer.
-const GP_MAX: u32 = 33u;
-var<workgroup> ga: array<vec4<f32>, 528>; // 2 buffers × GK × GP_MAX
-var<workgroup> gb: array<vec4<f32>, 528>;
-
-fn lanes_below(first: u32, end: u32) -> vec4<bool> {
-    return vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(end);
-}
 
 // Four consecutive elements of A along its contiguous dim from (m, k); 0 past p.m and k_end.
 fn gemm_fetch_a(base: u32, m: u32, k: u32, k_end: u32) -> vec4<f32> {
@@ -1429,117 +1409,20 @@ fn gemm_fetch_b(base: u32, n: u32, k: u32, k_end: u32) -> vec4<f32> {
     return v;
 }
 
-// Load slot e (0 ≤ e < 2·GT) of a GT×GK tile: (row or column within the tile, k within the step)
-// of its first element. K-major: two slots per row, 4 k each; otherwise GT/4 slots per k.
-fn gemm_slot(e: u32, kmajor: bool) -> vec2<u32> {
-    if (kmajor) {
-        return vec2<u32>(e / 2u, (e % 2u) * 4u);
-    }
-    return vec2<u32>((e % (GT / 4u)) * 4u, e / (GT / 4u));
-}
-
-// Stores a loaded vec4 (slot `s`, from gemm_slot) into buffer `buf` of `kmajor`'s tile, laid out
-// [k][row] with a pitch of GT/4 + 1 vec4s.
-fn gemm_stage(buf: u32, s: vec2<u32>, kmajor: bool, v: vec4<f32>, is_a: bool) {
-    let pitch = GT / 4u + 1u;
-    let base = buf * GK * pitch;
-    if (kmajor) {
-        // Transposed: v holds k .. k+3 of one row.
-        let col = s.x / 4u;
-        let lane = s.x % 4u;
-        for (var j = 0u; j < 4u; j++) {
-            let at = base + (s.y + j) * pitch + col;
-            if (is_a) {
-                ga[at][lane] = v[j];
-            } else {
-                gb[at][lane] = v[j];
-            }
-        }
-    } else {
-        let at = base + s.y * pitch + s.x / 4u;
-        if (is_a) {
-            ga[at] = v;
-        } else {
-            gb[at] = v;
-        }
-    }
-}
-
 @compute @workgroup_size(GT * GT / 64u, 1, 1)
 fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let threads = GT * GT / 64u;
-    let loads = 128u / GT; // vec4s of each operand a thread loads per k-step
     let m0 = wg.y * GT;
     let n0 = wg.x * GT;
     let sl = slice_of(wg.z);
     let a_base = p.a_off + sl.bz * p.a_bs;
     let b_base = p.b_off + sl.bz * p.b_bs;
-    // Warps of 4×8 threads, tiled over the (GT/8)×(GT/8) thread grid.
-    let warps_n = GT / 64u;
-    let w = li / 32u;
-    let lane = li % 32u;
-    let ty = (w / warps_n) * 4u + lane / 8u;
-    let tx = (w % warps_n) * 8u + lane % 8u;
-    let pitch = GT / 4u + 1u;
-    let half = GT / 8u; // vec4s between a thread's two 4-wide blocks
-
-    var acc: array<vec4<f32>, 16>; // row r (0..8) × column block j (0..2) at acc[r * 2 + j]
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
-    var ra: array<vec4<f32>, 2>;
-    var rb: array<vec4<f32>, 2>;
-    let steps = select(0u, (sl.k_hi - sl.k_lo + GK - 1u) / GK, sl.k_hi > sl.k_lo);
-    for (var r = 0u; r < loads; r++) {
-        let e = li + r * threads;
-        let sa = gemm_slot(e, A_KMAJOR);
-        let sb = gemm_slot(e, B_KMAJOR);
-        gemm_stage(0u, sa, A_KMAJOR, gemm_fetch_a(a_base, m0 + sa.x, sl.k_lo + sa.y, sl.k_hi), true);
-        gemm_stage(0u, sb, B_KMAJOR, gemm_fetch_b(b_base, n0 + sb.x, sl.k_lo + sb.y, sl.k_hi), false);
-    }
-    workgroupBarrier();
-    for (var t = 0u; t < steps; t++) {
-        let more = t + 1u < steps;
-        let k_next = sl.k_lo + (t + 1u) * GK;
-        if (more) {
-            // Issued before the FMAs below, so their latency hides behind them.
-            for (var r = 0u; r < loads; r++) {
-                let e = li + r * threads;
-                let sa = gemm_slot(e, A_KMAJOR);
-                let sb = gemm_slot(e, B_KMAJOR);
-                ra[r] = gemm_fetch_a(a_base, m0 + sa.x, k_next + sa.y, sl.k_hi);
-                rb[r] = gemm_fetch_b(b_base, n0 + sb.x, k_next + sb.y, sl.k_hi);
-            }
-        }
-        let cur = (t & 1u) * GK * pitch;
-        for (var kk = 0u; kk < GK; kk++) {
-            let row = cur + kk * pitch;
-            let a0 = ga[row + ty];
-            let a1 = ga[row + ty + half];
-            let b0 = gb[row + tx];
-            let b1 = gb[row + tx + half];
-            for (var i = 0u; i < 4u; i++) {
-                acc[i * 2u] = fma(vec4<f32>(a0[i]), b0, acc[i * 2u]);
-                acc[i * 2u + 1u] = fma(vec4<f32>(a0[i]), b1, acc[i * 2u + 1u]);
-                acc[i * 2u + 8u] = fma(vec4<f32>(a1[i]), b0, acc[i * 2u + 8u]);
-                acc[i * 2u + 9u] = fma(vec4<f32>(a1[i]), b1, acc[i * 2u + 9u]);
-            }
-        }
-        if (more) {
-            let nxt = (t + 1u) & 1u;
-            for (var r = 0u; r < loads; r++) {
-                let e = li + r * threads;
-                gemm_stage(nxt, gemm_slot(e, A_KMAJOR), A_KMAJOR, ra[r], true);
-                gemm_stage(nxt, gemm_slot(e, B_KMAJOR), B_KMAJOR, rb[r], false);
-            }
-        }
-        workgroupBarrier();
-    }
+    let acc = gemm_tile(li, a_base, b_base, m0, n0, sl.k_lo, sl.k_hi);
+    let t = gemm_thread(li);
     for (var r = 0u; r < 8u; r++) {
-        let m = m0 + (r / 4u) * (GT / 2u) + ty * 4u + r % 4u;
+        let m = m0 + (r / 4u) * (GT / 2u) + t.x * 4u + r % 4u;
         if (m < p.m) {
             for (var j = 0u; j < 2u; j++) {
-                let n = n0 + j * (GT / 2u) + tx * 4u;
+                let n = n0 + j * (GT / 2u) + t.y * 4u;
                 store4(wg.z, m, n, select(0u, p.n - n, n < p.n), acc[r * 2u + j]);
             }
         }

@@ -2,7 +2,8 @@
 //! machine with no adapter.
 
 /// Every `shaders/*.wgsl` as the runtime builds it, by file name: a file that says it is appended
-/// to another follows that one.
+/// to another follows that one, and one that says it is followed by another precedes it. A
+/// fragment (first line `// Fragment:`) is checked inside the files that name it.
 fn shader_files() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
@@ -23,9 +24,21 @@ fn shader_files() -> Vec<(String, String)> {
             {
                 source = std::fs::read_to_string(dir.join(base)).unwrap() + &source;
             }
+            let follower = source
+                .lines()
+                .find_map(|l| l.strip_prefix("// Followed by shaders/"))
+                .and_then(|l| l.split_whitespace().next())
+                .map(str::to_string);
+            if let Some(next) = follower {
+                source += &std::fs::read_to_string(dir.join(next)).unwrap();
+            }
             let name = path.file_name().unwrap().to_string_lossy().to_string();
             (name, source)
         })
+        .collect();
+    let files: Vec<_> = files
+        .into_iter()
+        .filter(|(_, source)| !source.starts_with("// Fragment:"))
         .collect();
     assert!(!files.is_empty(), "no shaders found in {}", dir.display());
     files

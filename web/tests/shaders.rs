@@ -10,23 +10,31 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 include!(concat!(env!("OUT_DIR"), "/shader_files.rs"));
 
-/// The source as the runtime builds it: a file that says it is appended to another follows it.
+/// The source as the runtime builds it: a file that says it is appended to another follows it,
+/// and one that says it is followed by another precedes it.
 fn assembled(name: &str, source: &str) -> String {
-    match source
+    let file = |base: &str| {
+        SHADER_FILES
+            .iter()
+            .find(|(n, _)| *n == base)
+            .unwrap_or_else(|| panic!("{name}: names unknown {base}"))
+            .1
+    };
+    let follower = source
+        .lines()
+        .find_map(|l| l.strip_prefix("// Followed by shaders/"))
+        .and_then(|l| l.split_whitespace().next())
+        .map_or("", file);
+    let body = match source
         .lines()
         .next()
         .and_then(|l| l.strip_prefix("// Appended to shaders/"))
         .and_then(|l| l.split_whitespace().next())
     {
-        Some(base) => {
-            let (_, base_source) = SHADER_FILES
-                .iter()
-                .find(|(n, _)| *n == base)
-                .unwrap_or_else(|| panic!("{name}: appended to unknown {base}"));
-            format!("{base_source}{source}")
-        }
+        Some(base) => format!("{}{source}", file(base)),
         None => source.to_string(),
-    }
+    };
+    body + follower
 }
 
 #[wasm_bindgen_test]
@@ -38,7 +46,8 @@ async fn every_shader_compiles_in_the_browser() {
     for (name, source) in SHADER_FILES {
         // Subgroup kernels need `enable subgroups;`, which naga does not parse yet; the engine
         // never asks a browser for subgroups (RuntimeOptions::web()), so they never run there.
-        if source.contains("subgroupAdd") {
+        // A fragment compiles inside the files that name it.
+        if source.contains("subgroupAdd") || source.starts_with("// Fragment:") {
             continue;
         }
         let source = assembled(name, source);

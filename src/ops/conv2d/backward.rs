@@ -8,9 +8,14 @@ fn backward_gemm(rt: &Runtime, d: &ConvDims, opts: &Conv2dOptions, have_ws: bool
     let ws_free = is_pointwise(d, opts) && d.n == 1;
     match opts.path {
         Path::Auto => Ok(auto_gemm(rt, d, opts, ws_free, have_ws)),
-        Path::Gemm if d.n * d.cin * d.cout * d.ho * d.wo == 0 => Ok(false),
-        Path::Gemm if opts.groups == 1 && gemm::feasible(d, gemm::cap(rt, opts)) => Ok(true),
-        Path::Gemm => Err(unsupported_path(OP_BACK, d, opts)),
+        // The implicit GEMM has no backward of its own: its backward is the GEMM path's.
+        Path::Gemm | Path::Implicit if d.n * d.cin * d.cout * d.ho * d.wo == 0 => Ok(false),
+        Path::Gemm | Path::Implicit
+            if opts.groups == 1 && gemm::feasible(d, gemm::cap(rt, opts)) =>
+        {
+            Ok(true)
+        }
+        Path::Gemm | Path::Implicit => Err(unsupported_path(OP_BACK, d, opts)),
         _ => Ok(false),
     }
 }

@@ -30,11 +30,17 @@
 //! pixels), `dweight` with one invocation per block of weights reducing over batch and pixels,
 //! and `dbias` per channel — deterministic, no atomics.
 //!
+//! Where the kernel policy is GPU-shaped, `Auto` runs a one-group convolution's forward as an
+//! implicit GEMM instead ([`Path::Implicit`], module `implicit`, `shaders/conv2d_implicit.wgsl`):
+//! the GPU GEMM's workgroup tile with the columns gathered from `x` as they are staged, so no
+//! workspace; the backward stays on the GEMM path.
+//!
 //! Every tensor must fit one storage binding (128 MiB on lavapipe); larger ones are a
 //! [`crate::Error::TooLarge`].
 
 mod backward;
 mod gemm;
+mod implicit;
 pub mod reference;
 #[cfg(test)]
 mod tests;
@@ -70,6 +76,9 @@ pub enum Path {
     /// [`Conv2dWorkspace`] unless the convolution is 1×1 / stride 1 / unpadded (and, for the
     /// backward, one image). An error for grouped convolutions.
     Gemm,
+    /// The implicit GEMM (the GPU tile, columns gathered from `x`; no workspace); one group only.
+    /// The backward takes the GEMM path.
+    Implicit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -369,6 +378,7 @@ enum Forward {
     DirectV4,
     PointwiseV4,
     Gemm,
+    Implicit,
 }
 
 /// Whether `Auto` takes the GEMM path: one group, non-empty, one output row's columns within the
@@ -390,6 +400,17 @@ fn auto_gemm(
         && (ws_free || have_ws)
 }
 
+/// Whether `Auto` takes the implicit GEMM: the kernel policy is GPU-shaped and the convolution is
+/// one the GEMM path would take but for its columns (a 1×1 / stride 1 / unpadded one multiplies
+/// `x` itself and needs none).
+fn auto_implicit(rt: &Runtime, d: &ConvDims, opts: &Conv2dOptions) -> bool {
+    !crate::ops::policy::policy(rt).cpu_shapes()
+        && !is_pointwise(d, opts)
+        && d.cout >= 4
+        && d.cin * d.kh * d.kw >= 4
+        && implicit::fits(rt, d, opts)
+}
+
 fn unsupported_path(op: &'static str, d: &ConvDims, opts: &Conv2dOptions) -> Error {
     Error::Unsupported {
         op,
@@ -409,6 +430,7 @@ fn choose_forward(
     let pointwise = is_pointwise(d, opts);
     let plane4 = (d.h * d.w).is_multiple_of(4);
     let chosen = match opts.path {
+        Path::Auto if auto_implicit(rt, d, opts) => Forward::Implicit,
         Path::Auto if auto_gemm(rt, d, opts, pointwise, have_ws) => Forward::Gemm,
         Path::Auto if pointwise && plane4 => Forward::PointwiseV4,
         Path::Auto if pointwise => Forward::Pointwise,
@@ -418,7 +440,8 @@ fn choose_forward(
         Path::PointwiseVec4 if pointwise && plane4 => Forward::PointwiseV4,
         Path::DirectVec4 if is_direct_v4(d, opts) => Forward::DirectV4,
         // Nothing to multiply: the direct kernel writes the (bias-only or empty) output.
-        Path::Gemm if d.n * d.cin * d.cout * d.ho * d.wo == 0 => Forward::Direct,
+        Path::Gemm | Path::Implicit if d.n * d.cin * d.cout * d.ho * d.wo == 0 => Forward::Direct,
+        Path::Implicit if implicit::fits(rt, d, opts) => Forward::Implicit,
         Path::Gemm if opts.groups == 1 && gemm::feasible(d, gemm::cap(rt, opts)) => Forward::Gemm,
         _ => return Err(unsupported_path(OP, d, opts)),
     };
@@ -473,6 +496,9 @@ pub fn conv2d_with_workspace_into(
     }
     check::operand(rt, OP, "out", out, &d.out_shape())?;
     let kind = choose_forward(rt, &d, opts, workspace.is_some())?;
+    if kind == Forward::Implicit {
+        return implicit::forward(rt, &d, opts, x, weight, bias, out);
+    }
     if kind == Forward::Gemm {
         let pointwise = is_pointwise(&d, opts);
         return gemm::forward(rt, &d, opts, x, weight, bias, out, workspace, pointwise);
@@ -501,7 +527,7 @@ pub fn conv2d_with_workspace_into(
         Forward::DirectV4 | Forward::PointwiseV4 => {
             ("direct_v4", geometry.ho * geometry.wo.div_ceil(pb as usize))
         }
-        Forward::Gemm => unreachable!("handled above"),
+        Forward::Gemm | Forward::Implicit => unreachable!("handled above"),
     };
     let grid = grid_z(rt, OP, threads, d.n * channel_blocks)?;
     let mut constants = vec![("CO_B", cb as f64), ("PX_B", pb as f64)];

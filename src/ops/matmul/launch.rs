@@ -12,7 +12,8 @@ use crate::error::Result;
 use crate::runtime::{Dispatch, Runtime, Shader, Tensor};
 
 /// The buffer entries: `shaders/matmul.wgsl` appended to the parameter block, bindings and
-/// epilogue it shares with the texel entries (`shaders/matmul_common.wgsl`).
+/// epilogue it shares with the texel entries (`shaders/matmul_common.wgsl`), followed by the
+/// `gemm` entry's workgroup tile (`shaders/gemm_tile.wgsl`).
 const SHADER: Shader = Shader {
     name: "matmul",
     source: concat!(
@@ -20,7 +21,11 @@ const SHADER: Shader = Shader {
             env!("CARGO_MANIFEST_DIR"),
             "/shaders/matmul_common.wgsl"
         )),
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/matmul.wgsl"))
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/matmul.wgsl")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/gemm_tile.wgsl"
+        ))
     ),
 };
 /// A strided matrix per batch: element (b, r, c) at `off + b·bs + r·rs + c·cs` (in elements).

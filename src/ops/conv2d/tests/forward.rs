@@ -77,10 +77,12 @@ fn timing_fpn_convs() {
         [v[0], v[1]]
     });
     // `M2F_CONV_PATH=direct` forces the general kernel for comparison.
-    // `M2F_CONV_PATH=gemm` forces the im2col + GEMM path (Auto takes it where it applies).
+    // `M2F_CONV_PATH=gemm` forces the im2col + GEMM path (Auto takes it where it applies),
+    // `M2F_CONV_PATH=implicit` the implicit GEMM (Auto's choice under the GPU policy).
     let path = match std::env::var("M2F_CONV_PATH").as_deref() {
         Ok("direct") => Path::Direct,
         Ok("gemm") => Path::Gemm,
+        Ok("implicit") => Path::Implicit,
         _ => Path::Auto,
     };
     let d0 = Conv2dOptions {

@@ -119,3 +119,59 @@ fn gemm_errors_are_values() {
         .to_string();
     assert!(err.contains("workspace of"), "{err}");
 }
+
+/// The implicit GEMM (the GPU forward) on every one-group case, on the CPU- and GPU-policy
+/// runtimes, with tile edges 64 and 128 (the grid's size picks one).
+#[test]
+fn implicit_forward_matches_reference() {
+    let seed = testing::seed();
+    for rt in [testing::runtime(), testing::gpu_policy_runtime()] {
+        for c in cases().iter().filter(|c| c.o.groups == 1) {
+            let o = Conv2dOptions {
+                path: Path::Implicit,
+                ..c.o
+            };
+            run_forward(rt, seed, c, o);
+        }
+    }
+}
+
+/// Grids large enough for the 128-wide tile (≥ 132 workgroups of it), K a multiple of 4 (vec4
+/// weight rows) and not (27 taps), channels off both tile edges.
+#[test]
+fn implicit_forward_wide_tiles() {
+    let seed = testing::seed();
+    let d = Conv2dOptions::default();
+    let cases = [
+        Case {
+            name: "3x3 pad 1, 128-wide tiles",
+            x: [2, 12, 90, 97],
+            w: [131, 12, 3, 3],
+            o: d.padding(1),
+            bias: true,
+        },
+        Case {
+            name: "3x3 stride 2 dilation 2, 27 taps",
+            x: [3, 3, 181, 190],
+            w: [9, 3, 3, 3],
+            o: Conv2dOptions {
+                stride: [2, 1],
+                dilation: [2, 2],
+                padding: [1, 2],
+                ..d
+            },
+            bias: false,
+        },
+    ];
+    for rt in [testing::runtime(), testing::gpu_policy_runtime()] {
+        for c in &cases {
+            let dims = conv_dims(&c.x, &c.w, &c.o).unwrap();
+            assert_eq!(implicit::tile_of(&dims), 128, "{}", c.name);
+            let o = Conv2dOptions {
+                path: Path::Implicit,
+                ..c.o
+            };
+            run_forward(rt, seed, c, o);
+        }
+    }
+}
