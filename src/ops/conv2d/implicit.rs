@@ -114,7 +114,7 @@ pub(super) fn forward(
     let w_bind = weight.binding_range(0, w_bytes.min(weight.capacity()));
     let constants = [
         ("GT", tile_of(d) as f64),
-        ("W_VEC", if k % 4 == 0 { 1.0 } else { 0.0 }),
+        ("W_VEC", if k.is_multiple_of(4) { 1.0 } else { 0.0 }),
         ("KH", d.kh as f64),
         ("KW", d.kw as f64),
     ];
