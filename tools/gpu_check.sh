@@ -70,6 +70,10 @@ grep -E "^test result|FAILED|panicked" "$LOG" | tail -8
 
 step "3. GEMM at the model's shapes and 4096^3"
 if [[ $QUICK == 1 ]]; then run 300 "$BIN/gemm_shapes" --quick; else run 120 "$BIN/gemm_shapes"; fi
+# The FPN's convolutions: the implicit GEMM (Auto on GPUs) against im2col + gemm.
+for path in implicit gemm; do
+    M2F_CONV_PATH=$path run 120 "$lib" --ignored --nocapture ops::conv2d::tests::forward::timing
+done
 
 step "4. Swin-T forward profile"
 if [[ $QUICK == 1 ]]; then run 300 "$BIN/profile_model" 256 256; else run 120 "$BIN/profile_model" 800 1216; fi
