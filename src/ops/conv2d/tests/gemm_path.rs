@@ -97,6 +97,18 @@ fn gemm_errors_are_values() {
         err.contains("Gemm path") && err.contains("groups 2"),
         "{err}"
     );
+    let implicit = Conv2dOptions {
+        path: Path::Implicit,
+        ..o
+    };
+    let err = conv2d_into(rt, &x, &w, None, &out, &implicit)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("Implicit path") && err.contains("groups 2"),
+        "{err}"
+    );
     // A 3×3 GEMM needs a workspace; a too-small one is refused.
     let w = rt.full(&[6, 4, 3, 3], 1.0).unwrap();
     let o = Conv2dOptions {
