@@ -1,23 +1,39 @@
 //! The backward launchers: `dx` as the transposed convolution, `dweight` and `dbias` by
-//! reduction (direct kernels), or `dW = dy·colᵀ` and `dx = col2im(Wᵀ·dy)` on the GEMM path.
+//! reduction (direct kernels), `dW = dy·colᵀ` and `dx = col2im(Wᵀ·dy)` on the GEMM path, or
+//! both as implicit GEMMs (GPU policy, module `implicit`).
 
 use super::*;
 
-/// Whether the backward of this convolution takes the GEMM path.
-fn backward_gemm(rt: &Runtime, d: &ConvDims, opts: &Conv2dOptions, have_ws: bool) -> Result<bool> {
+/// Which kernels compute the backward's `dx` and `dweight`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backward {
+    Direct,
+    Gemm,
+    Implicit,
+}
+
+/// The backward's kernels: under `Auto` the implicit GEMM where the forward takes it (GPU
+/// policy), else the GEMM path where it applies, else the direct kernels.
+fn backward_kind(
+    rt: &Runtime,
+    d: &ConvDims,
+    opts: &Conv2dOptions,
+    have_ws: bool,
+) -> Result<Backward> {
     let ws_free = is_pointwise(d, opts) && d.n == 1;
-    match opts.path {
-        Path::Auto => Ok(auto_gemm(rt, d, opts, ws_free, have_ws)),
-        // The implicit GEMM has no backward of its own: its backward is the GEMM path's.
-        Path::Gemm | Path::Implicit if d.n * d.cin * d.cout * d.ho * d.wo == 0 => Ok(false),
-        Path::Gemm | Path::Implicit
-            if opts.groups == 1 && gemm::feasible(d, gemm::cap(rt, opts)) =>
-        {
-            Ok(true)
+    let empty = d.n * d.cin * d.cout * d.ho * d.wo == 0;
+    let gemm_ok = opts.groups == 1 && gemm::feasible(d, gemm::cap(rt, opts));
+    Ok(match opts.path {
+        Path::Auto if auto_implicit(rt, d, opts) && implicit::backward_fits(rt, d, opts) => {
+            Backward::Implicit
         }
-        Path::Gemm | Path::Implicit => Err(unsupported_path(OP_BACK, d, opts)),
-        _ => Ok(false),
-    }
+        Path::Auto if auto_gemm(rt, d, opts, ws_free, have_ws) => Backward::Gemm,
+        Path::Gemm | Path::Implicit if empty => Backward::Direct,
+        Path::Implicit if implicit::backward_fits(rt, d, opts) => Backward::Implicit,
+        Path::Gemm if gemm_ok => Backward::Gemm,
+        Path::Gemm | Path::Implicit => return Err(unsupported_path(OP_BACK, d, opts)),
+        _ => Backward::Direct,
+    })
 }
 
 /// The workspace [`conv2d_backward_with_workspace_into`] needs, or `None` when the chosen path
@@ -29,11 +45,17 @@ pub fn conv2d_backward_workspace(
     opts: &Conv2dOptions,
 ) -> Result<Option<Conv2dWorkspace>> {
     let d = conv_dims_op(OP_BACK, x_shape, w_shape, opts)?;
-    if !backward_gemm(rt, &d, opts, true)? || (is_pointwise(&d, opts) && d.n == 1) {
-        return Ok(None);
+    match backward_kind(rt, &d, opts, true)? {
+        Backward::Implicit => match implicit::backward_scratch(&d) {
+            0 => Ok(None),
+            floats => Conv2dWorkspace::scratch(rt, floats).map(Some),
+        },
+        Backward::Gemm if !(is_pointwise(&d, opts) && d.n == 1) => {
+            let plan = gemm::backward_plan(&d, opts, gemm::cap(rt, opts));
+            Conv2dWorkspace::new(rt, &plan).map(Some)
+        }
+        _ => Ok(None),
     }
-    let plan = gemm::backward_plan(&d, opts, gemm::cap(rt, opts));
-    Conv2dWorkspace::new(rt, &plan).map(Some)
 }
 
 /// Records the backward from the upstream gradient `dy [N, Cout, Ho, Wo]`: overwrites `dx`
@@ -81,18 +103,24 @@ pub fn conv2d_backward_with_workspace_into(
         check::operand(rt, OP_BACK, "dbias", t, &[d.cout])?;
     }
     let p = params(&d, opts, dbias.is_some());
-    let use_gemm = backward_gemm(rt, &d, opts, workspace.is_some())?;
     let mut out = Vec::with_capacity(3);
-    if use_gemm {
-        let pointwise = is_pointwise(&d, opts);
-        out = gemm::backward(
-            rt, &d, opts, dy, x, weight, dx, dweight, workspace, pointwise,
-        )?;
-    } else {
-        if let Some(dx) = dx {
-            out.extend(dx_direct(rt, &d, opts, &p, dy, weight, dx)?);
+    match backward_kind(rt, &d, opts, workspace.is_some())? {
+        Backward::Implicit => {
+            let scratch = workspace.map(|w| &w.col);
+            out = implicit::backward(rt, &d, opts, dy, x, weight, dx, dweight, scratch)?;
         }
-        out.extend(dw_direct(rt, &d, opts, &p, dy, x, dweight)?);
+        Backward::Gemm => {
+            let pointwise = is_pointwise(&d, opts);
+            out = gemm::backward(
+                rt, &d, opts, dy, x, weight, dx, dweight, workspace, pointwise,
+            )?;
+        }
+        Backward::Direct => {
+            if let Some(dx) = dx {
+                out.extend(dx_direct(rt, &d, opts, &p, dy, weight, dx)?);
+            }
+            out.extend(dw_direct(rt, &d, opts, &p, dy, x, dweight)?);
+        }
     }
     if let Some(db) = dbias {
         out.extend(db_dispatches(rt, &d, &p, dy, db)?);

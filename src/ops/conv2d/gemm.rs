@@ -186,6 +186,13 @@ impl Conv2dWorkspace {
         };
         Ok(Self { col, tmp })
     }
+    /// A workspace of `floats` scratch floats in `col` (the implicit weight gradient's partials).
+    pub(super) fn scratch(rt: &Runtime, floats: usize) -> Result<Self> {
+        Ok(Self {
+            col: rt.empty(&[floats], DType::F32)?,
+            tmp: None,
+        })
+    }
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
         self.col.size_bytes() + self.tmp.as_ref().map_or(0, |t| t.size_bytes())

@@ -30,10 +30,10 @@
 //! pixels), `dweight` with one invocation per block of weights reducing over batch and pixels,
 //! and `dbias` per channel — deterministic, no atomics.
 //!
-//! Where the kernel policy is GPU-shaped, `Auto` runs a one-group convolution's forward as an
-//! implicit GEMM instead ([`Path::Implicit`], module `implicit`, `shaders/conv2d_implicit.wgsl`):
-//! the GPU GEMM's workgroup tile with the columns gathered from `x` as they are staged, so no
-//! workspace; the backward stays on the GEMM path.
+//! Where the kernel policy is GPU-shaped, `Auto` runs a one-group convolution as implicit GEMMs
+//! instead ([`Path::Implicit`], module `implicit`, `shaders/conv2d_implicit.wgsl`): the GPU
+//! GEMM's workgroup tile with the columns gathered as they are staged, so no column matrix; the
+//! forward and `dx` need no workspace, `dweight` only its split-K partials.
 //!
 //! Every tensor must fit one storage binding (128 MiB on lavapipe); larger ones are a
 //! [`crate::Error::TooLarge`].
@@ -76,8 +76,8 @@ pub enum Path {
     /// [`Conv2dWorkspace`] unless the convolution is 1×1 / stride 1 / unpadded (and, for the
     /// backward, one image). An error for grouped convolutions.
     Gemm,
-    /// The implicit GEMM (the GPU tile, columns gathered from `x`; no workspace); one group only.
-    /// The backward takes the GEMM path.
+    /// Implicit GEMMs (the GPU tile, columns gathered as they are staged), forward and backward;
+    /// one group only. The backward's workspace holds the weight gradient's split-K partials.
     Implicit,
 }
 

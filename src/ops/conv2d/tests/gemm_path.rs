@@ -132,10 +132,10 @@ fn gemm_errors_are_values() {
     assert!(err.contains("workspace of"), "{err}");
 }
 
-/// The implicit GEMM (the GPU forward) on every one-group case, on the CPU- and GPU-policy
-/// runtimes, with tile edges 64 and 128 (the grid's size picks one).
+/// The implicit GEMMs (the GPU path) forward and backward on every one-group case, on the CPU-
+/// and GPU-policy runtimes.
 #[test]
-fn implicit_forward_matches_reference() {
+fn implicit_matches_reference() {
     let seed = testing::seed();
     for rt in [testing::runtime(), testing::gpu_policy_runtime()] {
         for c in cases().iter().filter(|c| c.o.groups == 1) {
@@ -144,14 +144,15 @@ fn implicit_forward_matches_reference() {
                 ..c.o
             };
             run_forward(rt, seed, c, o);
+            run_backward(rt, seed, c, o);
         }
     }
 }
 
 /// Grids large enough for the 128-wide tile (≥ 132 workgroups of it), K a multiple of 4 (vec4
-/// weight rows) and not (27 taps), channels off both tile edges.
+/// weight rows) and not (27 taps), channels off both tile edges, the weight gradient split-K.
 #[test]
-fn implicit_forward_wide_tiles() {
+fn implicit_wide_tiles_and_split() {
     let seed = testing::seed();
     let d = Conv2dOptions::default();
     let cases = [
@@ -179,11 +180,19 @@ fn implicit_forward_wide_tiles() {
         for c in &cases {
             let dims = conv_dims(&c.x, &c.w, &c.o).unwrap();
             assert_eq!(implicit::tile_of(&dims), 128, "{}", c.name);
+            // The weight gradient is split into several slices per image.
+            let (ksplit, kslice) = implicit::dweight_split(&dims);
+            assert!(
+                ksplit > 1 && kslice % 8 == 0,
+                "{}: {ksplit} x {kslice}",
+                c.name
+            );
             let o = Conv2dOptions {
                 path: Path::Implicit,
                 ..c.o
             };
             run_forward(rt, seed, c, o);
+            run_backward(rt, seed, c, o);
         }
     }
 }
