@@ -91,9 +91,9 @@ fn demo_image_instances_are_the_same_on_the_device_and_on_the_host() {
 /// `cargo test --release --test postprocess_device -- --ignored --nocapture instance_timings`.
 /// Host: read the mask logits back, then `postprocess::instance` (one CPU thread). Device:
 /// `postprocess::instance_on_device` (bits and counters read back, masks unpacked). The network
-/// and the finiteness checks are not timed. Cases: the demo model on `assets/demo.png` (median
-/// of 3), and random logits for 100 queries (20 confident, 133 classes) at an 800×1216 input and
-/// image (1 run).
+/// and the finiteness checks are not timed. Cases (medians of 3): the demo model on
+/// `assets/demo.png`, and random logits for 100 queries (20 confident, 133 classes) at an
+/// 800×1216 input and image.
 #[test]
 #[ignore]
 fn instance_timings() {
@@ -222,6 +222,6 @@ fn instance_timings() {
         &logits,
         sizes,
         None,
-        1,
+        3,
     );
 }

@@ -129,18 +129,28 @@ pub async fn instance_on_device(
             }
         }
     }
+    // Pairs left per query: the last one takes the mask, the others copy it.
+    let mut uses = vec![0usize; masks.len()];
+    pairs.iter().for_each(|p| uses[slot[&p.1]] += 1);
     let mut instances = Vec::new();
     for (class_prob, q, c) in pairs {
-        let (mask, st) = &masks[slot[&q]];
+        let s = slot[&q];
+        uses[s] -= 1;
+        let st = masks[s].1;
         let score = instance_score(class_prob, st.sigmoid_sum, st.area);
         if score < cfg.instance_score_threshold {
             continue;
         }
+        let mask = if uses[s] == 0 {
+            std::mem::take(&mut masks[s].0)
+        } else {
+            masks[s].0.clone()
+        };
         instances.push(Instance {
             label_id: c as u32,
             score,
             query: q,
-            mask: mask.clone(),
+            mask,
             area: st.area,
             bbox: st.bbox,
         });

@@ -208,7 +208,10 @@ pub fn unpack_mask(words: &[u32], (oh, ow): (usize, usize)) -> Vec<bool> {
     assert_eq!(words.len(), oh * wpr, "packed mask size");
     let mut mask = Vec::with_capacity(oh * ow);
     for row in words.chunks(wpr) {
-        mask.extend((0..ow).map(|x| row[x / 32] >> (x % 32) & 1 != 0));
+        for (i, &word) in row.iter().enumerate() {
+            let n = (ow - 32 * i).min(32);
+            mask.extend((0..n).map(|b| word >> b & 1 != 0));
+        }
     }
     mask
 }
