@@ -84,7 +84,8 @@ pub struct Segmenter {
     /// per-pixel work on the device; false reads the mask logits back and runs it on the host.
     /// Default: on the device where the kernel policy is GPU-shaped (a GPU adapter, or
     /// `M2F_KERNEL_POLICY=gpu`), on the host on CPU adapters, where lavapipe ran the device path
-    /// ~13× slower than the host's one thread (docs/PERFORMANCE.md, sessions 9 and 10).
+    /// 10–15× (panoptic, semantic) and 1.5–3× (instance) slower than the host's one thread
+    /// (docs/PERFORMANCE.md, sessions 9 and 10).
     /// Semantic results of models without stuff classes always run on the host, as does any
     /// image the device kernels cannot take (more than 256 queries, or instance masks of
     /// one query past a storage binding).
