@@ -11,7 +11,8 @@
 //   lam: rows1 [in_h]     | cols1 [in_w]     | rows2 [out_h]     | cols2 [out_w]
 // (step 1 maps input-size rows/columns to mask rows/columns, step 2 output to input size).
 //
-// Grid: x = column block of WG, y = output row; every thread stays to the workgroup barrier.
+// Grid (panoptic, semantic): x = column block of WG, y = output row; (instance) see its section.
+// Every thread stays to the workgroup barriers.
 
 struct Params {
     mask_h: u32,
@@ -106,7 +107,8 @@ fn sigmoid(x: f32) -> f32 {
 // index with bit 31 set when the owner's probability is ≥ 0.5. `area[j]` counts the pixels where kept query j's probability is
 // ≥ 0.5 (its "original area"); the owner map gives the rest.
 
-// Both entries: `table` (per-query data, as u32 bits) and the per-pixel map they write.
+// All entries: `table` (per-query data, as u32 bits) and the per-pixel map they write;
+// panoptic and instance: per-query counters (`area` for panoptic, 5 per query for instance).
 @group(0) @binding(4) var<storage, read> table: array<u32>;
 @group(0) @binding(5) var<storage, read_write> pixels: array<u32>;
 @group(0) @binding(6) var<storage, read_write> area: array<atomic<u32>>;
@@ -179,4 +181,124 @@ fn semantic(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     pixels[oy * p.out_w + ox] = best;
+}
+
+// ---- instance ---------------------------------------------------------------------------------
+// Binary masks (logit > 0) of n selected queries, `table[j]` = query index into Q, packed as bits
+// with each row padded to whole words: WPR = ceil(out_w / 32) words a row, pixel (y, x) of
+// selected query j in word (j·out_h + y)·WPR + x/32, bit x % 32; the padding bits are 0.
+// Grid: x = block of WG consecutive words of one mask (words run on across rows), y = j; one
+// thread per word, i.e. 32 pixels of one row, which share the row's taps and, pixel to pixel,
+// the step-1 values of the input columns they read (the same values `upsampled` computes, in
+// the same order, so the logits are bit for bit those of the other entries).
+// Per query j, `area[5j ..]` (atomics; the caller sets them to 0, MAX, MAX, 0, 0): the pixel
+// count, min x, min y, max x, max y of the mask; counts and min / max are exact whatever the order.
+// Per workgroup, `partials[2·(j·blocks + block) ..]`: Σ sigmoid over its mask pixels, in units of
+// 2^-24 as (Σ of the low 16 bits, Σ of the high bits). A mask pixel's sigmoid lies in [0.5, 1],
+// where every f32 is a multiple of 2^-24, so each term is an exact integer ≤ 2^24 and the sum is
+// exact (32 terms per thread ≤ 2^29; the split halves stay below 2^22 over 64 threads): no float
+// atomics, nothing depends on the order threads run in. The host adds the partials in u64.
+
+@group(0) @binding(7) var<storage, read_write> partials: array<u32>;
+
+// The step-1 values at input-size column `ix` for the two input rows of `px` (its ya, yb), from
+// the plane at `base`: what `upsampled` computes as v00 / v10 (or v01 / v11) for that column.
+fn input_column(base: u32, px: Pixel, ix: u32) -> vec2<f32> {
+    let cx = tap(2u * p.in_h, p.in_h, ix);
+    return vec2<f32>(step1(base, px.ya, cx), step1(base, px.yb, cx));
+}
+
+// count, min x, min y, max x, max y, Σ low halves, Σ high halves (as in `area` and `partials`)
+var<workgroup> wg_stats: array<atomic<u32>, 7>;
+
+@compute @workgroup_size(WG)
+fn instance(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    // Workgroup memory is not zeroed for us (the runtime turns wgpu's zeroing off).
+    if (li == 0u) {
+        atomicStore(&wg_stats[0], 0u);
+        atomicStore(&wg_stats[1], 0xffffffffu);
+        atomicStore(&wg_stats[2], 0xffffffffu);
+        atomicStore(&wg_stats[3], 0u);
+        atomicStore(&wg_stats[4], 0u);
+        atomicStore(&wg_stats[5], 0u);
+        atomicStore(&wg_stats[6], 0u);
+    }
+    workgroupBarrier();
+    let j = wid.y;
+    let wpr = (p.out_w + 31u) / 32u;
+    let w = wid.x * WG + li;
+    if (w < p.out_h * wpr) {
+        let y = w / wpr;
+        let x0 = (w % wpr) * 32u;
+        let base = table[j] * p.mask_h * p.mask_w;
+        let px = pixel_taps(y, x0);
+        // The two input-size columns the previous pixel read, with their values at the pixel
+        // row's two input rows: neighbouring pixels mostly read the same ones.
+        var ca = 0xffffffffu;
+        var cb = 0xffffffffu;
+        var va = vec2<f32>();
+        var vb = vec2<f32>();
+        var bits = 0u;
+        var sum = 0u;
+        for (var b = 0u; b < min(32u, p.out_w - x0); b++) {
+            let tx = tap(2u * (p.in_h + p.in_w + p.out_h), p.in_h + p.in_w + p.out_h, x0 + b);
+            var na = vec2<f32>();
+            if (tx.a == ca) {
+                na = va;
+            } else if (tx.a == cb) {
+                na = vb;
+            } else {
+                na = input_column(base, px, tx.a);
+            }
+            var nb = na;
+            if (tx.b == cb) {
+                nb = vb;
+            } else if (tx.b != tx.a) {
+                nb = input_column(base, px, tx.b);
+            }
+            ca = tx.a;
+            cb = tx.b;
+            va = na;
+            vb = nb;
+            // `upsampled`'s last step, in its order: v00 = na.x, v01 = nb.x, v10 = na.y, v11 = nb.y.
+            let top = na.x * (1.0 - tx.l) + nb.x * tx.l;
+            let bot = na.y * (1.0 - tx.l) + nb.y * tx.l;
+            let v = top * (1.0 - px.ly) + bot * px.ly;
+            if (v > 0.0) {
+                bits |= 1u << b;
+                // sigmoid(v) in [0.5, 1] (see above): exact in units of 2^-24; round() only
+                // matters if an inexact exp put it below 0.5.
+                sum += u32(round(sigmoid(v) * 16777216.0));
+            }
+        }
+        pixels[j * p.out_h * wpr + w] = bits;
+        if (bits != 0u) {
+            atomicAdd(&wg_stats[0], countOneBits(bits));
+            atomicMin(&wg_stats[1], x0 + countTrailingZeros(bits));
+            atomicMin(&wg_stats[2], y);
+            atomicMax(&wg_stats[3], x0 + 31u - countLeadingZeros(bits));
+            atomicMax(&wg_stats[4], y);
+            atomicAdd(&wg_stats[5], sum & 0xffffu);
+            atomicAdd(&wg_stats[6], sum >> 16u);
+        }
+    }
+    workgroupBarrier();
+    if (li == 0u) {
+        let count = atomicLoad(&wg_stats[0]);
+        if (count != 0u) {
+            atomicAdd(&area[5u * j], count);
+            atomicMin(&area[5u * j + 1u], atomicLoad(&wg_stats[1]));
+            atomicMin(&area[5u * j + 2u], atomicLoad(&wg_stats[2]));
+            atomicMax(&area[5u * j + 3u], atomicLoad(&wg_stats[3]));
+            atomicMax(&area[5u * j + 4u], atomicLoad(&wg_stats[4]));
+        }
+        // Written by every workgroup, so the buffer needs no clearing first.
+        let at = 2u * (j * groups.x + wid.x);
+        partials[at] = atomicLoad(&wg_stats[5]);
+        partials[at + 1u] = atomicLoad(&wg_stats[6]);
+    }
 }

@@ -80,13 +80,15 @@ pub struct Segmenter {
     model: Mask2Former,
     pub preprocess: PreprocessConfig,
     pub postprocess: PostprocessConfig,
-    /// Panoptic and semantic post-processing of [`Segmenter::segment`] run their per-pixel work
-    /// on the device; false reads the mask logits back and runs it on the host. Default: on
-    /// the device where the kernel policy is GPU-shaped (a GPU adapter, or
+    /// Panoptic, semantic and instance post-processing of [`Segmenter::segment`] run their
+    /// per-pixel work on the device; false reads the mask logits back and runs it on the host.
+    /// Default: on the device where the kernel policy is GPU-shaped (a GPU adapter, or
     /// `M2F_KERNEL_POLICY=gpu`), on the host on CPU adapters, where lavapipe ran the device path
-    /// ~13× slower than the host's one thread (docs/PERFORMANCE.md, session 9). Instance
-    /// results, and semantic results of models without stuff classes, always run on the host,
-    /// as does any image the device kernels cannot take (more than 256 queries).
+    /// 10–15× (panoptic, semantic) and 1.5–3× (instance) slower than the host's one thread
+    /// (docs/PERFORMANCE.md, sessions 9 and 10).
+    /// Semantic results of models without stuff classes always run on the host, as does any
+    /// image the device kernels cannot take (more than 256 queries, or instance masks of
+    /// one query past a storage binding).
     pub postprocess_on_device: bool,
 }
 

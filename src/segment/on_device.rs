@@ -1,5 +1,5 @@
-//! The device path of [`Segmenter::segment`]: panoptic and semantic post-processing with the
-//! per-pixel work on the device (`ops::mask_argmax`), and the non-finite check of mask logits
+//! The device path of [`Segmenter::segment`]: panoptic, semantic and instance post-processing
+//! with the per-pixel work on the device (`ops::mask_argmax`), and the non-finite check of mask logits
 //! that stay there.
 
 use super::{SegmentError, Segmentation, Segmenter, Task, NETWORK_HINT};
@@ -11,8 +11,8 @@ use crate::runtime::Tensor;
 use crate::Runtime;
 
 impl Segmenter {
-    /// Panoptic or semantic post-processing of a batch of one with the per-pixel work on the
-    /// device; `None` where the device path does not apply (see
+    /// Panoptic, semantic or instance post-processing of a batch of one with the per-pixel work
+    /// on the device; `None` where the device path does not apply (see
     /// [`Segmenter::postprocess_on_device`]).
     pub(super) async fn postprocess_on_device(
         &self,
@@ -47,6 +47,15 @@ impl Segmenter {
             Task::Semantic if panoptic_model => postprocess::semantic_on_device(rt, raw)
                 .await
                 .map(Segmentation::Semantic),
+            // As on the host: a panoptic model's instance results keep thing classes only.
+            Task::Instance => postprocess::instance_on_device(
+                rt,
+                raw,
+                &self.postprocess,
+                panoptic_model.then_some(&is_thing as &dyn Fn(u32) -> bool),
+            )
+            .await
+            .map(Segmentation::Instance),
             _ => return Ok(None),
         };
         match result {

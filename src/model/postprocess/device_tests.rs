@@ -1,7 +1,8 @@
 //! The device path (`on_device.rs`) against the host path on random logits, under both kernel
 //! policies: the same segments, labels and scores, and at least 99.99% identical pixels (a pixel
 //! may differ only where its best candidates tie to within f32 rounding: the device's `exp`
-//! is not the host's, bit for bit).
+//! is not the host's, bit for bit). Instances: the same pairs in the same order after the same
+//! filters, the same masks, areas and boxes, scores to f32 rounding.
 
 use rand::Rng;
 
@@ -154,4 +155,83 @@ fn no_confident_query_gives_an_empty_result_without_a_launch() {
         ..dev
     };
     assert!(pollster::block_on(semantic_on_device(rt, bad)).is_err());
+}
+
+/// A threshold between two host scores near the middle that differ by more than f32 rounding,
+/// so about half the instances are filtered and no score lies near it.
+fn threshold_in_a_gap(scores: &[f32]) -> f32 {
+    let mut s = scores.to_vec();
+    s.sort_by(f32::total_cmp);
+    let m = s.len() / 2;
+    let gap = (m..s.len() - 1)
+        .chain((0..m).rev())
+        .find(|&i| s[i + 1] - s[i] > 1e-4 * s[i + 1])
+        .expect("two distinct scores");
+    0.5 * (s[gap] + s[gap + 1])
+}
+
+#[test]
+fn instance_on_device_matches_the_host() {
+    for rt in [cpu_policy_runtime(), gpu_policy_runtime()] {
+        let seed = seed();
+        let mut g = rng(seed);
+        let (q, k) = (100, 133);
+        let (class, masks) = random_outputs(&mut g, q, k, 20);
+        let raw = raw(&class, &masks, q, k + 1);
+        let logits = on(rt, &masks, q);
+        let dev = DeviceOutputs {
+            class_logits: &class,
+            num_classes_with_void: k + 1,
+            mask_logits: &logits,
+            sizes: SIZES,
+        };
+        let is_thing = |l: u32| l.is_multiple_of(2);
+        for thing_filter in [None, Some(&is_thing as &dyn Fn(u32) -> bool)] {
+            let all = instance(&raw, &PostprocessConfig::default(), thing_filter);
+            let scores: Vec<f32> = all.instances.iter().map(|i| i.score).collect();
+            let cfg = PostprocessConfig {
+                instance_score_threshold: threshold_in_a_gap(&scores),
+                ..Default::default()
+            };
+            let host = instance(&raw, &cfg, thing_filter);
+            let got = pollster::block_on(instance_on_device(rt, dev, &cfg, thing_filter)).unwrap();
+            let case = format!(
+                "{:?}, thing filter {} (seed {seed})",
+                rt.kernel_policy(),
+                thing_filter.is_some()
+            );
+            assert!(
+                host.instances.len() > 5 && host.instances.len() < all.instances.len(),
+                "{case}: {} of {} instances kept",
+                host.instances.len(),
+                all.instances.len()
+            );
+            assert_eq!((got.height, got.width), (host.height, host.width), "{case}");
+            assert_eq!(got.instances.len(), host.instances.len(), "{case}");
+            for (a, b) in host.instances.iter().zip(&got.instances) {
+                let what = format!("{case}: query {} class {}", a.query, a.label_id);
+                assert_eq!((a.query, a.label_id), (b.query, b.label_id), "{what}");
+                // Same f32 formula on both sides: a pixel may only differ where the logit is
+                // zero to within rounding (an adapter contracting to FMA); on lavapipe none does.
+                let host_logits = raw.mask_logits_full(a.query);
+                let differ: Vec<usize> = (0..a.mask.len())
+                    .filter(|&i| a.mask[i] != b.mask[i])
+                    .collect();
+                for &i in &differ {
+                    assert!(host_logits[i].abs() < 1e-5, "{what}: pixel {i} differs");
+                }
+                if differ.is_empty() {
+                    assert_eq!((a.area, a.bbox), (b.area, b.bbox), "{what}");
+                } else {
+                    assert!(a.area.abs_diff(b.area) <= differ.len() as u64, "{what}");
+                }
+                assert!(
+                    (a.score - b.score).abs() <= 1e-6 * a.score.abs().max(1e-6),
+                    "{what}: score {} vs {}",
+                    a.score,
+                    b.score
+                );
+            }
+        }
+    }
 }

@@ -20,7 +20,7 @@ mod semantic;
 use crate::ops::mask_argmax::linear_taps;
 
 pub use instance::{instance, Instance, Instances};
-pub use on_device::{panoptic_on_device, semantic_on_device, DeviceOutputs};
+pub use on_device::{instance_on_device, panoptic_on_device, semantic_on_device, DeviceOutputs};
 pub use panoptic::{panoptic, Panoptic, Segment};
 pub use semantic::{semantic, Semantic};
 

@@ -8,28 +8,40 @@
 //!   and per kept query the count of pixels where its probability is ≥ 0.5.
 //! - [`semantic_into`]: the label, argmax over classes of Σ_q p[q, c] · sigmoid(mask_q) (first
 //!   wins ties), summed in query order.
+//! - [`instance`] (`instance.rs`): for n selected queries, the binary masks (logit > 0) packed
+//!   as bits, and per query the area, bounding box and Σ sigmoid over the mask.
 //!
-//! So only one u32 per pixel (and a few counters) comes back instead of `[Q, h, w]` logits.
+//! So only one u32 per pixel (panoptic, semantic) or one bit per pixel and selected query
+//! (instance), plus a few counters, comes back instead of `[Q, h, w]` logits.
 //! [`count_nonfinite`] checks the logits for NaN/inf where they lie.
 //!
 //! Shapes: logits `[Q, mask_h, mask_w]` f32 (one image); maps `[out_h, out_w]` u32. At most
 //! [`MAX_QUERIES`] (kept) queries per launch (the kernels keep per-query state in fixed arrays);
 //! the loops run over queries and classes, far below llvmpipe's 65535-iteration limit. One
-//! thread per output pixel on a (columns / 64, rows) grid; every tensor is bound whole, so the
+//! thread per output pixel on a (columns / 64, rows) grid (instance: one per 32 pixels of a row
+//! and selected query, see `instance.rs`); every tensor is bound whole, so the
 //! logits of one image must fit one storage binding (100 queries at 800×1216 are 24 MB).
 
 mod check;
+mod instance;
+#[cfg(test)]
+mod instance_tests;
 pub mod reference;
 #[cfg(test)]
 mod tests;
 
 pub use check::{count_nonfinite, NonFiniteCount};
+pub use instance::{
+    instance, instance_into, queries_per_launch, unpack_mask, words_per_row, InstanceMasks,
+    MaskStats,
+};
 
 use crate::error::{Error, Result};
 use crate::ops::common::check as chk;
 use crate::runtime::{DType, Dispatch, Runtime, Tensor};
 
-/// Most queries (semantic) or kept queries (panoptic) one launch handles.
+/// Most queries (semantic), kept queries (panoptic) or selected queries (instance) one launch
+/// handles.
 pub const MAX_QUERIES: usize = 256;
 
 /// Bit 31 of a panoptic owner: the owner's mask probability is ≥ 0.5 at that pixel.
@@ -115,15 +127,15 @@ struct Params {
     classes: u32,
 }
 
-/// Shape, count and grid checks shared by both launchers; returns the params and the grid.
-fn launch(
+/// Checks shared by every launcher (logits against the sizes, the query count, binding and
+/// index limits); returns the params with `classes` = 0.
+fn params(
     rt: &Runtime,
     op: &'static str,
     logits: &Tensor,
     up: &Upsampling,
     n: usize,
-    map: &Tensor,
-) -> Result<(Params, [u32; 3])> {
+) -> Result<Params> {
     let s = up.sizes;
     chk::f32_rank(op, "logits", logits, 3)?;
     if logits.shape()[1..] != [s.mask.0, s.mask.1] {
@@ -134,36 +146,49 @@ fn launch(
             s.mask
         ));
     }
-    chk::shape(op, "map", map, &[s.output.0, s.output.1])?;
-    chk::dtype_in(op, "map", map, &[DType::U32])?;
     if n > MAX_QUERIES {
         return Err(Error::Unsupported {
             op,
             what: format!("{n} queries (at most {MAX_QUERIES})"),
         });
     }
+    chk::binding(rt, op, "logits", logits)?;
+    chk::u32_range(op, "logits elements", logits.numel() as u64)?;
+    let u = |v: usize| v as u32;
+    Ok(Params {
+        mask_h: u(s.mask.0),
+        mask_w: u(s.mask.1),
+        in_h: u(s.input.0),
+        in_w: u(s.input.1),
+        out_h: u(s.output.0),
+        out_w: u(s.output.1),
+        n: u(n),
+        classes: 0,
+    })
+}
+
+/// [`params`] plus the checks of the per-pixel kernels (panoptic, semantic): the map's shape and
+/// the (columns / WG, rows) grid; returns the params and the grid.
+fn launch(
+    rt: &Runtime,
+    op: &'static str,
+    logits: &Tensor,
+    up: &Upsampling,
+    n: usize,
+    map: &Tensor,
+) -> Result<(Params, [u32; 3])> {
+    let p = params(rt, op, logits, up, n)?;
+    let (oh, ow) = up.sizes.output;
+    chk::shape(op, "map", map, &[oh, ow])?;
+    chk::dtype_in(op, "map", map, &[DType::U32])?;
     let max_dim = rt.caps().max_workgroups_per_dim as usize;
-    let (oh, ow) = s.output;
     if oh > max_dim || ow.div_ceil(WG) > max_dim {
         return Err(Error::Unsupported {
             op,
             what: format!("{oh} x {ow} output pixels (at most {max_dim} rows)"),
         });
     }
-    chk::binding(rt, op, "logits", logits)?;
     chk::binding(rt, op, "map", map)?;
-    chk::u32_range(op, "logits elements", logits.numel() as u64)?;
-    let u = |v: usize| v as u32;
-    let p = Params {
-        mask_h: u(s.mask.0),
-        mask_w: u(s.mask.1),
-        in_h: u(s.input.0),
-        in_w: u(s.input.1),
-        out_h: u(oh),
-        out_w: u(ow),
-        n: u(n),
-        classes: 0,
-    };
     Ok((p, [ow.div_ceil(WG) as u32, oh as u32, 1]))
 }
 
