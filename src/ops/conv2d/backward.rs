@@ -50,7 +50,10 @@ pub fn conv2d_backward_workspace(
             0 => Ok(None),
             floats => Conv2dWorkspace::scratch(rt, floats).map(Some),
         },
-        Backward::Gemm if !(is_pointwise(&d, opts) && d.n == 1) => {
+        Backward::Gemm if is_pointwise(&d, opts) && d.n > 1 => {
+            Conv2dWorkspace::new(rt, &gemm::pointwise_backward_plan(&d)).map(Some)
+        }
+        Backward::Gemm if !is_pointwise(&d, opts) => {
             let plan = gemm::backward_plan(&d, opts, gemm::cap(rt, opts));
             Conv2dWorkspace::new(rt, &plan).map(Some)
         }

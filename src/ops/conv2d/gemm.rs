@@ -1,4 +1,4 @@
-//! The implicit-GEMM path of conv2d (one group): im2col into a workspace, then the matmul
+//! The im2col GEMM path of conv2d (one group): im2col into a workspace, then the matmul
 //! family's register-blocked / tiled GEMM, chunked over images and output rows so the column
 //! matrix stays under [`Conv2dWorkspace`]'s cap (at most one storage binding).
 //!
@@ -6,7 +6,9 @@
 //!   the chunk's images; a 1×1 / stride 1 / unpadded convolution multiplies `x` itself.
 //! - backward: with the chunk's `dy` and columns laid out channel-major (`[Cout, L]`, `[K, L]`,
 //!   L = images × pixels of the chunk), `dW += dy · colᵀ` and `dcol = Wᵀ · dy`, then `col2im`
-//!   sums `dcol` into `dx` (see `shaders/conv2d_im2col.wgsl`).
+//!   sums `dcol` into `dx` (see `shaders/conv2d_im2col.wgsl`). A 1×1 / stride 1 / unpadded
+//!   convolution needs no columns: `dx = Wᵀ · dy` batched over images, and `dW` per image (into
+//!   the workspace, then summed, when there are several).
 
 use super::{Conv2dOptions, ConvDims, WG};
 use crate::error::{Error, Result};
@@ -387,29 +389,50 @@ pub(super) fn backward(
     let wmat = weight.reshape(&[d.cout, k])?;
     let dwmat = dweight.reshape(&[d.cout, k])?;
     let mut list = Vec::new();
-    if pointwise && d.n == 1 {
-        // One image, 1×1: x is the column matrix and dx the column gradient.
-        let dys = dy.reshape(&[d.cout, plane])?;
-        let xs = x.reshape(&[d.cin, plane])?;
+    let missing = || Error::Unsupported {
+        op,
+        what: "the GEMM path without a workspace (see conv2d_backward_workspace)".into(),
+    };
+    if pointwise {
+        // 1×1: x is the column matrix and dx the column gradient, image by image (batched
+        // products); with several images the weight gradient's per-image products go to the
+        // workspace and are summed there.
+        let dys = dy.reshape(&[d.n, d.cout, plane])?;
+        let xs = x.reshape(&[d.n, d.cin, plane])?;
         let o_dw = MatmulOptions {
             trans_b: true,
             ..Default::default()
         };
-        list.extend(matmul_into(rt, &dys, &xs, None, &dwmat, &o_dw)?);
+        if d.n == 1 {
+            let (dy1, x1) = (dy.reshape(&[d.cout, plane])?, x.reshape(&[d.cin, plane])?);
+            list.extend(matmul_into(rt, &dy1, &x1, None, &dwmat, &o_dw)?);
+        } else {
+            let ws = ws.ok_or_else(missing)?;
+            check_ws(op, ws, &pointwise_backward_plan(d))?;
+            let parts = ws.col.view_as(&[d.n, d.cout, k], DType::F32);
+            list.extend(matmul_into(rt, &dys, &xs, None, &parts, &o_dw)?);
+            let flat = parts.view_as(&[d.n, d.cout * k], DType::F32);
+            let dw_flat = dweight.reshape(&[d.cout * k])?;
+            list.extend(crate::ops::reduce::reduce_into(
+                rt,
+                crate::ops::reduce::Reduce::Sum,
+                &flat,
+                0,
+                &dw_flat,
+                crate::ops::reduce::Variant::Auto,
+            )?);
+        }
         if let Some(dx) = dx {
             let o_dx = MatmulOptions {
                 trans_a: true,
                 ..Default::default()
             };
-            let dxs = dx.reshape(&[d.cin, plane])?;
+            let dxs = dx.reshape(&[d.n, d.cin, plane])?;
             list.extend(matmul_into(rt, &wmat, &dys, None, &dxs, &o_dx)?);
         }
         return Ok(list);
     }
-    let ws = ws.ok_or_else(|| Error::Unsupported {
-        op,
-        what: "the GEMM path without a workspace (see conv2d_backward_workspace)".into(),
-    })?;
+    let ws = ws.ok_or_else(missing)?;
     let plan = backward_plan(d, o, cap(rt, o));
     check_ws(op, ws, &plan)?;
     for (i, c) in plan.chunks.iter().enumerate() {
@@ -458,6 +481,16 @@ pub(super) fn backward(
         }
     }
     Ok(list)
+}
+
+/// The backward's workspace for a 1×1 / stride 1 / unpadded convolution of several images: the
+/// per-image weight gradients (`[N, Cout, Cin]`), no columns.
+pub(super) fn pointwise_backward_plan(d: &ConvDims) -> Plan {
+    Plan {
+        chunks: Vec::new(),
+        col: d.n * d.cout * taps(d),
+        tmp: 0,
+    }
 }
 
 /// The backward's chunks: as the forward's, and the staging buffer is needed unless the whole

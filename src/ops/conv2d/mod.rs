@@ -15,8 +15,9 @@
 //! GEMM path"). The workspace comes from
 //! [`conv2d_workspace`] / [`conv2d_backward_workspace`] and is passed to the `_with_workspace_`
 //! launchers; without one (`conv2d_into`, `conv2d_backward_into`) `Auto` still takes the GEMM
-//! where it needs no columns (1×1, stride 1, unpadded; the backward for one image) and the
-//! direct kernels elsewhere.
+//! where it needs no workspace (1×1, stride 1, unpadded; the backward for one image: with
+//! several, the workspace holds only the per-image weight gradients) and the direct kernels
+//! elsewhere.
 //!
 //! The direct kernels (`shaders/conv2d.wgsl`, `shaders/conv2d_backward.wgsl`; grouped and
 //! depthwise convolutions, tiny channel counts) are register-blocked direct
