@@ -7,10 +7,12 @@
 //   col[k, b, q] (CM = 1, channel-major: one [K, nb·pc] matrix, the backward's layout) or
 //   col[b, k, q] (CM = 0, image-major: a batch of [K, pc] matrices, the forward's layout).
 // Entry points (disjoint globals; globals of different entry points share bindings):
-// - `im2col`: x → col (zero padding).
+// - `im2col`: x → col (zero padding); `im2col_v4` the same with vec4 stores (pixels per row a
+//   multiple of 4).
 // - `col2im`: dcol (same layout) → dx rows iy0..iy1 of the chunk's images, the sum over every tap
 //   that reads the pixel; rows below `acc_below` add to dx (an earlier chunk wrote them), the rest
-//   are overwritten. One invocation per dx element, so no atomics and a fixed summation order.
+//   are overwritten. One invocation per dx element, so no atomics and a fixed summation order;
+//   `col2im_v4` the same with vec4 stores (W a multiple of 4).
 // - `scatter`: tmp [nb, Cout, pc] → out rows of the chunk, + bias.
 // - `gather`: dy rows of the chunk → tmp [Cout, nb, pc] (channel-major, the backward's GEMM input).
 // - `bias_fill`: out[n, co, :] = bias[co] (the GEMM then accumulates with beta = 1).
@@ -33,9 +35,13 @@ const PX: u32 = 4u;
 // im2col
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> col: array<f32>;
+// im2col_v4 (x as above)
+@group(0) @binding(2) var<storage, read_write> col4: array<vec4<f32>>;
 // col2im
 @group(0) @binding(1) var<storage, read> dcol: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+// col2im_v4 (dcol as above)
+@group(0) @binding(2) var<storage, read_write> dx4: array<vec4<f32>>;
 // scatter
 @group(0) @binding(1) var<storage, read> tmp_in: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
@@ -56,17 +62,19 @@ fn col_row(k: u32, b: u32, taps_total: u32, pc: u32) -> u32 {
     return select((b * taps_total + k) * pc, (k * p.nb + b) * pc, p.cm != 0u);
 }
 
-@compute @workgroup_size(WG)
-fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    // One invocation: PX consecutive pixels of one (b, k) row.
+// One im2col invocation's PX consecutive pixels of one (b, k) row: the row's start in the column
+// matrix, the first pixel and the values (0 in the padding and past the row).
+struct ColBlock {
+    dst: u32,
+    q0: u32,
+    v: vec4<f32>,
+}
+
+fn im2col_block(t: u32) -> ColBlock {
     let pc = p.rows * p.wo;
     let qblocks = (pc + PX - 1u) / PX;
     let taps = p.kh * p.kw;
     let kk = p.cin * taps;
-    let t = linear(gid, nwg);
-    if (t >= p.nb * kk * qblocks) {
-        return;
-    }
     let q0 = (t % qblocks) * PX;
     let row = t / qblocks; // b · K + k
     let k = row % kk;
@@ -75,31 +83,68 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let ky = (k % taps) / p.kw;
     let kx = k % p.kw;
     let xc = ((p.n0 + b) * p.cin + ci) * p.h;
-    let dst = col_row(k, b, kk, pc);
+    var v = vec4<f32>(0.0);
     for (var j = 0u; j < PX; j += 1u) {
         let q = q0 + j;
-        if (q < pc) {
-            let oy = p.oy0 + q / p.wo;
-            let ox = q % p.wo;
-            let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
-            let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
-            let inside = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
-            // Clamped index: the load stays in bounds and the value is discarded outside.
-            let src = (xc + u32(clamp(iy, 0, i32(p.h) - 1))) * p.w + u32(clamp(ix, 0, i32(p.w) - 1));
-            col[dst + q] = select(0.0, x[src], inside);
+        let oy = p.oy0 + q / p.wo;
+        let ox = q % p.wo;
+        let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+        let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+        let inside = q < pc && iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
+        // Clamped index: the load stays in bounds and the value is discarded outside.
+        let src = (xc + u32(clamp(iy, 0, i32(p.h) - 1))) * p.w + u32(clamp(ix, 0, i32(p.w) - 1));
+        v[j] = select(0.0, x[src], inside);
+    }
+    return ColBlock(col_row(k, b, kk, pc), q0, v);
+}
+
+fn im2col_threads() -> u32 {
+    return p.nb * p.cin * p.kh * p.kw * ((p.rows * p.wo + PX - 1u) / PX);
+}
+
+@compute @workgroup_size(WG)
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear(gid, nwg);
+    if (t >= im2col_threads()) {
+        return;
+    }
+    let c = im2col_block(t);
+    let pc = p.rows * p.wo;
+    for (var j = 0u; j < PX; j += 1u) {
+        if (c.q0 + j < pc) {
+            col[c.dst + c.q0 + j] = c.v[j];
         }
     }
 }
 
+// `im2col` where a row holds a multiple of 4 pixels (so every row starts on a vec4): one vec4
+// store per invocation instead of four (lavapipe runs each buffer store lane by lane).
 @compute @workgroup_size(WG)
-fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    // One invocation: PX consecutive columns of one dx row iy in iy0..iy1 of (b, ci).
-    let rows = p.iy1 - p.iy0;
-    let xblocks = (p.w + PX - 1u) / PX;
+fn im2col_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = linear(gid, nwg);
-    if (t >= p.nb * p.cin * rows * xblocks) {
+    if (t >= im2col_threads()) {
         return;
     }
+    let c = im2col_block(t);
+    col4[(c.dst + c.q0) >> 2u] = c.v;
+}
+
+// One col2im invocation's PX consecutive columns of one dx row iy in iy0..iy1 of (b, ci): the
+// row's first element in dx, the first column, whether the row adds to dx, and the sums.
+struct DxBlock {
+    base: u32,
+    ix0: u32,
+    add: bool,
+    acc: vec4<f32>,
+}
+
+fn col2im_threads() -> u32 {
+    return p.nb * p.cin * (p.iy1 - p.iy0) * ((p.w + PX - 1u) / PX);
+}
+
+fn col2im_block(t: u32) -> DxBlock {
+    let rows = p.iy1 - p.iy0;
+    let xblocks = (p.w + PX - 1u) / PX;
     let ix0 = (t % xblocks) * PX;
     let iy = p.iy0 + (t / xblocks) % rows;
     let bc = t / (xblocks * rows); // b · Cin + ci
@@ -108,7 +153,7 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let pc = p.rows * p.wo;
     let taps = p.kh * p.kw;
     let kk = p.cin * taps;
-    var acc = array<f32, PX>(0.0, 0.0, 0.0, 0.0);
+    var acc = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kh; ky += 1u) {
         // Output row oy with oy·sh + ky·dh − ph = iy, inside the chunk.
         let ny = i32(iy + p.ph) - i32(ky * p.dh);
@@ -131,16 +176,42 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         }
     }
     let base = (((p.n0 + b) * p.cin + ci) * p.h + iy) * p.w;
-    let add = iy < p.acc_below;
+    return DxBlock(base, ix0, iy < p.acc_below, acc);
+}
+
+@compute @workgroup_size(WG)
+fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear(gid, nwg);
+    if (t >= col2im_threads()) {
+        return;
+    }
+    let c = col2im_block(t);
     for (var j = 0u; j < PX; j += 1u) {
-        if (ix0 + j < p.w) {
-            let i = base + ix0 + j;
-            if (add) {
-                dx[i] += acc[j];
+        if (c.ix0 + j < p.w) {
+            let i = c.base + c.ix0 + j;
+            if (c.add) {
+                dx[i] += c.acc[j];
             } else {
-                dx[i] = acc[j];
+                dx[i] = c.acc[j];
             }
         }
+    }
+}
+
+// `col2im` where W is a multiple of 4 (every dx row starts on a vec4): one vec4 store (and load,
+// where it adds) per invocation instead of four.
+@compute @workgroup_size(WG)
+fn col2im_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear(gid, nwg);
+    if (t >= col2im_threads()) {
+        return;
+    }
+    let c = col2im_block(t);
+    let i = (c.base + c.ix0) >> 2u;
+    if (c.add) {
+        dx4[i] += c.acc;
+    } else {
+        dx4[i] = c.acc;
     }
 }
 

@@ -285,7 +285,13 @@ fn im2col(
 ) -> Result<Dispatch> {
     let p = params(d, o, c, false, cm);
     let threads = c.nb * taps(d) * (c.rows * d.wo).div_ceil(PX);
-    launch(rt, "im2col", &p, &[x.binding(), col.binding()], threads)
+    // Rows of whole vec4s take one store per invocation.
+    let entry = if (c.rows * d.wo).is_multiple_of(PX) {
+        "im2col_v4"
+    } else {
+        "im2col"
+    };
+    launch(rt, entry, &p, &[x.binding(), col.binding()], threads)
 }
 
 /// Forward of a one-group convolution through the GEMM (see the module docs).
@@ -472,7 +478,11 @@ pub(super) fn backward(
             if threads > 0 {
                 list.push(launch(
                     rt,
-                    "col2im",
+                    if d.w.is_multiple_of(PX) {
+                        "col2im_v4"
+                    } else {
+                        "col2im"
+                    },
                     &p,
                     &[col.binding(), dx.binding()],
                     threads,
