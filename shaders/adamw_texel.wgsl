@@ -11,19 +11,8 @@
 // ceil(texels / 1024) consecutive workgroups, each invocation updating 4 texels 256 apart. The
 // components past a segment's end (the entry's padding) are written back unchanged
 // (and so would be any before its start).
+// Followed by shaders/adamw_common.wgsl (parameters, hyper-parameters, segment table).
 
-struct Params {
-    segments: u32,   // segments of the table
-    workgroups: u32, // workgroups of all segments
-}
-
-// table[8s .. 8s + 5]: segment s's first element in the chunk, length in elements, first
-// workgroup, lr multiplier and weight decay (f32 bits); then table[8 * segments + w]: workgroup
-// w's segment. hyper: as in shaders/adamw.wgsl (all zero before the first begin_step).
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> hyper: array<f32, 12>;
-@group(0) @binding(2) var<storage, read> sumsq: array<f32>;
-@group(0) @binding(3) var<storage, read> table: array<u32>;
 @group(0) @binding(4) var grad_t: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(5) var param_t: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(6) var m_t: texture_storage_2d<rgba32float, read>;
@@ -65,25 +54,18 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     // 2-D grid past 65535 workgroups: linear workgroup index over x then y.
     let w = wid.x + wid.y * nwg.x;
-    if (w >= p.workgroups || hyper[6] == 0.0) {
+    if (idle(w)) {
         return;
     }
-    let s = 8u * table[8u * p.segments + w];
-    let base = table[s];
-    let end = base + table[s + 1u];
-    let first = base / 4u + (w - table[s + 2u]) * 256u * PER + lid.x;
+    let sg = segment_of(w);
+    let base = sg.base;
+    let end = base + sg.len;
+    let first = base / 4u + sg.rank * 256u * PER + lid.x;
     let last = (end + 3u) / 4u;
-    let lr = hyper[0] * bitcast<f32>(table[s + 3u]);
-    let wd = bitcast<f32>(table[s + 4u]);
-    // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
-    var scale = 1.0;
-    if (hyper[8] > 0.0) {
-        scale = min(1.0, hyper[8] / (sqrt(sumsq[0]) + 1e-6));
-    }
     for (var k = 0u; k < PER; k++) {
         let t = first + k * 256u;
         if (t < last) {
-            update(t, base, end, lr, wd, scale);
+            update(t, base, end, sg.lr, sg.wd, sg.scale);
         }
     }
 }
