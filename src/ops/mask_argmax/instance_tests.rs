@@ -16,26 +16,13 @@ use crate::testing::{cpu_policy_runtime, gpu_policy_runtime, rng, seed, uniform}
 const NEAR_ZERO: f64 = 1e-5;
 const POISON: u32 = 0xdead_beef;
 
+/// The per-pixel kernels' sizes (70 columns: 3 words, the last one 6 pixels, 183 words = 3
+/// blocks; 131 columns, words running on across rows within a block; 9 columns, under one word),
+/// and whole words (96 columns, no padding bits).
 const CASES: [Sizes; 4] = [
-    // Non-integer factors; 70 columns = 3 words, the last one 6 pixels; 183 words = 3 blocks.
-    Sizes {
-        mask: (7, 11),
-        input: (27, 43),
-        output: (61, 70),
-    },
-    // Downsampling in the second step; 131 columns; words run on across rows within a block.
-    Sizes {
-        mask: (9, 5),
-        input: (36, 20),
-        output: (23, 131),
-    },
-    // Equal sizes (copies); 9 columns, under one word.
-    Sizes {
-        mask: (6, 9),
-        input: (6, 9),
-        output: (6, 9),
-    },
-    // Whole words (96 columns), no padding bits.
+    super::tests::CASES[0],
+    super::tests::CASES[1],
+    super::tests::CASES[2],
     Sizes {
         mask: (10, 16),
         input: (40, 64),

@@ -18,7 +18,7 @@ fn runtimes() -> [&'static Runtime; 2] {
     [cpu_policy_runtime(), gpu_policy_runtime()]
 }
 
-const CASES: [Sizes; 3] = [
+pub(super) const CASES: [Sizes; 3] = [
     // Upsampling by non-integer factors, output 70 wide (off the 64-column grid).
     Sizes {
         mask: (7, 11),
