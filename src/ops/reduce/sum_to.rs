@@ -4,7 +4,9 @@
 use super::{reduce_into, Reduce, Variant};
 use crate::error::Result;
 use crate::ops::common::layout::{self, expect_dtype, pack, plan, u, Access};
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::ops::common::texel;
+use crate::runtime::{DType, Dispatch, Runtime, Tensor, TexelSlot};
+use std::sync::OnceLock;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -185,18 +187,24 @@ pub fn sum_to_shape_scratch_into(
     };
     let segments = reduced.div_ceil(seg);
     let partial = rt.empty(&[segments, kept], DType::F32)?;
-    let k = rt.kernel(&crate::shader!("sum_to_shape"), "partials", &[])?;
-    let p = SumParams {
-        n: u(segments * kept),
-        rn: u(seg),
-        ..sp.params(OP, kept)?
+    let first = match rows_texel(rt, &sp, dy, &partial, seg, segments)? {
+        Some(d) => d,
+        None => {
+            let k = rt.kernel(&crate::shader!("sum_to_shape"), "partials", &[])?;
+            let p = SumParams {
+                n: u(segments * kept),
+                rn: u(seg),
+                ..sp.params(OP, kept)?
+            };
+            rt.dispatch(
+                &k,
+                &p,
+                &[dy.binding(), partial.binding()],
+                rt.grid((segments * kept) as u64, layout::WG),
+            )
+        }
     };
-    let mut d = vec![rt.dispatch(
-        &k,
-        &p,
-        &[dy.binding(), partial.binding()],
-        rt.grid((segments * kept) as u64, layout::WG),
-    )];
+    let mut d = vec![first];
     let flat = out.reshape(&[kept])?;
     d.extend(reduce_into(
         rt,
@@ -207,6 +215,62 @@ pub fn sum_to_shape_scratch_into(
         Variant::Auto,
     )?);
     Ok((d, Some(partial)))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RowsParams {
+    rows: u32,
+    c4: u32,
+    rn: u32,
+    segments: u32,
+}
+
+static ROWS_TEXEL: OnceLock<String> = OnceLock::new();
+
+/// The partial sums of a two-pass sum through `shaders/sum_rows.wgsl`'s texel form, where it
+/// applies: CPU adapters (texel views preferred), dy a row-major `[R, C]` matrix summed over its
+/// rows (one kept dim of unit stride, one reduced dim of stride C), C % 4 == 0, and a texel view
+/// of dy can be made. `None`: the strided `partials` kernel.
+fn rows_texel(
+    rt: &Runtime,
+    sp: &SumSpaces,
+    dy: &Tensor,
+    partial: &Tensor,
+    seg: usize,
+    segments: usize,
+) -> Result<Option<Dispatch>> {
+    let [c] = sp.kshape[..] else {
+        return Ok(None);
+    };
+    let rows_of_c = sp.kdy == [1] && sp.rshape.len() == 1 && sp.rdy == [c];
+    if !texel::preferred(rt) || !rows_of_c || !c.is_multiple_of(4) {
+        return Ok(None);
+    }
+    let Ok(view) = rt.texel_view(TexelSlot::A, dy.binding()) else {
+        return Ok(None);
+    };
+    let shader = texel::shader(
+        &ROWS_TEXEL,
+        "sum_rows+texel",
+        crate::shader!("sum_rows"),
+        &["dy"],
+    );
+    let k = rt.kernel(&shader, "partials", &[])?;
+    let p = RowsParams {
+        rows: u(sp.rshape[0]),
+        c4: u(c / 4),
+        rn: u(seg),
+        segments: u(segments),
+    };
+    let grid = rt.grid((segments * c / 4) as u64, 64);
+    Ok(Some(rt.dispatch_texels(
+        &k,
+        &p,
+        &[(2, partial.binding())],
+        vec![(1, view)],
+        grid,
+    )))
 }
 
 /// Reduced indices one gradient thread may walk within llvmpipe's loop budget: each step costs
