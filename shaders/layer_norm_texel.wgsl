@@ -7,9 +7,10 @@
 struct Params {
     rows: u32,
     cols: u32,
-    // Forward only (the backward's third field is its chunk size, unused here).
+    // Forward: eps. Backward: the rows of a parameter-gradient chunk (u32 bits).
     eps: f32,
-    _pad: u32,
+    // Backward: the chunks (0 in the forward).
+    chunks: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,6 +30,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read> mean: array<f32>;
 @group(0) @binding(5) var<storage, read> rstd: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dx: array<vec4<f32>>;
+
+// Backward parameter partials: dy and x as above (views), mean and rstd [rows]; part
+// [2 · chunks, C]: the weight's partial sums in rows 0..chunks, the bias's after them.
+@group(0) @binding(7) var<storage, read_write> part: array<vec4<f32>>;
 
 const WG_THREAD: u32 = 64u;
 
@@ -119,4 +124,30 @@ fn dx_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         let g = textureLoad(dy, at(base + i)) * textureLoad(bw, at(i));
         dx[base + i] = s * (g - k1 - xh * k2);
     }
+}
+
+// The parameter gradients' partial sums over one chunk of rows (layer_norm_backward.wgsl's
+// `param_partials`, same order of summation), four columns an invocation:
+// dweight += dy · x̂ and dbias += dy.
+@compute @workgroup_size(WG_THREAD)
+fn param_partials_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = row_of(gid, nwg);
+    let n4 = p.cols >> 2u;
+    if (i >= n4 * p.chunks) {
+        return;
+    }
+    let c = i % n4;
+    let k = i / n4;
+    let chunk_rows = bitcast<u32>(p.eps);
+    let r0 = k * chunk_rows;
+    let r1 = min(r0 + chunk_rows, p.rows);
+    var sw = vec4<f32>(0.0);
+    var sb = vec4<f32>(0.0);
+    for (var r = r0; r < r1; r++) {
+        let g = textureLoad(dy, at(r * n4 + c));
+        sw += g * (textureLoad(bx, at(r * n4 + c)) - mean[r]) * rstd[r];
+        sb += g;
+    }
+    part[k * n4 + c] = sw;
+    part[(p.chunks + k) * n4 + c] = sb;
 }

@@ -75,7 +75,7 @@ fn texel_dispatch<P: bytemuck::Pod>(
     cols: usize,
     entry: &str,
     params: &P,
-    views: [(u32, &Tensor, TexelSlot); 3],
+    views: &[(u32, &Tensor, TexelSlot)],
     storage: &[(u32, Binding<'_>)],
     grid: [u32; 3],
 ) -> Result<Option<Dispatch>> {
@@ -84,8 +84,8 @@ fn texel_dispatch<P: bytemuck::Pod>(
     if variant != Variant::RowTexel || !fits {
         return Ok(None);
     }
-    let mut texels = Vec::with_capacity(3);
-    for (binding, t, slot) in views {
+    let mut texels = Vec::with_capacity(views.len());
+    for &(binding, t, slot) in views {
         match rt.texel_view(slot, t.binding()) {
             Ok(v) => texels.push((binding, v)),
             Err(_) => return Ok(None),
@@ -203,7 +203,7 @@ pub fn layer_norm_into(
             cols,
             "rows_texel_stats",
             &params,
-            views,
+            &views,
             &[(4, out.binding()), (5, mean.binding()), (6, rstd.binding())],
             rows_grid,
         )?,
@@ -213,7 +213,7 @@ pub fn layer_norm_into(
             cols,
             "rows_texel",
             &params,
-            views,
+            &views,
             &[(4, out.binding())],
             rows_grid,
         )?,
@@ -367,7 +367,7 @@ pub fn layer_norm_backward_into(
             cols,
             "dx_texel",
             &params,
-            [
+            &[
                 (1, dy, TexelSlot::A),
                 (2, x, TexelSlot::B),
                 (3, weight, TexelSlot::C),
@@ -402,19 +402,41 @@ pub fn layer_norm_backward_into(
     }
     // With no rows the partials are zero-filled by the first stage (rows loop is empty), so the
     // gradients come out as exact zeros.
-    let k = rt.kernel(&shader, "param_partials", &[])?;
-    out.push(rt.dispatch(
-        &k,
-        &params,
-        &[
-            dy.binding(),
-            x.binding(),
-            mean.binding(),
-            rstd.binding(),
-            workspace.binding(),
-        ],
-        rt.grid((chunks * cols) as u64, WG_THREAD),
-    ));
+    let partials = match rows {
+        0 => None,
+        // The texel form reads chunk_rows from the third field's bits (see layer_norm_texel.wgsl).
+        _ => texel_dispatch(
+            rt,
+            variant,
+            cols,
+            "param_partials_texel",
+            &params,
+            &[(1, dy, TexelSlot::A), (2, x, TexelSlot::B)],
+            &[
+                (4, mean.binding()),
+                (5, rstd.binding()),
+                (7, workspace.binding_range(0, 4 * need as u64)),
+            ],
+            rt.grid((chunks * cols / 4) as u64, WG_THREAD),
+        )?,
+    };
+    if let Some(d) = partials {
+        out.push(d);
+    } else {
+        let k = rt.kernel(&shader, "param_partials", &[])?;
+        out.push(rt.dispatch(
+            &k,
+            &params,
+            &[
+                dy.binding(),
+                x.binding(),
+                mean.binding(),
+                rstd.binding(),
+                workspace.binding(),
+            ],
+            rt.grid((chunks * cols) as u64, WG_THREAD),
+        ));
+    }
     let k = rt.kernel(&shader, "param_reduce", &[])?;
     out.push(rt.dispatch(
         &k,
