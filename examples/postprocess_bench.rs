@@ -1,4 +1,4 @@
-//! Host vs device post-processing time (panoptic and semantic) for the demo model on
+//! Host vs device post-processing time (panoptic, semantic, instance) for the demo model on
 //! `assets/demo.png` and for random logits (100 queries, 20 confident, 133 classes) at an
 //! 800×1216 network input and image, as docs/PERFORMANCE.md reports them.
 //!
@@ -6,9 +6,10 @@
 //! cargo run --release --example postprocess_bench -- [REPS] [panoptic]
 //! ```
 //! (`panoptic` skips the semantic timings, which take minutes at 800×1216 on lavapipe.)
-//! Host: read the mask logits back, then `postprocess::{panoptic, semantic}` (one CPU thread).
-//! Device: the finiteness check and `postprocess::{panoptic,semantic}_on_device` (owner / label
-//! map and counters read back). The network is not timed; the medians of REPS runs are printed.
+//! Host: read the mask logits back, then `postprocess::{panoptic, semantic, instance}` (one CPU
+//! thread). Device: the finiteness check and `postprocess::{panoptic,semantic,instance}_on_device`
+//! (owner / label map, mask bits and counters read back). Instance results keep thing classes
+//! only, as for a panoptic model. The network is not timed; the medians of REPS runs are printed.
 
 use std::time::{Duration, Instant};
 
@@ -84,9 +85,23 @@ fn bench(rt: &Runtime, case: &Case, reps: usize) {
         || drop(pollster::block_on(postprocess::semantic_on_device(rt, dev)).unwrap()),
         reps_s,
     );
+    let thing: &dyn Fn(u32) -> bool = &is_thing;
+    let host_i = median(
+        || drop(postprocess::instance(&raw, &cfg, Some(thing))),
+        reps,
+    );
+    let dev_i = median(
+        || {
+            drop(
+                pollster::block_on(postprocess::instance_on_device(rt, dev, &cfg, Some(thing)))
+                    .unwrap(),
+            )
+        },
+        reps,
+    );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "{}: logits [{q}, {}, {}] → {:?}\n  read back {:.1} ms; host panoptic {:.1} ms, semantic {:.1} ms\n  device check {:.1} ms; panoptic {:.1} ms, semantic {:.1} ms",
+        "{}: logits [{q}, {}, {}] → {:?}\n  read back {:.1} ms; host panoptic {:.1} ms, semantic {:.1} ms, instance {:.1} ms\n  device check {:.1} ms; panoptic {:.1} ms, semantic {:.1} ms, instance {:.1} ms",
         case.name,
         case.sizes.mask.0,
         case.sizes.mask.1,
@@ -94,9 +109,11 @@ fn bench(rt: &Runtime, case: &Case, reps: usize) {
         ms(read),
         ms(host_p),
         ms(host_s),
+        ms(host_i),
         ms(check),
         ms(dev_p),
-        ms(dev_s)
+        ms(dev_s),
+        ms(dev_i)
     );
 }
 

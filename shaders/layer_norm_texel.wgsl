@@ -7,13 +7,22 @@
 struct Params {
     rows: u32,
     cols: u32,
-    // Forward: eps. Backward: the rows of a parameter-gradient chunk (u32 bits).
     eps: f32,
-    // Backward: the chunks (0 in the forward).
+    _pad: u32,
+}
+
+// The backward's parameter block (layer_norm_backward.wgsl's): the parameter gradients' partial
+// sums run over chunks of chunk_rows rows.
+struct BackwardParams {
+    rows: u32,
+    cols: u32,
+    chunk_rows: u32,
     chunks: u32,
 }
 
+// Entry points use one or the other (globals of different entries may share a binding).
 @group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> pb: BackwardParams;
 
 // Forward: x [rows, C], w and b [C] as views; y [rows, C]; mean and rstd [rows] (the `_stats` entry).
 @group(0) @binding(1) var x: texture_storage_2d<rgba32float, read>;
@@ -103,10 +112,10 @@ fn rows_texel_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 @compute @workgroup_size(WG_THREAD)
 fn dx_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = row_of(gid, nwg);
-    if (r >= p.rows) {
+    if (r >= pb.rows) {
         return;
     }
-    let n4 = p.cols >> 2u;
+    let n4 = pb.cols >> 2u;
     let base = r * n4;
     let m = mean[r];
     let s = rstd[r];
@@ -117,8 +126,8 @@ fn dx_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         c1 += g;
         c2 += g * (textureLoad(bx, at(base + i)) - m) * s;
     }
-    let k1 = hsum(c1) / f32(p.cols);
-    let k2 = hsum(c2) / f32(p.cols);
+    let k1 = hsum(c1) / f32(pb.cols);
+    let k2 = hsum(c2) / f32(pb.cols);
     for (var i = 0u; i < n4; i++) {
         let xh = (textureLoad(bx, at(base + i)) - m) * s;
         let g = textureLoad(dy, at(base + i)) * textureLoad(bw, at(i));
@@ -132,15 +141,14 @@ fn dx_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(WG_THREAD)
 fn param_partials_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = row_of(gid, nwg);
-    let n4 = p.cols >> 2u;
-    if (i >= n4 * p.chunks) {
+    let n4 = pb.cols >> 2u;
+    if (i >= n4 * pb.chunks) {
         return;
     }
     let c = i % n4;
     let k = i / n4;
-    let chunk_rows = bitcast<u32>(p.eps);
-    let r0 = k * chunk_rows;
-    let r1 = min(r0 + chunk_rows, p.rows);
+    let r0 = k * pb.chunk_rows;
+    let r1 = min(r0 + pb.chunk_rows, pb.rows);
     var sw = vec4<f32>(0.0);
     var sb = vec4<f32>(0.0);
     for (var r = r0; r < r1; r++) {
@@ -149,5 +157,5 @@ fn param_partials_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
         sb += g;
     }
     part[k * n4 + c] = sw;
-    part[(p.chunks + k) * n4 + c] = sb;
+    part[(pb.chunks + k) * n4 + c] = sb;
 }

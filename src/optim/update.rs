@@ -12,28 +12,7 @@
 use super::adamw::ParamState;
 use super::Result;
 use crate::ops::common::texel;
-use crate::runtime::{grid_1d, Arena, Binding, Dispatch, Runtime, Shader, Tensor, TexelSlot};
-
-/// `shaders/adamw.wgsl` or `adamw_texel.wgsl` followed by the part they share.
-macro_rules! adamw_shader {
-    ($name:literal) => {
-        Shader {
-            name: $name,
-            source: concat!(
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $name,
-                    ".wgsl"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/adamw_common.wgsl"
-                ))
-            ),
-        }
-    };
-}
+use crate::runtime::{grid_1d, Arena, Binding, Dispatch, Runtime, Tensor, TexelSlot};
 
 /// Elements one workgroup of `shaders/adamw.wgsl` updates (256 invocations × 8).
 const ELEMENTS_PER_WORKGROUP: u32 = 2048;
@@ -153,7 +132,11 @@ pub(super) fn launches(
             return Ok(l);
         }
     }
-    let kernel = rt.kernel(&adamw_shader!("adamw"), "main", &[])?;
+    let kernel = rt.kernel(
+        &crate::shader!("adamw" = "adamw", "adamw_common"),
+        "main",
+        &[],
+    )?;
     let mut out = Launches {
         tables: Vec::new(),
         dispatches: Vec::new(),
@@ -201,7 +184,7 @@ fn texel_launches(
     hyper: &Tensor,
     sumsq: &Tensor,
 ) -> Result<Option<Launches>> {
-    let shader = adamw_shader!("adamw_texel");
+    let shader = crate::shader!("adamw_texel" = "adamw_texel", "adamw_common");
     let kernel = rt.kernel(&shader, "main", &[])?;
     let mut out = Launches {
         tables: Vec::new(),

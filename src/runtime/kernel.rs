@@ -21,9 +21,22 @@ pub struct Shader {
     pub source: &'static str,
 }
 
-/// `shader!("matmul")` embeds `shaders/matmul.wgsl`.
+/// `shader!("matmul")` embeds `shaders/matmul.wgsl`; `shader!("name" = "a", "b", …)` embeds
+/// `shaders/a.wgsl`, `shaders/b.wgsl`, … one after the other as one source named `name` (a file
+/// appended to a shared one, or followed by a shared fragment).
 #[macro_export]
 macro_rules! shader {
+    ($name:literal = $($part:literal),+ $(,)?) => {
+        $crate::runtime::Shader {
+            name: $name,
+            source: concat!($(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/shaders/",
+                $part,
+                ".wgsl"
+            ))),+),
+        }
+    };
     ($name:literal) => {
         $crate::runtime::Shader {
             name: $name,

@@ -19,19 +19,7 @@ use crate::ops::matmul::GEMM_WIDE_MIN_WORKGROUPS;
 use crate::ops::reduce::{reduce_into, Reduce, Variant as ReduceVariant};
 use crate::runtime::{DType, Dispatch, Runtime, Shader, Tensor, CPU_LOOP_ITERATIONS};
 
-const SHADER: Shader = Shader {
-    name: "conv2d_implicit",
-    source: concat!(
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/shaders/conv2d_implicit.wgsl"
-        )),
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/shaders/gemm_tile.wgsl"
-        ))
-    ),
-};
+const SHADER: Shader = crate::shader!("conv2d_implicit" = "conv2d_implicit", "gemm_tile");
 
 /// The k-steps of the tile loop (8 each) must stay under llvmpipe's loop limit.
 const MAX_K: usize = (CPU_LOOP_ITERATIONS - 1) * 8;

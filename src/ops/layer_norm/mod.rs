@@ -404,7 +404,6 @@ pub fn layer_norm_backward_into(
     // gradients come out as exact zeros.
     let partials = match rows {
         0 => None,
-        // The texel form reads chunk_rows from the third field's bits (see layer_norm_texel.wgsl).
         _ => texel_dispatch(
             rt,
             variant,

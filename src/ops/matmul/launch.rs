@@ -14,20 +14,7 @@ use crate::runtime::{Dispatch, Runtime, Shader, Tensor};
 /// The buffer entries: `shaders/matmul.wgsl` appended to the parameter block, bindings and
 /// epilogue it shares with the texel entries (`shaders/matmul_common.wgsl`), followed by the
 /// `gemm` entry's workgroup tile (`shaders/gemm_tile.wgsl`).
-const SHADER: Shader = Shader {
-    name: "matmul",
-    source: concat!(
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/shaders/matmul_common.wgsl"
-        )),
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/matmul.wgsl")),
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/shaders/gemm_tile.wgsl"
-        ))
-    ),
-};
+const SHADER: Shader = crate::shader!("matmul" = "matmul_common", "matmul", "gemm_tile");
 /// A strided matrix per batch: element (b, r, c) at `off + b·bs + r·rs + c·cs` (in elements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct View {

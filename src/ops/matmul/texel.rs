@@ -54,50 +54,16 @@ pub(super) struct Entry {
 
 /// The large texel entries (`shaders/matmul_texel.wgsl`) appended to the parameter block and
 /// epilogue they share with the buffer entries (`shaders/matmul_common.wgsl`).
-pub(super) const SHADER: Shader = Shader {
-    name: "matmul_texel",
-    source: concat!(
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/shaders/matmul_common.wgsl"
-        )),
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/shaders/matmul_texel.wgsl"
-        ))
-    ),
-};
+pub(super) const SHADER: Shader = crate::shader!("matmul_texel" = "matmul_common", "matmul_texel");
 
 /// The wide entries (20 rows × 128 columns), appended like the others.
-pub(super) const WIDE_SHADER: Shader = Shader {
-    name: "matmul_texel_wide",
-    source: concat!(
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/shaders/matmul_common.wgsl"
-        )),
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/shaders/matmul_texel_wide.wgsl"
-        ))
-    ),
-};
+pub(super) const WIDE_SHADER: Shader =
+    crate::shader!("matmul_texel_wide" = "matmul_common", "matmul_texel_wide");
 
 /// The 8-row entries in a module of their own: a small model's first run parses ~20 KB of WGSL
 /// for its products instead of the ~150 KB of every matmul entry (issue 13, cold start).
-pub(super) const SMALL_SHADER: Shader = Shader {
-    name: "matmul_texel8",
-    source: concat!(
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/shaders/matmul_common.wgsl"
-        )),
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/shaders/matmul_texel8.wgsl"
-        ))
-    ),
-};
+pub(super) const SMALL_SHADER: Shader =
+    crate::shader!("matmul_texel8" = "matmul_common", "matmul_texel8");
 
 /// The texel entry of tile `size` with the same layout as the 24×16 buffer entry `large`,
 /// when the launch's split slices start on multiples of 4 (the `nn` and `tb` entries step k by
