@@ -101,9 +101,9 @@ fn span_bytes(v: &View, (nb, nr, nc): (u64, u64, u64), align: u64) -> u64 {
     ((nb - 1) * v.bs + (nr - 1) * v.rs + (nc - 1) * v.cs + 1) * 4 + align + 16
 }
 
-/// Halves a chunk length, keeping it a multiple of 4 (the vector paths need that) while large.
+/// Halves a chunk length, keeping it a multiple of 4 (the vector paths need that) down to 4.
 fn halve(x: u64) -> u64 {
-    if x > 8 {
+    if x > 4 {
         x.div_ceil(2).div_ceil(4) * 4
     } else {
         x - 1

@@ -54,20 +54,31 @@ pub(super) struct Entry {
 
 /// The large texel entries (`shaders/matmul_texel.wgsl`) appended to the parameter block and
 /// epilogue they share with the buffer entries (`shaders/matmul_common.wgsl`).
-pub(super) const SHADER: Shader = crate::shader!("matmul_texel" = "matmul_common", "matmul_texel");
+pub(super) const SHADER: Shader = crate::shader!(
+    "matmul_texel" = "matmul_common",
+    "matmul_texel",
+    "matmul_texel_store"
+);
 
 /// The wide entries (20 rows × 128 columns), appended like the others.
-pub(super) const WIDE_SHADER: Shader =
-    crate::shader!("matmul_texel_wide" = "matmul_common", "matmul_texel_wide");
+pub(super) const WIDE_SHADER: Shader = crate::shader!(
+    "matmul_texel_wide" = "matmul_common",
+    "matmul_texel_wide",
+    "matmul_texel_store"
+);
 
 /// The 8-row entries in a module of their own: a small model's first run parses ~20 KB of WGSL
 /// for its products instead of the ~150 KB of every matmul entry (issue 13, cold start).
-pub(super) const SMALL_SHADER: Shader =
-    crate::shader!("matmul_texel8" = "matmul_common", "matmul_texel8");
+pub(super) const SMALL_SHADER: Shader = crate::shader!(
+    "matmul_texel8" = "matmul_common",
+    "matmul_texel8",
+    "matmul_texel_store"
+);
 
 /// The texel entry of tile `size` with the same layout as the 24×16 buffer entry `large`,
 /// when the launch's split slices start on multiples of 4 (the `nn` and `tb` entries step k by
-/// 4) and its grid fits.
+/// 4), C is a view of whole texels (the entries store four columns at once,
+/// shaders/matmul_texel_store.wgsl) and its grid fits.
 pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64, size: Size) -> Option<Entry> {
     let (layout, k_steps_by_4) = match large {
         "regblock_vec" => ("nn", true),
@@ -76,6 +87,11 @@ pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64, size: Size)
         _ => return None,
     };
     if k_steps_by_4 && p.ksplit > 1 && !p.kslice.is_multiple_of(4) {
+        return None;
+    }
+    // C, the pre-activation and the residual share C's strides; the ones not bound have 0.
+    let whole_texels = [p.n, p.c_off, p.c_bs, p.c_rs, p.p_off, p.r_off];
+    if !whole_texels.iter().all(|v| v.is_multiple_of(4)) {
         return None;
     }
     let (tile, shader, names) = match size {

@@ -35,7 +35,7 @@ fn texel_entries_shapes_batches_and_epilogue() {
             (
                 (false, true),
                 tb,
-                [(1, 1, 4), (33, 65, 8), (65, 131, 12), (100, 7, 36)],
+                [(1, 4, 4), (33, 68, 8), (65, 132, 12), (100, 12, 36)],
             ),
         ];
         for (t, want, shapes) in layouts {
@@ -56,7 +56,8 @@ fn texel_entries_shapes_batches_and_epilogue() {
                         ..opts(variant, t)
                     };
                     let case = Case::new(68, 72, 24, t).batched(&[2], &[]);
-                    let (e, _) = check_forward_split(rt, &case, &o, true, true, false);
+                    let flags = (true, true, true, false);
+                    let (e, _) = check_forward_seeded(rt, &case, &o, flags, testing::seed());
                     assert!(e.iter().all(|x| x == want), "{case:?}: {e:?}");
                 }
             }
@@ -64,7 +65,8 @@ fn texel_entries_shapes_batches_and_epilogue() {
     }
 }
 
-/// Layouts the texel entries do not take run the buffer entries, still correct.
+/// Layouts the texel entries do not take (K, N or M not multiples of 4 where they step by 4, both
+/// operands transposed) run the buffer entries, still correct.
 #[test]
 fn texel_falls_back_outside_its_layouts() {
     let rt = testing::runtime();
@@ -74,6 +76,11 @@ fn texel_falls_back_outside_its_layouts() {
         (Case::new(66, 64, 64, (true, false)), "matmul::regblock"),
         (Case::new(64, 64, 64, (true, true)), "matmul::regblock"),
         (Case::new(64, 64, 66, (false, true)), "matmul::regblock"),
+        // The entries store whole texels of C (shaders/matmul_texel_store.wgsl).
+        (
+            Case::new(64, 66, 64, (false, true)),
+            "matmul::regblock_vec_tb",
+        ),
     ] {
         for (variant, _) in SIZES {
             let o = opts(variant, (case.trans_a, case.trans_b));
