@@ -50,7 +50,8 @@ struct Params {
     ksplit: u32,
     kslice: u32,
     r_off: u32,
-    _pad1: u32,
+    // The row sums' offset (the texel `ta` entries with ROW_SUMS, see gen_texel.py).
+    s_off: u32,
     _pad2: u32,
 }
 

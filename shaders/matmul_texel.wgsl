@@ -15,6 +15,12 @@ fn tb_ld(t: u32) -> vec4<f32> {
     return textureLoad(tb_view, vec2<u32>(t & 2047u, t >> 11u));
 }
 
+// The `ta` entries with ROW_SUMS also write the sums over k of op(A)'s rows (a linear
+// layer's bias gradient beside its weight gradient) to row_sums4 at s_off, from the
+// workgroups of the first column tile; the launcher asks for them on one-chunk launches.
+override ROW_SUMS: bool = false;
+@group(0) @binding(9) var<storage, read_write> row_sums4: array<vec4<f32>>;
+
 // texel_nn: A [M, K], B [K, N] row-major; 32 rows x 2 texel columns per lane.
 @compute @workgroup_size(8, 1, 1)
 fn texel_nn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -402,12 +408,23 @@ fn texel_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
     var c30_1 = vec4<f32>(0.0);
     var c31_0 = vec4<f32>(0.0);
     var c31_1 = vec4<f32>(0.0);
+    var rs0 = vec4<f32>(0.0);
+    var rs1 = vec4<f32>(0.0);
+    var rs2 = vec4<f32>(0.0);
+    var rs3 = vec4<f32>(0.0);
+    var rs4 = vec4<f32>(0.0);
+    var rs5 = vec4<f32>(0.0);
+    var rs6 = vec4<f32>(0.0);
+    var rs7 = vec4<f32>(0.0);
     for (var k = sl.k_lo; k < sl.k_hi; k++) {
         let ak = k * acs4;
         let bk = k * brs4;
         let b0 = tb_ld(bc0 + bk);
         let b1 = tb_ld(bc1 + bk);
         let a0 = ta_ld(ag0 + ak);
+        if (ROW_SUMS) {
+            rs0 += a0;
+        }
         c0_0 += a0.x * b0;
         c0_1 += a0.x * b1;
         c1_0 += a0.y * b0;
@@ -417,6 +434,9 @@ fn texel_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c3_0 += a0.w * b0;
         c3_1 += a0.w * b1;
         let a1 = ta_ld(ag1 + ak);
+        if (ROW_SUMS) {
+            rs1 += a1;
+        }
         c4_0 += a1.x * b0;
         c4_1 += a1.x * b1;
         c5_0 += a1.y * b0;
@@ -426,6 +446,9 @@ fn texel_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c7_0 += a1.w * b0;
         c7_1 += a1.w * b1;
         let a2 = ta_ld(ag2 + ak);
+        if (ROW_SUMS) {
+            rs2 += a2;
+        }
         c8_0 += a2.x * b0;
         c8_1 += a2.x * b1;
         c9_0 += a2.y * b0;
@@ -435,6 +458,9 @@ fn texel_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c11_0 += a2.w * b0;
         c11_1 += a2.w * b1;
         let a3 = ta_ld(ag3 + ak);
+        if (ROW_SUMS) {
+            rs3 += a3;
+        }
         c12_0 += a3.x * b0;
         c12_1 += a3.x * b1;
         c13_0 += a3.y * b0;
@@ -444,6 +470,9 @@ fn texel_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c15_0 += a3.w * b0;
         c15_1 += a3.w * b1;
         let a4 = ta_ld(ag4 + ak);
+        if (ROW_SUMS) {
+            rs4 += a4;
+        }
         c16_0 += a4.x * b0;
         c16_1 += a4.x * b1;
         c17_0 += a4.y * b0;
@@ -453,6 +482,9 @@ fn texel_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c19_0 += a4.w * b0;
         c19_1 += a4.w * b1;
         let a5 = ta_ld(ag5 + ak);
+        if (ROW_SUMS) {
+            rs5 += a5;
+        }
         c20_0 += a5.x * b0;
         c20_1 += a5.x * b1;
         c21_0 += a5.y * b0;
@@ -462,6 +494,9 @@ fn texel_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c23_0 += a5.w * b0;
         c23_1 += a5.w * b1;
         let a6 = ta_ld(ag6 + ak);
+        if (ROW_SUMS) {
+            rs6 += a6;
+        }
         c24_0 += a6.x * b0;
         c24_1 += a6.x * b1;
         c25_0 += a6.y * b0;
@@ -471,6 +506,9 @@ fn texel_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c27_0 += a6.w * b0;
         c27_1 += a6.w * b1;
         let a7 = ta_ld(ag7 + ak);
+        if (ROW_SUMS) {
+            rs7 += a7;
+        }
         c28_0 += a7.x * b0;
         c28_1 += a7.x * b1;
         c29_0 += a7.y * b0;
@@ -479,6 +517,33 @@ fn texel_ta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) 
         c30_1 += a7.z * b1;
         c31_0 += a7.w * b0;
         c31_1 += a7.w * b1;
+    }
+    if (ROW_SUMS && wg.x == 0u && lid.x == 0u) {
+        let s4 = (p.s_off >> 2u) + (m0 >> 2u);
+        if ((m0 >> 2u) + 0u <= m4_last) {
+            row_sums4[s4 + 0u] = rs0;
+        }
+        if ((m0 >> 2u) + 1u <= m4_last) {
+            row_sums4[s4 + 1u] = rs1;
+        }
+        if ((m0 >> 2u) + 2u <= m4_last) {
+            row_sums4[s4 + 2u] = rs2;
+        }
+        if ((m0 >> 2u) + 3u <= m4_last) {
+            row_sums4[s4 + 3u] = rs3;
+        }
+        if ((m0 >> 2u) + 4u <= m4_last) {
+            row_sums4[s4 + 4u] = rs4;
+        }
+        if ((m0 >> 2u) + 5u <= m4_last) {
+            row_sums4[s4 + 5u] = rs5;
+        }
+        if ((m0 >> 2u) + 6u <= m4_last) {
+            row_sums4[s4 + 6u] = rs6;
+        }
+        if ((m0 >> 2u) + 7u <= m4_last) {
+            row_sums4[s4 + 7u] = rs7;
+        }
     }
     var acc: array<vec4<f32>, 64>;
     acc[0u] = c0_0;

@@ -15,6 +15,12 @@ fn tb_ld(t: u32) -> vec4<f32> {
     return textureLoad(tb_view, vec2<u32>(t & 2047u, t >> 11u));
 }
 
+// The `ta` entries with ROW_SUMS also write the sums over k of op(A)'s rows (a linear
+// layer's bias gradient beside its weight gradient) to row_sums4 at s_off, from the
+// workgroups of the first column tile; the launcher asks for them on one-chunk launches.
+override ROW_SUMS: bool = false;
+@group(0) @binding(9) var<storage, read_write> row_sums4: array<vec4<f32>>;
+
 // texel_nn8: A [M, K], B [K, N] row-major; 8 rows x 2 texel columns per lane.
 @compute @workgroup_size(8, 1, 1)
 fn texel_nn8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -156,12 +162,17 @@ fn texel_ta8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
     var c6_1 = vec4<f32>(0.0);
     var c7_0 = vec4<f32>(0.0);
     var c7_1 = vec4<f32>(0.0);
+    var rs0 = vec4<f32>(0.0);
+    var rs1 = vec4<f32>(0.0);
     for (var k = sl.k_lo; k < sl.k_hi; k++) {
         let ak = k * acs4;
         let bk = k * brs4;
         let b0 = tb_ld(bc0 + bk);
         let b1 = tb_ld(bc1 + bk);
         let a0 = ta_ld(ag0 + ak);
+        if (ROW_SUMS) {
+            rs0 += a0;
+        }
         c0_0 += a0.x * b0;
         c0_1 += a0.x * b1;
         c1_0 += a0.y * b0;
@@ -171,6 +182,9 @@ fn texel_ta8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
         c3_0 += a0.w * b0;
         c3_1 += a0.w * b1;
         let a1 = ta_ld(ag1 + ak);
+        if (ROW_SUMS) {
+            rs1 += a1;
+        }
         c4_0 += a1.x * b0;
         c4_1 += a1.x * b1;
         c5_0 += a1.y * b0;
@@ -179,6 +193,15 @@ fn texel_ta8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
         c6_1 += a1.z * b1;
         c7_0 += a1.w * b0;
         c7_1 += a1.w * b1;
+    }
+    if (ROW_SUMS && wg.x == 0u && lid.x == 0u) {
+        let s4 = (p.s_off >> 2u) + (m0 >> 2u);
+        if ((m0 >> 2u) + 0u <= m4_last) {
+            row_sums4[s4 + 0u] = rs0;
+        }
+        if ((m0 >> 2u) + 1u <= m4_last) {
+            row_sums4[s4 + 1u] = rs1;
+        }
     }
     var acc: array<vec4<f32>, 16>;
     acc[0u] = c0_0;

@@ -15,6 +15,12 @@ fn tb_ld(t: u32) -> vec4<f32> {
     return textureLoad(tb_view, vec2<u32>(t & 2047u, t >> 11u));
 }
 
+// The `ta` entries with ROW_SUMS also write the sums over k of op(A)'s rows (a linear
+// layer's bias gradient beside its weight gradient) to row_sums4 at s_off, from the
+// workgroups of the first column tile; the launcher asks for them on one-chunk launches.
+override ROW_SUMS: bool = false;
+@group(0) @binding(9) var<storage, read_write> row_sums4: array<vec4<f32>>;
+
 // texel_nn_wide: A [M, K], B [K, N] row-major; 20 rows x 4 texel columns per lane.
 @compute @workgroup_size(8, 1, 1)
 fn texel_nn_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -453,6 +459,11 @@ fn texel_ta_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     var c19_1 = vec4<f32>(0.0);
     var c19_2 = vec4<f32>(0.0);
     var c19_3 = vec4<f32>(0.0);
+    var rs0 = vec4<f32>(0.0);
+    var rs1 = vec4<f32>(0.0);
+    var rs2 = vec4<f32>(0.0);
+    var rs3 = vec4<f32>(0.0);
+    var rs4 = vec4<f32>(0.0);
     for (var k = sl.k_lo; k < sl.k_hi; k++) {
         let ak = k * acs4;
         let bk = k * brs4;
@@ -461,6 +472,9 @@ fn texel_ta_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
         let b2 = tb_ld(bc2 + bk);
         let b3 = tb_ld(bc3 + bk);
         let a0 = ta_ld(ag0 + ak);
+        if (ROW_SUMS) {
+            rs0 += a0;
+        }
         c0_0 += a0.x * b0;
         c0_1 += a0.x * b1;
         c0_2 += a0.x * b2;
@@ -478,6 +492,9 @@ fn texel_ta_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
         c3_2 += a0.w * b2;
         c3_3 += a0.w * b3;
         let a1 = ta_ld(ag1 + ak);
+        if (ROW_SUMS) {
+            rs1 += a1;
+        }
         c4_0 += a1.x * b0;
         c4_1 += a1.x * b1;
         c4_2 += a1.x * b2;
@@ -495,6 +512,9 @@ fn texel_ta_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
         c7_2 += a1.w * b2;
         c7_3 += a1.w * b3;
         let a2 = ta_ld(ag2 + ak);
+        if (ROW_SUMS) {
+            rs2 += a2;
+        }
         c8_0 += a2.x * b0;
         c8_1 += a2.x * b1;
         c8_2 += a2.x * b2;
@@ -512,6 +532,9 @@ fn texel_ta_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
         c11_2 += a2.w * b2;
         c11_3 += a2.w * b3;
         let a3 = ta_ld(ag3 + ak);
+        if (ROW_SUMS) {
+            rs3 += a3;
+        }
         c12_0 += a3.x * b0;
         c12_1 += a3.x * b1;
         c12_2 += a3.x * b2;
@@ -529,6 +552,9 @@ fn texel_ta_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
         c15_2 += a3.w * b2;
         c15_3 += a3.w * b3;
         let a4 = ta_ld(ag4 + ak);
+        if (ROW_SUMS) {
+            rs4 += a4;
+        }
         c16_0 += a4.x * b0;
         c16_1 += a4.x * b1;
         c16_2 += a4.x * b2;
@@ -545,6 +571,24 @@ fn texel_ta_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
         c19_1 += a4.w * b1;
         c19_2 += a4.w * b2;
         c19_3 += a4.w * b3;
+    }
+    if (ROW_SUMS && wg.x == 0u && lid.x == 0u) {
+        let s4 = (p.s_off >> 2u) + (m0 >> 2u);
+        if ((m0 >> 2u) + 0u <= m4_last) {
+            row_sums4[s4 + 0u] = rs0;
+        }
+        if ((m0 >> 2u) + 1u <= m4_last) {
+            row_sums4[s4 + 1u] = rs1;
+        }
+        if ((m0 >> 2u) + 2u <= m4_last) {
+            row_sums4[s4 + 2u] = rs2;
+        }
+        if ((m0 >> 2u) + 3u <= m4_last) {
+            row_sums4[s4 + 3u] = rs3;
+        }
+        if ((m0 >> 2u) + 4u <= m4_last) {
+            row_sums4[s4 + 4u] = rs4;
+        }
     }
     var acc: array<vec4<f32>, 80>;
     acc[0u] = c0_0;

@@ -3,7 +3,9 @@
 
 use super::{broadcast_shapes, infer_err};
 use crate::graph::{Grads, Graph, InferResult, Io, Op, Result, TensorInfo, Value};
-use crate::ops::matmul::{matmul_epilogue_into, Activation, Epilogue, MatmulOptions};
+use crate::ops::matmul::{
+    matmul_epilogue_into, matmul_row_sums_into, Activation, Epilogue, MatmulOptions,
+};
 use crate::ops::reduce::{self, reduce_backward_into, Reduce};
 use crate::ops::softmax;
 use crate::runtime::{Dispatch, Runtime};
@@ -82,7 +84,8 @@ impl Op for SoftmaxBackward {
 /// activation or a residual add that consumes the product into its epilogue (`graph::fuse`):
 /// `y = act(op(a)·op(b) + bias) + residual`, output 0 in `out_shape` (the consumer's shape,
 /// same size), and output 1 the pre-activation when `keep_pre` (the activation's backward
-/// reads it).
+/// reads it). The backward of a linear layer builds its weight gradient with `row_sums`: a 2-D
+/// product whose last output is Σ_k op(a)[m, k], the bias gradient (`matmul_row_sums_into`).
 #[derive(Debug, Clone)]
 pub struct MatMul {
     pub transpose_a: bool,
@@ -93,6 +96,7 @@ pub struct MatMul {
     pub residual: bool,
     pub keep_pre: bool,
     pub out_shape: Option<Vec<usize>>,
+    pub row_sums: bool,
 }
 
 impl MatMul {
@@ -105,12 +109,17 @@ impl MatMul {
             residual: false,
             keep_pre: false,
             out_shape: None,
+            row_sums: false,
         }
     }
 
-    /// Whether compilation fused something into this product.
+    /// Whether compilation fused something into this product (or a backward rule gave it a
+    /// second job): such a product has no backward rule.
     pub fn is_fused(&self) -> bool {
-        self.activation != Activation::None || self.residual || self.out_shape.is_some()
+        self.activation != Activation::None
+            || self.residual
+            || self.out_shape.is_some()
+            || self.row_sums
     }
 
     /// `[.., m, n]` of the product, or a sentence naming what does not fit.
@@ -172,6 +181,14 @@ impl Op for MatMul {
         if self.keep_pre {
             outs.push(TensorInfo::f32(&s));
         }
+        if self.row_sums {
+            if s.len() != 2 {
+                return infer_err(format!(
+                    "row sums of 2-D products only, the product is {s:?}"
+                ));
+            }
+            outs.push(TensorInfo::f32(&s[..1]));
+        }
         Ok(outs)
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
@@ -196,6 +213,12 @@ impl Op for MatMul {
             residual: residual.as_ref(),
             preact: self.keep_pre.then(|| io.outputs[1]),
         };
+        if self.row_sums {
+            let rows = io.outputs[io.outputs.len() - 1];
+            let (ds, keep) = matmul_row_sums_into(rt, a, b, &ep, &out, &opts, rows)?;
+            keep.into_iter().for_each(|t| io.keep_alive(t));
+            return Ok(ds);
+        }
         // The kernel library picks the plan (a transposed copy of B where a buffer kernel wants it).
         let (ds, scratch) = matmul_epilogue_into(rt, a, b, &ep, &out, &opts)?;
         if let Some(t) = scratch {
@@ -214,6 +237,21 @@ impl Op for MatMul {
         let dc = dy[0].expect("one output");
         let (a, b, ta, tb) = (x[0], x[1], self.transpose_a, self.transpose_b);
         let mm = |g: &mut Graph, l, r, ta, tb| g.apply1(MatMul::plain(ta, tb), &[l, r]);
+        // A linear layer (b = weightᵀ, 2-D) gets its bias gradient Σ_rows dC from its weight
+        // gradient's product dCᵀ·A, as that product's row sums.
+        let mut d_bias = None;
+        let mut mm_w = |g: &mut Graph, l: Value, r: Value, ta, tb| -> Result<Value> {
+            if !(self.bias && ta && g.shape(l).len() == 2 && g.shape(r).len() == 2) {
+                return mm(g, l, r, ta, tb);
+            }
+            let op = MatMul {
+                row_sums: true,
+                ..MatMul::plain(ta, tb)
+            };
+            let ys = g.apply(std::sync::Arc::new(op), &[l, r])?;
+            d_bias = Some(ys[1]);
+            Ok(ys[0])
+        };
         // C = op(A)·op(B): d op(A) = dC·op(B)ᵀ, d op(B) = op(A)ᵀ·dC, transposed back where op is.
         let da = if ta {
             mm(g, b, dc, tb, true)?
@@ -231,19 +269,22 @@ impl Op for MatMul {
                 ));
             }
             if tb {
-                mm(g, c2, a2, true, false)?
+                mm_w(g, c2, a2, true, false)?
             } else {
                 mm(g, a2, c2, true, false)?
             }
         } else if tb {
-            mm(g, dc, a, true, ta)?
+            mm_w(g, dc, a, true, ta)?
         } else {
             mm(g, a, dc, !ta, false)?
         };
         let mut grads = vec![Some(da), Some(db)];
         if self.bias {
             let n = *g.shape(dc).last().expect("rank >= 2");
-            grads.push(Some(sum_to(g, dc, &[n])?));
+            grads.push(Some(match d_bias {
+                Some(v) => v,
+                None => sum_to(g, dc, &[n])?,
+            }));
         }
         Ok(grads)
     }

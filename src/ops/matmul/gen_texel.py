@@ -66,6 +66,12 @@ def head():
         "    return textureLoad(tb_view, vec2<u32>(t & 2047u, t >> 11u));",
         "}",
         "",
+        "// The `ta` entries with ROW_SUMS also write the sums over k of op(A)'s rows (a linear",
+        "// layer's bias gradient beside its weight gradient) to row_sums4 at s_off, from the",
+        "// workgroups of the first column tile; the launcher asks for them on one-chunk launches.",
+        "override ROW_SUMS: bool = false;",
+        "@group(0) @binding(9) var<storage, read_write> row_sums4: array<vec4<f32>>;",
+        "",
     ]
 
 
@@ -131,6 +137,8 @@ def gen_ta(TM):
     for r in range(TM):
         for c in range(TN4):
             w(f"    var c{r}_{c} = vec4<f32>(0.0);")
+    for g in range(TM // 4):
+        w(f"    var rs{g} = vec4<f32>(0.0);")
     w("    for (var k = sl.k_lo; k < sl.k_hi; k++) {")
     w("        let ak = k * acs4;")
     w("        let bk = k * brs4;")
@@ -138,10 +146,20 @@ def gen_ta(TM):
         w(f"        let b{c} = tb_ld(bc{c} + bk);")
     for g in range(TM // 4):
         w(f"        let a{g} = ta_ld(ag{g} + ak);")
+        w("        if (ROW_SUMS) {")
+        w(f"            rs{g} += a{g};")
+        w("        }")
         for j, comp in enumerate("xyzw"):
             r = 4 * g + j
             for c in range(TN4):
                 w(f"        c{r}_{c} += a{g}.{comp} * b{c};")
+    w("    }")
+    w("    if (ROW_SUMS && wg.x == 0u && lid.x == 0u) {")
+    w("        let s4 = (p.s_off >> 2u) + (m0 >> 2u);")
+    for g in range(TM // 4):
+        w(f"        if ((m0 >> 2u) + {g}u <= m4_last) {{")
+        w(f"            row_sums4[s4 + {g}u] = rs{g};")
+        w("        }")
     w("    }")
     store_vec(w, TM)
     w("}")

@@ -44,6 +44,8 @@ pub(super) struct Problem<'a> {
     pub(super) bias: Option<&'a Tensor>,
     /// Added after the activation; C's view.
     pub(super) residual: Option<&'a Tensor>,
+    /// `[m]`: Σ_k op(A)[m, k], written by the product where it can (`encode`).
+    pub(super) row_sums: Option<&'a Tensor>,
     pub(super) alpha: f32,
     pub(super) beta: f32,
     pub(super) act: Activation,
@@ -75,7 +77,8 @@ pub(super) struct Params {
     pub(super) ksplit: u32,
     pub(super) kslice: u32,
     pub(super) r_off: u32,
-    pub(super) _pad: [u32; 2],
+    pub(super) s_off: u32,
+    pub(super) _pad: u32,
 }
 
 const FLAG_BIAS: u32 = 1;
@@ -265,20 +268,31 @@ pub(super) fn plan(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions, split_o
 }
 
 /// Records the launches of `plan`; `scratch` holds at least [`Plan::scratch_len`] elements.
+/// Also says whether the launches write `pr.row_sums`: the texel `ta` entries fold them into a
+/// product that runs as one launch (one chunk, no split-K); otherwise the caller reduces.
 pub(super) fn encode(
     rt: &Runtime,
     pr: &Problem<'_>,
     plan: &Plan,
     scratch: Option<&Tensor>,
-) -> Result<Vec<Dispatch>> {
+) -> Result<(Vec<Dispatch>, bool)> {
     if pr.batch == 0 || pr.m == 0 || pr.n == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
     let e = plan.e;
     let split = match (plan.split, scratch) {
         (Some(s), Some(t)) if t.numel() >= plan.scratch_len() => Some((s, t)),
         _ => None,
     };
+    let one_launch = (e.b, e.m, e.n, e.k) == (pr.batch, pr.m, pr.n, pr.k)
+        && pr.batch == 1
+        && split.is_none_or(|(s, _)| s.slices(e.k) < 2);
+    if let (Some(rows), true) = (pr.row_sums, one_launch) {
+        let (d, folded) = launch(rt, pr, plan, (0, 0, 0, 0), e, None, Some(rows))?;
+        if folded {
+            return Ok((d, true));
+        }
+    }
     let mut dispatches = Vec::new();
     for b0 in (0..pr.batch).step_by(e.b as usize) {
         let nb = e.b.min(pr.batch - b0);
@@ -297,7 +311,7 @@ pub(super) fn encode(
                         k: nk,
                     };
                     let at = (b0, m0, n0, k0);
-                    dispatches.extend(launch(rt, pr, plan, at, chunk, split)?);
+                    dispatches.extend(launch(rt, pr, plan, at, chunk, split, None)?.0);
                     k0 += nk;
                     if k0 >= pr.k {
                         break;
@@ -306,10 +320,12 @@ pub(super) fn encode(
             }
         }
     }
-    Ok(dispatches)
+    Ok((dispatches, false))
 }
 
-/// One chunk's dispatches: the product, or under split-K the partial products and their sum.
+/// One chunk's dispatches: the product, or under split-K the partial products and their sum;
+/// `row_sums` (only for a whole one-batch problem): the product also writes them where its
+/// kernel can (the second value says whether it did).
 fn launch(
     rt: &Runtime,
     pr: &Problem<'_>,
@@ -317,7 +333,8 @@ fn launch(
     (b0, m0, n0, k0): (u64, u64, u64, u64),
     e: Extent,
     split: Option<(SplitK, &Tensor)>,
-) -> Result<Vec<Dispatch>> {
+    row_sums: Option<&Tensor>,
+) -> Result<(Vec<Dispatch>, bool)> {
     // Over ~80 lines: binding the three blocks, the parameter block, then the product or split-K.
     let align = plan.align;
     let (ta, va) = pr.a;
@@ -387,10 +404,17 @@ fn launch(
         ..bytemuck::Zeroable::zeroed()
     };
     let binds = [bind_a, bind_b, bind_bias, bind_c, bind_p, bind_r];
-    match split.filter(|(s, _)| s.slices(e.k) >= 2) {
-        Some((split, scratch)) => split_launch(rt, plan, &params, e, split, scratch, binds),
-        None => Ok(vec![product(rt, plan, &params, e, 1, binds)?]),
+    if let Some((split, scratch)) = split.filter(|(s, _)| s.slices(e.k) >= 2) {
+        let d = split_launch(rt, plan, &params, e, split, scratch, binds)?;
+        return Ok((d, false));
     }
+    let rows = row_sums.map(|t| bind_block(t, &View::new(0, 1, 1), (0, 0, 0), (1, e.m, 1), align));
+    let params = Params {
+        s_off: rows.as_ref().map_or(0, |r| r.1 as u32),
+        ..params
+    };
+    let (d, folded) = product(rt, plan, &params, e, 1, binds, rows.map(|r| r.0))?;
+    Ok((vec![d], folded))
 }
 
 /// A chunk under split-K: slice s of batch b writes its partial product into scratch slot
@@ -429,7 +453,7 @@ fn split_launch(
     };
     // The bias, pre-activation and residual slots are never used here (flags 0).
     let binds = [bind_a, bind_b, bind_a, bind_s, bind_s, bind_a];
-    let first = product(rt, plan, &partial, e, slices, binds)?;
+    let (first, _) = product(rt, plan, &partial, e, slices, binds, None)?;
     let sum = Params {
         k: e.b as u32,
         a_off: 0,
@@ -445,7 +469,9 @@ fn split_launch(
     Ok(vec![first, rt.dispatch(&kernel, &sum, &binds, grid)])
 }
 
-/// The product dispatch of one chunk, `slices` launches side by side along z per batch.
+/// The product dispatch of one chunk, `slices` launches side by side along z per batch, and
+/// whether it also writes the row sums bound at `row_sums` (`params.s_off`): only a texel `ta`
+/// entry does.
 fn product(
     rt: &Runtime,
     plan: &Plan,
@@ -453,7 +479,8 @@ fn product(
     e: Extent,
     slices: u64,
     binds: [crate::runtime::Binding<'_>; 6],
-) -> Result<Dispatch> {
+    row_sums: Option<crate::runtime::Binding<'_>>,
+) -> Result<(Dispatch, bool)> {
     let variant = plan.variant;
     let large = match variant {
         Variant::RegBlockLarge | Variant::Texel | Variant::TexelWide | Variant::TexelSmall => {
@@ -488,7 +515,7 @@ fn product(
     if let Some(large) = layout {
         let max_wg = rt.caps().max_workgroups_per_dim as u64;
         if let Some(entry) = texel::entry(large, params, e, max_wg, size) {
-            if let Some(d) = texel::dispatch(rt, entry, params, e, slices, binds)? {
+            if let Some(d) = texel::dispatch(rt, entry, params, e, slices, binds, row_sums)? {
                 return Ok(d);
             }
         }
@@ -517,7 +544,7 @@ fn product(
     };
     let z = (e.b * slices) as u32;
     let workgroups = [e.n.div_ceil(tn) as u32, e.m.div_ceil(tm) as u32, z];
-    Ok(rt.dispatch(&kernel, params, &binds, workgroups))
+    Ok((rt.dispatch(&kernel, params, &binds, workgroups), false))
 }
 
 fn binding_limit(rt: &Runtime, opts: &MatmulOptions) -> u64 {

@@ -39,6 +39,7 @@
 mod launch;
 mod layout;
 pub mod reference;
+mod row_sums;
 mod split;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,7 @@ use launch::{encode, plan, Problem, View};
 use launch::{stride, Extent, Params};
 #[cfg(test)]
 use layout::vector_modes;
+pub use row_sums::matmul_row_sums_into;
 
 /// The activation fused after bias and beta.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -471,6 +473,24 @@ fn forward_into(
     opts: &MatmulOptions,
     split_ok: bool,
 ) -> Result<(Vec<Dispatch>, Option<Tensor>)> {
+    let (ds, scratch, _) = forward_rows_into(op, rt, a, b, ep, out, opts, split_ok, None)?;
+    Ok((ds, scratch))
+}
+
+/// [`forward_into`] that also asks the product to write op(A)'s row sums into `row_sums`;
+/// the flag says whether it does (see `row_sums.rs`).
+#[allow(clippy::too_many_arguments)]
+fn forward_rows_into(
+    op: &'static str,
+    rt: &Runtime,
+    a: &Tensor,
+    b: &Tensor,
+    ep: &Epilogue<'_>,
+    out: &Tensor,
+    opts: &MatmulOptions,
+    split_ok: bool,
+    row_sums: Option<&Tensor>,
+) -> Result<(Vec<Dispatch>, Option<Tensor>, bool)> {
     let Epilogue {
         bias,
         residual,
@@ -505,6 +525,7 @@ fn forward_into(
         pre: preact,
         bias,
         residual,
+        row_sums,
         alpha: opts.alpha,
         beta: opts.beta,
         act: opts.activation,
@@ -514,5 +535,6 @@ fn forward_into(
         0 => None,
         n => Some(rt.empty(&[n], DType::F32)?),
     };
-    Ok((encode(rt, &problem, &plan, scratch.as_ref())?, scratch))
+    let (ds, folded) = encode(rt, &problem, &plan, scratch.as_ref())?;
+    Ok((ds, scratch, folded))
 }

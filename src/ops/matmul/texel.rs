@@ -48,6 +48,8 @@ pub(super) fn large_size(e: Extent) -> Size {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Entry {
     pub name: &'static str,
+    /// A `ta` entry (A stored [K, M]), which can also write op(A)'s row sums.
+    pub ta: bool,
     pub shader: &'static Shader,
     pub tile: (u64, u64),
 }
@@ -105,7 +107,13 @@ pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64, size: Size)
         _ => names[2],
     };
     let fits = e.m.div_ceil(tile.0) <= max_wg && e.n.div_ceil(tile.1) <= max_wg;
-    fits.then_some(Entry { name, shader, tile })
+    let ta = layout == "ta";
+    fits.then_some(Entry {
+        name,
+        ta,
+        shader,
+        tile,
+    })
 }
 
 /// Entry names per tile (nn, ta, tb), as gen_texel.py writes them.
@@ -119,8 +127,9 @@ pub(super) fn preferred(rt: &Runtime) -> bool {
     rt.info().device_type == wgpu::DeviceType::Cpu
 }
 
-/// The texel entry's dispatch for one launch (`slices` split-K slices per batch), or `None`
-/// when the operands cannot be viewed (the caller runs the buffer entry).
+/// The texel entry's dispatch for one launch (`slices` split-K slices per batch) and whether it
+/// writes the row sums bound at `row_sums` (a `ta` entry does, if they start on a texel), or
+/// `None` when the operands cannot be viewed (the caller runs the buffer entry).
 pub(super) fn dispatch(
     rt: &Runtime,
     entry: Entry,
@@ -128,14 +137,18 @@ pub(super) fn dispatch(
     e: Extent,
     slices: u64,
     [bind_a, bind_b, bind_bias, bind_c, bind_p, bind_r]: [Binding<'_>; 6],
-) -> Result<Option<Dispatch>> {
+    row_sums: Option<Binding<'_>>,
+) -> Result<Option<(Dispatch, bool)>> {
     let (Ok(va), Ok(vb)) = (
         rt.texel_view(TexelSlot::A, bind_a),
         rt.texel_view(TexelSlot::B, bind_b),
     ) else {
         return Ok(None);
     };
-    let kernel = rt.kernel(entry.shader, entry.name, &[])?;
+    let row_sums = row_sums.filter(|_| entry.ta && params.s_off.is_multiple_of(4));
+    let folded = row_sums.is_some();
+    let constants: &[(&str, f64)] = if folded { &[("ROW_SUMS", 1.0)] } else { &[] };
+    let kernel = rt.kernel(entry.shader, entry.name, constants)?;
     let workgroups = [
         e.n.div_ceil(entry.tile.1) as u32,
         e.m.div_ceil(entry.tile.0) as u32,
@@ -143,12 +156,17 @@ pub(super) fn dispatch(
     ];
     // Bindings as declared in shaders/matmul_common.wgsl (bias 3, c 4, pre 5, residual 6) and the
     // texel file (views 7 and 8).
-    let storage = [(3, bind_bias), (4, bind_c), (5, bind_p), (6, bind_r)];
-    Ok(Some(rt.dispatch_texels(
+    let mut storage = vec![(3, bind_bias), (4, bind_c), (5, bind_p), (6, bind_r)];
+    if entry.ta {
+        // Never written without ROW_SUMS; the slot still needs a buffer that overlaps no other.
+        storage.push((9, row_sums.unwrap_or_else(|| rt.unused_binding())));
+    }
+    let d = rt.dispatch_texels(
         &kernel,
         params,
         &storage,
         vec![(7, va), (8, vb)],
         workgroups,
-    )))
+    );
+    Ok(Some((d, folded)))
 }

@@ -10,6 +10,7 @@ mod forward;
 mod gemm;
 mod large_block;
 mod limits;
+mod row_sums;
 mod split_k;
 mod texel;
 
