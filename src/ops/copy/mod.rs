@@ -115,7 +115,9 @@ pub fn strided_copy_into(
     let mut ao = Access::strided(out.numel(), s.os.clone());
     ao.base = c.out_base;
     let chunks = plan(rt, OP, &s.shape, &[&ax, &ao])?;
-    let k = rt.kernel(&crate::shader!("copy"), "main", &[])?;
+    let v4 = moves_texels(&s, c);
+    let entry = if v4 { "main_v4" } else { "main" };
+    let k = rt.kernel(&crate::shader!("copy"), entry, &[])?;
     let p = CopyParams {
         n: 0,
         start: 0,
@@ -133,13 +135,14 @@ pub fn strided_copy_into(
         lim: pack(OP, &s.lim)?,
     };
     let inner = *s.shape.last().unwrap();
+    let bind = if v4 { layout::bind_vec4 } else { layout::bind };
     Ok(layout::launch_rows(
         rt,
         &k,
         &chunks,
         &[x, out],
         inner,
-        layout::bind,
+        bind,
         |ch| CopyParams {
             n: u(ch.n),
             start: u(ch.start),
@@ -148,6 +151,19 @@ pub fn strided_copy_into(
             ..p
         },
     ))
+}
+
+/// Whether the collapsed copy `s` moves whole, aligned texels (`main_v4`): its innermost dim
+/// has unit strides and step and an extent, limit and start that are multiples of 4, and every
+/// other stride and both bases are multiples of 4 (so every row starts on a texel). Chunks start
+/// on multiples of the workgroup size and windows on aligned offsets, so they keep this.
+fn moves_texels(s: &Collapsed, c: &StridedCopy) -> bool {
+    let last = s.shape.len() - 1;
+    let four = |v: usize| v.is_multiple_of(4);
+    let inner = s.xs[last] == 1 && s.os[last] == 1 && s.step[last] == 1;
+    let inner_texels = four(s.shape[last]) && four(s.lim[last]) && s.x0[last].rem_euclid(4) == 0;
+    let outer = s.xs[..last].iter().chain(&s.os[..last]).all(|&v| four(v));
+    inner && inner_texels && outer && four(c.x_base) && four(c.out_base)
 }
 
 /// Errors unless every per-dim list of `c` has one entry per dim and every read and write

@@ -29,6 +29,8 @@ const PERMS: &[(&[usize], &[usize])] = &[
     (&[2, 3, 4, 2, 4, 5], &[0, 1, 3, 2, 4, 5]),
     // [B, C, H, W] -> [B, H, W, C].
     (&[2, 5, 3, 7], &[0, 2, 3, 1]),
+    // The window partition with C a multiple of 4 (`main_v4`).
+    (&[2, 3, 4, 2, 4, 8], &[0, 1, 3, 2, 4, 5]),
 ];
 
 #[test]
@@ -88,6 +90,9 @@ const SLICES: &[SliceCase] = &[
     (&[4, 6, 5], &[(0, 4, 1), (2, 5, 1), (0, 5, 1)]),
     (&[3, 8, 8, 2], &[(0, 3, 1), (0, 8, 2), (1, 8, 2), (0, 2, 1)]),
     (&[5, 1], &[(3, 3, 1), (0, 1, 1)]),
+    // Whole texels (`main_v4`): the innermost axis whole or from a multiple of 4.
+    (&[4, 6, 8], &[(1, 3, 1), (0, 6, 2), (0, 8, 1)]),
+    (&[4, 6, 12], &[(0, 4, 1), (2, 5, 1), (4, 12, 1)]),
 ];
 
 #[test]
@@ -144,6 +149,9 @@ const PADS: &[PadCase] = &[
     (&[3, 4, 5], &[(0, 0), (-1, 2), (3, -2)]),
     (&[1, 2, 7, 7], &[(0, 0), (0, 0), (0, 5), (0, 5)]),
     (&[2, 2], &[(0, 0), (-2, 1)]),
+    // Whole texels (`main_v4`), padded and cropped by multiples of 4.
+    (&[3, 8], &[(1, 0), (4, 4)]),
+    (&[2, 3, 12], &[(0, 1), (1, -1), (-4, 0)]),
 ];
 
 #[test]
@@ -193,6 +201,7 @@ fn concat_and_backward_match_reference() {
         (vec![vec![2, 3, 4], vec![2, 1, 4], vec![2, 5, 4]], 1),
         (vec![vec![2, 3, 4], vec![2, 3, 1]], 2),
         (vec![vec![1, 3], vec![2, 3], vec![1, 3]], 0),
+        (vec![vec![2, 3, 8], vec![2, 5, 8]], 1),
     ] {
         let xs: Vec<Vec<f32>> = shapes
             .iter()
@@ -268,5 +277,58 @@ fn permute_past_binding_limit() {
     run(rt, permute_into(rt, &xt, &[1, 0], &out));
     let got = rt.download_u32(&out).unwrap();
     let bad = (0..3 * m).find(|&i| got[i] != x[(i % 3) * m + i / 3]);
+    assert_eq!(bad, None, "first wrong element");
+}
+
+/// Copies that move whole, aligned texels run `main_v4`, the others `main`; both give the
+/// reference results (the cases above), and the vec4 entry also past the binding limit.
+#[test]
+fn texel_copies_take_the_vec4_entry() {
+    let rt = runtime();
+    let entries =
+        |d: Vec<Dispatch>| -> Vec<String> { d.iter().map(|x| x.label().into()).collect() };
+    let x = rt.upload(&[0.5; 2 * 6 * 8], &[2, 6, 8]).unwrap();
+    let perm = |p: &[usize]| {
+        let out = rt.empty(&permuted_shape(x.shape(), p), DType::F32).unwrap();
+        entries(permute_into(rt, &x, p, &out).unwrap())
+    };
+    assert_eq!(perm(&[1, 0, 2]), ["copy::main_v4"]);
+    assert_eq!(perm(&[0, 2, 1]), ["copy::main"]);
+    let sl = |r: [Range; 3]| {
+        let out = rt
+            .empty(&sliced_shape("t", x.shape(), &r).unwrap(), DType::F32)
+            .unwrap();
+        entries(slice_into(rt, &x, &r, &out).unwrap())
+    };
+    let all = |d| Range::all(d);
+    assert_eq!(
+        sl([all(2), Range::new(1, 5, 2), Range::new(4, 8, 1)]),
+        ["copy::main_v4"]
+    );
+    assert_eq!(sl([all(2), all(6), Range::new(2, 6, 1)]), ["copy::main"]);
+    assert_eq!(sl([all(2), all(6), Range::new(0, 8, 2)]), ["copy::main"]);
+    let pd = |a: [(i64, i64); 3]| {
+        let out = rt
+            .empty(&padded_shape("t", x.shape(), &a).unwrap(), DType::F32)
+            .unwrap();
+        entries(pad_into(rt, &x, &a, 0, &out).unwrap())
+    };
+    assert_eq!(pd([(0, 0), (1, 1), (4, -4)]), ["copy::main_v4"]);
+    assert_eq!(pd([(0, 0), (0, 0), (2, 2)]), ["copy::main"]);
+    // Past the 128 MiB binding limit: chunked launches, rows of 4 words.
+    let m = (rt.caps().max_storage_binding / 16) as usize / 2 + 1000;
+    let big: Vec<u32> = (0..8 * m as u32).collect();
+    let bt = rt.upload_u32(&big, &[2, m, 4]).unwrap();
+    let out = rt.upload_u32(&vec![u32::MAX; 8 * m], &[m, 2, 4]).unwrap();
+    let d = permute_into(rt, &bt, &[1, 0, 2], &out).unwrap();
+    assert!(
+        d.len() >= 2 && d.iter().all(|x| x.label() == "copy::main_v4"),
+        "{:?}",
+        entries(d)
+    );
+    run(rt, permute_into(rt, &bt, &[1, 0, 2], &out));
+    let got = rt.download_u32(&out).unwrap();
+    let want = |i: usize| big[((i / 4) % 2) * 4 * m + (i / 8) * 4 + i % 4];
+    let bad = (0..8 * m).find(|&i| got[i] != want(i));
     assert_eq!(bad, None, "first wrong element");
 }
