@@ -108,13 +108,9 @@ fn rows_texel_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     rstd_out[r] = s.y;
 }
 
-// dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)) with g = dy · w and x̂ = (x − mean) · rstd.
-@compute @workgroup_size(WG_THREAD)
-fn dx_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = row_of(gid, nwg);
-    if (r >= pb.rows) {
-        return;
-    }
+// dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)) with g = dy · w and x̂ = (x − mean) · rstd, for
+// row r.
+fn dx_row(r: u32) {
     let n4 = pb.cols >> 2u;
     let base = r * n4;
     let m = mean[r];
@@ -136,15 +132,10 @@ fn dx_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 }
 
 // The parameter gradients' partial sums over one chunk of rows (layer_norm_backward.wgsl's
-// `param_partials`, same order of summation), four columns an invocation:
+// `param_partials`, same order of summation), four columns of chunk i / (C / 4) per call:
 // dweight += dy · x̂ and dbias += dy.
-@compute @workgroup_size(WG_THREAD)
-fn param_partials_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = row_of(gid, nwg);
+fn partials_at(i: u32) {
     let n4 = pb.cols >> 2u;
-    if (i >= n4 * pb.chunks) {
-        return;
-    }
     let c = i % n4;
     let k = i / n4;
     let r0 = k * pb.chunk_rows;
@@ -158,4 +149,23 @@ fn param_partials_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     }
     part[k * n4 + c] = sw;
     part[(pb.chunks + k) * n4 + c] = sb;
+}
+
+// The backward's two independent passes in one launch (each launch costs lavapipe tens of µs):
+// the first ⌈rows / 64⌉ workgroups compute dx a row per invocation, the rest the parameter
+// partials; `param_reduce` (layer_norm_backward.wgsl) sums the partials after it.
+@compute @workgroup_size(WG_THREAD)
+fn backward_texel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = row_of(gid, nwg);
+    let dx_threads = (pb.rows + WG_THREAD - 1u) / WG_THREAD * WG_THREAD;
+    if (t < dx_threads) {
+        if (t < pb.rows) {
+            dx_row(t);
+        }
+        return;
+    }
+    let i = t - dx_threads;
+    if (i < (pb.cols >> 2u) * pb.chunks) {
+        partials_at(i);
+    }
 }

@@ -327,7 +327,8 @@ pub fn layer_norm_backward_into(
     opts: &LayerNormOptions,
 ) -> Result<Vec<Dispatch>> {
     // Over ~80 lines: validation of every operand and the workspace, then the dx pass and the
-    // two parameter-gradient passes in order, one flat sequence.
+    // two parameter-gradient passes in order (on texel views dx and the partials in one
+    // launch), one flat sequence.
     let (rows, cols) = rows_cols(OP_BACK, x)?;
     check::operand(rt, OP_BACK, "x", x, x.shape())?;
     check::operand(rt, OP_BACK, "dy", dy, x.shape())?;
@@ -359,69 +360,56 @@ pub fn layer_norm_backward_into(
     let shader = crate::shader!("layer_norm_backward");
     let mut out = Vec::with_capacity(3);
     let variant = opts.variant.resolve(rt);
+    // With no rows the partials are zero-filled by the first stage (rows loop is empty), so the
+    // gradients come out as exact zeros.
+    let dx_threads = rows.div_ceil(WG_THREAD as usize) * WG_THREAD as usize;
     let texel = match rows {
         0 => None,
         _ => texel_dispatch(
             rt,
             variant,
             cols,
-            "dx_texel",
+            "backward_texel",
             &params,
             &[
                 (1, dy, TexelSlot::A),
                 (2, x, TexelSlot::B),
                 (3, weight, TexelSlot::C),
             ],
-            &[(4, mean.binding()), (5, rstd.binding()), (6, dx.binding())],
-            rt.grid(rows as u64, WG_THREAD),
+            &[
+                (4, mean.binding()),
+                (5, rstd.binding()),
+                (6, dx.binding()),
+                (7, workspace.binding_range(0, 4 * need as u64)),
+            ],
+            rt.grid((dx_threads + chunks * cols / 4) as u64, WG_THREAD),
         )?,
     };
     if let Some(d) = texel {
         out.push(d);
-    } else if rows > 0 {
-        let (entry, grid) = match variant {
-            Variant::RowPerThread | Variant::RowTexel => {
-                ("dx_thread", rt.grid(rows as u64, WG_THREAD))
-            }
-            _ => ("dx_wg", rt.grid(rows as u64, 1)),
-        };
-        let k = rt.kernel(&shader, entry, &[])?;
-        out.push(rt.dispatch(
-            &k,
-            &params,
-            &[
-                dy.binding(),
-                x.binding(),
-                weight.binding(),
-                mean.binding(),
-                rstd.binding(),
-                dx.binding(),
-            ],
-            grid,
-        ));
-    }
-    // With no rows the partials are zero-filled by the first stage (rows loop is empty), so the
-    // gradients come out as exact zeros.
-    let partials = match rows {
-        0 => None,
-        _ => texel_dispatch(
-            rt,
-            variant,
-            cols,
-            "param_partials_texel",
-            &params,
-            &[(1, dy, TexelSlot::A), (2, x, TexelSlot::B)],
-            &[
-                (4, mean.binding()),
-                (5, rstd.binding()),
-                (7, workspace.binding_range(0, 4 * need as u64)),
-            ],
-            rt.grid((chunks * cols / 4) as u64, WG_THREAD),
-        )?,
-    };
-    if let Some(d) = partials {
-        out.push(d);
     } else {
+        if rows > 0 {
+            let (entry, grid) = match variant {
+                Variant::RowPerThread | Variant::RowTexel => {
+                    ("dx_thread", rt.grid(rows as u64, WG_THREAD))
+                }
+                _ => ("dx_wg", rt.grid(rows as u64, 1)),
+            };
+            let k = rt.kernel(&shader, entry, &[])?;
+            out.push(rt.dispatch(
+                &k,
+                &params,
+                &[
+                    dy.binding(),
+                    x.binding(),
+                    weight.binding(),
+                    mean.binding(),
+                    rstd.binding(),
+                    dx.binding(),
+                ],
+                grid,
+            ));
+        }
         let k = rt.kernel(&shader, "param_partials", &[])?;
         out.push(rt.dispatch(
             &k,
