@@ -31,6 +31,7 @@ impl View {
 }
 
 /// `c = act(alpha·a·b + bias + beta·c)` over `batch` batches of [m, k]·[k, n], before chunking.
+#[derive(Clone, Copy)]
 pub(super) struct Problem<'a> {
     pub(super) batch: u64,
     pub(super) m: u64,
@@ -46,6 +47,9 @@ pub(super) struct Problem<'a> {
     pub(super) residual: Option<&'a Tensor>,
     /// `[m]`: Σ_k op(A)[m, k], written by the product where it can (`encode`).
     pub(super) row_sums: Option<&'a Tensor>,
+    /// C's rows are padded to whole texels that may be overwritten past n (a scratch the
+    /// caller copies out of), so the texel entries take an N that is not a multiple of 4.
+    pub(super) c_padded: bool,
     pub(super) alpha: f32,
     pub(super) beta: f32,
     pub(super) act: Activation,
@@ -199,6 +203,7 @@ pub(super) struct Plan {
     align: u64,
     e: Extent,
     split: Option<SplitK>,
+    c_padded: bool,
 }
 
 impl Plan {
@@ -264,6 +269,7 @@ pub(super) fn plan(rt: &Runtime, pr: &Problem<'_>, opts: &MatmulOptions, split_o
         align,
         e,
         split,
+        c_padded: pr.c_padded,
     }
 }
 
@@ -514,7 +520,7 @@ fn product(
     };
     if let Some(large) = layout {
         let max_wg = rt.caps().max_workgroups_per_dim as u64;
-        if let Some(entry) = texel::entry(large, params, e, max_wg, size) {
+        if let Some(entry) = texel::entry(large, params, e, max_wg, size, plan.c_padded) {
             if let Some(d) = texel::dispatch(rt, entry, params, e, slices, binds, row_sums)? {
                 return Ok(d);
             }

@@ -422,6 +422,50 @@ pub fn matmul_epilogue_into(
     forward_into("matmul", rt, a, b, ep, out, opts, true)
 }
 
+/// A product the texel `tb` entries would take but for N (a class head over K + 1 labels):
+/// they store whole texels of C, so it runs into a scratch C with rows padded to a multiple of
+/// 4 and is copied out (one strided copy; the buffer entry it would fall back to costs lavapipe
+/// seconds of JIT on a cold start). Only plain products (no residual, pre-activation or beta)
+/// and not under split-K; `None` where this does not apply.
+fn padded_c(
+    rt: &Runtime,
+    s: &Shapes,
+    pr: &Problem<'_>,
+    opts: &MatmulOptions,
+) -> Result<Option<Launches>> {
+    let texel = matches!(
+        opts.variant,
+        Variant::Auto | Variant::Texel | Variant::TexelWide | Variant::TexelSmall
+    ) && texel::preferred(rt)
+        && crate::ops::policy::policy(rt).cpu_shapes();
+    let plain = pr.residual.is_none() && pr.pre.is_none() && pr.beta == 0.0;
+    let tb = opts.trans_b && !opts.trans_a && s.k.is_multiple_of(4);
+    if !(texel && plain && tb && !s.n.is_multiple_of(4) && pr.row_sums.is_none()) {
+        return Ok(None);
+    }
+    let n4 = s.n.next_multiple_of(4);
+    let mut shape = s.lead.clone();
+    shape.extend([s.m as usize, n4 as usize]);
+    let padded = rt.empty(&shape, DType::F32)?;
+    let inner = Problem {
+        c: (&padded, View::new(s.m * n4, n4, 1)),
+        c_padded: true,
+        ..*pr
+    };
+    let no_split = MatmulOptions {
+        split_k: Some(1),
+        ..opts.clone()
+    };
+    let (mut ds, _) = encode(rt, &inner, &plan(rt, &inner, &no_split, false), None)?;
+    // C read out of the padded rows: the padded shape's strides over C's shape.
+    let strides = crate::ops::common::layout::strides(&shape);
+    let copy = crate::ops::copy::StridedCopy::gather_view(&s.out_shape(), strides, 0);
+    ds.extend(crate::ops::copy::strided_copy_into(
+        rt, &padded, pr.c.0, &copy,
+    )?);
+    Ok(Some((ds, Some(padded), false)))
+}
+
 /// Allocates C, runs [`matmul_into`] (beta must be 0: there is no C to accumulate into).
 pub fn matmul(
     rt: &Runtime,
@@ -477,6 +521,9 @@ fn forward_into(
     Ok((ds, scratch))
 }
 
+/// A product's dispatches, the scratch they use and whether they write the row sums.
+type Launches = (Vec<Dispatch>, Option<Tensor>, bool);
+
 /// [`forward_into`] that also asks the product to write op(A)'s row sums into `row_sums`;
 /// the flag says whether it does (see `row_sums.rs`).
 #[allow(clippy::too_many_arguments)]
@@ -490,7 +537,7 @@ fn forward_rows_into(
     opts: &MatmulOptions,
     split_ok: bool,
     row_sums: Option<&Tensor>,
-) -> Result<(Vec<Dispatch>, Option<Tensor>, bool)> {
+) -> Result<Launches> {
     let Epilogue {
         bias,
         residual,
@@ -526,10 +573,14 @@ fn forward_rows_into(
         bias,
         residual,
         row_sums,
+        c_padded: false,
         alpha: opts.alpha,
         beta: opts.beta,
         act: opts.activation,
     };
+    if let Some(padded) = padded_c(rt, &s, &problem, opts)? {
+        return Ok(padded);
+    }
     let plan = plan(rt, &problem, opts, split_ok);
     let scratch = match plan.scratch_len() {
         0 => None,

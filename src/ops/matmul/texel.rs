@@ -80,8 +80,16 @@ pub(super) const SMALL_SHADER: Shader = crate::shader!(
 /// The texel entry of tile `size` with the same layout as the 24×16 buffer entry `large`,
 /// when the launch's split slices start on multiples of 4 (the `nn` and `tb` entries step k by
 /// 4), C is a view of whole texels (the entries store four columns at once,
-/// shaders/matmul_texel_store.wgsl) and its grid fits.
-pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64, size: Size) -> Option<Entry> {
+/// shaders/matmul_texel_store.wgsl; with `c_padded` the last texel of a row may run past N) and
+/// its grid fits.
+pub(super) fn entry(
+    large: &str,
+    p: &Params,
+    e: Extent,
+    max_wg: u64,
+    size: Size,
+    c_padded: bool,
+) -> Option<Entry> {
     let (layout, k_steps_by_4) = match large {
         "regblock_vec" => ("nn", true),
         "regblock_vec_ta" => ("ta", false),
@@ -92,8 +100,8 @@ pub(super) fn entry(large: &str, p: &Params, e: Extent, max_wg: u64, size: Size)
         return None;
     }
     // C, the pre-activation and the residual share C's strides; the ones not bound have 0.
-    let whole_texels = [p.n, p.c_off, p.c_bs, p.c_rs, p.p_off, p.r_off];
-    if !whole_texels.iter().all(|v| v.is_multiple_of(4)) {
+    let whole_texels = [p.c_off, p.c_bs, p.c_rs, p.p_off, p.r_off];
+    if !whole_texels.iter().all(|v| v.is_multiple_of(4)) || !(c_padded || p.n.is_multiple_of(4)) {
         return None;
     }
     let (tile, shader, names) = match size {
