@@ -128,8 +128,12 @@ impl Job {
     /// The device options: with several ranks, each takes the adapter of its node-local rank
     /// among those matching `M2F_BACKEND` / `M2F_ADAPTER`, unless `M2F_ADAPTER_INDEX` is set.
     fn runtime(&self) -> anyhow::Result<Runtime> {
+        // A training run repays the fastest kernels' longer compiles.
         #[allow(unused_mut)] // the distributed build picks the rank's adapter
-        let mut opts = RuntimeOptions::from_env()?;
+        let mut opts = RuntimeOptions {
+            compile_for_speed: true,
+            ..RuntimeOptions::from_env()?
+        };
         #[cfg(feature = "distributed")]
         if self.mpi.world() > 1 && opts.adapter_index.is_none() {
             opts.adapter_index = Some(AdapterIndex::Rank(self.mpi.local_rank()));

@@ -27,6 +27,12 @@ pub struct Policy {
     /// Loop iterations one invocation may run in all, where the adapter caps them (CPU
     /// adapters); `None` where it does not.
     pub loop_budget: Option<usize>,
+    /// Products of at least this many FLOPs run the large CPU GEMM tiles; smaller ones the
+    /// 8-row tile, whose JIT takes seconds less ([`RuntimeOptions::compile_for_speed`] lowers
+    /// it: the demo training step ran 4-5% faster, docs/PERFORMANCE.md "Session 11").
+    ///
+    /// [`RuntimeOptions::compile_for_speed`]: crate::runtime::RuntimeOptions::compile_for_speed
+    pub large_tile_flops: u64,
 }
 
 impl Policy {
@@ -86,8 +92,19 @@ pub fn policy(rt: &Runtime) -> Policy {
     Policy {
         shapes,
         loop_budget: cpu_adapter.then_some(CPU_LOOP_ITERATIONS),
+        large_tile_flops: if rt.compile_for_speed() {
+            LARGE_TILE_FLOPS_FOR_SPEED
+        } else {
+            crate::ops::matmul::LARGE_MIN_FLOPS
+        },
     }
 }
+
+/// [`Policy::large_tile_flops`] under [`RuntimeOptions::compile_for_speed`]: every product
+/// past a few µs of work.
+///
+/// [`RuntimeOptions::compile_for_speed`]: crate::runtime::RuntimeOptions::compile_for_speed
+pub const LARGE_TILE_FLOPS_FOR_SPEED: u64 = 1 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -99,10 +116,12 @@ mod tests {
         let gpu = Policy {
             shapes: Shapes::Gpu,
             loop_budget: None,
+            large_tile_flops: 0,
         };
         let cpu = Policy {
             shapes: Shapes::Cpu,
             loop_budget: Some(CPU_LOOP_ITERATIONS),
+            large_tile_flops: 0,
         };
         // A bias gradient: 96 columns over 131,072 rows.
         assert_eq!(gpu.sum_segments(96, 131_072, 64, 2), 1366);
@@ -136,7 +155,8 @@ mod tests {
                 policy(rt),
                 Policy {
                     shapes,
-                    loop_budget: budget
+                    loop_budget: budget,
+                    large_tile_flops: crate::ops::matmul::LARGE_MIN_FLOPS,
                 }
             );
         }

@@ -84,6 +84,11 @@ pub struct RuntimeOptions {
     pub allow_timestamps: bool,
     /// Which kernel shapes `Auto` variants choose (default: from the adapter).
     pub kernel_policy: KernelPolicy,
+    /// Let `Auto` variants take their fastest kernels even where those compile slowly: on
+    /// CPU adapters, the large GEMM tiles for small products too (lavapipe JITs them for ~20 s
+    /// on a machine's first run; Mesa's shader cache keeps them). `train` sets it, since a
+    /// training run repays the compile; inference keeps its fast first run.
+    pub compile_for_speed: bool,
     /// Device limits to ask for (capped at the adapter's); `None`: all the adapter has.
     pub limits: Option<wgpu::Limits>,
 }
@@ -99,6 +104,7 @@ impl Default for RuntimeOptions {
             allow_f32_atomics: true,
             allow_timestamps: true,
             kernel_policy: KernelPolicy::Auto,
+            compile_for_speed: false,
             limits: None,
         }
     }

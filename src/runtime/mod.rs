@@ -63,6 +63,7 @@ struct Inner {
     caps: Capabilities,
     features: wgpu::Features,
     kernel_policy: KernelPolicy,
+    compile_for_speed: bool,
     pool: Arc<BufferPool>,
     kernels: Mutex<HashMap<kernel::KernelKey, Arc<Kernel>>>,
     texels: Mutex<texel::TexelScratch>,
@@ -131,6 +132,7 @@ impl Runtime {
                 caps: o.caps,
                 features: o.features,
                 kernel_policy: opts.kernel_policy,
+                compile_for_speed: opts.compile_for_speed,
                 pool,
                 kernels: Mutex::new(HashMap::new()),
                 texels: Mutex::new(Default::default()),
@@ -160,6 +162,10 @@ impl Runtime {
     /// The kernel policy this runtime was opened with (`ops` resolves `Auto` from it).
     pub fn kernel_policy(&self) -> KernelPolicy {
         self.inner.kernel_policy
+    }
+    /// Whether this runtime was opened with [`RuntimeOptions::compile_for_speed`].
+    pub fn compile_for_speed(&self) -> bool {
+        self.inner.compile_for_speed
     }
     /// One line naming the adapter, backend and optional features, for logs and CLIs.
     pub fn describe(&self) -> String {

@@ -6,7 +6,7 @@ use super::split::{self, SplitK};
 use super::texel;
 use super::{
     Activation, MatmulOptions, Variant, GEMM_MAX_K_PER_LAUNCH, GEMM_WIDE_MIN_WORKGROUPS,
-    LARGE_MIN_FLOPS, LARGE_TILE, MAX_K_PER_LAUNCH,
+    LARGE_TILE, MAX_K_PER_LAUNCH,
 };
 use crate::error::Result;
 use crate::runtime::{Dispatch, Runtime, Shader, Tensor};
@@ -507,7 +507,7 @@ fn product(
         Variant::TexelSmall => texel::Size::Small,
         Variant::Texel => texel::Size::Tall,
         Variant::TexelWide => texel::Size::Wide,
-        _ if flops < LARGE_MIN_FLOPS => texel::Size::Small,
+        _ if flops < crate::ops::policy::policy(rt).large_tile_flops => texel::Size::Small,
         _ => texel::large_size(e),
     };
     let layout = match variant {

@@ -134,7 +134,9 @@ pub const LARGE_MIN_WORKGROUPS: u64 = 4;
 /// tens of seconds of CPU the first time on a machine (docs/PERFORMANCE.md, "Cold start", "Session
 /// 7 A/B"), and below this size the larger block saves at most a few milliseconds per launch. The demo model's products stay under it
 /// (its first image on a fresh machine then JITs no 24×16 entry); Swin-T's backbone, pixel
-/// decoder and mask products are above it.
+/// decoder and mask products are above it. A runtime opened with
+/// [`RuntimeOptions::compile_for_speed`](crate::runtime::RuntimeOptions::compile_for_speed)
+/// (`train`) takes the large texel entries from 2^20 FLOPs ([`crate::ops::policy::Policy`]).
 pub const LARGE_MIN_FLOPS: u64 = 1 << 27;
 
 impl Variant {

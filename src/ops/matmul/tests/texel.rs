@@ -186,3 +186,33 @@ fn auto_picks_texel_on_cpu_adapters() {
     );
     assert!(e.iter().all(|x| !x.starts_with("matmul_texel")), "{e:?}");
 }
+
+/// A runtime opened with `compile_for_speed` (what `train` opens) runs products from 2^20 FLOPs
+/// on the large texel tiles, where the default runtime keeps the 8-row ones up to 2^27.
+#[test]
+fn compile_for_speed_takes_large_tiles_for_small_products() {
+    let rt = testing::runtime();
+    let fast = Runtime::with_options(&crate::runtime::RuntimeOptions {
+        compile_for_speed: true,
+        ..crate::runtime::RuntimeOptions::from_env().unwrap()
+    })
+    .unwrap();
+    let on_cpu = crate::ops::policy::policy(rt).cpu_shapes() && rt.caps().is_cpu;
+    // 2·64·128·128 = 2^21 FLOPs; 2·16·16·16 = 2^13.
+    for (t, small, large) in [
+        ((false, false), TEXEL_NN8, [TEXEL_NN, TEXEL_NN_WIDE]),
+        ((true, false), TEXEL_TA8, [TEXEL_TA, TEXEL_TA_WIDE]),
+        ((false, true), TEXEL_TB8, [TEXEL_TB, TEXEL_TB_WIDE]),
+    ] {
+        let o = opts(Variant::Auto, t);
+        let mid = Case::new(64, 128, 128, t);
+        let (e, _) = check_forward_split(&fast, &mid, &o, true, false, false);
+        let on_large = e.iter().all(|x| large.contains(&x.as_str()));
+        assert_eq!(on_large, on_cpu, "{mid:?}: {e:?}");
+        let e = entries(rt, &mid, &o);
+        assert_eq!(e.iter().all(|x| x == small), on_cpu, "{mid:?}: {e:?}");
+        let tiny = Case::new(16, 16, 16, t);
+        let e = entries(&fast, &tiny, &o);
+        assert_eq!(e.iter().all(|x| x == small), on_cpu, "{tiny:?}: {e:?}");
+    }
+}
