@@ -2,8 +2,9 @@
 //! cross-entropy over all queries, and BCE and dice on importance-sampled points of each
 //! matched mask, each with its exact gradient with respect to the logits.
 
+use super::parallel::map_items;
 use super::points::{sample, taps, PointSource};
-use super::{Criterion, ImageTargets, Logits, PredictionShape, Result};
+use super::{Criterion, CriterionError, ImageTargets, Logits, PredictionShape, Result};
 
 /// `BCEWithLogits(x, t)`, the numerically stable form torch uses.
 pub(super) fn bce(x: f64, t: f64) -> f64 {
@@ -96,8 +97,22 @@ impl Criterion {
         } else {
             Vec::new()
         };
-        let (mut loss_mask, mut loss_dice) = (0.0, 0.0);
+        // Each pair writes only its own query's gradient plane: the pairs run on the cores, each
+        // with its plane, and their losses are summed in the serial order.
+        let mut planes: Vec<Option<&mut [f32]>> = grad.chunks_mut(h * w).map(Some).collect();
+        let mut work = Vec::with_capacity(pairs.len());
         for (i, &(b, qi, t)) in pairs.iter().enumerate() {
+            let plane = planes[b * q + qi]
+                .take()
+                .ok_or_else(|| CriterionError::Assignment {
+                    image: b,
+                    rows: q,
+                    cols: targets[b].len(),
+                    reason: format!("query {qi} matched twice"),
+                })?;
+            work.push((i, (b, qi, t), plane));
+        }
+        let losses = map_items(work, |(i, (b, qi, t), grad)| {
             let off = (b * q + qi) * h * w;
             let logits = &pred.mask_logits[off..off + h * w];
             let cand = &drawn[i * over..(i + 1) * over];
@@ -122,11 +137,9 @@ impl Criterion {
                 .collect();
             let s: Vec<f64> = x.iter().map(|&v| sigmoid(v)).collect();
             let bce_mean = x.iter().zip(&lab).map(|(&v, &l)| bce(v, l)).sum::<f64>() / np as f64;
-            loss_mask += bce_mean / num_masks;
             let inter: f64 = s.iter().zip(&lab).map(|(a, b)| a * b).sum();
             let num = 2.0 * inter + 1.0;
             let den = s.iter().sum::<f64>() + lab.iter().sum::<f64>() + 1.0;
-            loss_dice += (1.0 - num / den) / num_masks;
 
             let gm = self.cfg.weight_mask / (np as f64 * num_masks);
             let gd = self.cfg.weight_dice / num_masks;
@@ -137,9 +150,15 @@ impl Criterion {
                 let dx = d_bce + d_dice;
                 let (tp, nt) = taps(h, w, pt);
                 for &(j, wt) in &tp[..nt] {
-                    grad[off + j] += (dx * wt as f64) as f32;
+                    grad[j] += (dx * wt as f64) as f32;
                 }
             }
+            (bce_mean / num_masks, (1.0 - num / den) / num_masks)
+        });
+        let (mut loss_mask, mut loss_dice) = (0.0, 0.0);
+        for (m, d) in losses {
+            loss_mask += m;
+            loss_dice += d;
         }
         Ok((loss_mask, loss_dice))
     }

@@ -3,6 +3,7 @@
 //! solved exactly.
 
 use super::losses::{bce, sigmoid, softmax_row};
+use super::parallel::map_items;
 use super::points::{sample, PointSource};
 use super::{Criterion, CriterionError, ImageTargets, Logits, PredictionShape, Result};
 
@@ -18,18 +19,21 @@ impl Criterion {
     ) -> Result<Vec<Vec<(usize, usize)>>> {
         let q = shape.queries;
         let np = self.cfg.num_points;
-        let mut out = Vec::with_capacity(shape.batch);
-        for (b, tgt) in targets.iter().enumerate() {
-            let pts = points.draw_images(&[b], np)?;
+        // Every image's points first, in the serial order; then the images on the cores.
+        let draws = (0..targets.len())
+            .map(|b| points.draw_images(&[b], np))
+            .collect::<Result<Vec<_>>>()?;
+        let images: Vec<_> = targets.iter().zip(draws).enumerate().collect();
+        map_items(images, |(b, (tgt, pts))| {
             let n = tgt.len();
             if n == 0 {
-                out.push(Vec::new());
-                continue;
+                return Ok(Vec::new());
             }
             let cost = self.cost_matrix(shape, pred, tgt, b, &pts);
-            out.push(assign(b, q, n, &cost)?);
-        }
-        Ok(out)
+            assign(b, q, n, &cost)
+        })
+        .into_iter()
+        .collect()
     }
 
     /// Image `b`'s cost matrix [Q, n] (row-major) on the points `pts`: cost_mask·BCE +

@@ -21,6 +21,7 @@
 pub mod device;
 mod losses;
 mod matcher;
+mod parallel;
 mod points;
 
 use thiserror::Error;
