@@ -37,7 +37,10 @@ pub fn matmul_row_sums_into(
         ));
     }
     check::f32_shape(OP, "the row sums", row_sums, &[s.m as usize])?;
-    check_distinct(OP, &[("the row sums", row_sums)], &[("A", a), ("B", b)])?;
+    let mut ins = vec![("A", a), ("B", b)];
+    ins.extend(ep.bias.map(|t| ("bias", t)));
+    ins.extend(ep.residual.map(|t| ("the residual", t)));
+    check_distinct(OP, &[("the row sums", row_sums)], &ins)?;
     if row_sums.overlaps(out) {
         return Err(Error::Unsupported {
             op: OP,
