@@ -4,7 +4,8 @@
 // lavapipe every buffer store runs lane by lane, and one vec4 store costs about what a scalar one
 // does, so products with a short K (most of a small model's) ran 1.3-1.8× slower storing scalars
 // (docs/PERFORMANCE.md, "Session 11"). The launcher takes these entries only where C, the
-// pre-activation and the residual are 16-byte aligned views with N a multiple of 4 (texel.rs).
+// pre-activation and the residual are 16-byte aligned views with N a multiple of 4, or C's rows
+// are padded to one (texel.rs, `padded_c` in mod.rs).
 
 @group(0) @binding(4) var<storage, read_write> c4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> pre4: array<vec4<f32>>;
@@ -20,8 +21,8 @@ fn activate4(v: vec4<f32>, act: u32) -> vec4<f32> {
     return v;
 }
 
-// Writes outputs n..n+3 of row m in C slot cz (the caller checks m < p.m and n < p.n; N is a
-// multiple of 4), given the four columns' biases (`bias4_at(n)`).
+// Writes outputs n..n+3 of row m in C slot cz (the caller checks m < p.m and n < p.n; past N only
+// into padding), given the four columns' biases (`bias4_at(n)`).
 fn store4v(cz: u32, m: u32, n: u32, acc: vec4<f32>, bias4: vec4<f32>) {
     let v0 = p.alpha * acc;
     var v = v0 + bias4;
