@@ -427,8 +427,9 @@ pub fn matmul_epilogue_into(
 /// A product the texel `tb` entries would take but for N (a class head over K + 1 labels):
 /// they store whole texels of C, so it runs into a scratch C with rows padded to a multiple of
 /// 4 and is copied out (one strided copy; the buffer entry it would fall back to costs lavapipe
-/// seconds of JIT on a cold start). Only plain products (no residual, pre-activation or beta)
-/// and not under split-K; `None` where this does not apply.
+/// seconds of JIT on a cold start). Only plain products (no residual, pre-activation or beta),
+/// for callers that keep the scratch alive with the dispatches (`split_ok`), and not under
+/// split-K; `None` where this does not apply.
 fn padded_c(
     rt: &Runtime,
     s: &Shapes,
@@ -580,8 +581,11 @@ fn forward_rows_into(
         beta: opts.beta,
         act: opts.activation,
     };
-    if let Some(padded) = padded_c(rt, &s, &problem, opts)? {
-        return Ok(padded);
+    // The padded rows are a scratch tensor: only for callers that keep it (as for split-K).
+    if split_ok {
+        if let Some(padded) = padded_c(rt, &s, &problem, opts)? {
+            return Ok(padded);
+        }
     }
     let plan = plan(rt, &problem, opts, split_ok);
     let scratch = match plan.scratch_len() {

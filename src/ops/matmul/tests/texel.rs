@@ -43,9 +43,10 @@ fn texel_entries_shapes_batches_and_epilogue() {
             for (m, n, k) in shapes {
                 for (la, lb) in LEADS {
                     let case = Case::new(m, n, k, t).batched(la, lb);
-                    let (e, _) = check_forward_split(rt, &case, &o, true, false, false);
+                    let (e, _) = check_forward_split(rt, &case, &o, true, false, true);
                     // The entries store whole texels of C: with N not a multiple of 4 the
-                    // product runs into rows padded to one and is copied out.
+                    // product runs into rows padded to one (a scratch the caller keeps, as
+                    // for split-K) and is copied out.
                     let want: &[&str] = match n % 4 {
                         0 => &[want],
                         _ => &[want, "copy::main"],
@@ -89,14 +90,15 @@ fn texel_falls_back_outside_its_layouts() {
             assert_eq!(e, [want], "{case:?}");
         }
     }
-    // A `tb` product with N not a multiple of 4 that reads C (beta) cannot run into padded
-    // rows (see `padded_c`): the buffer entry.
+    // A `tb` product with N not a multiple of 4 cannot run into padded rows (see `padded_c`)
+    // where it reads C (beta), or for a caller that keeps no scratch (`matmul_into`, which would
+    // drop the padded rows before its dispatches run): the buffer entry.
     let case = Case::new(64, 66, 64, (false, true));
-    let o = MatmulOptions {
-        beta: 0.5,
-        ..opts(Variant::TexelSmall, (false, true))
-    };
-    let (e, _) = check_forward_split(rt, &case, &o, true, false, false);
+    let tb = opts(Variant::TexelSmall, (false, true));
+    let o = MatmulOptions { beta: 0.5, ..tb };
+    let (e, _) = check_forward_split(rt, &case, &o, true, false, true);
+    assert_eq!(e, ["matmul::regblock_vec_tb"], "{case:?}");
+    let (e, _) = check_forward_split(rt, &case, &tb, true, false, false);
     assert_eq!(e, ["matmul::regblock_vec_tb"], "{case:?}");
 }
 
