@@ -294,10 +294,8 @@ pub(super) fn encode(
         && pr.batch == 1
         && split.is_none_or(|(s, _)| s.slices(e.k) < 2);
     if let (Some(rows), true) = (pr.row_sums, one_launch) {
-        let (d, folded) = launch(rt, pr, plan, (0, 0, 0, 0), e, None, Some(rows))?;
-        if folded {
-            return Ok((d, true));
-        }
+        // The whole product as the one launch the loop below would record, asked to fold.
+        return launch(rt, pr, plan, (0, 0, 0, 0), e, None, Some(rows));
     }
     let mut dispatches = Vec::new();
     for b0 in (0..pr.batch).step_by(e.b as usize) {

@@ -5,11 +5,6 @@
 
 use super::*;
 
-/// The dispatches' full labels, override constants included (`matmul::gemm[GT=64,…]`).
-fn full_labels(d: &[Dispatch]) -> Vec<String> {
-    d.iter().map(|d| d.label().to_string()).collect()
-}
-
 /// Runs `case` through `forward_into` on NaN-poisoned outputs and checks C (and the
 /// pre-activation) against the reference, with every epilogue tensor; returns the labels.
 fn check(rt: &Runtime, case: &Case, o: &MatmulOptions, split_ok: bool) -> Vec<String> {

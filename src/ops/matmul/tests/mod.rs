@@ -219,6 +219,11 @@ fn check_forward_seeded(
     (labels(&d), got)
 }
 
+/// The dispatches' full labels, override constants included (`matmul::gemm[GT=64,…]`).
+fn full_labels(d: &[Dispatch]) -> Vec<String> {
+    d.iter().map(|d| d.label().to_string()).collect()
+}
+
 /// Entry points of dispatches (`matmul::regblock_vec`, …).
 fn labels(d: &[Dispatch]) -> Vec<String> {
     d.iter()

@@ -56,7 +56,7 @@ fn check_row_sums(rt: &Runtime, case: &Case, opts: &MatmulOptions, with_bias: bo
         &f32s(&bound_rows),
         1e-5,
     );
-    d.iter().map(|x| x.label().to_string()).collect()
+    full_labels(&d)
 }
 
 /// The texel `ta` entries write the sums from the product's own launch: one dispatch, on
