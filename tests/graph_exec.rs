@@ -117,6 +117,61 @@ fn values_and_gradients_match_the_formula() {
     testing::assert_close("d/dw2", seed, &with.1[2], &gw2, 1e-6);
 }
 
+/// `backward_from`: gradients given at two values (one upstream of the other, so `h` sums a
+/// seed and a propagated contribution) against the formula; a seed of the wrong shape is refused.
+#[test]
+fn seeded_backward_matches_the_formula() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    let n = 257;
+    let mut g = graph();
+    let x = g.input("x", &[n]).unwrap();
+    let w1 = g.param("w1", &[n]).unwrap();
+    let b = g.param("b", &[n]).unwrap();
+    let w2 = g.param("w2", &[n]).unwrap();
+    let h0 = g.apply1(TMul, &[x, w1]).unwrap();
+    let h = g.apply1(TAdd, &[h0, b]).unwrap();
+    let y = g.apply1(TMul, &[h, w2]).unwrap();
+    let gy = g.input("gy", &[n]).unwrap();
+    let gh = g.input("gh", &[n]).unwrap();
+    let short = g.input("short", &[n - 1]).unwrap();
+    let err = g
+        .clone()
+        .backward_from(&[(y, short)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("{:?}", [n - 1])), "{err}");
+    g.backward_from(&[(y, gy), (h, gh)]).unwrap();
+
+    let vals: Vec<Vec<f32>> = (0..6)
+        .map(|_| testing::uniform(&mut rng, n, -1.0, 1.0))
+        .collect();
+    let mut exe = Executable::compile(rt, &g, &[y], &CompileOptions::training()).unwrap();
+    for (name, v) in ["x", "gy", "gh"].iter().zip(&vals[..3]) {
+        exe.set_input(name, v).unwrap();
+    }
+    for (name, v) in ["w1", "b", "w2"].iter().zip(&vals[3..]) {
+        exe.set_param(name, v).unwrap();
+    }
+    exe.run_with(&[]).unwrap();
+    let got = |p: &str| rt.download(exe.grad(p).unwrap().unwrap()).unwrap();
+    let [xs, gys, ghs, w1s, bs, w2s] = &vals[..] else {
+        unreachable!()
+    };
+    let (mut gw1, mut gb, mut gw2) = (vec![], vec![], vec![]);
+    for i in 0..n {
+        let h = xs[i] as f64 * w1s[i] as f64 + bs[i] as f64;
+        let dh = gys[i] as f64 * w2s[i] as f64 + ghs[i] as f64;
+        gw1.push((dh * xs[i] as f64) as f32);
+        gb.push(dh as f32);
+        gw2.push((gys[i] as f64 * h) as f32);
+    }
+    testing::assert_close("d/dw1", seed, &got("w1"), &gw1, 1e-6);
+    testing::assert_close("d/db", seed, &got("b"), &gb, 1e-6);
+    testing::assert_close("d/dw2", seed, &got("w2"), &gw2, 1e-6);
+}
+
 #[test]
 fn unused_branches_get_no_dispatches() {
     let rt = testing::runtime();

@@ -24,12 +24,37 @@ impl Graph {
                 shape: info.shape,
             });
         }
-        let needed = self.needs_grad(loss);
+        let one = self.constant(&[1.0], &info.shape)?;
+        self.backward_from(&[(loss, one)])
+    }
+
+    /// Appends the parameter gradients of a loss whose gradients with respect to some values
+    /// are already known: `seeds` pairs each such value with its gradient (a value of the same
+    /// shape, e.g. an input the host fills). This is [`Graph::backward`] without the scalar
+    /// `Σ value · seed` a caller would otherwise build, whose forward and first backward nodes
+    /// only reproduce the seeds.
+    pub fn backward_from(&mut self, seeds: &[(Value, Value)]) -> Result<()> {
+        for &(v, gv) in seeds {
+            self.check(v)?;
+            self.check(gv)?;
+            if self.info(v) != self.info(gv) || self.info(v).dtype != DType::F32 {
+                return Err(GraphError::Backward(format!(
+                    "the gradient {gv} of {v} is {:?}{:?}, the value is {:?}{:?} (both f32 of one shape)",
+                    self.info(gv).dtype,
+                    self.info(gv).shape,
+                    self.info(v).dtype,
+                    self.info(v).shape
+                )));
+            }
+        }
+        let targets: Vec<Value> = seeds.iter().map(|&(v, _)| v).collect();
+        let needed = self.needs_grad(&targets);
         let forward_nodes = self.nodes.len();
 
-        let seed = self.constant(&[1.0], &info.shape)?;
         let mut contributions: HashMap<Value, Vec<Value>> = HashMap::new();
-        contributions.insert(loss, vec![seed]);
+        for &(v, gv) in seeds {
+            contributions.entry(v).or_default().push(gv);
+        }
         let mut grads = Vec::new();
 
         for idx in (0..forward_nodes).rev() {
@@ -96,8 +121,8 @@ impl Graph {
         Ok(())
     }
 
-    /// For each value: is it f32, downstream of a parameter and upstream of `loss`?
-    fn needs_grad(&self, loss: Value) -> Vec<bool> {
+    /// For each value: is it f32, downstream of a parameter and upstream of a target?
+    fn needs_grad(&self, targets: &[Value]) -> Vec<bool> {
         let mut from_param = vec![false; self.values.len()];
         for node in &self.nodes {
             let trainable = match &node.kind {
@@ -110,7 +135,9 @@ impl Graph {
             }
         }
         let mut to_loss = vec![false; self.values.len()];
-        to_loss[loss.index()] = true;
+        for t in targets {
+            to_loss[t.index()] = true;
+        }
         for node in self.nodes.iter().rev() {
             if node.outputs.iter().any(|v| to_loss[v.index()]) {
                 for v in node.inputs() {

@@ -8,7 +8,7 @@
 //! ```text
 //! phase 1: forward ──logits──▶ host criterion (matching, points, losses, logit gradients)
 //!                                          │ gradients as the second phase's inputs
-//! phase 2: Σ logits·seed ▶ backward ▶ gradient norm and clipping ▶ AdamW
+//! phase 2: backward from the logit seeds ▶ gradient norm and clipping ▶ AdamW
 //! ```
 //! The forward's activations stay on the device between the phases, so it runs once.
 //!

@@ -214,11 +214,8 @@ fn compile_training(
         dc.init_inputs(&mut train, b)?;
         return Ok((g, train, fwd_outputs, shape, Some(dc)));
     }
-    let seed = attach_logit_gradients(&mut g, &net.predictions)?;
-    g.backward(seed)?;
-    let mut outputs = vec![seed];
-    outputs.extend(&fwd_outputs);
-    let mut train = Executable::compile(rt, &g, &outputs, &CompileOptions::training())?;
+    attach_logit_gradients(&mut g, &net.predictions)?;
+    let mut train = Executable::compile(rt, &g, &fwd_outputs, &CompileOptions::training())?;
     let seed_inputs: Vec<String> = (0..net.predictions.len())
         .flat_map(|k| {
             let (c, m) = seed_names(k);

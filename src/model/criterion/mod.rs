@@ -7,8 +7,7 @@
 //! losses are sums over a few thousand sampled points, so the whole criterion runs on the host from
 //! the downloaded logits: [`Criterion::compute`] returns the loss terms *and* the exact gradient of
 //! the total loss with respect to every class and mask logit. The graph then back-propagates those
-//! logit gradients through the network with [`attach_logit_gradients`], whose scalar
-//! `Σ logits · seed` has exactly the parameter gradients of the real loss.
+//! logit gradients through the network from [`attach_logit_gradients`]' seed inputs.
 //!
 //! Point sampling is bilinear with `align_corners = False` and zero padding (torch `grid_sample`
 //! of `2c − 1`), in both the predictions (at H/4) and the targets (at the input resolution).
@@ -26,7 +25,7 @@ mod points;
 
 use thiserror::Error;
 
-use crate::graph::{Graph, Result as GraphResult, Value};
+use crate::graph::{Graph, Result as GraphResult};
 use crate::model::config::Mask2FormerConfig;
 use crate::model::decoder::Prediction;
 
@@ -494,26 +493,20 @@ pub fn seed_names(k: usize) -> (String, String) {
     )
 }
 
-/// Adds inputs `loss_seed.{k}.{class,mask}_logits` (shaped like each prediction) and returns the
-/// scalar `Σ_k Σ logits_k · seed_k`. Its gradient with respect to every parameter is the
-/// gradient of the real loss when the seeds are [`LogitGrads`] from [`Criterion::compute`] (the
-/// seeds are inputs, so nothing flows back into them). Call `g.backward` on the result.
-pub fn attach_logit_gradients(g: &mut Graph, predictions: &[Prediction]) -> GraphResult<Value> {
-    let mut total: Option<Value> = None;
+/// Adds inputs `loss_seed.{k}.{class,mask}_logits` (shaped like each prediction) and the
+/// backward from them: the parameter gradients of the real loss when the seeds are
+/// [`LogitGrads`] from [`Criterion::compute`] (the gradient of the total loss with respect to
+/// every logit). Read them with `g.grads()`.
+pub fn attach_logit_gradients(g: &mut Graph, predictions: &[Prediction]) -> GraphResult<()> {
+    let mut seeds = Vec::new();
     for (k, p) in predictions.iter().enumerate() {
         let (cn, mn) = seed_names(k);
         for (name, v) in [(cn, p.class_logits), (mn, p.mask_logits)] {
             let shape = g.shape(v).to_vec();
-            let seed = g.input(&name, &shape)?;
-            let prod = g.mul(v, seed)?;
-            let s = g.sum(prod)?;
-            total = Some(match total {
-                Some(t) => g.add(t, s)?,
-                None => s,
-            });
+            seeds.push((v, g.input(&name, &shape)?));
         }
     }
-    Ok(total.expect("at least one prediction"))
+    g.backward_from(&seeds)
 }
 
 #[cfg(test)]
