@@ -17,8 +17,8 @@ use crate::runtime::{grid_1d, Arena, Binding, Dispatch, Runtime, Tensor, TexelSl
 /// Elements one workgroup of `shaders/adamw.wgsl` updates (256 invocations × 8).
 const ELEMENTS_PER_WORKGROUP: u32 = 2048;
 
-/// Texels one workgroup of `shaders/adamw_texel.wgsl` updates (256 invocations × 4).
-const TEXELS_PER_WORKGROUP: u32 = 1024;
+/// Texels one workgroup of `shaders/adamw_texel.wgsl` updates (256 invocations × 2).
+const TEXELS_PER_WORKGROUP: u32 = 512;
 
 /// The longest piece of a window the texel form views at once: four textures of this size.
 pub(super) const TEXEL_CHUNK_BYTES: u64 = 32 << 20;
