@@ -129,6 +129,56 @@ fn norms_resample_conv_match_direct_launchers() {
     testing::assert_close("d gn.bias", seed, &grad("gn.bias"), &dl(&ggr.dbias), 1e-6);
 }
 
+/// A convolution over a graph input (the image under the patch embedding) needs no input
+/// gradient: its backward skips dx (fewer dispatches) and the weight and bias gradients equal
+/// those of the same convolution over a parameter, where dx is computed.
+#[test]
+fn conv_over_an_input_skips_the_input_gradient() {
+    let rt = testing::runtime();
+    let seed = testing::seed();
+    let mut rng = testing::rng(seed);
+    let (n, cin, c, h, w) = (2, 5, 8, 9, 7);
+    let xd = testing::uniform(&mut rng, n * cin * h * w, -1.0, 1.0);
+    let kd = testing::uniform(&mut rng, c * cin * 9, -0.5, 0.5);
+    let kbd = testing::uniform(&mut rng, c, -0.5, 0.5);
+    let rd = testing::uniform(&mut rng, n * c * h * w, -1.0, 1.0);
+    let run = |x_is_param: bool| {
+        let mut g = graph();
+        let x = if x_is_param {
+            g.param("x", &[n, cin, h, w]).unwrap()
+        } else {
+            g.input("x", &[n, cin, h, w]).unwrap()
+        };
+        let r = g.input("r", &[n, c, h, w]).unwrap();
+        let k = g.param("k", &[c, cin, 3, 3]).unwrap();
+        let kb = g.param("kb", &[c]).unwrap();
+        let y = g.conv2d(x, k, Some(kb), 1, 1).unwrap();
+        let yr = g.apply1(TMul, &[y, r]).unwrap();
+        let loss = g.apply1(TSum, &[yr]).unwrap();
+        g.backward(loss).unwrap();
+        let mut exe = Executable::compile(rt, &g, &[loss], &CompileOptions::training()).unwrap();
+        if x_is_param {
+            exe.set_param("x", &xd).unwrap();
+        } else {
+            exe.set_input("x", &xd).unwrap();
+        }
+        exe.set_input("r", &rd).unwrap();
+        exe.set_param("k", &kd).unwrap();
+        exe.set_param("kb", &kbd).unwrap();
+        exe.run_with(&[]).unwrap();
+        let grad = |name: &str| rt.download(exe.grad(name).unwrap().unwrap()).unwrap();
+        (grad("k"), grad("kb"), exe.dispatch_count())
+    };
+    let (k_in, kb_in, launches_in) = run(false);
+    let (k_param, kb_param, launches_param) = run(true);
+    assert!(
+        launches_in < launches_param,
+        "no dx over an input: {launches_in} launches, {launches_param} with dx"
+    );
+    testing::assert_close("d k", seed, &k_in, &k_param, 1e-6);
+    testing::assert_close("d kb", seed, &kb_in, &kb_param, 1e-6);
+}
+
 #[test]
 fn window_attention_matches_direct_launcher() {
     let rt = testing::runtime();

@@ -49,6 +49,20 @@ impl Graph {
         }
         let targets: Vec<Value> = seeds.iter().map(|&(v, _)| v).collect();
         let needed = self.needs_grad(&targets);
+        self.wanted = needed.clone();
+        let result = self.backward_nodes(seeds, &needed);
+        self.wanted = Vec::new();
+        result
+    }
+
+    /// During a backward rule ([`Op::backward`](super::Op::backward)): whether the gradient of
+    /// `v` is wanted (`v` depends on a parameter and leads to the loss), so a rule can skip work
+    /// for inputs that need none (a convolution over the image). Outside `backward`: `true`.
+    pub fn needs_gradient(&self, v: Value) -> bool {
+        self.wanted.get(v.index()).copied().unwrap_or(true)
+    }
+
+    fn backward_nodes(&mut self, seeds: &[(Value, Value)], needed: &[bool]) -> Result<()> {
         let forward_nodes = self.nodes.len();
 
         let mut contributions: HashMap<Value, Vec<Value>> = HashMap::new();

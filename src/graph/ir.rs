@@ -171,6 +171,9 @@ pub struct Graph {
     /// The op that sums two gradient contributions of one value; `None`: the elementwise add
     /// (chosen in `autodiff`, so that the builder does not depend on the ops).
     pub(crate) accumulate: Option<Arc<dyn Op>>,
+    /// While `backward` runs: which values' gradients are wanted (see
+    /// [`Graph::needs_gradient`]); empty otherwise.
+    pub(crate) wanted: Vec<bool>,
 }
 
 impl Default for Graph {
@@ -210,6 +213,7 @@ impl Graph {
             scope: Vec::new(),
             grads: Vec::new(),
             accumulate: None,
+            wanted: Vec::new(),
         }
     }
 }

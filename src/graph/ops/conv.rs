@@ -56,35 +56,55 @@ impl Op for Conv2d {
         let Some(dy) = dy[0] else {
             return Ok(vec![None; x.len()]);
         };
-        let outs = g.apply(Arc::new(Conv2dBackward(self.clone())), &[dy, x[0], x[1]])?;
-        Ok(outs.into_iter().map(Some).collect())
+        // No dx where the input needs no gradient (the image under the patch embedding): its
+        // column-to-image pass and product are the larger half of the backward.
+        let op = Conv2dBackward {
+            conv: self.clone(),
+            input_grad: g.needs_gradient(x[0]),
+        };
+        let mut outs = g
+            .apply(Arc::new(op.clone()), &[dy, x[0], x[1]])?
+            .into_iter();
+        let dx = if op.input_grad { outs.next() } else { None };
+        Ok([dx].into_iter().chain(outs.map(Some)).collect())
     }
 }
 
-/// (dy, x, weight) → (dx, dweight, dbias?).
+/// (dy, x, weight) → (dx if `input_grad`, dweight, dbias?).
 #[derive(Debug, Clone)]
-pub struct Conv2dBackward(pub Conv2d);
+pub struct Conv2dBackward {
+    pub conv: Conv2d,
+    pub input_grad: bool,
+}
 
 impl Op for Conv2dBackward {
     op_header!("conv2d_backward", inputs: 3);
     fn infer(&self, i: &[&TensorInfo]) -> InferResult {
         let mut out = vec![i[1].clone(), i[2].clone()];
-        if self.0.bias {
+        if !self.input_grad {
+            out.remove(0);
+        }
+        if self.conv.bias {
             out.push(TensorInfo::f32(&[i[2].shape[0]]));
         }
         Ok(out)
     }
     fn dispatches(&self, rt: &Runtime, io: &Io<'_>) -> crate::Result<Vec<Dispatch>> {
         let [dy, x, w] = io.inputs_n()?;
-        let opts = self.0.opts();
+        let opts = self.conv.opts();
         let ws = conv2d_backward_workspace(rt, x.shape(), w.shape(), &opts)?;
+        let (dx, rest) = if self.input_grad {
+            (Some(io.outputs[0]), &io.outputs[1..])
+        } else {
+            (None, &io.outputs[..])
+        };
         let mut list = conv2d_backward_with_workspace_into(
             rt,
             dy,
             x,
             w,
-            Some(io.outputs[0]),
-            io.outputs[1],
+            dx,
+            rest[0],
             None,
             ws.as_ref(),
             &opts,
@@ -94,7 +114,7 @@ impl Op for Conv2dBackward {
         }
         // The bias gradient sums dy over images and pixels: in two passes (many threads, then
         // the segments) rather than the conv family's one thread per channel.
-        if let Some(db) = io.outputs.get(2) {
+        if let Some(db) = rest.get(1) {
             let cout = db.numel();
             let db3 = db.reshape(&[cout, 1, 1])?;
             let (d, scratch) = reduce::sum_to_shape_scratch_into(rt, dy, &db3)?;
