@@ -67,9 +67,13 @@ fn seg_sum(base: u32, len: u32, centre: f32, squares: bool) -> f32 {
     return total;
 }
 
-@compute @workgroup_size(WG)
+// Workgroups of WG_STATS (STATS_WG in src/ops/group_norm/mod.rs): lavapipe gives each of its
+// threads whole workgroups, and a batch of 2 × 32 groups is 64 segments.
+const WG_STATS: u32 = 16u;
+
+@compute @workgroup_size(WG_STATS)
 fn stats_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let seg = gid.x + gid.y * nwg.x * WG;
+    let seg = gid.x + gid.y * nwg.x * WG_STATS;
     if (seg >= p.n * p.groups) {
         return;
     }

@@ -107,6 +107,8 @@ struct BackwardParams {
 const OP: &str = "group_norm";
 const OP_BACK: &str = "group_norm_backward";
 const WG: u32 = 64;
+/// Invocations a workgroup of `stats_thread` (`WG_STATS` in group_norm.wgsl).
+const STATS_WG: u32 = 16;
 
 /// Workgroups for the elementwise passes: `ceil(s / WG)` per (n, c) plane, split over x and y.
 fn plane_grid(rt: &Runtime, planes: usize, s: usize) -> [u32; 3] {
@@ -226,7 +228,7 @@ pub fn group_norm_into(
             &rt.kernel(&shader, "stats_thread", &[])?,
             &params,
             &[x.binding(), mean.binding(), rstd.binding()],
-            rt.grid(segments, WG),
+            rt.grid(segments, STATS_WG),
         )],
         (Variant::Chunked, Some(ws)) => {
             check::binding(rt, OP, "workspace", ws)?;
