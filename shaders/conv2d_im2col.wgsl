@@ -8,11 +8,14 @@
 //   col[b, k, q] (CM = 0, image-major: a batch of [K, pc] matrices, the forward's layout).
 // Entry points (disjoint globals; globals of different entry points share bindings):
 // - `im2col`: x → col (zero padding); `im2col_v4` the same with vec4 stores (pixels per row a
-//   multiple of 4).
+//   multiple of 4); `im2col_t4` the same reading x as texels (its texel form on CPU adapters:
+//   W and Wo multiples of 4, unit column stride and dilation).
 // - `col2im`: dcol (same layout) → dx rows iy0..iy1 of the chunk's images, the sum over every tap
 //   that reads the pixel; rows below `acc_below` add to dx (an earlier chunk wrote them), the rest
 //   are overwritten. One invocation per dx element, so no atomics and a fixed summation order;
-//   `col2im_v4` the same with vec4 stores (W a multiple of 4).
+//   `col2im_v4` the same with vec4 stores (W a multiple of 4); `col2im_t4` the same reading dcol
+//   as texels (its texel form on CPU adapters: W and Wo multiples of 4, unit column stride and
+//   dilation).
 // - `scatter`: tmp [nb, Cout, pc] → out rows of the chunk, + bias.
 // - `gather`: dy rows of the chunk → tmp [Cout, nb, pc] (channel-major, the backward's GEMM input).
 // - `bias_fill`: out[n, co, :] = bias[co] (the GEMM then accumulates with beta = 1).
@@ -37,11 +40,15 @@ const PX: u32 = 4u;
 @group(0) @binding(2) var<storage, read_write> col: array<f32>;
 // im2col_v4 (x as above)
 @group(0) @binding(2) var<storage, read_write> col4: array<vec4<f32>>;
+// im2col_t4 (col4 as above)
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 // col2im
 @group(0) @binding(1) var<storage, read> dcol: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 // col2im_v4 (dcol as above)
 @group(0) @binding(2) var<storage, read_write> dx4: array<vec4<f32>>;
+// col2im_t4 (dx4 as above)
+@group(0) @binding(1) var<storage, read> dcol4: array<vec4<f32>>;
 // scatter
 @group(0) @binding(1) var<storage, read> tmp_in: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
@@ -129,6 +136,62 @@ fn im2col_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     col4[(c.dst + c.q0) >> 2u] = c.v;
 }
 
+// x4 is read only through this: its texel form (ops/common/texel.rs) reads a texel view.
+fn ld_x4(i: u32) -> vec4<f32> { return x4[i]; }
+
+// Texel t of the x row starting at texel `start`, zero outside the row's w4 texels.
+fn row_texel(start: u32, t: i32, w4: i32) -> vec4<f32> {
+    let v = ld_x4(start + u32(clamp(t, 0, w4 - 1)));
+    return select(vec4<f32>(0.0), v, t >= 0 && t < w4);
+}
+
+// Elements base .. base + 4 of a row from its texels lo = floor(base / 4) and hi = lo + 1.
+fn window4(lo: vec4<f32>, hi: vec4<f32>, r: i32) -> vec4<f32> {
+    return select(
+        select(
+            select(vec4<f32>(lo.w, hi.x, hi.y, hi.z), vec4<f32>(lo.z, lo.w, hi.x, hi.y), r == 2),
+            vec4<f32>(lo.y, lo.z, lo.w, hi.x),
+            r == 1,
+        ),
+        lo,
+        r == 0,
+    );
+}
+
+// `im2col_v4` for W and Wo multiples of 4 with unit column stride and dilation: the 4 pixels of
+// an invocation are x[iy, base .. base + 4) of one input row, so they come from one or two
+// texels (one gather each on llvmpipe) instead of four lane-by-lane loads.
+@compute @workgroup_size(WG)
+fn im2col_t4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear(gid, nwg);
+    if (t >= im2col_threads()) {
+        return;
+    }
+    let pc = p.rows * p.wo;
+    let qblocks = pc / PX;
+    let taps = p.kh * p.kw;
+    let kk = p.cin * taps;
+    let q0 = (t % qblocks) * PX;
+    let row = t / qblocks; // b · K + k
+    let k = row % kk;
+    let b = row / kk;
+    let ci = k / taps;
+    let ky = (k % taps) / p.kw;
+    let kx = k % p.kw;
+    let oy = p.oy0 + q0 / p.wo;
+    let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+    var v = vec4<f32>(0.0);
+    if (iy >= 0 && iy < i32(p.h)) {
+        let w4 = i32(p.w / PX);
+        let start = (((p.n0 + b) * p.cin + ci) * p.h + u32(iy)) * (p.w / PX);
+        let base = i32(q0 % p.wo + kx) - i32(p.pw);
+        let t0 = base >> 2u; // floor(base / 4), also below zero
+        let r = base & 3;
+        v = window4(row_texel(start, t0, w4), row_texel(start, t0 + 1, w4), r);
+    }
+    col4[(col_row(k, b, kk, pc) + q0) >> 2u] = v;
+}
+
 // One col2im invocation's PX consecutive columns of one dx row iy in iy0..iy1 of (b, ci): the
 // row's first element in dx, the first column, whether the row adds to dx, and the sums.
 struct DxBlock {
@@ -212,6 +275,61 @@ fn col2im_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         dx4[i] += c.acc;
     } else {
         dx4[i] = c.acc;
+    }
+}
+
+// dcol4 is read only through this: its texel form reads a texel view.
+fn ld_dcol4(i: u32) -> vec4<f32> { return dcol4[i]; }
+
+// Texel t of the dcol row starting at texel `start`, zero outside the row's wo4 texels.
+fn dcol_texel(start: u32, t: i32, wo4: i32) -> vec4<f32> {
+    let v = ld_dcol4(start + u32(clamp(t, 0, wo4 - 1)));
+    return select(vec4<f32>(0.0), v, t >= 0 && t < wo4);
+}
+
+// `col2im_v4` for W and Wo multiples of 4 with unit column stride and dilation: the 4 dx
+// pixels of an invocation read, for each tap, dcol[.., ox0 .. ox0 + 4) of one output row: one
+// or two texels instead of four lane-by-lane loads.
+@compute @workgroup_size(WG)
+fn col2im_t4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear(gid, nwg);
+    if (t >= col2im_threads()) {
+        return;
+    }
+    let rows = p.iy1 - p.iy0;
+    let xblocks = p.w / PX;
+    let ix0 = (t % xblocks) * PX;
+    let iy = p.iy0 + (t / xblocks) % rows;
+    let bc = t / (xblocks * rows); // b · Cin + ci
+    let ci = bc % p.cin;
+    let b = bc / p.cin;
+    let pc = p.rows * p.wo;
+    let kk = p.cin * p.kh * p.kw;
+    let wo4 = i32(p.wo / PX);
+    var acc = vec4<f32>(0.0);
+    for (var ky = 0u; ky < p.kh; ky += 1u) {
+        // Output row oy with oy·sh + ky·dh − ph = iy, inside the chunk.
+        let ny = i32(iy + p.ph) - i32(ky * p.dh);
+        if (ny < 0 || u32(ny) % p.sh != 0u) {
+            continue;
+        }
+        let oy = u32(ny) / p.sh;
+        if (oy < p.oy0 || oy >= p.oy0 + p.rows) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.kw; kx += 1u) {
+            let k = (ci * p.kh + ky) * p.kw + kx;
+            let start = (col_row(k, b, kk, pc) + (oy - p.oy0) * p.wo) >> 2u;
+            let base = i32(ix0 + p.pw) - i32(kx); // the first output column ox
+            let t0 = base >> 2u;
+            acc += window4(dcol_texel(start, t0, wo4), dcol_texel(start, t0 + 1, wo4), base & 3);
+        }
+    }
+    let i = ((((p.n0 + b) * p.cin + ci) * p.h + iy) * p.w + ix0) >> 2u;
+    if (iy < p.acc_below) {
+        dx4[i] += acc;
+    } else {
+        dx4[i] = acc;
     }
 }
 

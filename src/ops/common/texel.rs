@@ -136,6 +136,11 @@ mod tests {
         let base = crate::shader!("deform_attn");
         let src = super::texel_source(base.source, &["value4"]);
         crate::runtime::validate_wgsl("deform_attn+texel", &src).unwrap();
+        let base = crate::shader!("conv2d_im2col");
+        for name in ["x4", "dcol4"] {
+            let src = super::texel_source(base.source, &[name]);
+            crate::runtime::validate_wgsl("conv2d_im2col+texel", &src).unwrap();
+        }
         let masked = crate::shader!("masked_attention_backward");
         let window = crate::shader!("window_attention_backward");
         for (base, names) in [

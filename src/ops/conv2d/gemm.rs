@@ -9,11 +9,19 @@
 //!   sums `dcol` into `dx` (see `shaders/conv2d_im2col.wgsl`). A 1×1 / stride 1 / unpadded
 //!   convolution needs no columns: `dx = Wᵀ · dy` batched over images, and `dW` per image (into
 //!   the workspace, then summed, when there are several).
+//!
+//! On CPU adapters `im2col` and `col2im` read `x` and `dcol` through texel views where the rows
+//! are whole texels (W and Wo multiples of 4, unit column stride and dilation): an invocation's
+//! four pixels then come from one or two texels, not four lane-by-lane loads (the FPN's 3×3 on
+//! the demo model: im2col 4.2 → 2.9 ms, col2im 3.2 → 1.7 ms; docs/PERFORMANCE.md "Session 12").
+
+use std::sync::OnceLock;
 
 use super::{Conv2dOptions, ConvDims, WG};
 use crate::error::{Error, Result};
+use crate::ops::common::texel;
 use crate::ops::matmul::{matmul_into, MatmulOptions};
-use crate::runtime::{DType, Dispatch, Runtime, Tensor};
+use crate::runtime::{DType, Dispatch, Runtime, Tensor, TexelSlot};
 
 /// Default cap on the column matrix: 128 MiB (one lavapipe binding) keeps the FPN's 3×3 at
 /// 800×1088 (K·P = 2304·13600 floats, 125 MB) in one chunk.
@@ -274,6 +282,48 @@ fn launch(
 
 const PX: usize = 4;
 
+/// The texel forms of `conv2d_im2col.wgsl` (x4, dcol4 read from a texel view), made on first use.
+static IM2COL_TEXEL: OnceLock<String> = OnceLock::new();
+static COL2IM_TEXEL: OnceLock<String> = OnceLock::new();
+
+/// Whether `im2col` and `col2im` run their texel forms: texel views preferred, rows of x and of
+/// the output whole texels, unit column stride and dilation.
+fn texel_rows(rt: &Runtime, d: &ConvDims, o: &Conv2dOptions) -> bool {
+    let rows = d.w.is_multiple_of(PX) && d.wo.is_multiple_of(PX);
+    rows && o.stride[1] == 1 && o.dilation[1] == 1 && texel::preferred(rt)
+}
+
+/// `entry` of the texel form in `cell` reading `src` as the texel view `name` (binding 1) and
+/// writing `dst` (binding 2); `None` where the view cannot be made.
+#[allow(clippy::too_many_arguments)]
+fn texel_launch(
+    rt: &Runtime,
+    cell: &'static OnceLock<String>,
+    name: &'static str,
+    entry: &str,
+    p: &Params,
+    src: &Tensor,
+    dst: &Tensor,
+    threads: usize,
+) -> Result<Option<Dispatch>> {
+    let Ok(view) = rt.texel_view(TexelSlot::A, src.binding()) else {
+        return Ok(None);
+    };
+    let form = match name {
+        "x4" => "conv2d_im2col+texel_x",
+        _ => "conv2d_im2col+texel_dcol",
+    };
+    let shader = texel::shader(cell, form, crate::shader!("conv2d_im2col"), &[name]);
+    let k = rt.kernel(&shader, entry, &[])?;
+    Ok(Some(rt.dispatch_texels(
+        &k,
+        p,
+        &[(2, dst.binding())],
+        vec![(1, view)],
+        rt.grid(threads as u64, WG),
+    )))
+}
+
 fn im2col(
     rt: &Runtime,
     d: &ConvDims,
@@ -285,6 +335,11 @@ fn im2col(
 ) -> Result<Dispatch> {
     let p = params(d, o, c, false, cm);
     let threads = c.nb * taps(d) * (c.rows * d.wo).div_ceil(PX);
+    if texel_rows(rt, d, o) {
+        if let Some(t) = texel_launch(rt, &IM2COL_TEXEL, "x4", "im2col_t4", &p, x, col, threads)? {
+            return Ok(t);
+        }
+    }
     // Rows of whole vec4s take one store per invocation.
     let entry = if (c.rows * d.wo).is_multiple_of(PX) {
         "im2col_v4"
@@ -475,7 +530,22 @@ pub(super) fn backward(
             list.extend(matmul_into(rt, &wmat, &dyc, None, &col, &o_dx)?);
             let p = params(d, o, c, false, true);
             let threads = c.nb * d.cin * (c.iy1 - c.iy0) * d.w.div_ceil(PX);
-            if threads > 0 {
+            let t4 = match threads > 0 && texel_rows(rt, d, o) {
+                true => texel_launch(
+                    rt,
+                    &COL2IM_TEXEL,
+                    "dcol4",
+                    "col2im_t4",
+                    &p,
+                    &col,
+                    dx,
+                    threads,
+                )?,
+                false => None,
+            };
+            if let Some(t) = t4 {
+                list.push(t);
+            } else if threads > 0 {
                 list.push(launch(
                     rt,
                     if d.w.is_multiple_of(PX) {
