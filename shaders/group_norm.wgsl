@@ -34,6 +34,9 @@ override RELU: bool = false;
 @group(0) @binding(4) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(5) var<storage, read> rstd_in: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
+// apply_v4 bindings: as apply's, with x and y as vec4 (S a multiple of 4)
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> y4: array<vec4<f32>>;
 
 const WG: u32 = 64u;
 const WG_SEG: u32 = 256u;
@@ -225,4 +228,27 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
         v = max(v, 0.0);
     }
     y[i] = v;
+}
+
+// `apply` for S a multiple of 4: an invocation normalises 4 consecutive values of a plane, so
+// the per-channel loads (lane by lane on llvmpipe) serve 4 outputs, and x and y move as vec4.
+@compute @workgroup_size(WG)
+fn apply_v4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s4 = p.s / 4u;
+    let per_plane = (s4 + WG - 1u) / WG;
+    let wl = wid.x + wid.y * nwg.x;
+    let nc = wl / per_plane;
+    let j = (wl % per_plane) * WG + lid;
+    if (nc >= p.n * p.c || j >= s4) {
+        return;
+    }
+    let ch = nc % p.c;
+    let seg = nc / (p.c / p.groups); // = n·G + g
+    let scale = rstd_in[seg] * w[ch];
+    var v = (x4[nc * s4 + j] - mean_in[seg]) * scale + b[ch];
+    if (RELU) {
+        v = max(v, vec4<f32>(0.0));
+    }
+    y4[nc * s4 + j] = v;
 }

@@ -31,6 +31,10 @@ override RELU: bool = false;
 @group(0) @binding(7) var<storage, read_write> ws: array<f32>;   // channel_sums_*
 @group(0) @binding(7) var<storage, read> ws_in: array<f32>;      // dx
 @group(0) @binding(8) var<storage, read_write> dx: array<f32>;   // dx
+// dx_apply_v4 bindings: as dx_apply's, with dy, x and dx as vec4 (S a multiple of 4)
+@group(0) @binding(1) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> dx4: array<vec4<f32>>;
 
 // param_grads bindings
 @group(0) @binding(1) var<storage, read> ws_pg: array<f32>;
@@ -181,4 +185,32 @@ fn dx_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let a = ws_in[off + seg];
     let bb = ws_in[off + p.n * p.groups + seg];
     dx[i] = r * (w[ch] * g - a - xh * bb);
+}
+
+// `dx_apply` for S a multiple of 4: 4 consecutive values of a plane an invocation, so the
+// per-channel and per-group loads serve 4 outputs, and dy, x and dx move as vec4.
+@compute @workgroup_size(WG)
+fn dx_apply_v4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s4 = p.s / 4u;
+    let per_plane = (s4 + WG - 1u) / WG;
+    let wl = wid.x + wid.y * nwg.x;
+    let nc = wl / per_plane;
+    let j = (wl % per_plane) * WG + lid;
+    if (nc >= p.n * p.c || j >= s4) {
+        return;
+    }
+    let i = nc * s4 + j;
+    let ch = nc % p.c;
+    let seg = nc / (p.c / p.groups);
+    let r = rstd[seg];
+    let xh = (x4[i] - mean[seg]) * r;
+    var g = dy4[i];
+    if (RELU) {
+        g = select(g, vec4<f32>(0.0), xh * w[ch] + b[ch] <= vec4<f32>(0.0));
+    }
+    let off = 2u * p.n * p.c;
+    let a = ws_in[off + seg];
+    let bb = ws_in[off + p.n * p.groups + seg];
+    dx4[i] = r * (w[ch] * g - a - xh * bb);
 }

@@ -256,7 +256,12 @@ pub fn group_norm_into(
             rt.grid(segments, 1),
         )],
     };
-    let apply = rt.kernel(&shader, "apply", &[("RELU", opts.relu as u32 as f64)])?;
+    // Planes of whole vec4s: 4 values an invocation.
+    let (apply, s_units) = match s.is_multiple_of(4) {
+        true => ("apply_v4", s / 4),
+        false => ("apply", s),
+    };
+    let apply = rt.kernel(&shader, apply, &[("RELU", opts.relu as u32 as f64)])?;
     Ok(stats
         .into_iter()
         .chain([rt.dispatch(
@@ -270,7 +275,7 @@ pub fn group_norm_into(
                 rstd.binding(),
                 out.binding(),
             ],
-            plane_grid(rt, n * c, s),
+            plane_grid(rt, n * c, s_units),
         )])
         .collect())
 }
@@ -385,7 +390,11 @@ pub fn group_norm_backward_into(
     let sums = rt.kernel(&shader, entry, &relu)?;
     let params_k = rt.kernel(&shader, "param_grads", &[])?;
     let groups_k = rt.kernel(&shader, "group_sums", &[])?;
-    let dx_k = rt.kernel(&shader, "dx_apply", &relu)?;
+    let (dx_entry, s_units) = match s.is_multiple_of(4) {
+        true => ("dx_apply_v4", s / 4),
+        false => ("dx_apply", s),
+    };
+    let dx_k = rt.kernel(&shader, dx_entry, &relu)?;
     let fwd = [
         dy.binding(),
         x.binding(),
@@ -415,7 +424,7 @@ pub fn group_norm_backward_into(
         ));
         let mut b = fwd.to_vec();
         b.push(dx.binding());
-        out.push(rt.dispatch(&dx_k, &params, &b, plane_grid(rt, n * c, s)));
+        out.push(rt.dispatch(&dx_k, &params, &b, plane_grid(rt, n * c, s_units)));
     }
     Ok(out)
 }
