@@ -31,6 +31,10 @@ const PERMS: &[(&[usize], &[usize])] = &[
     (&[2, 5, 3, 7], &[0, 2, 3, 1]),
     // The window partition with C a multiple of 4 (`main_v4`).
     (&[2, 3, 4, 2, 4, 8], &[0, 1, 3, 2, 4, 5]),
+    // Transposes in 4×4 blocks (`transpose4`): 2-D, batched, and [B, C, H, W] -> [B, H, W, C].
+    (&[12, 8], &[1, 0]),
+    (&[3, 8, 12], &[0, 2, 1]),
+    (&[2, 4, 3, 4], &[0, 2, 3, 1]),
 ];
 
 #[test]
@@ -294,6 +298,10 @@ fn texel_copies_take_the_vec4_entry() {
     };
     assert_eq!(perm(&[1, 0, 2]), ["copy::main_v4"]);
     assert_eq!(perm(&[0, 2, 1]), ["copy::main"]);
+    let x8 = rt.upload(&[0.5; 2 * 8 * 12], &[2, 8, 12]).unwrap();
+    let out = rt.empty(&[2, 12, 8], DType::F32).unwrap();
+    let d = permute_into(rt, &x8, &[0, 2, 1], &out).unwrap();
+    assert_eq!(entries(d), ["transpose::transpose4"]);
     let sl = |r: [Range; 3]| {
         let out = rt
             .empty(&sliced_shape("t", x.shape(), &r).unwrap(), DType::F32)
