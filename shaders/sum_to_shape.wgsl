@@ -7,6 +7,9 @@
 // reduced size); with `accumulate` set it adds to grad instead of overwriting it (CPU adapters
 // split long reductions over several launches: llvmpipe ends an invocation's loops after 65535
 // iterations).
+// `main_v4`: `main` for 4 consecutive kept elements a thread, where they are 4 consecutive
+// values of dy at every reduced index (the kept inner dim contiguous in dy, extents, strides
+// and windows multiples of 4): vec4 loads and stores.
 // `partials`: the first pass of a two-pass sum, for long reductions into few outputs (a bias
 // gradient sums up to 2·256² rows into 96 columns: one thread per column would leave a GPU
 // idle). Thread (s, k) sums segment s, reduced indices [s·rn, (s + 1)·rn), into
@@ -34,6 +37,9 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+// main_v4
+@group(0) @binding(1) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> grad4: array<vec4<f32>>;
 
 // dy's offset of kept element k at reduced index 0.
 fn kept_offset(k: u32) -> u32 {
@@ -104,6 +110,54 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         acc += grad[k - p.win_g];
     }
     grad[k - p.win_g] = acc;
+}
+
+// `sum_range` over 4 consecutive kept elements from kept offset kd (a multiple of 4).
+fn sum_range4(kd: u32, r0: u32, r_end: u32) -> vec4<f32> {
+    var cr = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
+    var id = kd;
+    var rest_r = r0;
+    for (var d = p.rrank; d > 0u && rest_r > 0u; d--) {
+        let j = d - 1u;
+        let n = p.rshape[j / 4u][j % 4u];
+        let c = rest_r % n;
+        rest_r = rest_r / n;
+        cr[j] = c;
+        id += c * p.rd[j / 4u][j % 4u];
+    }
+    var acc = vec4<f32>(0.0);
+    for (var r = r0; r < r_end; r++) {
+        acc += dy4[(id - p.win_dy) / 4u];
+        for (var d = p.rrank; d > 0u; d--) {
+            let j = d - 1u;
+            let sd = p.rd[j / 4u][j % 4u];
+            cr[j] += 1u;
+            id += sd;
+            let n = p.rshape[j / 4u][j % 4u];
+            if (cr[j] < n) {
+                break;
+            }
+            cr[j] = 0u;
+            id -= n * sd;
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(256)
+fn main_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = 4u * (gid.x + gid.y * nwg.x * 256u);
+    if (e >= p.n) {
+        return;
+    }
+    let k = p.start + e;
+    let total = reduced_total();
+    let r_end = min(total, p.r0 + min(p.rn, total));
+    var acc = sum_range4(kept_offset(k), p.r0, r_end);
+    if (p.accumulate != 0u) {
+        acc += grad4[(k - p.win_g) / 4u];
+    }
+    grad4[(k - p.win_g) / 4u] = acc;
 }
 
 @compute @workgroup_size(256)

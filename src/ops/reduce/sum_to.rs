@@ -28,6 +28,9 @@ struct SumParams {
     rd: [u32; 8],
 }
 
+/// How a launch binds a chunk's window of a tensor.
+type Binder = for<'t> fn(&'t Tensor, layout::Window) -> crate::runtime::Binding<'t>;
+
 /// dy's index spaces for a sum to `target`: the kept dims (one thread each, with dy's strides
 /// and the output's contiguous strides) and the reduced dims (with dy's strides), collapsed.
 struct SumSpaces {
@@ -105,7 +108,20 @@ pub fn sum_to_shape_into(rt: &Runtime, dy: &Tensor, out: &Tensor) -> Result<Vec<
         .sum();
     let acc_g = Access::strided(out.numel(), sp.kout.clone());
     let chunks = plan(rt, OP, &sp.kshape, &[&acc_d, &acc_g])?;
-    let k = rt.kernel(&crate::shader!("sum_to_shape"), "main", &[])?;
+    // 4 kept elements a thread where they are 4 consecutive values of dy everywhere.
+    let four = |v: &usize| v.is_multiple_of(4);
+    let v4 = sp.kdy.last() == Some(&1)
+        && sp.kshape.last().is_some_and(four)
+        && sp.kdy.iter().rev().skip(1).all(four)
+        && sp.rdy.iter().all(four)
+        && chunks
+            .iter()
+            .all(|c| four(&c.start) && four(&c.n) && c.windows.iter().all(|w| four(&w.offset)));
+    let (entry, per_wg, bind) = match v4 {
+        true => ("main_v4", 4 * layout::WG, layout::bind_vec4 as Binder),
+        false => ("main", layout::WG, layout::bind as Binder),
+    };
+    let k = rt.kernel(&crate::shader!("sum_to_shape"), entry, &[])?;
     let p = SumParams {
         rn: u32::MAX,
         ..sp.params(OP, out.numel())?
@@ -122,12 +138,13 @@ pub fn sum_to_shape_into(rt: &Runtime, dy: &Tensor, out: &Tensor) -> Result<Vec<
     let mut r0 = 0;
     loop {
         let rn = per_launch.min(total - r0);
-        d.extend(layout::launch(
+        d.extend(layout::launch_with(
             rt,
             &k,
             &chunks,
             &[dy, out],
-            layout::WG,
+            per_wg,
+            bind,
             |c| SumParams {
                 n: u(c.n),
                 start: u(c.start),

@@ -115,10 +115,11 @@ fn reductions_past_the_cpu_loop_budget() {
             .collect()
     };
     // Contiguous rows (one collapsed reduced dim), and two reduced dims around a kept one
-    // (the later launches start mid-odometer).
+    // (the later launches start mid-odometer); rows of 4 (`main_v4`, vec4 loads).
     for (from, to) in [
         (&[2 * 256 * 256, 2][..], &[2][..]),
         (&[200, 2, 200], &[1, 2, 1]),
+        (&[2 * 256 * 256, 4], &[4]),
     ] {
         let n: usize = from.iter().product();
         let x = grid(n);
