@@ -88,6 +88,37 @@ fn stats_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     rstd_out[seg] = inverseSqrt(var_ + p.eps);
 }
 
+// seg_sum over whole vec4s (segments and their starts multiples of 4).
+fn seg_sum4(base4: u32, len4: u32, centre: f32, squares: bool) -> f32 {
+    var total = 0.0;
+    for (var b0 = 0u; b0 < len4; b0 += BLOCK / 4u) {
+        let end = min(b0 + BLOCK / 4u, len4);
+        var acc = vec4<f32>(0.0);
+        for (var i = b0; i < end; i += 1u) {
+            let v = x4[base4 + i] - centre;
+            acc += select(v, v * v, squares);
+        }
+        total += (acc.x + acc.y) + (acc.z + acc.w);
+    }
+    return total;
+}
+
+// `stats_thread` for segments of whole vec4s: one vec4 load a step instead of four scalar ones.
+@compute @workgroup_size(WG_STATS)
+fn stats_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let seg = gid.x + gid.y * nwg.x * WG_STATS;
+    if (seg >= p.n * p.groups) {
+        return;
+    }
+    let len = seg_len();
+    let len4 = len / 4u;
+    let base4 = seg * len4;
+    let mean = seg_sum4(base4, len4, 0.0, false) / f32(len);
+    let var_ = seg_sum4(base4, len4, mean, true) / f32(len);
+    mean_out[seg] = mean;
+    rstd_out[seg] = inverseSqrt(var_ + p.eps);
+}
+
 // ---- statistics, one segment per workgroup ------------------------------------------------------
 
 var<workgroup> red: array<f32, WG_SEG>;

@@ -87,6 +87,42 @@ fn channel_sums_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     ws[p.n * p.c + nc] = total.y;
 }
 
+// `channel_sums_thread` for planes of whole vec4s: 4 values a step, the per-channel values
+// loaded once.
+@compute @workgroup_size(WG)
+fn channel_sums_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let nc = linear(gid, nwg);
+    if (nc >= p.n * p.c) {
+        return;
+    }
+    let ch = nc % p.c;
+    let seg = nc / (p.c / p.groups);
+    let m = mean[seg];
+    let r = rstd[seg];
+    let wc = w[ch];
+    let bc = b[ch];
+    let s4 = p.s / 4u;
+    let base = nc * s4;
+    var total = vec2<f32>(0.0);
+    // Blocked sums keep the rounding error growth at BLOCK + S/BLOCK terms.
+    for (var b0 = 0u; b0 < s4; b0 += BLOCK / 4u) {
+        var t1 = vec4<f32>(0.0);
+        var t2 = vec4<f32>(0.0);
+        for (var i = b0; i < min(b0 + BLOCK / 4u, s4); i += 1u) {
+            let xh = (x4[base + i] - m) * r;
+            var g = dy4[base + i];
+            if (RELU) {
+                g = select(g, vec4<f32>(0.0), xh * wc + bc <= vec4<f32>(0.0));
+            }
+            t1 += g;
+            t2 += g * xh;
+        }
+        total += vec2<f32>((t1.x + t1.y) + (t1.z + t1.w), (t2.x + t2.y) + (t2.z + t2.w));
+    }
+    ws[nc] = total.x;
+    ws[p.n * p.c + nc] = total.y;
+}
+
 var<workgroup> red: array<vec2<f32>, WG_CH>;
 
 @compute @workgroup_size(WG_CH)

@@ -225,7 +225,15 @@ pub fn group_norm_into(
     };
     let stats = match (variant, ws) {
         (Variant::SegmentPerThread, _) => vec![rt.dispatch(
-            &rt.kernel(&shader, "stats_thread", &[])?,
+            // Segments of whole vec4s: one vec4 load a step.
+            &rt.kernel(
+                &shader,
+                match seg_len.is_multiple_of(4) {
+                    true => "stats_v4",
+                    false => "stats_thread",
+                },
+                &[],
+            )?,
             &params,
             &[x.binding(), mean.binding(), rstd.binding()],
             rt.grid(segments, STATS_WG),
@@ -384,6 +392,7 @@ pub fn group_norm_backward_into(
     let nc = (n * c) as u64;
     // channel_sums_thread: one scalar step per element of the plane plus s/256 block steps.
     let (entry, grid) = match opts.variant.resolve(rt, s + s / 256 + 1) {
+        Variant::SegmentPerThread if s.is_multiple_of(4) => ("channel_sums_v4", rt.grid(nc, WG)),
         Variant::SegmentPerThread => ("channel_sums_thread", rt.grid(nc, WG)),
         _ => ("channel_sums_wg", rt.grid(nc, 1)),
     };
