@@ -33,6 +33,10 @@ struct Params {
 @group(0) @binding(1) var<storage, read> part_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(3) var<storage, read_write> db: array<f32>;
+// param_reduce_v4 (C a multiple of 4): the same as vec4
+@group(0) @binding(1) var<storage, read> part_in4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dw4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> db4: array<vec4<f32>>;
 
 const WG_THREAD: u32 = 64u;
 const WG_ROW: u32 = 256u;
@@ -135,4 +139,22 @@ fn param_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     dw[c] = sw;
     db[c] = sb;
+}
+
+// `param_reduce` for C a multiple of 4: 4 columns an invocation, vec4 loads and stores.
+@compute @workgroup_size(WG_THREAD)
+fn param_reduce_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c4 = gid.x + gid.y * nwg.x * WG_THREAD;
+    let cols4 = p.cols / 4u;
+    if (c4 >= cols4) {
+        return;
+    }
+    var sw = vec4<f32>(0.0);
+    var sb = vec4<f32>(0.0);
+    for (var k = 0u; k < p.chunks; k += 1u) {
+        sw += part_in4[k * cols4 + c4];
+        sb += part_in4[(p.chunks + k) * cols4 + c4];
+    }
+    dw4[c4] = sw;
+    db4[c4] = sb;
 }

@@ -424,12 +424,17 @@ pub fn layer_norm_backward_into(
             rt.grid((chunks * cols) as u64, WG_THREAD),
         ));
     }
-    let k = rt.kernel(&shader, "param_reduce", &[])?;
+    // Rows of whole vec4s: 4 columns an invocation.
+    let (entry, units) = match cols.is_multiple_of(4) {
+        true => ("param_reduce_v4", cols / 4),
+        false => ("param_reduce", cols),
+    };
+    let k = rt.kernel(&shader, entry, &[])?;
     out.push(rt.dispatch(
         &k,
         &params,
         &[workspace.binding(), dweight.binding(), dbias.binding()],
-        rt.grid(cols as u64, WG_THREAD),
+        rt.grid(units as u64, WG_THREAD),
     ));
     Ok(out)
 }

@@ -135,10 +135,10 @@ fn texel_entries_where_the_rows_allow() {
     let cpu = rt.info().device_type == wgpu::DeviceType::Cpu;
     let l = labels(rt, 96);
     assert_eq!(l[0] == "layer_norm_texel::rows_texel_stats", cpu, "{l:?}");
-    // dx and the parameter partials in one launch, then their sum.
+    // dx and the parameter partials in one launch, then their sum (4 columns an invocation).
     let want = [
         "layer_norm_texel::backward_texel",
-        "layer_norm_backward::param_reduce",
+        "layer_norm_backward::param_reduce_v4",
     ];
     assert_eq!(l[1..] == want, cpu, "{l:?}");
     let l = labels(rt, 98);
