@@ -201,6 +201,20 @@ struct DxBlock {
     acc: vec4<f32>,
 }
 
+// The output row oy of the chunk with oy·sh + ky·dh − ph = iy (the row whose tap ky reads input
+// row iy), or −1 where there is none.
+fn out_row(iy: u32, ky: u32) -> i32 {
+    let ny = i32(iy + p.ph) - i32(ky * p.dh);
+    if (ny < 0 || u32(ny) % p.sh != 0u) {
+        return -1;
+    }
+    let oy = u32(ny) / p.sh;
+    if (oy < p.oy0 || oy >= p.oy0 + p.rows) {
+        return -1;
+    }
+    return i32(oy);
+}
+
 fn col2im_threads() -> u32 {
     return p.nb * p.cin * (p.iy1 - p.iy0) * ((p.w + PX - 1u) / PX);
 }
@@ -218,18 +232,13 @@ fn col2im_block(t: u32) -> DxBlock {
     let kk = p.cin * taps;
     var acc = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kh; ky += 1u) {
-        // Output row oy with oy·sh + ky·dh − ph = iy, inside the chunk.
-        let ny = i32(iy + p.ph) - i32(ky * p.dh);
-        if (ny < 0 || u32(ny) % p.sh != 0u) {
-            continue;
-        }
-        let oy = u32(ny) / p.sh;
-        if (oy < p.oy0 || oy >= p.oy0 + p.rows) {
+        let oy = out_row(iy, ky);
+        if (oy < 0) {
             continue;
         }
         for (var kx = 0u; kx < p.kw; kx += 1u) {
             let k = (ci * p.kh + ky) * p.kw + kx;
-            let src = col_row(k, b, kk, pc) + (oy - p.oy0) * p.wo;
+            let src = col_row(k, b, kk, pc) + (u32(oy) - p.oy0) * p.wo;
             for (var j = 0u; j < PX; j += 1u) {
                 let nx = i32(ix0 + j + p.pw) - i32(kx * p.dw);
                 let ux = u32(max(nx, 0));
@@ -308,18 +317,13 @@ fn col2im_t4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let wo4 = i32(p.wo / PX);
     var acc = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kh; ky += 1u) {
-        // Output row oy with oy·sh + ky·dh − ph = iy, inside the chunk.
-        let ny = i32(iy + p.ph) - i32(ky * p.dh);
-        if (ny < 0 || u32(ny) % p.sh != 0u) {
-            continue;
-        }
-        let oy = u32(ny) / p.sh;
-        if (oy < p.oy0 || oy >= p.oy0 + p.rows) {
+        let oy = out_row(iy, ky);
+        if (oy < 0) {
             continue;
         }
         for (var kx = 0u; kx < p.kw; kx += 1u) {
             let k = (ci * p.kh + ky) * p.kw + kx;
-            let start = (col_row(k, b, kk, pc) + (oy - p.oy0) * p.wo) >> 2u;
+            let start = (col_row(k, b, kk, pc) + (u32(oy) - p.oy0) * p.wo) >> 2u;
             let base = i32(ix0 + p.pw) - i32(kx); // the first output column ox
             let t0 = base >> 2u;
             acc += window4(dcol_texel(start, t0, wo4), dcol_texel(start, t0 + 1, wo4), base & 3);

@@ -63,35 +63,49 @@ fn reduced_total() -> u32 {
     return total;
 }
 
-// Σ dy over reduced indices [r0, r_end) from kept offset kd, walking the reduced index space as
-// an odometer: no divisions per element.
-fn sum_range(kd: u32, r0: u32, r_end: u32) -> f32 {
-    var cr = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
-    var id = kd;
+// The reduced index space walked as an odometer from r0: the digits and dy's offset (from kept
+// offset kd). No divisions per element.
+struct Odometer {
+    digits: array<u32, 8>,
+    id: u32,
+}
+
+fn odometer_at(kd: u32, r0: u32) -> Odometer {
+    var o = Odometer(array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u), kd);
     var rest_r = r0;
     for (var d = p.rrank; d > 0u && rest_r > 0u; d--) {
         let j = d - 1u;
         let n = p.rshape[j / 4u][j % 4u];
         let c = rest_r % n;
         rest_r = rest_r / n;
-        cr[j] = c;
-        id += c * p.rd[j / 4u][j % 4u];
+        o.digits[j] = c;
+        o.id += c * p.rd[j / 4u][j % 4u];
     }
+    return o;
+}
+
+fn odometer_next(o: ptr<function, Odometer>) {
+    for (var d = p.rrank; d > 0u; d--) {
+        let j = d - 1u;
+        let sd = p.rd[j / 4u][j % 4u];
+        (*o).digits[j] += 1u;
+        (*o).id += sd;
+        let n = p.rshape[j / 4u][j % 4u];
+        if ((*o).digits[j] < n) {
+            break;
+        }
+        (*o).digits[j] = 0u;
+        (*o).id -= n * sd;
+    }
+}
+
+// Σ dy over reduced indices [r0, r_end) from kept offset kd.
+fn sum_range(kd: u32, r0: u32, r_end: u32) -> f32 {
+    var o = odometer_at(kd, r0);
     var acc = 0.0;
     for (var r = r0; r < r_end; r++) {
-        acc += dy[id - p.win_dy];
-        for (var d = p.rrank; d > 0u; d--) {
-            let j = d - 1u;
-            let sd = p.rd[j / 4u][j % 4u];
-            cr[j] += 1u;
-            id += sd;
-            let n = p.rshape[j / 4u][j % 4u];
-            if (cr[j] < n) {
-                break;
-            }
-            cr[j] = 0u;
-            id -= n * sd;
-        }
+        acc += dy[o.id - p.win_dy];
+        odometer_next(&o);
     }
     return acc;
 }
@@ -114,32 +128,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 // `sum_range` over 4 consecutive kept elements from kept offset kd (a multiple of 4).
 fn sum_range4(kd: u32, r0: u32, r_end: u32) -> vec4<f32> {
-    var cr = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
-    var id = kd;
-    var rest_r = r0;
-    for (var d = p.rrank; d > 0u && rest_r > 0u; d--) {
-        let j = d - 1u;
-        let n = p.rshape[j / 4u][j % 4u];
-        let c = rest_r % n;
-        rest_r = rest_r / n;
-        cr[j] = c;
-        id += c * p.rd[j / 4u][j % 4u];
-    }
+    var o = odometer_at(kd, r0);
     var acc = vec4<f32>(0.0);
     for (var r = r0; r < r_end; r++) {
-        acc += dy4[(id - p.win_dy) / 4u];
-        for (var d = p.rrank; d > 0u; d--) {
-            let j = d - 1u;
-            let sd = p.rd[j / 4u][j % 4u];
-            cr[j] += 1u;
-            id += sd;
-            let n = p.rshape[j / 4u][j % 4u];
-            if (cr[j] < n) {
-                break;
-            }
-            cr[j] = 0u;
-            id -= n * sd;
-        }
+        acc += dy4[(o.id - p.win_dy) / 4u];
+        odometer_next(&o);
     }
     return acc;
 }
