@@ -18,7 +18,8 @@
 //   dilation).
 // - `scatter`: tmp [nb, Cout, pc] → out rows of the chunk, + bias.
 // - `gather`: dy rows of the chunk → tmp [Cout, nb, pc] (channel-major, the backward's GEMM input).
-// - `bias_fill`: out[n, co, :] = bias[co] (the GEMM then accumulates with beta = 1).
+// - `bias_fill`: out[n, co, :] = bias[co] (the GEMM then accumulates with beta = 1);
+//   `bias_fill_v4` the same with vec4 stores (Ho·Wo a multiple of 4).
 // Every kernel takes 4 consecutive pixels per invocation (fewer address computations) and
 // checks its bounds.
 
@@ -59,6 +60,8 @@ const PX: u32 = 4u;
 // bias_fill
 @group(0) @binding(1) var<storage, read> fill_bias: array<f32>;
 @group(0) @binding(2) var<storage, read_write> fill_out: array<f32>;
+// bias_fill_v4 (fill_bias as above)
+@group(0) @binding(2) var<storage, read_write> fill_out4: array<vec4<f32>>;
 
 fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -397,4 +400,14 @@ fn bias_fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
             fill_out[nc * plane + q0 + j] = bv;
         }
     }
+}
+
+@compute @workgroup_size(WG)
+fn bias_fill_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let plane4 = p.ho * p.wo / PX;
+    let t = linear(gid, nwg);
+    if (t >= p.n * p.cout * plane4) {
+        return;
+    }
+    fill_out4[t] = vec4<f32>(fill_bias[(t / plane4) % p.cout]);
 }

@@ -375,9 +375,14 @@ pub(super) fn forward(
     if let Some(b) = bias {
         let p = params(d, o, &plan(d, o, usize::MAX).chunks[0], true, false);
         let threads = d.n * d.cout * plane.div_ceil(PX);
+        // Planes of whole vec4s: one vec4 store an invocation.
+        let entry = match plane.is_multiple_of(PX) {
+            true => "bias_fill_v4",
+            false => "bias_fill",
+        };
         list.push(launch(
             rt,
-            "bias_fill",
+            entry,
             &p,
             &[b.binding(), out.binding()],
             threads,
