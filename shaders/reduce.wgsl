@@ -1,6 +1,8 @@
 // Reduction of x viewed as [outer, len, inner] along len: out[o, i] = scale · R_l x[o, l, i]
 // with R = sum (OP 0), max (1) or min (2); mean is sum with scale = 1/len.
 // `rows`: one thread per output, looping over len (CPU adapters: no workgroup memory).
+// `rows_cols4`: `rows` for strided rows (inner a multiple of 4): 4 adjacent outputs a thread,
+// one vec4 load a step for all four.
 // `groups`: one 64-thread workgroup per output, strided partials then a tree in workgroup
 // memory (GPUs: long rows spread over many threads).
 
@@ -23,6 +25,8 @@ struct Params {
 // memory-access cost on CPU adapters; other shapes index single elements.
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+// rows_cols4: out as vec4 (binding rounded up to 16 bytes)
+@group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
 
 fn xs(i: u32) -> f32 {
     return x[i / 4u][i % 4u];
@@ -81,6 +85,21 @@ fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     out[q - p.win_o] = acc * select(p.scale, 1.0, OP != 0u);
+}
+
+@compute @workgroup_size(256)
+fn rows_cols4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = 4u * (gid.x + gid.y * nwg.x * 256u);
+    if (e >= p.n) {
+        return;
+    }
+    let q = p.start + e;
+    let b = base_of(q); // a multiple of 4: inner, start and the window are
+    var a4 = vec4<f32>(identity());
+    for (var l = 0u; l < p.len; l++) {
+        a4 = combine4(a4, x[(b + l * p.inner) / 4u]);
+    }
+    out4[(q - p.win_o) / 4u] = a4 * select(p.scale, 1.0, OP != 0u);
 }
 
 var<workgroup> part: array<f32, 64>;

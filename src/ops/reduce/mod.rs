@@ -174,7 +174,15 @@ pub fn reduce_into(
         Reduce::Max => (1, 1.0),
         Reduce::Min => (2, 1.0),
     };
-    let (entry, per_wg) = variant.entry(rt, row_iterations(1, dims));
+    let (mut entry, mut per_wg) = variant.entry(rt, row_iterations(1, dims));
+    // Strided rows of whole vec4s: 4 adjacent outputs a thread.
+    let four = |v: usize| v.is_multiple_of(4);
+    let aligned = chunks
+        .iter()
+        .all(|c| four(c.start) && four(c.n) && c.windows.iter().all(|w| four(w.offset)));
+    if entry == "rows" && dims.2 > 1 && four(dims.2) && aligned {
+        (entry, per_wg) = ("rows_cols4", 4 * layout::WG);
+    }
     let k = rt.kernel(&crate::shader!("reduce"), entry, &[("OP", code as f64)])?;
     // x is read through a vec4 view; out's rounded binding is unused past its elements.
     Ok(layout::launch_with(

@@ -17,6 +17,9 @@ const CASES: &[(&[usize], usize)] = &[
     (&[2, 1, 3], 1),
     (&[4, 5000], 1),
     (&[5000, 3], 0),
+    // Strided rows of whole vec4s (`rows_cols4`): inner 8 and 12.
+    (&[3, 5, 8], 1),
+    (&[6, 12], 0),
     (BIG, 1),
 ];
 
