@@ -80,32 +80,42 @@ struct ColBlock {
     v: vec4<f32>,
 }
 
-fn im2col_block(t: u32) -> ColBlock {
-    let pc = p.rows * p.wo;
-    let qblocks = (pc + PX - 1u) / PX;
+// Invocation t of an im2col entry: its first pixel q0 and its tap k = (ci, ky, kx) of image b.
+struct ColTap {
+    q0: u32,
+    k: u32,
+    b: u32,
+    ci: u32,
+    ky: u32,
+    kx: u32,
+}
+
+fn col_tap(t: u32) -> ColTap {
+    let qblocks = (p.rows * p.wo + PX - 1u) / PX;
     let taps = p.kh * p.kw;
     let kk = p.cin * taps;
-    let q0 = (t % qblocks) * PX;
     let row = t / qblocks; // b · K + k
     let k = row % kk;
-    let b = row / kk;
-    let ci = k / taps;
-    let ky = (k % taps) / p.kw;
-    let kx = k % p.kw;
-    let xc = ((p.n0 + b) * p.cin + ci) * p.h;
+    return ColTap((t % qblocks) * PX, k, row / kk, k / taps, (k % taps) / p.kw, k % p.kw);
+}
+
+fn im2col_block(t: u32) -> ColBlock {
+    let pc = p.rows * p.wo;
+    let c = col_tap(t);
+    let xc = ((p.n0 + c.b) * p.cin + c.ci) * p.h;
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < PX; j += 1u) {
-        let q = q0 + j;
+        let q = c.q0 + j;
         let oy = p.oy0 + q / p.wo;
         let ox = q % p.wo;
-        let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
-        let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+        let iy = i32(oy * p.sh + c.ky * p.dh) - i32(p.ph);
+        let ix = i32(ox * p.sw + c.kx * p.dw) - i32(p.pw);
         let inside = q < pc && iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
         // Clamped index: the load stays in bounds and the value is discarded outside.
         let src = (xc + u32(clamp(iy, 0, i32(p.h) - 1))) * p.w + u32(clamp(ix, 0, i32(p.w) - 1));
         v[j] = select(0.0, x[src], inside);
     }
-    return ColBlock(col_row(k, b, kk, pc), q0, v);
+    return ColBlock(col_row(c.k, c.b, p.cin * p.kh * p.kw, pc), c.q0, v);
 }
 
 fn im2col_threads() -> u32 {
@@ -170,29 +180,19 @@ fn im2col_t4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (t >= im2col_threads()) {
         return;
     }
-    let pc = p.rows * p.wo;
-    let qblocks = pc / PX;
-    let taps = p.kh * p.kw;
-    let kk = p.cin * taps;
-    let q0 = (t % qblocks) * PX;
-    let row = t / qblocks; // b · K + k
-    let k = row % kk;
-    let b = row / kk;
-    let ci = k / taps;
-    let ky = (k % taps) / p.kw;
-    let kx = k % p.kw;
-    let oy = p.oy0 + q0 / p.wo;
-    let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+    let c = col_tap(t);
+    let oy = p.oy0 + c.q0 / p.wo;
+    let iy = i32(oy * p.sh + c.ky * p.dh) - i32(p.ph);
     var v = vec4<f32>(0.0);
     if (iy >= 0 && iy < i32(p.h)) {
         let w4 = i32(p.w / PX);
-        let start = (((p.n0 + b) * p.cin + ci) * p.h + u32(iy)) * (p.w / PX);
-        let base = i32(q0 % p.wo + kx) - i32(p.pw);
+        let start = (((p.n0 + c.b) * p.cin + c.ci) * p.h + u32(iy)) * (p.w / PX);
+        let base = i32(c.q0 % p.wo + c.kx) - i32(p.pw);
         let t0 = base >> 2u; // floor(base / 4), also below zero
         let r = base & 3;
         v = window4(row_texel(start, t0, w4), row_texel(start, t0 + 1, w4), r);
     }
-    col4[(col_row(k, b, kk, pc) + q0) >> 2u] = v;
+    col4[(col_row(c.k, c.b, p.cin * p.kh * p.kw, p.rows * p.wo) + c.q0) >> 2u] = v;
 }
 
 // One col2im invocation's PX consecutive columns of one dx row iy in iy0..iy1 of (b, ci): the
@@ -218,40 +218,51 @@ fn out_row(iy: u32, ky: u32) -> i32 {
     return i32(oy);
 }
 
+// Invocation t of a col2im entry: its first dx column ix0 of row iy of channel ci, image b.
+struct DxAt {
+    ix0: u32,
+    iy: u32,
+    ci: u32,
+    b: u32,
+}
+
+fn dx_at(t: u32) -> DxAt {
+    let rows = p.iy1 - p.iy0;
+    let xblocks = (p.w + PX - 1u) / PX;
+    let bc = t / (xblocks * rows); // b · Cin + ci
+    return DxAt((t % xblocks) * PX, p.iy0 + (t / xblocks) % rows, bc % p.cin, bc / p.cin);
+}
+
+// Start in dcol of output row oy's columns under tap (ky, kx) of d's channel and image.
+fn dcol_row(d: DxAt, ky: u32, kx: u32, oy: u32) -> u32 {
+    let k = (d.ci * p.kh + ky) * p.kw + kx;
+    return col_row(k, d.b, p.cin * p.kh * p.kw, p.rows * p.wo) + (oy - p.oy0) * p.wo;
+}
+
 fn col2im_threads() -> u32 {
     return p.nb * p.cin * (p.iy1 - p.iy0) * ((p.w + PX - 1u) / PX);
 }
 
 fn col2im_block(t: u32) -> DxBlock {
-    let rows = p.iy1 - p.iy0;
-    let xblocks = (p.w + PX - 1u) / PX;
-    let ix0 = (t % xblocks) * PX;
-    let iy = p.iy0 + (t / xblocks) % rows;
-    let bc = t / (xblocks * rows); // b · Cin + ci
-    let ci = bc % p.cin;
-    let b = bc / p.cin;
-    let pc = p.rows * p.wo;
-    let taps = p.kh * p.kw;
-    let kk = p.cin * taps;
+    let d = dx_at(t);
     var acc = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kh; ky += 1u) {
-        let oy = out_row(iy, ky);
+        let oy = out_row(d.iy, ky);
         if (oy < 0) {
             continue;
         }
         for (var kx = 0u; kx < p.kw; kx += 1u) {
-            let k = (ci * p.kh + ky) * p.kw + kx;
-            let src = col_row(k, b, kk, pc) + (u32(oy) - p.oy0) * p.wo;
+            let src = dcol_row(d, ky, kx, u32(oy));
             for (var j = 0u; j < PX; j += 1u) {
-                let nx = i32(ix0 + j + p.pw) - i32(kx * p.dw);
+                let nx = i32(d.ix0 + j + p.pw) - i32(kx * p.dw);
                 let ux = u32(max(nx, 0));
                 let hit = nx >= 0 && ux % p.sw == 0u && ux / p.sw < p.wo;
                 acc[j] += select(0.0, dcol[src + min(ux / p.sw, p.wo - 1u)], hit);
             }
         }
     }
-    let base = (((p.n0 + b) * p.cin + ci) * p.h + iy) * p.w;
-    return DxBlock(base, ix0, iy < p.acc_below, acc);
+    let base = (((p.n0 + d.b) * p.cin + d.ci) * p.h + d.iy) * p.w;
+    return DxBlock(base, d.ix0, d.iy < p.acc_below, acc);
 }
 
 @compute @workgroup_size(WG)
@@ -308,32 +319,23 @@ fn col2im_t4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (t >= col2im_threads()) {
         return;
     }
-    let rows = p.iy1 - p.iy0;
-    let xblocks = p.w / PX;
-    let ix0 = (t % xblocks) * PX;
-    let iy = p.iy0 + (t / xblocks) % rows;
-    let bc = t / (xblocks * rows); // b · Cin + ci
-    let ci = bc % p.cin;
-    let b = bc / p.cin;
-    let pc = p.rows * p.wo;
-    let kk = p.cin * p.kh * p.kw;
+    let d = dx_at(t);
     let wo4 = i32(p.wo / PX);
     var acc = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kh; ky += 1u) {
-        let oy = out_row(iy, ky);
+        let oy = out_row(d.iy, ky);
         if (oy < 0) {
             continue;
         }
         for (var kx = 0u; kx < p.kw; kx += 1u) {
-            let k = (ci * p.kh + ky) * p.kw + kx;
-            let start = (col_row(k, b, kk, pc) + (u32(oy) - p.oy0) * p.wo) >> 2u;
-            let base = i32(ix0 + p.pw) - i32(kx); // the first output column ox
+            let start = dcol_row(d, ky, kx, u32(oy)) >> 2u;
+            let base = i32(d.ix0 + p.pw) - i32(kx); // the first output column ox
             let t0 = base >> 2u;
             acc += window4(dcol_texel(start, t0, wo4), dcol_texel(start, t0 + 1, wo4), base & 3);
         }
     }
-    let i = ((((p.n0 + b) * p.cin + ci) * p.h + iy) * p.w + ix0) >> 2u;
-    if (iy < p.acc_below) {
+    let i = ((((p.n0 + d.b) * p.cin + d.ci) * p.h + d.iy) * p.w + d.ix0) >> 2u;
+    if (d.iy < p.acc_below) {
         dx4[i] += acc;
     } else {
         dx4[i] = acc;
