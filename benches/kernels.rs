@@ -5,6 +5,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 #[path = "kernels/attention.rs"]
 mod attention;
+#[path = "kernels/conv.rs"]
+mod conv;
 #[path = "kernels/deform.rs"]
 mod deform;
 #[path = "kernels/gemm.rs"]
@@ -17,6 +19,7 @@ fn all(c: &mut Criterion) {
     attention::benches(c);
     deform::benches(c);
     gemm::benches(c);
+    conv::benches(c);
 }
 
 criterion_group! {
