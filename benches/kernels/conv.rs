@@ -33,9 +33,19 @@ pub fn benches(c: &mut Criterion) {
         ..Default::default()
     };
     let setups = [
-        ("fpn_3x3_256", [1, 256, 100, 136], [256, 256, 3, 3], o.padding(1)),
+        (
+            "fpn_3x3_256",
+            [1, 256, 100, 136],
+            [256, 256, 3, 3],
+            o.padding(1),
+        ),
         ("fpn_1x1_256", [1, 256, 100, 136], [256, 256, 1, 1], o),
-        ("patch_embed_4x4", [1, 3, 384, 384], [96, 3, 4, 4], o.stride(4)),
+        (
+            "patch_embed_4x4",
+            [1, 3, 384, 384],
+            [96, 3, 4, 4],
+            o.stride(4),
+        ),
     ];
     let mut group = c.benchmark_group("conv2d");
     for (name, xs, ws, o) in setups {

@@ -63,4 +63,3 @@ fn forward_past_one_grid_dimension() {
         run_forward(rt, seed, &c, o);
     }
 }
-
