@@ -206,32 +206,72 @@ fn instance_on_device_matches_the_host() {
                 host.instances.len(),
                 all.instances.len()
             );
-            assert_eq!((got.height, got.width), (host.height, host.width), "{case}");
-            assert_eq!(got.instances.len(), host.instances.len(), "{case}");
-            for (a, b) in host.instances.iter().zip(&got.instances) {
-                let what = format!("{case}: query {} class {}", a.query, a.label_id);
-                assert_eq!((a.query, a.label_id), (b.query, b.label_id), "{what}");
-                // Same f32 formula on both sides: a pixel may only differ where the logit is
-                // zero to within rounding (an adapter contracting to FMA); on lavapipe none does.
-                let host_logits = raw.mask_logits_full(a.query);
-                let differ: Vec<usize> = (0..a.mask.len())
-                    .filter(|&i| a.mask[i] != b.mask[i])
-                    .collect();
-                for &i in &differ {
-                    assert!(host_logits[i].abs() < 1e-5, "{what}: pixel {i} differs");
-                }
-                if differ.is_empty() {
-                    assert_eq!((a.area, a.bbox), (b.area, b.bbox), "{what}");
-                } else {
-                    assert!(a.area.abs_diff(b.area) <= differ.len() as u64, "{what}");
-                }
-                assert!(
-                    (a.score - b.score).abs() <= 1e-6 * a.score.abs().max(1e-6),
-                    "{what}: score {} vs {}",
-                    a.score,
-                    b.score
-                );
-            }
+            assert_same_instances(&case, &raw, &host, &got);
         }
+    }
+}
+
+/// `got` (on the device) has `host`'s instances: queries, classes, scores, and masks except
+/// where the mask logit is zero to within rounding.
+fn assert_same_instances(case: &str, raw: &RawOutputs<'_>, host: &Instances, got: &Instances) {
+    assert_eq!((got.height, got.width), (host.height, host.width), "{case}");
+    assert_eq!(got.instances.len(), host.instances.len(), "{case}");
+    for (a, b) in host.instances.iter().zip(&got.instances) {
+        let what = format!("{case}: query {} class {}", a.query, a.label_id);
+        assert_eq!((a.query, a.label_id), (b.query, b.label_id), "{what}");
+        // Same f32 formula on both sides: a pixel may only differ where the logit is
+        // zero to within rounding (an adapter contracting to FMA); on lavapipe none does.
+        let host_logits = raw.mask_logits_full(a.query);
+        let differ: Vec<usize> = (0..a.mask.len())
+            .filter(|&i| a.mask[i] != b.mask[i])
+            .collect();
+        for &i in &differ {
+            assert!(host_logits[i].abs() < 1e-5, "{what}: pixel {i} differs");
+        }
+        if differ.is_empty() {
+            assert_eq!((a.area, a.bbox), (b.area, b.bbox), "{what}");
+        } else {
+            assert!(a.area.abs_diff(b.area) <= differ.len() as u64, "{what}");
+        }
+        assert!(
+            (a.score - b.score).abs() <= 1e-6 * a.score.abs().max(1e-6),
+            "{what}: score {} vs {}",
+            a.score,
+            b.score
+        );
+    }
+}
+
+/// More selected queries than one instance launch holds (`MAX_QUERIES`): the masks come from
+/// two launches and still match the host's, in order.
+#[test]
+fn instance_on_device_splits_its_launches_past_max_queries() {
+    let q = crate::ops::mask_argmax::MAX_QUERIES + 44;
+    for rt in [cpu_policy_runtime(), gpu_policy_runtime()] {
+        let seed = seed();
+        let mut g = rng(seed);
+        // One class: every query is one (query, class) pair, all of them kept.
+        let (class, masks) = random_outputs(&mut g, q, 1, q);
+        let raw = raw(&class, &masks, q, 2);
+        let logits = on(rt, &masks, q);
+        let dev = DeviceOutputs {
+            class_logits: &class,
+            num_classes_with_void: 2,
+            mask_logits: &logits,
+            sizes: SIZES,
+        };
+        let cfg = PostprocessConfig {
+            top_k: q,
+            ..Default::default()
+        };
+        let host = instance(&raw, &cfg, None);
+        assert_eq!(host.instances.len(), q, "every query kept");
+        assert!(
+            crate::ops::mask_argmax::queries_per_launch(rt, SIZES.output).unwrap() < q,
+            "more queries than one launch holds"
+        );
+        let got = pollster::block_on(instance_on_device(rt, dev, &cfg, None)).unwrap();
+        let case = format!("{:?}, {q} queries (seed {seed})", rt.kernel_policy());
+        assert_same_instances(&case, &raw, &host, &got);
     }
 }
