@@ -1,5 +1,6 @@
 use super::*;
 use crate::ops::elementwise::testutil::{check_fd, poisoned, run, to32, to64};
+use crate::runtime::DType;
 use crate::testing::{rng, runtime, seed, uniform};
 
 /// Copies are exact: compare bit for bit.

@@ -2,7 +2,7 @@
 //! the permutes between channel-first and channel-last layouts. Where a copy qualifies
 //! ([`plan`]), [`super::strided_copy_into`] runs it instead of the general kernel.
 
-use super::{Collapsed, StridedCopy};
+use super::strided::{Collapsed, StridedCopy};
 use crate::error::Result;
 use crate::ops::common::layout::u;
 use crate::runtime::{Dispatch, Runtime, Tensor};
