@@ -282,9 +282,28 @@ fn launch(
 
 const PX: usize = 4;
 
-/// The texel forms of `conv2d_im2col.wgsl` (x4, dcol4 read from a texel view), made on first use.
-static IM2COL_TEXEL: OnceLock<String> = OnceLock::new();
-static COL2IM_TEXEL: OnceLock<String> = OnceLock::new();
+/// A texel form of `conv2d_im2col.wgsl`: its module name, the buffer it reads from a texel
+/// view (binding 1), the entry, and its source, made on first use.
+struct ColForm {
+    name: &'static str,
+    view: &'static str,
+    entry: &'static str,
+    source: OnceLock<String>,
+}
+
+static IM2COL_T4: ColForm = ColForm {
+    name: "conv2d_im2col+texel_x",
+    view: "x4",
+    entry: "im2col_t4",
+    source: OnceLock::new(),
+};
+
+static COL2IM_T4: ColForm = ColForm {
+    name: "conv2d_im2col+texel_dcol",
+    view: "dcol4",
+    entry: "col2im_t4",
+    source: OnceLock::new(),
+};
 
 /// Whether `im2col` and `col2im` run their texel forms: texel views preferred, rows of x and of
 /// the output whole texels, unit column stride and dilation.
@@ -293,14 +312,11 @@ fn texel_rows(rt: &Runtime, d: &ConvDims, o: &Conv2dOptions) -> bool {
     rows && o.stride[1] == 1 && o.dilation[1] == 1 && texel::preferred(rt)
 }
 
-/// `entry` of the texel form in `cell` reading `src` as the texel view `name` (binding 1) and
-/// writing `dst` (binding 2); `None` where the view cannot be made.
-#[allow(clippy::too_many_arguments)]
+/// `form` reading `src` through a texel view and writing `dst` (binding 2); `None` where the
+/// view cannot be made.
 fn texel_launch(
     rt: &Runtime,
-    cell: &'static OnceLock<String>,
-    name: &'static str,
-    entry: &str,
+    form: &'static ColForm,
     p: &Params,
     src: &Tensor,
     dst: &Tensor,
@@ -309,12 +325,9 @@ fn texel_launch(
     let Ok(view) = rt.texel_view(TexelSlot::A, src.binding()) else {
         return Ok(None);
     };
-    let form = match name {
-        "x4" => "conv2d_im2col+texel_x",
-        _ => "conv2d_im2col+texel_dcol",
-    };
-    let shader = texel::shader(cell, form, crate::shader!("conv2d_im2col"), &[name]);
-    let k = rt.kernel(&shader, entry, &[])?;
+    let base = crate::shader!("conv2d_im2col");
+    let shader = texel::shader(&form.source, form.name, base, &[form.view]);
+    let k = rt.kernel(&shader, form.entry, &[])?;
     Ok(Some(rt.dispatch_texels(
         &k,
         p,
@@ -336,7 +349,7 @@ fn im2col(
     let p = params(d, o, c, false, cm);
     let threads = c.nb * taps(d) * (c.rows * d.wo).div_ceil(PX);
     if texel_rows(rt, d, o) {
-        if let Some(t) = texel_launch(rt, &IM2COL_TEXEL, "x4", "im2col_t4", &p, x, col, threads)? {
+        if let Some(t) = texel_launch(rt, &IM2COL_T4, &p, x, col, threads)? {
             return Ok(t);
         }
     }
@@ -536,16 +549,7 @@ pub(super) fn backward(
             let p = params(d, o, c, false, true);
             let threads = c.nb * d.cin * (c.iy1 - c.iy0) * d.w.div_ceil(PX);
             let t4 = match threads > 0 && texel_rows(rt, d, o) {
-                true => texel_launch(
-                    rt,
-                    &COL2IM_TEXEL,
-                    "dcol4",
-                    "col2im_t4",
-                    &p,
-                    &col,
-                    dx,
-                    threads,
-                )?,
+                true => texel_launch(rt, &COL2IM_T4, &p, &col, dx, threads)?,
                 false => None,
             };
             if let Some(t) = t4 {
