@@ -369,6 +369,18 @@ pub fn plan(
 }
 
 /// The binding of a tensor's window.
+/// How a launch binds a chunk's window of a tensor ([`bind`], [`bind_vec4`]).
+pub type Binder = for<'t> fn(&'t Tensor, Window) -> Binding<'t>;
+
+/// Whether every chunk starts and ends on a whole texel (4 elements) and so do its windows: what
+/// kernels taking 4 elements a thread through vec4 bindings need.
+pub fn texel_aligned(chunks: &[Chunk]) -> bool {
+    let four = |v: usize| v.is_multiple_of(4);
+    chunks
+        .iter()
+        .all(|c| four(c.start) && four(c.n) && c.windows.iter().all(|w| four(w.offset)))
+}
+
 pub fn bind(t: &Tensor, w: Window) -> Binding<'_> {
     t.binding_range(w.offset as u64 * 4, w.len as u64 * 4)
 }

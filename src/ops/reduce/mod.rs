@@ -176,11 +176,8 @@ pub fn reduce_into(
     };
     let (mut entry, mut per_wg) = variant.entry(rt, row_iterations(1, dims));
     // Strided rows of whole vec4s: 4 adjacent outputs a thread.
-    let four = |v: usize| v.is_multiple_of(4);
-    let aligned = chunks
-        .iter()
-        .all(|c| four(c.start) && four(c.n) && c.windows.iter().all(|w| four(w.offset)));
-    if entry == "rows" && dims.2 > 1 && four(dims.2) && aligned {
+    let strided4 = dims.2 > 1 && dims.2.is_multiple_of(4);
+    if entry == "rows" && strided4 && layout::texel_aligned(&chunks) {
         (entry, per_wg) = ("rows_cols4", 4 * layout::WG);
     }
     let k = rt.kernel(&crate::shader!("reduce"), entry, &[("OP", code as f64)])?;

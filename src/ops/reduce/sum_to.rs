@@ -28,9 +28,6 @@ struct SumParams {
     rd: [u32; 8],
 }
 
-/// How a launch binds a chunk's window of a tensor.
-type Binder = for<'t> fn(&'t Tensor, layout::Window) -> crate::runtime::Binding<'t>;
-
 /// dy's index spaces for a sum to `target`: the kept dims (one thread each, with dy's strides
 /// and the output's contiguous strides) and the reduced dims (with dy's strides), collapsed.
 struct SumSpaces {
@@ -114,12 +111,14 @@ pub fn sum_to_shape_into(rt: &Runtime, dy: &Tensor, out: &Tensor) -> Result<Vec<
         && sp.kshape.last().is_some_and(four)
         && sp.kdy.iter().rev().skip(1).all(four)
         && sp.rdy.iter().all(four)
-        && chunks
-            .iter()
-            .all(|c| four(&c.start) && four(&c.n) && c.windows.iter().all(|w| four(&w.offset)));
+        && layout::texel_aligned(&chunks);
     let (entry, per_wg, bind) = match v4 {
-        true => ("main_v4", 4 * layout::WG, layout::bind_vec4 as Binder),
-        false => ("main", layout::WG, layout::bind as Binder),
+        true => (
+            "main_v4",
+            4 * layout::WG,
+            layout::bind_vec4 as layout::Binder,
+        ),
+        false => ("main", layout::WG, layout::bind as layout::Binder),
     };
     let k = rt.kernel(&crate::shader!("sum_to_shape"), entry, &[])?;
     let p = SumParams {
